@@ -1,0 +1,28 @@
+//! llmforge runtime: everything that runs a model.
+//!
+//! `spec` (the normalised model) ← `config` (HF `config.json`) and `manifest` (`models.toml`);
+//! `weights` (safetensors, GGUF, synthetic) → `engine` (build, save/load via `engine_file`) over a
+//! `backend` (CPU reference, CUDA) → `generate` (static-cache generation loop, `sample`), with `tokenize`
+//! and `chat` at the text edge. Generated per-model crates reach all of this through `codegen` only.
+
+pub mod backend;
+pub mod cache;
+pub mod chat;
+pub mod codegen;
+pub mod config;
+pub mod engine;
+pub mod engine_file;
+pub mod error;
+pub mod generate;
+pub mod manifest;
+pub mod model;
+pub mod precision;
+pub mod progress;
+pub mod sample;
+pub mod spec;
+pub mod tokenize;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use precision::Precision;
+pub use spec::ModelSpec;

@@ -1,0 +1,153 @@
+//! The normalised description of a decoder-only model: everything the runtime and the generator need to
+//! know about an architecture, resolved once from a Hugging Face `config.json` (see `config`).
+//!
+//! Nothing here depends on which layout (transformers 4 or 5) the config came in.
+
+use serde::{Deserialize, Serialize};
+
+/// Architecture family. One file per family lives under `runtime/src/model/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Gpt2,
+    Llama,
+    Qwen2,
+}
+
+impl Arch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Gpt2 => "gpt2",
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormKind {
+    /// `x / sqrt(mean(x^2) + eps) * weight` (Llama, Qwen2).
+    RmsNorm,
+    /// `(x - mean) / sqrt(var + eps) * weight + bias` (GPT-2).
+    LayerNorm,
+}
+
+/// Feed-forward shape and activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mlp {
+    /// `down(silu(gate(x)) * up(x))` (Llama, Qwen2).
+    SwiGlu,
+    /// `proj(gelu_new(fc(x)))` with biases (GPT-2), gelu_new being the tanh approximation.
+    GeluNew,
+}
+
+/// Llama 3 frequency-dependent RoPE scaling (`rope_type: "llama3"`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Llama3Scaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Positions {
+    /// Rotary embeddings, HF "rotate_half" convention (non-interleaved), applied to the full head dim.
+    Rope {
+        theta: f64,
+        llama3: Option<Llama3Scaling>,
+    },
+    /// Learned absolute position embeddings (GPT-2's `wpe`).
+    Learned,
+}
+
+/// The normalised model. Per-layer geometry is uniform for every family we support today; the KV geometry
+/// is still exposed per layer through [`ModelSpec::kv_shape`] so that sliding-window or mixed layers can
+/// be added without changing callers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// The `models.toml` name (or the directory/file name for ad-hoc models).
+    pub name: String,
+    pub arch: Arch,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub norm: NormKind,
+    pub norm_eps: f64,
+    pub mlp: Mlp,
+    pub positions: Positions,
+    /// Bias on the q, k and v projections (Qwen2, GPT-2).
+    pub qkv_bias: bool,
+    /// Bias on the attention output projection (GPT-2).
+    pub o_bias: bool,
+    /// Biases on the MLP projections (GPT-2).
+    pub mlp_bias: bool,
+    /// `lm_head.weight` is the token embedding.
+    pub tie_word_embeddings: bool,
+    pub bos_token_id: Option<u32>,
+    /// Every token id that ends generation (config's `eos_token_id`, scalar or list).
+    pub eos_token_ids: Vec<u32>,
+    pub pad_token_id: Option<u32>,
+    /// The checkpoint's own dtype (`torch_dtype` / `dtype`), e.g. "bfloat16".
+    pub source_dtype: Option<String>,
+    /// Hex SHA-256 of the `config.json` bytes this spec was parsed from.
+    pub config_hash: String,
+}
+
+impl ModelSpec {
+    /// Width of the query projection output (`num_heads * head_dim`).
+    pub fn q_dim(&self) -> usize {
+        self.num_heads * self.head_dim
+    }
+
+    /// Width of each of the key and value projection outputs (`num_kv_heads * head_dim`).
+    pub fn kv_dim(&self) -> usize {
+        self.num_kv_heads * self.head_dim
+    }
+
+    /// Shape of one layer's key (or value) cache: `[batch, num_kv_heads, max_seq_len, head_dim]`.
+    pub fn kv_shape(&self, _layer: usize, batch: usize, max_seq_len: usize) -> [usize; 4] {
+        [batch, self.num_kv_heads, max_seq_len, self.head_dim]
+    }
+
+    /// Number of parameters (including the untied lm_head once, tied embeddings once).
+    pub fn num_parameters(&self) -> usize {
+        let h = self.hidden_size;
+        let i = self.intermediate_size;
+        let mut layer = h * self.q_dim() + 2 * h * self.kv_dim() + self.q_dim() * h;
+        layer += match self.mlp {
+            Mlp::SwiGlu => 3 * h * i,
+            Mlp::GeluNew => 2 * h * i,
+        };
+        if self.qkv_bias {
+            layer += self.q_dim() + 2 * self.kv_dim();
+        }
+        if self.o_bias {
+            layer += h;
+        }
+        if self.mlp_bias {
+            layer += i + h;
+        }
+        let norm_params = match self.norm {
+            NormKind::RmsNorm => h,
+            NormKind::LayerNorm => 2 * h,
+        };
+        layer += 2 * norm_params;
+        let mut total = self.num_layers * layer + norm_params + self.vocab_size * h;
+        if !self.tie_word_embeddings {
+            total += self.vocab_size * h;
+        }
+        if self.positions == Positions::Learned {
+            total += self.max_position_embeddings * h;
+        }
+        total
+    }
+}
