@@ -1,8 +1,253 @@
 //! The engine file: header (magic, format version, model, config hash, precision, max sequence length,
 //! batch, backend, target SM, GEMM choices) followed by the backend's payload.
+//!
+//! Layout: `b"LLMFORGE"`, `u32` format version (little endian), `u32` header length, the header as
+//! JSON, then the payload. The version comes before the JSON so that a file of another version is
+//! refused by number even if its header no longer parses. Saving writes a temporary file in the
+//! destination directory and renames it into place, so a reader never sees half a file.
+
+use crate::backend::BackendKind;
+use crate::engine::BuildOptions;
+use crate::precision::Precision;
+use crate::spec::ModelSpec;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+pub const MAGIC: &[u8; 8] = b"LLMFORGE";
+pub const FORMAT_VERSION: u32 = 1;
+/// Headers are small; anything larger is corruption, not a header.
+const MAX_HEADER: u32 = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineHeader {
+    pub format_version: u32,
+    pub model: String,
+    pub config_hash: String,
+    pub precision: Precision,
+    pub max_seq_len: usize,
+    pub max_batch: usize,
+    pub backend: BackendKind,
+    /// GPU compute capability (e.g. 90 for sm_90); `None` for the CPU.
+    pub target_sm: Option<u32>,
+    /// Backend-chosen GEMM algorithms, opaque to the header (empty on the CPU).
+    pub gemm_algorithms: Vec<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineFileError {
+    #[error("{path}: not an llmforge engine file (bad magic)")]
+    BadMagic { path: PathBuf },
+    #[error("{path}: engine file format version {found}, this build reads version {expected}; rebuild the engine")]
+    Version {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("{path}: engine was built for {what} {found}, but {expected} was requested; rebuild the engine")]
+    Mismatch {
+        path: PathBuf,
+        what: &'static str,
+        found: String,
+        expected: String,
+    },
+    #[error("{path}: truncated engine file ({what})")]
+    Truncated { path: PathBuf, what: String },
+    #[error("{path}: corrupt engine file: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Other(String),
+}
+
+impl EngineHeader {
+    pub fn new(spec: &ModelSpec, options: &BuildOptions, target_sm: Option<u32>) -> Self {
+        EngineHeader {
+            format_version: FORMAT_VERSION,
+            model: spec.name.clone(),
+            config_hash: spec.config_hash.clone(),
+            precision: options.precision,
+            max_seq_len: options.max_seq_len,
+            max_batch: options.max_batch,
+            backend: options.device.backend_kind(),
+            target_sm,
+            gemm_algorithms: Vec::new(),
+        }
+    }
+
+    /// Refuse a header that does not match what the caller expects, naming both values.
+    pub fn check(
+        &self,
+        path: &Path,
+        spec: &ModelSpec,
+        expect: &BuildOptions,
+    ) -> Result<(), EngineFileError> {
+        let mismatch = |what: &'static str, found: String, expected: String| {
+            Err(EngineFileError::Mismatch {
+                path: path.to_path_buf(),
+                what,
+                found,
+                expected,
+            })
+        };
+        if self.model != spec.name {
+            return mismatch("model", self.model.clone(), spec.name.clone());
+        }
+        if self.config_hash != spec.config_hash {
+            return mismatch("config hash", self.config_hash.clone(), spec.config_hash.clone());
+        }
+        if self.precision != expect.precision {
+            return mismatch("precision", self.precision.to_string(), expect.precision.to_string());
+        }
+        let want_backend = expect.device.backend_kind();
+        if self.backend != want_backend {
+            return mismatch("backend", self.backend.as_str().into(), want_backend.as_str().into());
+        }
+        if self.max_seq_len != expect.max_seq_len {
+            return mismatch(
+                "max sequence length",
+                self.max_seq_len.to_string(),
+                expect.max_seq_len.to_string(),
+            );
+        }
+        if self.max_batch != expect.max_batch {
+            return mismatch("max batch", self.max_batch.to_string(), expect.max_batch.to_string());
+        }
+        Ok(())
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> EngineFileError + '_ {
+    move |source| EngineFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Write `header` and the payload produced by `payload` to `path` atomically.
+pub fn save(
+    path: &Path,
+    header: &EngineHeader,
+    payload: &dyn Fn(&mut dyn Write) -> crate::Result<()>,
+) -> crate::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| crate::Error::invalid(format!("{}: not a file path", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> crate::Result<()> {
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut w = BufWriter::new(file);
+        let json = serde_json::to_vec(header)
+            .map_err(|e| EngineFileError::Other(format!("serialising header: {e}")))?;
+        w.write_all(MAGIC).map_err(io_err(&tmp))?;
+        w.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(io_err(&tmp))?;
+        w.write_all(&(json.len() as u32).to_le_bytes()).map_err(io_err(&tmp))?;
+        w.write_all(&json).map_err(io_err(&tmp))?;
+        payload(&mut w)?;
+        let file = w
+            .into_inner()
+            .map_err(|e| EngineFileError::Io {
+                path: tmp.clone(),
+                source: e.into_error(),
+            })?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        // Best effort: the temporary file is ours and useless after a failure.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// An opened engine file, positioned at the start of the payload.
+pub struct OpenedEngine {
+    pub header: EngineHeader,
+    pub reader: BufReader<File>,
+    /// Bytes of payload that follow the header.
+    pub payload_len: u64,
+}
+
+/// Open `path` and read its header (magic and version checked).
+pub fn open(path: &Path) -> Result<OpenedEngine, EngineFileError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let total = file.metadata().map_err(io_err(path))?.len();
+    let mut r = BufReader::new(file);
+    let truncated = |what: &str| EngineFileError::Truncated {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    };
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic).map_err(|_| {
+        if total < 8 {
+            truncated("magic")
+        } else {
+            EngineFileError::BadMagic {
+                path: path.to_path_buf(),
+            }
+        }
+    })?;
+    if &magic != MAGIC {
+        return Err(EngineFileError::BadMagic {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut word = [0u8; 4];
+    r.read_exact(&mut word).map_err(|_| truncated("format version"))?;
+    let version = u32::from_le_bytes(word);
+    if version != FORMAT_VERSION {
+        return Err(EngineFileError::Version {
+            path: path.to_path_buf(),
+            found: version,
+            expected: FORMAT_VERSION,
+        });
+    }
+    r.read_exact(&mut word).map_err(|_| truncated("header length"))?;
+    let len = u32::from_le_bytes(word);
+    if len > MAX_HEADER || 16 + len as u64 > total {
+        return Err(if 16 + len as u64 > total && len <= MAX_HEADER {
+            truncated("header")
+        } else {
+            EngineFileError::Corrupt {
+                path: path.to_path_buf(),
+                message: format!("header length {len}"),
+            }
+        });
+    }
+    let mut json = vec![0u8; len as usize];
+    r.read_exact(&mut json).map_err(|_| truncated("header"))?;
+    let header: EngineHeader =
+        serde_json::from_slice(&json).map_err(|e| EngineFileError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!("header: {e}"),
+        })?;
+    if header.format_version != version {
+        return Err(EngineFileError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!(
+                "header says version {} after a version {version} prefix",
+                header.format_version
+            ),
+        });
+    }
+    Ok(OpenedEngine {
+        header,
+        reader: r,
+        payload_len: total - 16 - len as u64,
+    })
 }

@@ -6,6 +6,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod ops;
 
 use crate::cache::{KvTensor, LayerKvMut};
 use crate::sample::Sampler;

@@ -1,1 +1,239 @@
-//! One file per architecture family: how a family's layers are composed from backend ops.
+//! One file per architecture family: how a family's layers are composed from backend ops
+//! (`crate::backend::ops::Ops`). This module holds what the families share: the weight structure, the
+//! scratch activations and the top-level forward (embed → blocks → final norm → lm_head).
+
+pub mod gpt2;
+pub mod llama;
+pub mod qwen2;
+pub mod rope;
+
+use crate::Result;
+use crate::backend::ops::{AttnGeometry, Linear, Norm, Ops, Part};
+use crate::backend::{CacheMode, LogitRows, Logits, StepInputs};
+use crate::cache::LayerKvMut;
+use crate::spec::{Arch, Mlp, ModelSpec, NormKind};
+use crate::weights::{HostTensor, WeightMap};
+
+/// The feed-forward weights of one layer.
+pub enum MlpWeights<O: Ops> {
+    /// `down(silu(gate) * up)`, gate and up fused as `[gate | up]`.
+    SwiGlu {
+        gate_up: Linear<O::Weight, O::Vector>,
+        down: Linear<O::Weight, O::Vector>,
+    },
+    /// `proj(gelu_new(fc))`.
+    Gelu {
+        fc: Linear<O::Weight, O::Vector>,
+        proj: Linear<O::Weight, O::Vector>,
+    },
+}
+
+pub struct LayerWeights<O: Ops> {
+    pub attn_norm: Norm<O::Vector>,
+    /// q, k and v fused as `[q | k | v]`.
+    pub qkv: Linear<O::Weight, O::Vector>,
+    pub o: Linear<O::Weight, O::Vector>,
+    pub mlp_norm: Norm<O::Vector>,
+    pub mlp: MlpWeights<O>,
+}
+
+pub struct ModelWeights<O: Ops> {
+    /// The token embedding; `None` when tied, in which case `lm_head` doubles as the table.
+    pub embed: Option<O::Weight>,
+    pub pos_embed: Option<O::Weight>,
+    pub layers: Vec<LayerWeights<O>>,
+    pub final_norm: Norm<O::Vector>,
+    pub lm_head: Linear<O::Weight, O::Vector>,
+}
+
+impl<O: Ops> ModelWeights<O> {
+    pub fn embed_table(&self) -> &O::Weight {
+        self.embed.as_ref().unwrap_or(&self.lm_head.weight)
+    }
+}
+
+/// Upload canonical tensors into a backend's storage (the engine-build step for any backend).
+pub fn load<O: Ops>(spec: &ModelSpec, w: &WeightMap, ops: &mut O) -> Result<ModelWeights<O>> {
+    let h = spec.hidden_size;
+    let mut layers = Vec::with_capacity(spec.num_layers);
+    for i in 0..spec.num_layers {
+        layers.push(match spec.arch {
+            Arch::Llama => llama::load_layer(spec, w, ops, i)?,
+            Arch::Qwen2 => qwen2::load_layer(spec, w, ops, i)?,
+            Arch::Gpt2 => gpt2::load_layer(spec, w, ops, i)?,
+        });
+    }
+    let lm_head = if spec.tie_word_embeddings {
+        // A tied model's lm_head *is* the embedding: pack it once and use it for both.
+        linear(ops, w, &[("embed", spec.vocab_size)], h, false)?
+    } else {
+        linear(ops, w, &[("lm_head", spec.vocab_size)], h, false)?
+    };
+    let embed = if spec.tie_word_embeddings {
+        None
+    } else {
+        Some(ops.weight(&[w.get("embed.weight", &[spec.vocab_size, h])?], h)?)
+    };
+    let pos_embed = match spec.positions {
+        crate::spec::Positions::Learned => Some(ops.weight(
+            &[w.get("pos_embed.weight", &[spec.max_position_embeddings, h])?],
+            h,
+        )?),
+        crate::spec::Positions::Rope { .. } => None,
+    };
+    Ok(ModelWeights {
+        embed,
+        pos_embed,
+        layers,
+        final_norm: norm(ops, w, "final_norm", spec.norm, h)?,
+        lm_head,
+    })
+}
+
+/// Pack the canonical linear(s) `{prefix}.weight` (and `.bias` when `bias`) fused along rows.
+pub fn linear<O: Ops>(
+    ops: &mut O,
+    w: &WeightMap,
+    parts: &[(&str, usize)],
+    cols: usize,
+    bias: bool,
+) -> Result<Linear<O::Weight, O::Vector>> {
+    let mut weights: Vec<&HostTensor> = Vec::with_capacity(parts.len());
+    let mut biases: Vec<&HostTensor> = Vec::with_capacity(parts.len());
+    for &(name, rows) in parts {
+        weights.push(w.get(&format!("{name}.weight"), &[rows, cols])?);
+        if bias {
+            biases.push(w.get(&format!("{name}.bias"), &[rows])?);
+        }
+    }
+    Ok(Linear {
+        weight: ops.weight(&weights, cols)?,
+        bias: if bias {
+            Some(ops.vector(&biases)?)
+        } else {
+            None
+        },
+        parts: parts
+            .iter()
+            .map(|&(name, rows)| Part {
+                name: name.to_string(),
+                rows,
+            })
+            .collect(),
+        in_features: cols,
+    })
+}
+
+/// The canonical norm `{prefix}.weight` (and `.bias` for LayerNorm).
+pub fn norm<O: Ops>(
+    ops: &mut O,
+    w: &WeightMap,
+    prefix: &str,
+    kind: NormKind,
+    hidden: usize,
+) -> Result<Norm<O::Vector>> {
+    let weight = ops.vector(&[w.get(&format!("{prefix}.weight"), &[hidden])?])?;
+    let bias = match kind {
+        NormKind::LayerNorm => Some(ops.vector(&[w.get(&format!("{prefix}.bias"), &[hidden])?])?),
+        NormKind::RmsNorm => None,
+    };
+    Ok(Norm { weight, bias })
+}
+
+/// The MLP width of the fused first projection and of the activation output.
+fn mlp_widths(spec: &ModelSpec) -> (usize, usize) {
+    match spec.mlp {
+        Mlp::SwiGlu => (2 * spec.intermediate_size, spec.intermediate_size),
+        Mlp::GeluNew => (spec.intermediate_size, spec.intermediate_size),
+    }
+}
+
+/// Activation buffers for one forward of `rows` token rows, reused across calls of the same shape.
+pub struct Scratch<O: Ops> {
+    pub rows: usize,
+    pub logit_rows: usize,
+    pub x: O::Act,
+    pub normed: O::Act,
+    pub qkv: O::Act,
+    pub attn: O::Act,
+    pub proj: O::Act,
+    pub mlp_in: O::Act,
+    pub mlp_mid: O::Act,
+    pub last: O::Act,
+    pub logits: O::Act,
+}
+
+impl<O: Ops> Scratch<O> {
+    pub fn new(ops: &mut O, spec: &ModelSpec, rows: usize, logit_rows: usize) -> Result<Self> {
+        let h = spec.hidden_size;
+        let (mlp_in, mlp_mid) = mlp_widths(spec);
+        Ok(Scratch {
+            rows,
+            logit_rows,
+            x: ops.act(rows, h)?,
+            normed: ops.act(rows, h)?,
+            qkv: ops.act(rows, spec.q_dim() + 2 * spec.kv_dim())?,
+            attn: ops.act(rows, spec.q_dim())?,
+            proj: ops.act(rows, h)?,
+            mlp_in: ops.act(rows, mlp_in)?,
+            mlp_mid: ops.act(rows, mlp_mid)?,
+            last: ops.act(logit_rows, h)?,
+            logits: ops.act(logit_rows, spec.vocab_size)?,
+        })
+    }
+}
+
+pub fn geometry(spec: &ModelSpec) -> AttnGeometry {
+    AttnGeometry {
+        num_heads: spec.num_heads,
+        num_kv_heads: spec.num_kv_heads,
+        head_dim: spec.head_dim,
+    }
+}
+
+/// The whole forward pass. `scratch` must have been made for `step.batch * step.seq_len` rows and the
+/// number of logit rows `rows` asks for. Bounds were checked by `Engine::forward`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward<O: Ops>(
+    ops: &mut O,
+    spec: &ModelSpec,
+    w: &ModelWeights<O>,
+    s: &mut Scratch<O>,
+    step: &StepInputs<'_>,
+    cache: &mut [LayerKvMut<'_>],
+    mode: CacheMode,
+    rows: LogitRows,
+) -> Result<Logits> {
+    ops.embed(w.embed_table(), step.input_ids, &mut s.x)?;
+    if let Some(pos) = &w.pos_embed {
+        ops.add_embed(pos, step.position_ids, &mut s.x)?;
+    }
+    for (i, layer) in w.layers.iter().enumerate() {
+        let kv = match mode {
+            CacheMode::None => None,
+            _ => cache.get_mut(i),
+        };
+        match spec.arch {
+            Arch::Llama => llama::block(ops, spec, layer, s, step, kv, mode)?,
+            Arch::Qwen2 => qwen2::block(ops, spec, layer, s, step, kv, mode)?,
+            Arch::Gpt2 => gpt2::block(ops, spec, layer, s, step, kv, mode)?,
+        }
+    }
+    let eps = spec.norm_eps as f32;
+    let picked: Vec<usize> = match rows {
+        LogitRows::All => (0..step.batch * step.seq_len).collect(),
+        LogitRows::Last => (0..step.batch)
+            .map(|b| b * step.seq_len + step.seq_len - 1)
+            .collect(),
+    };
+    ops.norm(spec.norm, eps, &s.x, &w.final_norm, &mut s.normed)?;
+    ops.gather_rows(&s.normed, &picked, &mut s.last)?;
+    ops.linear(&s.last, &w.lm_head.weight, None, &mut s.logits)?;
+    let data = ops.to_host(&s.logits)?;
+    Ok(Logits {
+        batch: step.batch,
+        rows: picked.len() / step.batch.max(1),
+        vocab: spec.vocab_size,
+        data,
+    })
+}

@@ -1,1 +1,139 @@
 //! The CPU backend: f32 compute, f32/f16/bf16 weight storage, multithreaded; the numerical reference.
+//!
+//! The forward pass itself is `crate::model::forward` over [`CpuOps`]; this module owns the thread
+//! pool, the packed weights and the reused scratch activations.
+
+pub mod attention;
+pub mod kernels;
+pub mod matrix;
+pub mod ops;
+pub mod payload;
+
+use crate::backend::{Backend, BackendError, BackendKind, CacheMode, LogitRows, Logits, StepInputs};
+use crate::cache::{KvStorage, KvTensor, LayerKvMut};
+use crate::engine::BuildOptions;
+use crate::model::{self, ModelWeights, Scratch};
+use crate::progress::Progress;
+use crate::spec::ModelSpec;
+use crate::weights::WeightMap;
+use crate::{Error, Result};
+pub use ops::{CpuAct, CpuOps};
+
+pub struct CpuBackend {
+    spec: ModelSpec,
+    ops: CpuOps,
+    weights: ModelWeights<CpuOps>,
+    scratch: Option<Scratch<CpuOps>>,
+    pool: rayon::ThreadPool,
+}
+
+/// The engine-build step on the CPU: convert to the storage precision and pack (QKV and gate/up fused).
+pub fn build(
+    spec: &ModelSpec,
+    weights: &WeightMap,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<CpuBackend> {
+    let threads = match options.device {
+        crate::engine::DeviceChoice::Cpu { threads } => threads,
+        crate::engine::DeviceChoice::Cuda { .. } => {
+            return Err(Error::invalid("cpu::build called for a CUDA device choice"));
+        }
+    };
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err(Error::invalid("CPU thread count must be at least 1"));
+        }
+        pool = pool.num_threads(n);
+    }
+    let pool = pool
+        .build()
+        .map_err(|e| Error::Backend(BackendError::Other(format!("thread pool: {e}"))))?;
+    let inv_freq = model::rope::inv_freq(&spec.positions, spec.head_dim);
+    let mut ops = CpuOps::new(options.precision, inv_freq.as_deref(), options.max_seq_len);
+    progress.stage("pack weights", spec.num_layers as u64);
+    let packed = pool.install(|| model::load(spec, weights, &mut ops))?;
+    progress.advance(spec.num_layers as u64);
+    progress.finish();
+    Ok(CpuBackend {
+        spec: spec.clone(),
+        ops,
+        weights: packed,
+        scratch: None,
+        pool,
+    })
+}
+
+impl CpuBackend {
+    /// Number of threads in this engine's pool.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+}
+
+impl Backend for CpuBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cpu
+    }
+
+    fn new_cache_tensor(&self, shape: [usize; 4]) -> Result<KvTensor> {
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| Error::invalid(format!("cache shape {shape:?} overflows")))?;
+        Ok(KvTensor {
+            shape,
+            storage: KvStorage::Host(vec![0.0; n]),
+        })
+    }
+
+    fn forward(
+        &mut self,
+        step: &StepInputs<'_>,
+        cache: &mut [LayerKvMut<'_>],
+        mode: CacheMode,
+        rows: LogitRows,
+    ) -> Result<Logits> {
+        let token_rows = step.batch * step.seq_len;
+        let logit_rows = match rows {
+            LogitRows::All => token_rows,
+            LogitRows::Last => step.batch,
+        };
+        let CpuBackend {
+            spec,
+            ops,
+            weights,
+            scratch,
+            pool,
+        } = self;
+        let reuse = matches!(scratch, Some(s) if s.rows == token_rows && s.logit_rows == logit_rows);
+        if !reuse {
+            *scratch = Some(Scratch::new(ops, spec, token_rows, logit_rows)?);
+        }
+        let Some(s) = scratch.as_mut() else {
+            return Err(Error::Backend(BackendError::Other("scratch missing".into())));
+        };
+        pool.install(|| model::forward(ops, spec, weights, s, step, cache, mode, rows))
+    }
+
+    fn weight_bytes(&self) -> usize {
+        let w = &self.weights;
+        let lin = |l: &crate::backend::ops::Linear<matrix::Matrix, Vec<f32>>| {
+            l.weight.bytes() + 4 * l.bias.as_ref().map_or(0, |b| b.len())
+        };
+        let mut total = lin(&w.lm_head);
+        for l in &w.layers {
+            total += lin(&l.qkv) + lin(&l.o);
+            total += match &l.mlp {
+                model::MlpWeights::SwiGlu { gate_up, down } => lin(gate_up) + lin(down),
+                model::MlpWeights::Gelu { fc, proj } => lin(fc) + lin(proj),
+            };
+        }
+        total
+    }
+
+    fn write_payload(&self, out: &mut dyn std::io::Write) -> Result<()> {
+        payload::write(&self.spec, &self.ops, &self.weights, out)
+    }
+}

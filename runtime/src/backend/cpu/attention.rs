@@ -1,0 +1,274 @@
+//! Causal GQA attention over the static cache, in the three cache modes of the seed
+//! (ARCHITECTURE.md "Static cache semantics"):
+//! - `static_v1`: write the new K/V at `[start, end)`, then attend over `cache[:end]`;
+//! - `static_v2`: attend over `concat(cache[:start], new)`, then write the new K/V;
+//! - `none`: attend over the new K/V only (`start == 0`), cache untouched.
+//!
+//! Query `s` of a step sits at absolute position `start + s` and sees keys `0..=start + s`.
+//! The cache tensors are `[cache_batch, num_kv_heads, max_seq, head_dim]`, f32.
+
+use super::matrix::dot;
+use crate::backend::CacheMode;
+use crate::backend::ops::AttnGeometry;
+use rayon::prelude::*;
+
+/// One layer's cache tensors as flat host slices.
+pub struct KvView<'a> {
+    pub key: &'a mut [f32],
+    pub value: &'a mut [f32],
+    pub max_seq: usize,
+}
+
+/// Shape of one call: `batch` sequences of `seq_len` new rows starting at absolute position `start`.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub start: usize,
+}
+
+fn cache_offset(g: &AttnGeometry, max_seq: usize, b: usize, h: usize, t: usize) -> usize {
+    ((b * g.num_kv_heads + h) * max_seq + t) * g.head_dim
+}
+
+/// Copy the new keys/values of `qkv` into the cache at `[start, start + seq_len)`.
+fn write_cache(qkv: &[f32], g: &AttnGeometry, st: Step, kv: &mut KvView<'_>) {
+    let cols = g.q_dim() + 2 * g.kv_dim();
+    let d = g.head_dim;
+    for b in 0..st.batch {
+        for s in 0..st.seq_len {
+            let row = &qkv[(b * st.seq_len + s) * cols..(b * st.seq_len + s + 1) * cols];
+            for h in 0..g.num_kv_heads {
+                let at = cache_offset(g, kv.max_seq, b, h, st.start + s);
+                let k0 = g.q_dim() + h * d;
+                let v0 = g.q_dim() + g.kv_dim() + h * d;
+                kv.key[at..at + d].copy_from_slice(&row[k0..k0 + d]);
+                kv.value[at..at + d].copy_from_slice(&row[v0..v0 + d]);
+            }
+        }
+    }
+}
+
+/// The fast attention: one parallel task per (row, query head), keys read from the cache below
+/// `prefix` and from the new rows above it. `out` is `[batch * seq_len, q_dim]`.
+pub fn attention(
+    qkv: &[f32],
+    g: AttnGeometry,
+    st: Step,
+    mut kv: Option<KvView<'_>>,
+    mode: CacheMode,
+    out: &mut [f32],
+) {
+    if let (CacheMode::StaticV1, Some(kv)) = (mode, kv.as_mut()) {
+        write_cache(qkv, &g, st, kv);
+    }
+    let prefix = match mode {
+        CacheMode::StaticV1 => st.start + st.seq_len,
+        CacheMode::StaticV2 => st.start,
+        CacheMode::None => 0,
+    };
+    let cols = g.q_dim() + 2 * g.kv_dim();
+    let d = g.head_dim;
+    let group = g.num_heads / g.num_kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let (ck, cv, max_seq): (&[f32], &[f32], usize) = match &kv {
+        Some(v) => (v.key, v.value, v.max_seq),
+        None => (&[], &[], 0),
+    };
+    out.par_chunks_mut(d).enumerate().for_each_init(
+        || Vec::with_capacity(st.start + st.seq_len),
+        |scores: &mut Vec<f32>, (t, o)| {
+            let (r, h) = (t / g.num_heads, t % g.num_heads);
+            let (b, s) = (r / st.seq_len, r % st.seq_len);
+            let kvh = h / group;
+            let q = &qkv[r * cols + h * d..r * cols + (h + 1) * d];
+            let key = |j: usize| -> (&[f32], &[f32]) {
+                if j < prefix {
+                    let at = cache_offset(&g, max_seq, b, kvh, j);
+                    (&ck[at..at + d], &cv[at..at + d])
+                } else {
+                    let row = (b * st.seq_len + (j - st.start)) * cols;
+                    let k0 = row + g.q_dim() + kvh * d;
+                    let v0 = row + g.q_dim() + g.kv_dim() + kvh * d;
+                    (&qkv[k0..k0 + d], &qkv[v0..v0 + d])
+                }
+            };
+            let visible = st.start + s + 1;
+            scores.clear();
+            let mut max = f32::NEG_INFINITY;
+            for j in 0..visible {
+                let sc = dot(q, key(j).0) * scale;
+                max = max.max(sc);
+                scores.push(sc);
+            }
+            let mut sum = 0.0f32;
+            for sc in scores.iter_mut() {
+                *sc = (*sc - max).exp();
+                sum += *sc;
+            }
+            o.fill(0.0);
+            for (j, p) in scores.iter().enumerate() {
+                let v = key(j).1;
+                let w = p / sum;
+                for (ov, vv) in o.iter_mut().zip(v) {
+                    *ov += w * vv;
+                }
+            }
+        },
+    );
+    if let (CacheMode::StaticV2, Some(kv)) = (mode, kv.as_mut()) {
+        write_cache(qkv, &g, st, kv);
+    }
+}
+
+/// The slow obvious reference: builds each mode's key/value sequence literally (`cache[:end]` after
+/// the write for v1, `concat(cache[:start], new)` for v2, `new` for none) and attends in f64 with an
+/// explicit causal mask. Returns the output; updates `cache` (key, value) as the mode prescribes.
+pub fn reference(
+    qkv: &[f32],
+    g: AttnGeometry,
+    st: Step,
+    cache: Option<(&mut Vec<f32>, &mut Vec<f32>, usize)>,
+    mode: CacheMode,
+) -> Vec<f32> {
+    let cols = g.q_dim() + 2 * g.kv_dim();
+    let d = g.head_dim;
+    let new_kv = |b: usize, s: usize, h: usize, value: bool| -> Vec<f32> {
+        let off = (b * st.seq_len + s) * cols + g.q_dim() + if value { g.kv_dim() } else { 0 };
+        qkv[off + h * d..off + (h + 1) * d].to_vec()
+    };
+    let mut out = vec![0.0f32; st.batch * st.seq_len * g.q_dim()];
+    let mut cache = cache;
+    let write = |cache: &mut Option<(&mut Vec<f32>, &mut Vec<f32>, usize)>| {
+        if let Some((k, v, t)) = cache.as_mut() {
+            for b in 0..st.batch {
+                for h in 0..g.num_kv_heads {
+                    for s in 0..st.seq_len {
+                        let at = ((b * g.num_kv_heads + h) * *t + st.start + s) * d;
+                        k[at..at + d].copy_from_slice(&new_kv(b, s, h, false));
+                        v[at..at + d].copy_from_slice(&new_kv(b, s, h, true));
+                    }
+                }
+            }
+        }
+    };
+    if mode == CacheMode::StaticV1 {
+        write(&mut cache);
+    }
+    for b in 0..st.batch {
+        for kvh in 0..g.num_kv_heads {
+            // The key/value sequence this mode attends over, positions 0.. in order.
+            let mut keys: Vec<Vec<f32>> = Vec::new();
+            let mut values: Vec<Vec<f32>> = Vec::new();
+            let from_cache = match mode {
+                CacheMode::StaticV1 => st.start + st.seq_len,
+                CacheMode::StaticV2 => st.start,
+                CacheMode::None => 0,
+            };
+            if let Some((k, v, t)) = cache.as_ref() {
+                for j in 0..from_cache {
+                    let at = ((b * g.num_kv_heads + kvh) * *t + j) * d;
+                    keys.push(k[at..at + d].to_vec());
+                    values.push(v[at..at + d].to_vec());
+                }
+            }
+            if mode != CacheMode::StaticV1 {
+                for s in 0..st.seq_len {
+                    keys.push(new_kv(b, s, kvh, false));
+                    values.push(new_kv(b, s, kvh, true));
+                }
+            }
+            let group = g.num_heads / g.num_kv_heads;
+            for h in kvh * group..(kvh + 1) * group {
+                for s in 0..st.seq_len {
+                    let r = b * st.seq_len + s;
+                    let q = &qkv[r * cols + h * d..r * cols + (h + 1) * d];
+                    let pos = st.start + s;
+                    let scores: Vec<f64> = keys
+                        .iter()
+                        .enumerate()
+                        .map(|(j, k)| {
+                            if j > pos {
+                                f64::NEG_INFINITY
+                            } else {
+                                q.iter().zip(k).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+                                    / (d as f64).sqrt()
+                            }
+                        })
+                        .collect();
+                    let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for i in 0..d {
+                        let acc: f64 = e.iter().zip(&values).map(|(p, v)| p * v[i] as f64).sum();
+                        out[r * g.q_dim() + h * d + i] = (acc / z) as f32;
+                    }
+                }
+            }
+        }
+    }
+    if mode == CacheMode::StaticV2 {
+        write(&mut cache);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn all_modes_match_reference() {
+        let g = AttnGeometry {
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+        };
+        let (cache_batch, max_seq) = (3, 20);
+        let cols = g.q_dim() + 2 * g.kv_dim();
+        for mode in CacheMode::ALL {
+            for (batch, seq_len, start) in [(1, 6, 0), (2, 5, 0), (2, 1, 9), (1, 3, 4), (3, 1, 19)] {
+                if mode == CacheMode::None && start != 0 {
+                    continue;
+                }
+                let qkv = data(batch * seq_len * cols, 11 + start as u64);
+                let n = cache_batch * g.num_kv_heads * max_seq * g.head_dim;
+                let (k0, v0) = (data(n, 1), data(n, 2));
+                let (mut k_ref, mut v_ref) = (k0.clone(), v0.clone());
+                let want = reference(
+                    &qkv,
+                    g,
+                    Step { batch, seq_len, start },
+                    Some((&mut k_ref, &mut v_ref, max_seq)),
+                    mode,
+                );
+                let (mut k, mut v) = (k0.clone(), v0.clone());
+                let mut got = vec![0.0; batch * seq_len * g.q_dim()];
+                let view = KvView {
+                    key: &mut k,
+                    value: &mut v,
+                    max_seq,
+                };
+                attention(&qkv, g, Step { batch, seq_len, start }, Some(view), mode, &mut got);
+                for (a, b) in got.iter().zip(&want) {
+                    assert!((a - b).abs() <= 1e-5, "{mode:?} {batch}x{seq_len}@{start}: {a} vs {b}");
+                }
+                assert_eq!(k, k_ref, "{mode:?} key cache");
+                assert_eq!(v, v_ref, "{mode:?} value cache");
+                if mode == CacheMode::None {
+                    assert_eq!(k, k0, "mode none must not touch the cache");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! `Ops` for the CPU: f32 activations in host vectors, weights packed as [`Matrix`] in the engine's
+//! storage precision, rotary tables precomputed for positions `0..max_seq_len`.
+
+use super::attention::{self, KvView, Step};
+use super::kernels;
+use super::matrix::{self, Matrix, Store};
+use crate::backend::ops::{AttnGeometry, Norm, Ops};
+use crate::backend::{BackendError, CacheMode, StepInputs};
+use crate::cache::{KvStorage, LayerKvMut};
+use crate::precision::Precision;
+use crate::spec::NormKind;
+use crate::weights::{HostTensor, TensorData};
+use crate::{Error, Result};
+use half::{bf16, f16};
+
+/// A `[rows, cols]` f32 activation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuAct {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+pub struct CpuOps {
+    pub precision: Precision,
+    /// `(cos, sin, positions)`, each table `[positions, head_dim / 2]`.
+    rope: Option<(Vec<f32>, Vec<f32>, usize)>,
+    /// Reused transposition buffer of the prefill matmul.
+    tmp: Vec<f32>,
+}
+
+fn internal(msg: String) -> Error {
+    Error::Backend(BackendError::Other(msg))
+}
+
+fn shape_check(what: &str, ok: bool, detail: impl FnOnce() -> String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(internal(format!("cpu {what}: shape mismatch ({})", detail())))
+    }
+}
+
+impl CpuOps {
+    pub fn new(precision: Precision, inv_freq: Option<&[f32]>, positions: usize) -> CpuOps {
+        let rope = inv_freq.map(|f| {
+            let (c, s) = crate::model::rope::tables(f, positions);
+            (c, s, positions)
+        });
+        CpuOps {
+            precision,
+            rope,
+            tmp: Vec::new(),
+        }
+    }
+}
+
+fn push_converted(store: &mut Store, t: &HostTensor) {
+    match (store, &t.data) {
+        (Store::F32(d), TensorData::F32(s)) => d.extend_from_slice(s),
+        (Store::F16(d), TensorData::F16(s)) => d.extend_from_slice(s),
+        (Store::Bf16(d), TensorData::BF16(s)) => d.extend_from_slice(s),
+        (Store::F32(d), _) => d.extend(t.to_f32()),
+        (Store::F16(d), _) => d.extend(t.to_f32().into_iter().map(f16::from_f32)),
+        (Store::Bf16(d), _) => d.extend(t.to_f32().into_iter().map(bf16::from_f32)),
+    }
+}
+
+fn kv_slice<'a>(t: &'a mut crate::cache::KvTensor, what: &str) -> Result<&'a mut [f32]> {
+    let n: usize = t.shape.iter().product();
+    match &mut t.storage {
+        KvStorage::Host(v) if v.len() == n => Ok(v.as_mut_slice()),
+        KvStorage::Host(v) => Err(Error::invalid(format!(
+            "{what} cache holds {} values, its shape {:?} needs {n}",
+            v.len(),
+            t.shape
+        ))),
+        KvStorage::Device(_) => Err(Error::invalid(format!(
+            "{what} cache lives on a GPU; the CPU engine needs a host cache (Engine::new_cache)"
+        ))),
+    }
+}
+
+impl Ops for CpuOps {
+    type Act = CpuAct;
+    type Weight = Matrix;
+    type Vector = Vec<f32>;
+
+    fn weight(&mut self, parts: &[&HostTensor], cols: usize) -> Result<Matrix> {
+        let rows: usize = parts.iter().map(|t| t.shape.first().copied().unwrap_or(0)).sum();
+        for t in parts {
+            shape_check("weight", t.shape.len() == 2 && t.shape[1] == cols, || {
+                format!("{:?} vs [_, {cols}]", t.shape)
+            })?;
+        }
+        let mut store = match self.precision {
+            Precision::Fp32 => Store::F32(Vec::with_capacity(rows * cols)),
+            Precision::Fp16 => Store::F16(Vec::with_capacity(rows * cols)),
+            Precision::Bf16 => Store::Bf16(Vec::with_capacity(rows * cols)),
+        };
+        for t in parts {
+            push_converted(&mut store, t);
+        }
+        Ok(Matrix { rows, cols, store })
+    }
+
+    fn vector(&mut self, parts: &[&HostTensor]) -> Result<Vec<f32>> {
+        Ok(parts.iter().flat_map(|t| t.to_f32()).collect())
+    }
+
+    fn weight_rows(&self, w: &Matrix, start: usize, rows: usize) -> Result<HostTensor> {
+        shape_check("weight_rows", start + rows <= w.rows, || format!("{start}+{rows} > {}", w.rows))?;
+        let r = start * w.cols..(start + rows) * w.cols;
+        let data = match &w.store {
+            Store::F32(v) => TensorData::F32(v[r].to_vec()),
+            Store::F16(v) => TensorData::F16(v[r].to_vec()),
+            Store::Bf16(v) => TensorData::BF16(v[r].to_vec()),
+        };
+        Ok(HostTensor {
+            shape: vec![rows, w.cols],
+            data,
+        })
+    }
+
+    fn vector_range(&self, v: &Vec<f32>, start: usize, len: usize) -> Result<HostTensor> {
+        shape_check("vector_range", start + len <= v.len(), || format!("{start}+{len}"))?;
+        Ok(HostTensor {
+            shape: vec![len],
+            data: TensorData::F32(v[start..start + len].to_vec()),
+        })
+    }
+
+    fn act(&mut self, rows: usize, cols: usize) -> Result<CpuAct> {
+        Ok(CpuAct {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        })
+    }
+
+    fn act_shape(&self, a: &CpuAct) -> (usize, usize) {
+        (a.rows, a.cols)
+    }
+
+    fn embed(&mut self, table: &Matrix, ids: &[u32], out: &mut CpuAct) -> Result<()> {
+        shape_check("embed", out.rows == ids.len() && out.cols == table.cols, || {
+            format!("{} ids into {}x{}", ids.len(), out.rows, out.cols)
+        })?;
+        for (row, &id) in out.data.chunks_mut(table.cols).zip(ids) {
+            if id as usize >= table.rows {
+                return Err(Error::invalid(format!("id {id} outside table of {} rows", table.rows)));
+            }
+            table.row_into(id as usize, row);
+        }
+        Ok(())
+    }
+
+    fn add_embed(&mut self, table: &Matrix, ids: &[u32], x: &mut CpuAct) -> Result<()> {
+        shape_check("add_embed", x.rows == ids.len() && x.cols == table.cols, || {
+            format!("{} ids into {}x{}", ids.len(), x.rows, x.cols)
+        })?;
+        let mut buf = vec![0.0f32; table.cols];
+        for (row, &id) in x.data.chunks_mut(table.cols).zip(ids) {
+            if id as usize >= table.rows {
+                return Err(Error::invalid(format!(
+                    "position {id} outside the {} learned positions",
+                    table.rows
+                )));
+            }
+            table.row_into(id as usize, &mut buf);
+            for (a, b) in row.iter_mut().zip(&buf) {
+                *a += b;
+            }
+        }
+        Ok(())
+    }
+
+    fn norm(
+        &mut self,
+        kind: NormKind,
+        eps: f32,
+        x: &CpuAct,
+        w: &Norm<Vec<f32>>,
+        out: &mut CpuAct,
+    ) -> Result<()> {
+        shape_check("norm", x.rows == out.rows && x.cols == out.cols && w.weight.len() == x.cols, || {
+            format!("{}x{} -> {}x{}", x.rows, x.cols, out.rows, out.cols)
+        })?;
+        kernels::norm(kind, eps, &x.data, x.cols, &w.weight, w.bias.as_deref(), &mut out.data);
+        Ok(())
+    }
+
+    fn linear(
+        &mut self,
+        x: &CpuAct,
+        w: &Matrix,
+        bias: Option<&Vec<f32>>,
+        out: &mut CpuAct,
+    ) -> Result<()> {
+        shape_check("linear", x.cols == w.cols && out.rows == x.rows && out.cols == w.rows, || {
+            format!("{}x{} · [{}x{}]ᵀ -> {}x{}", x.rows, x.cols, w.rows, w.cols, out.rows, out.cols)
+        })?;
+        matrix::matmul(w, &x.data, x.rows, bias.map(|b| b.as_slice()), &mut out.data, &mut self.tmp);
+        Ok(())
+    }
+
+    fn rope(
+        &mut self,
+        x: &mut CpuAct,
+        col: usize,
+        heads: usize,
+        head_dim: usize,
+        positions: &[u32],
+    ) -> Result<()> {
+        let Some((cos, sin, n)) = &self.rope else {
+            return Err(internal("rope op on a model without rotary tables".into()));
+        };
+        shape_check("rope", positions.len() == x.rows && col + heads * head_dim <= x.cols, || {
+            format!("{} positions for {} rows", positions.len(), x.rows)
+        })?;
+        if let Some(p) = positions.iter().find(|&&p| p as usize >= *n) {
+            return Err(Error::invalid(format!("position {p} beyond the rotary table of {n}")));
+        }
+        kernels::rope(&mut x.data, x.cols, col, heads, head_dim, positions, cos, sin);
+        Ok(())
+    }
+
+    fn attention(
+        &mut self,
+        qkv: &CpuAct,
+        geom: AttnGeometry,
+        step: &StepInputs<'_>,
+        cache: Option<&mut LayerKvMut<'_>>,
+        mode: CacheMode,
+        out: &mut CpuAct,
+    ) -> Result<()> {
+        shape_check(
+            "attention",
+            qkv.cols == geom.q_dim() + 2 * geom.kv_dim()
+                && qkv.rows == step.batch * step.seq_len
+                && out.rows == qkv.rows
+                && out.cols == geom.q_dim(),
+            || format!("qkv {}x{}, out {}x{}", qkv.rows, qkv.cols, out.rows, out.cols),
+        )?;
+        let st = Step {
+            batch: step.batch,
+            seq_len: step.seq_len,
+            start: step.start_idx,
+        };
+        let view = match (mode, cache) {
+            (CacheMode::None, _) => None,
+            (_, None) => return Err(Error::invalid("static cache modes need a cache")),
+            (_, Some(layer)) => {
+                let max_seq = layer.key.max_seq_len();
+                Some(KvView {
+                    key: kv_slice(layer.key, "key")?,
+                    value: kv_slice(layer.value, "value")?,
+                    max_seq,
+                })
+            }
+        };
+        attention::attention(&qkv.data, geom, st, view, mode, &mut out.data);
+        Ok(())
+    }
+
+    fn swiglu(&mut self, gate_up: &CpuAct, out: &mut CpuAct) -> Result<()> {
+        shape_check("swiglu", gate_up.rows == out.rows && gate_up.cols == 2 * out.cols, || {
+            format!("{}x{} -> {}x{}", gate_up.rows, gate_up.cols, out.rows, out.cols)
+        })?;
+        kernels::swiglu(&gate_up.data, out.cols, &mut out.data);
+        Ok(())
+    }
+
+    fn gelu_new(&mut self, x: &mut CpuAct) -> Result<()> {
+        kernels::gelu_new(&mut x.data);
+        Ok(())
+    }
+
+    fn add(&mut self, x: &mut CpuAct, y: &CpuAct) -> Result<()> {
+        shape_check("add", x.rows == y.rows && x.cols == y.cols, || {
+            format!("{}x{} + {}x{}", x.rows, x.cols, y.rows, y.cols)
+        })?;
+        for (a, b) in x.data.iter_mut().zip(&y.data) {
+            *a += b;
+        }
+        Ok(())
+    }
+
+    fn gather_rows(&mut self, x: &CpuAct, rows: &[usize], out: &mut CpuAct) -> Result<()> {
+        shape_check("gather_rows", out.rows == rows.len() && out.cols == x.cols, || {
+            format!("{} rows into {}x{}", rows.len(), out.rows, out.cols)
+        })?;
+        for (o, &r) in out.data.chunks_mut(x.cols).zip(rows) {
+            if r >= x.rows {
+                return Err(internal(format!("gather row {r} of {}", x.rows)));
+            }
+            o.copy_from_slice(&x.data[r * x.cols..(r + 1) * x.cols]);
+        }
+        Ok(())
+    }
+
+    fn to_host(&mut self, x: &CpuAct) -> Result<Vec<f32>> {
+        Ok(x.data.clone())
+    }
+}
