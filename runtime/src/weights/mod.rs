@@ -20,9 +20,113 @@
 //! GPT-2's Conv1D `[in, out]` weights are transposed and its fused `c_attn` split into q, k, v; GGUF's
 //! Q/K rotary permutation is undone, so every source yields the same canonical tensors.
 
+pub mod gguf;
+pub mod names;
+pub mod safetensors;
+pub mod synthetic;
+
+use crate::spec::{Mlp, ModelSpec, NormKind, Positions};
 use half::{bf16, f16};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// Load the weights of `spec` from `source` into canonical names, checking that every tensor the spec
+/// needs is present with the right shape (and nothing the spec does not use), and filling a tied
+/// `lm_head.weight` from `embed.weight`.
+pub fn load(spec: &ModelSpec, source: &WeightSource) -> Result<WeightMap, WeightsError> {
+    let map = match source {
+        WeightSource::HfDir(dir) => {
+            let set = safetensors::SafetensorsSet::open_dir(dir)?;
+            names::hf_to_canonical(spec, set.names(), &|n| set.tensor(n))?
+        }
+        WeightSource::Gguf(path) => gguf::GgufFile::open(path)?.canonical_weights(spec)?,
+        WeightSource::Synthetic { seed } => synthetic::generate(spec, *seed),
+    };
+    finish(spec, map)
+}
+
+/// Fill a tied `lm_head`, then check names and shapes against [`expected_tensors`].
+pub fn finish(spec: &ModelSpec, mut map: WeightMap) -> Result<WeightMap, WeightsError> {
+    if spec.tie_word_embeddings && !map.tensors.contains_key("lm_head.weight") {
+        if let Some(e) = map.tensors.get("embed.weight") {
+            let e = e.clone();
+            map.tensors.insert("lm_head.weight".to_string(), e);
+        }
+    }
+    let expected = expected_tensors(spec);
+    for (name, shape) in &expected {
+        map.get(name, shape)?;
+    }
+    if let Some(extra) = map
+        .tensors
+        .keys()
+        .find(|k| !expected.iter().any(|(n, _)| n == *k))
+    {
+        return Err(WeightsError::Other(format!(
+            "tensor {extra} is in the weights but the model config ({}) does not use it",
+            spec.name
+        )));
+    }
+    Ok(map)
+}
+
+/// Every canonical tensor `spec` needs, with its shape, in a stable order.
+pub fn expected_tensors(spec: &ModelSpec) -> Vec<(String, Vec<usize>)> {
+    let (h, i, v) = (spec.hidden_size, spec.intermediate_size, spec.vocab_size);
+    let (q, kv) = (spec.q_dim(), spec.kv_dim());
+    let layer_norm = spec.norm == NormKind::LayerNorm;
+    let mut out = vec![("embed.weight".to_string(), vec![v, h])];
+    if spec.positions == Positions::Learned {
+        out.push((
+            "pos_embed.weight".into(),
+            vec![spec.max_position_embeddings, h],
+        ));
+    }
+    for l in 0..spec.num_layers {
+        let mut push = |n: &str, shape: Vec<usize>| out.push((format!("layers.{l}.{n}"), shape));
+        push("attn_norm.weight", vec![h]);
+        if layer_norm {
+            push("attn_norm.bias", vec![h]);
+        }
+        push("q.weight", vec![q, h]);
+        push("k.weight", vec![kv, h]);
+        push("v.weight", vec![kv, h]);
+        if spec.qkv_bias {
+            push("q.bias", vec![q]);
+            push("k.bias", vec![kv]);
+            push("v.bias", vec![kv]);
+        }
+        push("o.weight", vec![h, q]);
+        if spec.o_bias {
+            push("o.bias", vec![h]);
+        }
+        push("mlp_norm.weight", vec![h]);
+        if layer_norm {
+            push("mlp_norm.bias", vec![h]);
+        }
+        match spec.mlp {
+            Mlp::SwiGlu => {
+                push("gate.weight", vec![i, h]);
+                push("up.weight", vec![i, h]);
+                push("down.weight", vec![h, i]);
+            }
+            Mlp::GeluNew => {
+                push("fc.weight", vec![i, h]);
+                push("proj.weight", vec![h, i]);
+                if spec.mlp_bias {
+                    push("fc.bias", vec![i]);
+                    push("proj.bias", vec![h]);
+                }
+            }
+        }
+    }
+    out.push(("final_norm.weight".into(), vec![h]));
+    if layer_norm {
+        out.push(("final_norm.bias".into(), vec![h]));
+    }
+    out.push(("lm_head.weight".into(), vec![v, h]));
+    out
+}
 
 /// Where an engine's weights come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +156,87 @@ pub struct HostTensor {
 impl HostTensor {
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// A 2-D tensor `[r, c]` transposed to `[c, r]` (GPT-2's Conv1D layout to nn.Linear's).
+    pub fn transpose2d(&self) -> Result<HostTensor, WeightsError> {
+        let [r, c] = self.shape[..] else {
+            return Err(WeightsError::Other(format!(
+                "cannot transpose a tensor of shape {:?}: not 2-D",
+                self.shape
+            )));
+        };
+        fn tr<T: Copy>(v: &[T], r: usize, c: usize) -> Vec<T> {
+            let mut out = Vec::with_capacity(v.len());
+            for j in 0..c {
+                out.extend((0..r).map(|i| v[i * c + j]));
+            }
+            out
+        }
+        let data = match &self.data {
+            TensorData::F32(v) => TensorData::F32(tr(v, r, c)),
+            TensorData::F16(v) => TensorData::F16(tr(v, r, c)),
+            TensorData::BF16(v) => TensorData::BF16(tr(v, r, c)),
+        };
+        Ok(HostTensor {
+            shape: vec![c, r],
+            data,
+        })
+    }
+
+    /// Rows `start..end` along the first dimension.
+    pub fn rows(&self, start: usize, end: usize) -> Result<HostTensor, WeightsError> {
+        let n0 = self.shape.first().copied().unwrap_or(0);
+        if start > end || end > n0 {
+            return Err(WeightsError::Other(format!(
+                "rows {start}..{end} out of range for shape {:?}",
+                self.shape
+            )));
+        }
+        let inner: usize = self.shape[1..].iter().product();
+        let (a, b) = (start * inner, end * inner);
+        let data = match &self.data {
+            TensorData::F32(v) => TensorData::F32(v[a..b].to_vec()),
+            TensorData::F16(v) => TensorData::F16(v[a..b].to_vec()),
+            TensorData::BF16(v) => TensorData::BF16(v[a..b].to_vec()),
+        };
+        let mut shape = self.shape.clone();
+        shape[0] = end - start;
+        Ok(HostTensor { shape, data })
+    }
+
+    /// Concatenate tensors of one dtype and equal trailing dimensions along the first dimension.
+    pub fn concat_rows(parts: &[&HostTensor]) -> Result<HostTensor, WeightsError> {
+        let first = parts
+            .first()
+            .ok_or_else(|| WeightsError::Other("concat of no tensors".into()))?;
+        let mut shape = first.shape.clone();
+        shape[0] = 0;
+        let mut data = match &first.data {
+            TensorData::F32(_) => TensorData::F32(Vec::new()),
+            TensorData::F16(_) => TensorData::F16(Vec::new()),
+            TensorData::BF16(_) => TensorData::BF16(Vec::new()),
+        };
+        for p in parts {
+            if p.shape.len() != shape.len() || p.shape[1..] != shape[1..] {
+                return Err(WeightsError::Other(format!(
+                    "cannot concatenate shapes {:?} and {:?}",
+                    first.shape, p.shape
+                )));
+            }
+            shape[0] += p.shape[0];
+            match (&mut data, &p.data) {
+                (TensorData::F32(d), TensorData::F32(s)) => d.extend_from_slice(s),
+                (TensorData::F16(d), TensorData::F16(s)) => d.extend_from_slice(s),
+                (TensorData::BF16(d), TensorData::BF16(s)) => d.extend_from_slice(s),
+                _ => {
+                    return Err(WeightsError::Other(
+                        "cannot concatenate mixed dtypes".into(),
+                    ));
+                }
+            }
+        }
+        Ok(HostTensor { shape, data })
     }
 
     /// The elements as f32 (copying unless already f32).
@@ -100,6 +285,51 @@ pub enum WeightsError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file ends before the data its header promises.
+    #[error("{} is truncated: {detail}", path.display())]
+    Truncated { path: PathBuf, detail: String },
+    /// The header (safetensors JSON header, GGUF header/metadata/tensor infos) is malformed or inconsistent.
+    #[error("{} has a bad header: {detail}", path.display())]
+    BadHeader { path: PathBuf, detail: String },
+    #[error("{}: tensor {tensor} has unsupported dtype {dtype}", path.display())]
+    UnknownDtype {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
+    #[error("{}: tensor {tensor} has unsupported GGUF quantisation type {kind}", path.display())]
+    UnknownQuant {
+        path: PathBuf,
+        tensor: String,
+        kind: String,
+    },
+    #[error("index {} names shard {shard}, which does not exist", index.display())]
+    MissingShard { index: PathBuf, shard: String },
+    /// A directory holds neither `model.safetensors` nor `model.safetensors.index.json`.
+    #[error("{} holds no model.safetensors or model.safetensors.index.json", dir.display())]
+    NoWeights { dir: PathBuf },
+    /// GGUF metadata lacks a key we need, or has it with the wrong type.
+    #[error("{}: GGUF metadata {key}: {detail}", path.display())]
+    Metadata {
+        path: PathBuf,
+        key: String,
+        detail: String,
+    },
     #[error("{0}")]
     Other(String),
+}
+
+impl WeightsError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        WeightsError::Io {
+            path: path.into(),
+            source,
+        }
+    }
 }

@@ -1,0 +1,290 @@
+//! Source tensor names ↔ canonical names (see the table in `weights/mod.rs`), per architecture.
+//!
+//! - Llama / Qwen2 (HF): `model.layers.N.self_attn.q_proj.weight` …, `model.embed_tokens.weight`,
+//!   `model.norm.weight`, `lm_head.weight` (absent when tied).
+//! - GPT-2 (HF): with or without the `transformer.` prefix; Conv1D weights are `[in, out]` and are
+//!   transposed; `attn.c_attn` holds q, k and v fused along its output dimension and is split.
+//!   The `attn.bias` / `attn.masked_bias` buffers are not weights and are ignored.
+//! - llama.cpp (GGUF): `token_embd`, `blk.N.attn_q` …, `output_norm`, `output`.
+//!
+//! One table per family serves both directions, so the safetensors writer produces exactly what the
+//! loader reads.
+
+use super::{HostTensor, WeightMap, WeightsError};
+use crate::spec::{Arch, ModelSpec};
+use std::collections::BTreeMap;
+
+/// `(hf suffix, canonical suffix)` inside one Llama/Qwen2 layer `model.layers.N.`.
+const LLAMA_LAYER: &[(&str, &str)] = &[
+    ("input_layernorm.weight", "attn_norm.weight"),
+    ("post_attention_layernorm.weight", "mlp_norm.weight"),
+    ("self_attn.q_proj.weight", "q.weight"),
+    ("self_attn.k_proj.weight", "k.weight"),
+    ("self_attn.v_proj.weight", "v.weight"),
+    ("self_attn.q_proj.bias", "q.bias"),
+    ("self_attn.k_proj.bias", "k.bias"),
+    ("self_attn.v_proj.bias", "v.bias"),
+    ("self_attn.o_proj.weight", "o.weight"),
+    ("self_attn.o_proj.bias", "o.bias"),
+    ("mlp.gate_proj.weight", "gate.weight"),
+    ("mlp.up_proj.weight", "up.weight"),
+    ("mlp.down_proj.weight", "down.weight"),
+];
+
+const LLAMA_GLOBAL: &[(&str, &str)] = &[
+    ("model.embed_tokens.weight", "embed.weight"),
+    ("model.norm.weight", "final_norm.weight"),
+    ("lm_head.weight", "lm_head.weight"),
+];
+
+const LLAMA_LAYER_PREFIX: &str = "model.layers.";
+
+/// `(hf suffix, canonical suffix, Conv1D-transposed)` inside one GPT-2 block `h.N.`; `c_attn` is
+/// handled separately.
+const GPT2_LAYER: &[(&str, &str, bool)] = &[
+    ("ln_1.weight", "attn_norm.weight", false),
+    ("ln_1.bias", "attn_norm.bias", false),
+    ("attn.c_proj.weight", "o.weight", true),
+    ("attn.c_proj.bias", "o.bias", false),
+    ("ln_2.weight", "mlp_norm.weight", false),
+    ("ln_2.bias", "mlp_norm.bias", false),
+    ("mlp.c_fc.weight", "fc.weight", true),
+    ("mlp.c_fc.bias", "fc.bias", false),
+    ("mlp.c_proj.weight", "proj.weight", true),
+    ("mlp.c_proj.bias", "proj.bias", false),
+];
+
+/// Global GPT-2 names, without the optional `transformer.` prefix (`lm_head` never has it).
+const GPT2_GLOBAL: &[(&str, &str)] = &[
+    ("wte.weight", "embed.weight"),
+    ("wpe.weight", "pos_embed.weight"),
+    ("ln_f.weight", "final_norm.weight"),
+    ("ln_f.bias", "final_norm.bias"),
+];
+
+const GPT2_C_ATTN_W: &str = "attn.c_attn.weight";
+const GPT2_C_ATTN_B: &str = "attn.c_attn.bias";
+
+/// `(llama.cpp suffix, canonical suffix)` inside one block `blk.N.`.
+const GGUF_LAYER: &[(&str, &str)] = &[
+    ("attn_norm.weight", "attn_norm.weight"),
+    ("ffn_norm.weight", "mlp_norm.weight"),
+    ("attn_q.weight", "q.weight"),
+    ("attn_k.weight", "k.weight"),
+    ("attn_v.weight", "v.weight"),
+    ("attn_q.bias", "q.bias"),
+    ("attn_k.bias", "k.bias"),
+    ("attn_v.bias", "v.bias"),
+    ("attn_output.weight", "o.weight"),
+    ("attn_output.bias", "o.bias"),
+    ("ffn_gate.weight", "gate.weight"),
+    ("ffn_up.weight", "up.weight"),
+    ("ffn_down.weight", "down.weight"),
+];
+
+const GGUF_GLOBAL: &[(&str, &str)] = &[
+    ("token_embd.weight", "embed.weight"),
+    ("output_norm.weight", "final_norm.weight"),
+    ("output.weight", "lm_head.weight"),
+];
+
+/// `"<prefix>N.<rest>"` → `(N, rest)`.
+fn split_layer<'a>(name: &'a str, prefix: &str) -> Option<(usize, &'a str)> {
+    let rest = name.strip_prefix(prefix)?;
+    let (n, rest) = rest.split_once('.')?;
+    Some((n.parse().ok()?, rest))
+}
+
+fn lookup<'a>(table: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
+    table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+/// The canonical name of a llama.cpp tensor name, or `None` for tensors we do not use.
+pub fn gguf_to_canonical(name: &str) -> Option<String> {
+    if let Some(c) = lookup(GGUF_GLOBAL, name) {
+        return Some(c.to_string());
+    }
+    let (i, rest) = split_layer(name, "blk.")?;
+    lookup(GGUF_LAYER, rest).map(|c| format!("layers.{i}.{c}"))
+}
+
+/// Map HF-named tensors to canonical ones. `names` lists every tensor of the source, `load` reads one.
+/// Unknown names (buffers such as `rotary_emb.inv_freq`, `attn.bias`) are skipped; `weights::load`
+/// then checks that everything the spec needs is present.
+pub fn hf_to_canonical<'a>(
+    spec: &ModelSpec,
+    names: impl Iterator<Item = &'a str>,
+    load: &dyn Fn(&str) -> Result<HostTensor, WeightsError>,
+) -> Result<WeightMap, WeightsError> {
+    let mut out = WeightMap::default();
+    for hf in names {
+        match spec.arch {
+            Arch::Llama | Arch::Qwen2 => {
+                let canonical = if let Some(c) = lookup(LLAMA_GLOBAL, hf) {
+                    Some(c.to_string())
+                } else if let Some((i, rest)) = split_layer(hf, LLAMA_LAYER_PREFIX) {
+                    lookup(LLAMA_LAYER, rest).map(|c| format!("layers.{i}.{c}"))
+                } else {
+                    None
+                };
+                if let Some(c) = canonical {
+                    out.tensors.insert(c, load(hf)?);
+                }
+            }
+            Arch::Gpt2 => gpt2_one(spec, hf, load, &mut out)?,
+        }
+    }
+    Ok(out)
+}
+
+fn gpt2_one(
+    spec: &ModelSpec,
+    hf: &str,
+    load: &dyn Fn(&str) -> Result<HostTensor, WeightsError>,
+    out: &mut WeightMap,
+) -> Result<(), WeightsError> {
+    let name = hf.strip_prefix("transformer.").unwrap_or(hf);
+    if name == "lm_head.weight" {
+        out.tensors.insert(name.to_string(), load(hf)?);
+        return Ok(());
+    }
+    if let Some(c) = lookup(GPT2_GLOBAL, name) {
+        out.tensors.insert(c.to_string(), load(hf)?);
+        return Ok(());
+    }
+    let Some((i, rest)) = split_layer(name, "h.") else {
+        return Ok(());
+    };
+    if let Some((_, c, transposed)) = GPT2_LAYER.iter().find(|(k, _, _)| *k == rest) {
+        let t = load(hf)?;
+        let t = if *transposed { conv1d(hf, &t)? } else { t };
+        out.tensors.insert(format!("layers.{i}.{c}"), t);
+        return Ok(());
+    }
+    let (q, kv) = (spec.q_dim(), spec.kv_dim());
+    let (fused, suffix) = match rest {
+        GPT2_C_ATTN_W => {
+            let t = load(hf)?;
+            let want = [spec.hidden_size, q + 2 * kv];
+            if t.shape != want {
+                return Err(shape_err(hf, &want, &t.shape));
+            }
+            (t.transpose2d()?, "weight")
+        }
+        GPT2_C_ATTN_B => {
+            let t = load(hf)?;
+            if t.shape != [q + 2 * kv] {
+                return Err(shape_err(hf, &[q + 2 * kv], &t.shape));
+            }
+            (t, "bias")
+        }
+        _ => return Ok(()),
+    };
+    for (part, start, end) in [("q", 0, q), ("k", q, q + kv), ("v", q + kv, q + 2 * kv)] {
+        out.tensors.insert(
+            format!("layers.{i}.{part}.{suffix}"),
+            fused.rows(start, end)?,
+        );
+    }
+    Ok(())
+}
+
+fn shape_err(name: &str, want: &[usize], found: &[usize]) -> WeightsError {
+    WeightsError::Shape {
+        name: name.to_string(),
+        expected: want.to_vec(),
+        found: found.to_vec(),
+    }
+}
+
+fn conv1d(hf: &str, t: &HostTensor) -> Result<HostTensor, WeightsError> {
+    if t.shape.len() != 2 {
+        return Err(WeightsError::Other(format!(
+            "Conv1D weight {hf} has shape {:?}, expected 2-D [in, out]",
+            t.shape
+        )));
+    }
+    t.transpose2d()
+}
+
+/// The reverse mapping: canonical tensors under the names transformers writes for `spec.arch`
+/// (GPT-2 with the `transformer.` prefix, Conv1D layout and fused `c_attn`). A tied `lm_head` is left
+/// out, as transformers' `save_pretrained` does.
+pub fn canonical_to_hf(
+    spec: &ModelSpec,
+    map: &WeightMap,
+) -> Result<BTreeMap<String, HostTensor>, WeightsError> {
+    let mut out = BTreeMap::new();
+    for (c, t) in &map.tensors {
+        if c == "lm_head.weight" && spec.tie_word_embeddings {
+            continue;
+        }
+        match spec.arch {
+            Arch::Llama | Arch::Qwen2 => {
+                let hf = if let Some((hf, _)) = LLAMA_GLOBAL.iter().find(|(_, v)| v == c) {
+                    hf.to_string()
+                } else {
+                    let (i, rest) = split_layer(c, "layers.").ok_or_else(|| unmapped(c))?;
+                    let (hf, _) = LLAMA_LAYER
+                        .iter()
+                        .find(|(_, v)| *v == rest)
+                        .ok_or_else(|| unmapped(c))?;
+                    format!("{LLAMA_LAYER_PREFIX}{i}.{hf}")
+                };
+                out.insert(hf, t.clone());
+            }
+            Arch::Gpt2 => gpt2_reverse(map, c, t, &mut out)?,
+        }
+    }
+    Ok(out)
+}
+
+fn unmapped(c: &str) -> WeightsError {
+    WeightsError::Other(format!("canonical tensor {c} has no Hugging Face name"))
+}
+
+fn gpt2_reverse(
+    map: &WeightMap,
+    c: &str,
+    t: &HostTensor,
+    out: &mut BTreeMap<String, HostTensor>,
+) -> Result<(), WeightsError> {
+    if c == "lm_head.weight" {
+        out.insert(c.to_string(), t.clone());
+        return Ok(());
+    }
+    if let Some((hf, _)) = GPT2_GLOBAL.iter().find(|(_, v)| *v == c) {
+        out.insert(format!("transformer.{hf}"), t.clone());
+        return Ok(());
+    }
+    let (i, rest) = split_layer(c, "layers.").ok_or_else(|| unmapped(c))?;
+    if let Some((hf, _, transposed)) = GPT2_LAYER.iter().find(|(_, v, _)| *v == rest) {
+        let t = if *transposed {
+            t.transpose2d()?
+        } else {
+            t.clone()
+        };
+        out.insert(format!("transformer.h.{i}.{hf}"), t);
+        return Ok(());
+    }
+    match rest {
+        // q carries the fused tensor; k and v are folded into it.
+        "q.weight" | "q.bias" => {
+            let suffix = &rest[2..];
+            let get = |p: &str| {
+                let name = format!("layers.{i}.{p}.{suffix}");
+                map.tensors.get(&name).ok_or(WeightsError::Missing { name })
+            };
+            let fused = HostTensor::concat_rows(&[get("q")?, get("k")?, get("v")?])?;
+            let (name, fused) = if suffix == "weight" {
+                (GPT2_C_ATTN_W, fused.transpose2d()?)
+            } else {
+                (GPT2_C_ATTN_B, fused)
+            };
+            out.insert(format!("transformer.h.{i}.{name}"), fused);
+            Ok(())
+        }
+        "k.weight" | "v.weight" | "k.bias" | "v.bias" => Ok(()),
+        _ => Err(unmapped(c)),
+    }
+}
