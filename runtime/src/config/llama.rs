@@ -1,0 +1,112 @@
+//! `model_type: "llama"` and `"qwen2"`: pre-norm RMSNorm decoder, SwiGLU MLP, rotary positions, GQA.
+//! Qwen2 differs only in always having q/k/v biases and in its sliding-window fields.
+
+use super::fields::Fields;
+use super::{ConfigError, divide, rope, source_dtype};
+use crate::spec::{Arch, Mlp, ModelSpec, NormKind};
+use serde_json::Value;
+
+/// `rms_norm_eps` when the config does not say (the transformers default for both families).
+const DEFAULT_RMS_EPS: f64 = 1e-6;
+
+pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError> {
+    refuse_sliding_window(f)?;
+    let act = f.opt_str("hidden_act")?.unwrap_or("silu");
+    if act != "silu" {
+        return Err(f.unsupported(
+            "hidden_act",
+            &Value::from(act),
+            "only `silu` (SwiGLU) is implemented for this family",
+        ));
+    }
+
+    let hidden_size = f.positive("hidden_size")?;
+    let num_heads = f.positive("num_attention_heads")?;
+    let num_kv_heads = match f.opt_usize("num_key_value_heads")? {
+        Some(n) => f.check_positive("num_key_value_heads", n)?,
+        None => num_heads,
+    };
+    divide(
+        f,
+        ("num_attention_heads", num_heads),
+        ("num_key_value_heads", num_kv_heads),
+    )?;
+    let head_dim = match f.opt_usize("head_dim")? {
+        Some(d) => f.check_positive("head_dim", d)?,
+        None => divide(
+            f,
+            ("hidden_size", hidden_size),
+            ("num_attention_heads", num_heads),
+        )?,
+    };
+
+    let attention_bias = f.opt_bool("attention_bias")?.unwrap_or(false);
+    let (qkv_bias, o_bias, mlp_bias) = match arch {
+        // Qwen2's q/k/v projections always carry a bias, its o_proj and MLP never do.
+        Arch::Qwen2 => (true, false, false),
+        _ => (
+            attention_bias,
+            attention_bias,
+            f.opt_bool("mlp_bias")?.unwrap_or(false),
+        ),
+    };
+
+    let norm_eps = match f.opt_f64("rms_norm_eps")? {
+        Some(e) => f.check_positive_f64("rms_norm_eps", e)?,
+        None => DEFAULT_RMS_EPS,
+    };
+
+    Ok(ModelSpec {
+        name: f.model.to_string(),
+        arch,
+        vocab_size: f.positive("vocab_size")?,
+        hidden_size,
+        num_layers: f.positive("num_hidden_layers")?,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        intermediate_size: f.positive("intermediate_size")?,
+        max_position_embeddings: f.positive("max_position_embeddings")?,
+        norm: NormKind::RmsNorm,
+        norm_eps,
+        mlp: Mlp::SwiGlu,
+        positions: rope::parse(f)?,
+        qkv_bias,
+        o_bias,
+        mlp_bias,
+        tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+        bos_token_id: f.opt_token("bos_token_id")?,
+        eos_token_ids: f.token_list("eos_token_id")?,
+        pad_token_id: f.opt_token("pad_token_id")?,
+        source_dtype: source_dtype(f)?,
+        config_hash: String::new(),
+    })
+}
+
+/// Qwen2 configs carry `sliding_window` even when no layer uses it; refuse only a window in use:
+/// `use_sliding_window: true`, or a `layer_types` entry other than `full_attention`.
+fn refuse_sliding_window(f: &Fields<'_>) -> Result<(), ConfigError> {
+    if let Some(true) = f.opt_bool("use_sliding_window")? {
+        return Err(f.unsupported(
+            "use_sliding_window",
+            &Value::Bool(true),
+            "sliding-window attention is not implemented",
+        ));
+    }
+    match f.get("layer_types") {
+        None => Ok(()),
+        Some(Value::Array(types)) => {
+            for (i, t) in types.iter().enumerate() {
+                if t.as_str() != Some("full_attention") {
+                    return Err(f.unsupported(
+                        &format!("layer_types[{i}]"),
+                        t,
+                        "only `full_attention` layers are implemented (no sliding window)",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Some(other) => Err(f.invalid("layer_types", other, "expected a list of layer types")),
+    }
+}

@@ -1,0 +1,139 @@
+//! Hugging Face `config.json` → [`ModelSpec`]: one parser per architecture family (`gpt2`, `llama`
+//! (also `qwen2`)), both the transformers-4 layout (`rope_theta`, `rope_scaling`, `torch_dtype`) and the
+//! transformers-5 layout (`rope_parameters`, `dtype`). Anything the runtime does not implement is refused
+//! with a [`ConfigError`] naming the model, the field and the value.
+
+mod fields;
+mod gpt2;
+mod llama;
+mod rope;
+#[cfg(test)]
+mod tests;
+
+use crate::spec::{Arch, ModelSpec};
+use fields::Fields;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("model {model}: config.json is not valid JSON: {source}")]
+    NotJson {
+        model: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("model {model}: config.json must be a JSON object")]
+    NotObject { model: String },
+    #[error("model {model}: unsupported model_type {value:?} (supported: gpt2, llama, qwen2)")]
+    UnknownModelType { model: String, value: String },
+    #[error("model {model}: required field `{field}` is missing")]
+    Missing { model: String, field: String },
+    #[error("model {model}: field `{field}` = {value} is not supported: {reason}")]
+    Unsupported {
+        model: String,
+        field: String,
+        value: String,
+        reason: String,
+    },
+    #[error("model {model}: field `{field}` = {value} is invalid: {reason}")]
+    Invalid {
+        model: String,
+        field: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Hex SHA-256 of `bytes` (the `config_hash` of a spec).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Parse the bytes of a `config.json` for the model called `name`.
+pub fn parse_config(name: &str, bytes: &[u8]) -> Result<ModelSpec, ConfigError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|source| ConfigError::NotJson {
+        model: name.to_string(),
+        source,
+    })?;
+    let Value::Object(obj) = &value else {
+        return Err(ConfigError::NotObject {
+            model: name.to_string(),
+        });
+    };
+    let f = Fields::new(name, obj);
+    let model_type = f
+        .opt_str("model_type")?
+        .ok_or_else(|| ConfigError::Missing {
+            model: name.to_string(),
+            field: "model_type".to_string(),
+        })?;
+    let mut spec = match model_type {
+        "gpt2" => gpt2::parse(&f)?,
+        "llama" => llama::parse(&f, Arch::Llama)?,
+        "qwen2" => llama::parse(&f, Arch::Qwen2)?,
+        other => {
+            return Err(ConfigError::UnknownModelType {
+                model: name.to_string(),
+                value: other.to_string(),
+            });
+        }
+    };
+    spec.config_hash = sha256_hex(bytes);
+    Ok(spec)
+}
+
+/// Read and parse a `config.json` file for the model called `name`.
+pub fn load_config_file(name: &str, path: &Path) -> Result<ModelSpec, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_config(name, &bytes)
+}
+
+impl ModelSpec {
+    /// The spec of the model in directory `dir` (its `config.json`), named after the directory.
+    pub fn from_dir(dir: &Path) -> Result<ModelSpec, ConfigError> {
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        load_config_file(&name, &dir.join("config.json"))
+    }
+}
+
+/// Checkpoint dtype: transformers 5 writes `dtype`, transformers 4 `torch_dtype`.
+fn source_dtype(f: &Fields<'_>) -> Result<Option<String>, ConfigError> {
+    Ok(match f.opt_str("dtype")? {
+        Some(d) => Some(d.to_string()),
+        None => f.opt_str("torch_dtype")?.map(str::to_string),
+    })
+}
+
+/// `head_dim` divides into `what` exactly, or an error naming both fields.
+fn divide(
+    f: &Fields<'_>,
+    (num_field, num): (&str, usize),
+    (den_field, den): (&str, usize),
+) -> Result<usize, ConfigError> {
+    if num % den != 0 {
+        return Err(f.invalid(
+            num_field,
+            &Value::from(num),
+            &format!("must be divisible by `{}` = {den}", f.path(den_field)),
+        ));
+    }
+    Ok(num / den)
+}

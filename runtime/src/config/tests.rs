@@ -1,0 +1,397 @@
+//! Every vendored `config.json` parsed and compared with the values of the published JSON, and every
+//! refusal checked to name the model, the field and the value.
+
+use super::*;
+use crate::spec::{Llama3Scaling, Mlp, NormKind, Positions};
+
+fn vendored(name: &str) -> ModelSpec {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(name)
+        .join("config.json");
+    match load_config_file(name, &path) {
+        Ok(spec) => spec,
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
+
+/// The geometry fields, in the order: vocab, hidden, layers, heads, kv heads, head dim, intermediate,
+/// max positions.
+fn geometry(s: &ModelSpec) -> [usize; 8] {
+    [
+        s.vocab_size,
+        s.hidden_size,
+        s.num_layers,
+        s.num_heads,
+        s.num_kv_heads,
+        s.head_dim,
+        s.intermediate_size,
+        s.max_position_embeddings,
+    ]
+}
+
+fn rope(theta: f64, llama3: Option<(f64, usize)>) -> Positions {
+    Positions::Rope {
+        theta,
+        llama3: llama3.map(|(factor, original)| Llama3Scaling {
+            factor,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: original,
+        }),
+    }
+}
+
+#[test]
+fn gpt2() {
+    let s = vendored("gpt2");
+    assert_eq!(s.arch, Arch::Gpt2);
+    assert_eq!(geometry(&s), [50257, 768, 12, 12, 12, 64, 3072, 1024]);
+    assert_eq!(
+        (s.norm, s.norm_eps, s.mlp),
+        (NormKind::LayerNorm, 1e-5, Mlp::GeluNew)
+    );
+    assert_eq!(s.positions, Positions::Learned);
+    assert!(s.qkv_bias && s.o_bias && s.mlp_bias && s.tie_word_embeddings);
+    assert_eq!(
+        (s.bos_token_id, s.eos_token_ids.clone()),
+        (Some(50256), vec![50256])
+    );
+    assert_eq!(s.source_dtype, None);
+}
+
+#[test]
+fn llama2_7b_chat() {
+    let s = vendored("Llama-2-7b-chat-hf");
+    assert_eq!(s.arch, Arch::Llama);
+    assert_eq!(geometry(&s), [32000, 4096, 32, 32, 32, 128, 11008, 4096]);
+    assert_eq!(
+        (s.norm, s.norm_eps, s.mlp),
+        (NormKind::RmsNorm, 1e-5, Mlp::SwiGlu)
+    );
+    // `rope_scaling: null` and no `rope_theta`: the Llama default 10000.
+    assert_eq!(s.positions, rope(10000.0, None));
+    assert!(!s.qkv_bias && !s.o_bias && !s.mlp_bias && !s.tie_word_embeddings);
+    assert_eq!(
+        (s.bos_token_id, s.eos_token_ids.clone()),
+        (Some(1), vec![2])
+    );
+    assert_eq!(s.source_dtype.as_deref(), Some("float16"));
+}
+
+#[test]
+fn llama31_8b_instruct() {
+    let s = vendored("Llama-3.1-8B-Instruct");
+    assert_eq!(geometry(&s), [128256, 4096, 32, 32, 8, 128, 14336, 131072]);
+    assert_eq!(s.positions, rope(500000.0, Some((8.0, 8192))));
+    assert!(!s.tie_word_embeddings && !s.qkv_bias);
+    assert_eq!(s.eos_token_ids, vec![128001, 128008, 128009]);
+    assert_eq!(s.bos_token_id, Some(128000));
+    assert_eq!(s.source_dtype.as_deref(), Some("bfloat16"));
+}
+
+#[test]
+fn llama32_1b_and_3b_instruct() {
+    let s = vendored("Llama-3.2-1B-Instruct");
+    assert_eq!(geometry(&s), [128256, 2048, 16, 32, 8, 64, 8192, 131072]);
+    assert_eq!(s.positions, rope(500000.0, Some((32.0, 8192))));
+    assert!(s.tie_word_embeddings);
+    assert_eq!(s.eos_token_ids, vec![128001, 128008, 128009]);
+
+    let s = vendored("Llama-3.2-3B-Instruct");
+    assert_eq!(geometry(&s), [128256, 3072, 28, 24, 8, 128, 8192, 131072]);
+    assert_eq!(s.positions, rope(500000.0, Some((32.0, 8192))));
+    assert!(s.tie_word_embeddings);
+}
+
+#[test]
+fn qwen25_family() {
+    let cases = [
+        (
+            "Qwen2.5-0.5B-Instruct",
+            [151936, 896, 24, 14, 2, 64, 4864, 32768],
+            true,
+        ),
+        (
+            "Qwen2.5-1.5B-Instruct",
+            [151936, 1536, 28, 12, 2, 128, 8960, 32768],
+            true,
+        ),
+        (
+            "Qwen2.5-3B-Instruct",
+            [151936, 2048, 36, 16, 2, 128, 11008, 32768],
+            true,
+        ),
+        (
+            "Qwen2.5-7B-Instruct",
+            [152064, 3584, 28, 28, 4, 128, 18944, 32768],
+            false,
+        ),
+    ];
+    for (name, geom, tied) in cases {
+        let s = vendored(name);
+        assert_eq!(s.arch, Arch::Qwen2, "{name}");
+        assert_eq!(geometry(&s), geom, "{name}");
+        assert_eq!(s.norm_eps, 1e-6, "{name}");
+        assert_eq!(s.positions, rope(1_000_000.0, None), "{name}");
+        assert!(s.qkv_bias && !s.o_bias && !s.mlp_bias, "{name}");
+        assert_eq!(s.tie_word_embeddings, tied, "{name}");
+        assert_eq!(
+            (s.bos_token_id, s.eos_token_ids.clone()),
+            (Some(151643), vec![151645])
+        );
+    }
+}
+
+#[test]
+fn smollm2_135m_instruct() {
+    let s = vendored("SmolLM2-135M-Instruct");
+    assert_eq!(s.arch, Arch::Llama);
+    assert_eq!(geometry(&s), [49152, 576, 30, 9, 3, 64, 1536, 8192]);
+    // `rope_theta` is the integer 100000 in the published JSON.
+    assert_eq!(s.positions, rope(100000.0, None));
+    assert!(s.tie_word_embeddings);
+    assert_eq!((s.bos_token_id, s.pad_token_id), (Some(1), Some(2)));
+    assert_eq!(s.eos_token_ids, vec![2]);
+}
+
+#[test]
+fn tiny_models() {
+    let s = vendored("tiny-llama");
+    assert_eq!(geometry(&s), [256, 64, 2, 4, 2, 16, 128, 256]);
+    assert_eq!(s.positions, rope(10000.0, Some((8.0, 32))));
+    assert!(!s.tie_word_embeddings);
+
+    // transformers-5 layout: `rope_parameters` and `dtype`.
+    let s = vendored("tiny-qwen2");
+    assert_eq!(geometry(&s), [256, 64, 2, 4, 1, 16, 96, 256]);
+    assert_eq!(s.positions, rope(1_000_000.0, None));
+    assert_eq!(s.source_dtype.as_deref(), Some("float32"));
+    assert!(s.tie_word_embeddings && s.qkv_bias);
+
+    // `n_inner: null` means 4 * n_embd.
+    let s = vendored("tiny-gpt2");
+    assert_eq!(geometry(&s), [256, 64, 2, 4, 4, 16, 256, 128]);
+}
+
+#[test]
+fn hash_is_sha256_of_the_bytes() {
+    // FIPS 180-2 test vector for "abc".
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/gpt2/config.json");
+    let bytes = std::fs::read(&path).unwrap_or_default();
+    assert_eq!(vendored("gpt2").config_hash, sha256_hex(&bytes));
+}
+
+#[test]
+fn from_dir_names_the_model_after_the_directory() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny-llama");
+    let s = ModelSpec::from_dir(&dir).map_err(|e| e.to_string());
+    assert_eq!(s.map(|s| s.name), Ok("tiny-llama".to_string()));
+}
+
+/// A Llama config to break one field at a time.
+fn llama_json() -> serde_json::Map<String, Value> {
+    let text = r#"{"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "num_hidden_layers": 2, "intermediate_size": 128, "vocab_size": 256,
+        "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": 10000.0}"#;
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => m,
+        _ => panic!("test JSON"),
+    }
+}
+
+fn parse_with(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Result<ModelSpec, String> {
+    let mut obj = llama_json();
+    edit(&mut obj);
+    let bytes = Value::Object(obj).to_string();
+    parse_config("broken", bytes.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// The error message names the model, the field and the value.
+fn assert_refused(result: Result<ModelSpec, String>, field: &str, value: &str) {
+    let msg = match result {
+        Ok(_) => panic!("expected `{field}` = {value} to be refused"),
+        Err(m) => m,
+    };
+    assert!(msg.contains("model broken"), "{msg}");
+    assert!(msg.contains(&format!("`{field}`")), "{msg}");
+    assert!(msg.contains(value), "{msg}");
+}
+
+#[test]
+fn the_base_test_config_parses() {
+    assert!(parse_with(|_| {}).is_ok());
+}
+
+#[test]
+fn refuses_unknown_model_type() {
+    let r = parse_with(|o| {
+        o.insert("model_type".into(), "mistral".into());
+    });
+    let msg = r.err().unwrap_or_default();
+    assert!(
+        msg.contains("model broken") && msg.contains("\"mistral\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn refuses_sliding_window_in_use() {
+    let r = parse_with(|o| {
+        o.insert("model_type".into(), "qwen2".into());
+        o.insert("use_sliding_window".into(), true.into());
+        o.insert("sliding_window".into(), 4096.into());
+    });
+    assert_refused(r, "use_sliding_window", "true");
+    let r = parse_with(|o| {
+        let types = serde_json::json!(["full_attention", "sliding_attention"]);
+        o.insert("layer_types".into(), types);
+    });
+    assert_refused(r, "layer_types[1]", "\"sliding_attention\"");
+}
+
+#[test]
+fn accepts_sliding_window_fields_not_in_use() {
+    let r = parse_with(|o| {
+        o.insert("model_type".into(), "qwen2".into());
+        o.insert("use_sliding_window".into(), false.into());
+        o.insert("sliding_window".into(), 4096.into());
+        o.insert(
+            "layer_types".into(),
+            serde_json::json!(["full_attention", "full_attention"]),
+        );
+    });
+    assert!(r.is_ok(), "{r:?}");
+}
+
+#[test]
+fn refuses_unsupported_rope_types() {
+    for kind in ["yarn", "dynamic", "linear"] {
+        let r = parse_with(|o| {
+            let s = serde_json::json!({"rope_type": kind, "factor": 4.0});
+            o.insert("rope_scaling".into(), s);
+        });
+        assert_refused(r, "rope_scaling.rope_type", &format!("\"{kind}\""));
+    }
+    // transformers-5 layout, and the older `type` key.
+    let r = parse_with(|o| {
+        let p = serde_json::json!({"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0});
+        o.insert("rope_parameters".into(), p);
+    });
+    assert_refused(r, "rope_parameters.rope_type", "\"yarn\"");
+    let r = parse_with(|o| {
+        o.insert(
+            "rope_scaling".into(),
+            serde_json::json!({"type": "linear", "factor": 2.0}),
+        );
+    });
+    assert_refused(r, "rope_scaling.type", "\"linear\"");
+}
+
+#[test]
+fn refuses_indivisible_heads() {
+    let r = parse_with(|o| {
+        o.insert("hidden_size".into(), 66.into());
+    });
+    assert_refused(r, "hidden_size", "66");
+    // An explicit head_dim makes hidden_size's divisibility irrelevant.
+    let r = parse_with(|o| {
+        o.insert("hidden_size".into(), 66.into());
+        o.insert("head_dim".into(), 16.into());
+    });
+    assert_eq!(r.map(|s| s.head_dim), Ok(16));
+    let r = parse_with(|o| {
+        o.insert("num_key_value_heads".into(), 3.into());
+    });
+    assert_refused(r, "num_attention_heads", "4");
+}
+
+#[test]
+fn refuses_unsupported_activation() {
+    let r = parse_with(|o| {
+        o.insert("hidden_act".into(), "gelu".into());
+    });
+    assert_refused(r, "hidden_act", "\"gelu\"");
+    let gpt2 = r#"{"model_type": "gpt2", "n_embd": 64, "n_head": 4, "n_layer": 2, "n_positions": 64,
+        "vocab_size": 10, "activation_function": "relu"}"#;
+    let msg = parse_config("broken", gpt2.as_bytes())
+        .err()
+        .map(|e| e.to_string());
+    let msg = msg.unwrap_or_default();
+    assert!(
+        msg.contains("`activation_function`") && msg.contains("\"relu\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn refuses_missing_required_fields() {
+    for field in [
+        "hidden_size",
+        "num_hidden_layers",
+        "vocab_size",
+        "model_type",
+    ] {
+        let r = parse_with(|o| {
+            o.remove(field);
+        });
+        let msg = r.err().unwrap_or_default();
+        assert!(
+            msg.contains("model broken") && msg.contains(&format!("`{field}` is missing")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn refuses_wrong_types_and_zero_sizes() {
+    let r = parse_with(|o| {
+        o.insert("hidden_size".into(), "64".into());
+    });
+    assert_refused(r, "hidden_size", "\"64\"");
+    let r = parse_with(|o| {
+        o.insert("num_attention_heads".into(), 0.into());
+    });
+    assert_refused(r, "num_attention_heads", "0");
+    let r = parse_with(|o| {
+        o.insert("rms_norm_eps".into(), (-1.0).into());
+    });
+    assert_refused(r, "rms_norm_eps", "-1");
+}
+
+#[test]
+fn refuses_interleaved_rope() {
+    let r = parse_with(|o| {
+        o.insert("rope_interleaved".into(), true.into());
+    });
+    assert_refused(r, "rope_interleaved", "true");
+}
+
+#[test]
+fn refuses_text_that_is_not_json() {
+    let msg = parse_config("broken", b"{ not json")
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        msg.unwrap_or_default()
+            .contains("model broken: config.json is not valid JSON")
+    );
+    let msg = parse_config("broken", b"[1, 2]")
+        .err()
+        .map(|e| e.to_string());
+    assert!(msg.unwrap_or_default().contains("must be a JSON object"));
+}
+
+#[test]
+fn llama_attention_bias_and_mlp_bias() {
+    let s = parse_with(|o| {
+        o.insert("attention_bias".into(), true.into());
+        o.insert("mlp_bias".into(), true.into());
+    });
+    let flags = s.map(|s| (s.qkv_bias, s.o_bias, s.mlp_bias));
+    assert_eq!(flags, Ok((true, true, true)));
+}
