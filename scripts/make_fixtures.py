@@ -15,7 +15,10 @@
 #     are the special tokens <pad>, <s>, </s> and id b (3 <= b <= 255) is the byte b;
 #   * writes tests/fixtures/<name>/reference.json: token ids of two prompts, prefill logits at every
 #     position (fp32, full vocabulary), greedy continuations from model.generate(do_sample=False), and the
-#     same for a batch of two equal-length prompts.
+#     same for a batch of two equal-length prompts; and, for the first prompt, the logits and greedy
+#     continuation of the same model with every 2-D weight rounded to fp16 and to bf16 (1-D norm weights and
+#     biases kept fp32, computed in fp32): what an engine storing matrices in 16 bits must reproduce.
+import copy
 import json
 import os
 import shutil
@@ -135,6 +138,18 @@ def main() -> int:
                 "last_logits": [[f32(v) for v in logits[b, -1].tolist()] for b in range(len(rows))],
                 "greedy": [out[b, n:].tolist() for b in range(len(rows))],
             }
+            ref["rounded"] = {}
+            for label, dtype in [("FP16", torch.float16), ("BF16", torch.bfloat16)]:
+                rounded = copy.deepcopy(model)
+                for p in rounded.parameters():
+                    if p.ndim == 2:
+                        p.copy_(p.to(dtype).float())
+                ids = ref["prompts"][0]["input_ids"]
+                x = torch.tensor([ids])
+                logits = rounded(input_ids=x).logits[0].float()
+                out = rounded.generate(x, attention_mask=torch.ones_like(x), do_sample=False,
+                                       max_new_tokens=NEW_TOKENS, pad_token_id=0)
+                ref["rounded"][label] = {"prefill_logits": logits_json(logits), "greedy": out[0, len(ids):].tolist()}
         fixture_dir = os.path.join(ROOT, "tests", "fixtures", name)
         os.makedirs(fixture_dir, exist_ok=True)
         with open(os.path.join(fixture_dir, "reference.json"), "w") as f:

@@ -1,6 +1,10 @@
 //! The static KV cache: GQA-native tensors `[batch, num_kv_heads, max_seq_len, head_dim]`, allocated
 //! once at `max_seq_len` and never reallocated. Bounds are checked in one place (`check_step`).
 
+use crate::backend::{CacheMode, StepInputs};
+use crate::engine::BuildOptions;
+use crate::spec::ModelSpec;
+use crate::{Error, Result};
 use std::any::Any;
 
 /// Where a cache tensor's elements live.
@@ -56,4 +60,114 @@ impl KvCache {
             .map(|(key, value)| LayerKvMut { key, value })
             .collect()
     }
+}
+
+/// Every bound of one engine call, checked before any backend runs (`Engine::forward` and
+/// `Engine::next_tokens` call this and nothing else does its job):
+/// shapes of ids/positions, `end_idx - start_idx == seq_len`, `end_idx <= max_seq_len`,
+/// `batch <= cache batch <= max_batch`, token ids `< vocab`, positions `< max_seq_len`, mode `none`
+/// only from `start_idx == 0`, and every cache tensor shaped `[cache_batch, kv_heads, max_seq_len,
+/// head_dim]` for its layer.
+pub fn check_step(
+    spec: &ModelSpec,
+    options: &BuildOptions,
+    step: &StepInputs<'_>,
+    cache: &[LayerKvMut<'_>],
+    mode: CacheMode,
+) -> Result<()> {
+    let bad = |msg: String| Err(Error::invalid(msg));
+    let n = step.batch.checked_mul(step.seq_len);
+    if step.batch == 0 || step.seq_len == 0 {
+        return bad(format!(
+            "empty step: batch {} x seq_len {}",
+            step.batch, step.seq_len
+        ));
+    }
+    if n != Some(step.input_ids.len()) || n != Some(step.position_ids.len()) {
+        return bad(format!(
+            "input_ids has {} and position_ids {} elements, batch {} x seq_len {} needs {}",
+            step.input_ids.len(),
+            step.position_ids.len(),
+            step.batch,
+            step.seq_len,
+            n.map_or("an overflowing number of".to_string(), |n| n.to_string())
+        ));
+    }
+    if step.end_idx.checked_sub(step.start_idx) != Some(step.seq_len) {
+        return bad(format!(
+            "end_idx {} - start_idx {} must equal seq_len {}",
+            step.end_idx, step.start_idx, step.seq_len
+        ));
+    }
+    if step.end_idx > options.max_seq_len {
+        return bad(format!(
+            "end_idx {} exceeds the static cache length max_seq_len = {}",
+            step.end_idx, options.max_seq_len
+        ));
+    }
+    if step.batch > options.max_batch {
+        return bad(format!(
+            "batch {} exceeds max_batch {} this engine was built for",
+            step.batch, options.max_batch
+        ));
+    }
+    if let Some((i, id)) = step
+        .input_ids
+        .iter()
+        .enumerate()
+        .find(|&(_, &id)| id as usize >= spec.vocab_size)
+    {
+        return bad(format!(
+            "token id {id} at index {i} is outside the vocabulary of {}",
+            spec.vocab_size
+        ));
+    }
+    if let Some((i, p)) = step
+        .position_ids
+        .iter()
+        .enumerate()
+        .find(|&(_, &p)| p as usize >= options.max_seq_len)
+    {
+        return bad(format!(
+            "position id {p} at index {i} is not below max_seq_len {}",
+            options.max_seq_len
+        ));
+    }
+    if mode == CacheMode::None {
+        if step.start_idx != 0 {
+            return bad(format!(
+                "cache mode none recomputes the whole sequence: start_idx must be 0, got {}",
+                step.start_idx
+            ));
+        }
+        if cache.is_empty() {
+            return Ok(());
+        }
+    }
+    if cache.len() != spec.num_layers {
+        return bad(format!(
+            "cache has {} layers, the model has {}",
+            cache.len(),
+            spec.num_layers
+        ));
+    }
+    let cache_batch = cache[0].key.batch();
+    if cache_batch < step.batch || cache_batch > options.max_batch {
+        return bad(format!(
+            "cache batch {cache_batch} must be between the step batch {} and max_batch {}",
+            step.batch, options.max_batch
+        ));
+    }
+    for (l, layer) in cache.iter().enumerate() {
+        let want = spec.kv_shape(l, cache_batch, options.max_seq_len);
+        for (what, t) in [("key", &*layer.key), ("value", &*layer.value)] {
+            if t.shape != want {
+                return bad(format!(
+                    "{what}_cache_{l} has shape {:?}, expected {want:?}",
+                    t.shape
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,12 +1,16 @@
 //! A built engine: a model spec, the options it was built with, and a backend holding packed weights.
 //! `Engine::forward` is the one place the static-cache bounds are checked before any backend runs.
 
-use crate::backend::{Backend, BackendKind, CacheMode, LogitRows, Logits, StepInputs};
+use crate::backend::{
+    Backend, BackendError, BackendKind, CacheMode, LogitRows, Logits, StepInputs,
+};
 use crate::cache::{KvCache, LayerKvMut};
+use crate::engine_file::{self, EngineFileError, EngineHeader};
 use crate::precision::Precision;
 use crate::progress::Progress;
+use crate::sample::Sampler;
 use crate::spec::ModelSpec;
-use crate::weights::WeightSource;
+use crate::weights::{WeightMap, WeightSource};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -55,8 +59,27 @@ impl Engine {
         options: BuildOptions,
         progress: &dyn Progress,
     ) -> Result<Engine> {
-        let _ = (&spec, weights, &options, progress);
-        Err(Error::invalid("engine build is not implemented yet"))
+        progress.stage("load weights", 0);
+        let map = crate::weights::load(&spec, weights)?;
+        progress.finish();
+        Engine::build_from_weights(spec, &map, options, progress)
+    }
+
+    /// The engine-build step from weights already in memory (canonical names).
+    pub fn build_from_weights(
+        spec: ModelSpec,
+        weights: &WeightMap,
+        options: BuildOptions,
+        progress: &dyn Progress,
+    ) -> Result<Engine> {
+        check_options(&spec, &options)?;
+        let backend: Box<dyn Backend> = match options.device {
+            DeviceChoice::Cpu { .. } => Box::new(crate::backend::cpu::build(
+                &spec, weights, &options, progress,
+            )?),
+            DeviceChoice::Cuda { .. } => build_cuda(&spec, weights, &options, progress)?,
+        };
+        Ok(Engine::from_parts(spec, options, backend))
     }
 
     /// Wrap an already-built backend (used by the backends' builders and the engine-file loader).
@@ -82,15 +105,54 @@ impl Engine {
 
     /// Save to `path` atomically (temporary file in the same directory, then rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let _ = path;
-        Err(Error::invalid("engine save is not implemented yet"))
+        let header = EngineHeader::new(&self.spec, &self.options, None);
+        let backend = self.backend.as_ref();
+        engine_file::save(path, &header, &|w| backend.write_payload(w))
     }
 
     /// Load an engine file, refusing one built for another model (by spec), precision, format version,
-    /// backend or GPU.
+    /// backend or GPU. `expect.device` picks the device it runs on (e.g. the CPU thread count).
     pub fn load(path: &Path, spec: &ModelSpec, expect: &BuildOptions) -> Result<Engine> {
-        let _ = (path, spec, expect);
-        Err(Error::invalid("engine load is not implemented yet"))
+        let mut opened = engine_file::open(path)?;
+        opened.header.check(path, spec, expect)?;
+        match opened.header.backend {
+            BackendKind::Cpu => {
+                let map =
+                    crate::backend::cpu::payload::read(&mut opened.reader, opened.payload_len)
+                        .map_err(|e| match e {
+                            crate::backend::cpu::payload::PayloadError::Truncated(what) => {
+                                EngineFileError::Truncated {
+                                    path: path.to_path_buf(),
+                                    what,
+                                }
+                            }
+                            crate::backend::cpu::payload::PayloadError::Corrupt(message) => {
+                                EngineFileError::Corrupt {
+                                    path: path.to_path_buf(),
+                                    message,
+                                }
+                            }
+                        })?;
+                check_payload_precision(path, &map, expect.precision)?;
+                Engine::build_from_weights(
+                    spec.clone(),
+                    &map,
+                    *expect,
+                    &crate::progress::NoProgress,
+                )
+                .map_err(|e| match e {
+                    Error::Weights(w) => Error::EngineFile(EngineFileError::Corrupt {
+                        path: path.to_path_buf(),
+                        message: w.to_string(),
+                    }),
+                    other => other,
+                })
+            }
+            BackendKind::Cuda => Err(Error::Backend(BackendError::CudaUnavailable(
+                "loading CUDA engine files is wired by crate::backend::cuda (not in this build)"
+                    .into(),
+            ))),
+        }
     }
 
     /// A zeroed cache for `batch` sequences (`batch <= max_batch`).
@@ -120,7 +182,74 @@ impl Engine {
         mode: CacheMode,
         rows: LogitRows,
     ) -> Result<Logits> {
-        let _ = (step, cache, mode, rows);
-        Err(Error::invalid("forward is not implemented yet"))
+        crate::cache::check_step(&self.spec, &self.options, step, cache, mode)?;
+        self.backend.forward(step, cache, mode, rows)
     }
+
+    /// The engine signature followed by token selection (on the device where the backend can).
+    /// Same checks as [`Engine::forward`].
+    pub fn next_tokens(
+        &mut self,
+        step: &StepInputs<'_>,
+        cache: &mut [LayerKvMut<'_>],
+        mode: CacheMode,
+        sampler: &mut Sampler,
+    ) -> Result<Vec<u32>> {
+        crate::cache::check_step(&self.spec, &self.options, step, cache, mode)?;
+        self.backend.next_tokens(step, cache, mode, sampler)
+    }
+}
+
+/// Build options that no backend can honour.
+fn check_options(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
+    if options.max_seq_len == 0 || options.max_batch == 0 {
+        return Err(Error::invalid(format!(
+            "max_seq_len ({}) and max_batch ({}) must both be at least 1",
+            options.max_seq_len, options.max_batch
+        )));
+    }
+    if spec.positions == crate::spec::Positions::Learned
+        && options.max_seq_len > spec.max_position_embeddings
+    {
+        return Err(Error::invalid(format!(
+            "max_seq_len {} exceeds the {} learned positions of {}",
+            options.max_seq_len, spec.max_position_embeddings, spec.name
+        )));
+    }
+    Ok(())
+}
+
+/// The stored tensors of an engine file must already be in the precision its header claims.
+fn check_payload_precision(path: &Path, map: &WeightMap, precision: Precision) -> Result<()> {
+    use crate::weights::TensorData;
+    for (name, t) in &map.tensors {
+        let ok = match (&t.data, precision) {
+            (TensorData::F32(_), _) => t.shape.len() == 1 || precision == Precision::Fp32,
+            (TensorData::F16(_), p) => p == Precision::Fp16,
+            (TensorData::BF16(_), p) => p == Precision::Bf16,
+        };
+        if !ok {
+            return Err(Error::EngineFile(EngineFileError::Corrupt {
+                path: path.to_path_buf(),
+                message: format!(
+                    "tensor {name} is stored in another precision than the header's {precision}"
+                ),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// The CUDA build entry point. The CUDA backend provides `crate::backend::cuda::build(spec, &weights,
+/// options, progress)`; until it is merged this returns `CudaUnavailable`.
+fn build_cuda(
+    spec: &ModelSpec,
+    weights: &WeightMap,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<Box<dyn Backend>> {
+    let _ = (spec, weights, options, progress);
+    Err(Error::Backend(BackendError::CudaUnavailable(
+        "this build has no CUDA backend (crate::backend::cuda::build is not wired)".into(),
+    )))
 }

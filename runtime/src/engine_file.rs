@@ -39,13 +39,17 @@ pub struct EngineHeader {
 pub enum EngineFileError {
     #[error("{path}: not an llmforge engine file (bad magic)")]
     BadMagic { path: PathBuf },
-    #[error("{path}: engine file format version {found}, this build reads version {expected}; rebuild the engine")]
+    #[error(
+        "{path}: engine file format version {found}, this build reads version {expected}; rebuild the engine"
+    )]
     Version {
         path: PathBuf,
         found: u32,
         expected: u32,
     },
-    #[error("{path}: engine was built for {what} {found}, but {expected} was requested; rebuild the engine")]
+    #[error(
+        "{path}: engine was built for {what} {found}, but {expected} was requested; rebuild the engine"
+    )]
     Mismatch {
         path: PathBuf,
         what: &'static str,
@@ -100,14 +104,26 @@ impl EngineHeader {
             return mismatch("model", self.model.clone(), spec.name.clone());
         }
         if self.config_hash != spec.config_hash {
-            return mismatch("config hash", self.config_hash.clone(), spec.config_hash.clone());
+            return mismatch(
+                "config hash",
+                self.config_hash.clone(),
+                spec.config_hash.clone(),
+            );
         }
         if self.precision != expect.precision {
-            return mismatch("precision", self.precision.to_string(), expect.precision.to_string());
+            return mismatch(
+                "precision",
+                self.precision.to_string(),
+                expect.precision.to_string(),
+            );
         }
         let want_backend = expect.device.backend_kind();
         if self.backend != want_backend {
-            return mismatch("backend", self.backend.as_str().into(), want_backend.as_str().into());
+            return mismatch(
+                "backend",
+                self.backend.as_str().into(),
+                want_backend.as_str().into(),
+            );
         }
         if self.max_seq_len != expect.max_seq_len {
             return mismatch(
@@ -117,7 +133,11 @@ impl EngineHeader {
             );
         }
         if self.max_batch != expect.max_batch {
-            return mismatch("max batch", self.max_batch.to_string(), expect.max_batch.to_string());
+            return mismatch(
+                "max batch",
+                self.max_batch.to_string(),
+                expect.max_batch.to_string(),
+            );
         }
         Ok(())
     }
@@ -154,16 +174,16 @@ pub fn save(
         let json = serde_json::to_vec(header)
             .map_err(|e| EngineFileError::Other(format!("serialising header: {e}")))?;
         w.write_all(MAGIC).map_err(io_err(&tmp))?;
-        w.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(io_err(&tmp))?;
-        w.write_all(&(json.len() as u32).to_le_bytes()).map_err(io_err(&tmp))?;
+        w.write_all(&FORMAT_VERSION.to_le_bytes())
+            .map_err(io_err(&tmp))?;
+        w.write_all(&(json.len() as u32).to_le_bytes())
+            .map_err(io_err(&tmp))?;
         w.write_all(&json).map_err(io_err(&tmp))?;
         payload(&mut w)?;
-        let file = w
-            .into_inner()
-            .map_err(|e| EngineFileError::Io {
-                path: tmp.clone(),
-                source: e.into_error(),
-            })?;
+        let file = w.into_inner().map_err(|e| EngineFileError::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
         file.sync_all().map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, path).map_err(io_err(path))?;
         Ok(())
@@ -208,7 +228,8 @@ pub fn open(path: &Path) -> Result<OpenedEngine, EngineFileError> {
         });
     }
     let mut word = [0u8; 4];
-    r.read_exact(&mut word).map_err(|_| truncated("format version"))?;
+    r.read_exact(&mut word)
+        .map_err(|_| truncated("format version"))?;
     let version = u32::from_le_bytes(word);
     if version != FORMAT_VERSION {
         return Err(EngineFileError::Version {
@@ -217,7 +238,8 @@ pub fn open(path: &Path) -> Result<OpenedEngine, EngineFileError> {
             expected: FORMAT_VERSION,
         });
     }
-    r.read_exact(&mut word).map_err(|_| truncated("header length"))?;
+    r.read_exact(&mut word)
+        .map_err(|_| truncated("header length"))?;
     let len = u32::from_le_bytes(word);
     if len > MAX_HEADER || 16 + len as u64 > total {
         return Err(if 16 + len as u64 > total && len <= MAX_HEADER {

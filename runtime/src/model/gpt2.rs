@@ -66,7 +66,12 @@ pub fn block<O: Ops>(
 ) -> Result<()> {
     let eps = spec.norm_eps as f32;
     ops.norm(spec.norm, eps, &s.x, &layer.attn_norm, &mut s.normed)?;
-    ops.linear(&s.normed, &layer.qkv.weight, layer.qkv.bias.as_ref(), &mut s.qkv)?;
+    ops.linear(
+        &s.normed,
+        &layer.qkv.weight,
+        layer.qkv.bias.as_ref(),
+        &mut s.qkv,
+    )?;
     ops.attention(&s.qkv, geometry(spec), step, cache, mode, &mut s.attn)?;
     ops.linear(&s.attn, &layer.o.weight, layer.o.bias.as_ref(), &mut s.proj)?;
     ops.add(&mut s.x, &s.proj)?;

@@ -41,7 +41,10 @@ pub fn load_layer<O: Ops>(
             gate_up: linear(
                 ops,
                 w,
-                &[(&gate, spec.intermediate_size), (&up, spec.intermediate_size)],
+                &[
+                    (&gate, spec.intermediate_size),
+                    (&up, spec.intermediate_size),
+                ],
                 h,
                 spec.mlp_bias,
             )?,
@@ -63,9 +66,20 @@ pub fn block<O: Ops>(
     let eps = spec.norm_eps as f32;
     let g = geometry(spec);
     ops.norm(spec.norm, eps, &s.x, &layer.attn_norm, &mut s.normed)?;
-    ops.linear(&s.normed, &layer.qkv.weight, layer.qkv.bias.as_ref(), &mut s.qkv)?;
+    ops.linear(
+        &s.normed,
+        &layer.qkv.weight,
+        layer.qkv.bias.as_ref(),
+        &mut s.qkv,
+    )?;
     ops.rope(&mut s.qkv, 0, g.num_heads, g.head_dim, step.position_ids)?;
-    ops.rope(&mut s.qkv, g.q_dim(), g.num_kv_heads, g.head_dim, step.position_ids)?;
+    ops.rope(
+        &mut s.qkv,
+        g.q_dim(),
+        g.num_kv_heads,
+        g.head_dim,
+        step.position_ids,
+    )?;
     ops.attention(&s.qkv, g, step, cache, mode, &mut s.attn)?;
     ops.linear(&s.attn, &layer.o.weight, layer.o.bias.as_ref(), &mut s.proj)?;
     ops.add(&mut s.x, &s.proj)?;
@@ -77,7 +91,12 @@ pub fn block<O: Ops>(
             spec.arch.as_str()
         )));
     };
-    ops.linear(&s.normed, &gate_up.weight, gate_up.bias.as_ref(), &mut s.mlp_in)?;
+    ops.linear(
+        &s.normed,
+        &gate_up.weight,
+        gate_up.bias.as_ref(),
+        &mut s.mlp_in,
+    )?;
     ops.swiglu(&s.mlp_in, &mut s.mlp_mid)?;
     ops.linear(&s.mlp_mid, &down.weight, down.bias.as_ref(), &mut s.proj)?;
     ops.add(&mut s.x, &s.proj)

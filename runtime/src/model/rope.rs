@@ -79,7 +79,10 @@ mod tests {
         let hf: [f32; 8] = HF_LLAMA3_INV_FREQ;
         assert_eq!(got.len(), 8);
         for (g, h) in got.iter().zip(hf) {
-            assert!((g - h).abs() <= 1e-7 * h.abs().max(1e-30), "{got:?} vs {hf:?}");
+            assert!(
+                (g - h).abs() <= 1e-7 * h.abs().max(1e-30),
+                "{got:?} vs {hf:?}"
+            );
         }
     }
 

@@ -191,7 +191,10 @@ pub fn reference(
                             if j > pos {
                                 f64::NEG_INFINITY
                             } else {
-                                q.iter().zip(k).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+                                q.iter()
+                                    .zip(k)
+                                    .map(|(a, b)| *a as f64 * *b as f64)
+                                    .sum::<f64>()
                                     / (d as f64).sqrt()
                             }
                         })
@@ -221,7 +224,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -237,7 +242,8 @@ mod tests {
         let (cache_batch, max_seq) = (3, 20);
         let cols = g.q_dim() + 2 * g.kv_dim();
         for mode in CacheMode::ALL {
-            for (batch, seq_len, start) in [(1, 6, 0), (2, 5, 0), (2, 1, 9), (1, 3, 4), (3, 1, 19)] {
+            for (batch, seq_len, start) in [(1, 6, 0), (2, 5, 0), (2, 1, 9), (1, 3, 4), (3, 1, 19)]
+            {
                 if mode == CacheMode::None && start != 0 {
                     continue;
                 }
@@ -248,7 +254,11 @@ mod tests {
                 let want = reference(
                     &qkv,
                     g,
-                    Step { batch, seq_len, start },
+                    Step {
+                        batch,
+                        seq_len,
+                        start,
+                    },
                     Some((&mut k_ref, &mut v_ref, max_seq)),
                     mode,
                 );
@@ -259,9 +269,23 @@ mod tests {
                     value: &mut v,
                     max_seq,
                 };
-                attention(&qkv, g, Step { batch, seq_len, start }, Some(view), mode, &mut got);
+                attention(
+                    &qkv,
+                    g,
+                    Step {
+                        batch,
+                        seq_len,
+                        start,
+                    },
+                    Some(view),
+                    mode,
+                    &mut got,
+                );
                 for (a, b) in got.iter().zip(&want) {
-                    assert!((a - b).abs() <= 1e-5, "{mode:?} {batch}x{seq_len}@{start}: {a} vs {b}");
+                    assert!(
+                        (a - b).abs() <= 1e-5,
+                        "{mode:?} {batch}x{seq_len}@{start}: {a} vs {b}"
+                    );
                 }
                 assert_eq!(k, k_ref, "{mode:?} key cache");
                 assert_eq!(v, v_ref, "{mode:?} value cache");

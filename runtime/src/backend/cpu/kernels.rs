@@ -62,19 +62,21 @@ pub fn rope(
     sin: &[f32],
 ) {
     let half = head_dim / 2;
-    x.par_chunks_mut(cols).zip(positions.par_iter()).for_each(|(row, &p)| {
-        let c = &cos[p as usize * half..(p as usize + 1) * half];
-        let s = &sin[p as usize * half..(p as usize + 1) * half];
-        for h in 0..heads {
-            let base = col + h * head_dim;
-            let (x1, x2) = row[base..base + head_dim].split_at_mut(half);
-            for i in 0..half {
-                let (a, b) = (x1[i], x2[i]);
-                x1[i] = a * c[i] - b * s[i];
-                x2[i] = b * c[i] + a * s[i];
+    x.par_chunks_mut(cols)
+        .zip(positions.par_iter())
+        .for_each(|(row, &p)| {
+            let c = &cos[p as usize * half..(p as usize + 1) * half];
+            let s = &sin[p as usize * half..(p as usize + 1) * half];
+            for h in 0..heads {
+                let base = col + h * head_dim;
+                let (x1, x2) = row[base..base + head_dim].split_at_mut(half);
+                for i in 0..half {
+                    let (a, b) = (x1[i], x2[i]);
+                    x1[i] = a * c[i] - b * s[i];
+                    x2[i] = b * c[i] + a * s[i];
+                }
             }
-        }
-    });
+        });
 }
 
 /// `out[r] = silu(gate[r]) * up[r]` for `gate_up` rows `[gate | up]` of width `2 * inter`.
@@ -153,7 +155,8 @@ pub mod reference {
 
     pub fn gelu_new(x: f32) -> f32 {
         let x = x as f64;
-        (0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh()))
+        (0.5 * x
+            * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh()))
             as f32
     }
 }
@@ -166,7 +169,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
             })
             .collect()
@@ -185,7 +190,10 @@ mod tests {
         let x = data(rows * cols, 1);
         let w = data(cols, 2);
         let b = data(cols, 3);
-        for (kind, bias) in [(NormKind::RmsNorm, None), (NormKind::LayerNorm, Some(&b[..]))] {
+        for (kind, bias) in [
+            (NormKind::RmsNorm, None),
+            (NormKind::LayerNorm, Some(&b[..])),
+        ] {
             let mut out = vec![0.0; rows * cols];
             norm(kind, 1e-5, &x, cols, &w, bias, &mut out);
             for r in 0..rows {
@@ -199,7 +207,9 @@ mod tests {
     fn rope_matches_rotate_half_reference() {
         let (heads, hd, rows) = (3, 16, 5);
         let cols = 10 + heads * hd;
-        let inv: Vec<f32> = (0..hd / 2).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / hd as f32)).collect();
+        let inv: Vec<f32> = (0..hd / 2)
+            .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / hd as f32))
+            .collect();
         let (cos, sin) = crate::model::rope::tables(&inv, 64);
         let positions = [0u32, 1, 7, 30, 63];
         let x = data(rows * cols, 4);
@@ -223,7 +233,8 @@ mod tests {
         swiglu(&gu, inter, &mut out);
         for r in 0..3 {
             for i in 0..inter {
-                let want = reference::silu_mul(gu[r * 2 * inter + i], gu[r * 2 * inter + inter + i]);
+                let want =
+                    reference::silu_mul(gu[r * 2 * inter + i], gu[r * 2 * inter + inter + i]);
                 close(&[out[r * inter + i]], &[want], 1e-6);
             }
         }

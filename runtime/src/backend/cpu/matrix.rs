@@ -131,20 +131,18 @@ pub fn matmul(
         // Transposed result [rows, n]: each weight row is converted once and reused for all n inputs.
         tmp.clear();
         tmp.resize(m.rows * n, 0.0);
-        tmp.par_chunks_mut(chunk * n)
-            .enumerate()
-            .for_each_init(
-                || vec![0.0f32; cols],
-                |row, (c, o)| {
-                    let r0 = c * chunk;
-                    for (j, oj) in o.chunks_mut(n).enumerate() {
-                        m.row_into(r0 + j, row);
-                        for (i, v) in oj.iter_mut().enumerate() {
-                            *v = dot(row, &x[i * cols..(i + 1) * cols]);
-                        }
+        tmp.par_chunks_mut(chunk * n).enumerate().for_each_init(
+            || vec![0.0f32; cols],
+            |row, (c, o)| {
+                let r0 = c * chunk;
+                for (j, oj) in o.chunks_mut(n).enumerate() {
+                    m.row_into(r0 + j, row);
+                    for (i, v) in oj.iter_mut().enumerate() {
+                        *v = dot(row, &x[i * cols..(i + 1) * cols]);
                     }
-                },
-            );
+                }
+            },
+        );
         out.par_chunks_mut(m.rows).enumerate().for_each(|(i, o)| {
             for (j, v) in o.iter_mut().enumerate() {
                 *v = tmp[j * n + i];
@@ -182,7 +180,9 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
@@ -208,11 +208,18 @@ mod tests {
     #[test]
     fn matmul_matches_reference_all_storages_and_shapes() {
         let f32s: fn(Vec<f32>) -> Store = Store::F32;
-        let f16s: fn(Vec<f32>) -> Store = |v| Store::F16(v.into_iter().map(f16::from_f32).collect());
+        let f16s: fn(Vec<f32>) -> Store =
+            |v| Store::F16(v.into_iter().map(f16::from_f32).collect());
         let bf16s: fn(Vec<f32>) -> Store =
             |v| Store::Bf16(v.into_iter().map(bf16::from_f32).collect());
         for store in [f32s, f16s, bf16s] {
-            for (rows, cols, n) in [(1, 1, 1), (37, 300, 1), (64, 64, 3), (130, 517, 5), (256, 16, 1)] {
+            for (rows, cols, n) in [
+                (1, 1, 1),
+                (37, 300, 1),
+                (64, 64, 3),
+                (130, 517, 5),
+                (256, 16, 1),
+            ] {
                 case(rows, cols, n, store);
             }
         }

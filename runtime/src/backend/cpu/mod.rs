@@ -9,7 +9,9 @@ pub mod matrix;
 pub mod ops;
 pub mod payload;
 
-use crate::backend::{Backend, BackendError, BackendKind, CacheMode, LogitRows, Logits, StepInputs};
+use crate::backend::{
+    Backend, BackendError, BackendKind, CacheMode, LogitRows, Logits, StepInputs,
+};
 use crate::cache::{KvStorage, KvTensor, LayerKvMut};
 use crate::engine::BuildOptions;
 use crate::model::{self, ModelWeights, Scratch};
@@ -107,12 +109,15 @@ impl Backend for CpuBackend {
             scratch,
             pool,
         } = self;
-        let reuse = matches!(scratch, Some(s) if s.rows == token_rows && s.logit_rows == logit_rows);
+        let reuse =
+            matches!(scratch, Some(s) if s.rows == token_rows && s.logit_rows == logit_rows);
         if !reuse {
             *scratch = Some(Scratch::new(ops, spec, token_rows, logit_rows)?);
         }
         let Some(s) = scratch.as_mut() else {
-            return Err(Error::Backend(BackendError::Other("scratch missing".into())));
+            return Err(Error::Backend(BackendError::Other(
+                "scratch missing".into(),
+            )));
         };
         pool.install(|| model::forward(ops, spec, weights, s, step, cache, mode, rows))
     }

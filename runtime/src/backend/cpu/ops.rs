@@ -37,7 +37,10 @@ fn shape_check(what: &str, ok: bool, detail: impl FnOnce() -> String) -> Result<
     if ok {
         Ok(())
     } else {
-        Err(internal(format!("cpu {what}: shape mismatch ({})", detail())))
+        Err(internal(format!(
+            "cpu {what}: shape mismatch ({})",
+            detail()
+        )))
     }
 }
 
@@ -68,13 +71,17 @@ fn push_converted(store: &mut Store, t: &HostTensor) {
 
 fn kv_slice<'a>(t: &'a mut crate::cache::KvTensor, what: &str) -> Result<&'a mut [f32]> {
     let n: usize = t.shape.iter().product();
+    let shape = t.shape;
     match &mut t.storage {
-        KvStorage::Host(v) if v.len() == n => Ok(v.as_mut_slice()),
-        KvStorage::Host(v) => Err(Error::invalid(format!(
-            "{what} cache holds {} values, its shape {:?} needs {n}",
-            v.len(),
-            t.shape
-        ))),
+        KvStorage::Host(v) => {
+            if v.len() != n {
+                return Err(Error::invalid(format!(
+                    "{what} cache holds {} values, its shape {shape:?} needs {n}",
+                    v.len()
+                )));
+            }
+            Ok(v.as_mut_slice())
+        }
         KvStorage::Device(_) => Err(Error::invalid(format!(
             "{what} cache lives on a GPU; the CPU engine needs a host cache (Engine::new_cache)"
         ))),
@@ -87,7 +94,10 @@ impl Ops for CpuOps {
     type Vector = Vec<f32>;
 
     fn weight(&mut self, parts: &[&HostTensor], cols: usize) -> Result<Matrix> {
-        let rows: usize = parts.iter().map(|t| t.shape.first().copied().unwrap_or(0)).sum();
+        let rows: usize = parts
+            .iter()
+            .map(|t| t.shape.first().copied().unwrap_or(0))
+            .sum();
         for t in parts {
             shape_check("weight", t.shape.len() == 2 && t.shape[1] == cols, || {
                 format!("{:?} vs [_, {cols}]", t.shape)
@@ -109,7 +119,9 @@ impl Ops for CpuOps {
     }
 
     fn weight_rows(&self, w: &Matrix, start: usize, rows: usize) -> Result<HostTensor> {
-        shape_check("weight_rows", start + rows <= w.rows, || format!("{start}+{rows} > {}", w.rows))?;
+        shape_check("weight_rows", start + rows <= w.rows, || {
+            format!("{start}+{rows} > {}", w.rows)
+        })?;
         let r = start * w.cols..(start + rows) * w.cols;
         let data = match &w.store {
             Store::F32(v) => TensorData::F32(v[r].to_vec()),
@@ -123,7 +135,9 @@ impl Ops for CpuOps {
     }
 
     fn vector_range(&self, v: &Vec<f32>, start: usize, len: usize) -> Result<HostTensor> {
-        shape_check("vector_range", start + len <= v.len(), || format!("{start}+{len}"))?;
+        shape_check("vector_range", start + len <= v.len(), || {
+            format!("{start}+{len}")
+        })?;
         Ok(HostTensor {
             shape: vec![len],
             data: TensorData::F32(v[start..start + len].to_vec()),
@@ -143,12 +157,17 @@ impl Ops for CpuOps {
     }
 
     fn embed(&mut self, table: &Matrix, ids: &[u32], out: &mut CpuAct) -> Result<()> {
-        shape_check("embed", out.rows == ids.len() && out.cols == table.cols, || {
-            format!("{} ids into {}x{}", ids.len(), out.rows, out.cols)
-        })?;
+        shape_check(
+            "embed",
+            out.rows == ids.len() && out.cols == table.cols,
+            || format!("{} ids into {}x{}", ids.len(), out.rows, out.cols),
+        )?;
         for (row, &id) in out.data.chunks_mut(table.cols).zip(ids) {
             if id as usize >= table.rows {
-                return Err(Error::invalid(format!("id {id} outside table of {} rows", table.rows)));
+                return Err(Error::invalid(format!(
+                    "id {id} outside table of {} rows",
+                    table.rows
+                )));
             }
             table.row_into(id as usize, row);
         }
@@ -156,9 +175,11 @@ impl Ops for CpuOps {
     }
 
     fn add_embed(&mut self, table: &Matrix, ids: &[u32], x: &mut CpuAct) -> Result<()> {
-        shape_check("add_embed", x.rows == ids.len() && x.cols == table.cols, || {
-            format!("{} ids into {}x{}", ids.len(), x.rows, x.cols)
-        })?;
+        shape_check(
+            "add_embed",
+            x.rows == ids.len() && x.cols == table.cols,
+            || format!("{} ids into {}x{}", ids.len(), x.rows, x.cols),
+        )?;
         let mut buf = vec![0.0f32; table.cols];
         for (row, &id) in x.data.chunks_mut(table.cols).zip(ids) {
             if id as usize >= table.rows {
@@ -183,10 +204,20 @@ impl Ops for CpuOps {
         w: &Norm<Vec<f32>>,
         out: &mut CpuAct,
     ) -> Result<()> {
-        shape_check("norm", x.rows == out.rows && x.cols == out.cols && w.weight.len() == x.cols, || {
-            format!("{}x{} -> {}x{}", x.rows, x.cols, out.rows, out.cols)
-        })?;
-        kernels::norm(kind, eps, &x.data, x.cols, &w.weight, w.bias.as_deref(), &mut out.data);
+        shape_check(
+            "norm",
+            x.rows == out.rows && x.cols == out.cols && w.weight.len() == x.cols,
+            || format!("{}x{} -> {}x{}", x.rows, x.cols, out.rows, out.cols),
+        )?;
+        kernels::norm(
+            kind,
+            eps,
+            &x.data,
+            x.cols,
+            &w.weight,
+            w.bias.as_deref(),
+            &mut out.data,
+        );
         Ok(())
     }
 
@@ -197,10 +228,24 @@ impl Ops for CpuOps {
         bias: Option<&Vec<f32>>,
         out: &mut CpuAct,
     ) -> Result<()> {
-        shape_check("linear", x.cols == w.cols && out.rows == x.rows && out.cols == w.rows, || {
-            format!("{}x{} · [{}x{}]ᵀ -> {}x{}", x.rows, x.cols, w.rows, w.cols, out.rows, out.cols)
-        })?;
-        matrix::matmul(w, &x.data, x.rows, bias.map(|b| b.as_slice()), &mut out.data, &mut self.tmp);
+        shape_check(
+            "linear",
+            x.cols == w.cols && out.rows == x.rows && out.cols == w.rows,
+            || {
+                format!(
+                    "{}x{} · [{}x{}]ᵀ -> {}x{}",
+                    x.rows, x.cols, w.rows, w.cols, out.rows, out.cols
+                )
+            },
+        )?;
+        matrix::matmul(
+            w,
+            &x.data,
+            x.rows,
+            bias.map(|b| b.as_slice()),
+            &mut out.data,
+            &mut self.tmp,
+        );
         Ok(())
     }
 
@@ -215,13 +260,26 @@ impl Ops for CpuOps {
         let Some((cos, sin, n)) = &self.rope else {
             return Err(internal("rope op on a model without rotary tables".into()));
         };
-        shape_check("rope", positions.len() == x.rows && col + heads * head_dim <= x.cols, || {
-            format!("{} positions for {} rows", positions.len(), x.rows)
-        })?;
+        shape_check(
+            "rope",
+            positions.len() == x.rows && col + heads * head_dim <= x.cols,
+            || format!("{} positions for {} rows", positions.len(), x.rows),
+        )?;
         if let Some(p) = positions.iter().find(|&&p| p as usize >= *n) {
-            return Err(Error::invalid(format!("position {p} beyond the rotary table of {n}")));
+            return Err(Error::invalid(format!(
+                "position {p} beyond the rotary table of {n}"
+            )));
         }
-        kernels::rope(&mut x.data, x.cols, col, heads, head_dim, positions, cos, sin);
+        kernels::rope(
+            &mut x.data,
+            x.cols,
+            col,
+            heads,
+            head_dim,
+            positions,
+            cos,
+            sin,
+        );
         Ok(())
     }
 
@@ -240,7 +298,12 @@ impl Ops for CpuOps {
                 && qkv.rows == step.batch * step.seq_len
                 && out.rows == qkv.rows
                 && out.cols == geom.q_dim(),
-            || format!("qkv {}x{}, out {}x{}", qkv.rows, qkv.cols, out.rows, out.cols),
+            || {
+                format!(
+                    "qkv {}x{}, out {}x{}",
+                    qkv.rows, qkv.cols, out.rows, out.cols
+                )
+            },
         )?;
         let st = Step {
             batch: step.batch,
@@ -264,9 +327,16 @@ impl Ops for CpuOps {
     }
 
     fn swiglu(&mut self, gate_up: &CpuAct, out: &mut CpuAct) -> Result<()> {
-        shape_check("swiglu", gate_up.rows == out.rows && gate_up.cols == 2 * out.cols, || {
-            format!("{}x{} -> {}x{}", gate_up.rows, gate_up.cols, out.rows, out.cols)
-        })?;
+        shape_check(
+            "swiglu",
+            gate_up.rows == out.rows && gate_up.cols == 2 * out.cols,
+            || {
+                format!(
+                    "{}x{} -> {}x{}",
+                    gate_up.rows, gate_up.cols, out.rows, out.cols
+                )
+            },
+        )?;
         kernels::swiglu(&gate_up.data, out.cols, &mut out.data);
         Ok(())
     }
@@ -287,9 +357,11 @@ impl Ops for CpuOps {
     }
 
     fn gather_rows(&mut self, x: &CpuAct, rows: &[usize], out: &mut CpuAct) -> Result<()> {
-        shape_check("gather_rows", out.rows == rows.len() && out.cols == x.cols, || {
-            format!("{} rows into {}x{}", rows.len(), out.rows, out.cols)
-        })?;
+        shape_check(
+            "gather_rows",
+            out.rows == rows.len() && out.cols == x.cols,
+            || format!("{} rows into {}x{}", rows.len(), out.rows, out.cols),
+        )?;
         for (o, &r) in out.data.chunks_mut(x.cols).zip(rows) {
             if r >= x.rows {
                 return Err(internal(format!("gather row {r} of {}", x.rows)));

@@ -16,7 +16,11 @@ use std::io::{Read, Write};
 
 type Lin = Linear<super::matrix::Matrix, Vec<f32>>;
 
-fn canonical(spec: &ModelSpec, ops: &CpuOps, w: &ModelWeights<CpuOps>) -> Result<Vec<(String, HostTensor)>> {
+fn canonical(
+    spec: &ModelSpec,
+    ops: &CpuOps,
+    w: &ModelWeights<CpuOps>,
+) -> Result<Vec<(String, HostTensor)>> {
     let mut out = Vec::new();
     let rows = |m: &super::matrix::Matrix| m.rows;
     out.push((
@@ -24,21 +28,33 @@ fn canonical(spec: &ModelSpec, ops: &CpuOps, w: &ModelWeights<CpuOps>) -> Result
         ops.weight_rows(w.embed_table(), 0, rows(w.embed_table()))?,
     ));
     if let Some(p) = &w.pos_embed {
-        out.push(("pos_embed.weight".to_string(), ops.weight_rows(p, 0, p.rows)?));
+        out.push((
+            "pos_embed.weight".to_string(),
+            ops.weight_rows(p, 0, p.rows)?,
+        ));
     }
-    let mut lin = |out: &mut Vec<(String, HostTensor)>, l: &Lin| -> Result<()> {
+    let lin = |out: &mut Vec<(String, HostTensor)>, l: &Lin| -> Result<()> {
         let mut start = 0;
         for part in &l.parts {
-            out.push((format!("{}.weight", part.name), ops.weight_rows(&l.weight, start, part.rows)?));
+            out.push((
+                format!("{}.weight", part.name),
+                ops.weight_rows(&l.weight, start, part.rows)?,
+            ));
             if let Some(b) = &l.bias {
-                out.push((format!("{}.bias", part.name), ops.vector_range(b, start, part.rows)?));
+                out.push((
+                    format!("{}.bias", part.name),
+                    ops.vector_range(b, start, part.rows)?,
+                ));
             }
             start += part.rows;
         }
         Ok(())
     };
     let norm = |out: &mut Vec<(String, HostTensor)>, n: &Norm<Vec<f32>>, p: &str| -> Result<()> {
-        out.push((format!("{p}.weight"), ops.vector_range(&n.weight, 0, n.weight.len())?));
+        out.push((
+            format!("{p}.weight"),
+            ops.vector_range(&n.weight, 0, n.weight.len())?,
+        ));
         if let Some(b) = &n.bias {
             out.push((format!("{p}.bias"), ops.vector_range(b, 0, b.len())?));
         }
@@ -71,11 +87,18 @@ fn io(e: std::io::Error) -> Error {
     Error::invalid(format!("writing engine payload: {e}"))
 }
 
-pub fn write(spec: &ModelSpec, ops: &CpuOps, w: &ModelWeights<CpuOps>, out: &mut dyn Write) -> Result<()> {
+pub fn write(
+    spec: &ModelSpec,
+    ops: &CpuOps,
+    w: &ModelWeights<CpuOps>,
+    out: &mut dyn Write,
+) -> Result<()> {
     let tensors = canonical(spec, ops, w)?;
-    out.write_all(&(tensors.len() as u32).to_le_bytes()).map_err(io)?;
+    out.write_all(&(tensors.len() as u32).to_le_bytes())
+        .map_err(io)?;
     for (name, t) in &tensors {
-        out.write_all(&(name.len() as u16).to_le_bytes()).map_err(io)?;
+        out.write_all(&(name.len() as u16).to_le_bytes())
+            .map_err(io)?;
         out.write_all(name.as_bytes()).map_err(io)?;
         let (code, bytes): (u8, Vec<u8>) = match &t.data {
             TensorData::F32(v) => (0, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
@@ -108,7 +131,10 @@ struct Bounded<'a> {
 impl Bounded<'_> {
     fn bytes(&mut self, n: u64, what: &str) -> Result<Vec<u8>, PayloadError> {
         if n > self.left {
-            return Err(PayloadError::Truncated(format!("{what}: needs {n} bytes, {} left", self.left)));
+            return Err(PayloadError::Truncated(format!(
+                "{what}: needs {n} bytes, {} left",
+                self.left
+            )));
         }
         let mut buf = vec![0u8; n as usize];
         self.r
@@ -141,7 +167,10 @@ pub fn read(r: &mut dyn Read, limit: u64) -> Result<WeightMap, PayloadError> {
         let mut shape = Vec::with_capacity(ndim as usize);
         for _ in 0..ndim {
             let d = u64::from_le_bytes(b.array(&name)?);
-            shape.push(usize::try_from(d).map_err(|_| PayloadError::Corrupt(format!("{name}: dim {d}")))?);
+            shape.push(
+                usize::try_from(d)
+                    .map_err(|_| PayloadError::Corrupt(format!("{name}: dim {d}")))?,
+            );
         }
         let numel = shape
             .iter()
@@ -150,23 +179,48 @@ pub fn read(r: &mut dyn Read, limit: u64) -> Result<WeightMap, PayloadError> {
         let width: u64 = match code {
             0 => 4,
             1 | 2 => 2,
-            c => return Err(PayloadError::Corrupt(format!("{name}: unknown dtype code {c}"))),
+            c => {
+                return Err(PayloadError::Corrupt(format!(
+                    "{name}: unknown dtype code {c}"
+                )));
+            }
         };
         let nbytes = numel
             .checked_mul(width)
             .ok_or_else(|| PayloadError::Corrupt(format!("{name}: size overflows")))?;
         let raw = b.bytes(nbytes, &name)?;
         let data = match code {
-            0 => TensorData::F32(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-            1 => TensorData::F16(raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()),
-            _ => TensorData::BF16(raw.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]])).collect()),
+            0 => TensorData::F32(
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            1 => TensorData::F16(
+                raw.chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
+            _ => TensorData::BF16(
+                raw.chunks_exact(2)
+                    .map(|c| bf16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
         };
-        if map.tensors.insert(name.clone(), HostTensor { shape, data }).is_some() {
-            return Err(PayloadError::Corrupt(format!("tensor {name} appears twice")));
+        if map
+            .tensors
+            .insert(name.clone(), HostTensor { shape, data })
+            .is_some()
+        {
+            return Err(PayloadError::Corrupt(format!(
+                "tensor {name} appears twice"
+            )));
         }
     }
     if b.left != 0 {
-        return Err(PayloadError::Corrupt(format!("{} trailing bytes after the last tensor", b.left)));
+        return Err(PayloadError::Corrupt(format!(
+            "{} trailing bytes after the last tensor",
+            b.left
+        )));
     }
     Ok(map)
 }
