@@ -49,7 +49,7 @@ fn greedy_tokens_equal_hf_in_every_mode() {
                 let opts = greedy_opts(mode, 24);
                 let mut streamed = Vec::new();
                 let out = if mode == CacheMode::None {
-                    generate(&mut e, &[p.ids.clone()], &opts, &mut |_, t| {
+                    generate(&mut e, std::slice::from_ref(&p.ids), &opts, &mut |_, t| {
                         streamed.push(t)
                     })
                 } else {
@@ -57,7 +57,7 @@ fn greedy_tokens_equal_hf_in_every_mode() {
                     generate_with_static_cache(
                         &mut e,
                         &mut cache,
-                        &[p.ids.clone()],
+                        std::slice::from_ref(&p.ids),
                         &opts,
                         &mut |_, t| streamed.push(t),
                     )
@@ -142,7 +142,7 @@ fn half_precision_storage_matches_hf_rounded_weights() {
             let out = generate_with_static_cache(
                 &mut e,
                 &mut cache,
-                &[p.ids.clone()],
+                std::slice::from_ref(&p.ids),
                 &greedy_opts(CacheMode::StaticV1, 24),
                 &mut |_, _| {},
             )

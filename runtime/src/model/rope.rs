@@ -33,7 +33,8 @@ fn llama3_scale(inv_freq: f32, s: &Llama3Scaling) -> f32 {
     } else {
         inv_freq
     };
-    let is_medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+    // HF: `~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)` (wavelen is never NaN).
+    let is_medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
     if is_medium {
         let smooth = (old_context / wavelen - low) / (high - low);
         (1.0 - smooth) * scaled / factor + smooth * scaled
@@ -87,6 +88,7 @@ mod tests {
     }
 
     // Printed by transformers 5.17 `_compute_llama3_parameters` for the config above.
+    #[allow(clippy::excessive_precision)]
     const HF_LLAMA3_INV_FREQ: [f32; 8] = [
         1.000000000e+00,
         9.583997726e-02,

@@ -42,7 +42,7 @@ impl Reference {
             .as_array()
             .expect("rounded logits")
             .iter()
-            .flat_map(|row| floats(row))
+            .flat_map(floats)
             .collect();
         (logits, until_eos(ids(&r["greedy"]), self.eos))
     }
