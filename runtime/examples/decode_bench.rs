@@ -1,5 +1,5 @@
 //! Micro benchmark of the CPU decode step (no criterion, no network): builds an engine for a model
-//! directory's `config.json` with seeded synthetic weights, prefills a prompt, times greedy decode and
+//! directory's `config.json` with seeded random weights, prefills a prompt, times greedy decode and
 //! prints tokens/s next to the weight bytes streamed per token.
 //!
 //! `cargo run --release -p runtime --example decode_bench -- models/SmolLM2-135M-Instruct FP32 2 64`
@@ -9,7 +9,7 @@ use runtime::backend::CacheMode;
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::generate::{GenerateOptions, generate_with_static_cache};
 use runtime::progress::NoProgress;
-use runtime::weights::WeightSource;
+use runtime::weights::{HostTensor, TensorData, WeightMap, expected_tensors};
 use runtime::{ModelSpec, Precision};
 use std::path::PathBuf;
 
@@ -31,12 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             threads: Some(threads),
         },
     };
-    let mut engine = Engine::build(
-        spec,
-        &WeightSource::Synthetic { seed: 1 },
-        options,
-        &NoProgress,
-    )?;
+    let weights = random_weights(&spec);
+    let mut engine = Engine::build_from_weights(spec, &weights, options, &NoProgress)?;
     let mut cache = engine.new_cache(1)?;
     let prompt = vec![(1..=16u32).collect::<Vec<_>>()];
     let opts = GenerateOptions {
@@ -59,4 +55,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bytes * tps / 1e9
     );
     Ok(())
+}
+
+/// Seeded uniform(-0.05, 0.05) weights for every tensor the spec needs (speed does not depend on values).
+fn random_weights(spec: &ModelSpec) -> WeightMap {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut map = WeightMap::default();
+    for (name, shape) in expected_tensors(spec) {
+        let n: usize = shape.iter().product();
+        let data = (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+            })
+            .collect();
+        map.tensors.insert(
+            name,
+            HostTensor {
+                shape,
+                data: TensorData::F32(data),
+            },
+        );
+    }
+    map
 }

@@ -23,10 +23,6 @@ pub struct Matrix {
     pub store: Store,
 }
 
-const LANES: usize = 16;
-/// Elements converted per block when a row is stored in 16-bit.
-const BLOCK: usize = 256;
-
 impl Matrix {
     pub fn bytes(&self) -> usize {
         let n = self.rows * self.cols;
@@ -52,8 +48,8 @@ impl Matrix {
         let range = r * self.cols..(r + 1) * self.cols;
         match &self.store {
             Store::F32(v) => dot(&v[range], x),
-            Store::F16(v) => dot_converted(&v[range], x, f16_to_f32),
-            Store::Bf16(v) => dot_converted(&v[range], x, bf16_to_f32),
+            Store::F16(v) => super::simd::dot_f16(&v[range], x),
+            Store::Bf16(v) => super::simd::dot_bf16(&v[range], x),
         }
     }
 }
@@ -69,37 +65,7 @@ fn bf16_to_f32(src: &[bf16], dst: &mut [f32]) {
     }
 }
 
-/// Dot product with `LANES` independent accumulators (vectorisable, deterministic order).
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; LANES];
-    let mut ca = a.chunks_exact(LANES);
-    let mut cb = b.chunks_exact(LANES);
-    for (xa, xb) in (&mut ca).zip(&mut cb) {
-        for l in 0..LANES {
-            acc[l] += xa[l] * xb[l];
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail += x * y;
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-#[inline]
-fn dot_converted<T>(row: &[T], x: &[f32], convert: fn(&[T], &mut [f32])) -> f32 {
-    let mut buf = [0.0f32; BLOCK];
-    let mut sum = 0.0f32;
-    for (chunk, xs) in row.chunks(BLOCK).zip(x.chunks(BLOCK)) {
-        let b = &mut buf[..chunk.len()];
-        convert(chunk, b);
-        sum += dot(b, xs);
-    }
-    sum
-}
+pub use super::simd::dot;
 
 /// Output rows per parallel task: enough tasks to balance the pool, few enough to amortise the
 /// fork-join, and never fewer than 16 rows.

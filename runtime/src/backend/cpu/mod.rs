@@ -8,6 +8,7 @@ pub mod kernels;
 pub mod matrix;
 pub mod ops;
 pub mod payload;
+pub mod simd;
 
 use crate::backend::{
     Backend, BackendError, BackendKind, CacheMode, LogitRows, Logits, StepInputs,

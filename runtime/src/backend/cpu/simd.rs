@@ -1,0 +1,212 @@
+//! Dot products of an f32 vector with f32 / bf16 / f16 weight rows, with `LANES` independent
+//! accumulators summed in a fixed order. On x86-64 with AVX2 (+F16C) the same lane structure is
+//! compiled for 256-bit registers, chosen at run time; no FMA is used, so both paths give
+//! bit-identical results.
+
+use half::{bf16, f16};
+
+pub const LANES: usize = 16;
+
+#[inline(always)]
+fn finish(acc: [f32; LANES], tail: f32) -> f32 {
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (xa, xb) in (&mut ca).zip(&mut cb) {
+        for l in 0..LANES {
+            acc[l] += xa[l] * xb[l];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += x * y;
+    }
+    finish(acc, tail)
+}
+
+#[inline(always)]
+fn bf16_f32(w: bf16) -> f32 {
+    f32::from_bits((w.to_bits() as u32) << 16)
+}
+
+#[inline(always)]
+fn dot_bf16_body(w: &[bf16], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    let (w, x) = (&w[..n], &x[..n]);
+    let mut acc = [0.0f32; LANES];
+    let mut cw = w.chunks_exact(LANES);
+    let mut cx = x.chunks_exact(LANES);
+    for (xw, xx) in (&mut cw).zip(&mut cx) {
+        for l in 0..LANES {
+            acc[l] += bf16_f32(xw[l]) * xx[l];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (a, b) in cw.remainder().iter().zip(cx.remainder()) {
+        tail += bf16_f32(*a) * b;
+    }
+    finish(acc, tail)
+}
+
+fn dot_f16_portable(w: &[f16], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    let (w, x) = (&w[..n], &x[..n]);
+    let mut acc = [0.0f32; LANES];
+    let mut cw = w.chunks_exact(LANES);
+    let mut cx = x.chunks_exact(LANES);
+    for (xw, xx) in (&mut cw).zip(&mut cx) {
+        for l in 0..LANES {
+            acc[l] += xw[l].to_f32() * xx[l];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (a, b) in cw.remainder().iter().zip(cx.remainder()) {
+        tail += a.to_f32() * b;
+    }
+    finish(acc, tail)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{LANES, dot_bf16_body, dot_f32_body, finish};
+    use half::{bf16, f16};
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm256_add_ps, _mm256_cvtph_ps, _mm256_loadu_ps, _mm256_mul_ps,
+        _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+
+    pub fn has_avx2() -> bool {
+        std::is_x86_feature_detected!("avx2")
+    }
+
+    pub fn has_f16c() -> bool {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 (checked by the caller with `has_avx2`).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        dot_f32_body(a, b)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 (checked by the caller with `has_avx2`).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
+        dot_bf16_body(w, x)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and F16C (checked by the caller with `has_f16c`).
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
+        let n = w.len().min(x.len());
+        let full = n - n % LANES;
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i < full {
+            // SAFETY: i + 16 <= full <= len of both slices; unaligned loads are used throughout.
+            unsafe {
+                let h0 = _mm_loadu_si128(w.as_ptr().add(i) as *const __m128i);
+                let h1 = _mm_loadu_si128(w.as_ptr().add(i + 8) as *const __m128i);
+                let x0 = _mm256_loadu_ps(x.as_ptr().add(i));
+                let x1 = _mm256_loadu_ps(x.as_ptr().add(i + 8));
+                acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(_mm256_cvtph_ps(h0), x0));
+                acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(_mm256_cvtph_ps(h1), x1));
+            }
+            i += LANES;
+        }
+        let mut acc = [0.0f32; LANES];
+        // SAFETY: `acc` holds exactly 16 f32, the two unaligned stores write 8 each.
+        unsafe {
+            _mm256_storeu_ps(acc.as_mut_ptr(), acc0);
+            _mm256_storeu_ps(acc.as_mut_ptr().add(8), acc1);
+        }
+        let mut tail = 0.0f32;
+        for j in full..n {
+            tail += w[j].to_f32() * x[j];
+        }
+        finish(acc, tail)
+    }
+}
+
+/// `Σ a[i]·b[i]`.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: AVX2 support was just detected.
+        return unsafe { x86::dot_f32(a, b) };
+    }
+    dot_f32_body(a, b)
+}
+
+/// `Σ w[i]·x[i]` with bf16 weights.
+#[inline]
+pub fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: AVX2 support was just detected.
+        return unsafe { x86::dot_bf16(w, x) };
+    }
+    dot_bf16_body(w, x)
+}
+
+/// `Σ w[i]·x[i]` with f16 weights.
+#[inline]
+pub fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_f16c() {
+        // SAFETY: AVX2 and F16C support were just detected.
+        return unsafe { x86::dot_f16(w, x) };
+    }
+    dot_f16_portable(w, x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simd_paths_are_bit_identical_to_portable() {
+        let mut s = 3u64;
+        let mut r = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for n in [0, 1, 15, 16, 17, 100, 576, 1537] {
+            let a: Vec<f32> = (0..n).map(|_| r()).collect();
+            let b: Vec<f32> = (0..n).map(|_| r()).collect();
+            let h: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
+            let bb: Vec<bf16> = a.iter().map(|&v| bf16::from_f32(v)).collect();
+            assert_eq!(
+                dot(&a, &b).to_bits(),
+                dot_f32_body(&a, &b).to_bits(),
+                "f32 n={n}"
+            );
+            assert_eq!(
+                dot_bf16(&bb, &b).to_bits(),
+                dot_bf16_body(&bb, &b).to_bits(),
+                "bf16 n={n}"
+            );
+            assert_eq!(
+                dot_f16(&h, &b).to_bits(),
+                dot_f16_portable(&h, &b).to_bits(),
+                "f16 n={n}"
+            );
+            let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!((dot(&a, &b) as f64 - exact).abs() <= 1e-5 * n.max(1) as f64);
+        }
+    }
+}
