@@ -109,7 +109,7 @@ pub fn model_readme(m: &ModelInput) -> Result<String, GenError> {
         m,
         rows: rows(m),
         weights: m.entry.weights.iter().map(weight_line).collect(),
-        default_precision: format!("{:?}", m.entry.precision),
+        default_precision: m.entry.precision.as_str().to_string(),
     };
     render("crate/README.md", &t)
 }
