@@ -3,7 +3,8 @@
 //! The environment is the one transformers' `apply_chat_template` renders in: `trim_blocks` and
 //! `lstrip_blocks`, loop controls, Python string/dict/list methods (`.strip()`, `.startswith()`,
 //! `.items()` …, from `minijinja-contrib`'s pycompat), `raise_exception(msg)`, and a `tojson` that writes
-//! what Python's `json.dumps` writes (`tojson`). Templates get `messages`, `add_generation_prompt`,
+//! what Python's `json.dumps` writes (`tojson`); booleans and none print as `True`/`False`/`None`, as
+//! Python prints them. Templates get `messages`, `add_generation_prompt`,
 //! `bos_token` and `eos_token`. A fuel limit bounds the work a hostile template can ask for.
 //!
 //! CONTRACT (owned by the `text` work package): the signatures below are fixed; `render_with`,
@@ -14,6 +15,7 @@ mod tojson;
 
 use crate::weights::WeightsError;
 use crate::weights::gguf::GgufFile;
+use minijinja::value::ValueKind;
 use minijinja::{Environment, Error, ErrorKind, Value};
 use std::path::{Path, PathBuf};
 
@@ -85,6 +87,7 @@ fn environment(source: &str) -> Result<Environment<'static>, ChatError> {
     env.set_lstrip_blocks(true);
     env.set_fuel(Some(FUEL));
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_formatter(python_formatter);
     env.add_filter("tojson", tojson::tojson);
     env.add_function("raise_exception", |message: String| -> Result<Value, Error> {
         Err(Error::new(ErrorKind::InvalidOperation, message))
@@ -92,6 +95,21 @@ fn environment(source: &str) -> Result<Environment<'static>, ChatError> {
     env.add_template_owned(TEMPLATE_NAME, source.to_string())
         .map_err(|e| ChatError::Syntax(describe(&e)))?;
     Ok(env)
+}
+
+/// Print values as Jinja2 under Python prints them where minijinja differs: `True`, `False`, `None`.
+fn python_formatter(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &Value,
+) -> Result<(), Error> {
+    let word = match value.kind() {
+        ValueKind::Bool if value.is_true() => "True",
+        ValueKind::Bool => "False",
+        ValueKind::None => "None",
+        _ => return minijinja::escape_formatter(out, state, value),
+    };
+    out.write_str(word).map_err(Error::from)
 }
 
 /// An absent special token is undefined in the template (renders as nothing), as in transformers.
