@@ -1,5 +1,5 @@
 //! Hostile safetensors checkpoints: truncated files, headers that lie about offsets, dtypes or shapes,
-//! missing or mis-shaped tensors, broken shard indexes. Every case is an error whose message names the
+//! missing or mis-shaped tensors (broken shard indexes: `hostile_safetensors_index.rs`). Every case is an error whose message names the
 //! file or tensor and the problem; none panics.
 //!
 //! The broken files are derived from the tiny Llama fixture (`models/tiny-llama/model.safetensors`,
@@ -310,106 +310,6 @@ fn weights_of_another_model() {
     assert!(
         msg.contains("shape") || msg.contains("missing") || msg.contains("does not use"),
         "{msg}"
-    );
-}
-
-/// Split the fixture into two shards plus an index; returns the index's weight map.
-fn write_shards(dir: &Scratch) -> Map<String, Value> {
-    let tensors = fixture_tensors();
-    let (a, b): (BTreeMap<_, _>, BTreeMap<_, _>) = tensors
-        .into_iter()
-        .partition(|(n, _)| n.contains("layers.0") || n.contains("embed"));
-    let mut weight_map = Map::new();
-    for (file, part) in [
-        ("model-00001-of-00002.safetensors", &a),
-        ("model-00002-of-00002.safetensors", &b),
-    ] {
-        write_file(&dir.join(file), part).expect("write shard");
-        for n in part.keys() {
-            weight_map.insert(n.clone(), file.into());
-        }
-    }
-    weight_map
-}
-
-fn write_index(dir: &Scratch, weight_map: &Map<String, Value>) {
-    let index = json!({"metadata": {}, "weight_map": weight_map});
-    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).expect("index");
-}
-
-#[test]
-fn shard_indexes() {
-    let dir = Scratch::new("st-shards");
-    let map = write_shards(&dir);
-    write_index(&dir, &map);
-    // Positive control: the sharded set loads.
-    assert!(load_dir(dir.path()).is_ok());
-
-    // A shard that is not there (a half-finished download).
-    std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).expect("rm");
-    let r = load_dir(dir.path());
-    assert!(
-        matches!(r, Err(WeightsError::MissingShard { .. })),
-        "{:?}",
-        r.err()
-    );
-    let msg = err_msg("missing shard", load_dir(dir.path()));
-    assert_names(
-        "missing shard",
-        &msg,
-        &[
-            "model.safetensors.index.json",
-            "model-00002-of-00002.safetensors",
-            "does not exist",
-        ],
-    );
-
-    // The index places a tensor in a shard that does not hold it.
-    let dir = Scratch::new("st-shards2");
-    let mut map = write_shards(&dir);
-    map.insert(
-        "lm_head.weight".into(),
-        "model-00001-of-00002.safetensors".into(),
-    );
-    write_index(&dir, &map);
-    let msg = err_msg("wrong shard", load_dir(dir.path()));
-    assert_names("wrong shard", &msg, &["lm_head.weight", "does not hold it"]);
-
-    // A shard name that escapes the directory.
-    map.insert("lm_head.weight".into(), "../model.safetensors".into());
-    write_index(&dir, &map);
-    let msg = err_msg("path escape", load_dir(dir.path()));
-    assert_names(
-        "path escape",
-        &msg,
-        &["../model.safetensors", "not a plain file name"],
-    );
-
-    // An index that is not JSON, or has no weight_map.
-    std::fs::write(
-        dir.join("model.safetensors.index.json"),
-        "{\"weight_map\": {",
-    )
-    .expect("w");
-    let msg = err_msg("index json", load_dir(dir.path()));
-    assert_names("index json", &msg, &["index is not JSON"]);
-    std::fs::write(
-        dir.join("model.safetensors.index.json"),
-        "{\"metadata\": {}}",
-    )
-    .expect("w");
-    let msg = err_msg("no weight_map", load_dir(dir.path()));
-    assert_names("no weight_map", &msg, &["no weight_map"]);
-    // A shard named by the index that is truncated.
-    write_index(&dir, &write_shards(&dir));
-    let shard = dir.join("model-00001-of-00002.safetensors");
-    let bytes = std::fs::read(&shard).expect("read shard");
-    std::fs::write(&shard, &bytes[..bytes.len() / 2]).expect("cut shard");
-    let msg = err_msg("truncated shard", load_dir(dir.path()));
-    assert_names(
-        "truncated shard",
-        &msg,
-        &["model-00001-of-00002.safetensors", "is truncated"],
     );
 }
 
