@@ -12,6 +12,7 @@ pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct";
 #[command(
     name = "run_llm",
     rename_all = "snake_case",
+    allow_negative_numbers = true,
     version,
     about = "Build, run and benchmark llmforge engines for Hugging Face decoder-only LLMs",
     long_about = "Build (or load) an engine for a model and generate text from a prompt, streaming it as \

@@ -129,17 +129,6 @@ fn load(model: &Model, need: &Need, path: &Path) -> Result<Obtained> {
     let header = engine_file::open(path)
         .with_context(|| format!("opening engine file {}", path.display()))?
         .header;
-    if header.max_seq_len < need.seq_len || header.max_batch < need.batch {
-        bail!(
-            "{}: engine was built for max_seq_len {} and batch {}, this run needs {} and {}; \
-             pass another --engine path to build a new one",
-            path.display(),
-            header.max_seq_len,
-            header.max_batch,
-            need.seq_len,
-            need.batch
-        );
-    }
     let device = match (need.auto_device, header.backend) {
         (true, runtime::backend::BackendKind::Cpu) => DeviceChoice::Cpu {
             threads: need.cpu_threads,
@@ -157,6 +146,20 @@ fn load(model: &Model, need: &Need, path: &Path) -> Result<Obtained> {
         max_batch: header.max_batch,
         device,
     };
+    header
+        .check(path, &model.spec, &expect)
+        .with_context(|| format!("loading engine file {}", path.display()))?;
+    if header.max_seq_len < need.seq_len || header.max_batch < need.batch {
+        bail!(
+            "{}: engine was built for max_seq_len {} and batch {}, this run needs {} and {}; \
+             pass another --engine path to build a new one",
+            path.display(),
+            header.max_seq_len,
+            header.max_batch,
+            need.seq_len,
+            need.batch
+        );
+    }
     let engine = Engine::load(path, &model.spec, &expect)
         .with_context(|| format!("loading engine file {}", path.display()))?;
     Ok(Obtained {
