@@ -30,7 +30,9 @@ fn cpu(threads: Option<usize>) -> Result<Measured> {
     if let Some(n) = threads {
         pool = pool.num_threads(n);
     }
-    let pool = pool.build().context("thread pool for the bandwidth probe")?;
+    let pool = pool
+        .build()
+        .context("thread pool for the bandwidth probe")?;
     let n = pool.current_num_threads();
     let words = BYTES / 8;
     let src: Vec<u64> = (0..words as u64).collect();
@@ -58,7 +60,8 @@ fn cuda(ordinal: usize) -> Result<Measured> {
     if crate::device::cuda_device_count() <= ordinal {
         anyhow::bail!("no CUDA device {ordinal} for the bandwidth probe");
     }
-    let ctx = cudarc::driver::CudaContext::new(ordinal).context("CUDA context for the bandwidth probe")?;
+    let ctx = cudarc::driver::CudaContext::new(ordinal)
+        .context("CUDA context for the bandwidth probe")?;
     let stream = ctx.default_stream();
     let src = stream.alloc_zeros::<u8>(BYTES)?;
     let mut dst = stream.alloc_zeros::<u8>(BYTES)?;

@@ -32,9 +32,8 @@ pub fn cuda_device_count() -> usize {
 pub fn label(device: DeviceChoice) -> String {
     match device {
         DeviceChoice::Cpu { threads } => {
-            let n = threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            });
+            let n = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             format!("cpu ({n} threads)")
         }
         DeviceChoice::Cuda { ordinal } => format!("cuda:{ordinal}"),

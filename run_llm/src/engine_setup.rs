@@ -64,7 +64,11 @@ pub fn max_seq_len(model: &Model, need: usize) -> Result<usize> {
             spec.name
         );
     }
-    Ok(model.default_max_seq_len.unwrap_or(2048).min(limit).max(need))
+    Ok(model
+        .default_max_seq_len
+        .unwrap_or(2048)
+        .min(limit)
+        .max(need))
 }
 
 pub fn obtain(
@@ -79,8 +83,13 @@ pub fn obtain(
     let seq = max_seq_len(model, need.seq_len)?;
     let t = Instant::now();
     progress.stage("load weights", 0);
-    let weights = runtime::weights::load(&model.spec, &model.source)
-        .with_context(|| format!("loading the weights of {} ({})", model.spec.name, model.weights_label()));
+    let weights = runtime::weights::load(&model.spec, &model.source).with_context(|| {
+        format!(
+            "loading the weights of {} ({})",
+            model.spec.name,
+            model.weights_label()
+        )
+    });
     progress.finish();
     let weights = weights?;
     let weights_s = t.elapsed().as_secs_f64();

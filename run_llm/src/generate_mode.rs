@@ -53,18 +53,25 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         let _ = out.write_all(piece.as_bytes());
         let _ = out.flush();
     };
-    let out = generate_with_static_cache(&mut engine, &mut cache, &[prompt.clone()], &opts, &mut on_token)
-        .context("generation failed")?;
-    if let Some(s) = stream {
-        if !args.json {
-            print!("{}", s.finish().unwrap_or_default());
-        }
+    let out = generate_with_static_cache(
+        &mut engine,
+        &mut cache,
+        std::slice::from_ref(&prompt),
+        &opts,
+        &mut on_token,
+    )
+    .context("generation failed")?;
+    if let Some(s) = stream
+        && !args.json
+    {
+        print!("{}", s.finish().unwrap_or_default());
     }
     if !args.json {
         println!();
     }
     if let Some(e) = stream_err {
-        run.notes.push(format!("decoding the streamed text failed: {e}"));
+        run.notes
+            .push(format!("decoding the streamed text failed: {e}"));
     }
     let tokens = out.tokens.into_iter().next().unwrap_or_default();
     let text = match &tokenizer {
@@ -77,7 +84,11 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
     let total_s = (ttft_ms + decode_ms) / 1e3;
     let pytorch = if args.enable_pytorch_run {
         let req = pytorch::Request::generation(args, model, &need, got.weights.as_ref(), &prompt)?;
-        Some(pytorch::run(&req, std::slice::from_ref(&tokens), args.sampling().is_greedy()))
+        Some(pytorch::run(
+            &req,
+            std::slice::from_ref(&tokens),
+            args.sampling().is_greedy(),
+        ))
     } else {
         None
     };
@@ -87,8 +98,16 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         prompt_tokens: prompt.len(),
         text,
         ttft_ms,
-        decode_ms_per_token: if t.decode_steps > 0 { decode_ms / t.decode_steps as f64 } else { 0.0 },
-        tokens_per_s: if total_s > 0.0 { tokens.len() as f64 / total_s } else { 0.0 },
+        decode_ms_per_token: if t.decode_steps > 0 {
+            decode_ms / t.decode_steps as f64
+        } else {
+            0.0
+        },
+        tokens_per_s: if total_s > 0.0 {
+            tokens.len() as f64 / total_s
+        } else {
+            0.0
+        },
         tokens,
         pytorch,
     };

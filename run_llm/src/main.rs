@@ -74,7 +74,9 @@ pub(crate) fn run_info(args: &Args, model: &Model, got: &Obtained) -> RunInfo {
         synthetic_weights: model.synthetic().is_some(),
         device: device::label(opts.device),
         precision: opts.precision.to_string(),
-        cache: runtime::backend::CacheMode::from(args.cache).as_str().to_string(),
+        cache: runtime::backend::CacheMode::from(args.cache)
+            .as_str()
+            .to_string(),
         engine: EngineInfo {
             origin: got.origin,
             path: args.engine.as_ref().map(|p| p.display().to_string()),

@@ -43,26 +43,26 @@ impl Progress for Bars {
         bar.set_style(Self::style(total));
         bar.set_message(name.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        if let Ok(mut cur) = self.current.lock() {
-            if let Some(old) = cur.replace(bar) {
-                old.finish_and_clear();
-            }
+        if let Ok(mut cur) = self.current.lock()
+            && let Some(old) = cur.replace(bar)
+        {
+            old.finish_and_clear();
         }
     }
 
     fn advance(&self, n: u64) {
-        if let Ok(cur) = self.current.lock() {
-            if let Some(bar) = cur.as_ref() {
-                bar.inc(n);
-            }
+        if let Ok(cur) = self.current.lock()
+            && let Some(bar) = cur.as_ref()
+        {
+            bar.inc(n);
         }
     }
 
     fn finish(&self) {
-        if let Ok(mut cur) = self.current.lock() {
-            if let Some(bar) = cur.take() {
-                bar.finish_and_clear();
-            }
+        if let Ok(mut cur) = self.current.lock()
+            && let Some(bar) = cur.take()
+        {
+            bar.finish_and_clear();
         }
     }
 }

@@ -42,7 +42,16 @@ impl Request {
         weights: Option<&WeightMap>,
         prompt: &[u32],
     ) -> Result<Request> {
-        Request::new(args, model, need, weights, vec![prompt.to_vec()], true, 0, 1)
+        Request::new(
+            args,
+            model,
+            need,
+            weights,
+            vec![prompt.to_vec()],
+            true,
+            0,
+            1,
+        )
     }
 
     /// The benchmark's prompts, warm-up and iterations, never stopping at EOS.
@@ -53,7 +62,16 @@ impl Request {
         weights: Option<&WeightMap>,
         prompts: &[Vec<u32>],
     ) -> Result<Request> {
-        Request::new(args, model, need, weights, prompts.to_vec(), false, 1, args.iterations)
+        Request::new(
+            args,
+            model,
+            need,
+            weights,
+            prompts.to_vec(),
+            false,
+            1,
+            args.iterations,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -102,9 +120,10 @@ fn hf_dir(model: &Model, weights: Option<&WeightMap>) -> Result<PathBuf> {
         );
     };
     let hash = &model.spec.config_hash[..12.min(model.spec.config_hash.len())];
-    let dir = std::env::temp_dir()
-        .join("llmforge-hf")
-        .join(format!("{}-{hash}-{key}", runtime::manifest::slug(&model.spec.name)));
+    let dir = std::env::temp_dir().join("llmforge-hf").join(format!(
+        "{}-{hash}-{key}",
+        runtime::manifest::slug(&model.spec.name)
+    ));
     let marker = dir.join("llmforge-complete");
     if marker.is_file() {
         return Ok(dir);
@@ -202,7 +221,11 @@ pub fn run(req: &Request, ours: &[Vec<u32>], greedy: bool) -> Baseline {
             message: None,
             versions: out.versions,
             notes: out.notes,
-            runs: out.runs.into_iter().map(|r| summarise(r, ours, greedy)).collect(),
+            runs: out
+                .runs
+                .into_iter()
+                .map(|r| summarise(r, ours, greedy))
+                .collect(),
         },
         Err(e) => Baseline {
             status: "failed",
@@ -234,7 +257,10 @@ fn run_script(req: &Request) -> Result<ScriptOutput> {
     let _ = std::fs::remove_dir_all(&work);
     match (status.code(), text) {
         (Some(0 | EXIT_MISSING), Ok(text)) => Ok(serde_json::from_str(&text)?),
-        (code, _) => bail!("{} exited with {code:?}; its errors are above", script_path().display()),
+        (code, _) => bail!(
+            "{} exited with {code:?}; its errors are above",
+            script_path().display()
+        ),
     }
 }
 
@@ -256,7 +282,8 @@ fn summarise(r: ScriptRun, ours: &[Vec<u32>], greedy: bool) -> BaselineRun {
 
 /// The baseline as text, with its generated text when a tokenizer is at hand.
 pub fn text(b: &Baseline, tokenizer: Option<&Tokenizer>) -> String {
-    let mut s = String::from("PyTorch baseline (Hugging Face transformers, same weights and inputs)");
+    let mut s =
+        String::from("PyTorch baseline (Hugging Face transformers, same weights and inputs)");
     if let Some(m) = &b.message {
         let _ = write!(s, ": {} — {m}", b.status);
         return s;
@@ -289,10 +316,10 @@ pub fn text(b: &Baseline, tokenizer: Option<&Tokenizer>) -> String {
         if let Some(n) = &r.note {
             let _ = write!(s, " ({n})");
         }
-        if let (Some(t), Some(first)) = (tokenizer, r.tokens.first()) {
-            if let Ok(text) = t.decode(first) {
-                let _ = write!(s, "\n    text: {text}");
-            }
+        if let (Some(t), Some(first)) = (tokenizer, r.tokens.first())
+            && let Ok(text) = t.decode(first)
+        {
+            let _ = write!(s, "\n    text: {text}");
         }
     }
     s

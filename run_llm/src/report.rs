@@ -174,8 +174,16 @@ pub fn bench_text(r: &BenchReport) -> String {
         "  end-to-end latency   median {:.2} ms · mean {:.2} ms · std dev {:.2} ms",
         l.median, l.mean, l.std
     );
-    let _ = writeln!(s, "  time to first token  median {:.2} ms", r.ttft_ms_median);
-    let _ = writeln!(s, "  decode               median {:.3} ms/token", r.decode_ms_per_token_median);
+    let _ = writeln!(
+        s,
+        "  time to first token  median {:.2} ms",
+        r.ttft_ms_median
+    );
+    let _ = writeln!(
+        s,
+        "  decode               median {:.3} ms/token",
+        r.decode_ms_per_token_median
+    );
     let _ = writeln!(
         s,
         "  throughput           {:.1} tokens/s · {:.3} sequences/s",

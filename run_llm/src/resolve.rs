@@ -50,7 +50,9 @@ impl Model {
             WeightSource::HfDir(d) => format!("safetensors in {}", d.display()),
             WeightSource::Gguf(f) => format!("GGUF {}", f.display()),
             WeightSource::Synthetic { seed } => {
-                format!("SYNTHETIC seeded random weights (seed {seed}); outputs are not meaningful text")
+                format!(
+                    "SYNTHETIC seeded random weights (seed {seed}); outputs are not meaningful text"
+                )
             }
         }
     }
@@ -76,7 +78,11 @@ impl Model {
         let found = match (explicit, &self.text_from) {
             (Some(p), _) if is_gguf(p) => ChatTemplate::from_gguf(&open_gguf(p)?)?,
             (Some(p), _) => {
-                let dir = if p.is_dir() { p } else { p.parent().unwrap_or(Path::new(".")) };
+                let dir = if p.is_dir() {
+                    p
+                } else {
+                    p.parent().unwrap_or(Path::new("."))
+                };
                 ChatTemplate::from_model_dir(dir)?
             }
             (None, TextSource::Dir(d)) => ChatTemplate::from_model_dir(d)?,
@@ -106,7 +112,8 @@ pub fn resolve(model: &str) -> Result<Model> {
 }
 
 fn is_gguf(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
 fn open_gguf(path: &Path) -> Result<GgufFile> {
@@ -116,7 +123,10 @@ fn open_gguf(path: &Path) -> Result<GgufFile> {
 fn from_hf_dir(dir: &Path) -> Result<Model> {
     let config = dir.join("config.json");
     if !config.is_file() {
-        bail!("{} has no config.json; it is not a Hugging Face model directory", dir.display());
+        bail!(
+            "{} has no config.json; it is not a Hugging Face model directory",
+            dir.display()
+        );
     }
     let spec = ModelSpec::from_dir(dir)?;
     Ok(Model {
@@ -160,8 +170,9 @@ pub fn manifest_path() -> PathBuf {
 
 fn from_manifest(name: &str) -> Result<Model> {
     let path = manifest_path();
-    let manifest = Manifest::load(&path)
-        .with_context(|| format!("--model {name} is neither a directory nor a file, so it is looked up by name"))?;
+    let manifest = Manifest::load(&path).with_context(|| {
+        format!("--model {name} is neither a directory nor a file, so it is looked up by name")
+    })?;
     let Some(entry) = manifest.get(name) else {
         let names: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
         bail!(
@@ -198,9 +209,16 @@ fn tokenizer_at(path: &Path) -> Result<Tokenizer> {
     if is_gguf(path) {
         return Ok(Tokenizer::from_gguf(&open_gguf(path)?)?);
     }
-    let file = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
+    let file = if path.is_dir() {
+        path.join("tokenizer.json")
+    } else {
+        path.to_path_buf()
+    };
     if !file.is_file() {
-        bail!("no tokenizer at {}; pass --tokenizer PATH or --prompt_ids", file.display());
+        bail!(
+            "no tokenizer at {}; pass --tokenizer PATH or --prompt_ids",
+            file.display()
+        );
     }
     Tokenizer::from_file(&file).with_context(|| format!("loading tokenizer {}", file.display()))
 }

@@ -12,8 +12,19 @@ fn engine_is_saved_then_reused() {
     let p = &reference("tiny-llama")[0];
     let prompt = csv(&p.ids);
     let args = [
-        "--model", "tiny-llama", "--prompt_ids", &prompt, "--num_tokens", "24", "--precision", "FP16",
-        "--device", "cpu", "--engine", engine, "--json",
+        "--model",
+        "tiny-llama",
+        "--prompt_ids",
+        &prompt,
+        "--num_tokens",
+        "24",
+        "--precision",
+        "FP16",
+        "--device",
+        "cpu",
+        "--engine",
+        engine,
+        "--json",
     ];
     let first = json(&mut command(&args));
     assert_eq!(first["run"]["engine"]["origin"], "built_and_saved");
@@ -35,14 +46,37 @@ fn engine_is_saved_then_reused() {
     let mut other = args.to_vec();
     other[7] = "BF16";
     let err = failure(&other);
-    assert!(err.contains("precision") && err.contains("FP16") && err.contains("BF16"), "{err}");
-    let other_model = ["--model", "tiny-qwen2", "--prompt_ids", "5,6", "--device", "cpu", "--engine", engine];
+    assert!(
+        err.contains("precision") && err.contains("FP16") && err.contains("BF16"),
+        "{err}"
+    );
+    let other_model = [
+        "--model",
+        "tiny-qwen2",
+        "--prompt_ids",
+        "5,6",
+        "--device",
+        "cpu",
+        "--engine",
+        engine,
+    ];
     let err = failure(&other_model);
     assert!(err.contains("model") && err.contains("tiny-llama"), "{err}");
-    let max = first["run"]["engine"]["max_seq_len"].as_u64().unwrap().to_string();
+    let max = first["run"]["engine"]["max_seq_len"]
+        .as_u64()
+        .unwrap()
+        .to_string();
     let too_long = [
-        "--model", "tiny-llama", "--prompt_ids", "5,6", "--num_tokens", &max, "--device", "cpu",
-        "--engine", engine,
+        "--model",
+        "tiny-llama",
+        "--prompt_ids",
+        "5,6",
+        "--num_tokens",
+        &max,
+        "--device",
+        "cpu",
+        "--engine",
+        engine,
     ];
     let err = failure(&too_long);
     assert!(err.contains("max_seq_len"), "{err}");
@@ -55,9 +89,18 @@ fn a_corrupt_engine_file_is_refused() {
     let path = dir.join("bad.engine");
     std::fs::write(&path, b"not an engine at all").unwrap();
     let err = failure(&[
-        "--model", "tiny-llama", "--prompt_ids", "5,6", "--device", "cpu", "--engine",
+        "--model",
+        "tiny-llama",
+        "--prompt_ids",
+        "5,6",
+        "--device",
+        "cpu",
+        "--engine",
         path.to_str().unwrap(),
     ]);
-    assert!(err.contains("bad.engine") && err.contains("not an llmforge engine file"), "{err}");
+    assert!(
+        err.contains("bad.engine") && err.contains("not an llmforge engine file"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,16 +7,31 @@ use common::*;
 #[test]
 fn unknown_precision_lists_the_valid_ones() {
     let err = failure(&["--precision", "FP8"]);
-    assert!(err.contains("'FP8'") && err.contains("--precision"), "{err}");
-    assert!(err.contains("FP16") && err.contains("BF16") && err.contains("FP32"), "{err}");
+    assert!(
+        err.contains("'FP8'") && err.contains("--precision"),
+        "{err}"
+    );
+    assert!(
+        err.contains("FP16") && err.contains("BF16") && err.contains("FP32"),
+        "{err}"
+    );
 }
 
 #[test]
 fn precision_is_case_insensitive() {
     let prompt = csv(&reference("tiny-llama")[0].ids);
     let v = json(&mut common::command(&[
-        "--model", "tiny-llama", "--prompt_ids", &prompt, "--num_tokens", "2", "--precision", "bf16",
-        "--device", "cpu", "--json",
+        "--model",
+        "tiny-llama",
+        "--prompt_ids",
+        &prompt,
+        "--num_tokens",
+        "2",
+        "--precision",
+        "bf16",
+        "--device",
+        "cpu",
+        "--json",
     ]));
     assert_eq!(v["run"]["precision"], "BF16");
 }
@@ -37,9 +52,18 @@ fn unknown_device_lists_the_valid_ones() {
 
 #[test]
 fn counts_must_be_positive() {
-    for flag in ["--num_tokens", "--isl", "--batch_size", "--iterations", "--threads"] {
+    for flag in [
+        "--num_tokens",
+        "--isl",
+        "--batch_size",
+        "--iterations",
+        "--threads",
+    ] {
         let err = failure(&["--model", "tiny-llama", flag, "0"]);
-        assert!(err.contains(flag) && err.contains("at least 1"), "{flag}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("at least 1"),
+            "{flag}: {err}"
+        );
     }
     let err = failure(&["--num_tokens", "-3"]);
     assert!(err.contains("--num_tokens"), "{err}");
@@ -59,7 +83,10 @@ fn bad_sampling_values_are_named() {
 fn unknown_model_lists_the_known_ones() {
     let err = failure(&["--model", "no-such-model"]);
     assert!(err.contains("no-such-model"), "{err}");
-    assert!(err.contains("SmolLM2-135M-Instruct") && err.contains("tiny-llama"), "{err}");
+    assert!(
+        err.contains("SmolLM2-135M-Instruct") && err.contains("tiny-llama"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -74,9 +101,25 @@ fn snake_case_flags_of_the_seed_are_accepted() {
     let out = run(&["--help"]);
     let help = stdout(&out);
     for flag in [
-        "--model", "--tokenizer", "--prompt", "--precision", "--num_tokens", "--cache", "--benchmark",
-        "--enable_pytorch_run", "--isl", "--batch_size", "--iterations", "--device", "--engine", "--chat",
-        "--temperature", "--top_k", "--top_p", "--seed", "--json",
+        "--model",
+        "--tokenizer",
+        "--prompt",
+        "--precision",
+        "--num_tokens",
+        "--cache",
+        "--benchmark",
+        "--enable_pytorch_run",
+        "--isl",
+        "--batch_size",
+        "--iterations",
+        "--device",
+        "--engine",
+        "--chat",
+        "--temperature",
+        "--top_k",
+        "--top_p",
+        "--seed",
+        "--json",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }

@@ -8,8 +8,17 @@ use serde_json::Value;
 fn generate(model: &str, prompt: &[u32], extra: &[&str]) -> Value {
     let ids = csv(prompt);
     let mut args = vec![
-        "--model", model, "--prompt_ids", &ids, "--num_tokens", "24", "--precision", "FP32",
-        "--device", "cpu", "--json",
+        "--model",
+        model,
+        "--prompt_ids",
+        &ids,
+        "--num_tokens",
+        "24",
+        "--precision",
+        "FP32",
+        "--device",
+        "cpu",
+        "--json",
     ];
     args.extend_from_slice(extra);
     json(&mut command(&args))
@@ -56,7 +65,11 @@ fn json_output_has_every_field() {
         ("precision", "FP32"),
         ("cache", "static_v1"),
     ] {
-        assert!(run[key].as_str().unwrap().starts_with(want), "run.{key} = {}", run[key]);
+        assert!(
+            run[key].as_str().unwrap().starts_with(want),
+            "run.{key} = {}",
+            run[key]
+        );
     }
     assert_eq!(run["synthetic_weights"], false);
     assert!(run["weights"].as_str().unwrap().contains("tiny-gpt2"));
@@ -82,14 +95,25 @@ fn text_output_streams_ids_then_the_figures() {
     let p = &reference("tiny-llama")[0];
     let ids = csv(&p.ids);
     let out = run(&[
-        "--model", "tiny-llama", "--prompt_ids", &ids, "--num_tokens", "24", "--precision", "FP32",
-        "--device", "cpu",
+        "--model",
+        "tiny-llama",
+        "--prompt_ids",
+        &ids,
+        "--num_tokens",
+        "24",
+        "--precision",
+        "FP32",
+        "--device",
+        "cpu",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("model tiny-llama"), "{text}");
-    let streamed: Vec<u32> = lines[1].split_whitespace().map(|t| t.parse().unwrap()).collect();
+    let streamed: Vec<u32> = lines[1]
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect();
     assert_eq!(streamed, p.greedy);
     let figures = lines.last().unwrap();
     for part in ["TTFT", "ms/token", "tokens/s", "engine built in"] {
@@ -103,7 +127,11 @@ fn text_output_streams_ids_then_the_figures() {
 fn sampling_is_seeded() {
     let p = &reference("tiny-llama")[0];
     let sample = |seed: &str| {
-        ids(&generate("tiny-llama", &p.ids, &["--temperature", "1.0", "--top_k", "50", "--seed", seed])["tokens"])
+        ids(&generate(
+            "tiny-llama",
+            &p.ids,
+            &["--temperature", "1.0", "--top_k", "50", "--seed", seed],
+        )["tokens"])
     };
     assert_eq!(sample("5"), sample("5"));
     assert_ne!(sample("5"), sample("6"));
@@ -113,6 +141,13 @@ fn sampling_is_seeded() {
 fn a_prompt_longer_than_the_positions_is_refused() {
     // tiny-gpt2 has learned positions; 24 new tokens after a 250-token prompt do not fit.
     let ids = csv(&vec![65u32; 250]);
-    let err = failure(&["--model", "tiny-gpt2", "--prompt_ids", &ids, "--num_tokens", "24"]);
+    let err = failure(&[
+        "--model",
+        "tiny-gpt2",
+        "--prompt_ids",
+        &ids,
+        "--num_tokens",
+        "24",
+    ]);
     assert!(err.contains("learned positions"), "{err}");
 }

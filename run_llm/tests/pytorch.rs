@@ -22,8 +22,16 @@ fn missing_modules_are_named() {
     let p = &reference("tiny-llama")[0];
     let prompt = csv(&p.ids);
     let mut cmd = command(&[
-        "--model", "tiny-llama", "--prompt_ids", &prompt, "--num_tokens", "24", "--device", "cpu",
-        "--enable_pytorch_run", "--json",
+        "--model",
+        "tiny-llama",
+        "--prompt_ids",
+        &prompt,
+        "--num_tokens",
+        "24",
+        "--device",
+        "cpu",
+        "--enable_pytorch_run",
+        "--json",
     ]);
     let v = json(cmd.env("LLMFORGE_PYTHON", &python));
     let b = &v["pytorch"];
@@ -59,12 +67,26 @@ fn transformers_generates_our_tokens_on_the_same_weights() {
         let p = &reference(model)[1];
         let prompt = csv(&p.ids);
         let mut cmd = command(&[
-            "--model", model, "--prompt_ids", &prompt, "--num_tokens", "24", "--precision", "FP32",
-            "--device", "cpu", "--enable_pytorch_run", "--json",
+            "--model",
+            model,
+            "--prompt_ids",
+            &prompt,
+            "--num_tokens",
+            "24",
+            "--precision",
+            "FP32",
+            "--device",
+            "cpu",
+            "--enable_pytorch_run",
+            "--json",
         ]);
         let v = json(cmd.env("LLMFORGE_PYTHON", &python));
         check_runs(&v["pytorch"]);
-        assert_eq!(ids(&v["pytorch"]["runs"][0]["tokens"][0]), p.greedy, "{model}");
+        assert_eq!(
+            ids(&v["pytorch"]["runs"][0]["tokens"][0]),
+            p.greedy,
+            "{model}"
+        );
     }
 }
 
@@ -84,10 +106,26 @@ fn synthetic_weights_reach_transformers_unchanged() {
     let path = dir.join("models.toml");
     std::fs::write(&path, manifest).unwrap();
     let mut cmd = command(&[
-        "--model", "tiny-qwen2-synthetic", "--benchmark", "--isl", "10", "--num_tokens", "8",
-        "--iterations", "1", "--batch_size", "2", "--device", "cpu", "--enable_pytorch_run", "--json",
+        "--model",
+        "tiny-qwen2-synthetic",
+        "--benchmark",
+        "--isl",
+        "10",
+        "--num_tokens",
+        "8",
+        "--iterations",
+        "1",
+        "--batch_size",
+        "2",
+        "--device",
+        "cpu",
+        "--enable_pytorch_run",
+        "--json",
     ]);
-    let v = json(cmd.env("LLMFORGE_MODELS", &path).env("LLMFORGE_PYTHON", &python));
+    let v = json(
+        cmd.env("LLMFORGE_MODELS", &path)
+            .env("LLMFORGE_PYTHON", &python),
+    );
     assert_eq!(v["run"]["synthetic_weights"], true);
     check_runs(&v["pytorch"]);
     std::fs::remove_dir_all(&dir).unwrap();

@@ -48,7 +48,11 @@ pub fn json(cmd: &mut Command) -> Value {
 /// Fails with the message that the tool printed; returns stderr.
 pub fn failure(args: &[&str]) -> String {
     let o = run(args);
-    assert!(!o.status.success(), "run_llm {args:?} should fail; stdout: {}", stdout(&o));
+    assert!(
+        !o.status.success(),
+        "run_llm {args:?} should fail; stdout: {}",
+        stdout(&o)
+    );
     stderr(&o)
 }
 
@@ -72,7 +76,10 @@ pub struct RefPrompt {
 }
 
 pub fn reference(model: &str) -> Vec<RefPrompt> {
-    let path = root().join("tests/fixtures").join(model).join("reference.json");
+    let path = root()
+        .join("tests/fixtures")
+        .join(model)
+        .join("reference.json");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("reference.json"))
         .expect("reference json");
     let eos = v["eos_token_id"].as_u64().expect("eos") as u32;
