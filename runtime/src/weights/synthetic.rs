@@ -68,15 +68,17 @@ fn normal_bf16(n: usize, key: u64) -> Vec<bf16> {
     // Sum of four U[0,1) has mean 2 and variance 4/12; rescale to the target deviation.
     let scale = INIT_STD * 3f32.sqrt() / 65536.0;
     let mut out = vec![bf16::ZERO; n];
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| {
-        let mut rng = ChaCha8Rng::seed_from_u64(key);
-        rng.set_stream(i as u64);
-        for x in chunk.iter_mut() {
-            let r = rng.next_u64();
-            let sum = (r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48);
-            *x = bf16::from_f32((sum as f32 - 2.0 * 65536.0) * scale);
-        }
-    });
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            let mut rng = ChaCha8Rng::seed_from_u64(key);
+            rng.set_stream(i as u64);
+            for x in chunk.iter_mut() {
+                let r = rng.next_u64();
+                let sum = (r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48);
+                *x = bf16::from_f32((sum as f32 - 2.0 * 65536.0) * scale);
+            }
+        });
     out
 }
 

@@ -15,10 +15,7 @@ fn spec(name: &str) -> ModelSpec {
 }
 
 fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "llmforge-synthetic-{tag}-{}",
-        std::process::id()
-    ));
+    let d = std::env::temp_dir().join(format!("llmforge-synthetic-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
@@ -41,7 +38,10 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     for (name, t) in &a.tensors {
         assert_eq!(t, &b.tensors[name], "{name} differs for the same seed");
     }
-    assert_ne!(a.tensors["layers.0.q.weight"], c.tensors["layers.0.q.weight"]);
+    assert_ne!(
+        a.tensors["layers.0.q.weight"],
+        c.tensors["layers.0.q.weight"]
+    );
     // Tensors of one model do not repeat each other's streams.
     assert_ne!(
         a.tensors["layers.0.k.weight"].to_f32(),
@@ -71,10 +71,16 @@ fn matrices_are_n_0_002_norms_one_biases_zero() {
     let std = (all.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
     assert!(n > 50_000.0);
     assert!(mean.abs() < 5e-4, "mean {mean}");
-    assert!((std - INIT_STD as f64).abs() < 0.02 * INIT_STD as f64, "std {std}");
+    assert!(
+        (std - INIT_STD as f64).abs() < 0.02 * INIT_STD as f64,
+        "std {std}"
+    );
     let max = all.iter().fold(0f64, |m, x| m.max(x.abs()));
     // Irwin–Hall of order 4 is bounded by 2·sqrt(3) standard deviations.
-    assert!(max <= 2.0 * 3f64.sqrt() * INIT_STD as f64 * 1.01, "max {max}");
+    assert!(
+        max <= 2.0 * 3f64.sqrt() * INIT_STD as f64 * 1.01,
+        "max {max}"
+    );
 }
 
 #[test]
@@ -84,11 +90,17 @@ fn write_hf_dir_round_trips_through_load() {
         let generated = finish(&s, generate(&s, 5)).unwrap();
         let dir = scratch(name);
         write_hf_dir(&s, &model_dir(name).join("config.json"), &generated, &dir).unwrap();
-        assert_eq!(ModelSpec::from_dir(&dir).unwrap().config_hash, s.config_hash);
+        assert_eq!(
+            ModelSpec::from_dir(&dir).unwrap().config_hash,
+            s.config_hash
+        );
         let loaded = load(&s, &WeightSource::HfDir(dir.clone())).expect("load written dir");
         assert_eq!(loaded.tensors.len(), generated.tensors.len(), "{name}");
         for (n, t) in &generated.tensors {
-            assert_eq!(t, &loaded.tensors[n], "{name}: {n} changed on the round trip");
+            assert_eq!(
+                t, &loaded.tensors[n],
+                "{name}: {n} changed on the round trip"
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
