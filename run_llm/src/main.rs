@@ -7,6 +7,7 @@ mod bench_mode;
 mod device;
 mod engine_setup;
 mod generate_mode;
+mod hf_config;
 mod progress;
 mod pytorch;
 mod report;
@@ -63,7 +64,7 @@ pub(crate) fn run_info(args: &Args, model: &Model, got: &Obtained) -> RunInfo {
     let mut notes = Vec::new();
     if let Some(seed) = model.synthetic() {
         notes.push(format!(
-            "no local weights for {}: benchmarking seeded synthetic weights (seed {seed})",
+            "no local weights for {}: running seeded synthetic weights (seed {seed})",
             model.spec.name
         ));
     }

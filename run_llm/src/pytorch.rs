@@ -112,13 +112,6 @@ fn hf_dir(model: &Model, weights: Option<&WeightMap>) -> Result<PathBuf> {
             format!("gguf-{len}")
         }
     };
-    let Some(config) = &model.config_json else {
-        bail!(
-            "the PyTorch baseline needs a config.json for {}; run it by models.toml name or from a \
-             Hugging Face directory",
-            model.spec.name
-        );
-    };
     let hash = &model.spec.config_hash[..12.min(model.spec.config_hash.len())];
     let dir = std::env::temp_dir().join("llmforge-hf").join(format!(
         "{}-{hash}-{key}",
@@ -128,6 +121,20 @@ fn hf_dir(model: &Model, weights: Option<&WeightMap>) -> Result<PathBuf> {
     if marker.is_file() {
         return Ok(dir);
     }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A GGUF file's model gets a config.json written from its spec.
+    let (spec, config) = match &model.config_json {
+        Some(c) => (model.spec.clone(), c.clone()),
+        None => {
+            let path = dir.join("llmforge-source-config.json");
+            std::fs::write(&path, crate::hf_config::config_json(&model.spec)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            (
+                runtime::config::load_config_file(&model.spec.name, &path)?,
+                path,
+            )
+        }
+    };
     let loaded;
     let weights = match weights {
         Some(w) => w,
@@ -136,7 +143,7 @@ fn hf_dir(model: &Model, weights: Option<&WeightMap>) -> Result<PathBuf> {
             &loaded
         }
     };
-    runtime::weights::synthetic::write_hf_dir(&model.spec, config, weights, &dir)
+    runtime::weights::synthetic::write_hf_dir(&spec, &config, weights, &dir)
         .with_context(|| format!("writing the baseline's weights to {}", dir.display()))?;
     std::fs::write(&marker, b"").with_context(|| format!("writing {}", marker.display()))?;
     Ok(dir)

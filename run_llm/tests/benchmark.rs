@@ -140,7 +140,7 @@ fn models_without_weights_run_on_synthetic_ones_and_say_so() {
         v["run"]["notes"][0]
             .as_str()
             .unwrap()
-            .contains("synthetic weights (seed 42)")
+            .contains("seeded synthetic weights (seed 42)")
     );
     // The models.toml precision is the default.
     assert_eq!(v["run"]["precision"], "BF16");
