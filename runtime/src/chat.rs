@@ -65,7 +65,13 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String, ChatError> {
-        let _ = (messages, add_generation_prompt, &self.source, &self.bos_token, &self.eos_token);
+        let _ = (
+            messages,
+            add_generation_prompt,
+            &self.source,
+            &self.bos_token,
+            &self.eos_token,
+        );
         Err(ChatError::Other("not implemented yet".into()))
     }
 }
