@@ -198,7 +198,7 @@ pub fn step<'a>(
                 "end_idx {end_idx} must be greater than start_idx {start_idx}"
             ))
         })?;
-    if input_ids.is_empty() || input_ids.len() % seq_len != 0 {
+    if input_ids.is_empty() || !input_ids.len().is_multiple_of(seq_len) {
         return Err(Error::invalid(format!(
             "input_ids has {} elements, not a positive multiple of seq_len {seq_len} \
              (end_idx {end_idx} - start_idx {start_idx})",

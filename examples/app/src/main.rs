@@ -44,7 +44,7 @@ fn main() -> Result<()> {
     };
     let out = engine.generate_with_static_cache(
         &mut cache,
-        &[prompt.clone()],
+        std::slice::from_ref(&prompt),
         &options,
         &mut |_, _| {},
     )?;
