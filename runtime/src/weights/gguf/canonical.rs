@@ -1,0 +1,152 @@
+//! GGUF tensors → canonical tensors: llama.cpp names mapped by `weights::names::gguf_to_canonical`,
+//! every tensor dequantised to f32, and — for `general.architecture = "llama"` only, as in llama.cpp's
+//! converter and transformers' loader — the rotary permutation of Q and K undone.
+//!
+//! llama.cpp's converter reorders the rows of each head of `q_proj` (with `num_heads`) and `k_proj`
+//! (with `num_kv_heads`) from HF's "rotate half" layout to interleaved pairs: within a head of `2·d`
+//! rows, row `2j + i` of the file is row `i·d + j` of the HF weight (`i ∈ {0, 1}`, `j < d`).
+//! transformers' `reverse_permute_weights` (a reshape to `[heads, d, 2, …]` and a swap of the middle
+//! axes) maps it back; [`reverse_permute`] does the same row move.
+
+use super::{GgufFile, spec};
+use crate::spec::{Arch, ModelSpec};
+use crate::weights::names::gguf_to_canonical;
+use crate::weights::{HostTensor, TensorData, WeightMap, WeightsError};
+
+pub(super) fn canonical_weights(
+    file: &GgufFile,
+    spec: &ModelSpec,
+) -> Result<WeightMap, WeightsError> {
+    let arch = spec::arch(file)?;
+    if arch != spec.arch {
+        return Err(file.meta_err(
+            "general.architecture",
+            format!(
+                "the file holds a {} model but the model config ({}) is {}",
+                arch.as_str(),
+                spec.name,
+                spec.arch.as_str()
+            ),
+        ));
+    }
+    let permuted = arch == Arch::Llama;
+    let heads = if permuted {
+        let (h, kv) = spec::heads(file, arch)?;
+        if (h, kv) != (spec.num_heads, spec.num_kv_heads) {
+            return Err(file.meta_err(
+                "llama.attention.head_count",
+                format!(
+                    "the file has {h} heads / {kv} KV heads, the model config ({}) {} / {}",
+                    spec.name, spec.num_heads, spec.num_kv_heads
+                ),
+            ));
+        }
+        (h, kv)
+    } else {
+        (0, 0)
+    };
+    let mut out = WeightMap::default();
+    for info in file.tensor_infos() {
+        let Some(canonical) = gguf_to_canonical(&info.name) else {
+            continue;
+        };
+        let mut t = file.tensor(&info.name)?;
+        if permuted {
+            let n_head = if info.name.contains(".attn_q.") {
+                Some(heads.0)
+            } else if info.name.contains(".attn_k.") {
+                Some(heads.1)
+            } else {
+                None
+            };
+            if let Some(n_head) = n_head {
+                t = reverse_permute(&info.name, &t, n_head)?;
+            }
+        }
+        out.tensors.insert(canonical, t);
+    }
+    // llama.cpp uses the token embedding as the output projection when `output.weight` is absent.
+    if !out.tensors.contains_key("lm_head.weight") {
+        if let Some(e) = out.tensors.get("embed.weight") {
+            let e = e.clone();
+            out.tensors.insert("lm_head.weight".into(), e);
+        }
+    }
+    Ok(out)
+}
+
+/// Undo llama.cpp's Q/K row permutation over `n_head` heads (rows = first dimension; works for a
+/// weight `[rows, cols]` and a bias `[rows]`).
+pub fn reverse_permute(
+    name: &str,
+    t: &HostTensor,
+    n_head: usize,
+) -> Result<HostTensor, WeightsError> {
+    let rows = t.shape.first().copied().unwrap_or(0);
+    if n_head == 0 || rows % (2 * n_head) != 0 {
+        return Err(WeightsError::Other(format!(
+            "tensor {name}: {rows} rows cannot be split into {n_head} rotary heads of pairs"
+        )));
+    }
+    let TensorData::F32(src) = &t.data else {
+        return Err(WeightsError::Other(format!(
+            "tensor {name}: expected f32 data after dequantisation"
+        )));
+    };
+    let cols = t.numel() / rows;
+    let d = rows / n_head / 2;
+    let mut dst = vec![0f32; src.len()];
+    for h in 0..n_head {
+        for i in 0..2 {
+            for j in 0..d {
+                let to = (h * 2 * d + i * d + j) * cols;
+                let from = (h * 2 * d + j * 2 + i) * cols;
+                dst[to..to + cols].copy_from_slice(&src[from..from + cols]);
+            }
+        }
+    }
+    Ok(HostTensor {
+        shape: t.shape.clone(),
+        data: TensorData::F32(dst),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The forward permutation as llama.cpp's converter writes it: HF row `i·d + j` of a head goes to
+    /// file row `2j + i`.
+    fn permute(rows: &[f32], n_head: usize) -> Vec<f32> {
+        let d = rows.len() / n_head / 2;
+        let mut out = vec![0.0; rows.len()];
+        for h in 0..n_head {
+            for i in 0..2 {
+                for j in 0..d {
+                    out[h * 2 * d + 2 * j + i] = rows[h * 2 * d + i * d + j];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn reverse_permute_inverts_the_converter() {
+        let hf: Vec<f32> = (0..24).map(|x| x as f32).collect();
+        let file = HostTensor {
+            shape: vec![24],
+            data: TensorData::F32(permute(&hf, 3)),
+        };
+        let back = reverse_permute("q", &file, 3).unwrap();
+        assert_eq!(back.data, TensorData::F32(hf));
+    }
+
+    #[test]
+    fn reverse_permute_refuses_odd_heads() {
+        let t = HostTensor {
+            shape: vec![6, 2],
+            data: TensorData::F32(vec![0.0; 12]),
+        };
+        assert!(reverse_permute("blk.0.attn_q.weight", &t, 2).is_err());
+    }
+}

@@ -1,0 +1,206 @@
+//! The GGUF reader against gguf-py and transformers (fixtures from `scripts/make_gguf_fixtures.py`):
+//! metadata of every type, every supported tensor type dequantised bit for bit as
+//! `gguf.quants.dequantize` does, versions 2 and 3, and a tiny quantised Llama whose logits and greedy
+//! tokens must equal what transformers computes after loading the same file.
+
+mod common;
+
+use common::{MAX_SEQ, prefill_logits, rel_err, root};
+use runtime::backend::CacheMode;
+use runtime::engine::{BuildOptions, DeviceChoice, Engine};
+use runtime::generate::{GenerateOptions, generate_with_static_cache};
+use runtime::progress::NoProgress;
+use runtime::weights::gguf::{GgufFile, GgufValue};
+use runtime::weights::{self, TensorData, WeightSource};
+use runtime::{ModelSpec, Precision};
+use serde_json::Value;
+use std::path::PathBuf;
+
+const FP32_TOL: f32 = 1e-4;
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures/gguf").join(name)
+}
+
+fn json(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixture(name))
+        .expect("GGUF reference (run scripts/make_gguf_fixtures.py)");
+    serde_json::from_str(&text).expect("reference JSON")
+}
+
+fn check_quants(file: &GgufFile, reference: &Value) {
+    for (name, t) in reference["tensors"].as_object().expect("tensors") {
+        let shape: Vec<usize> = t["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let want: Vec<f32> = t["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        let got = file.tensor(name).expect("tensor reads");
+        assert_eq!(got.shape, shape, "{name}");
+        let TensorData::F32(got) = got.data else {
+            panic!("{name}: not f32")
+        };
+        let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same && got.len() == want.len(), "{name} ({}) differs from gguf-py", t["type"]);
+    }
+}
+
+#[test]
+fn every_tensor_type_dequantises_like_gguf_py() {
+    let reference = json("quants.json");
+    let file = GgufFile::open(&fixture("quants.gguf")).expect("opens");
+    assert_eq!(file.version(), 3);
+    assert_eq!(file.alignment(), 64);
+    assert_eq!(file.tensor_infos().len(), 6);
+    check_quants(&file, &reference);
+}
+
+#[test]
+fn version_2_files_read_the_same() {
+    let mut bytes = std::fs::read(fixture("quants.gguf")).unwrap();
+    bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+    let dir = tempdir();
+    let path = dir.join("v2.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+    let file = GgufFile::open(&path).expect("v2 opens");
+    assert_eq!(file.version(), 2);
+    check_quants(&file, &json("quants.json"));
+}
+
+#[test]
+fn metadata_of_every_type() {
+    let reference = json("quants.json");
+    let file = GgufFile::open(&fixture("quants.gguf")).expect("opens");
+    for (key, want) in reference["metadata"].as_object().unwrap() {
+        let got = file.metadata(key).unwrap_or_else(|| panic!("{key} missing"));
+        let ok = match (got, want) {
+            (GgufValue::U64(g), w) => w.as_u64() == Some(*g),
+            (GgufValue::I64(g), w) => w.as_i64() == Some(*g),
+            // FLOAT32 values read back as their shortest decimal: 1e-5, as written.
+            (GgufValue::F64(g), w) if key == "test.f32" => {
+                *g == 1e-5 && (*g as f32) == w.as_f64().unwrap() as f32
+            }
+            (GgufValue::F64(g), w) => w.as_f64() == Some(*g),
+            (GgufValue::Bool(g), w) => w.as_bool() == Some(*g),
+            (GgufValue::Str(g), w) => w.as_str() == Some(g.as_str()),
+            _ => false,
+        };
+        assert!(ok, "{key}: {got:?} vs {want}");
+    }
+    assert_eq!(
+        file.metadata("test.array"),
+        Some(&GgufValue::Array(vec![
+            GgufValue::I64(1),
+            GgufValue::I64(2),
+            GgufValue::I64(3)
+        ]))
+    );
+    assert_eq!(file.get_str("general.architecture").unwrap(), Some("test"));
+    assert!(file.get_u64("test.str").is_err(), "type mismatch is an error");
+}
+
+fn tiny_spec() -> ModelSpec {
+    GgufFile::open(&fixture("tiny-llama.gguf"))
+        .expect("opens")
+        .spec("tiny-llama-gguf")
+        .expect("spec")
+}
+
+#[test]
+fn spec_agrees_with_transformers_config() {
+    let c = &json("tiny-llama.json")["config"];
+    let s = tiny_spec();
+    let u = |k: &str| c[k].as_u64().unwrap() as usize;
+    assert_eq!(s.vocab_size, u("vocab_size"));
+    assert_eq!(s.hidden_size, u("hidden_size"));
+    assert_eq!(s.intermediate_size, u("intermediate_size"));
+    assert_eq!(s.num_layers, u("num_hidden_layers"));
+    assert_eq!(s.num_heads, u("num_attention_heads"));
+    assert_eq!(s.num_kv_heads, u("num_key_value_heads"));
+    assert_eq!(s.max_position_embeddings, u("max_position_embeddings"));
+    assert_eq!(s.tie_word_embeddings, c["tie_word_embeddings"].as_bool().unwrap());
+    // transformers keeps the f32 epsilon widened to f64; we keep its shortest decimal. Same f32.
+    assert_eq!(s.norm_eps as f32, c["rms_norm_eps"].as_f64().unwrap() as f32);
+    let runtime::spec::Positions::Rope { theta, llama3 } = s.positions else {
+        panic!("rope expected")
+    };
+    assert_eq!(theta, c["rope_theta"].as_f64().unwrap());
+    assert!(llama3.is_none());
+}
+
+fn tiny_engine() -> Engine {
+    let options = BuildOptions {
+        precision: Precision::Fp32,
+        max_seq_len: MAX_SEQ,
+        max_batch: 1,
+        device: DeviceChoice::Cpu { threads: Some(2) },
+    };
+    let source = WeightSource::Gguf(fixture("tiny-llama.gguf"));
+    Engine::build(tiny_spec(), &source, options, &NoProgress).expect("engine builds")
+}
+
+#[test]
+fn quantised_tiny_llama_matches_transformers() {
+    let r = json("tiny-llama.json");
+    let ids: Vec<u32> = r["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let want: Vec<f32> = r["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
+        .collect();
+    let greedy: Vec<u32> = r["greedy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let mut e = tiny_engine();
+    let got = prefill_logits(&mut e, &ids, CacheMode::StaticV1);
+    let err = rel_err(&got, &want);
+    assert!(err <= FP32_TOL, "relative logits error {err}");
+
+    let opts = GenerateOptions {
+        max_new_tokens: greedy.len(),
+        stop_at_eos: false,
+        ..GenerateOptions::default()
+    };
+    let mut cache = e.new_cache(1).unwrap();
+    let out = generate_with_static_cache(&mut e, &mut cache, &[ids], &opts, &mut |_, _| {})
+        .expect("generates");
+    assert_eq!(out.tokens[0], greedy);
+}
+
+#[test]
+fn untied_output_and_unpermuted_shapes() {
+    let spec = tiny_spec();
+    let map = weights::load(&spec, &WeightSource::Gguf(fixture("tiny-llama.gguf"))).unwrap();
+    let lm = &map.tensors["lm_head.weight"];
+    let embed = &map.tensors["embed.weight"];
+    assert_eq!(lm.shape, vec![256, 64]);
+    assert_ne!(lm.data, embed.data, "output.weight is used, not the embedding");
+    assert_eq!(map.tensors["layers.1.k.weight"].shape, vec![32, 64]);
+}
+
+/// A fresh directory under the target dir for files a test writes.
+pub fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "llmforge-gguf-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+# Makes the small GGUF fixtures the runtime's GGUF tests read, with gguf-py (the `gguf` package that
+# llama.cpp publishes) and transformers' own GGUF loader as the references.
+#
+# Pinned versions (scripts/requirements-fixtures.txt): gguf==0.19.0, torch==2.11.0, transformers==5.17.0,
+# numpy==2.4.6. Run from the repository root:
+#
+#     /opt/pyref/bin/python scripts/make_gguf_fixtures.py
+#
+# Writes tests/fixtures/gguf/:
+#   * quants.gguf: one [3, 64] tensor per supported type (F32, F16, BF16, Q8_0, Q4_0, Q4_1), quantised by
+#     gguf.quants.quantize from seeded normal values, with general.alignment = 64 and a few metadata
+#     values of every scalar type and an array;
+#   * quants.json: gguf.quants.dequantize of each tensor as GGUFReader reads it back (the values our
+#     dequantiser must reproduce bit for bit), their shapes, and the metadata values written;
+#   * tiny-llama.gguf: a random 2-layer Llama (GQA 4/2 heads, untied output) converted as llama.cpp's
+#     converter does (Q/K rows permuted, llama.* metadata), its matrices stored in a mix of Q8_0, Q4_0,
+#     Q4_1, F16 and BF16, norms in F32;
+#   * tiny-llama.json: what transformers makes of that file with
+#     AutoModelForCausalLM.from_pretrained(dir, gguf_file=...) (it dequantises with gguf-py and undoes the
+#     permutation): the config values it derived, the prompt's logits at every position and the greedy
+#     continuation.
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import gguf
+import numpy as np
+import torch
+import transformers
+from gguf import GGMLQuantizationType as Q
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "tests", "fixtures", "gguf")
+QUANT_TYPES = [Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1]
+PROMPT_IDS = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100]
+NEW_TOKENS = 16
+
+METADATA = {
+    "test.u8": (gguf.GGUFValueType.UINT8, 200),
+    "test.i8": (gguf.GGUFValueType.INT8, -100),
+    "test.u16": (gguf.GGUFValueType.UINT16, 60000),
+    "test.i16": (gguf.GGUFValueType.INT16, -30000),
+    "test.u32": (gguf.GGUFValueType.UINT32, 4000000000),
+    "test.i32": (gguf.GGUFValueType.INT32, -2000000000),
+    "test.u64": (gguf.GGUFValueType.UINT64, 2**63 + 5),
+    "test.i64": (gguf.GGUFValueType.INT64, -(2**62)),
+    "test.f32": (gguf.GGUFValueType.FLOAT32, 1e-5),
+    "test.f64": (gguf.GGUFValueType.FLOAT64, 0.1),
+    "test.bool": (gguf.GGUFValueType.BOOL, True),
+    "test.str": (gguf.GGUFValueType.STRING, "héllo ✓"),
+}
+
+
+def check_versions():
+    want = {"gguf": "0.19.0", "torch": "2.11.0", "transformers": "5.17.0"}
+    have = {
+        "gguf": __import__("importlib.metadata").metadata.version("gguf"),
+        "torch": torch.__version__.split("+")[0],
+        "transformers": transformers.__version__,
+    }
+    if have != want:
+        sys.exit(f"pinned versions {want} required, found {have}")
+
+
+def write_quants():
+    rng = np.random.default_rng(20261201)
+    path = os.path.join(OUT, "quants.gguf")
+    w = gguf.GGUFWriter(path, arch="test")
+    w.add_custom_alignment(64)
+    for key, (vtype, value) in METADATA.items():
+        w.add_key_value(key, value, vtype)
+    w.add_array("test.array", [1, 2, 3])
+    for qtype in QUANT_TYPES:
+        data = rng.standard_normal((3, 64)).astype(np.float32)
+        w.add_tensor(f"t.{qtype.name.lower()}", gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    reader = gguf.GGUFReader(path)
+    tensors = {}
+    for t in reader.tensors:
+        values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        tensors[t.name] = {
+            "type": t.tensor_type.name,
+            "shape": list(values.shape),
+            # float32 → Python float is exact; JSON keeps it exactly (repr round-trips).
+            "values": [float(x) for x in values.reshape(-1)],
+        }
+    meta = {k: v for k, (_, v) in METADATA.items()}
+    meta["test.f32"] = float(np.float32(meta["test.f32"]))
+    with open(os.path.join(OUT, "quants.json"), "w") as f:
+        json.dump({"alignment": 64, "metadata": meta, "tensors": tensors}, f)
+
+
+def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's converter: HF rotate-half rows → interleaved pairs, per head."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_tiny_llama():
+    torch.manual_seed(4242)
+    config = LlamaConfig(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+        initializer_range=0.2,
+    )
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn_like(p) * 0.1)
+    sd = {k: v.float().numpy() for k, v in model.state_dict().items()}
+
+    path = os.path.join(OUT, "tiny-llama.gguf")
+    w = gguf.GGUFWriter(path, arch="llama")
+    w.add_name("tiny-llama")
+    w.add_block_count(2)
+    w.add_context_length(256)
+    w.add_embedding_length(64)
+    w.add_feed_forward_length(128)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_dimension_count(16)
+    w.add_vocab_size(256)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+
+    def add(name, array, qtype):
+        w.add_tensor(name, gguf.quants.quantize(np.ascontiguousarray(array), qtype), raw_dtype=qtype)
+
+    add("token_embd.weight", sd["model.embed_tokens.weight"], Q.Q8_0)
+    add("output_norm.weight", sd["model.norm.weight"], Q.F32)
+    add("output.weight", sd["lm_head.weight"], Q.F16)
+    layer_types = {
+        "attn_q": ("self_attn.q_proj", Q.Q4_0),
+        "attn_k": ("self_attn.k_proj", Q.Q4_1),
+        "attn_v": ("self_attn.v_proj", Q.F16),
+        "attn_output": ("self_attn.o_proj", Q.BF16),
+        "ffn_gate": ("mlp.gate_proj", Q.Q8_0),
+        "ffn_up": ("mlp.up_proj", Q.Q4_1),
+        "ffn_down": ("mlp.down_proj", Q.Q4_0),
+    }
+    for i in range(2):
+        hf = f"model.layers.{i}."
+        add(f"blk.{i}.attn_norm.weight", sd[hf + "input_layernorm.weight"], Q.F32)
+        add(f"blk.{i}.ffn_norm.weight", sd[hf + "post_attention_layernorm.weight"], Q.F32)
+        for gname, (hname, qtype) in layer_types.items():
+            weight = sd[hf + hname + ".weight"]
+            if gname == "attn_q":
+                weight = llama_permute(weight, 4)
+            elif gname == "attn_k":
+                weight = llama_permute(weight, 2)
+            add(f"blk.{i}.{gname}.weight", weight, qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(path, os.path.join(tmp, "tiny-llama.gguf"))
+        loaded = AutoModelForCausalLM.from_pretrained(
+            tmp, gguf_file="tiny-llama.gguf", dtype=torch.float32
+        ).eval()
+    c = loaded.config
+    ids = torch.tensor([PROMPT_IDS])
+    with torch.no_grad():
+        logits = loaded(ids).logits[0]
+        out = loaded.generate(
+            ids,
+            max_new_tokens=NEW_TOKENS,
+            min_new_tokens=NEW_TOKENS,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
+    reference = {
+        "config": {
+            "vocab_size": c.vocab_size,
+            "hidden_size": c.hidden_size,
+            "intermediate_size": c.intermediate_size,
+            "num_hidden_layers": c.num_hidden_layers,
+            "num_attention_heads": c.num_attention_heads,
+            "num_key_value_heads": c.num_key_value_heads,
+            "max_position_embeddings": c.max_position_embeddings,
+            "rms_norm_eps": c.rms_norm_eps,
+            "rope_theta": c.rope_parameters["rope_theta"],
+            "tie_word_embeddings": c.tie_word_embeddings,
+        },
+        "prompt_ids": PROMPT_IDS,
+        "logits": [[float(x) for x in row] for row in logits],
+        "greedy": out[0, len(PROMPT_IDS):].tolist(),
+    }
+    with open(os.path.join(OUT, "tiny-llama.json"), "w") as f:
+        json.dump(reference, f)
+
+
+def main():
+    check_versions()
+    os.makedirs(OUT, exist_ok=True)
+    write_quants()
+    write_tiny_llama()
+
+
+if __name__ == "__main__":
+    main()
