@@ -67,12 +67,36 @@ fn header_problems_are_named() {
     let o = original();
     let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
         ("magic", Box::new(|b| b[0] = b'X'), "not a GGUF file"),
-        ("v1", Box::new(|b| put_u32(b, 4, 1)), "version 1 is not supported"),
-        ("v99", Box::new(|b| put_u32(b, 4, 99)), "unsupported GGUF version 99"),
-        ("big-endian", Box::new(|b| b[4..8].copy_from_slice(&[0, 0, 0, 3])), "big-endian"),
-        ("tensors", Box::new(|b| put_u64(b, 8, u64::MAX)), "tensor count claims"),
-        ("kvs", Box::new(|b| put_u64(b, 16, 1 << 40)), "metadata count claims"),
-        ("keylen", Box::new(|b| put_u64(b, 24, u64::MAX / 2)), "truncated"),
+        (
+            "v1",
+            Box::new(|b| put_u32(b, 4, 1)),
+            "version 1 is not supported",
+        ),
+        (
+            "v99",
+            Box::new(|b| put_u32(b, 4, 99)),
+            "unsupported GGUF version 99",
+        ),
+        (
+            "big-endian",
+            Box::new(|b| b[4..8].copy_from_slice(&[0, 0, 0, 3])),
+            "big-endian",
+        ),
+        (
+            "tensors",
+            Box::new(|b| put_u64(b, 8, u64::MAX)),
+            "tensor count claims",
+        ),
+        (
+            "kvs",
+            Box::new(|b| put_u64(b, 16, 1 << 40)),
+            "metadata count claims",
+        ),
+        (
+            "keylen",
+            Box::new(|b| put_u64(b, 24, u64::MAX / 2)),
+            "truncated",
+        ),
         (
             "valuetype",
             Box::new(|b| {
@@ -128,8 +152,18 @@ fn tensor_info_problems_are_named() {
     // After the name: n_dims u32, dims u64 × n_dims (2 here), type u32, offset u64.
     let (dims, off) = (4, 24);
     let cases: Vec<(&str, &str, Box<dyn Fn(&mut Vec<u8>, usize)>, &str)> = vec![
-        ("ndims", "t.f32", Box::new(|b, at| put_u32(b, at, 5)), "5 dimensions"),
-        ("absurd", "t.f32", Box::new(move |b, at| put_u64(b, at + dims, u64::MAX)), "absurd"),
+        (
+            "ndims",
+            "t.f32",
+            Box::new(|b, at| put_u32(b, at, 5)),
+            "5 dimensions",
+        ),
+        (
+            "absurd",
+            "t.f32",
+            Box::new(move |b, at| put_u64(b, at + dims, u64::MAX)),
+            "absurd",
+        ),
         (
             "past-end",
             "t.f16",

@@ -130,7 +130,10 @@ pub(super) fn spec(file: &GgufFile, name: &str) -> Result<ModelSpec, WeightsErro
     let eps_key = format!("{a}.attention.layer_norm_rms_epsilon");
     let norm_eps = file.required(&eps_key, file.get_f64(&eps_key))?;
     if !(theta > 0.0 && theta.is_finite()) || !(norm_eps > 0.0 && norm_eps.is_finite()) {
-        return Err(file.meta_err(&eps_key, "rope base and epsilon must be positive and finite"));
+        return Err(file.meta_err(
+            &eps_key,
+            "rope base and epsilon must be positive and finite",
+        ));
     }
     let vocab_size = match opt_size(file, arch, "vocab_size")? {
         Some(v) => v,
