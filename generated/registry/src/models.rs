@@ -39,6 +39,6 @@ pub fn all() -> &'static [&'static dyn DynModel] {
     &ALL
 }
 /// The model called `name` (its `models.toml` name, exactly).
-pub fn get(name: &str) -> ::core::option::Option<&'static dyn DynModel> {
+pub fn get(name: &str) -> Option<&'static dyn DynModel> {
     ALL.iter().copied().find(|m| m.name() == name)
 }
