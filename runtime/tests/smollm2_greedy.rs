@@ -51,8 +51,13 @@ fn ids(v: &Value) -> Vec<u32> {
 
 #[test]
 fn gguf_spec_agrees_with_config_json() {
-    let Some(path) = smollm2_common::gguf() else { return };
-    let from_gguf = GgufFile::open(&path).unwrap().spec("SmolLM2-135M-Instruct").unwrap();
+    let Some(path) = smollm2_common::gguf() else {
+        return;
+    };
+    let from_gguf = GgufFile::open(&path)
+        .unwrap()
+        .spec("SmolLM2-135M-Instruct")
+        .unwrap();
     let mut from_config =
         ModelSpec::from_dir(&root().join("models/SmolLM2-135M-Instruct")).expect("config.json");
     // Only the provenance differs: the config's hash and checkpoint dtype vs the GGUF's.
@@ -65,12 +70,16 @@ fn gguf_spec_agrees_with_config_json() {
 
 #[test]
 fn greedy_tokens_equal_transformers() {
-    let Some(path) = smollm2_common::gguf() else { return };
+    let Some(path) = smollm2_common::gguf() else {
+        return;
+    };
     let r = reference();
     let file = GgufFile::open(&path).unwrap();
     let spec = file.spec("SmolLM2-135M-Instruct").unwrap();
     let tokenizer = Tokenizer::from_gguf(&file).unwrap();
-    let template = ChatTemplate::from_gguf(&file).unwrap().expect("chat template");
+    let template = ChatTemplate::from_gguf(&file)
+        .unwrap()
+        .expect("chat template");
     let options = BuildOptions {
         precision: Precision::Fp32,
         max_seq_len: MAX_SEQ,
@@ -118,7 +127,10 @@ fn greedy_tokens_equal_transformers() {
             .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         let rel = diff / scale;
         eprintln!("{name}: last-position logits max|diff| = {diff:e}, relative {rel:e}");
-        assert!(rel <= FP32_TOL, "{name}: relative logits error {rel:e} > {FP32_TOL:e}");
+        assert!(
+            rel <= FP32_TOL,
+            "{name}: relative logits error {rel:e} > {FP32_TOL:e}"
+        );
 
         let greedy = ids(&case["greedy"]);
         let opts = GenerateOptions {
@@ -127,8 +139,9 @@ fn greedy_tokens_equal_transformers() {
             ..GenerateOptions::default()
         };
         let mut cache = engine.new_cache(1).unwrap();
-        let out = generate_with_static_cache(&mut engine, &mut cache, &[prompt], &opts, &mut |_, _| {})
-            .unwrap();
+        let out =
+            generate_with_static_cache(&mut engine, &mut cache, &[prompt], &opts, &mut |_, _| {})
+                .unwrap();
         assert_eq!(out.tokens[0], greedy, "{name}: greedy tokens");
         assert_eq!(
             tokenizer.decode(&out.tokens[0]).unwrap(),

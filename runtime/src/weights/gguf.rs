@@ -132,9 +132,11 @@ impl GgufFile {
     /// The tensor `name` (llama.cpp's name) dequantised to f32, in its row-major shape, as stored (no
     /// permutation undone).
     pub fn tensor(&self, name: &str) -> Result<HostTensor, WeightsError> {
-        let info = self.tensor_info(name).ok_or_else(|| WeightsError::Missing {
-            name: name.to_string(),
-        })?;
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| WeightsError::Missing {
+                name: name.to_string(),
+            })?;
         let ty = info.ty.clone().map_err(|kind| WeightsError::UnknownQuant {
             path: self.path.clone(),
             tensor: name.to_string(),

@@ -94,7 +94,10 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
-    fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N], WeightsError> {
+    fn array<const N: usize>(
+        &mut self,
+        what: &dyn Fn() -> String,
+    ) -> Result<[u8; N], WeightsError> {
         let s = self.take(N, what)?;
         let mut a = [0u8; N];
         a.copy_from_slice(s);
@@ -145,8 +148,8 @@ fn min_size(ty: u32) -> Option<usize> {
         2 | 3 => 2,
         4..=6 => 4,
         10..=12 => 8,
-        8 => 8,   // u64 length, possibly empty
-        9 => 12,  // u32 type + u64 count
+        8 => 8,  // u64 length, possibly empty
+        9 => 12, // u32 type + u64 count
         _ => return None,
     })
 }
@@ -170,16 +173,27 @@ fn value(c: &mut Cursor<'_>, ty: u32, key: &str, depth: usize) -> Result<GgufVal
         7 => match c.array::<1>(&what)?[0] {
             0 => GgufValue::Bool(false),
             1 => GgufValue::Bool(true),
-            b => return Err(bad(c.path, format!("metadata {key}: bool byte {b} is not 0 or 1"))),
+            b => {
+                return Err(bad(
+                    c.path,
+                    format!("metadata {key}: bool byte {b} is not 0 or 1"),
+                ));
+            }
         },
         8 => GgufValue::Str(c.string(&what)?),
         9 => {
             if depth >= MAX_ARRAY_DEPTH {
-                return Err(bad(c.path, format!("metadata {key}: arrays nested too deeply")));
+                return Err(bad(
+                    c.path,
+                    format!("metadata {key}: arrays nested too deeply"),
+                ));
             }
             let elem = c.u32(&what)?;
             let min = min_size(elem).ok_or_else(|| {
-                bad(c.path, format!("metadata {key}: unknown array element type {elem}"))
+                bad(
+                    c.path,
+                    format!("metadata {key}: unknown array element type {elem}"),
+                )
             })?;
             let n = c.count(min, &|| format!("metadata array {key}"))?;
             let mut items = Vec::with_capacity(n);
@@ -191,13 +205,22 @@ fn value(c: &mut Cursor<'_>, ty: u32, key: &str, depth: usize) -> Result<GgufVal
         10 => GgufValue::U64(u64::from_le_bytes(c.array(&what)?)),
         11 => GgufValue::I64(i64::from_le_bytes(c.array(&what)?)),
         12 => GgufValue::F64(f64::from_le_bytes(c.array(&what)?)),
-        other => return Err(bad(c.path, format!("metadata {key}: unknown value type {other}"))),
+        other => {
+            return Err(bad(
+                c.path,
+                format!("metadata {key}: unknown value type {other}"),
+            ));
+        }
     })
 }
 
 /// Parse and validate everything before the tensor data.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Header, WeightsError> {
-    let mut c = Cursor { path, bytes, pos: 0 };
+    let mut c = Cursor {
+        path,
+        bytes,
+        pos: 0,
+    };
     let magic = c.array::<4>(&|| "the GGUF magic".into())?;
     if &magic != MAGIC {
         return Err(bad(
@@ -208,11 +231,21 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Header, WeightsError> {
     let version = c.u32(&|| "the version".into())?;
     match version {
         2 | 3 => {}
-        1 => return Err(bad(path, "GGUF version 1 is not supported (only versions 2 and 3)")),
+        1 => {
+            return Err(bad(
+                path,
+                "GGUF version 1 is not supported (only versions 2 and 3)",
+            ));
+        }
         v if v & 0xFFFF == 0 && v.swap_bytes() <= 3 => {
             return Err(bad(path, "big-endian GGUF files are not supported"));
         }
-        v => return Err(bad(path, format!("unsupported GGUF version {v} (only 2 and 3)"))),
+        v => {
+            return Err(bad(
+                path,
+                format!("unsupported GGUF version {v} (only 2 and 3)"),
+            ));
+        }
     }
     // Each tensor info takes at least 24 bytes, each key/value at least 13.
     let n_tensors = c.count(24, &|| "the tensor count".into())?;
@@ -309,7 +342,12 @@ fn place(
     raw: RawInfo,
 ) -> Result<TensorInfo, WeightsError> {
     let name = raw.name;
-    let huge = || bad(path, format!("tensor {name} has absurd dimensions {:?}", raw.dims));
+    let huge = || {
+        bad(
+            path,
+            format!("tensor {name} has absurd dimensions {:?}", raw.dims),
+        )
+    };
     let mut shape = Vec::with_capacity(raw.dims.len());
     let mut numel: usize = 1;
     for &d in raw.dims.iter().rev() {
@@ -321,7 +359,9 @@ fn place(
     if offset % alignment != 0 {
         return Err(bad(
             path,
-            format!("tensor {name}: data offset {offset} is not a multiple of the alignment {alignment}"),
+            format!(
+                "tensor {name}: data offset {offset} is not a multiple of the alignment {alignment}"
+            ),
         ));
     }
     let start = data_start.checked_add(offset).ok_or_else(huge)?;
@@ -329,6 +369,8 @@ fn place(
     let len = match ty {
         Ok(t) => {
             let row = raw.dims[0] as usize;
+            #[allow(clippy::manual_is_multiple_of)]
+            // `is_multiple_of` needs Rust 1.87; MSRV is 1.85
             if row % t.block_elems() != 0 {
                 return Err(bad(
                     path,
