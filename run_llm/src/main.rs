@@ -1,1 +1,92 @@
-fn main() {}
+//! `run_llm`: build (or load) an llmforge engine for a model and generate from a prompt, or benchmark it.
+//! The Rust counterpart of Torch-TensorRT's `tools/llm/run_llm.py`; see `--help` and the README.
+
+mod args;
+mod bandwidth;
+mod bench_mode;
+mod device;
+mod engine_setup;
+mod generate_mode;
+mod hf_config;
+mod progress;
+mod pytorch;
+mod report;
+mod resolve;
+
+use anyhow::Result;
+use args::Args;
+use clap::Parser;
+use engine_setup::{Need, Obtained};
+use report::{EngineInfo, RunInfo};
+use resolve::Model;
+use runtime::Precision;
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    args.validate()?;
+    let model = resolve::resolve(&args.model)?;
+    let (device, chosen) = device::choose(args.device, args.threads);
+    let need = Need {
+        precision: precision(args, &model),
+        precision_explicit: args.precision.is_some(),
+        seq_len: 0,
+        batch: 1,
+        device,
+        auto_device: !chosen,
+        cpu_threads: args.threads,
+        keep_weights: false,
+    };
+    if args.benchmark {
+        bench_mode::run(args, &model, need)
+    } else {
+        generate_mode::run(args, &model, need)
+    }
+}
+
+/// `--precision`, else the model's default in models.toml, else the seed's FP16.
+fn precision(args: &Args, model: &Model) -> Precision {
+    match args.precision {
+        Some(p) => p.into(),
+        None => model.default_precision.unwrap_or(Precision::Fp16),
+    }
+}
+
+/// What the output says about the run.
+pub(crate) fn run_info(args: &Args, model: &Model, got: &Obtained) -> RunInfo {
+    let opts = got.engine.options();
+    let mut notes = Vec::new();
+    if let Some(seed) = model.synthetic() {
+        notes.push(format!(
+            "no local weights for {}: running seeded synthetic weights (seed {seed})",
+            model.spec.name
+        ));
+    }
+    notes.extend(got.fallback_note.clone());
+    RunInfo {
+        model: model.spec.name.clone(),
+        weights: model.weights_label(),
+        synthetic_weights: model.synthetic().is_some(),
+        device: device::label(opts.device),
+        precision: opts.precision.to_string(),
+        cache: runtime::backend::CacheMode::from(args.cache)
+            .as_str()
+            .to_string(),
+        engine: EngineInfo {
+            origin: got.origin,
+            path: args.engine.as_ref().map(|p| p.display().to_string()),
+            weights_s: got.weights_s,
+            build_s: got.build_s,
+            max_seq_len: opts.max_seq_len,
+            max_batch: opts.max_batch,
+            weight_bytes: got.engine.backend().weight_bytes(),
+        },
+        notes,
+    }
+}

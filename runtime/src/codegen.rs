@@ -4,10 +4,30 @@
 //! CONTRACT for the generated registry (owned by the `gen` work package, used by `run_llm`):
 //! `registry::get(name) -> Option<&'static dyn DynModel>`, `registry::all() -> &'static [&'static dyn
 //! DynModel]`, `registry::DEFAULT_MODEL: &str`.
+//!
+//! A generated crate holds its cache as named fields of [`Kv`] tensors typed by a precision marker; this
+//! module turns them back into the runtime's per-layer views and checks what the types cannot.
 
-use crate::manifest::ModelEntry;
-use crate::spec::ModelSpec;
-use std::path::PathBuf;
+use crate::cache::KvTensor;
+use crate::{Error, Result};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+pub use crate::backend::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
+pub use crate::cache::LayerKvMut;
+pub use crate::engine::{BuildOptions, DeviceChoice, Engine};
+pub use crate::generate::{
+    GenerateOptions, GenerateOutput, Timings, generate, generate_with_static_cache_layers,
+};
+pub use crate::manifest::ModelEntry;
+pub use crate::manifest::{WeightEntry, resolve_weights};
+pub use crate::precision::{Bf16, Fp16, Fp32, Precision, PrecisionMarker};
+pub use crate::progress::{NoProgress, Progress};
+pub use crate::sample::Sampling;
+pub use crate::spec::ModelSpec;
+pub use crate::spec::{Arch, Llama3Scaling, Mlp, NormKind, Positions};
+pub use crate::weights::WeightSource;
+pub use crate::{Error as RuntimeError, Result as RuntimeResult};
 
 /// A generated model crate seen through a trait object (what the CLI needs to pick and build a model).
 pub trait DynModel: Send + Sync {
@@ -19,4 +39,184 @@ pub trait DynModel: Send + Sync {
     fn entry(&self) -> ModelEntry;
     /// The directory that the entry's relative paths resolve against (where `models.toml` is).
     fn manifest_dir(&self) -> PathBuf;
+}
+
+/// Build options of a typed engine: everything but the precision, which is its type parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Length of the static cache (prompt + generated tokens).
+    pub max_seq_len: usize,
+    /// Largest batch the engine accepts.
+    pub max_batch: usize,
+    /// The backend and device the engine runs on.
+    pub device: DeviceChoice,
+}
+
+impl EngineOptions {
+    /// The runtime's options for an engine of precision `P`.
+    pub fn with_precision<P: PrecisionMarker>(self) -> BuildOptions {
+        BuildOptions {
+            precision: P::PRECISION,
+            max_seq_len: self.max_seq_len,
+            max_batch: self.max_batch,
+            device: self.device,
+        }
+    }
+}
+
+/// One key or value cache tensor of model `M` (the generated crate's `Model` marker) and precision `P`,
+/// `[batch, num_kv_heads, max_seq_len, head_dim]`. Only an engine of the same model and precision makes
+/// one (see [`split_cache`]), so a tensor cannot be moved into another model's cache either.
+pub struct Kv<M: 'static, P: PrecisionMarker> {
+    tensor: KvTensor,
+    _marker: PhantomData<fn() -> (M, P)>,
+}
+
+impl<M: 'static, P: PrecisionMarker> std::fmt::Debug for Kv<M, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kv")
+            .field("precision", &P::PRECISION)
+            .field("tensor", &self.tensor)
+            .finish()
+    }
+}
+
+impl<M: 'static, P: PrecisionMarker> Kv<M, P> {
+    /// `[batch, num_kv_heads, max_seq_len, head_dim]`.
+    pub fn shape(&self) -> [usize; 4] {
+        self.tensor.shape
+    }
+
+    /// The untyped tensor.
+    pub fn tensor(&self) -> &KvTensor {
+        &self.tensor
+    }
+}
+
+/// The typed (key, value) pairs of a new cache, in layer order.
+pub type LayerIter<M, P> = std::vec::IntoIter<(Kv<M, P>, Kv<M, P>)>;
+
+/// One layer's view for the runtime, from the layer's typed key and value tensors.
+pub fn layer<'a, M: 'static, P: PrecisionMarker>(
+    key: &'a mut Kv<M, P>,
+    value: &'a mut Kv<M, P>,
+) -> LayerKvMut<'a> {
+    LayerKvMut {
+        key: &mut key.tensor,
+        value: &mut value.tensor,
+    }
+}
+
+/// A new zeroed cache of `engine` for `batch` sequences, as `num_layers` typed (key, value) pairs in
+/// layer order (the generated `KvCache` moves them into its named fields).
+pub fn split_cache<M: 'static, P: PrecisionMarker>(
+    engine: &Engine,
+    batch: usize,
+) -> Result<LayerIter<M, P>> {
+    check_precision::<P>(engine)?;
+    let typed = |tensor| Kv {
+        tensor,
+        _marker: PhantomData,
+    };
+    let layers: Vec<(Kv<M, P>, Kv<M, P>)> = engine
+        .new_cache(batch)?
+        .layers
+        .into_iter()
+        .map(|(k, v)| (typed(k), typed(v)))
+        .collect();
+    Ok(layers.into_iter())
+}
+
+/// The next layer of a cache being split, or an error naming the layer the runtime did not allocate.
+pub fn next_layer<M: 'static, P: PrecisionMarker>(
+    layers: &mut LayerIter<M, P>,
+    layer: usize,
+) -> Result<(Kv<M, P>, Kv<M, P>)> {
+    layers.next().ok_or_else(|| {
+        Error::invalid(format!(
+            "the runtime allocated no key/value cache for layer {layer}"
+        ))
+    })
+}
+
+/// The engine was built for precision `P` (typed engines are only made by [`build`] and [`load`],
+/// which ensure it; this guards the invariant rather than trusting it).
+fn check_precision<P: PrecisionMarker>(engine: &Engine) -> Result<()> {
+    let built = engine.options().precision;
+    if built != P::PRECISION {
+        return Err(Error::invalid(format!(
+            "engine was built for {built}, the typed API expects {}",
+            P::PRECISION
+        )));
+    }
+    Ok(())
+}
+
+/// The engine-build step for a typed engine of precision `P`.
+pub fn build<P: PrecisionMarker>(
+    spec: ModelSpec,
+    weights: &WeightSource,
+    options: EngineOptions,
+    progress: &dyn Progress,
+) -> Result<Engine> {
+    Engine::build(spec, weights, options.with_precision::<P>(), progress)
+}
+
+/// Load an engine file saved by an engine of the same model and precision `P`.
+pub fn load<P: PrecisionMarker>(
+    path: &Path,
+    spec: &ModelSpec,
+    options: EngineOptions,
+) -> Result<Engine> {
+    Engine::load(path, spec, &options.with_precision::<P>())
+}
+
+/// The weights of a model as its `models.toml` entry names them (the first source present).
+pub fn entry_weights(model: &dyn DynModel) -> Result<WeightSource> {
+    let entry = model.entry();
+    Ok(resolve_weights(
+        &entry.name,
+        &entry.hf_id,
+        &entry.weights,
+        &model.manifest_dir(),
+    )?)
+}
+
+/// The runtime's view of one typed forward call: `input_ids` and `position_ids` are `[batch, seq_len]`
+/// row-major with `seq_len = end_idx - start_idx`. Every other bound is checked by the engine.
+pub fn step<'a>(
+    input_ids: &'a [u32],
+    position_ids: &'a [u32],
+    start_idx: usize,
+    end_idx: usize,
+) -> Result<StepInputs<'a>> {
+    let seq_len = end_idx
+        .checked_sub(start_idx)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "end_idx {end_idx} must be greater than start_idx {start_idx}"
+            ))
+        })?;
+    if input_ids.is_empty() || input_ids.len() % seq_len != 0 {
+        return Err(Error::invalid(format!(
+            "input_ids has {} elements, not a positive multiple of seq_len {seq_len} \
+             (end_idx {end_idx} - start_idx {start_idx})",
+            input_ids.len()
+        )));
+    }
+    Ok(StepInputs {
+        input_ids,
+        position_ids,
+        batch: input_ids.len() / seq_len,
+        seq_len,
+        start_idx,
+        end_idx,
+    })
+}
+
+/// The directory of `models.toml` seen from a generated crate's manifest directory
+/// (`<root>/generated/<crate>`).
+pub fn workspace_root(crate_manifest_dir: &str) -> PathBuf {
+    Path::new(crate_manifest_dir).join("..").join("..")
 }

@@ -1,9 +1,7 @@
 //! A built engine: a model spec, the options it was built with, and a backend holding packed weights.
 //! `Engine::forward` is the one place the static-cache bounds are checked before any backend runs.
 
-use crate::backend::{
-    Backend, BackendError, BackendKind, CacheMode, LogitRows, Logits, StepInputs,
-};
+use crate::backend::{Backend, BackendKind, CacheMode, LogitRows, Logits, StepInputs};
 use crate::cache::{KvCache, LayerKvMut};
 use crate::engine_file::{self, EngineFileError, EngineHeader};
 use crate::precision::Precision;
@@ -105,7 +103,9 @@ impl Engine {
 
     /// Save to `path` atomically (temporary file in the same directory, then rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let header = EngineHeader::new(&self.spec, &self.options, None);
+        let (target_sm, gemm_algorithms) = self.backend.header_extras();
+        let mut header = EngineHeader::new(&self.spec, &self.options, target_sm);
+        header.gemm_algorithms = gemm_algorithms;
         let backend = self.backend.as_ref();
         engine_file::save(path, &header, &|w| backend.write_payload(w))
     }
@@ -148,10 +148,17 @@ impl Engine {
                     other => other,
                 })
             }
-            BackendKind::Cuda => Err(Error::Backend(BackendError::CudaUnavailable(
-                "loading CUDA engine files is wired by crate::backend::cuda (not in this build)"
-                    .into(),
-            ))),
+            BackendKind::Cuda => {
+                let backend = crate::backend::cuda::load(
+                    path,
+                    &opened.header,
+                    &mut opened.reader,
+                    opened.payload_len,
+                    spec,
+                    expect,
+                )?;
+                Ok(Engine::from_parts(spec.clone(), *expect, Box::new(backend)))
+            }
         }
     }
 
@@ -240,16 +247,14 @@ fn check_payload_precision(path: &Path, map: &WeightMap, precision: Precision) -
     Ok(())
 }
 
-/// The CUDA build entry point. The CUDA backend provides `crate::backend::cuda::build(spec, &weights,
-/// options, progress)`; until it is merged this returns `CudaUnavailable`.
+/// The CUDA build entry point (`CudaUnavailable` on a machine without the CUDA libraries).
 fn build_cuda(
     spec: &ModelSpec,
     weights: &WeightMap,
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<Box<dyn Backend>> {
-    let _ = (spec, weights, options, progress);
-    Err(Error::Backend(BackendError::CudaUnavailable(
-        "this build has no CUDA backend (crate::backend::cuda::build is not wired)".into(),
-    )))
+    Ok(Box::new(crate::backend::cuda::build(
+        spec, weights, options, progress,
+    )?))
 }

@@ -168,7 +168,12 @@ pub fn save(
         file_name.to_string_lossy(),
         std::process::id()
     ));
-    let result = (|| -> crate::Result<()> {
+    // Removes the temporary file on every exit but a successful rename, unwinding included.
+    let mut guard = TempFile {
+        path: tmp.clone(),
+        keep: false,
+    };
+    (|| -> crate::Result<()> {
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
         let mut w = BufWriter::new(file);
         let json = serde_json::to_vec(header)
@@ -186,13 +191,24 @@ pub fn save(
         })?;
         file.sync_all().map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        guard.keep = true;
         Ok(())
-    })();
-    if result.is_err() {
-        // Best effort: the temporary file is ours and useless after a failure.
-        let _ = std::fs::remove_file(&tmp);
+    })()
+}
+
+/// A temporary file that is deleted when dropped unless `keep` (it was renamed into place).
+struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            // Best effort: the temporary file is ours and useless after a failure.
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
-    result
 }
 
 /// An opened engine file, positioned at the start of the payload.
@@ -206,30 +222,69 @@ pub struct OpenedEngine {
 /// Open `path` and read its header (magic and version checked).
 pub fn open(path: &Path) -> Result<OpenedEngine, EngineFileError> {
     let file = File::open(path).map_err(io_err(path))?;
-    let total = file.metadata().map_err(io_err(path))?.len();
-    let mut r = BufReader::new(file);
+    let meta = file.metadata().map_err(io_err(path))?;
+    if !meta.is_file() {
+        return Err(EngineFileError::Other(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
+    }
+    let total = meta.len();
+    let mut reader = BufReader::new(file);
+    let (header, header_end) = read_header(&mut reader, total, path)?;
+    Ok(OpenedEngine {
+        header,
+        reader,
+        payload_len: total - header_end,
+    })
+}
+
+/// Parse the header of an engine file held in memory; returns it and the offset of the payload.
+/// The same checks as [`open`] (errors name the file as `<memory>`).
+pub fn parse_header(bytes: &[u8]) -> Result<(EngineHeader, usize), EngineFileError> {
+    let mut r = bytes;
+    let (header, end) = read_header(&mut r, bytes.len() as u64, Path::new("<memory>"))?;
+    // `end <= bytes.len()` was checked against `total`, so it fits in usize.
+    Ok((header, end as usize))
+}
+
+/// Read magic, version, header length and header from `r`, a file of `total` bytes. Returns the
+/// header and the offset of the payload.
+fn read_header(
+    r: &mut dyn Read,
+    total: u64,
+    path: &Path,
+) -> Result<(EngineHeader, u64), EngineFileError> {
     let truncated = |what: &str| EngineFileError::Truncated {
         path: path.to_path_buf(),
         what: what.to_string(),
     };
-    let mut magic = [0u8; 8];
-    r.read_exact(&mut magic).map_err(|_| {
-        if total < 8 {
-            truncated("magic")
+    let read_err = |what: &str, e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            truncated(what)
         } else {
-            EngineFileError::BadMagic {
+            EngineFileError::Io {
                 path: path.to_path_buf(),
+                source: e,
             }
         }
-    })?;
-    if &magic != MAGIC {
+    };
+    // A short file is "truncated" only if what it holds is the start of the magic.
+    let mut magic = [0u8; 8];
+    let have = total.min(8) as usize;
+    r.read_exact(&mut magic[..have])
+        .map_err(|e| read_err("magic", e))?;
+    if magic[..have] != MAGIC[..have] {
         return Err(EngineFileError::BadMagic {
             path: path.to_path_buf(),
         });
     }
+    if have < 8 {
+        return Err(truncated("magic"));
+    }
     let mut word = [0u8; 4];
     r.read_exact(&mut word)
-        .map_err(|_| truncated("format version"))?;
+        .map_err(|e| read_err("format version", e))?;
     let version = u32::from_le_bytes(word);
     if version != FORMAT_VERSION {
         return Err(EngineFileError::Version {
@@ -239,20 +294,20 @@ pub fn open(path: &Path) -> Result<OpenedEngine, EngineFileError> {
         });
     }
     r.read_exact(&mut word)
-        .map_err(|_| truncated("header length"))?;
+        .map_err(|e| read_err("header length", e))?;
     let len = u32::from_le_bytes(word);
-    if len > MAX_HEADER || 16 + len as u64 > total {
-        return Err(if 16 + len as u64 > total && len <= MAX_HEADER {
-            truncated("header")
-        } else {
-            EngineFileError::Corrupt {
-                path: path.to_path_buf(),
-                message: format!("header length {len}"),
-            }
+    if len > MAX_HEADER {
+        return Err(EngineFileError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!("header length {len} exceeds {MAX_HEADER}"),
         });
     }
+    let end = 16 + len as u64;
+    if end > total {
+        return Err(truncated("header"));
+    }
     let mut json = vec![0u8; len as usize];
-    r.read_exact(&mut json).map_err(|_| truncated("header"))?;
+    r.read_exact(&mut json).map_err(|e| read_err("header", e))?;
     let header: EngineHeader =
         serde_json::from_slice(&json).map_err(|e| EngineFileError::Corrupt {
             path: path.to_path_buf(),
@@ -267,9 +322,5 @@ pub fn open(path: &Path) -> Result<OpenedEngine, EngineFileError> {
             ),
         });
     }
-    Ok(OpenedEngine {
-        header,
-        reader: r,
-        payload_len: total - 16 - len as u64,
-    })
+    Ok((header, end))
 }

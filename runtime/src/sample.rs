@@ -78,6 +78,11 @@ impl Sampler {
         Ok(Sampler::new(params))
     }
 
+    /// Whether this sampler always picks the argmax (a GPU backend then selects on the device).
+    pub fn is_greedy(&self) -> bool {
+        self.params.is_greedy()
+    }
+
     /// splitmix64 → uniform f64 in [0, 1).
     fn uniform(&mut self) -> f64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -140,6 +140,12 @@ pub trait Backend: Send {
     /// Bytes of weights read per decode step (for roofline figures).
     fn weight_bytes(&self) -> usize;
 
+    /// What the engine-file header records about this backend: the GPU compute capability (e.g. 90)
+    /// and the chosen GEMM algorithms, in words. The CPU has neither.
+    fn header_extras(&self) -> (Option<u32>, Vec<String>) {
+        (None, Vec::new())
+    }
+
     /// Serialise the backend's payload (packed weights, compiled kernels, chosen algorithms) for the
     /// engine file. The header is written by `engine_file`.
     fn write_payload(&self, out: &mut dyn std::io::Write) -> crate::Result<()>;

@@ -218,9 +218,16 @@ fn entry(index: usize, value: toml::Value) -> Result<ModelEntry, ManifestError> 
         model: label.clone(),
         message,
     };
-    let model: ModelEntry = value
-        .try_into()
-        .map_err(|e: toml::de::Error| fail(e.message().to_string()))?;
+    let model: ModelEntry = value.clone().try_into().map_err(|e: toml::de::Error| {
+        let message = e.message();
+        // A type error from a `Value` carries no key; name the field when we can find it.
+        match failing_key(&value) {
+            Some(key) if !message.contains(&format!("`{key}`")) => {
+                fail(format!("`{key}`: {message}"))
+            }
+            _ => fail(message.to_string()),
+        }
+    })?;
     if model.name.is_empty()
         || !model
             .name
@@ -243,6 +250,23 @@ fn entry(index: usize, value: toml::Value) -> Result<ModelEntry, ManifestError> 
         return Err(fail("`weights` must list at least one source".into()));
     }
     Ok(model)
+}
+
+/// The key whose value makes `[[model]]` table `value` fail to deserialise: the table is written back as
+/// TOML text and deserialised from the text, whose error has a span; the key is on the span's line.
+fn failing_key(value: &toml::Value) -> Option<String> {
+    let text = toml::to_string(value).ok()?;
+    let err = toml::from_str::<ModelEntry>(&text).err()?;
+    let start = err.span()?.start.min(text.len());
+    let line_start = text.get(..start)?.rfind('\n').map_or(0, |i| i + 1);
+    // `key = value`, or the `[[key]]` header of an array of tables (the span of a nested error).
+    let line = text.get(line_start..)?.split(['=', '\n']).next()?;
+    let key = line.trim().trim_matches(['[', ']']);
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    plain.then(|| key.to_string())
 }
 
 /// Names must be unique, and so must the crate names derived from them.

@@ -271,6 +271,17 @@ impl WeightMap {
                 found: t.shape.clone(),
             });
         }
+        let len = match &t.data {
+            TensorData::F32(v) => v.len(),
+            TensorData::F16(v) => v.len(),
+            TensorData::BF16(v) => v.len(),
+        };
+        if len != t.numel() {
+            return Err(WeightsError::Other(format!(
+                "tensor {name} holds {len} values, its shape {shape:?} needs {}",
+                t.numel()
+            )));
+        }
         Ok(t)
     }
 }

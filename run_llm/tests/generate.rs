@@ -1,0 +1,153 @@
+//! Generation mode on the tiny fixtures: greedy tokens equal Hugging Face transformers' greedy output on
+//! the same weights (tests/fixtures/*/reference.json), through every cache mode; the JSON schema.
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+fn generate(model: &str, prompt: &[u32], extra: &[&str]) -> Value {
+    let ids = csv(prompt);
+    let mut args = vec![
+        "--model",
+        model,
+        "--prompt_ids",
+        &ids,
+        "--num_tokens",
+        "24",
+        "--precision",
+        "FP32",
+        "--device",
+        "cpu",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    json(&mut command(&args))
+}
+
+#[test]
+fn greedy_tokens_match_transformers_on_every_tiny_model() {
+    for model in ["tiny-llama", "tiny-qwen2", "tiny-gpt2"] {
+        for (i, p) in reference(model).iter().enumerate() {
+            let v = generate(model, &p.ids, &[]);
+            assert_eq!(ids(&v["tokens"]), p.greedy, "{model} prompt {i}");
+            assert_eq!(v["prompt_tokens"], p.ids.len());
+        }
+    }
+}
+
+#[test]
+fn every_cache_mode_gives_the_reference_tokens() {
+    let p = &reference("tiny-llama")[0];
+    for cache in ["static_v1", "static_v2", "none"] {
+        let v = generate("tiny-llama", &p.ids, &["--cache", cache]);
+        assert_eq!(ids(&v["tokens"]), p.greedy, "--cache {cache}");
+        assert_eq!(v["run"]["cache"], cache);
+    }
+}
+
+#[test]
+fn a_hugging_face_directory_works_like_its_name() {
+    let p = &reference("tiny-qwen2")[1];
+    let dir = root().join("models/tiny-qwen2");
+    let v = generate(dir.to_str().unwrap(), &p.ids, &[]);
+    assert_eq!(ids(&v["tokens"]), p.greedy);
+}
+
+#[test]
+fn json_output_has_every_field() {
+    let p = &reference("tiny-gpt2")[0];
+    let v = generate("tiny-gpt2", &p.ids, &[]);
+    assert_eq!(v["mode"], "generate");
+    let run = &v["run"];
+    for (key, want) in [
+        ("model", "tiny-gpt2"),
+        ("device", "cpu"),
+        ("precision", "FP32"),
+        ("cache", "static_v1"),
+    ] {
+        assert!(
+            run[key].as_str().unwrap().starts_with(want),
+            "run.{key} = {}",
+            run[key]
+        );
+    }
+    assert_eq!(run["synthetic_weights"], false);
+    assert!(run["weights"].as_str().unwrap().contains("tiny-gpt2"));
+    let engine = &run["engine"];
+    assert_eq!(engine["origin"], "built");
+    assert!(engine["max_seq_len"].as_u64().unwrap() >= (p.ids.len() + 24) as u64);
+    assert_eq!(engine["max_batch"], 1);
+    assert!(engine["weight_bytes"].as_u64().unwrap() > 0);
+    for key in ["weights_s", "build_s"] {
+        assert!(engine[key].as_f64().unwrap() >= 0.0, "engine.{key}");
+    }
+    for key in ["ttft_ms", "decode_ms_per_token", "tokens_per_s"] {
+        let x = v[key].as_f64().unwrap_or_else(|| panic!("{key} missing"));
+        assert!(x.is_finite() && x > 0.0, "{key} = {x}");
+    }
+    assert!(v["text"].is_null(), "no tokenizer was used, so no text");
+    assert!(v["pytorch"].is_null());
+    assert_eq!(ids(&v["tokens"]), p.greedy);
+}
+
+#[test]
+fn text_output_streams_ids_then_the_figures() {
+    let p = &reference("tiny-llama")[0];
+    let ids = csv(&p.ids);
+    let out = run(&[
+        "--model",
+        "tiny-llama",
+        "--prompt_ids",
+        &ids,
+        "--num_tokens",
+        "24",
+        "--precision",
+        "FP32",
+        "--device",
+        "cpu",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("model tiny-llama"), "{text}");
+    let streamed: Vec<u32> = lines[1]
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert_eq!(streamed, p.greedy);
+    let figures = lines.last().unwrap();
+    for part in ["TTFT", "ms/token", "tokens/s", "engine built in"] {
+        assert!(figures.contains(part), "{figures}");
+    }
+    // Not a terminal: no progress bars on stderr.
+    assert!(stderr(&out).is_empty(), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn sampling_is_seeded() {
+    let p = &reference("tiny-llama")[0];
+    let sample = |seed: &str| {
+        ids(&generate(
+            "tiny-llama",
+            &p.ids,
+            &["--temperature", "1.0", "--top_k", "50", "--seed", seed],
+        )["tokens"])
+    };
+    assert_eq!(sample("5"), sample("5"));
+    assert_ne!(sample("5"), sample("6"));
+}
+
+#[test]
+fn a_prompt_longer_than_the_positions_is_refused() {
+    // tiny-gpt2 has learned positions; 24 new tokens after a 250-token prompt do not fit.
+    let ids = csv(&vec![65u32; 250]);
+    let err = failure(&[
+        "--model",
+        "tiny-gpt2",
+        "--prompt_ids",
+        &ids,
+        "--num_tokens",
+        "24",
+    ]);
+    assert!(err.contains("learned positions"), "{err}");
+}

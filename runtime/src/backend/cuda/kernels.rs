@@ -1,0 +1,228 @@
+//! The fused kernels: CUDA C sources rendered from `templates/kernels/*.cu` (askama) with the model's
+//! shapes and the storage precision as compile-time constants, compiled to PTX by NVRTC for the GPU's
+//! compute capability, and loaded as modules.
+
+use super::device::{Gpu, check_nvrtc, cuda_err};
+use crate::backend::BackendError;
+use crate::precision::Precision;
+use crate::spec::{ModelSpec, NormKind, Positions};
+use crate::{Error, Result};
+use askama::Template;
+use cudarc::driver::CudaFunction;
+use serde::{Deserialize, Serialize};
+
+/// Keys per split of the decode attention.
+pub const DECODE_CHUNK: usize = 64;
+/// Most rows the decode GEMV kernel handles in one launch.
+pub const GEMV_MAX_ROWS: usize = 8;
+
+/// The compile-time constants every kernel template sees.
+pub struct KernelConsts {
+    pub model: String,
+    /// `f32`, `f16` or `bf16`: the storage type `T` of weights, GEMM inputs and the KV cache.
+    pub dtype: &'static str,
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub inter: usize,
+    pub vocab: usize,
+    /// Norm epsilon as a C float literal.
+    pub eps: String,
+    pub rms: bool,
+    pub rope: bool,
+    /// `1 / sqrt(head_dim)` as a C float literal.
+    pub scale: String,
+    pub decode_chunk: usize,
+    pub gemv_max_rows: usize,
+}
+
+impl KernelConsts {
+    pub fn new(spec: &ModelSpec, precision: Precision) -> KernelConsts {
+        KernelConsts {
+            model: spec.name.clone(),
+            dtype: match precision {
+                Precision::Fp32 => "f32",
+                Precision::Fp16 => "f16",
+                Precision::Bf16 => "bf16",
+            },
+            hidden: spec.hidden_size,
+            heads: spec.num_heads,
+            kv_heads: spec.num_kv_heads,
+            head_dim: spec.head_dim,
+            inter: spec.intermediate_size,
+            vocab: spec.vocab_size,
+            eps: c_float(spec.norm_eps as f32),
+            rms: spec.norm == NormKind::RmsNorm,
+            rope: matches!(spec.positions, Positions::Rope { .. }),
+            scale: c_float(1.0 / (spec.head_dim as f32).sqrt()),
+            decode_chunk: DECODE_CHUNK,
+            gemv_max_rows: GEMV_MAX_ROWS,
+        }
+    }
+}
+
+/// An f32 as a C literal that parses back to the same value.
+fn c_float(v: f32) -> String {
+    format!("{v:e}f")
+}
+
+macro_rules! kernel_template {
+    ($name:ident, $path:literal) => {
+        #[derive(Template)]
+        #[template(path = $path, escape = "none")]
+        struct $name<'a> {
+            c: &'a KernelConsts,
+        }
+    };
+}
+kernel_template!(NormCu, "kernels/norm.cu");
+kernel_template!(RopeKvCu, "kernels/rope_kv.cu");
+kernel_template!(AttentionCu, "kernels/attention.cu");
+kernel_template!(MlpCu, "kernels/mlp.cu");
+kernel_template!(GemvCu, "kernels/gemv.cu");
+kernel_template!(ArgmaxCu, "kernels/argmax.cu");
+
+/// The kernel modules and the functions each defines.
+pub const MODULES: [(&str, &[&str]); 6] = [
+    ("norm", &["embed", "add_norm"]),
+    ("rope_kv", &["qkv_rope"]),
+    (
+        "attention",
+        &["attn_prefill", "attn_decode", "attn_combine"],
+    ),
+    ("mlp", &["swiglu", "gelu_bias"]),
+    ("gemv", &["gemv"]),
+    ("argmax", &["argmax"]),
+];
+
+fn render_err(module: &str) -> impl Fn(askama::Error) -> Error + '_ {
+    move |e| {
+        Error::Backend(BackendError::KernelCompile {
+            kernel: module.to_string(),
+            log: format!("template: {e}"),
+        })
+    }
+}
+
+/// The CUDA C source of every module, specialised to `spec` and `precision`.
+pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, String)>> {
+    let c = &KernelConsts::new(spec, precision);
+    let sources = [
+        ("norm", NormCu { c }.render().map_err(render_err("norm"))?),
+        (
+            "rope_kv",
+            RopeKvCu { c }.render().map_err(render_err("rope_kv"))?,
+        ),
+        (
+            "attention",
+            AttentionCu { c }
+                .render()
+                .map_err(render_err("attention"))?,
+        ),
+        ("mlp", MlpCu { c }.render().map_err(render_err("mlp"))?),
+        ("gemv", GemvCu { c }.render().map_err(render_err("gemv"))?),
+        (
+            "argmax",
+            ArgmaxCu { c }.render().map_err(render_err("argmax"))?,
+        ),
+    ];
+    Ok(sources
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s))
+        .collect())
+}
+
+/// Compiled PTX of every module for one compute capability (stored in the engine file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompiledKernels {
+    pub sm: u32,
+    /// `(module name, PTX text)`, in [`MODULES`] order.
+    pub ptx: Vec<(String, String)>,
+}
+
+/// Render and compile every module to PTX for `compute_<sm>` with NVRTC (no GPU needed).
+pub fn compile(spec: &ModelSpec, precision: Precision, sm: u32) -> Result<CompiledKernels> {
+    check_nvrtc()?;
+    let mut ptx = Vec::new();
+    for (name, src) in render(spec, precision)? {
+        let opts = cudarc::nvrtc::CompileOptions {
+            options: vec![
+                format!("--gpu-architecture=compute_{sm}"),
+                "--std=c++17".into(),
+            ],
+            name: Some(format!("{name}.cu")),
+            ..Default::default()
+        };
+        let out = cudarc::nvrtc::compile_ptx_with_opts(&src, opts).map_err(|e| {
+            Error::Backend(BackendError::KernelCompile {
+                kernel: name.clone(),
+                log: match &e {
+                    cudarc::nvrtc::CompileError::CompileError { log, .. } => {
+                        log.to_string_lossy().into_owned()
+                    }
+                    other => other.to_string(),
+                },
+            })
+        })?;
+        ptx.push((name, out.to_src()));
+    }
+    Ok(CompiledKernels { sm, ptx })
+}
+
+/// The loaded kernel functions.
+pub struct Kernels {
+    pub embed: CudaFunction,
+    pub add_norm: CudaFunction,
+    pub qkv_rope: CudaFunction,
+    pub attn_prefill: CudaFunction,
+    pub attn_decode: CudaFunction,
+    pub attn_combine: CudaFunction,
+    pub swiglu: CudaFunction,
+    pub gelu_bias: CudaFunction,
+    pub gemv: CudaFunction,
+    pub argmax: CudaFunction,
+}
+
+impl Kernels {
+    pub fn load(gpu: &Gpu, compiled: &CompiledKernels) -> Result<Kernels> {
+        let mut funcs = std::collections::HashMap::new();
+        for (module, names) in MODULES {
+            let (_, ptx) = compiled
+                .ptx
+                .iter()
+                .find(|(n, _)| n == module)
+                .ok_or_else(|| {
+                    Error::Backend(BackendError::Other(format!(
+                        "no PTX for kernel module {module}"
+                    )))
+                })?;
+            let m = gpu
+                .ctx
+                .load_module(cudarc::nvrtc::Ptx::from_src(ptx.clone()))
+                .map_err(cuda_err("cuModuleLoadData"))?;
+            for &f in names {
+                funcs.insert(f, m.load_function(f).map_err(cuda_err(f))?);
+            }
+        }
+        let mut take = |n: &str| {
+            funcs.remove(n).ok_or_else(|| {
+                Error::Backend(BackendError::Other(format!(
+                    "kernel {n} missing from its module"
+                )))
+            })
+        };
+        Ok(Kernels {
+            embed: take("embed")?,
+            add_norm: take("add_norm")?,
+            qkv_rope: take("qkv_rope")?,
+            attn_prefill: take("attn_prefill")?,
+            attn_decode: take("attn_decode")?,
+            attn_combine: take("attn_combine")?,
+            swiglu: take("swiglu")?,
+            gelu_bias: take("gelu_bias")?,
+            gemv: take("gemv")?,
+            argmax: take("argmax")?,
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! The CUDA engine against Hugging Face transformers on the tiny random-weight fixtures (the CPU
+//! engine's reference tests, on the GPU). Skipped where CUDA is unavailable, unless
+//! `LLMFORGE_REQUIRE_CUDA=1` (set by the GPU run in `bench/gpu_verify.sh`), which turns a skip into a
+//! failure.
+//!
+//! Tolerances (`max |ours - hf| / max |hf|` over a prompt's whole prefill logits tensor):
+//! - FP32: 1e-4, same as the CPU engine; greedy tokens identical.
+//! - FP16 / BF16 against HF with the weights rounded to that type (f32 compute): the GPU also keeps
+//!   GEMM inputs and the KV cache in the 16-bit type (f32 accumulation), adding one rounding of
+//!   relative size 2^-11 (FP16) / 2^-8 (BF16) per activation per layer: bounds 1e-2 (FP16) and 5e-2
+//!   (BF16). Greedy tokens identical.
+
+mod common;
+
+use common::*;
+use runtime::Precision;
+use runtime::backend::CacheMode;
+use runtime::backend::cuda::device;
+use runtime::engine::{BuildOptions, DeviceChoice, Engine};
+use runtime::generate::{GenerateOptions, generate, generate_with_static_cache};
+use runtime::progress::NoProgress;
+use runtime::weights::WeightSource;
+
+const FP32_TOL: f32 = 1e-4;
+const FP16_TOL: f32 = 1e-2;
+const BF16_TOL: f32 = 5e-2;
+
+fn cuda_or_skip() -> bool {
+    match device::check_libraries() {
+        Ok(()) => true,
+        Err(e) => {
+            assert!(
+                std::env::var_os("LLMFORGE_REQUIRE_CUDA").is_none(),
+                "LLMFORGE_REQUIRE_CUDA is set but {e}"
+            );
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+fn gpu_options(precision: Precision, max_batch: usize) -> BuildOptions {
+    BuildOptions {
+        precision,
+        max_seq_len: MAX_SEQ,
+        max_batch,
+        device: DeviceChoice::Cuda { ordinal: 0 },
+    }
+}
+
+fn gpu_engine(name: &str, precision: Precision, max_batch: usize) -> Engine {
+    let source = WeightSource::HfDir(root().join("models").join(name));
+    Engine::build(
+        spec(name),
+        &source,
+        gpu_options(precision, max_batch),
+        &NoProgress,
+    )
+    .unwrap_or_else(|e| panic!("{name} {precision}: CUDA engine build: {e}"))
+}
+
+fn greedy(mode: CacheMode, n: usize) -> GenerateOptions {
+    GenerateOptions {
+        max_new_tokens: n,
+        mode,
+        ..GenerateOptions::default()
+    }
+}
+
+fn run_greedy(e: &mut Engine, prompts: &[Vec<u32>], mode: CacheMode) -> Vec<Vec<u32>> {
+    let opts = greedy(mode, 24);
+    if mode == CacheMode::None {
+        generate(e, prompts, &opts, &mut |_, _| {})
+    } else {
+        let mut cache = e.new_cache(prompts.len()).expect("cache");
+        generate_with_static_cache(e, &mut cache, prompts, &opts, &mut |_, _| {})
+    }
+    .expect("generate")
+    .tokens
+}
+
+#[test]
+fn fp32_prefill_logits_match_hf_in_every_mode() {
+    if !cuda_or_skip() {
+        return;
+    }
+    for name in MODELS {
+        let r = reference(name);
+        let mut e = gpu_engine(name, Precision::Fp32, 2);
+        for (i, p) in r.prompts.iter().enumerate() {
+            let want: Vec<f32> = p.logits.concat();
+            for mode in CacheMode::ALL {
+                let err = rel_err(&prefill_logits(&mut e, &p.ids, mode), &want);
+                eprintln!("{name} prompt {i} {mode:?}: fp32 relative error {err:.2e}");
+                assert!(
+                    err <= FP32_TOL,
+                    "{name} prompt {i} {mode:?}: relative error {err}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fp32_greedy_tokens_equal_hf_in_every_mode() {
+    if !cuda_or_skip() {
+        return;
+    }
+    for name in MODELS {
+        let r = reference(name);
+        let mut e = gpu_engine(name, Precision::Fp32, 2);
+        for (i, p) in r.prompts.iter().enumerate() {
+            for mode in CacheMode::ALL {
+                let got = run_greedy(&mut e, std::slice::from_ref(&p.ids), mode);
+                assert_eq!(got[0], p.greedy, "{name} prompt {i} {mode:?}");
+            }
+        }
+        for mode in CacheMode::ALL {
+            assert_eq!(
+                run_greedy(&mut e, &r.batch_ids, mode),
+                r.batch_greedy,
+                "{name} batch {mode:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn half_precision_matches_hf_rounded_weights() {
+    if !cuda_or_skip() {
+        return;
+    }
+    for (precision, tol) in [(Precision::Fp16, FP16_TOL), (Precision::Bf16, BF16_TOL)] {
+        for name in MODELS {
+            let r = reference(name);
+            let (want_logits, want_greedy) = r.rounded(precision);
+            let mut e = gpu_engine(name, precision, 1);
+            let p = &r.prompts[0];
+            let err = rel_err(
+                &prefill_logits(&mut e, &p.ids, CacheMode::StaticV1),
+                &want_logits,
+            );
+            eprintln!("{name} {precision}: relative error {err:.2e} (bound {tol:.0e})");
+            assert!(err <= tol, "{name} {precision}: relative error {err}");
+            let got = run_greedy(&mut e, std::slice::from_ref(&p.ids), CacheMode::StaticV1);
+            assert_eq!(got[0], want_greedy, "{name} {precision}");
+        }
+    }
+}
+
+#[test]
+fn engine_file_round_trip_on_the_gpu() {
+    if !cuda_or_skip() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("llmforge-cuda-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    for name in MODELS {
+        let r = reference(name);
+        let mut e = gpu_engine(name, Precision::Fp16, 1);
+        let path = dir.join(format!("{name}.engine"));
+        e.save(&path).expect("save");
+        let p = &r.prompts[0];
+        let before = prefill_logits(&mut e, &p.ids, CacheMode::StaticV1);
+        let mut loaded =
+            Engine::load(&path, &spec(name), &gpu_options(Precision::Fp16, 1)).expect("load");
+        assert_eq!(
+            prefill_logits(&mut loaded, &p.ids, CacheMode::StaticV1),
+            before,
+            "{name}"
+        );
+        // The header names what the CPU engine lacks: the GPU and the GEMM choices.
+        let header = runtime::engine_file::open(&path).expect("open").header;
+        assert!(
+            header.target_sm.is_some_and(|sm| sm >= 70),
+            "{name}: {:?}",
+            header.target_sm
+        );
+        assert!(
+            !header.gemm_algorithms.is_empty(),
+            "{name}: no GEMM choices recorded"
+        );
+        // Another precision or batch is refused by name.
+        let err = Engine::load(&path, &spec(name), &gpu_options(Precision::Bf16, 1))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("precision"), "{err}");
+        let err = Engine::load(&path, &spec(name), &gpu_options(Precision::Fp16, 2))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("max batch"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Decode steps replay one CUDA graph; its logits must equal a fresh prefill's last row (checked in
+/// FP32 against the prefill of the same tokens, which does not use the graph).
+#[test]
+fn decode_graph_step_equals_prefill_of_the_same_tokens() {
+    if !cuda_or_skip() {
+        return;
+    }
+    for name in MODELS {
+        let r = reference(name);
+        let mut e = gpu_engine(name, Precision::Fp32, 1);
+        let p = &r.prompts[0];
+        let mut cache = e.new_cache(1).expect("cache");
+        let n = p.ids.len();
+        for t in 0..n {
+            let pos = [t as u32];
+            let step = runtime::backend::StepInputs {
+                input_ids: &p.ids[t..t + 1],
+                position_ids: &pos,
+                batch: 1,
+                seq_len: 1,
+                start_idx: t,
+                end_idx: t + 1,
+            };
+            let got = e
+                .forward(
+                    &step,
+                    &mut cache.layers_mut(),
+                    CacheMode::StaticV1,
+                    runtime::backend::LogitRows::Last,
+                )
+                .expect("decode step")
+                .data;
+            let err = rel_err(&got, &p.logits[t]);
+            assert!(err <= FP32_TOL, "{name} step {t}: relative error {err}");
+        }
+    }
+}

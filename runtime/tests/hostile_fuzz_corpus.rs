@@ -1,0 +1,72 @@
+//! The committed fuzz corpora, replayed as ordinary tests (no nightly toolchain needed): every seed
+//! under `fuzz/corpus/<target>/` parses, and every input under `fuzz/regressions/<target>/` (inputs
+//! that once crashed a parser, see docs/fuzzing.md) is refused with an error instead.
+
+mod hostile_common;
+
+use hostile_common::root;
+use std::path::{Path, PathBuf};
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    out
+}
+
+/// What each fuzz target runs, as `Ok(())` or the error message.
+fn run(target: &str, data: &[u8]) -> Result<(), String> {
+    match target {
+        "config" => runtime::config::parse_config("fuzz", data)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        "manifest" => {
+            let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
+            runtime::manifest::Manifest::parse(text, PathBuf::from("/fuzz"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        "safetensors_header" => {
+            runtime::weights::safetensors::parse_bytes(Path::new("<fuzz>"), data)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        "engine_file" => {
+            let (_, end) = runtime::engine_file::parse_header(data).map_err(|e| e.to_string())?;
+            let mut payload = &data[end..];
+            let len = payload.len() as u64;
+            runtime::backend::cpu::payload::read(&mut payload, len)
+                .map(|_| ())
+                .map_err(|e| format!("{e:?}"))
+        }
+        other => panic!("no fuzz target {other}"),
+    }
+}
+
+const TARGETS: [&str; 4] = ["config", "manifest", "safetensors_header", "engine_file"];
+
+#[test]
+fn every_seed_parses() {
+    for target in TARGETS {
+        let seeds = files(&root().join("fuzz/corpus").join(target));
+        assert!(!seeds.is_empty(), "no seeds for {target}");
+        for seed in seeds {
+            let data = std::fs::read(&seed).expect("read seed");
+            if let Err(e) = run(target, &data) {
+                panic!("{}: {e}", seed.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn every_regression_input_is_refused() {
+    for target in TARGETS {
+        for input in files(&root().join("fuzz/regressions").join(target)) {
+            let data = std::fs::read(&input).expect("read input");
+            assert!(run(target, &data).is_err(), "{} accepted", input.display());
+        }
+    }
+}
