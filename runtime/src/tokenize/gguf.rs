@@ -190,10 +190,9 @@ pub fn build(file: &GgufFile) -> Result<Built, TokenizerError> {
 
     let mut eos_ids = Vec::new();
     for key in ["eos", "eot", "eom"] {
-        if let Some(id) = token_id(file, &format!("tokenizer.ggml.{key}_token_id"), n)? {
-            if !eos_ids.contains(&id) {
-                eos_ids.push(id);
-            }
+        let id = token_id(file, &format!("tokenizer.ggml.{key}_token_id"), n)?;
+        if let Some(id) = id.filter(|id| !eos_ids.contains(id)) {
+            eos_ids.push(id);
         }
     }
     Ok(Built {

@@ -7,6 +7,7 @@
 //! `canonical_weights` are fixed; the other methods are additions.
 
 mod canonical;
+mod cursor;
 mod dequant;
 mod reader;
 mod spec;
