@@ -44,6 +44,22 @@ __device__ __forceinline__ T from_f32(float f) {
 #define INTER {{ c.inter }}
 #define VOCAB {{ c.vocab }}
 
+// Elements of T per 16-byte vector, and a 16-byte vector of T unpacked to f32.
+#define VEC (16 / (int)sizeof(T))
+__device__ __forceinline__ void unpack(uint4 v, float* f) {
+{% if c.dtype == "f32" %}
+    f[0] = __uint_as_float(v.x); f[1] = __uint_as_float(v.y);
+    f[2] = __uint_as_float(v.z); f[3] = __uint_as_float(v.w);
+{% else %}
+    u32 w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = to_f32((T)(w[i] & 0xffffu));
+        f[2 * i + 1] = to_f32((T)(w[i] >> 16));
+    }
+{% endif %}
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
