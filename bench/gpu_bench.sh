@@ -6,7 +6,8 @@
 # depend on values), transformers eager, and transformers with the static cache + torch.compile
 # (mode reduce-overhead), all on the same card in the same run, plus the measured device copy
 # bandwidth. Every result is one JSON line in OUT_DIR/bench.jsonl; bench/gpu_report.py turns it into
-# bench/RESULTS.md. BENCH_IMPLS selects any of: ours eager static.
+# bench/RESULTS.md. BENCH_IMPLS selects any of: ours ours-nopdl (programmatic dependent launch off)
+# eager static.
 set -u
 BIN="$1"
 OUT="$2"
@@ -24,9 +25,11 @@ for name in $MODELS; do
         if [ "$name" = gpt2 ] && [ "$prompt" -gt 896 ]; then prompt=896; fi
         for impl in $IMPLS; do
             case "$impl" in
-            ours)
-                timeout 300 "$BIN/cuda_bench" "models/$name" --weights random --precision FP16 \
-                    --prompt-len "$prompt" --new-tokens 128 --reps 3 \
+            ours | ours-nopdl)
+                pdl=1
+                [ "$impl" = ours-nopdl ] && pdl=0
+                LLMFORGE_CUDA_PDL=$pdl timeout 300 "$BIN/cuda_bench" "models/$name" --weights random \
+                    --precision FP16 --prompt-len "$prompt" --new-tokens 128 --reps 3 --label "$impl" \
                     >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" ;;
             eager | static)
                 timeout 400 "$PYTHON" "$HERE/gpu_hf.py" bench "$name" --prompt "$prompt" --new 128 \

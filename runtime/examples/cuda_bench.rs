@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cuda_bench DIR [--weights hf|random] [--precision FP16] [--prompt-len 16] [--new-tokens 128]
-//!            [--reps 3] [--ids prompt.json] [--dump out.json]
+//!            [--reps 3] [--ids prompt.json] [--dump out.json] [--label name]
 //! ```
 //! `DIR` holds `config.json` (and `model.safetensors` for `--weights hf`). `--weights random` uses
 //! seeded uniform weights (speed does not depend on values). `--ids` reads `{"input_ids": [...]}`,
@@ -122,6 +122,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         v[v.len() / 2]
     };
     let line = serde_json::json!({
+        "impl": arg(&args, "--label").unwrap_or("ours".into()),
+        "gpu": engine.backend().device_name(),
         "model": spec.name,
         "precision": precision.as_str(),
         "prompt_len": prompt.len(),

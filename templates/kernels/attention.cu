@@ -29,6 +29,8 @@ extern "C" __global__ void attn_prefill(const float* __restrict__ q, const T* __
     __shared__ float sk[BK][HEAD_DIM + 1];
     __shared__ float sv[BK][HEAD_DIM + 1];
     __shared__ float sq[BQ][HEAD_DIM];
+    pdl_wait();
+    pdl_trigger();
     int h = blockIdx.y, b = blockIdx.z, kvh = h / GROUP;
     int q0 = blockIdx.x * BQ;
     int start = step[0], end = step[1];
@@ -112,7 +114,8 @@ extern "C" __global__ void attn_prefill(const float* __restrict__ q, const T* __
 // the same launch (and CUDA graph) serves every step. Scores: one lane per key (KCH <= 32), the key
 // row read with independent loads; P·V: the block's threads split into groups of HEAD_DIM, each
 // group summing every G-th key. Partial results: part_o [b, h, split, HEAD_DIM] (unnormalised),
-// part_ml [b, h, split, 2] (max, sum).
+// part_ml [b, h, split, 2] (max, sum). The last split block of a (batch, head) to finish (counted in
+// `counters`, which it resets) combines the splits and writes out: T [batch, Q_DIM].
 #define PV_GROUPS (128 / HEAD_DIM > 0 ? 128 / HEAD_DIM : 1)
 __device__ __forceinline__ const T* kv_row(const T* c, const T* n, int key, int prefix, int start,
                                            int b, int kvh, int max_seq) {
@@ -124,10 +127,14 @@ extern "C" __global__ void attn_decode(const float* __restrict__ q, const T* __r
                                        const T* __restrict__ cv, const T* __restrict__ nk,
                                        const T* __restrict__ nv, const int* __restrict__ step,
                                        float* __restrict__ part_o, float* __restrict__ part_ml,
+                                       unsigned* __restrict__ counters, T* __restrict__ out,
                                        int max_seq, int mode) {
     __shared__ float sq[HEAD_DIM];
     __shared__ float sp[KCH];
     __shared__ float part[128];
+    __shared__ bool is_last;
+    pdl_wait();
+    pdl_trigger();
     int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / GROUP;
     int start = step[0], end = step[1];
     int k0 = split * KCH;
@@ -184,24 +191,28 @@ extern "C" __global__ void attn_decode(const float* __restrict__ q, const T* __r
         for (int i = 0; i < PV_GROUPS; i++) o += part[i * HEAD_DIM + threadIdx.x];
         part_o[at * HEAD_DIM + threadIdx.x] = o;
     }
-}
-
-// Combine the valid splits of attn_decode: grid (HEADS, batch), block HEAD_DIM rounded up to 32.
-extern "C" __global__ void attn_combine(const float* __restrict__ part_o,
-                                        const float* __restrict__ part_ml,
-                                        const int* __restrict__ step, T* __restrict__ out,
-                                        int splits) {
-    int h = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
-    int end = step[1];
-    int used = min((end + KCH - 1) / KCH, splits);
-    size_t base = ((size_t)b * HEADS + h) * splits;
-    float mx = -INFINITY;
-    for (int i = 0; i < used; i++) mx = fmaxf(mx, part_ml[(base + i) * 2]);
-    float o = 0.0f, l = 0.0f;
-    for (int i = 0; i < used; i++) {
-        float w = expf(part_ml[(base + i) * 2] - mx);
-        l += w * part_ml[(base + i) * 2 + 1];
-        if (d < HEAD_DIM) o += w * part_o[(base + i) * HEAD_DIM + d];
+    // Publish this split, then let the last one to arrive combine all of them.
+    __threadfence();
+    __syncthreads();
+    int used = min((end + KCH - 1) / KCH, (int)gridDim.x);
+    if (threadIdx.x == 0) {
+        unsigned prev = atomicAdd(&counters[b * HEADS + h], 1u);
+        is_last = prev + 1 == (unsigned)used;
     }
-    if (d < HEAD_DIM) out[(size_t)b * Q_DIM + h * HEAD_DIM + d] = from_f32(o / l);
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    size_t base = ((size_t)b * HEADS + h) * gridDim.x;
+    if (threadIdx.x < HEAD_DIM) {
+        float mx = -INFINITY;
+        for (int i = 0; i < used; i++) mx = fmaxf(mx, __ldcg(&part_ml[(base + i) * 2]));
+        float o = 0.0f, l = 0.0f;
+        for (int i = 0; i < used; i++) {
+            float w = expf(__ldcg(&part_ml[(base + i) * 2]) - mx);
+            l += w * __ldcg(&part_ml[(base + i) * 2 + 1]);
+            o += w * __ldcg(&part_o[(base + i) * HEAD_DIM + threadIdx.x]);
+        }
+        out[(size_t)b * Q_DIM + h * HEAD_DIM + threadIdx.x] = from_f32(o / l);
+    }
+    if (threadIdx.x == 0) counters[b * HEADS + h] = 0u;
 }

@@ -12,12 +12,24 @@
 {% include "kernels/common.cuh" %}
 #define MAXM {{ c.gemv_max_rows }}
 #define EPS {{ c.eps }}
+// Weight bytes a gemv launch prefetches into L2 before waiting for its predecessor.
+#define PREFETCH_BYTES (8u << 20)
 
 extern __shared__ __align__(16) unsigned char gemv_smem[];
 
+// Before the predecessor finishes: start pulling this warp's first weight row into L2 (within a
+// budget, so a matrix larger than L2 is not fetched twice).
+__device__ __forceinline__ void gemv_prefetch(const T* __restrict__ W, int N, int K) {
+    int n = blockIdx.x * 8 + (threadIdx.x >> 5);
+    unsigned row = (unsigned)K * (unsigned)sizeof(T);
+    if ((threadIdx.x & 31) == 0 && n < N && (unsigned long long)(n + 1) * row <= PREFETCH_BYTES)
+        prefetch_l2(W + (size_t)n * K, row);
+}
+
+// `best` (may be null): per row, atomicMax of argmax_key(y, n) (the fused greedy selection).
 __device__ __forceinline__ void gemv_core(const T* __restrict__ W, const T* xs, float* __restrict__ y,
                                           const float* __restrict__ bias, int accumulate, int N,
-                                          int K, int M) {
+                                          int K, int M, unsigned long long* __restrict__ best) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int kv = K / VEC;
     for (int n = blockIdx.x * 8 + warp; n < N; n += gridDim.x * 8) {
@@ -46,28 +58,36 @@ __device__ __forceinline__ void gemv_core(const T* __restrict__ W, const T* xs, 
                 float s = warp_sum(acc[m]);
                 if (lane == 0) {
                     float* out = y + (size_t)m * N + n;
-                    *out = (accumulate ? *out : 0.0f) + s + (bias ? bias[n] : 0.0f);
+                    float v = (accumulate ? *out : 0.0f) + s + (bias ? bias[n] : 0.0f);
+                    *out = v;
+                    if (best) atomicMax(&best[m], argmax_key(v, n));
                 }
             }
         }
     }
+    pdl_trigger();
 }
 
 extern "C" __global__ void gemv(const T* __restrict__ W, const T* __restrict__ x, float* __restrict__ y,
                                 const float* __restrict__ bias, int accumulate, int N, int K, int M,
                                 int ldx) {
+    gemv_prefetch(W, N, K);
+    pdl_wait();
     T* xs = (T*)gemv_smem;
     for (int m = 0; m < M; m++)
         for (int k = threadIdx.x; k < K; k += blockDim.x) xs[(size_t)m * K + k] = x[(size_t)m * ldx + k];
     __syncthreads();
-    gemv_core(W, xs, y, bias, accumulate, N, K, M);
+    gemv_core(W, xs, y, bias, accumulate, N, K, M, 0);
 }
 
 extern "C" __global__ void gemv_norm(const T* __restrict__ W, const float* __restrict__ x,
                                      const float* __restrict__ nw, const float* __restrict__ nb,
                                      float* __restrict__ y, const float* __restrict__ bias,
-                                     int accumulate, int N, int K, int M) {
+                                     int accumulate, int N, int K, int M,
+                                     unsigned long long* __restrict__ best) {
     __shared__ float red[32];
+    gemv_prefetch(W, N, K);
+    pdl_wait();
     T* xs = (T*)gemv_smem;
     for (int m = 0; m < M; m++) {
         const float* xr = x + (size_t)m * K;
@@ -94,13 +114,15 @@ extern "C" __global__ void gemv_norm(const T* __restrict__ W, const float* __res
 {% endif %}
     }
     __syncthreads();
-    gemv_core(W, xs, y, bias, accumulate, N, K, M);
+    gemv_core(W, xs, y, bias, accumulate, N, K, M, best);
 }
 
 extern "C" __global__ void gemv_swiglu(const T* __restrict__ W, const float* __restrict__ gu,
                                        const float* __restrict__ gu_bias, float* __restrict__ y,
                                        const float* __restrict__ bias, int accumulate, int N, int K,
                                        int M) {
+    gemv_prefetch(W, N, K);
+    pdl_wait();
     T* xs = (T*)gemv_smem;
     for (int m = 0; m < M; m++)
         for (int k = threadIdx.x; k < K; k += blockDim.x) {
@@ -112,13 +134,15 @@ extern "C" __global__ void gemv_swiglu(const T* __restrict__ W, const float* __r
             xs[(size_t)m * K + k] = from_f32(g / (1.0f + expf(-g)) * u);
         }
     __syncthreads();
-    gemv_core(W, xs, y, bias, accumulate, N, K, M);
+    gemv_core(W, xs, y, bias, accumulate, N, K, M, 0);
 }
 
 extern "C" __global__ void gemv_gelu(const T* __restrict__ W, const float* __restrict__ f,
                                      const float* __restrict__ f_bias, float* __restrict__ y,
                                      const float* __restrict__ bias, int accumulate, int N, int K,
                                      int M) {
+    gemv_prefetch(W, N, K);
+    pdl_wait();
     T* xs = (T*)gemv_smem;
     for (int m = 0; m < M; m++)
         for (int k = threadIdx.x; k < K; k += blockDim.x) {
@@ -127,5 +151,5 @@ extern "C" __global__ void gemv_gelu(const T* __restrict__ W, const float* __res
             xs[(size_t)m * K + k] = from_f32(0.5f * v * (1.0f + tanhf(inner)));
         }
     __syncthreads();
-    gemv_core(W, xs, y, bias, accumulate, N, K, M);
+    gemv_core(W, xs, y, bias, accumulate, N, K, M, 0);
 }

@@ -3,11 +3,10 @@
 //! along inside them: per layer `gemv_norm(qkv)` → RoPE + KV write → split attention → combine →
 //! `gemv(o)` accumulating into the residual stream → `gemv_norm(gate|up)` → `gemv_swiglu(down)`
 //! (or `gemv_gelu(proj)`) accumulating into the residual stream; then `gemv_norm(lm_head)` and the
-//! argmax. Seven launches per layer instead of ten, and no separate norm or activation pass.
+//! argmax fused into its epilogue. Six launches per layer instead of nine, no separate norm,
+//! activation or argmax pass.
 
-use super::forward::{
-    Arg, Call, Model, argmax, attention, embed, gemv_grid, launch, ov, qkv_rope, vp,
-};
+use super::forward::{Arg, Call, Model, attention, embed, gemv_grid, launch, ov, qkv_rope, vp};
 use super::gemm::{GemmChoice, GemmShape, default_choice, gemv_fits};
 use super::kernels::GEMV_MAX_ROWS;
 use super::scratch::Scratch;
@@ -46,133 +45,88 @@ pub fn fits(m: &Model<'_>, call: &Call) -> bool {
     })
 }
 
-/// One fused GEMV launch: `f(W, <prologue args>, y, bias, accumulate, N, K, M)`.
-#[allow(clippy::too_many_arguments)]
-fn gemv(
-    m: &Model<'_>,
-    f: &CudaFunction,
-    name: &str,
-    w: &Mat,
-    prologue: &[u64],
+/// One fused GEMV launch: `f(W, <prologue args>, y, bias, accumulate, N, K, M [, best])`.
+struct Gemv<'a> {
+    f: &'a CudaFunction,
+    name: &'a str,
+    w: &'a Mat,
+    prologue: Vec<u64>,
     y: u64,
-    bias: &Option<Vf>,
+    bias: Option<Vf>,
     accumulate: bool,
-    rows: usize,
-) -> Result<()> {
-    let mut args = vec![Arg::P(m.mats.at(w.off))];
-    args.extend(prologue.iter().map(|&p| Arg::P(p)));
-    args.extend([
-        Arg::P(y),
-        Arg::P(ov(m, bias)),
-        Arg::I(accumulate as i32),
-        Arg::I(w.rows as i32),
-        Arg::I(w.cols as i32),
-        Arg::I(rows as i32),
-    ]);
-    let smem = rows * w.cols * m.precision.bytes_per_element();
-    launch(m.gpu, f, name, gemv_grid(m, w.rows), 256, smem, &args)
+    /// The argmax slots (only `gemv_norm` takes this parameter; 0 for none).
+    best: Option<u64>,
+}
+
+impl Gemv<'_> {
+    fn run(&self, m: &Model<'_>, rows: usize) -> Result<()> {
+        let w = self.w;
+        let mut args = vec![Arg::P(m.mats.at(w.off))];
+        args.extend(self.prologue.iter().map(|&p| Arg::P(p)));
+        args.extend([
+            Arg::P(self.y),
+            Arg::P(ov(m, &self.bias)),
+            Arg::I(self.accumulate as i32),
+            Arg::I(w.rows as i32),
+            Arg::I(w.cols as i32),
+            Arg::I(rows as i32),
+        ]);
+        args.extend(self.best.map(Arg::P));
+        let smem = rows * w.cols * m.precision.bytes_per_element();
+        launch(m, self.f, self.name, gemv_grid(m, w.rows), 256, smem, &args)
+    }
 }
 
 pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)]) -> Result<()> {
-    let spec = m.spec;
     let rows = call.rows();
-    let l = m.layout;
-    let k = m.k;
+    let (l, k) = (m.layout, m.k);
     let x = s.x.ptr();
-    let norm = |n: &(Vf, Option<Vf>)| [x, vp(m, &n.0), ov(m, &n.1)];
+    let normed =
+        |n: &(Vf, Option<Vf>), y: u64, best: u64| (vec![x, vp(m, &n.0), ov(m, &n.1)], y, best);
+    let run_normed = |w: &Mat, (prologue, y, best): (Vec<u64>, u64, u64)| {
+        Gemv {
+            f: &k.gemv_norm,
+            name: "gemv_norm",
+            w,
+            prologue,
+            y,
+            bias: None,
+            accumulate: false,
+            best: Some(best),
+        }
+        .run(m, rows)
+    };
     embed(m, s, call)?;
     for (i, layer) in l.layers.iter().enumerate() {
-        let nq = norm(&layer.attn_norm);
-        gemv(
-            m,
-            &k.gemv_norm,
-            "gemv_norm",
-            &layer.qkv,
-            &nq,
-            s.qkv.ptr(),
-            &None,
-            false,
-            rows,
-        )?;
+        run_normed(&layer.qkv, normed(&layer.attn_norm, s.qkv.ptr(), 0))?;
         let kv = cache.get(i).copied().unwrap_or((0, 0));
         qkv_rope(m, s, call, ov(m, &layer.qkv_bias), kv)?;
         attention(m, s, call, kv)?;
-        // Plain gemv reads T rows `ldx` apart: the attention output is dense.
-        let mut args = vec![
-            Arg::P(m.mats.at(layer.o.off)),
-            Arg::P(s.attn.ptr()),
-            Arg::P(x),
-        ];
-        args.extend([
-            Arg::P(ov(m, &layer.o_bias)),
-            Arg::I(1),
-            Arg::I(layer.o.rows as i32),
-            Arg::I(layer.o.cols as i32),
-            Arg::I(rows as i32),
-            Arg::I(layer.o.cols as i32),
-        ]);
-        let smem = rows * layer.o.cols * m.precision.bytes_per_element();
-        launch(
-            m.gpu,
-            &k.gemv,
-            "gemv",
-            gemv_grid(m, layer.o.rows),
-            256,
-            smem,
-            &args,
-        )?;
-        let nm = norm(&layer.mlp_norm);
-        gemv(
-            m,
-            &k.gemv_norm,
-            "gemv_norm",
-            &layer.up,
-            &nm,
-            s.up.ptr(),
-            &None,
-            false,
-            rows,
-        )?;
-        let act = [s.up.ptr(), ov(m, &layer.up_bias)];
-        match spec.mlp {
-            Mlp::SwiGlu => gemv(
-                m,
-                &k.gemv_swiglu,
-                "gemv_swiglu",
-                &layer.down,
-                &act,
-                x,
-                &layer.down_bias,
-                true,
-                rows,
-            )?,
-            Mlp::GeluNew => gemv(
-                m,
-                &k.gemv_gelu,
-                "gemv_gelu",
-                &layer.down,
-                &act,
-                x,
-                &layer.down_bias,
-                true,
-                rows,
-            )?,
+        // Plain gemv over the (dense, `ldx = K`) attention output, accumulating into the residual.
+        let o = &layer.o;
+        let mut args = vec![Arg::P(m.mats.at(o.off)), Arg::P(s.attn.ptr()), Arg::P(x)];
+        args.extend([Arg::P(ov(m, &layer.o_bias)), Arg::I(1)]);
+        args.extend([o.rows, o.cols, rows, o.cols].map(|v| Arg::I(v as i32)));
+        let smem = rows * o.cols * m.precision.bytes_per_element();
+        launch(m, &k.gemv, "gemv", gemv_grid(m, o.rows), 256, smem, &args)?;
+        run_normed(&layer.up, normed(&layer.mlp_norm, s.up.ptr(), 0))?;
+        let (f, name) = match m.spec.mlp {
+            Mlp::SwiGlu => (&k.gemv_swiglu, "gemv_swiglu"),
+            Mlp::GeluNew => (&k.gemv_gelu, "gemv_gelu"),
+        };
+        Gemv {
+            f,
+            name,
+            w: &layer.down,
+            prologue: vec![s.up.ptr(), ov(m, &layer.up_bias)],
+            y: x,
+            bias: layer.down_bias,
+            accumulate: true,
+            best: None,
         }
+        .run(m, rows)?;
     }
-    let nf = norm(&l.final_norm);
-    gemv(
-        m,
-        &k.gemv_norm,
-        "gemv_norm",
-        &l.lm_head,
-        &nf,
-        s.logits.ptr(),
-        &None,
-        false,
-        rows,
-    )?;
-    if call.argmax {
-        argmax(m, s, call)?;
-    }
-    Ok(())
+    // The greedy selection rides in the lm_head epilogue (atomicMax of argmax keys into `best`).
+    let best = if call.argmax { s.best.ptr() } else { 0 };
+    run_normed(&l.lm_head, normed(&l.final_norm, s.logits.ptr(), best))
 }

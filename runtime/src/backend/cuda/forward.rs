@@ -28,6 +28,8 @@ pub struct Model<'a> {
     pub rope: (u64, u64),
     pub max_seq: usize,
     pub choices: &'a BTreeMap<GemmShape, GemmChoice>,
+    /// Launch with programmatic dependent launch (sm_90+, fused decode path only).
+    pub pdl: bool,
 }
 
 /// What one call computes.
@@ -64,9 +66,11 @@ pub enum Arg {
     I(i32),
 }
 
-/// Launch `f` on the stream with `block` threads and `smem` bytes of dynamic shared memory.
+/// Launch `f` on the stream with `block` threads and `smem` bytes of dynamic shared memory; with
+/// `m.pdl` as a programmatic dependent launch (it may start while its predecessor drains; the kernels
+/// wait for it with `griddepcontrol.wait` before touching its results).
 pub fn launch(
-    gpu: &Gpu,
+    m: &Model<'_>,
     f: &CudaFunction,
     name: &str,
     grid: (u32, u32, u32),
@@ -74,7 +78,10 @@ pub fn launch(
     smem: usize,
     args: &[Arg],
 ) -> Result<()> {
-    let mut b = gpu.stream.launch_builder(f);
+    if m.pdl {
+        return launch_pdl(m.gpu, f, name, grid, block, smem, args);
+    }
+    let mut b = m.gpu.stream.launch_builder(f);
     for a in args {
         match a {
             Arg::P(v) => b.arg(v),
@@ -91,6 +98,59 @@ pub fn launch(
     // matches the kernel's parameter list in templates/kernels (same order, 8-byte pointers, i32 ints);
     // `smem` is within the limit set on the gemv kernels at load time (callers check).
     unsafe { b.launch(cfg) }.map(|_| ()).map_err(cuda_err(name))
+}
+
+fn launch_pdl(
+    gpu: &Gpu,
+    f: &CudaFunction,
+    name: &str,
+    grid: (u32, u32, u32),
+    block: u32,
+    smem: usize,
+    args: &[Arg],
+) -> Result<()> {
+    use cudarc::driver::sys;
+    use std::ffi::c_void;
+    let mut params: Vec<*mut c_void> = args
+        .iter()
+        .map(|a| match a {
+            Arg::P(v) => v as *const u64 as *mut c_void,
+            Arg::I(v) => v as *const i32 as *mut c_void,
+        })
+        .collect();
+    // SAFETY: all-zero bytes are a valid value of this plain C union.
+    let mut value: sys::CUlaunchAttributeValue = unsafe { std::mem::zeroed() };
+    value.programmaticStreamSerializationAllowed = 1;
+    let mut attr = sys::CUlaunchAttribute {
+        id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+        pad: [0; 4],
+        value,
+    };
+    let cfg = sys::CUlaunchConfig {
+        gridDimX: grid.0,
+        gridDimY: grid.1,
+        gridDimZ: grid.2,
+        blockDimX: block,
+        blockDimY: 1,
+        blockDimZ: 1,
+        sharedMemBytes: smem as u32,
+        hStream: gpu.stream.cu_stream(),
+        attrs: &mut attr,
+        numAttrs: 1,
+    };
+    // SAFETY: as in `launch` for the arguments (`params` points at `args`, alive for the call, in the
+    // kernel's parameter order); `cfg` and `attr` outlive the call; the function belongs to this
+    // context, which is current (cudarc binds it when the stream is created and on every launch).
+    unsafe {
+        sys::cuLaunchKernelEx(
+            &cfg,
+            f.cu_function(),
+            params.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    }
+    .result()
+    .map_err(cuda_err(name))
 }
 
 pub fn vp(m: &Model<'_>, v: &Vf) -> u64 {
@@ -131,7 +191,7 @@ pub fn gemm(
     let smem = rows * w.cols * e;
     match choice {
         Some(GemmChoice::Gemv) if ldx % (16 / e) == 0 && smem <= m.k.gemv_smem_limit => launch(
-            m.gpu,
+            m,
             &m.k.gemv,
             "gemv",
             gemv_grid(m, w.rows),
@@ -183,26 +243,13 @@ pub fn attention(m: &Model<'_>, s: &Scratch, call: &Call, kv: (u64, u64)) -> Res
         args.extend([
             Arg::P(s.part_o.ptr()),
             Arg::P(s.part_ml.ptr()),
+            Arg::P(s.counters.ptr()),
+            Arg::P(s.attn.ptr()),
             Arg::I(m.max_seq as i32),
             Arg::I(mode),
         ]);
         let grid = (splits as u32, spec.num_heads as u32, call.batch as u32);
-        launch(m.gpu, &m.k.attn_decode, "attn_decode", grid, 128, 0, &args)?;
-        launch(
-            m.gpu,
-            &m.k.attn_combine,
-            "attn_combine",
-            (spec.num_heads as u32, call.batch as u32, 1),
-            spec.head_dim.div_ceil(32) as u32 * 32,
-            0,
-            &[
-                Arg::P(s.part_o.ptr()),
-                Arg::P(s.part_ml.ptr()),
-                Arg::P(step),
-                Arg::P(s.attn.ptr()),
-                Arg::I(splits as i32),
-            ],
-        )
+        launch(m, &m.k.attn_decode, "attn_decode", grid, 128, 0, &args)
     } else {
         args.extend([
             Arg::P(s.attn.ptr()),
@@ -215,25 +262,26 @@ pub fn attention(m: &Model<'_>, s: &Scratch, call: &Call, kv: (u64, u64)) -> Res
             spec.num_heads as u32,
             call.batch as u32,
         );
-        launch(
-            m.gpu,
-            &m.k.attn_prefill,
-            "attn_prefill",
-            grid,
-            128,
-            0,
-            &args,
-        )
+        launch(m, &m.k.attn_prefill, "attn_prefill", grid, 128, 0, &args)
     }
+}
+
+/// Work items of one row of the RoPE kernel: rotated pairs of q and k heads, then v elements.
+fn rope_items(spec: &ModelSpec) -> usize {
+    (spec.num_heads + spec.num_kv_heads) * spec.head_dim / 2 + spec.kv_dim()
 }
 
 /// Fused RoPE + bias + KV write of one layer.
 pub fn qkv_rope(m: &Model<'_>, s: &Scratch, call: &Call, bias: u64, kv: (u64, u64)) -> Result<()> {
     launch(
-        m.gpu,
+        m,
         &m.k.qkv_rope,
         "qkv_rope",
-        (call.rows() as u32, 1, 1),
+        (
+            call.rows() as u32,
+            rope_items(m.spec).div_ceil(256) as u32,
+            1,
+        ),
         256,
         0,
         &[
@@ -259,7 +307,7 @@ pub fn qkv_rope(m: &Model<'_>, s: &Scratch, call: &Call, bias: u64, kv: (u64, u6
 pub fn embed(m: &Model<'_>, s: &Scratch, call: &Call) -> Result<()> {
     let l = m.layout;
     launch(
-        m.gpu,
+        m,
         &m.k.embed,
         "embed",
         (call.rows() as u32, 1, 1),
@@ -271,20 +319,21 @@ pub fn embed(m: &Model<'_>, s: &Scratch, call: &Call) -> Result<()> {
             Arg::P(m.mats.at(l.embed.off)),
             Arg::P(l.pos_embed.as_ref().map_or(0, |p| m.mats.at(p.off))),
             Arg::P(s.x.ptr()),
+            Arg::P(s.best.ptr()),
         ],
     )
 }
 
-/// Device argmax of each sequence's logits row into `next_ids`.
+/// Device argmax of each sequence's logits row into `best`.
 pub fn argmax(m: &Model<'_>, s: &Scratch, call: &Call) -> Result<()> {
     launch(
-        m.gpu,
+        m,
         &m.k.argmax,
         "argmax",
         (call.batch as u32, 1, 1),
         1024,
         0,
-        &[Arg::P(s.logits.ptr()), Arg::P(s.next_ids.ptr())],
+        &[Arg::P(s.logits.ptr()), Arg::P(s.best.ptr())],
     )
 }
 
@@ -304,6 +353,7 @@ pub fn encode(
     if super::decode::fits(m, call) {
         super::decode::encode_fused(m, s, call, cache)
     } else {
-        super::layers::encode_unfused(m, lt, s, call, cache)
+        let m = Model { pdl: false, ..*m };
+        super::layers::encode_unfused(&m, lt, s, call, cache)
     }
 }

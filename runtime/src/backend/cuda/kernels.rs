@@ -87,10 +87,7 @@ kernel_template!(ArgmaxCu, "kernels/argmax.cu");
 pub const MODULES: [(&str, &[&str]); 6] = [
     ("norm", &["embed", "add_norm"]),
     ("rope_kv", &["qkv_rope"]),
-    (
-        "attention",
-        &["attn_prefill", "attn_decode", "attn_combine"],
-    ),
+    ("attention", &["attn_prefill", "attn_decode"]),
     ("mlp", &["swiglu", "gelu_bias"]),
     ("gemv", &["gemv", "gemv_norm", "gemv_swiglu", "gemv_gelu"]),
     ("argmax", &["argmax"]),
@@ -177,7 +174,6 @@ pub struct Kernels {
     pub qkv_rope: CudaFunction,
     pub attn_prefill: CudaFunction,
     pub attn_decode: CudaFunction,
-    pub attn_combine: CudaFunction,
     pub swiglu: CudaFunction,
     pub gelu_bias: CudaFunction,
     pub gemv: CudaFunction,
@@ -223,7 +219,6 @@ impl Kernels {
             qkv_rope: take("qkv_rope")?,
             attn_prefill: take("attn_prefill")?,
             attn_decode: take("attn_decode")?,
-            attn_combine: take("attn_combine")?,
             swiglu: take("swiglu")?,
             gelu_bias: take("gelu_bias")?,
             gemv: take("gemv")?,

@@ -42,7 +42,7 @@ pub fn encode_unfused(
         };
         let n = rows * spec.intermediate_size;
         launch(
-            m.gpu,
+            m,
             act.0,
             act.1,
             (n.div_ceil(256).min(1 << 20) as u32, 1, 1),
@@ -105,7 +105,7 @@ fn add_norm(
 ) -> Result<()> {
     let (w, b) = norm;
     launch(
-        m.gpu,
+        m,
         &m.k.add_norm,
         "add_norm",
         (rows as u32, 1, 1),

@@ -60,6 +60,8 @@ pub struct CudaBackend {
     rope: Option<(DevBuf, DevBuf)>,
     scratch: Option<Scratch>,
     graphs: GraphCache<CudaGraph>,
+    /// Programmatic dependent launch in the fused decode path (sm_90+, unless `LLMFORGE_CUDA_PDL=0`).
+    pdl: bool,
 }
 
 // SAFETY: the backend is used from one thread at a time (`Backend: Send`, all calls take `&mut self`);
@@ -162,6 +164,7 @@ impl CudaBackend {
             _ => None,
         };
         let lt = Lt::new(&gpu, options.precision)?;
+        let gpu_sm = gpu.sm;
         Ok(CudaBackend {
             spec: spec.clone(),
             options: *options,
@@ -176,6 +179,7 @@ impl CudaBackend {
             rope,
             scratch: None,
             graphs: GraphCache::default(),
+            pdl: gpu_sm >= 90 && std::env::var("LLMFORGE_CUDA_PDL").map_or(true, |v| v != "0"),
         })
     }
 
@@ -277,18 +281,22 @@ impl Backend for CudaBackend {
             argmax: true,
         };
         self.run(step, cache, call)?;
-        let mut ids = vec![0u32; step.batch];
+        let mut keys = vec![0u64; step.batch];
         let s = self.scratch.as_ref().ok_or_else(missing_scratch)?;
         self.gpu.read(
-            &s.next_ids,
-            bytemuck::cast_slice_mut(&mut ids),
+            &s.best,
+            bytemuck::cast_slice_mut(&mut keys),
             "next token ids",
         )?;
-        Ok(ids)
+        Ok(keys.into_iter().map(scratch::argmax_id).collect())
     }
 
     fn weight_bytes(&self) -> usize {
         self.layout.streamed_bytes()
+    }
+
+    fn device_name(&self) -> String {
+        format!("{} (sm_{})", self.gpu.name, self.gpu.sm)
     }
 
     fn header_extras(&self) -> (Option<u32>, Vec<String>) {

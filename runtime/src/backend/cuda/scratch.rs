@@ -25,8 +25,11 @@ pub struct Scratch {
     pub part_ml: DevBuf,
     /// `ids [rows] u32 | positions [rows] u32 | start_idx, end_idx i32`.
     pub inputs: DevBuf,
-    /// Device-side argmax result, `[max_batch] u32`.
-    pub next_ids: DevBuf,
+    /// Device-side greedy selection: per sequence an `argmax_key` (u64: logit bits, inverted index).
+    pub best: DevBuf,
+    /// Split-completion counters of the decode attention, `[max_batch, heads] u32` (kept at zero
+    /// between launches by the kernel).
+    pub counters: DevBuf,
 }
 
 /// Number of decode-attention splits for a cache of `max_seq` positions.
@@ -77,7 +80,8 @@ impl Scratch {
                 "attention splits",
             )?,
             inputs: z(rows * 8 + 8, "step inputs")?,
-            next_ids: z(max_batch * 4, "next token ids")?,
+            best: z(max_batch * 8, "next token ids")?,
+            counters: z(max_batch * spec.num_heads * 4, "attention split counters")?,
         })
     }
 
@@ -98,5 +102,46 @@ impl Scratch {
         b[s..s + 4].copy_from_slice(&(start as i32).to_le_bytes());
         b[s + 4..s + 8].copy_from_slice(&(end as i32).to_le_bytes());
         b
+    }
+}
+
+/// The token id encoded in an `argmax_key` (templates/kernels/common.cuh).
+pub fn argmax_id(key: u64) -> u32 {
+    0xffff_ffff - (key & 0xffff_ffff) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Host mirror of the kernels' `argmax_key`, to pin down the encoding both sides rely on.
+    fn key(v: f32, n: u32) -> u64 {
+        let u = v.to_bits();
+        let u = if u & 0x8000_0000 != 0 {
+            !u
+        } else {
+            u | 0x8000_0000
+        };
+        ((u as u64) << 32) | (0xffff_ffff - n) as u64
+    }
+
+    #[test]
+    fn argmax_keys_order_by_value_then_lowest_index() {
+        let logits = [-3.0f32, 2.5, -0.0, 2.5, 1.0, -7.5];
+        let best = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| key(v, i as u32))
+            .max();
+        assert_eq!(best.map(argmax_id), Some(crate::sample::argmax(&logits)));
+        assert!(key(-1.0, 0) < key(-0.5, 0) && key(-0.5, 0) < key(0.0, 0));
+        assert!(key(0.0, 0) < key(1e-30, 0) && key(1.0, 9) < key(2.0, 0));
+    }
+
+    #[test]
+    fn decode_splits_cover_the_cache() {
+        assert_eq!(decode_splits(1), 1);
+        assert_eq!(decode_splits(DECODE_CHUNK), 1);
+        assert_eq!(decode_splits(DECODE_CHUNK + 1), 2);
     }
 }

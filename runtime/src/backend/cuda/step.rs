@@ -35,6 +35,7 @@ impl CudaBackend {
             rope,
             scratch,
             graphs,
+            pdl,
             ..
         } = self;
         let model = Model {
@@ -48,6 +49,7 @@ impl CudaBackend {
             rope: rope.as_ref().map_or((0, 0), |(c, s)| (c.ptr(), s.ptr())),
             max_seq: options.max_seq_len,
             choices,
+            pdl: *pdl,
         };
         (model, lt, scratch, graphs)
     }
@@ -71,8 +73,29 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Run one call; results stay on the device (`scratch.logits`, `scratch.next_ids`).
+    /// Run one call; results stay on the device (`scratch.logits`, `scratch.best`). Should a decode
+    /// graph with programmatic dependent launches fail to build, the step is retried (and later steps
+    /// run) without them.
     pub(super) fn run(
+        &mut self,
+        step: &StepInputs<'_>,
+        cache: &mut [LayerKvMut<'_>],
+        call: Call,
+    ) -> Result<()> {
+        match self.run_once(step, cache, call) {
+            Err(e) if self.pdl && call.is_decode() => {
+                eprintln!(
+                    "llmforge cuda: decode graph with programmatic dependent launch failed ({e}); continuing without"
+                );
+                self.pdl = false;
+                self.graphs.clear();
+                self.run_once(step, cache, call)
+            }
+            r => r,
+        }
+    }
+
+    fn run_once(
         &mut self,
         step: &StepInputs<'_>,
         cache: &mut [LayerKvMut<'_>],
