@@ -4,14 +4,15 @@
 #define EPS {{ c.eps }}
 
 // x[r] = table[ids[r]] (+ pos_table[pos[r]]); x is the f32 residual stream [rows, HIDDEN].
-// Also clears the fused argmax slots `best` (one per row; may be null).
+// Also clears the `nbest` fused argmax slots `best` (one per sequence).
 extern "C" __global__ void embed(const u32* __restrict__ ids, const u32* __restrict__ pos,
                                  const T* __restrict__ table, const T* __restrict__ pos_table,
-                                 float* __restrict__ x, unsigned long long* __restrict__ best) {
+                                 float* __restrict__ x, unsigned long long* __restrict__ best,
+                                 int nbest) {
     pdl_wait();
     pdl_trigger();
     int r = blockIdx.x;
-    if (best && threadIdx.x == 0) best[r] = 0ull;
+    if (threadIdx.x == 0 && r < nbest) best[r] = 0ull;
     const T* row = table + (size_t)ids[r] * HIDDEN;
     const T* prow = pos_table ? pos_table + (size_t)pos[r] * HIDDEN : 0;
     for (int i = threadIdx.x; i < HIDDEN; i += blockDim.x) {

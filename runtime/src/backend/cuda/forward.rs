@@ -320,6 +320,7 @@ pub fn embed(m: &Model<'_>, s: &Scratch, call: &Call) -> Result<()> {
             Arg::P(l.pos_embed.as_ref().map_or(0, |p| m.mats.at(p.off))),
             Arg::P(s.x.ptr()),
             Arg::P(s.best.ptr()),
+            Arg::I(call.batch as i32),
         ],
     )
 }
