@@ -96,6 +96,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         mode: "generate",
         run,
         prompt_tokens: prompt.len(),
+        prompt_ids: prompt,
         text,
         ttft_ms,
         decode_ms_per_token: if t.decode_steps > 0 {

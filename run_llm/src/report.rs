@@ -39,6 +39,8 @@ pub struct GenerateReport {
     pub mode: &'static str,
     pub run: RunInfo,
     pub prompt_tokens: usize,
+    /// The prompt as token ids (after the chat template, when `--chat`).
+    pub prompt_ids: Vec<u32>,
     pub tokens: Vec<u32>,
     pub text: Option<String>,
     /// Time to first token (prefill and the first token's selection).

@@ -123,9 +123,7 @@ impl Tokenizer {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.inner
-            .as_ref()
-            .map_or(0, |t| t.get_vocab_size(true))
+        self.inner.as_ref().map_or(0, |t| t.get_vocab_size(true))
     }
 
     pub fn eos_ids(&self) -> &[u32] {
