@@ -172,6 +172,7 @@ fn by_name(name: &str) -> Result<Model> {
     };
     let entry = model.entry();
     let dir = model.manifest_dir();
+    let dir = dir.canonicalize().unwrap_or(dir);
     let source =
         runtime::manifest::resolve_weights(&entry.name, &entry.hf_id, &entry.weights, &dir)?;
     Ok(from_entry(
