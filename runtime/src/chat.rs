@@ -89,9 +89,12 @@ fn environment(source: &str) -> Result<Environment<'static>, ChatError> {
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(python_formatter);
     env.add_filter("tojson", tojson::tojson);
-    env.add_function("raise_exception", |message: String| -> Result<Value, Error> {
-        Err(Error::new(ErrorKind::InvalidOperation, message))
-    });
+    env.add_function(
+        "raise_exception",
+        |message: String| -> Result<Value, Error> {
+            Err(Error::new(ErrorKind::InvalidOperation, message))
+        },
+    );
     env.add_template_owned(TEMPLATE_NAME, source.to_string())
         .map_err(|e| ChatError::Syntax(describe(&e)))?;
     Ok(env)

@@ -47,8 +47,15 @@ fn check_quants(file: &GgufFile, reference: &Value) {
         let TensorData::F32(got) = got.data else {
             panic!("{name}: not f32")
         };
-        let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same && got.len() == want.len(), "{name} ({}) differs from gguf-py", t["type"]);
+        let same = got
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same && got.len() == want.len(),
+            "{name} ({}) differs from gguf-py",
+            t["type"]
+        );
     }
 }
 
@@ -79,7 +86,9 @@ fn metadata_of_every_type() {
     let reference = json("quants.json");
     let file = GgufFile::open(&fixture("quants.gguf")).expect("opens");
     for (key, want) in reference["metadata"].as_object().unwrap() {
-        let got = file.metadata(key).unwrap_or_else(|| panic!("{key} missing"));
+        let got = file
+            .metadata(key)
+            .unwrap_or_else(|| panic!("{key} missing"));
         let ok = match (got, want) {
             (GgufValue::U64(g), w) => w.as_u64() == Some(*g),
             (GgufValue::I64(g), w) => w.as_i64() == Some(*g),
@@ -103,7 +112,10 @@ fn metadata_of_every_type() {
         ]))
     );
     assert_eq!(file.get_str("general.architecture").unwrap(), Some("test"));
-    assert!(file.get_u64("test.str").is_err(), "type mismatch is an error");
+    assert!(
+        file.get_u64("test.str").is_err(),
+        "type mismatch is an error"
+    );
 }
 
 fn tiny_spec() -> ModelSpec {
@@ -125,9 +137,15 @@ fn spec_agrees_with_transformers_config() {
     assert_eq!(s.num_heads, u("num_attention_heads"));
     assert_eq!(s.num_kv_heads, u("num_key_value_heads"));
     assert_eq!(s.max_position_embeddings, u("max_position_embeddings"));
-    assert_eq!(s.tie_word_embeddings, c["tie_word_embeddings"].as_bool().unwrap());
+    assert_eq!(
+        s.tie_word_embeddings,
+        c["tie_word_embeddings"].as_bool().unwrap()
+    );
     // transformers keeps the f32 epsilon widened to f64; we keep its shortest decimal. Same f32.
-    assert_eq!(s.norm_eps as f32, c["rms_norm_eps"].as_f64().unwrap() as f32);
+    assert_eq!(
+        s.norm_eps as f32,
+        c["rms_norm_eps"].as_f64().unwrap() as f32
+    );
     let runtime::spec::Positions::Rope { theta, llama3 } = s.positions else {
         panic!("rope expected")
     };
@@ -159,7 +177,12 @@ fn quantised_tiny_llama_matches_transformers() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
         .collect();
     let greedy: Vec<u32> = r["greedy"]
         .as_array()
@@ -190,7 +213,10 @@ fn untied_output_and_unpermuted_shapes() {
     let lm = &map.tensors["lm_head.weight"];
     let embed = &map.tensors["embed.weight"];
     assert_eq!(lm.shape, vec![256, 64]);
-    assert_ne!(lm.data, embed.data, "output.weight is used, not the embedding");
+    assert_ne!(
+        lm.data, embed.data,
+        "output.weight is used, not the embedding"
+    );
     assert_eq!(map.tensors["layers.1.k.weight"].shape, vec![32, 64]);
 }
 

@@ -41,11 +41,40 @@ fn run(target: &str, data: &[u8]) -> Result<(), String> {
                 .map(|_| ())
                 .map_err(|e| format!("{e:?}"))
         }
+        "gguf" => open_gguf(data).map(|_| ()),
+        "tokenizer_json" => {
+            let path = Path::new("<fuzz>/tokenizer.json");
+            runtime::tokenize::Tokenizer::from_json_bytes(path, data, Vec::new(), None)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
         other => panic!("no fuzz target {other}"),
     }
 }
 
-const TARGETS: [&str; 4] = ["config", "manifest", "safetensors_header", "engine_file"];
+const TARGETS: [&str; 6] = [
+    "config",
+    "manifest",
+    "safetensors_header",
+    "engine_file",
+    "gguf",
+    "tokenizer_json",
+];
+
+/// The GGUF reader maps files: write `data` to a scratch file and open it.
+fn open_gguf(data: &[u8]) -> Result<runtime::weights::gguf::GgufFile, String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "llmforge-hostile-corpus-{}-{}.gguf",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, data).map_err(|e| e.to_string())?;
+    let r = runtime::weights::gguf::GgufFile::open(&path).map_err(|e| e.to_string());
+    let _ = std::fs::remove_file(&path);
+    r
+}
 
 #[test]
 fn every_seed_parses() {
@@ -69,4 +98,19 @@ fn every_regression_input_is_refused() {
             assert!(run(target, &data).is_err(), "{} accepted", input.display());
         }
     }
+}
+
+#[test]
+fn the_gguf_seed_reaches_spec_tokenizer_and_weights() {
+    // The mini Llama seed is only useful to the fuzzer if every stage after the header accepts it.
+    let data = std::fs::read(root().join("fuzz/corpus/gguf/mini-llama.gguf")).expect("seed");
+    let file = open_gguf(&data).expect("opens");
+    let spec = file.spec("mini").expect("spec");
+    assert_eq!(
+        (spec.hidden_size, spec.num_layers, spec.vocab_size),
+        (8, 1, 8)
+    );
+    let tok = runtime::tokenize::Tokenizer::from_gguf(&file).expect("tokenizer");
+    assert_eq!(tok.vocab_size(), 8);
+    assert!(file.canonical_weights(&spec).is_ok());
 }

@@ -133,4 +133,3 @@ fn shard_indexes() {
         &["model-00001-of-00002.safetensors", "is truncated"],
     );
 }
-

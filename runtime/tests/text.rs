@@ -13,7 +13,8 @@ use smollm2_common::root;
 
 fn reference() -> Value {
     let path = root().join("tests/fixtures/text/reference.json");
-    let text = std::fs::read_to_string(path).expect("reference (run scripts/make_text_fixtures.py)");
+    let text =
+        std::fs::read_to_string(path).expect("reference (run scripts/make_text_fixtures.py)");
     serde_json::from_str(&text).expect("reference JSON")
 }
 
@@ -36,15 +37,26 @@ fn check_tokenizer(tok: &Tokenizer, cases: &Value, what: &str) {
         let plain = tok.encode(text, false).unwrap();
         assert_eq!(plain, ids(&case["ids"]), "{what}: ids of {text:?}");
         let special = tok.encode(text, true).unwrap();
-        assert_eq!(special, ids(&case["ids_with_special"]), "{what}: ids+special of {text:?}");
+        assert_eq!(
+            special,
+            ids(&case["ids_with_special"]),
+            "{what}: ids+special of {text:?}"
+        );
         let decoded = tok.decode(&plain).unwrap();
-        assert_eq!(decoded, case["decoded"].as_str().unwrap(), "{what}: decode of {text:?}");
+        assert_eq!(
+            decoded,
+            case["decoded"].as_str().unwrap(),
+            "{what}: decode of {text:?}"
+        );
 
         let mut stream = tok.stream();
         let mut streamed = String::new();
         for &id in &plain {
             let piece = stream.push(id).unwrap();
-            assert!(!piece.contains('\u{FFFD}'), "{what}: {text:?} streamed a split character");
+            assert!(
+                !piece.contains('\u{FFFD}'),
+                "{what}: {text:?} streamed a split character"
+            );
             streamed.push_str(&piece);
         }
         streamed.push_str(&stream.finish().unwrap());
@@ -62,7 +74,11 @@ fn smollm2_gguf_tokenizer_matches_transformers() {
     let Some(file) = smollm2() else { return };
     let tok = Tokenizer::from_gguf(&file).expect("tokenizer from GGUF");
     assert_eq!(tok.vocab_size(), 49152);
-    assert_eq!(tok.eos_ids(), &[2], "<|im_end|>, as generation_config.json says");
+    assert_eq!(
+        tok.eos_ids(),
+        &[2],
+        "<|im_end|>, as generation_config.json says"
+    );
     assert_eq!(tok.bos_id(), Some(1));
     check_tokenizer(&tok, &reference()["smollm2_tokenizer"], "SmolLM2 GGUF");
 }
@@ -109,12 +125,19 @@ fn unknown_ids_are_refused() {
 fn smollm2_chat_template_matches_transformers() {
     let Some(file) = smollm2() else { return };
     let r = reference();
-    let template = ChatTemplate::from_gguf(&file).unwrap().expect("has a template");
-    assert_eq!(template.source(), r["smollm2_chat_template"].as_str().unwrap());
+    let template = ChatTemplate::from_gguf(&file)
+        .unwrap()
+        .expect("has a template");
+    assert_eq!(
+        template.source(),
+        r["smollm2_chat_template"].as_str().unwrap()
+    );
     let tok = Tokenizer::from_gguf(&file).unwrap();
     for case in r["smollm2_chat"].as_array().unwrap() {
         let generation = case["add_generation_prompt"].as_bool().unwrap();
-        let text = template.render(&messages(&case["messages"]), generation).unwrap();
+        let text = template
+            .render(&messages(&case["messages"]), generation)
+            .unwrap();
         assert_eq!(text, case["text"].as_str().unwrap());
         assert_eq!(tok.encode(&text, false).unwrap(), ids(&case["ids"]));
     }
@@ -163,8 +186,15 @@ fn templates_from_a_model_directory() {
     });
     std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
     let t = ChatTemplate::from_model_dir(&dir).unwrap().unwrap();
-    assert_eq!(t.render(&[Message::user("hi")], false).unwrap(), "<s>hi</s>");
-    std::fs::write(dir.join("chat_template.jinja"), "[{{ messages[0].content }}]").unwrap();
+    assert_eq!(
+        t.render(&[Message::user("hi")], false).unwrap(),
+        "<s>hi</s>"
+    );
+    std::fs::write(
+        dir.join("chat_template.jinja"),
+        "[{{ messages[0].content }}]",
+    )
+    .unwrap();
     let t = ChatTemplate::from_model_dir(&dir).unwrap().unwrap();
     assert_eq!(t.render(&[Message::user("hi")], false).unwrap(), "[hi]");
     assert!(matches!(

@@ -76,7 +76,9 @@ pub fn from_gguf(file: &GgufFile) -> Result<Option<Found>, ChatError> {
     let Some(source) = file.get_str("tokenizer.chat_template")? else {
         return Ok(None);
     };
-    let tokens = file.get_str_array("tokenizer.ggml.tokens")?.unwrap_or_default();
+    let tokens = file
+        .get_str_array("tokenizer.ggml.tokens")?
+        .unwrap_or_default();
     let token = |key: &str| -> Result<Option<String>, ChatError> {
         Ok(file
             .get_u64(key)?

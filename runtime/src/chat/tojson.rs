@@ -75,7 +75,12 @@ impl Format {
                 if self.sort_keys {
                     entries.sort_by(|a, b| a.0.cmp(&b.0));
                 }
-                self.seq(('{', '}'), entries.iter().map(|(k, x)| (Some(k), x)), level, out)?;
+                self.seq(
+                    ('{', '}'),
+                    entries.iter().map(|(k, x)| (Some(k), x)),
+                    level,
+                    out,
+                )?;
             }
             ValueKind::Seq | ValueKind::Iterable => {
                 let items: Vec<Value> = v.try_iter()?.collect();

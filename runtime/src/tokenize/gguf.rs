@@ -57,11 +57,7 @@ fn pre(file: &GgufFile, byte_level: ByteLevel) -> Result<PreTokenizerWrapper, To
     let key = "tokenizer.ggml.pre";
     match file.get_str(key)?.unwrap_or("default") {
         "default" | "gpt2" | "gpt-2" => Ok(byte_level.into()),
-        "smollm" => Ok(PreSequence::new(vec![
-            Digits::new(true).into(),
-            byte_level.into(),
-        ])
-        .into()),
+        "smollm" => Ok(PreSequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()),
         other => Err(meta(
             file,
             key,
@@ -74,7 +70,11 @@ fn token_id(file: &GgufFile, key: &str, vocab: usize) -> Result<Option<u32>, Tok
     match file.get_u64(key)? {
         None => Ok(None),
         Some(id) if (id as usize) < vocab => Ok(Some(id as u32)),
-        Some(id) => Err(meta(file, key, format!("id {id} is outside the {vocab} tokens"))),
+        Some(id) => Err(meta(
+            file,
+            key,
+            format!("id {id} is outside the {vocab} tokens"),
+        )),
     }
 }
 
@@ -86,7 +86,9 @@ pub fn build(file: &GgufFile) -> Result<Built, TokenizerError> {
             return Err(meta(
                 file,
                 model_key,
-                format!("tokenizer model {other:?} is not supported (only \"gpt2\", byte-level BPE)"),
+                format!(
+                    "tokenizer model {other:?} is not supported (only \"gpt2\", byte-level BPE)"
+                ),
             ));
         }
     }
@@ -103,7 +105,13 @@ pub fn build(file: &GgufFile) -> Result<Built, TokenizerError> {
         .map(|(i, m)| {
             m.split_once(' ')
                 .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| meta(file, merges_key, format!("merge {i} ({m:?}) is not \"a b\"")))
+                .ok_or_else(|| {
+                    meta(
+                        file,
+                        merges_key,
+                        format!("merge {i} ({m:?}) is not \"a b\""),
+                    )
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let types_key = "tokenizer.ggml.token_type";
@@ -138,7 +146,8 @@ pub fn build(file: &GgufFile) -> Result<Built, TokenizerError> {
     let mut tokenizer = Tokenizer::new(bpe);
     let byte_level = ByteLevel::new(false, false, true);
     tokenizer.with_pre_tokenizer(Some(pre(file, byte_level)?));
-    let replace = Replace::new("\u{2581}", " ").map_err(|e| TokenizerError::Other(e.to_string()))?;
+    let replace =
+        Replace::new("\u{2581}", " ").map_err(|e| TokenizerError::Other(e.to_string()))?;
     tokenizer.with_decoder(Some(DecoderSequence::new(vec![
         DecoderWrapper::ByteFallback(ByteFallback::new()),
         DecoderWrapper::Fuse(Fuse::new()),
@@ -162,7 +171,11 @@ pub fn build(file: &GgufFile) -> Result<Built, TokenizerError> {
         .map_err(adding)?;
     if file.get_bool("tokenizer.ggml.add_bos_token")? == Some(true) {
         let bos_id = bos.ok_or_else(|| {
-            meta(file, "tokenizer.ggml.bos_token_id", "add_bos_token is set but there is no BOS")
+            meta(
+                file,
+                "tokenizer.ggml.bos_token_id",
+                "add_bos_token is set but there is no BOS",
+            )
         })?;
         let b = tokens[bos_id as usize].to_string();
         let template = TemplateProcessing::builder()
@@ -177,10 +190,9 @@ pub fn build(file: &GgufFile) -> Result<Built, TokenizerError> {
 
     let mut eos_ids = Vec::new();
     for key in ["eos", "eot", "eom"] {
-        if let Some(id) = token_id(file, &format!("tokenizer.ggml.{key}_token_id"), n)? {
-            if !eos_ids.contains(&id) {
-                eos_ids.push(id);
-            }
+        let id = token_id(file, &format!("tokenizer.ggml.{key}_token_id"), n)?;
+        if let Some(id) = id.filter(|id| !eos_ids.contains(id)) {
+            eos_ids.push(id);
         }
     }
     Ok(Built {

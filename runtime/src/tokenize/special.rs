@@ -34,9 +34,16 @@ fn read(dir: &Path, name: &str) -> Result<Option<Value>, TokenizerError> {
 fn ids(dir: &Path, file: &str, v: &Value, key: &str) -> Result<Vec<u32>, TokenizerError> {
     let bad = || TokenizerError::Load {
         path: dir.join(file),
-        detail: format!("`{key}` must be a token id or a list of token ids, found {}", v[key]),
+        detail: format!(
+            "`{key}` must be a token id or a list of token ids, found {}",
+            v[key]
+        ),
     };
-    let one = |x: &Value| x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(bad);
+    let one = |x: &Value| {
+        x.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(bad)
+    };
     match &v[key] {
         Value::Null => Ok(Vec::new()),
         Value::Array(items) => items.iter().map(one).collect(),

@@ -44,7 +44,9 @@ impl StreamDecoder<'_> {
 
     /// Decodes of `ids[prefix..emitted]` and `ids[prefix..]`.
     fn decode_window(&self) -> Result<(String, String), TokenizerError> {
-        let done = self.tokenizer.decode(&self.ids[self.prefix..self.emitted])?;
+        let done = self
+            .tokenizer
+            .decode(&self.ids[self.prefix..self.emitted])?;
         let all = self.tokenizer.decode(&self.ids[self.prefix..])?;
         Ok((done, all))
     }

@@ -7,6 +7,7 @@
 //! `canonical_weights` are fixed; the other methods are additions.
 
 mod canonical;
+mod cursor;
 mod dequant;
 mod reader;
 mod spec;
@@ -132,9 +133,11 @@ impl GgufFile {
     /// The tensor `name` (llama.cpp's name) dequantised to f32, in its row-major shape, as stored (no
     /// permutation undone).
     pub fn tensor(&self, name: &str) -> Result<HostTensor, WeightsError> {
-        let info = self.tensor_info(name).ok_or_else(|| WeightsError::Missing {
-            name: name.to_string(),
-        })?;
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| WeightsError::Missing {
+                name: name.to_string(),
+            })?;
         let ty = info.ty.clone().map_err(|kind| WeightsError::UnknownQuant {
             path: self.path.clone(),
             tensor: name.to_string(),

@@ -66,11 +66,12 @@ pub(super) fn canonical_weights(
         out.tensors.insert(canonical, t);
     }
     // llama.cpp uses the token embedding as the output projection when `output.weight` is absent.
-    if !out.tensors.contains_key("lm_head.weight") {
-        if let Some(e) = out.tensors.get("embed.weight") {
-            let e = e.clone();
-            out.tensors.insert("lm_head.weight".into(), e);
-        }
+    let tied = match out.tensors.get("embed.weight") {
+        Some(e) if !out.tensors.contains_key("lm_head.weight") => Some(e.clone()),
+        _ => None,
+    };
+    if let Some(e) = tied {
+        out.tensors.insert("lm_head.weight".into(), e);
     }
     Ok(out)
 }

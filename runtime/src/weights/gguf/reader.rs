@@ -8,6 +8,7 @@
 //! and what is wrong.
 
 use super::GgufValue;
+use super::cursor::{Cursor, bad, truncated, value};
 use super::types::GgmlType;
 use crate::weights::WeightsError;
 use std::collections::BTreeSet;
@@ -17,8 +18,6 @@ pub const MAGIC: &[u8; 4] = b"GGUF";
 pub const DEFAULT_ALIGNMENT: usize = 32;
 /// GGML tensors have at most four dimensions.
 const MAX_DIMS: u32 = 4;
-/// Arrays of arrays are legal GGUF; deeper nesting than this is refused (no model writes it).
-const MAX_ARRAY_DEPTH: usize = 4;
 const ALIGNMENT_KEY: &str = "general.alignment";
 
 /// One tensor of the file, validated.
@@ -51,153 +50,13 @@ pub struct Header {
     pub alignment: usize,
 }
 
-fn bad(path: &Path, detail: impl Into<String>) -> WeightsError {
-    WeightsError::BadHeader {
-        path: path.to_path_buf(),
-        detail: detail.into(),
-    }
-}
-
-fn truncated(path: &Path, detail: impl Into<String>) -> WeightsError {
-    WeightsError::Truncated {
-        path: path.to_path_buf(),
-        detail: detail.into(),
-    }
-}
-
-/// A bounds-checked little-endian reader over the file's bytes.
-struct Cursor<'a> {
-    path: &'a Path,
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn remaining(&self) -> usize {
-        self.bytes.len() - self.pos
-    }
-
-    fn take(&mut self, n: usize, what: &dyn Fn() -> String) -> Result<&'a [u8], WeightsError> {
-        if n > self.remaining() {
-            return Err(truncated(
-                self.path,
-                format!(
-                    "{} needs {n} bytes at offset {} but only {} remain",
-                    what(),
-                    self.pos,
-                    self.remaining()
-                ),
-            ));
-        }
-        let s = &self.bytes[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N], WeightsError> {
-        let s = self.take(N, what)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
-    }
-
-    fn u32(&mut self, what: &dyn Fn() -> String) -> Result<u32, WeightsError> {
-        Ok(u32::from_le_bytes(self.array(what)?))
-    }
-
-    fn u64(&mut self, what: &dyn Fn() -> String) -> Result<u64, WeightsError> {
-        Ok(u64::from_le_bytes(self.array(what)?))
-    }
-
-    /// A count that must fit in memory: at least `min_each` bytes per item must remain.
-    fn count(&mut self, min_each: usize, what: &dyn Fn() -> String) -> Result<usize, WeightsError> {
-        let n = self.u64(what)?;
-        let fits = usize::try_from(n)
-            .ok()
-            .and_then(|n| n.checked_mul(min_each))
-            .is_some_and(|need| need <= self.remaining());
-        if !fits {
-            return Err(bad(
-                self.path,
-                format!(
-                    "{} claims {n} items, which cannot fit in the {} bytes that remain",
-                    what(),
-                    self.remaining()
-                ),
-            ));
-        }
-        Ok(n as usize)
-    }
-
-    fn string(&mut self, what: &dyn Fn() -> String) -> Result<String, WeightsError> {
-        let len = self.u64(what)?;
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        let raw = self.take(len, what)?;
-        String::from_utf8(raw.to_vec())
-            .map_err(|e| bad(self.path, format!("{} is not valid UTF-8: {e}", what())))
-    }
-}
-
-/// Smallest encoded size of one value of GGUF type `ty` (for checking array counts).
-fn min_size(ty: u32) -> Option<usize> {
-    Some(match ty {
-        0 | 1 | 7 => 1,
-        2 | 3 => 2,
-        4..=6 => 4,
-        10..=12 => 8,
-        8 => 8,   // u64 length, possibly empty
-        9 => 12,  // u32 type + u64 count
-        _ => return None,
-    })
-}
-
-/// A FLOAT32 is widened through its shortest decimal form, so `1e-5` stored as f32 reads back as the
-/// `1e-5` of the `config.json` it was converted from (and rounds to the same f32 again).
-fn widen_f32(x: f32) -> f64 {
-    format!("{x}").parse().unwrap_or(x as f64)
-}
-
-fn value(c: &mut Cursor<'_>, ty: u32, key: &str, depth: usize) -> Result<GgufValue, WeightsError> {
-    let what = || format!("metadata value {key}");
-    Ok(match ty {
-        0 => GgufValue::U64(u8::from_le_bytes(c.array(&what)?) as u64),
-        1 => GgufValue::I64(i8::from_le_bytes(c.array(&what)?) as i64),
-        2 => GgufValue::U64(u16::from_le_bytes(c.array(&what)?) as u64),
-        3 => GgufValue::I64(i16::from_le_bytes(c.array(&what)?) as i64),
-        4 => GgufValue::U64(u32::from_le_bytes(c.array(&what)?) as u64),
-        5 => GgufValue::I64(i32::from_le_bytes(c.array(&what)?) as i64),
-        6 => GgufValue::F64(widen_f32(f32::from_le_bytes(c.array(&what)?))),
-        7 => match c.array::<1>(&what)?[0] {
-            0 => GgufValue::Bool(false),
-            1 => GgufValue::Bool(true),
-            b => return Err(bad(c.path, format!("metadata {key}: bool byte {b} is not 0 or 1"))),
-        },
-        8 => GgufValue::Str(c.string(&what)?),
-        9 => {
-            if depth >= MAX_ARRAY_DEPTH {
-                return Err(bad(c.path, format!("metadata {key}: arrays nested too deeply")));
-            }
-            let elem = c.u32(&what)?;
-            let min = min_size(elem).ok_or_else(|| {
-                bad(c.path, format!("metadata {key}: unknown array element type {elem}"))
-            })?;
-            let n = c.count(min, &|| format!("metadata array {key}"))?;
-            let mut items = Vec::with_capacity(n);
-            for _ in 0..n {
-                items.push(value(c, elem, key, depth + 1)?);
-            }
-            GgufValue::Array(items)
-        }
-        10 => GgufValue::U64(u64::from_le_bytes(c.array(&what)?)),
-        11 => GgufValue::I64(i64::from_le_bytes(c.array(&what)?)),
-        12 => GgufValue::F64(f64::from_le_bytes(c.array(&what)?)),
-        other => return Err(bad(c.path, format!("metadata {key}: unknown value type {other}"))),
-    })
-}
-
 /// Parse and validate everything before the tensor data.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Header, WeightsError> {
-    let mut c = Cursor { path, bytes, pos: 0 };
+    let mut c = Cursor {
+        path,
+        bytes,
+        pos: 0,
+    };
     let magic = c.array::<4>(&|| "the GGUF magic".into())?;
     if &magic != MAGIC {
         return Err(bad(
@@ -208,11 +67,21 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Header, WeightsError> {
     let version = c.u32(&|| "the version".into())?;
     match version {
         2 | 3 => {}
-        1 => return Err(bad(path, "GGUF version 1 is not supported (only versions 2 and 3)")),
+        1 => {
+            return Err(bad(
+                path,
+                "GGUF version 1 is not supported (only versions 2 and 3)",
+            ));
+        }
         v if v & 0xFFFF == 0 && v.swap_bytes() <= 3 => {
             return Err(bad(path, "big-endian GGUF files are not supported"));
         }
-        v => return Err(bad(path, format!("unsupported GGUF version {v} (only 2 and 3)"))),
+        v => {
+            return Err(bad(
+                path,
+                format!("unsupported GGUF version {v} (only 2 and 3)"),
+            ));
+        }
     }
     // Each tensor info takes at least 24 bytes, each key/value at least 13.
     let n_tensors = c.count(24, &|| "the tensor count".into())?;
@@ -309,7 +178,12 @@ fn place(
     raw: RawInfo,
 ) -> Result<TensorInfo, WeightsError> {
     let name = raw.name;
-    let huge = || bad(path, format!("tensor {name} has absurd dimensions {:?}", raw.dims));
+    let huge = || {
+        bad(
+            path,
+            format!("tensor {name} has absurd dimensions {:?}", raw.dims),
+        )
+    };
     let mut shape = Vec::with_capacity(raw.dims.len());
     let mut numel: usize = 1;
     for &d in raw.dims.iter().rev() {
@@ -321,7 +195,9 @@ fn place(
     if offset % alignment != 0 {
         return Err(bad(
             path,
-            format!("tensor {name}: data offset {offset} is not a multiple of the alignment {alignment}"),
+            format!(
+                "tensor {name}: data offset {offset} is not a multiple of the alignment {alignment}"
+            ),
         ));
     }
     let start = data_start.checked_add(offset).ok_or_else(huge)?;
@@ -329,6 +205,8 @@ fn place(
     let len = match ty {
         Ok(t) => {
             let row = raw.dims[0] as usize;
+            #[allow(clippy::manual_is_multiple_of)]
+            // `is_multiple_of` needs Rust 1.87; MSRV is 1.85
             if row % t.block_elems() != 0 {
                 return Err(bad(
                     path,

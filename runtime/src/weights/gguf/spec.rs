@@ -97,27 +97,22 @@ pub(super) fn spec(file: &GgufFile, name: &str) -> Result<ModelSpec, WeightsErro
             ));
         }
     };
-    if let Some(v) = opt_size(file, arch, "attention.value_length")? {
-        if v != head_dim {
-            return Err(file.meta_err(
-                &format!("{a}.attention.value_length"),
-                format!("{v} differs from the key length {head_dim}; not supported"),
-            ));
-        }
+    let differs = |d: &usize| *d != head_dim;
+    if let Some(v) = opt_size(file, arch, "attention.value_length")?.filter(differs) {
+        return Err(file.meta_err(
+            &format!("{a}.attention.value_length"),
+            format!("{v} differs from the key length {head_dim}; not supported"),
+        ));
     }
-    if let Some(r) = opt_size(file, arch, "rope.dimension_count")? {
-        if r != head_dim {
-            return Err(file.meta_err(
-                &format!("{a}.rope.dimension_count"),
-                format!("partial rotary embeddings ({r} of {head_dim} dims) are not supported"),
-            ));
-        }
+    if let Some(r) = opt_size(file, arch, "rope.dimension_count")?.filter(differs) {
+        return Err(file.meta_err(
+            &format!("{a}.rope.dimension_count"),
+            format!("partial rotary embeddings ({r} of {head_dim} dims) are not supported"),
+        ));
     }
     let scaling_key = format!("{a}.rope.scaling.type");
-    if let Some(t) = file.get_str(&scaling_key)? {
-        if t != "none" {
-            return Err(file.meta_err(&scaling_key, format!("rope scaling {t:?} is not supported")));
-        }
+    if let Some(t) = file.get_str(&scaling_key)?.filter(|t| *t != "none") {
+        return Err(file.meta_err(&scaling_key, format!("rope scaling {t:?} is not supported")));
     }
     if file.tensor_info("rope_freqs.weight").is_some() {
         return Err(file.meta_err(
@@ -129,8 +124,12 @@ pub(super) fn spec(file: &GgufFile, name: &str) -> Result<ModelSpec, WeightsErro
     let theta = file.get_f64(&theta_key)?.unwrap_or(DEFAULT_ROPE_THETA);
     let eps_key = format!("{a}.attention.layer_norm_rms_epsilon");
     let norm_eps = file.required(&eps_key, file.get_f64(&eps_key))?;
-    if !(theta > 0.0 && theta.is_finite()) || !(norm_eps > 0.0 && norm_eps.is_finite()) {
-        return Err(file.meta_err(&eps_key, "rope base and epsilon must be positive and finite"));
+    let usable = |x: f64| x > 0.0 && x.is_finite();
+    if !usable(theta) || !usable(norm_eps) {
+        return Err(file.meta_err(
+            &eps_key,
+            "rope base and epsilon must be positive and finite",
+        ));
     }
     let vocab_size = match opt_size(file, arch, "vocab_size")? {
         Some(v) => v,
