@@ -194,25 +194,27 @@ pub fn gemm(
     let e = m.precision.bytes_per_element();
     let smem = rows * w.cols * e;
     match choice {
-        Some(GemmChoice::Gemv) if ldx % (16 / e) == 0 && smem <= m.k.gemv_smem_limit => launch(
-            m,
-            &m.k.gemv,
-            "gemv",
-            gemv_grid(m, &m.k.gemv, w.rows, smem),
-            256,
-            smem,
-            &[
-                Arg::P(m.mats.at(w.off)),
-                Arg::P(x),
-                Arg::P(y),
-                Arg::P(0),
-                Arg::I(0),
-                Arg::I(w.rows as i32),
-                Arg::I(w.cols as i32),
-                Arg::I(rows as i32),
-                Arg::I(ldx as i32),
-            ],
-        ),
+        Some(GemmChoice::Gemv) if ldx.is_multiple_of(16 / e) && smem <= m.k.gemv_smem_limit => {
+            launch(
+                m,
+                &m.k.gemv,
+                "gemv",
+                gemv_grid(m, &m.k.gemv, w.rows, smem),
+                256,
+                smem,
+                &[
+                    Arg::P(m.mats.at(w.off)),
+                    Arg::P(x),
+                    Arg::P(y),
+                    Arg::P(0),
+                    Arg::I(0),
+                    Arg::I(w.rows as i32),
+                    Arg::I(w.cols as i32),
+                    Arg::I(rows as i32),
+                    Arg::I(ldx as i32),
+                ],
+            )
+        }
         Some(GemmChoice::Lt { algo }) if ldx == w.cols => {
             lt.matmul(m.gpu, shape, m.mats.at(w.off), x, ldx, y, Some(algo))
         }

@@ -79,13 +79,13 @@ pub(crate) fn ordinal(options: &BuildOptions) -> Result<usize> {
 
 /// Shapes this backend's kernels are written for.
 fn check_spec(spec: &ModelSpec) -> Result<()> {
-    if spec.head_dim > 128 || spec.head_dim % 2 != 0 || spec.head_dim == 0 {
+    if spec.head_dim > 128 || !spec.head_dim.is_multiple_of(2) || spec.head_dim == 0 {
         return Err(Error::invalid(format!(
             "{}: head_dim {} is not supported by the CUDA kernels (even, at most 128)",
             spec.name, spec.head_dim
         )));
     }
-    if spec.num_kv_heads == 0 || spec.num_heads % spec.num_kv_heads != 0 {
+    if spec.num_kv_heads == 0 || !spec.num_heads.is_multiple_of(spec.num_kv_heads) {
         return Err(Error::invalid(format!(
             "{}: {} heads are not a multiple of {} KV heads",
             spec.name, spec.num_heads, spec.num_kv_heads
