@@ -161,9 +161,13 @@ pub fn ov(m: &Model<'_>, v: &Option<Vf>) -> u64 {
     v.as_ref().map_or(0, |v| vp(m, v))
 }
 
-/// Grid of a gemv launch over `n` outputs (8 per block, grid-stride beyond a few waves).
-pub fn gemv_grid(m: &Model<'_>, n: usize) -> (u32, u32, u32) {
-    (n.div_ceil(8).min(m.gpu.sms * 16).max(1) as u32, 1, 1)
+/// Grid of a gemv launch of `f` over `n` outputs (8 per block): one resident wave at most, so each
+/// block stages its input rows once and then streams several weight rows (grid-stride).
+pub fn gemv_grid(m: &Model<'_>, f: &CudaFunction, n: usize, smem: usize) -> (u32, u32, u32) {
+    let per_sm = f
+        .occupancy_max_active_blocks_per_multiprocessor(256, smem, None)
+        .map_or(4, |b| b.max(1) as usize);
+    (n.div_ceil(8).min(m.gpu.sms * per_sm).max(1) as u32, 1, 1)
 }
 
 /// `y[rows, w.rows] = x · wᵀ` (x rows `ldx` elements apart), by the recorded or default choice.
@@ -194,7 +198,7 @@ pub fn gemm(
             m,
             &m.k.gemv,
             "gemv",
-            gemv_grid(m, w.rows),
+            gemv_grid(m, &m.k.gemv, w.rows, smem),
             256,
             smem,
             &[
