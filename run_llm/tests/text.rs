@@ -95,6 +95,38 @@ fn streamed_text_is_the_decoded_answer() {
 }
 
 #[test]
+fn tokenizer_flag_takes_a_file_or_a_directory() {
+    // The tiny models share one byte-level tokenizer, so another model's file gives the same ids.
+    let other = root().join("models/tiny-gpt2");
+    let file = other.join("tokenizer.json");
+    let base = [
+        "--model",
+        "tiny-llama",
+        "--prompt",
+        "Hi there",
+        "--num_tokens",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+    ];
+    let own = json(&mut command(&base));
+    for t in [&other, &file] {
+        let v = json(&mut command(
+            &[&base[..], &["--tokenizer", t.to_str().unwrap()]].concat(),
+        ));
+        assert_eq!(
+            v["prompt_ids"],
+            own["prompt_ids"],
+            "--tokenizer {}",
+            t.display()
+        );
+    }
+    let err = failure(&[&base[..], &["--tokenizer", "/no/such/tokenizer.json"]].concat());
+    assert!(err.contains("/no/such/tokenizer.json"), "{err}");
+}
+
+#[test]
 fn chat_without_a_template_is_refused() {
     let err = failure(&["--model", "tiny-llama", "--chat", "--device", "cpu"]);
     assert!(
