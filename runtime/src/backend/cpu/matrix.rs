@@ -54,6 +54,22 @@ impl Matrix {
     }
 }
 
+impl Matrix {
+    /// Rows `r..r + 4` against `x` when the matrix is f32 (`None` for 16-bit storage), each
+    /// bit-identical to [`Matrix::row_dot`] of that row but streamed together (see `simd::dot4`).
+    #[inline]
+    pub fn rows4_dot(&self, r: usize, x: &[f32]) -> Option<[f32; 4]> {
+        let Store::F32(v) = &self.store else {
+            return None;
+        };
+        let c = self.cols;
+        Some(super::simd::dot4(
+            [0, 1, 2, 3].map(|k| &v[(r + k) * c..(r + k + 1) * c]),
+            x,
+        ))
+    }
+}
+
 fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
     use half::slice::HalfFloatSliceExt;
     src.convert_to_f32_slice(dst);
@@ -89,7 +105,16 @@ pub fn matmul(
     if n == 1 {
         out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
             let r0 = c * chunk;
-            for (j, oj) in o.iter_mut().enumerate() {
+            let mut done = 0;
+            if matches!(m.store, Store::F32(_)) {
+                done = o.len() - o.len() % 4;
+                for (q, oq) in o[..done].chunks_exact_mut(4).enumerate() {
+                    if let Some(v) = m.rows4_dot(r0 + 4 * q, x) {
+                        oq.copy_from_slice(&v);
+                    }
+                }
+            }
+            for (j, oj) in o.iter_mut().enumerate().skip(done) {
                 *oj = m.row_dot(r0 + j, x);
             }
         });
