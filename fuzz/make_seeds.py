@@ -1,7 +1,6 @@
 """Write the seed corpora of the fuzz targets (fuzz/corpus/<target>/): a few small, valid inputs per
 parser, from which libFuzzer mutates. Run from the repository root: python3 fuzz/make_seeds.py"""
 import json
-import shutil
 import struct
 from pathlib import Path
 
@@ -69,3 +68,11 @@ put("engine_file", "two-tensors.engine", engine({
     "final_norm.weight": (1, [2], b"\x00\x3c\x00\x3c"),
 }))
 put("engine_file", "bf16.engine", engine({"lm_head.weight": (2, [1, 3], b"\x80\x3f" * 3)}, "Bf16"))
+
+
+# gguf: the gguf-py-written quantisation fixture (every supported tensor type, metadata of every type).
+put("gguf", "quants.gguf", Path("tests/fixtures/gguf/quants.gguf").read_bytes())
+
+# tokenizer_json: the tiny fixtures' byte-level tokenizer, compacted.
+put("tokenizer_json", "tiny.json",
+    json.dumps(json.loads(Path("models/tiny-llama/tokenizer.json").read_text()), separators=(",", ":")).encode())

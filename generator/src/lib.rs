@@ -59,23 +59,14 @@ pub struct ModelInput {
 impl ModelInput {
     /// Parse the entry's `config.json` (relative to the manifest's directory).
     pub fn load(manifest: &Manifest, entry: &ModelEntry) -> Result<ModelInput, GenError> {
+        let (package, lib) = crate_names(&entry.name)?;
         let spec = load_config_file(&entry.name, &manifest.config_path(entry))?;
-        let package = slug(&entry.name);
-        if !package.starts_with(|c: char| c.is_ascii_lowercase()) {
-            return Err(GenError::Model {
-                model: entry.name.clone(),
-                message: format!(
-                    "crate name {package:?} must start with a letter (rename the model in models.toml)"
-                ),
-            });
-        }
         if spec.num_layers == 0 {
             return Err(GenError::Model {
                 model: entry.name.clone(),
                 message: "the config has no layers".to_string(),
             });
         }
-        let lib = package.replace('-', "_");
         Ok(ModelInput {
             entry: entry.clone(),
             spec,
@@ -83,6 +74,40 @@ impl ModelInput {
             lib,
         })
     }
+}
+
+/// Crate names that the workspace or Rust already uses.
+const RESERVED: [&str; 11] = [
+    "runtime",
+    "generator",
+    "registry",
+    "app",
+    "run_llm",
+    "llmforge_tests",
+    "std",
+    "core",
+    "alloc",
+    "proc_macro",
+    "test",
+];
+
+/// The package name (`slug(name)`) and library name of a model's crate, or why there can be none.
+pub fn crate_names(name: &str) -> Result<(String, String), GenError> {
+    let package = slug(name);
+    let lib = package.replace('-', "_");
+    let refuse = |why: String| {
+        Err(GenError::Model {
+            model: name.to_string(),
+            message: format!("crate name {package:?} {why} (rename the model in models.toml)"),
+        })
+    };
+    if !package.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return refuse("must start with a letter".to_string());
+    }
+    if RESERVED.contains(&lib.as_str()) || syn::parse_str::<syn::Ident>(&lib).is_err() {
+        return refuse("is a Rust keyword or a name the workspace already uses".to_string());
+    }
+    Ok((package, lib))
 }
 
 /// Every model of the manifest, in `models.toml` order.

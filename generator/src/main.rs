@@ -39,7 +39,7 @@ fn main() -> Result<()> {
                 eprintln!("{line}");
             }
             bail!(
-                "{} is stale: run `cargo run -p generator` and commit the result",
+                "{} differs from what the generator writes: run `cargo run -p generator` and commit the result",
                 out.display()
             );
         }

@@ -35,7 +35,9 @@ pub fn write(root: &Path, plan: &Plan) -> Result<Written, GenError> {
     }
     for rel in stale.into_iter().chain(missing) {
         let path = root.join(&rel);
-        let text = &plan.files[&rel];
+        let Some(text) = plan.files.get(&rel) else {
+            continue;
+        };
         let io = |source| GenError::Io {
             path: path.clone(),
             source,

@@ -106,3 +106,19 @@ fn unknown_model_is_refused_by_name() {
     let err = generator::plan(&manifest(), Some("no-such-model")).expect_err("unknown model");
     assert!(err.to_string().contains("no-such-model"), "{err}");
 }
+
+#[test]
+fn crate_names_follow_the_model_name_and_refuse_what_cannot_be_a_crate() {
+    let names = generator::crate_names("Qwen2.5-0.5B-Instruct").expect("valid");
+    assert_eq!(
+        names,
+        (
+            "qwen2-5-0-5b-instruct".to_string(),
+            "qwen2_5_0_5b_instruct".to_string()
+        )
+    );
+    for bad in ["7b-model", "fn", "runtime", "run-llm", "std"] {
+        let err = generator::crate_names(bad).expect_err(bad).to_string();
+        assert!(err.contains(bad), "{err}");
+    }
+}

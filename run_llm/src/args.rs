@@ -6,7 +6,8 @@ use runtime::Precision;
 use runtime::backend::CacheMode;
 use std::path::PathBuf;
 
-pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct";
+/// `default_model` of models.toml, through the generated registry.
+pub const DEFAULT_MODEL: &str = registry::DEFAULT_MODEL;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,7 +1,8 @@
 //! `--model` → a model the tool can build: its spec, where its weights come from, its tokenizer and chat
 //! template. Three kinds of argument: a local Hugging Face directory (`config.json`, `tokenizer.json`,
-//! chat template), a GGUF file (everything from its metadata), or a name from `models.toml` (found at
-//! the workspace root this binary was built from, or `$LLMFORGE_MODELS`).
+//! chat template), a GGUF file (everything from its metadata), or a name from `models.toml`, looked up
+//! in the generated registry (`generated/registry`, one entry per generated crate) — or, when
+//! `$LLMFORGE_MODELS` names another `models.toml`, in that file.
 //!
 //! This is the only module that knows where models come from.
 
@@ -108,7 +109,7 @@ pub fn resolve(model: &str) -> Result<Model> {
              directory or a model name"
         );
     }
-    from_manifest(model)
+    by_name(model)
 }
 
 fn is_gguf(path: &Path) -> bool {
@@ -157,22 +158,35 @@ fn from_gguf(file: &Path) -> Result<Model> {
     })
 }
 
-/// `models.toml` of this workspace (or `$LLMFORGE_MODELS`).
-pub fn manifest_path() -> PathBuf {
-    match std::env::var_os("LLMFORGE_MODELS") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            root.canonicalize().unwrap_or(root).join("models.toml")
-        }
+/// A model by name: from `$LLMFORGE_MODELS` when set, else from the generated registry.
+fn by_name(name: &str) -> Result<Model> {
+    if let Some(path) = std::env::var_os("LLMFORGE_MODELS").filter(|p| !p.is_empty()) {
+        return from_manifest(name, Path::new(&path));
     }
+    let Some(model) = registry::get(name) else {
+        bail!(
+            "unknown model {name:?}: not a directory, not a file, and not a model of models.toml \
+             (known: {})",
+            registry::NAMES.join(", ")
+        );
+    };
+    let entry = model.entry();
+    let dir = model.manifest_dir();
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let source =
+        runtime::manifest::resolve_weights(&entry.name, &entry.hf_id, &entry.weights, &dir)?;
+    Ok(from_entry(
+        model.spec(),
+        &entry,
+        dir.join(&entry.config),
+        source,
+    ))
 }
 
-fn from_manifest(name: &str) -> Result<Model> {
-    let path = manifest_path();
-    let manifest = Manifest::load(&path).with_context(|| {
-        format!("--model {name} is neither a directory nor a file, so it is looked up by name")
-    })?;
+/// A model of another `models.toml` (not compiled into the registry).
+fn from_manifest(name: &str, path: &Path) -> Result<Model> {
+    let manifest = Manifest::load(path)
+        .with_context(|| format!("reading $LLMFORGE_MODELS = {}", path.display()))?;
     let Some(entry) = manifest.get(name) else {
         let names: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
         bail!(
@@ -184,6 +198,16 @@ fn from_manifest(name: &str) -> Result<Model> {
     let config_json = manifest.config_path(entry);
     let spec = runtime::config::load_config_file(&entry.name, &config_json)?;
     let source = manifest.resolve_weights(entry)?;
+    Ok(from_entry(spec, entry, config_json, source))
+}
+
+/// A named model: build defaults from its entry, text side from its weights or vendored directory.
+fn from_entry(
+    spec: ModelSpec,
+    entry: &runtime::manifest::ModelEntry,
+    config_json: PathBuf,
+    source: WeightSource,
+) -> Model {
     let vendored = config_json.parent().map(Path::to_path_buf);
     // Text side: the weights' own directory or GGUF file, else the vendored model directory.
     let text_from = match &source {
@@ -194,14 +218,14 @@ fn from_manifest(name: &str) -> Result<Model> {
             _ => TextSource::None,
         },
     };
-    Ok(Model {
+    Model {
         spec,
         source,
         config_json: Some(config_json),
         default_precision: Some(entry.precision),
         default_max_seq_len: Some(entry.max_seq_len),
         text_from,
-    })
+    }
 }
 
 /// A tokenizer from a `tokenizer.json`, a directory holding one, or a GGUF file.

@@ -130,3 +130,31 @@ fn synthetic_weights_reach_transformers_unchanged() {
     check_runs(&v["pytorch"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn smollm2_answers_token_for_token_like_transformers() {
+    if std::env::var("LLMFORGE_SKIP_SMOLLM2").as_deref() == Ok("1") {
+        eprintln!("skipping the SmolLM2 checks (LLMFORGE_SKIP_SMOLLM2=1)");
+        return;
+    }
+    let Some(python) = python_with_torch() else {
+        eprintln!("SKIPPED: no Python with torch + transformers (set LLMFORGE_PYTHON)");
+        return;
+    };
+    // The default prompt through the chat template; transformers runs the same dequantised GGUF weights.
+    let mut cmd = command(&[
+        "--chat",
+        "--num_tokens",
+        "12",
+        "--precision",
+        "FP32",
+        "--device",
+        "cpu",
+        "--enable_pytorch_run",
+        "--json",
+    ]);
+    let v = json(cmd.env("LLMFORGE_PYTHON", &python));
+    assert_eq!(v["run"]["model"], "SmolLM2-135M-Instruct");
+    check_runs(&v["pytorch"]);
+    assert_eq!(ids(&v["tokens"]).len(), 12);
+}

@@ -198,7 +198,7 @@ pub fn step<'a>(
                 "end_idx {end_idx} must be greater than start_idx {start_idx}"
             ))
         })?;
-    if input_ids.is_empty() || input_ids.len() % seq_len != 0 {
+    if input_ids.is_empty() || !input_ids.len().is_multiple_of(seq_len) {
         return Err(Error::invalid(format!(
             "input_ids has {} elements, not a positive multiple of seq_len {seq_len} \
              (end_idx {end_idx} - start_idx {start_idx})",
@@ -219,4 +219,33 @@ pub fn step<'a>(
 /// (`<root>/generated/<crate>`).
 pub fn workspace_root(crate_manifest_dir: &str) -> PathBuf {
     Path::new(crate_manifest_dir).join("..").join("..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step;
+
+    #[test]
+    fn step_derives_batch_and_seq_len_from_the_indices() {
+        let ids = [1, 2, 3, 4, 5, 6];
+        let s = step(&ids, &ids, 4, 7).expect("valid");
+        assert_eq!((s.batch, s.seq_len, s.start_idx, s.end_idx), (2, 3, 4, 7));
+    }
+
+    #[test]
+    fn step_refuses_empty_or_inverted_ranges_and_ragged_ids() {
+        let ids = [1, 2, 3];
+        for (start, end, needle) in [
+            (2, 2, "greater than start_idx"),
+            (3, 1, "greater than start_idx"),
+            (0, 2, "not a positive multiple of seq_len 2"),
+        ] {
+            let err = step(&ids, &ids, start, end)
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains(needle), "{start}..{end}: {err}");
+        }
+        let err = step(&[], &[], 0, 1).expect_err("empty").to_string();
+        assert!(err.contains("0 elements"), "{err}");
+    }
 }

@@ -149,7 +149,7 @@ impl Engine {
                 })
             }
             BackendKind::Cuda => {
-                let backend = crate::backend::cuda::load(
+                let backend = crate::backend::cuda::payload::load(
                     path,
                     &opened.header,
                     &mut opened.reader,

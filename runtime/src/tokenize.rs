@@ -154,10 +154,26 @@ impl Tokenizer {
 }
 
 fn load_json(path: &Path, bytes: &[u8]) -> Result<tokenizers::Tokenizer, TokenizerError> {
-    tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Load {
+    let load = |detail: String| TokenizerError::Load {
         path: path.to_path_buf(),
-        detail: e.to_string(),
-    })
+        detail,
+    };
+    // The JSON syntax first: `tokenizers` 0.23 panics on some syntax errors (a truncated `decoder`).
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map_err(|e| load(format!("not valid JSON: {e}")))?;
+    // Valid JSON that `tokenizers` cannot rebuild can still reach one of its `expect`s (a bad
+    // `Precompiled` normaliser); a panic there is a refusal of this file, not a crash of ours.
+    match std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes)) {
+        Ok(result) => result.map_err(|e| load(e.to_string())),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown reason");
+            Err(load(format!("the tokenizers library failed on it: {why}")))
+        }
+    }
 }
 
 /// Incremental decoding for streaming output: `ids[prefix..emitted]` is the context whose text has

@@ -322,3 +322,38 @@ fn in_memory_weights_whose_data_disagree_with_their_shape() {
         &["layers.0.fc.weight", "10 values"],
     );
 }
+
+#[test]
+fn cache_sizes_that_do_not_fit_in_memory() {
+    // Beyond any 64-bit address space: refused, never an allocation abort.
+    let source = WeightSource::HfDir(common::root().join("models/tiny-llama"));
+    let build = |o: BuildOptions| Engine::build(spec("tiny-llama"), &source, o, &NoProgress);
+    let ok = options(Precision::Fp32, 1);
+    let msg = err_msg(
+        "positions",
+        build(BuildOptions {
+            max_seq_len: 1 << 50,
+            ..ok
+        }),
+    );
+    assert_names(
+        "positions",
+        &msg,
+        &["1125899906842624 positions", "do not fit in memory"],
+    );
+    let msg = err_msg(
+        "positions overflow",
+        build(BuildOptions {
+            max_seq_len: usize::MAX,
+            ..ok
+        }),
+    );
+    assert_names("positions overflow", &msg, &["do not fit in memory"]);
+    let e = build(BuildOptions {
+        max_batch: 1 << 50,
+        ..ok
+    })
+    .expect("build");
+    let msg = err_msg("cache", e.new_cache(1 << 50));
+    assert_names("cache", &msg, &["KV cache", "does not fit in memory"]);
+}

@@ -40,9 +40,7 @@ fn split(bytes: &[u8]) -> (Map<String, Value>, Vec<u8>) {
 /// Header + data back into a file image (header padded with spaces to 8 bytes, as the writers do).
 fn assemble(header: &Map<String, Value>, data: &[u8]) -> Vec<u8> {
     let mut json = serde_json::to_vec(header).expect("serialise header");
-    while json.len() % 8 != 0 {
-        json.push(b' ');
-    }
+    json.resize(json.len().next_multiple_of(8), b' ');
     let mut out = (json.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(&json);
     out.extend_from_slice(data);

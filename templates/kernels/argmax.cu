@@ -2,8 +2,10 @@
 // Greedy selection on the device: ids[b] = argmax(logits[b]), first index on ties (as torch.argmax).
 {% include "kernels/common.cuh" %}
 
-// grid batch, block 1024; logits f32 [batch, VOCAB].
-extern "C" __global__ void argmax(const float* __restrict__ logits, u32* __restrict__ ids) {
+// grid batch, block 1024; logits f32 [batch, VOCAB]; best[b] = argmax_key(max, index).
+extern "C" __global__ void argmax(const float* __restrict__ logits, unsigned long long* __restrict__ best_out) {
+    pdl_wait();
+    pdl_trigger();
     __shared__ float sv[32];
     __shared__ int si[32];
     const float* row = logits + (size_t)blockIdx.x * VOCAB;
@@ -32,6 +34,6 @@ extern "C" __global__ void argmax(const float* __restrict__ logits, u32* __restr
             int oi = __shfl_xor_sync(0xffffffffu, bi, o);
             if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
         }
-        if (lane == 0) ids[blockIdx.x] = bi == 0x7fffffff ? 0u : (u32)bi;
+        if (lane == 0) best_out[blockIdx.x] = argmax_key(best, bi == 0x7fffffff ? 0 : bi);
     }
 }

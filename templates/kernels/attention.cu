@@ -29,6 +29,8 @@ extern "C" __global__ void attn_prefill(const float* __restrict__ q, const T* __
     __shared__ float sk[BK][HEAD_DIM + 1];
     __shared__ float sv[BK][HEAD_DIM + 1];
     __shared__ float sq[BQ][HEAD_DIM];
+    pdl_wait();
+    pdl_trigger();
     int h = blockIdx.y, b = blockIdx.z, kvh = h / GROUP;
     int q0 = blockIdx.x * BQ;
     int start = step[0], end = step[1];
@@ -109,75 +111,108 @@ extern "C" __global__ void attn_prefill(const float* __restrict__ q, const T* __
 
 // One-token decode, split over the valid prefix: grid (splits, HEADS, batch), block 128.
 // Split i covers keys [i * KCH, min((i + 1) * KCH, end)); splits at or past end exit at once, so
-// the same launch (and CUDA graph) serves every step. Partial results: part_o [b, h, split, HEAD_DIM]
-// (unnormalised), part_ml [b, h, split, 2] (running max, sum).
+// the same launch (and CUDA graph) serves every step. Scores: one lane per key (KCH <= 32), the key
+// row read with independent loads; P·V: the block's threads split into groups of HEAD_DIM, each
+// group summing every G-th key. Partial results: part_o [b, h, split, HEAD_DIM] (unnormalised),
+// part_ml [b, h, split, 2] (max, sum). The last split block of a (batch, head) to finish (counted in
+// `counters`, which it resets) combines the splits and writes out: T [batch, Q_DIM].
+#define PV_GROUPS (128 / HEAD_DIM > 0 ? 128 / HEAD_DIM : 1)
+__device__ __forceinline__ const T* kv_row(const T* c, const T* n, int key, int prefix, int start,
+                                           int b, int kvh, int max_seq) {
+    return key < prefix ? c + (((size_t)b * KV_HEADS + kvh) * max_seq + key) * HEAD_DIM
+                        : n + (((size_t)b * KV_HEADS + kvh) + (key - start)) * HEAD_DIM;
+}
+
 extern "C" __global__ void attn_decode(const float* __restrict__ q, const T* __restrict__ ck,
                                        const T* __restrict__ cv, const T* __restrict__ nk,
                                        const T* __restrict__ nv, const int* __restrict__ step,
                                        float* __restrict__ part_o, float* __restrict__ part_ml,
+                                       unsigned* __restrict__ counters, T* __restrict__ out,
                                        int max_seq, int mode) {
     __shared__ float sq[HEAD_DIM];
     __shared__ float sp[KCH];
+    __shared__ float part[128];
+    __shared__ bool is_last;
+    pdl_wait();
+    pdl_trigger();
     int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / GROUP;
     int start = step[0], end = step[1];
     int k0 = split * KCH;
     if (k0 >= end) return;
-    int k1 = min(k0 + KCH, end);
+    int n = min(k0 + KCH, end) - k0;
     int prefix = prefix_of(mode, start, end);
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x)
         sq[d] = q[(size_t)b * Q_DIM + h * HEAD_DIM + d] * SCALE;
     __syncthreads();
-    for (int j = warp; j < KCH; j += warps) {
-        int key = k0 + j;
-        float dot = 0.0f;
-        if (key < k1) {
-            for (int d = lane; d < HEAD_DIM; d += 32) {
-                bool c;
-                size_t at = key_at(key, prefix, start, b, kvh, 1, max_seq, d, &c);
-                dot += sq[d] * to_f32(c ? ck[at] : nk[at]);
+    size_t at = ((size_t)b * HEADS + h) * gridDim.x + split;
+    if (threadIdx.x < 32) {
+        int j = threadIdx.x;
+        float s = -INFINITY;
+        if (j < n) {
+            const T* row = kv_row(ck, nk, k0 + j, prefix, start, b, kvh, max_seq);
+            float dot = 0.0f;
+            if (HEAD_DIM % VEC == 0) { // rows start on 16-byte boundaries: vector loads
+                const uint4* r4 = (const uint4*)row;
+                float f[VEC];
+#pragma unroll
+                for (int i = 0; i < HEAD_DIM / VEC; i++) {
+                    unpack(r4[i], f);
+#pragma unroll
+                    for (int e = 0; e < VEC; e++) dot += sq[i * VEC + e] * f[e];
+                }
+            } else {
+#pragma unroll
+                for (int d = 0; d < HEAD_DIM; d++) dot += sq[d] * to_f32(row[d]);
             }
+            s = dot;
         }
-        dot = warp_sum(dot);
-        if (lane == 0) sp[j] = key < k1 ? dot : -INFINITY;
+        float mx = warp_max(s);
+        float p = j < n ? expf(s - mx) : 0.0f;
+        float l = warp_sum(p);
+        if (j < KCH) sp[j] = p;
+        if (j == 0) {
+            part_ml[at * 2] = mx;
+            part_ml[at * 2 + 1] = l;
+        }
     }
     __syncthreads();
-    float mx = -INFINITY;
-    for (int j = 0; j < KCH; j++) mx = fmaxf(mx, sp[j]);
-    float sum = 0.0f;
-    for (int j = 0; j < KCH; j++) sum += k0 + j < k1 ? expf(sp[j] - mx) : 0.0f;
-    for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x) {
+    int g = threadIdx.x / HEAD_DIM, d = threadIdx.x % HEAD_DIM;
+    float acc = 0.0f;
+    if (g < PV_GROUPS) {
+#pragma unroll 8
+        for (int j = g; j < n; j += PV_GROUPS)
+            acc += sp[j] * to_f32(kv_row(cv, nv, k0 + j, prefix, start, b, kvh, max_seq)[d]);
+    }
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.x < HEAD_DIM) {
         float o = 0.0f;
-        for (int j = 0; j < k1 - k0; j++) {
-            bool c;
-            size_t at = key_at(k0 + j, prefix, start, b, kvh, 1, max_seq, d, &c);
-            o += expf(sp[j] - mx) * to_f32(c ? cv[at] : nv[at]);
-        }
-        part_o[(((size_t)b * HEADS + h) * gridDim.x + split) * HEAD_DIM + d] = o;
+#pragma unroll
+        for (int i = 0; i < PV_GROUPS; i++) o += part[i * HEAD_DIM + threadIdx.x];
+        part_o[at * HEAD_DIM + threadIdx.x] = o;
     }
+    // Publish this split, then let the last one to arrive combine all of them.
+    __threadfence();
+    __syncthreads();
+    int used = min((end + KCH - 1) / KCH, (int)gridDim.x);
     if (threadIdx.x == 0) {
-        size_t at = (((size_t)b * HEADS + h) * gridDim.x + split) * 2;
-        part_ml[at] = mx;
-        part_ml[at + 1] = sum;
+        unsigned prev = atomicAdd(&counters[b * HEADS + h], 1u);
+        is_last = prev + 1 == (unsigned)used;
     }
-}
-
-// Combine the valid splits of attn_decode: grid (HEADS, batch), block HEAD_DIM rounded up to 32.
-extern "C" __global__ void attn_combine(const float* __restrict__ part_o,
-                                        const float* __restrict__ part_ml,
-                                        const int* __restrict__ step, T* __restrict__ out,
-                                        int splits) {
-    int h = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
-    int end = step[1];
-    int used = min((end + KCH - 1) / KCH, splits);
-    size_t base = ((size_t)b * HEADS + h) * splits;
-    float mx = -INFINITY;
-    for (int i = 0; i < used; i++) mx = fmaxf(mx, part_ml[(base + i) * 2]);
-    float o = 0.0f, l = 0.0f;
-    for (int i = 0; i < used; i++) {
-        float w = expf(part_ml[(base + i) * 2] - mx);
-        l += w * part_ml[(base + i) * 2 + 1];
-        if (d < HEAD_DIM) o += w * part_o[(base + i) * HEAD_DIM + d];
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    size_t base = ((size_t)b * HEADS + h) * gridDim.x;
+    if (threadIdx.x < HEAD_DIM) {
+        float mx = -INFINITY;
+        for (int i = 0; i < used; i++) mx = fmaxf(mx, __ldcg(&part_ml[(base + i) * 2]));
+        float o = 0.0f, l = 0.0f;
+        for (int i = 0; i < used; i++) {
+            float w = expf(__ldcg(&part_ml[(base + i) * 2]) - mx);
+            l += w * __ldcg(&part_ml[(base + i) * 2 + 1]);
+            o += w * __ldcg(&part_o[(base + i) * HEAD_DIM + threadIdx.x]);
+        }
+        out[(size_t)b * Q_DIM + h * HEAD_DIM + threadIdx.x] = from_f32(o / l);
     }
-    if (d < HEAD_DIM) out[(size_t)b * Q_DIM + h * HEAD_DIM + d] = from_f32(o / l);
+    if (threadIdx.x == 0) counters[b * HEADS + h] = 0u;
 }

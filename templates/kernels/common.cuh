@@ -44,6 +44,51 @@ __device__ __forceinline__ T from_f32(float f) {
 #define INTER {{ c.inter }}
 #define VOCAB {{ c.vocab }}
 
+// Elements of T per 16-byte vector, and a 16-byte vector of T unpacked to f32.
+#define VEC (16 / (int)sizeof(T))
+__device__ __forceinline__ void unpack(uint4 v, float* f) {
+{% if c.dtype == "f32" %}
+    f[0] = __uint_as_float(v.x); f[1] = __uint_as_float(v.y);
+    f[2] = __uint_as_float(v.z); f[3] = __uint_as_float(v.w);
+{% else %}
+    u32 w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = to_f32((T)(w[i] & 0xffffu));
+        f[2 * i + 1] = to_f32((T)(w[i] >> 16));
+    }
+{% endif %}
+}
+
+// Programmatic dependent launch (sm_90+; no-ops elsewhere and when launched without the attribute):
+// a kernel may start while its predecessor drains, does only predecessor-independent work (index math,
+// weight prefetch) before pdl_wait(), which returns once the predecessor finished and its writes are
+// visible; pdl_trigger() lets the successor start launching.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+// Bring `bytes` (a multiple of 16, 16-byte aligned) at p into L2 without waiting for them.
+__device__ __forceinline__ void prefetch_l2(const void* p, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
+// An order-preserving 64-bit key of (logit, index): the largest logit wins, the smallest index on
+// ties (as torch.argmax); atomicMax over keys is a parallel argmax. Index = 0xffffffff - low word.
+__device__ __forceinline__ unsigned long long argmax_key(float v, int n) {
+    u32 u = __float_as_uint(v);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ((unsigned long long)u << 32) | (unsigned long long)(0xffffffffu - (u32)n);
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -5,6 +5,8 @@
 // out[r, i] = silu(g) * u with g = gu[r, i] (+ bias[i]), u = gu[r, INTER + i] (+ bias[INTER + i]).
 extern "C" __global__ void swiglu(const float* __restrict__ gu, const float* __restrict__ bias,
                                   T* __restrict__ out, int rows) {
+    pdl_wait();
+    pdl_trigger();
     size_t n = (size_t)rows * INTER;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n;
          e += (size_t)gridDim.x * blockDim.x) {
@@ -21,6 +23,8 @@ extern "C" __global__ void swiglu(const float* __restrict__ gu, const float* __r
 // out = gelu_new(x + bias) (tanh approximation, as GPT-2).
 extern "C" __global__ void gelu_bias(const float* __restrict__ x, const float* __restrict__ bias,
                                      T* __restrict__ out, int rows) {
+    pdl_wait();
+    pdl_trigger();
     size_t n = (size_t)rows * INTER;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n;
          e += (size_t)gridDim.x * blockDim.x) {

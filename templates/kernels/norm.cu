@@ -4,10 +4,15 @@
 #define EPS {{ c.eps }}
 
 // x[r] = table[ids[r]] (+ pos_table[pos[r]]); x is the f32 residual stream [rows, HIDDEN].
+// Also clears the `nbest` fused argmax slots `best` (one per sequence).
 extern "C" __global__ void embed(const u32* __restrict__ ids, const u32* __restrict__ pos,
                                  const T* __restrict__ table, const T* __restrict__ pos_table,
-                                 float* __restrict__ x) {
+                                 float* __restrict__ x, unsigned long long* __restrict__ best,
+                                 int nbest) {
+    pdl_wait();
+    pdl_trigger();
     int r = blockIdx.x;
+    if (threadIdx.x == 0 && r < nbest) best[r] = 0ull;
     const T* row = table + (size_t)ids[r] * HIDDEN;
     const T* prow = pos_table ? pos_table + (size_t)pos[r] * HIDDEN : 0;
     for (int i = threadIdx.x; i < HIDDEN; i += blockDim.x) {
@@ -23,6 +28,8 @@ extern "C" __global__ void add_norm(float* __restrict__ x, const float* __restri
                                     const float* __restrict__ bias, const float* __restrict__ w,
                                     const float* __restrict__ b, T* __restrict__ out) {
     __shared__ float red[32];
+    pdl_wait();
+    pdl_trigger();
     int r = blockIdx.x;
     float* xr = x + (size_t)r * HIDDEN;
     float sum = 0.0f, sq = 0.0f;

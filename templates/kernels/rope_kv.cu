@@ -3,7 +3,8 @@
 {% include "kernels/common.cuh" %}
 #define HALF_DIM (HEAD_DIM / 2)
 
-// One block per token row r = b * seq_len + s at absolute position start + s (start = step[0]).
+// grid (rows, chunks): block (r, c) handles items c * blockDim.x + threadIdx.x (stride gridDim.y *
+// blockDim.x) of token row r = b * seq_len + s at absolute position start + s (start = step[0]).
 // qkv: f32 [rows, QKV_DIM] GEMM output; bias: f32 [QKV_DIM] or null.
 // q: f32 [rows, Q_DIM] (rotated); new_k/new_v: T [batch, KV_HEADS, seq_len, HEAD_DIM];
 // when write_cache, also cache_k/cache_v: T [cache_batch, KV_HEADS, max_seq, HEAD_DIM] at start + s.
@@ -13,6 +14,8 @@ extern "C" __global__ void qkv_rope(const float* __restrict__ qkv, const float* 
                                     float* __restrict__ q, T* __restrict__ new_k, T* __restrict__ new_v,
                                     T* __restrict__ cache_k, T* __restrict__ cache_v, int seq_len,
                                     int max_seq, int write_cache) {
+    pdl_wait();
+    pdl_trigger();
     int r = blockIdx.x;
     int b = r / seq_len, s = r % seq_len;
     int t = step[0] + s;
@@ -22,7 +25,8 @@ extern "C" __global__ void qkv_rope(const float* __restrict__ qkv, const float* 
     const float* sn = sin_t + (size_t)pos[r] * HALF_DIM;
 {% endif %}
     // Rotated pairs of q heads then k heads; v copied.
-    for (int i = threadIdx.x; i < (HEADS + KV_HEADS) * HALF_DIM + KV_DIM; i += blockDim.x) {
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < (HEADS + KV_HEADS) * HALF_DIM + KV_DIM;
+         i += gridDim.y * blockDim.x) {
         if (i < (HEADS + KV_HEADS) * HALF_DIM) {
             int head = i / HALF_DIM, j = i % HALF_DIM;
             int col = head * HEAD_DIM + j; // q heads then k heads are contiguous in qkv

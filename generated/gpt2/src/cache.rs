@@ -3,7 +3,9 @@
 use crate::config::NUM_LAYERS;
 use crate::model::Model;
 use ::runtime::codegen as rt;
-/// The static KV cache of `gpt2`: 12 layers, each with a key and a value tensor of shape `[batch, 12, max_seq_len, 64]`, allocated once by [`Engine::new_cache`](crate::Engine::new_cache) for an engine of precision `P`.
+/// The static KV cache of `gpt2`: 12 layers, each with a key and a value tensor of shape `[batch,
+/// 12, max_seq_len, 64]`, allocated once by [`Engine::new_cache`](crate::Engine::new_cache) for an
+/// engine of precision `P`.
 #[derive(Debug)]
 pub struct KvCache<P: rt::PrecisionMarker> {
     /// Layer 0 keys, `[batch, 12, max_seq_len, 64]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).

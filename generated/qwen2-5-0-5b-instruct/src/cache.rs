@@ -3,7 +3,9 @@
 use crate::config::NUM_LAYERS;
 use crate::model::Model;
 use ::runtime::codegen as rt;
-/// The static KV cache of `Qwen2.5-0.5B-Instruct`: 24 layers, each with a key and a value tensor of shape `[batch, 2, max_seq_len, 64]`, allocated once by [`Engine::new_cache`](crate::Engine::new_cache) for an engine of precision `P`.
+/// The static KV cache of `Qwen2.5-0.5B-Instruct`: 24 layers, each with a key and a value tensor
+/// of shape `[batch, 2, max_seq_len, 64]`, allocated once by
+/// [`Engine::new_cache`](crate::Engine::new_cache) for an engine of precision `P`.
 #[derive(Debug)]
 pub struct KvCache<P: rt::PrecisionMarker> {
     /// Layer 0 keys, `[batch, 2, max_seq_len, 64]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).

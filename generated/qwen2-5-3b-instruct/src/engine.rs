@@ -6,7 +6,9 @@ use crate::config::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LEN, DefaultPrecision};
 use ::core::marker::PhantomData;
 use ::runtime::codegen as rt;
 use ::std::path::Path;
-/// A built `Qwen2.5-3B-Instruct` engine whose weights (and, on GPU, activations and cache) are stored in precision `P` ([`Fp32`](crate::Fp32), [`Fp16`](crate::Fp16) or [`Bf16`](crate::Bf16)).
+/// A built `Qwen2.5-3B-Instruct` engine whose weights (and, on GPU, activations and cache) are
+/// stored in precision `P` ([`Fp32`](crate::Fp32), [`Fp16`](crate::Fp16) or
+/// [`Bf16`](crate::Bf16)).
 pub struct Engine<P: rt::PrecisionMarker = DefaultPrecision> {
     inner: rt::Engine,
     _precision: PhantomData<P>,
@@ -18,7 +20,7 @@ pub fn default_options() -> rt::EngineOptions {
         max_seq_len: DEFAULT_MAX_SEQ_LEN,
         max_batch: DEFAULT_BATCH_SIZE,
         device: rt::DeviceChoice::Cpu {
-            threads: ::core::option::Option::None,
+            threads: None,
         },
     }
 }
@@ -83,7 +85,7 @@ impl<P: rt::PrecisionMarker> Engine<P> {
     /// The seed's `generate`: no cache, the whole sequence recomputed every step.
     pub fn generate(
         &mut self,
-        prompts: &[::std::vec::Vec<u32>],
+        prompts: &[Vec<u32>],
         options: &rt::GenerateOptions,
         on_token: &mut dyn FnMut(usize, u32),
     ) -> rt::RuntimeResult<rt::GenerateOutput> {
@@ -94,7 +96,7 @@ impl<P: rt::PrecisionMarker> Engine<P> {
     pub fn generate_with_static_cache(
         &mut self,
         cache: &mut KvCache<P>,
-        prompts: &[::std::vec::Vec<u32>],
+        prompts: &[Vec<u32>],
         options: &rt::GenerateOptions,
         on_token: &mut dyn FnMut(usize, u32),
     ) -> rt::RuntimeResult<rt::GenerateOutput> {

@@ -38,7 +38,7 @@ pub const MLP: rt::Mlp = rt::Mlp::SwiGlu;
 /// Rotary embedding base frequency.
 pub const ROPE_THETA: f64 = 100000.0;
 /// Llama 3 frequency-dependent RoPE scaling, when the config has one.
-pub const ROPE_SCALING: ::core::option::Option<rt::Llama3Scaling> = ::core::option::Option::None;
+pub const ROPE_SCALING: Option<rt::Llama3Scaling> = None;
 /// Position encoding.
 pub const POSITIONS: rt::Positions = rt::Positions::Rope {
     theta: ROPE_THETA,
@@ -53,15 +53,13 @@ pub const MLP_BIAS: bool = false;
 /// `lm_head` is the token embedding.
 pub const TIE_WORD_EMBEDDINGS: bool = true;
 /// Beginning-of-sequence token, if the config names one.
-pub const BOS_TOKEN_ID: ::core::option::Option<u32> = ::core::option::Option::Some(1);
+pub const BOS_TOKEN_ID: Option<u32> = Some(1);
 /// Every token id that ends generation.
 pub const EOS_TOKEN_IDS: &[u32] = &[2];
 /// Padding token, if the config names one.
-pub const PAD_TOKEN_ID: ::core::option::Option<u32> = ::core::option::Option::Some(2);
+pub const PAD_TOKEN_ID: Option<u32> = Some(2);
 /// The checkpoint's own dtype.
-pub const SOURCE_DTYPE: ::core::option::Option<&str> = ::core::option::Option::Some(
-    "bfloat16",
-);
+pub const SOURCE_DTYPE: Option<&str> = Some("bfloat16");
 /// The default precision of an engine (`models.toml`), as a type.
 pub type DefaultPrecision = rt::Fp32;
 /// The default static cache length (`models.toml`).

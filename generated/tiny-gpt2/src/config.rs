@@ -46,15 +46,13 @@ pub const MLP_BIAS: bool = true;
 /// `lm_head` is the token embedding.
 pub const TIE_WORD_EMBEDDINGS: bool = true;
 /// Beginning-of-sequence token, if the config names one.
-pub const BOS_TOKEN_ID: ::core::option::Option<u32> = ::core::option::Option::Some(1);
+pub const BOS_TOKEN_ID: Option<u32> = Some(1);
 /// Every token id that ends generation.
 pub const EOS_TOKEN_IDS: &[u32] = &[2];
 /// Padding token, if the config names one.
-pub const PAD_TOKEN_ID: ::core::option::Option<u32> = ::core::option::Option::None;
+pub const PAD_TOKEN_ID: Option<u32> = None;
 /// The checkpoint's own dtype.
-pub const SOURCE_DTYPE: ::core::option::Option<&str> = ::core::option::Option::Some(
-    "float32",
-);
+pub const SOURCE_DTYPE: Option<&str> = Some("float32");
 /// The default precision of an engine (`models.toml`), as a type.
 pub type DefaultPrecision = rt::Fp32;
 /// The default static cache length (`models.toml`).

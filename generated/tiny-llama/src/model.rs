@@ -11,7 +11,7 @@ pub static MODEL: Model = Model;
 /// generated from.
 pub fn spec() -> rt::ModelSpec {
     rt::ModelSpec {
-        name: ::std::string::String::from(NAME),
+        name: String::from(NAME),
         arch: ARCH,
         vocab_size: VOCAB_SIZE,
         hidden_size: HIDDEN_SIZE,
@@ -32,20 +32,20 @@ pub fn spec() -> rt::ModelSpec {
         bos_token_id: BOS_TOKEN_ID,
         eos_token_ids: EOS_TOKEN_IDS.to_vec(),
         pad_token_id: PAD_TOKEN_ID,
-        source_dtype: SOURCE_DTYPE.map(::std::string::String::from),
-        config_hash: ::std::string::String::from(CONFIG_SHA256),
+        source_dtype: SOURCE_DTYPE.map(String::from),
+        config_hash: String::from(CONFIG_SHA256),
     }
 }
 /// The `models.toml` entry this crate was generated from.
 pub fn entry() -> rt::ModelEntry {
     rt::ModelEntry {
-        name: ::std::string::String::from(NAME),
-        hf_id: ::std::string::String::from(HF_ID),
+        name: String::from(NAME),
+        hf_id: String::from(HF_ID),
         config: ::std::path::PathBuf::from(CONFIG_PATH),
         precision: rt::Precision::Fp32,
         max_seq_len: DEFAULT_MAX_SEQ_LEN,
         batch_size: DEFAULT_BATCH_SIZE,
-        weights: ::std::vec![
+        weights: vec![
             rt::WeightEntry::HfDir { path :
             ::std::path::PathBuf::from("models/tiny-llama") }
         ],

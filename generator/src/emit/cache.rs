@@ -25,12 +25,12 @@ pub fn cache_rs(m: &ModelInput) -> TokenStream {
     let key_docs = layers.clone().map(|l| shape("keys", l));
     let value_docs = layers.clone().map(|l| shape("values", l));
     let indices = layers.map(proc_macro2::Literal::usize_unsuffixed);
-    let doc = format!(
-        " The static KV cache of `{}`: {} layers, each with a key and a value tensor of shape \
+    let doc = super::lit::doc_lines(&format!(
+        "The static KV cache of `{}`: {} layers, each with a key and a value tensor of shape \
          `[batch, {}, max_seq_len, {}]`, allocated once by [`Engine::new_cache`](crate::Engine::new_cache) \
          for an engine of precision `P`.",
         m.entry.name, s.num_layers, s.num_kv_heads, s.head_dim
-    );
+    ));
     quote! {
         //! The static KV cache and the inputs of one engine call.
 
@@ -38,7 +38,7 @@ pub fn cache_rs(m: &ModelInput) -> TokenStream {
         use crate::model::Model;
         use ::runtime::codegen as rt;
 
-        #[doc = #doc]
+        #(#[doc = #doc])*
         #[derive(Debug)]
         pub struct KvCache<P: rt::PrecisionMarker> {
             #(

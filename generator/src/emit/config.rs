@@ -44,13 +44,13 @@ fn positions(m: &ModelInput) -> Result<(TokenStream, TokenStream), GenError> {
         Positions::Rope { theta, llama3 } => {
             let theta = finite(m, "rope theta", theta)?;
             let scaling = match llama3 {
-                None => quote!(::core::option::Option::None),
+                None => quote!(None),
                 Some(s) => {
                     let factor = finite(m, "rope_scaling.factor", s.factor)?;
                     let low = finite(m, "rope_scaling.low_freq_factor", s.low_freq_factor)?;
                     let high = finite(m, "rope_scaling.high_freq_factor", s.high_freq_factor)?;
                     let orig = lit::usize(s.original_max_position_embeddings);
-                    quote!(::core::option::Option::Some(rt::Llama3Scaling {
+                    quote!(Some(rt::Llama3Scaling {
                         factor: #factor,
                         low_freq_factor: #low,
                         high_freq_factor: #high,
@@ -62,7 +62,7 @@ fn positions(m: &ModelInput) -> Result<(TokenStream, TokenStream), GenError> {
                 /// Rotary embedding base frequency.
                 pub const ROPE_THETA: f64 = #theta;
                 /// Llama 3 frequency-dependent RoPE scaling, when the config has one.
-                pub const ROPE_SCALING: ::core::option::Option<rt::Llama3Scaling> = #scaling;
+                pub const ROPE_SCALING: Option<rt::Llama3Scaling> = #scaling;
             };
             Ok((
                 quote!(rt::Positions::Rope {
@@ -205,13 +205,13 @@ pub fn config_rs(m: &ModelInput) -> Result<TokenStream, GenError> {
         pub const POSITIONS: rt::Positions = #positions;
         #flags
         /// Beginning-of-sequence token, if the config names one.
-        pub const BOS_TOKEN_ID: ::core::option::Option<u32> = #bos;
+        pub const BOS_TOKEN_ID: Option<u32> = #bos;
         /// Every token id that ends generation.
         pub const EOS_TOKEN_IDS: &[u32] = &[#(#eos),*];
         /// Padding token, if the config names one.
-        pub const PAD_TOKEN_ID: ::core::option::Option<u32> = #pad;
+        pub const PAD_TOKEN_ID: Option<u32> = #pad;
         /// The checkpoint's own dtype.
-        pub const SOURCE_DTYPE: ::core::option::Option<&str> = #dtype;
+        pub const SOURCE_DTYPE: Option<&str> = #dtype;
         /// The default precision of an engine (`models.toml`), as a type.
         pub type DefaultPrecision = #precision;
         /// The default static cache length (`models.toml`).

@@ -6,11 +6,11 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 pub fn engine_rs(m: &ModelInput) -> TokenStream {
-    let doc = format!(
-        " A built `{}` engine whose weights (and, on GPU, activations and cache) are stored in precision \
+    let doc = super::lit::doc_lines(&format!(
+        "A built `{}` engine whose weights (and, on GPU, activations and cache) are stored in precision \
          `P` ([`Fp32`](crate::Fp32), [`Fp16`](crate::Fp16) or [`Bf16`](crate::Bf16)).",
         m.entry.name
-    );
+    ));
     quote! {
         //! The typed engine: build, save/load, forward and the generation loops, all delegating to
         //! `runtime`.
@@ -21,7 +21,7 @@ pub fn engine_rs(m: &ModelInput) -> TokenStream {
         use ::runtime::codegen as rt;
         use ::std::path::Path;
 
-        #[doc = #doc]
+        #(#[doc = #doc])*
         pub struct Engine<P: rt::PrecisionMarker = DefaultPrecision> {
             inner: rt::Engine,
             _precision: PhantomData<P>,
@@ -33,7 +33,7 @@ pub fn engine_rs(m: &ModelInput) -> TokenStream {
             rt::EngineOptions {
                 max_seq_len: DEFAULT_MAX_SEQ_LEN,
                 max_batch: DEFAULT_BATCH_SIZE,
-                device: rt::DeviceChoice::Cpu { threads: ::core::option::Option::None },
+                device: rt::DeviceChoice::Cpu { threads: None },
             }
         }
 
@@ -103,7 +103,7 @@ pub fn engine_rs(m: &ModelInput) -> TokenStream {
             /// The seed's `generate`: no cache, the whole sequence recomputed every step.
             pub fn generate(
                 &mut self,
-                prompts: &[::std::vec::Vec<u32>],
+                prompts: &[Vec<u32>],
                 options: &rt::GenerateOptions,
                 on_token: &mut dyn FnMut(usize, u32),
             ) -> rt::RuntimeResult<rt::GenerateOutput> {
@@ -115,7 +115,7 @@ pub fn engine_rs(m: &ModelInput) -> TokenStream {
             pub fn generate_with_static_cache(
                 &mut self,
                 cache: &mut KvCache<P>,
-                prompts: &[::std::vec::Vec<u32>],
+                prompts: &[Vec<u32>],
                 options: &rt::GenerateOptions,
                 on_token: &mut dyn FnMut(usize, u32),
             ) -> rt::RuntimeResult<rt::GenerateOutput> {

@@ -29,9 +29,9 @@ pub fn opt_u32(v: Option<u32>) -> TokenStream {
     match v {
         Some(n) => {
             let n = u32(n);
-            quote!(::core::option::Option::Some(#n))
+            quote!(Some(#n))
         }
-        None => quote!(::core::option::Option::None),
+        None => quote!(None),
     }
 }
 
@@ -39,8 +39,25 @@ pub fn opt_str(v: Option<&str>) -> TokenStream {
     match v {
         Some(s) => {
             let s = str(s);
-            quote!(::core::option::Option::Some(#s))
+            quote!(Some(#s))
         }
-        None => quote!(::core::option::Option::None),
+        None => quote!(None),
     }
+}
+
+/// `text` as doc-comment lines of at most ~100 columns, each starting with a space (`/// text`).
+pub fn doc_lines(text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > 96 {
+            lines.push(std::mem::take(&mut line));
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }

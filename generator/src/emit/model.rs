@@ -8,14 +8,14 @@ use quote::quote;
 use runtime::manifest::WeightEntry;
 
 pub fn lib_rs(m: &ModelInput) -> TokenStream {
-    let doc = format!(
-        " Typed llmforge engine for `{}` (`{}`): its constants, a static KV cache with one named field per \
+    let doc = super::lit::doc_lines(&format!(
+        "Typed llmforge engine for `{}` (`{}`): its constants, a static KV cache with one named field per \
          layer tensor, the engine's inputs and the engine. Generated from `models.toml`; see README.md. \
          The modules are formatted by the generator (prettyplease), so rustfmt skips them.",
         m.entry.name, m.entry.hf_id
-    );
+    ));
     quote! {
-        #![doc = #doc]
+        #(#![doc = #doc])*
 
         #[rustfmt::skip]
         mod cache;
@@ -45,9 +45,9 @@ fn weight_entry(w: &WeightEntry) -> TokenStream {
             let id = match id {
                 Some(id) => {
                     let id = lit::str(id);
-                    quote!(::core::option::Option::Some(::std::string::String::from(#id)))
+                    quote!(Some(String::from(#id)))
                 }
-                None => quote!(::core::option::Option::None),
+                None => quote!(None),
             };
             quote!(rt::WeightEntry::HfCache { id: #id })
         }
@@ -57,7 +57,7 @@ fn weight_entry(w: &WeightEntry) -> TokenStream {
         }
         WeightEntry::Pypi { package } => {
             let package = lit::str(package);
-            quote!(rt::WeightEntry::Pypi { package: ::std::string::String::from(#package) })
+            quote!(rt::WeightEntry::Pypi { package: String::from(#package) })
         }
         WeightEntry::Synthetic { seed } => {
             let seed = lit::u64(*seed);
@@ -86,7 +86,7 @@ pub fn model_rs(m: &ModelInput) -> TokenStream {
         /// generated from.
         pub fn spec() -> rt::ModelSpec {
             rt::ModelSpec {
-                name: ::std::string::String::from(NAME),
+                name: String::from(NAME),
                 arch: ARCH,
                 vocab_size: VOCAB_SIZE,
                 hidden_size: HIDDEN_SIZE,
@@ -107,21 +107,21 @@ pub fn model_rs(m: &ModelInput) -> TokenStream {
                 bos_token_id: BOS_TOKEN_ID,
                 eos_token_ids: EOS_TOKEN_IDS.to_vec(),
                 pad_token_id: PAD_TOKEN_ID,
-                source_dtype: SOURCE_DTYPE.map(::std::string::String::from),
-                config_hash: ::std::string::String::from(CONFIG_SHA256),
+                source_dtype: SOURCE_DTYPE.map(String::from),
+                config_hash: String::from(CONFIG_SHA256),
             }
         }
 
         /// The `models.toml` entry this crate was generated from.
         pub fn entry() -> rt::ModelEntry {
             rt::ModelEntry {
-                name: ::std::string::String::from(NAME),
-                hf_id: ::std::string::String::from(HF_ID),
+                name: String::from(NAME),
+                hf_id: String::from(HF_ID),
                 config: ::std::path::PathBuf::from(CONFIG_PATH),
                 precision: #precision,
                 max_seq_len: DEFAULT_MAX_SEQ_LEN,
                 batch_size: DEFAULT_BATCH_SIZE,
-                weights: ::std::vec![#(#weights),*],
+                weights: vec![#(#weights),*],
             }
         }
 

@@ -43,7 +43,7 @@ pub fn models_rs(manifest: &Manifest, models: &[ModelInput]) -> TokenStream {
         }
 
         /// The model called `name` (its `models.toml` name, exactly).
-        pub fn get(name: &str) -> ::core::option::Option<&'static dyn DynModel> {
+        pub fn get(name: &str) -> Option<&'static dyn DynModel> {
             ALL.iter().copied().find(|m| m.name() == name)
         }
     }

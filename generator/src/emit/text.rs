@@ -123,7 +123,7 @@ struct RegistryCargo {
 
 pub fn registry_cargo_toml(manifest: &Manifest, models: &[ModelInput]) -> Result<String, GenError> {
     let t = RegistryCargo {
-        header: super::registry_header("#", manifest),
+        header: super::registry_header("#", manifest, models),
         deps: models.iter().map(|m| m.package.clone()).collect(),
     };
     render("registry/Cargo.toml", &t)

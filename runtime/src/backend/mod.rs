@@ -140,6 +140,11 @@ pub trait Backend: Send {
     /// Bytes of weights read per decode step (for roofline figures).
     fn weight_bytes(&self) -> usize;
 
+    /// The device this backend runs on, in words (e.g. the GPU's name).
+    fn device_name(&self) -> String {
+        self.kind().as_str().to_string()
+    }
+
     /// What the engine-file header records about this backend: the GPU compute capability (e.g. 90)
     /// and the chosen GEMM algorithms, in words. The CPU has neither.
     fn header_extras(&self) -> (Option<u32>, Vec<String>) {

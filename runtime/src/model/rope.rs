@@ -49,6 +49,29 @@ pub fn tables(inv_freq: &[f32], positions: usize) -> (Vec<f32>, Vec<f32>) {
     let half = inv_freq.len();
     let mut cos = Vec::with_capacity(positions * half);
     let mut sin = Vec::with_capacity(positions * half);
+    fill(inv_freq, positions, &mut cos, &mut sin);
+    (cos, sin)
+}
+
+/// [`tables`] for a `positions` that comes from the user: a size that overflows or cannot be allocated
+/// is an error naming it, not a panic or an abort.
+pub fn try_tables(inv_freq: &[f32], positions: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let n = positions.checked_mul(inv_freq.len());
+    let fail = || {
+        format!(
+            "rotary tables for {positions} positions of {} frequencies do not fit in memory",
+            inv_freq.len()
+        )
+    };
+    let n = n.ok_or_else(fail)?;
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    cos.try_reserve_exact(n).map_err(|_| fail())?;
+    sin.try_reserve_exact(n).map_err(|_| fail())?;
+    fill(inv_freq, positions, &mut cos, &mut sin);
+    Ok((cos, sin))
+}
+
+fn fill(inv_freq: &[f32], positions: usize, cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
     for p in 0..positions {
         for &f in inv_freq {
             let angle = (p as f32 * f) as f64;
@@ -56,7 +79,6 @@ pub fn tables(inv_freq: &[f32], positions: usize) -> (Vec<f32>, Vec<f32>) {
             sin.push(angle.sin() as f32);
         }
     }
-    (cos, sin)
 }
 
 #[cfg(test)]

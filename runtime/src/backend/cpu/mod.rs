@@ -54,7 +54,7 @@ pub fn build(
         .build()
         .map_err(|e| Error::Backend(BackendError::Other(format!("thread pool: {e}"))))?;
     let inv_freq = model::rope::inv_freq(&spec.positions, spec.head_dim);
-    let mut ops = CpuOps::new(options.precision, inv_freq.as_deref(), options.max_seq_len);
+    let mut ops = CpuOps::new(options.precision, inv_freq.as_deref(), options.max_seq_len)?;
     progress.stage("pack weights", spec.num_layers as u64);
     let packed = pool.install(|| model::load(spec, weights, &mut ops))?;
     progress.advance(spec.num_layers as u64);
@@ -85,9 +85,17 @@ impl Backend for CpuBackend {
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .ok_or_else(|| Error::invalid(format!("cache shape {shape:?} overflows")))?;
+        // A cache length or batch from the user may not fit in memory: an error, not an abort.
+        let mut data = Vec::new();
+        data.try_reserve_exact(n).map_err(|_| {
+            Error::invalid(format!(
+                "a KV cache tensor of shape {shape:?} ({n} f32 values) does not fit in memory"
+            ))
+        })?;
+        data.resize(n, 0.0);
         Ok(KvTensor {
             shape,
-            storage: KvStorage::Host(vec![0.0; n]),
+            storage: KvStorage::Host(data),
         })
     }
 

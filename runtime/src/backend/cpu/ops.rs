@@ -45,16 +45,20 @@ fn shape_check(what: &str, ok: bool, detail: impl FnOnce() -> String) -> Result<
 }
 
 impl CpuOps {
-    pub fn new(precision: Precision, inv_freq: Option<&[f32]>, positions: usize) -> CpuOps {
-        let rope = inv_freq.map(|f| {
-            let (c, s) = crate::model::rope::tables(f, positions);
-            (c, s, positions)
-        });
-        CpuOps {
+    pub fn new(precision: Precision, inv_freq: Option<&[f32]>, positions: usize) -> Result<CpuOps> {
+        let rope = match inv_freq {
+            Some(f) => {
+                let (c, s) =
+                    crate::model::rope::try_tables(f, positions).map_err(Error::invalid)?;
+                Some((c, s, positions))
+            }
+            None => None,
+        };
+        Ok(CpuOps {
             precision,
             rope,
             tmp: Vec::new(),
-        }
+        })
     }
 }
 

@@ -62,6 +62,8 @@ pub struct Gpu {
     /// Compute capability as `major * 10 + minor` (90 for sm_90).
     pub sm: u32,
     pub name: String,
+    /// Streaming multiprocessors.
+    pub sms: usize,
 }
 
 impl Gpu {
@@ -81,12 +83,18 @@ impl Gpu {
             .compute_capability()
             .map_err(cuda_err("compute capability"))?;
         let name = ctx.name().map_err(cuda_err("device name"))?;
+        let sms = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(cuda_err("multiprocessor count"))?;
         let stream = ctx.new_stream().map_err(cuda_err("cuStreamCreate"))?;
         Ok(Gpu {
             ctx,
             stream,
             sm: (major * 10 + minor) as u32,
             name,
+            sms: sms.max(1) as usize,
         })
     }
 

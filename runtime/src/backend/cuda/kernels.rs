@@ -12,7 +12,7 @@ use cudarc::driver::CudaFunction;
 use serde::{Deserialize, Serialize};
 
 /// Keys per split of the decode attention.
-pub const DECODE_CHUNK: usize = 64;
+pub const DECODE_CHUNK: usize = 32;
 /// Most rows the decode GEMV kernel handles in one launch.
 pub const GEMV_MAX_ROWS: usize = 8;
 
@@ -87,12 +87,9 @@ kernel_template!(ArgmaxCu, "kernels/argmax.cu");
 pub const MODULES: [(&str, &[&str]); 6] = [
     ("norm", &["embed", "add_norm"]),
     ("rope_kv", &["qkv_rope"]),
-    (
-        "attention",
-        &["attn_prefill", "attn_decode", "attn_combine"],
-    ),
+    ("attention", &["attn_prefill", "attn_decode"]),
     ("mlp", &["swiglu", "gelu_bias"]),
-    ("gemv", &["gemv"]),
+    ("gemv", &["gemv", "gemv_norm", "gemv_swiglu", "gemv_gelu"]),
     ("argmax", &["argmax"]),
 ];
 
@@ -177,11 +174,15 @@ pub struct Kernels {
     pub qkv_rope: CudaFunction,
     pub attn_prefill: CudaFunction,
     pub attn_decode: CudaFunction,
-    pub attn_combine: CudaFunction,
     pub swiglu: CudaFunction,
     pub gelu_bias: CudaFunction,
     pub gemv: CudaFunction,
+    pub gemv_norm: CudaFunction,
+    pub gemv_swiglu: CudaFunction,
+    pub gemv_gelu: CudaFunction,
     pub argmax: CudaFunction,
+    /// Largest dynamic shared memory a gemv block may use (the device's opt-in limit).
+    pub gemv_smem_limit: usize,
 }
 
 impl Kernels {
@@ -218,11 +219,34 @@ impl Kernels {
             qkv_rope: take("qkv_rope")?,
             attn_prefill: take("attn_prefill")?,
             attn_decode: take("attn_decode")?,
-            attn_combine: take("attn_combine")?,
             swiglu: take("swiglu")?,
             gelu_bias: take("gelu_bias")?,
             gemv: take("gemv")?,
+            gemv_norm: take("gemv_norm")?,
+            gemv_swiglu: take("gemv_swiglu")?,
+            gemv_gelu: take("gemv_gelu")?,
             argmax: take("argmax")?,
+            gemv_smem_limit: 0,
+        })
+        .and_then(|mut k| {
+            use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+            let limit = gpu
+                .ctx
+                .attribute(
+                    CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                )
+                .map_err(cuda_err("shared memory limit"))?;
+            // Leave room for the kernels' static shared memory.
+            let dynamic = (limit - 1024).max(0);
+            for f in [&k.gemv, &k.gemv_norm, &k.gemv_swiglu, &k.gemv_gelu] {
+                f.set_attribute(
+                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    dynamic,
+                )
+                .map_err(cuda_err("cuFuncSetAttribute"))?;
+            }
+            k.gemv_smem_limit = dynamic as usize;
+            Ok(k)
         })
     }
 }

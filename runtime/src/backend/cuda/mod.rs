@@ -13,12 +13,16 @@
 //! Precision: weights, GEMM inputs and the KV cache in the storage type (FP32, FP16 or BF16); GEMM
 //! outputs, the residual stream, softmax and norms in f32.
 
+pub mod decode;
 pub mod device;
 pub mod forward;
 pub mod gemm;
 pub mod graph;
 pub mod kernels;
+pub mod layers;
 pub mod payload;
+pub mod scratch;
+mod step;
 pub mod tune;
 pub mod weights;
 
@@ -33,11 +37,12 @@ use crate::spec::{ModelSpec, Positions};
 use crate::weights::WeightMap;
 use crate::{Error, Result};
 use cudarc::driver::CudaGraph;
-use device::{DevBuf, Gpu, cuda_err};
-use forward::{Call, Model, Scratch};
+use device::{DevBuf, Gpu};
+use forward::Call;
 use gemm::{GemmChoice, GemmShape, Lt};
-use graph::{GraphCache, GraphKey};
+use graph::GraphCache;
 use kernels::{CompiledKernels, Kernels};
+use scratch::Scratch;
 use std::collections::BTreeMap;
 use weights::Layout;
 
@@ -55,13 +60,15 @@ pub struct CudaBackend {
     rope: Option<(DevBuf, DevBuf)>,
     scratch: Option<Scratch>,
     graphs: GraphCache<CudaGraph>,
+    /// Programmatic dependent launch in the fused decode path (sm_90+, unless `LLMFORGE_CUDA_PDL=0`).
+    pdl: bool,
 }
 
 // SAFETY: the backend is used from one thread at a time (`Backend: Send`, all calls take `&mut self`);
 // the CUDA graphs and cuBLASLt handle it owns are never shared.
 unsafe impl Send for CudaBackend {}
 
-fn ordinal(options: &BuildOptions) -> Result<usize> {
+pub(crate) fn ordinal(options: &BuildOptions) -> Result<usize> {
     match options.device {
         DeviceChoice::Cuda { ordinal } => Ok(ordinal),
         DeviceChoice::Cpu { .. } => {
@@ -157,6 +164,7 @@ impl CudaBackend {
             _ => None,
         };
         let lt = Lt::new(&gpu, options.precision)?;
+        let gpu_sm = gpu.sm;
         Ok(CudaBackend {
             spec: spec.clone(),
             options: *options,
@@ -171,6 +179,7 @@ impl CudaBackend {
             rope,
             scratch: None,
             graphs: GraphCache::default(),
+            pdl: gpu_sm >= 90 && std::env::var("LLMFORGE_CUDA_PDL").map_or(true, |v| v != "0"),
         })
     }
 
@@ -185,135 +194,13 @@ impl CudaBackend {
     pub fn gemm_choices(&self) -> &BTreeMap<GemmShape, GemmChoice> {
         &self.choices
     }
-
-    /// The shared parts of one call, plus the mutable ones, borrowed disjointly.
-    fn split(
-        &mut self,
-    ) -> (
-        Model<'_>,
-        &mut Lt,
-        &mut Option<Scratch>,
-        &mut GraphCache<CudaGraph>,
-    ) {
-        let CudaBackend {
-            spec,
-            options,
-            gpu,
-            kernels,
-            lt,
-            choices,
-            layout,
-            mats,
-            vecs,
-            rope,
-            scratch,
-            graphs,
-            ..
-        } = self;
-        let model = Model {
-            gpu,
-            k: kernels,
-            spec,
-            precision: options.precision,
-            layout,
-            mats,
-            vecs,
-            rope: rope.as_ref().map_or((0, 0), |(c, s)| (c.ptr(), s.ptr())),
-            max_seq: options.max_seq_len,
-            choices,
-        };
-        (model, lt, scratch, graphs)
-    }
-
-    /// Make sure the scratch holds `rows` rows (a new one drops the graphs that address the old one).
-    fn ensure_scratch(&mut self, rows: usize) -> Result<()> {
-        if self.scratch.as_ref().is_some_and(|s| s.rows >= rows) {
-            return Ok(());
-        }
-        self.graphs.clear();
-        self.scratch = None;
-        let want = rows.max(self.options.max_batch);
-        self.scratch = Some(Scratch::new(
-            &self.gpu,
-            &self.spec,
-            self.options.precision,
-            want,
-            self.options.max_batch,
-            self.options.max_seq_len,
-        )?);
-        Ok(())
-    }
-
-    /// Run one call; results stay on the device (`scratch.logits`, `scratch.next_ids`).
-    fn run(
-        &mut self,
-        step: &StepInputs<'_>,
-        cache: &mut [LayerKvMut<'_>],
-        call: Call,
-    ) -> Result<()> {
-        self.ensure_scratch(call.rows())?;
-        let mut ptrs = Vec::with_capacity(cache.len());
-        if call.mode != CacheMode::None {
-            for (l, layer) in cache.iter().enumerate() {
-                ptrs.push((
-                    device_ptr(layer.key, l, "key")?,
-                    device_ptr(layer.value, l, "value")?,
-                ));
-            }
-        }
-        let (m, lt, scratch, graphs) = self.split();
-        let s = scratch.as_mut().ok_or_else(missing_scratch)?;
-        let bytes = s.input_bytes(
-            step.input_ids,
-            step.position_ids,
-            step.start_idx,
-            step.end_idx,
-        );
-        m.gpu.write(&mut s.inputs, &bytes, "step inputs")?;
-        let s = &*s;
-        if !call.is_decode() {
-            return forward::encode(&m, lt, s, &call, &ptrs);
-        }
-        let key = GraphKey {
-            batch: call.batch,
-            mode: call.mode,
-            argmax: call.argmax,
-            scratch_rows: s.rows,
-            cache: ptrs,
-        };
-        if graphs.get(&key).is_none() {
-            let stream = &m.gpu.stream;
-            stream
-                .begin_capture(
-                    cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
-                )
-                .map_err(cuda_err("cuStreamBeginCapture"))?;
-            let encoded = forward::encode(&m, lt, s, &call, &key.cache);
-            let ended = stream.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0));
-            encoded?;
-            let graph = ended
-                .map_err(cuda_err("cuStreamEndCapture"))?
-                .ok_or_else(|| {
-                    Error::Backend(BackendError::Other(
-                        "CUDA graph capture produced no graph".into(),
-                    ))
-                })?;
-            graphs.insert(key.clone(), graph);
-        }
-        match graphs.get(&key) {
-            Some(g) => g.launch().map_err(cuda_err("cuGraphLaunch")),
-            None => Err(Error::Backend(BackendError::Other(
-                "decode graph missing".into(),
-            ))),
-        }
-    }
 }
 
-fn missing_scratch() -> Error {
+pub(crate) fn missing_scratch() -> Error {
     Error::Backend(BackendError::Other("scratch missing".into()))
 }
 
-fn device_ptr(t: &KvTensor, layer: usize, what: &str) -> Result<u64> {
+pub(crate) fn device_ptr(t: &KvTensor, layer: usize, what: &str) -> Result<u64> {
     match &t.storage {
         KvStorage::Device(b) => b.downcast_ref::<DevBuf>().map(DevBuf::ptr).ok_or_else(|| {
             Error::invalid(format!(
@@ -394,18 +281,22 @@ impl Backend for CudaBackend {
             argmax: true,
         };
         self.run(step, cache, call)?;
-        let mut ids = vec![0u32; step.batch];
+        let mut keys = vec![0u64; step.batch];
         let s = self.scratch.as_ref().ok_or_else(missing_scratch)?;
         self.gpu.read(
-            &s.next_ids,
-            bytemuck::cast_slice_mut(&mut ids),
+            &s.best,
+            bytemuck::cast_slice_mut(&mut keys),
             "next token ids",
         )?;
-        Ok(ids)
+        Ok(keys.into_iter().map(scratch::argmax_id).collect())
     }
 
     fn weight_bytes(&self) -> usize {
         self.layout.streamed_bytes()
+    }
+
+    fn device_name(&self) -> String {
+        format!("{} (sm_{})", self.gpu.name, self.gpu.sm)
     }
 
     fn header_extras(&self) -> (Option<u32>, Vec<String>) {
@@ -422,62 +313,4 @@ impl Backend for CudaBackend {
         self.gpu.read(&self.vecs, &mut vecs, "vectors")?;
         payload::write(out, &self.compiled, &self.choices, &mats, &vecs)
     }
-}
-
-/// Load the CUDA payload of an engine file whose header `header.check` already accepted: refuses a
-/// file compiled for another GPU compute capability by name, then uploads the stored weights.
-pub fn load(
-    path: &std::path::Path,
-    header: &crate::engine_file::EngineHeader,
-    reader: &mut dyn std::io::Read,
-    payload_len: u64,
-    spec: &ModelSpec,
-    expect: &BuildOptions,
-) -> Result<CudaBackend> {
-    use crate::engine_file::EngineFileError;
-    let gpu = Gpu::open(ordinal(expect)?)?;
-    let sm_name = |sm: Option<u32>| sm.map_or("none".to_string(), |s| format!("sm_{s}"));
-    if header.target_sm != Some(gpu.sm) {
-        return Err(Error::EngineFile(EngineFileError::Mismatch {
-            path: path.to_path_buf(),
-            what: "GPU compute capability",
-            found: sm_name(header.target_sm),
-            expected: format!("sm_{} ({})", gpu.sm, gpu.name),
-        }));
-    }
-    let p = payload::read(reader, payload_len).map_err(|e| match e {
-        payload::PayloadError::Truncated(what) => EngineFileError::Truncated {
-            path: path.to_path_buf(),
-            what,
-        },
-        payload::PayloadError::Corrupt(message) => EngineFileError::Corrupt {
-            path: path.to_path_buf(),
-            message,
-        },
-    })?;
-    if p.kernels.sm != gpu.sm {
-        return Err(Error::EngineFile(EngineFileError::Corrupt {
-            path: path.to_path_buf(),
-            message: format!(
-                "kernels compiled for sm_{} under a header for sm_{}",
-                p.kernels.sm, gpu.sm
-            ),
-        }));
-    }
-    let layout = Layout::new(spec, expect.precision);
-    if p.mats.len() != layout.mat_bytes || p.vecs.len() != layout.vec_bytes {
-        return Err(Error::EngineFile(EngineFileError::Corrupt {
-            path: path.to_path_buf(),
-            message: format!(
-                "packed weights hold {} + {} bytes, {} at {} needs {} + {}",
-                p.mats.len(),
-                p.vecs.len(),
-                spec.name,
-                expect.precision,
-                layout.mat_bytes,
-                layout.vec_bytes
-            ),
-        }));
-    }
-    CudaBackend::assemble(spec, expect, gpu, p.kernels, p.choices, &p.mats, &p.vecs)
 }

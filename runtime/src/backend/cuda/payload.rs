@@ -3,8 +3,13 @@
 //! shape), then `u64` length + the packed matrix buffer, then `u64` length + the f32 vector buffer.
 //! The weight layout is re-derived from the spec and precision on load and must match the lengths.
 
+use super::device::Gpu;
 use super::gemm::{GemmChoice, GemmShape};
 use super::kernels::CompiledKernels;
+use super::weights::Layout;
+use super::{CudaBackend, ordinal};
+use crate::engine::BuildOptions;
+use crate::spec::ModelSpec;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -100,6 +105,64 @@ pub fn read(r: &mut dyn Read, limit: u64) -> std::result::Result<Payload, Payloa
         mats,
         vecs,
     })
+}
+
+/// Load the CUDA payload of an engine file whose header `header.check` already accepted: refuses a
+/// file compiled for another GPU compute capability by name, then uploads the stored weights.
+pub fn load(
+    path: &std::path::Path,
+    header: &crate::engine_file::EngineHeader,
+    reader: &mut dyn std::io::Read,
+    payload_len: u64,
+    spec: &ModelSpec,
+    expect: &BuildOptions,
+) -> Result<CudaBackend> {
+    use crate::engine_file::EngineFileError;
+    let gpu = Gpu::open(ordinal(expect)?)?;
+    let sm_name = |sm: Option<u32>| sm.map_or("none".to_string(), |s| format!("sm_{s}"));
+    if header.target_sm != Some(gpu.sm) {
+        return Err(Error::EngineFile(EngineFileError::Mismatch {
+            path: path.to_path_buf(),
+            what: "GPU compute capability",
+            found: sm_name(header.target_sm),
+            expected: format!("sm_{} ({})", gpu.sm, gpu.name),
+        }));
+    }
+    let p = read(reader, payload_len).map_err(|e| match e {
+        PayloadError::Truncated(what) => EngineFileError::Truncated {
+            path: path.to_path_buf(),
+            what,
+        },
+        PayloadError::Corrupt(message) => EngineFileError::Corrupt {
+            path: path.to_path_buf(),
+            message,
+        },
+    })?;
+    if p.kernels.sm != gpu.sm {
+        return Err(Error::EngineFile(EngineFileError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!(
+                "kernels compiled for sm_{} under a header for sm_{}",
+                p.kernels.sm, gpu.sm
+            ),
+        }));
+    }
+    let layout = Layout::new(spec, expect.precision);
+    if p.mats.len() != layout.mat_bytes || p.vecs.len() != layout.vec_bytes {
+        return Err(Error::EngineFile(EngineFileError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!(
+                "packed weights hold {} + {} bytes, {} at {} needs {} + {}",
+                p.mats.len(),
+                p.vecs.len(),
+                spec.name,
+                expect.precision,
+                layout.mat_bytes,
+                layout.vec_bytes
+            ),
+        }));
+    }
+    CudaBackend::assemble(spec, expect, gpu, p.kernels, p.choices, &p.mats, &p.vecs)
 }
 
 #[cfg(test)]

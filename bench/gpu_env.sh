@@ -1,0 +1,20 @@
+# Sourced by the GPU scripts: put the CUDA 13 NVRTC and cuBLASLt libraries on LD_LIBRARY_PATH (cudarc
+# loads them by name), looking in the CUDA toolkit and in the pip wheels torch brings along.
+PYTHON="${PYTHON:-python3}"
+for lib in libnvrtc.so.13 libcublasLt.so.13; do
+    if ! ldconfig -p 2>/dev/null | grep -q "$lib"; then
+        site=$("$PYTHON" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
+        found=$(find /usr/local/cuda*/ $site -name "$lib" 2>/dev/null | head -1)
+        if [ -n "$found" ]; then
+            export LD_LIBRARY_PATH="$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        else
+            echo "gpu_env.sh: $lib not found" >&2
+        fi
+    fi
+done
+# The test binaries locate models/ and tests/fixtures through the CARGO_MANIFEST_DIR they were built
+# in (/work/wt/cuda/runtime): point that path at this checkout.
+if [ ! -e /work/wt/cuda/models ]; then
+    mkdir -p /work/wt && ln -sfn "$PWD" /work/wt/cuda
+fi
+export LLMFORGE_ROOT="$PWD"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# GPU verification of the CUDA backend, run from the repository root on a GPU machine:
+#   bench/gpu_verify.sh BIN_DIR OUT_DIR
+# BIN_DIR holds the release test binaries `cuda_kernels`, `cuda_parity` and the `cuda_bench` example
+# (built with `cargo test --release -p runtime --no-run` / `cargo build --release -p runtime --example
+# cuda_bench`). Logs and JSON results go to OUT_DIR.
+#  1. NVRTC compile tests and the tiny-fixture parity tests against transformers' references.
+#  2. Full-size architectures (Qwen2.5-0.5B, Llama-3.2-1B configs) with seeded weights: transformers
+#     makes the model (torch.manual_seed(0)) and saves it; our engine loads that directory; logits of
+#     the last prompt position and the greedy continuation are compared on the same GPU.
+set -u
+BIN="$1"
+OUT="$2"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+mkdir -p "$OUT"
+. "$HERE/gpu_env.sh"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
+LLMFORGE_REQUIRE_NVRTC=1 "$BIN/cuda_kernels" --test-threads 1 > "$OUT/cuda_kernels.log" 2>&1
+echo "cuda_kernels rc=$?" | tee -a "$OUT/summary.txt"
+LLMFORGE_REQUIRE_CUDA=1 "$BIN/cuda_parity" --test-threads 1 --nocapture > "$OUT/cuda_parity.log" 2>&1
+echo "cuda_parity rc=$?" | tee -a "$OUT/summary.txt"
+for name in ${VERIFY_MODELS:-Qwen2.5-0.5B-Instruct Llama-3.2-1B-Instruct}; do
+    for dtype in fp32 fp16; do
+        dir="/tmp/hf/$name-$dtype"
+        "$PYTHON" "$HERE/gpu_hf.py" make "$name" "$dir" --dtype "$dtype" >> "$OUT/make.log" 2>&1
+        p=$(echo "$dtype" | tr a-z A-Z)
+        "$BIN/cuda_bench" "$dir" --weights hf --precision "$p" --prompt-len 16 --new-tokens 32 --reps 1 \
+            --dump "$OUT/$name-$dtype.json" >> "$OUT/ours_verify.jsonl" 2>> "$OUT/ours_verify.err"
+        "$PYTHON" "$HERE/gpu_hf.py" compare "$dir" "$OUT/$name-$dtype.json" --dtype "$dtype" \
+            >> "$OUT/compare.jsonl" 2>> "$OUT/compare.err"
+        rm -rf "$dir"
+    done
+done
+cat "$OUT/compare.jsonl" >> "$OUT/summary.txt" 2>/dev/null

@@ -1,0 +1,147 @@
+//! Device activations of one engine call, allocated once for the largest call seen (grown, never
+//! shrunk: CUDA graphs address them), plus the device copy of the call's inputs.
+
+use super::device::{DevBuf, Gpu};
+use super::kernels::DECODE_CHUNK;
+use crate::Result;
+use crate::precision::Precision;
+use crate::spec::{Mlp, ModelSpec};
+
+/// Device activations for up to `rows` token rows (grown on demand, never shrunk).
+pub struct Scratch {
+    pub rows: usize,
+    pub x: DevBuf,
+    pub normed: DevBuf,
+    pub qkv: DevBuf,
+    pub q: DevBuf,
+    pub new_k: DevBuf,
+    pub new_v: DevBuf,
+    pub attn: DevBuf,
+    pub delta: DevBuf,
+    pub up: DevBuf,
+    pub mid: DevBuf,
+    pub logits: DevBuf,
+    pub part_o: DevBuf,
+    pub part_ml: DevBuf,
+    /// `ids [rows] u32 | positions [rows] u32 | start_idx, end_idx i32`.
+    pub inputs: DevBuf,
+    /// Device-side greedy selection: per sequence an `argmax_key` (u64: logit bits, inverted index).
+    pub best: DevBuf,
+    /// Split-completion counters of the decode attention, `[max_batch, heads] u32` (kept at zero
+    /// between launches by the kernel).
+    pub counters: DevBuf,
+}
+
+/// Number of decode-attention splits for a cache of `max_seq` positions.
+pub fn decode_splits(max_seq: usize) -> usize {
+    max_seq.div_ceil(DECODE_CHUNK)
+}
+
+/// Columns of the first MLP projection (`[gate | up]` or `fc`).
+pub fn up_cols(spec: &ModelSpec) -> usize {
+    match spec.mlp {
+        Mlp::SwiGlu => 2 * spec.intermediate_size,
+        Mlp::GeluNew => spec.intermediate_size,
+    }
+}
+
+impl Scratch {
+    pub fn new(
+        gpu: &Gpu,
+        spec: &ModelSpec,
+        precision: Precision,
+        rows: usize,
+        max_batch: usize,
+        max_seq: usize,
+    ) -> Result<Scratch> {
+        let e = precision.bytes_per_element();
+        let (h, qd, kvd) = (spec.hidden_size, spec.q_dim(), spec.kv_dim());
+        let splits = decode_splits(max_seq);
+        let z = |n: usize, what: &str| gpu.zeros(n, what);
+        Ok(Scratch {
+            rows,
+            x: z(rows * h * 4, "residual stream")?,
+            normed: z(rows * h * e, "normed activations")?,
+            qkv: z(rows * (qd + 2 * kvd) * 4, "qkv activations")?,
+            q: z(rows * qd * 4, "rotated queries")?,
+            new_k: z(rows * kvd * e, "new keys")?,
+            new_v: z(rows * kvd * e, "new values")?,
+            attn: z(rows * qd * e, "attention output")?,
+            delta: z(rows * h * 4, "projection output")?,
+            up: z(rows * up_cols(spec) * 4, "mlp activations")?,
+            mid: z(rows * spec.intermediate_size * e, "mlp activations")?,
+            logits: z(rows * spec.vocab_size * 4, "logits")?,
+            part_o: z(
+                max_batch * spec.num_heads * splits * spec.head_dim * 4,
+                "attention splits",
+            )?,
+            part_ml: z(
+                max_batch * spec.num_heads * splits * 2 * 4,
+                "attention splits",
+            )?,
+            inputs: z(rows * 8 + 8, "step inputs")?,
+            best: z(max_batch * 8, "next token ids")?,
+            counters: z(max_batch * spec.num_heads * 4, "attention split counters")?,
+        })
+    }
+
+    pub fn pos_off(&self) -> usize {
+        self.rows * 4
+    }
+    pub fn step_off(&self) -> usize {
+        self.rows * 8
+    }
+
+    /// The bytes of `inputs` for one call.
+    pub fn input_bytes(&self, ids: &[u32], pos: &[u32], start: usize, end: usize) -> Vec<u8> {
+        let mut b = vec![0u8; self.rows * 8 + 8];
+        b[..ids.len() * 4].copy_from_slice(bytemuck::cast_slice(ids));
+        let p = self.pos_off();
+        b[p..p + pos.len() * 4].copy_from_slice(bytemuck::cast_slice(pos));
+        let s = self.step_off();
+        b[s..s + 4].copy_from_slice(&(start as i32).to_le_bytes());
+        b[s + 4..s + 8].copy_from_slice(&(end as i32).to_le_bytes());
+        b
+    }
+}
+
+/// The token id encoded in an `argmax_key` (templates/kernels/common.cuh).
+pub fn argmax_id(key: u64) -> u32 {
+    0xffff_ffff - (key & 0xffff_ffff) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Host mirror of the kernels' `argmax_key`, to pin down the encoding both sides rely on.
+    fn key(v: f32, n: u32) -> u64 {
+        let u = v.to_bits();
+        let u = if u & 0x8000_0000 != 0 {
+            !u
+        } else {
+            u | 0x8000_0000
+        };
+        ((u as u64) << 32) | (0xffff_ffff - n) as u64
+    }
+
+    #[test]
+    fn argmax_keys_order_by_value_then_lowest_index() {
+        let logits = [-3.0f32, 2.5, -0.0, 2.5, 1.0, -7.5];
+        let best = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| key(v, i as u32))
+            .max();
+        assert_eq!(best.map(argmax_id), Some(crate::sample::argmax(&logits)));
+        assert!(key(-1.0, 0) < key(-0.5, 0) && key(-0.5, 0) < key(0.0, 0));
+        assert!(key(0.0, 0) < key(1e-30, 0) && key(1.0, 9) < key(2.0, 0));
+    }
+
+    #[test]
+    fn decode_splits_cover_the_cache() {
+        assert_eq!(decode_splits(1), 1);
+        assert_eq!(decode_splits(DECODE_CHUNK), 1);
+        assert_eq!(decode_splits(DECODE_CHUNK + 1), 2);
+    }
+}
