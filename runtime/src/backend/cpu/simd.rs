@@ -273,7 +273,11 @@ mod tests {
             let (a1, a2, a3) = (rows(&a), rows(&b), rows(&rows(&a)));
             let four = dot4([&a, &a1, &a2, &a3], &b);
             for (got, row) in four.iter().zip([&a, &a1, &a2, &a3]) {
-                assert_eq!(got.to_bits(), dot_f32_body(row, &b).to_bits(), "dot4 f32 n={n}");
+                assert_eq!(
+                    got.to_bits(),
+                    dot_f32_body(row, &b).to_bits(),
+                    "dot4 f32 n={n}"
+                );
             }
             let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             assert!((dot(&a, &b) as f64 - exact).abs() <= 1e-5 * n.max(1) as f64);
