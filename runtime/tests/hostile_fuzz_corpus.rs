@@ -132,7 +132,7 @@ fn a_gguf_attention_weight_with_zero_rows_is_refused() {
     // un-permutation divide by zero.
     let data =
         std::fs::read(root().join("fuzz/regressions/gguf/zero-row-attn-q.gguf")).expect("input");
-    let msg = run("gguf", &data).err().expect("refused");
+    let msg = run("gguf", &data).expect_err("refused");
     assert!(msg.contains("0 rows cannot be split"), "{msg}");
 }
 
@@ -141,8 +141,7 @@ fn a_tokenizer_that_panics_inside_the_tokenizers_crate_is_refused() {
     // Found by the `tokenizer_json` fuzz target: valid JSON whose decoder the `tokenizers` crate
     // `expect`s to parse.
     let path = root().join("fuzz/regressions/tokenizer_json/decoder-helper-panic.json");
-    let msg = run("tokenizer_json", &std::fs::read(path).expect("input"))
-        .err()
-        .expect("refused");
+    let data = std::fs::read(path).expect("input");
+    let msg = run("tokenizer_json", &data).expect_err("refused");
     assert!(msg.contains("the tokenizers library failed on it"), "{msg}");
 }
