@@ -12,7 +12,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$OUT"
 . "$HERE/gpu_env.sh"
 parity() {
-    LLMFORGE_REQUIRE_CUDA=1 timeout 90 "$BIN/cuda_parity" --test-threads 1 --nocapture 2>&1 |
+    LLMFORGE_REQUIRE_CUDA=1 timeout 90 "$BIN/cuda_parity" --include-ignored --test-threads 1 --nocapture 2>&1 |
         grep -E "^test |panicked|result|agreement|relative error|left|right"
 }
 parity > "$OUT/parity.txt"

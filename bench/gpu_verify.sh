@@ -17,7 +17,7 @@ mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
 LLMFORGE_REQUIRE_NVRTC=1 "$BIN/cuda_kernels" --test-threads 1 > "$OUT/cuda_kernels.log" 2>&1
 echo "cuda_kernels rc=$?" | tee -a "$OUT/summary.txt"
-LLMFORGE_REQUIRE_CUDA=1 "$BIN/cuda_parity" --test-threads 1 --nocapture > "$OUT/cuda_parity.log" 2>&1
+LLMFORGE_REQUIRE_CUDA=1 "$BIN/cuda_parity" --include-ignored --test-threads 1 --nocapture > "$OUT/cuda_parity.log" 2>&1
 echo "cuda_parity rc=$?" | tee -a "$OUT/summary.txt"
 for name in ${VERIFY_MODELS:-Qwen2.5-0.5B-Instruct Llama-3.2-1B-Instruct}; do
     for dtype in fp32 fp16; do

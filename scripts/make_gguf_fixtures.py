@@ -19,7 +19,9 @@
 #   * tiny-llama.json: what transformers makes of that file with
 #     AutoModelForCausalLM.from_pretrained(dir, gguf_file=...) (it dequantises with gguf-py and undoes the
 #     permutation): the config values it derived, the prompt's logits at every position and the greedy
-#     continuation.
+#     continuation;
+#   * tiny-qwen2.gguf / tiny-qwen2.json: the same for a random 2-layer Qwen2 (q/k/v biases, tied
+#     embeddings so no output.weight, no Q/K permutation — llama.cpp permutes only `llama`).
 import json
 import os
 import shutil
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 import transformers
 from gguf import GGMLQuantizationType as Q
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "gguf")
@@ -103,9 +105,11 @@ def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_tiny_llama():
-    torch.manual_seed(4242)
-    config = LlamaConfig(
+def write_tiny(arch: str):
+    """arch "llama": untied, Q/K permuted; arch "qwen2": q/k/v biases, tied, nothing permuted."""
+    llama = arch == "llama"
+    torch.manual_seed(4242 if llama else 5353)
+    shape = dict(
         vocab_size=256,
         hidden_size=64,
         intermediate_size=128,
@@ -115,19 +119,23 @@ def write_tiny_llama():
         max_position_embeddings=256,
         rms_norm_eps=1e-5,
         rope_theta=10000.0,
-        tie_word_embeddings=False,
+        tie_word_embeddings=not llama,
         initializer_range=0.2,
     )
-    model = LlamaForCausalLM(config).eval()
+    if llama:
+        model = LlamaForCausalLM(LlamaConfig(**shape)).eval()
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(**shape, use_sliding_window=False)).eval()
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.1)
     sd = {k: v.float().numpy() for k, v in model.state_dict().items()}
 
-    path = os.path.join(OUT, "tiny-llama.gguf")
-    w = gguf.GGUFWriter(path, arch="llama")
-    w.add_name("tiny-llama")
+    name = f"tiny-{arch}"
+    path = os.path.join(OUT, f"{name}.gguf")
+    w = gguf.GGUFWriter(path, arch=arch)
+    w.add_name(name)
     w.add_block_count(2)
     w.add_context_length(256)
     w.add_embedding_length(64)
@@ -145,7 +153,8 @@ def write_tiny_llama():
 
     add("token_embd.weight", sd["model.embed_tokens.weight"], Q.Q8_0)
     add("output_norm.weight", sd["model.norm.weight"], Q.F32)
-    add("output.weight", sd["lm_head.weight"], Q.F16)
+    if llama:
+        add("output.weight", sd["lm_head.weight"], Q.F16)
     layer_types = {
         "attn_q": ("self_attn.q_proj", Q.Q4_0),
         "attn_k": ("self_attn.k_proj", Q.Q4_1),
@@ -161,20 +170,22 @@ def write_tiny_llama():
         add(f"blk.{i}.ffn_norm.weight", sd[hf + "post_attention_layernorm.weight"], Q.F32)
         for gname, (hname, qtype) in layer_types.items():
             weight = sd[hf + hname + ".weight"]
-            if gname == "attn_q":
+            if llama and gname == "attn_q":
                 weight = llama_permute(weight, 4)
-            elif gname == "attn_k":
+            elif llama and gname == "attn_k":
                 weight = llama_permute(weight, 2)
             add(f"blk.{i}.{gname}.weight", weight, qtype)
+            if hf + hname + ".bias" in sd:
+                add(f"blk.{i}.{gname}.bias", sd[hf + hname + ".bias"], Q.F32)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
 
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(path, os.path.join(tmp, "tiny-llama.gguf"))
+        shutil.copy(path, os.path.join(tmp, f"{name}.gguf"))
         loaded = AutoModelForCausalLM.from_pretrained(
-            tmp, gguf_file="tiny-llama.gguf", dtype=torch.float32
+            tmp, gguf_file=f"{name}.gguf", dtype=torch.float32
         ).eval()
     c = loaded.config
     ids = torch.tensor([PROMPT_IDS])
@@ -205,7 +216,7 @@ def write_tiny_llama():
         "logits": [[float(x) for x in row] for row in logits],
         "greedy": out[0, len(PROMPT_IDS):].tolist(),
     }
-    with open(os.path.join(OUT, "tiny-llama.json"), "w") as f:
+    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
         json.dump(reference, f)
 
 
@@ -213,7 +224,8 @@ def main():
     check_versions()
     os.makedirs(OUT, exist_ok=True)
     write_quants()
-    write_tiny_llama()
+    write_tiny("llama")
+    write_tiny("qwen2")
 
 
 if __name__ == "__main__":

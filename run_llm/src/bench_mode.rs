@@ -116,11 +116,11 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         pytorch,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        report::say(serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!("{}", report::bench_text(&report));
+        report::say(report::bench_text(&report))?;
         if let Some(b) = &report.pytorch {
-            println!("{}", pytorch::text(b, None));
+            report::say(pytorch::text(b, None))?;
         }
     }
     Ok(())

@@ -26,7 +26,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
     let mut run = crate::run_info(args, model, &got);
     let mut engine = got.engine;
     if !args.json {
-        println!("{}", report::header_text(&run));
+        report::say(report::header_text(&run))?;
     }
     let mut cache = engine.new_cache(1)?;
     let opts = GenerateOptions {
@@ -64,10 +64,10 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
     if let Some(s) = stream
         && !args.json
     {
-        print!("{}", s.finish().unwrap_or_default());
+        report::write(&s.finish().unwrap_or_default())?;
     }
     if !args.json {
-        println!();
+        report::write("\n")?;
     }
     if let Some(e) = stream_err {
         run.notes
@@ -113,11 +113,11 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         pytorch,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        report::say(serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!("{}", report::generate_figures(&report));
+        report::say(report::generate_figures(&report))?;
         if let Some(b) = &report.pytorch {
-            println!("{}", pytorch::text(b, tokenizer.as_ref()));
+            report::say(pytorch::text(b, tokenizer.as_ref()))?;
         }
     }
     Ok(())

@@ -24,8 +24,15 @@ use runtime::Precision;
 fn main() {
     let args = Args::parse();
     if let Err(e) = run(&args) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+        // A reader that went away (`run_llm | head`) is not an error of ours.
+        let closed = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if !closed {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }
 

@@ -5,6 +5,19 @@ use crate::engine_setup::Origin;
 use crate::pytorch::Baseline;
 use serde::Serialize;
 use std::fmt::Write as _;
+use std::io::Write as _;
+
+/// Write `text` to stdout and flush (errors, such as a closed pipe, are returned, not panicked on).
+pub fn write(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Write one line to stdout.
+pub fn say(line: impl std::fmt::Display) -> std::io::Result<()> {
+    write(&format!("{line}\n"))
+}
 
 /// What was run, on what.
 #[derive(Debug, Serialize)]

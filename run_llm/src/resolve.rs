@@ -172,6 +172,7 @@ fn by_name(name: &str) -> Result<Model> {
     };
     let entry = model.entry();
     let dir = model.manifest_dir();
+    let dir = dir.canonicalize().unwrap_or(dir);
     let source =
         runtime::manifest::resolve_weights(&entry.name, &entry.hf_id, &entry.weights, &dir)?;
     Ok(from_entry(
@@ -230,7 +231,12 @@ fn from_entry(
 /// A tokenizer from a `tokenizer.json`, a directory holding one, or a GGUF file.
 fn tokenizer_at(path: &Path) -> Result<Tokenizer> {
     if is_gguf(path) {
-        return Ok(Tokenizer::from_gguf(&open_gguf(path)?)?);
+        return Tokenizer::from_gguf(&open_gguf(path)?).with_context(|| {
+            format!(
+                "loading the tokenizer of {}; pass --tokenizer PATH or --prompt_ids",
+                path.display()
+            )
+        });
     }
     let file = if path.is_dir() {
         path.join("tokenizer.json")

@@ -148,3 +148,44 @@ fn a_prompt_longer_than_the_positions_is_refused() {
     ]);
     assert!(err.contains("learned positions"), "{err}");
 }
+
+#[test]
+fn a_gguf_file_is_a_model() {
+    // tests/fixtures/gguf/tiny-llama.gguf and transformers' greedy output on the same weights.
+    let dir = root().join("tests/fixtures/gguf");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tiny-llama.json")).unwrap())
+            .unwrap();
+    let greedy = ids(&r["greedy"]);
+    let file = dir.join("tiny-llama.gguf");
+    let prompt = csv(&ids(&r["prompt_ids"]));
+    let n = greedy.len().to_string();
+    let v = json(&mut command(&[
+        "--model",
+        file.to_str().unwrap(),
+        "--prompt_ids",
+        &prompt,
+        "--num_tokens",
+        &n,
+        "--precision",
+        "FP32",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!(ids(&v["tokens"]), greedy);
+    assert!(v["run"]["weights"].as_str().unwrap().starts_with("GGUF"));
+    // That file carries no tokenizer: a text prompt is refused with what to do instead.
+    let err = failure(&[
+        "--model",
+        file.to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("tokenizer") && err.contains("--prompt_ids"),
+        "{err}"
+    );
+}

@@ -95,6 +95,38 @@ fn streamed_text_is_the_decoded_answer() {
 }
 
 #[test]
+fn tokenizer_flag_takes_a_file_or_a_directory() {
+    // The tiny models share one byte-level tokenizer, so another model's file gives the same ids.
+    let other = root().join("models/tiny-gpt2");
+    let file = other.join("tokenizer.json");
+    let base = [
+        "--model",
+        "tiny-llama",
+        "--prompt",
+        "Hi there",
+        "--num_tokens",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+    ];
+    let own = json(&mut command(&base));
+    for t in [&other, &file] {
+        let v = json(&mut command(
+            &[&base[..], &["--tokenizer", t.to_str().unwrap()]].concat(),
+        ));
+        assert_eq!(
+            v["prompt_ids"],
+            own["prompt_ids"],
+            "--tokenizer {}",
+            t.display()
+        );
+    }
+    let err = failure(&[&base[..], &["--tokenizer", "/no/such/tokenizer.json"]].concat());
+    assert!(err.contains("/no/such/tokenizer.json"), "{err}");
+}
+
+#[test]
 fn chat_without_a_template_is_refused() {
     let err = failure(&["--model", "tiny-llama", "--chat", "--device", "cpu"]);
     assert!(
@@ -111,35 +143,43 @@ fn smollm2_installed() -> bool {
     true
 }
 
+/// The real default model, through the whole command line (GGUF weights and tokenizer, chat template,
+/// streaming), against transformers' greedy answer on the same dequantised weights
+/// (tests/fixtures/smollm2/reference.json, made by text's reference script).
 #[test]
-fn smollm2_prompts_are_tokenized_as_transformers_does() {
+fn smollm2_answers_the_default_prompt_as_transformers_does() {
     if !smollm2_installed() {
         return;
     }
-    let r = text_reference();
-    let plain = &r["smollm2_tokenizer"][0];
-    let chat = r["smollm2_chat"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| {
-            c["add_generation_prompt"] == true && c["messages"].as_array().unwrap().len() == 1
-        })
-        .expect("a one-message chat reference with the generation prompt");
-    let prompt = chat["messages"][0]["content"].as_str().unwrap();
-    assert_eq!(plain["text"], prompt);
-    let base = [
-        "--prompt",
-        prompt,
-        "--num_tokens",
-        "1",
-        "--device",
-        "cpu",
-        "--json",
-    ];
-    let v = json(&mut command(&base));
-    assert_eq!(v["prompt_ids"], plain["ids_with_special"], "plain prompt");
-    let v = json(&mut command(&[&base[..], &["--chat"]].concat()));
-    assert_eq!(v["prompt_ids"], chat["ids"], "--chat prompt");
-    assert_eq!(v["run"]["model"], "SmolLM2-135M-Instruct");
+    let path = root().join("tests/fixtures/smollm2/reference.json");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let n = r["new_tokens"].as_u64().unwrap().to_string();
+    for case in r["cases"].as_array().unwrap() {
+        let chat = case["name"] == "chat";
+        let mut args = vec![
+            "--num_tokens",
+            &n,
+            "--precision",
+            "FP32",
+            "--device",
+            "cpu",
+            "--json",
+        ];
+        if chat {
+            args.push("--chat");
+        }
+        let v = json(&mut command(&args));
+        assert_eq!(v["run"]["model"], "SmolLM2-135M-Instruct");
+        assert_eq!(
+            v["prompt_ids"], case["prompt_ids"],
+            "{}: prompt",
+            case["name"]
+        );
+        assert_eq!(
+            v["tokens"], case["greedy"],
+            "{}: greedy tokens",
+            case["name"]
+        );
+        assert_eq!(v["text"], case["decoded"], "{}: text", case["name"]);
+    }
 }

@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let options = BuildOptions {
         precision,
-        max_seq_len: prompt.len() + new_tokens + 1,
+        max_seq_len: prompt.len() + new_tokens,
         max_batch: 1,
         device: DeviceChoice::Cuda { ordinal: 0 },
     };

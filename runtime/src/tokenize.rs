@@ -6,7 +6,7 @@
 //! [`StreamDecoder`] (`stream`) turns ids into text as they arrive without ever splitting a character.
 //!
 //! CONTRACT (owned by the `text` work package): the signatures below are fixed; `from_json_bytes`,
-//! `token_to_id`, `id_to_token` and `inner` are additions.
+//! `token_to_id`, `id_to_token` and `tokenizers` are additions.
 
 mod gguf;
 mod special;

@@ -1,7 +1,7 @@
 //! The CUDA engine against Hugging Face transformers on the tiny random-weight fixtures (the CPU
-//! engine's reference tests, on the GPU). Skipped where CUDA is unavailable, unless
-//! `LLMFORGE_REQUIRE_CUDA=1` (set by the GPU run in `bench/gpu_verify.sh`), which turns a skip into a
-//! failure.
+//! engine's reference tests, on the GPU). They need a GPU, so they are `#[ignore]`d in a plain
+//! `cargo test` (CI reports them as ignored, not passed); the GPU scripts (`bench/gpu_verify.sh`,
+//! `bench/gpu_all.sh`) run them with `--include-ignored`, and then a machine without CUDA fails them.
 //!
 //! Tolerances (`max |ours - hf| / max |hf|` over a prompt's whole prefill logits tensor):
 //! - FP32: 1e-4, same as the CPU engine; greedy tokens identical.
@@ -29,17 +29,9 @@ const FP32_TOL: f32 = 1e-4;
 const FP16_TOL: f32 = 1e-2;
 const BF16_TOL: f32 = 5e-2;
 
-fn cuda_or_skip() -> bool {
-    match device::check_libraries() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var_os("LLMFORGE_REQUIRE_CUDA").is_none(),
-                "LLMFORGE_REQUIRE_CUDA is set but {e}"
-            );
-            eprintln!("skipping: {e}");
-            false
-        }
+fn require_cuda() {
+    if let Err(e) = device::check_libraries() {
+        panic!("{e}");
     }
 }
 
@@ -84,10 +76,9 @@ fn run_greedy(e: &mut Engine, prompts: &[Vec<u32>], mode: CacheMode) -> Vec<Vec<
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU (run with --include-ignored)"]
 fn fp32_prefill_logits_match_hf_in_every_mode() {
-    if !cuda_or_skip() {
-        return;
-    }
+    require_cuda();
     for name in MODELS {
         let r = reference(name);
         let mut e = gpu_engine(name, Precision::Fp32, 2);
@@ -106,10 +97,9 @@ fn fp32_prefill_logits_match_hf_in_every_mode() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU (run with --include-ignored)"]
 fn fp32_greedy_tokens_equal_hf_in_every_mode() {
-    if !cuda_or_skip() {
-        return;
-    }
+    require_cuda();
     for name in MODELS {
         let r = reference(name);
         let mut e = gpu_engine(name, Precision::Fp32, 2);
@@ -130,10 +120,9 @@ fn fp32_greedy_tokens_equal_hf_in_every_mode() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU (run with --include-ignored)"]
 fn half_precision_matches_hf_rounded_weights() {
-    if !cuda_or_skip() {
-        return;
-    }
+    require_cuda();
     for (precision, tol) in [(Precision::Fp16, FP16_TOL), (Precision::Bf16, BF16_TOL)] {
         for name in MODELS {
             let r = reference(name);
@@ -170,10 +159,9 @@ fn half_precision_matches_hf_rounded_weights() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU (run with --include-ignored)"]
 fn engine_file_round_trip_on_the_gpu() {
-    if !cuda_or_skip() {
-        return;
-    }
+    require_cuda();
     let dir = std::env::temp_dir().join(format!("llmforge-cuda-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     for name in MODELS {
@@ -217,10 +205,9 @@ fn engine_file_round_trip_on_the_gpu() {
 /// Decode steps replay one CUDA graph; its logits must equal a fresh prefill's last row (checked in
 /// FP32 against the prefill of the same tokens, which does not use the graph).
 #[test]
+#[ignore = "needs a CUDA GPU (run with --include-ignored)"]
 fn decode_graph_step_equals_prefill_of_the_same_tokens() {
-    if !cuda_or_skip() {
-        return;
-    }
+    require_cuda();
     for name in MODELS {
         let r = reference(name);
         let mut e = gpu_engine(name, Precision::Fp32, 1);

@@ -1,7 +1,7 @@
 //! The GGUF reader against gguf-py and transformers (fixtures from `scripts/make_gguf_fixtures.py`):
 //! metadata of every type, every supported tensor type dequantised bit for bit as
-//! `gguf.quants.dequantize` does, versions 2 and 3, and a tiny quantised Llama whose logits and greedy
-//! tokens must equal what transformers computes after loading the same file.
+//! `gguf.quants.dequantize` does, versions 2 and 3, and tiny quantised Llama and Qwen2 models whose
+//! logits and greedy tokens must equal what transformers computes after loading the same files.
 
 mod common;
 
@@ -118,17 +118,28 @@ fn metadata_of_every_type() {
     );
 }
 
-fn tiny_spec() -> ModelSpec {
-    GgufFile::open(&fixture("tiny-llama.gguf"))
+/// Random 2-layer models written as llama.cpp would: a Llama (untied, Q/K permuted) and a Qwen2 (q/k/v
+/// biases, tied embeddings, nothing permuted).
+const TINY: [&str; 2] = ["tiny-llama", "tiny-qwen2"];
+
+fn tiny_spec(name: &str) -> ModelSpec {
+    GgufFile::open(&fixture(&format!("{name}.gguf")))
         .expect("opens")
-        .spec("tiny-llama-gguf")
+        .spec(name)
         .expect("spec")
 }
 
 #[test]
 fn spec_agrees_with_transformers_config() {
-    let c = &json("tiny-llama.json")["config"];
-    let s = tiny_spec();
+    for name in TINY {
+        spec_agrees(name);
+    }
+}
+
+fn spec_agrees(name: &str) {
+    let c = &json(&format!("{name}.json"))["config"];
+    let s = tiny_spec(name);
+    assert_eq!(s.qkv_bias, name == "tiny-qwen2");
     let u = |k: &str| c[k].as_u64().unwrap() as usize;
     assert_eq!(s.vocab_size, u("vocab_size"));
     assert_eq!(s.hidden_size, u("hidden_size"));
@@ -153,20 +164,26 @@ fn spec_agrees_with_transformers_config() {
     assert!(llama3.is_none());
 }
 
-fn tiny_engine() -> Engine {
+fn tiny_engine(name: &str) -> Engine {
     let options = BuildOptions {
         precision: Precision::Fp32,
         max_seq_len: MAX_SEQ,
         max_batch: 1,
         device: DeviceChoice::Cpu { threads: Some(2) },
     };
-    let source = WeightSource::Gguf(fixture("tiny-llama.gguf"));
-    Engine::build(tiny_spec(), &source, options, &NoProgress).expect("engine builds")
+    let source = WeightSource::Gguf(fixture(&format!("{name}.gguf")));
+    Engine::build(tiny_spec(name), &source, options, &NoProgress).expect("engine builds")
 }
 
 #[test]
-fn quantised_tiny_llama_matches_transformers() {
-    let r = json("tiny-llama.json");
+fn quantised_tiny_models_match_transformers() {
+    for name in TINY {
+        matches_transformers(name);
+    }
+}
+
+fn matches_transformers(name: &str) {
+    let r = json(&format!("{name}.json"));
     let ids: Vec<u32> = r["prompt_ids"]
         .as_array()
         .unwrap()
@@ -190,10 +207,10 @@ fn quantised_tiny_llama_matches_transformers() {
         .iter()
         .map(|x| x.as_u64().unwrap() as u32)
         .collect();
-    let mut e = tiny_engine();
+    let mut e = tiny_engine(name);
     let got = prefill_logits(&mut e, &ids, CacheMode::StaticV1);
     let err = rel_err(&got, &want);
-    assert!(err <= FP32_TOL, "relative logits error {err}");
+    assert!(err <= FP32_TOL, "{name}: relative logits error {err}");
 
     let opts = GenerateOptions {
         max_new_tokens: greedy.len(),
@@ -203,12 +220,12 @@ fn quantised_tiny_llama_matches_transformers() {
     let mut cache = e.new_cache(1).unwrap();
     let out = generate_with_static_cache(&mut e, &mut cache, &[ids], &opts, &mut |_, _| {})
         .expect("generates");
-    assert_eq!(out.tokens[0], greedy);
+    assert_eq!(out.tokens[0], greedy, "{name}");
 }
 
 #[test]
 fn untied_output_and_unpermuted_shapes() {
-    let spec = tiny_spec();
+    let spec = tiny_spec("tiny-llama");
     let map = weights::load(&spec, &WeightSource::Gguf(fixture("tiny-llama.gguf"))).unwrap();
     let lm = &map.tensors["lm_head.weight"];
     let embed = &map.tensors["embed.weight"];
@@ -218,6 +235,12 @@ fn untied_output_and_unpermuted_shapes() {
         "output.weight is used, not the embedding"
     );
     assert_eq!(map.tensors["layers.1.k.weight"].shape, vec![32, 64]);
+
+    let spec = tiny_spec("tiny-qwen2");
+    assert!(spec.tie_word_embeddings, "no output.weight in the file");
+    let map = weights::load(&spec, &WeightSource::Gguf(fixture("tiny-qwen2.gguf"))).unwrap();
+    assert_eq!(map.tensors["lm_head.weight"], map.tensors["embed.weight"]);
+    assert_eq!(map.tensors["layers.0.k.bias"].shape, vec![32]);
 }
 
 /// A fresh directory under the target dir for files a test writes.

@@ -41,7 +41,18 @@ fn run(target: &str, data: &[u8]) -> Result<(), String> {
                 .map(|_| ())
                 .map_err(|e| format!("{e:?}"))
         }
-        "gguf" => open_gguf(data).map(|_| ()),
+        // A GGUF need not describe a model (the quantisation fixture does not); when it does, its
+        // weights must load or be refused.
+        "gguf" => {
+            let file = open_gguf(data)?;
+            match file.spec("fuzz") {
+                Ok(spec) => file
+                    .canonical_weights(&spec)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(_) => Ok(()),
+            }
+        }
         "tokenizer_json" => {
             let path = Path::new("<fuzz>/tokenizer.json");
             runtime::tokenize::Tokenizer::from_json_bytes(path, data, Vec::new(), None)
@@ -113,4 +124,24 @@ fn the_gguf_seed_reaches_spec_tokenizer_and_weights() {
     let tok = runtime::tokenize::Tokenizer::from_gguf(&file).expect("tokenizer");
     assert_eq!(tok.vocab_size(), 8);
     assert!(file.canonical_weights(&spec).is_ok());
+}
+
+#[test]
+fn a_gguf_attention_weight_with_zero_rows_is_refused() {
+    // Found by the `gguf` fuzz target: a Q projection with a zero first dimension made the Q/K
+    // un-permutation divide by zero.
+    let data =
+        std::fs::read(root().join("fuzz/regressions/gguf/zero-row-attn-q.gguf")).expect("input");
+    let msg = run("gguf", &data).expect_err("refused");
+    assert!(msg.contains("0 rows cannot be split"), "{msg}");
+}
+
+#[test]
+fn a_tokenizer_that_panics_inside_the_tokenizers_crate_is_refused() {
+    // Found by the `tokenizer_json` fuzz target: valid JSON whose decoder the `tokenizers` crate
+    // `expect`s to parse.
+    let path = root().join("fuzz/regressions/tokenizer_json/decoder-helper-panic.json");
+    let data = std::fs::read(path).expect("input");
+    let msg = run("tokenizer_json", &data).expect_err("refused");
+    assert!(msg.contains("the tokenizers library failed on it"), "{msg}");
 }

@@ -37,7 +37,7 @@ __device__ __forceinline__ void gemv_core(const T* __restrict__ W, const T* xs, 
         float acc[MAXM];
 #pragma unroll
         for (int m = 0; m < MAXM; m++) acc[m] = 0.0f;
-#pragma unroll 4
+#pragma unroll 8
         for (int i = lane; i < kv; i += 32) {
             float wf[VEC], xf[VEC];
             unpack(__ldg(wr + i), wf);

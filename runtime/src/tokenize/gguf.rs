@@ -9,9 +9,11 @@
 //! - post-processor: BOS in front when `tokenizer.ggml.add_bos_token` is true, nothing otherwise;
 //! - decoder: byte fallback, fuse, `▁` → space, byte-level.
 //!
-//! The special ids come from `tokenizer.ggml.{bos,eos,eot,eom}_token_id`. (transformers 5.17 swaps BOS
-//! and EOS *strings* in this converter; the ids in the file, which agree with the model's
-//! `generation_config.json`, are what we use.)
+//! The special ids come from `tokenizer.ggml.{bos,eos,eot,eom}_token_id`. Two deliberate differences
+//! from transformers 5.17's GGUF path: it swaps the BOS and EOS *strings* in this converter (we use the
+//! ids in the file, which agree with the model's `generation_config.json`), and it turns on
+//! `clean_up_tokenization_spaces` for these tokenizers (we decode losslessly, as llama.cpp and the
+//! model's own `tokenizer_config.json` do; the reference test decodes with the clean-up off).
 
 use super::TokenizerError;
 use crate::weights::WeightsError;

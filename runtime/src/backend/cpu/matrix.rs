@@ -54,6 +54,22 @@ impl Matrix {
     }
 }
 
+impl Matrix {
+    /// Rows `r..r + 4` against `x` when the matrix is f32 (`None` for 16-bit storage), each
+    /// bit-identical to [`Matrix::row_dot`] of that row but streamed together (see `simd::dot4`).
+    #[inline]
+    pub fn rows4_dot(&self, r: usize, x: &[f32]) -> Option<[f32; 4]> {
+        let Store::F32(v) = &self.store else {
+            return None;
+        };
+        let c = self.cols;
+        Some(super::simd::dot4(
+            [0, 1, 2, 3].map(|k| &v[(r + k) * c..(r + k + 1) * c]),
+            x,
+        ))
+    }
+}
+
 fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
     use half::slice::HalfFloatSliceExt;
     src.convert_to_f32_slice(dst);
@@ -89,7 +105,16 @@ pub fn matmul(
     if n == 1 {
         out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
             let r0 = c * chunk;
-            for (j, oj) in o.iter_mut().enumerate() {
+            let mut done = 0;
+            if matches!(m.store, Store::F32(_)) {
+                done = o.len() - o.len() % 4;
+                for (q, oq) in o[..done].chunks_exact_mut(4).enumerate() {
+                    if let Some(v) = m.rows4_dot(r0 + 4 * q, x) {
+                        oq.copy_from_slice(&v);
+                    }
+                }
+            }
+            for (j, oj) in o.iter_mut().enumerate().skip(done) {
                 *oj = m.row_dot(r0 + j, x);
             }
         });
@@ -101,10 +126,18 @@ pub fn matmul(
             || vec![0.0f32; cols],
             |row, (c, o)| {
                 let r0 = c * chunk;
+                let input = |i: usize| &x[i * cols..(i + 1) * cols];
+                let quads = n - n % 4;
                 for (j, oj) in o.chunks_mut(n).enumerate() {
                     m.row_into(r0 + j, row);
-                    for (i, v) in oj.iter_mut().enumerate() {
-                        *v = dot(row, &x[i * cols..(i + 1) * cols]);
+                    // Four inputs against the row at once; `dot` is symmetric lane by lane, so each
+                    // value is bit-identical to `dot(row, input(i))`.
+                    for i in (0..quads).step_by(4) {
+                        let v = super::simd::dot4([0, 1, 2, 3].map(|k| input(i + k)), row);
+                        oj[i..i + 4].copy_from_slice(&v);
+                    }
+                    for (i, v) in oj.iter_mut().enumerate().skip(quads) {
+                        *v = dot(row, input(i));
                     }
                 }
             },
@@ -165,6 +198,26 @@ mod tests {
         let want = matmul_reference(&m, &x, n, Some(&b));
         let mut got = vec![0.0; n * rows];
         matmul(&m, &x, n, Some(&b), &mut got, &mut Vec::new());
+        // Prefill (n > 1) and decode (n == 1) compute every value identically.
+        for i in 0..n {
+            let mut one = vec![0.0; rows];
+            matmul(
+                &m,
+                &x[i * cols..(i + 1) * cols],
+                1,
+                Some(&b),
+                &mut one,
+                &mut Vec::new(),
+            );
+            let same = one
+                .iter()
+                .zip(&got[i * rows..(i + 1) * rows])
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "input {i} of {n}: batched result differs from the single-input one"
+            );
+        }
         for (g, w) in got.iter().zip(&want) {
             // f32 accumulation of `cols` products of magnitude ≤ 1 against an f64 reference.
             assert!((g - w).abs() <= 1e-5 * cols as f32, "{g} vs {w}");
@@ -184,6 +237,7 @@ mod tests {
                 (37, 300, 1),
                 (64, 64, 3),
                 (130, 517, 5),
+                (67, 100, 9),
                 (256, 16, 1),
             ] {
                 case(rows, cols, n, store);

@@ -73,7 +73,15 @@ impl Gemv<'_> {
         ]);
         args.extend(self.best.map(Arg::P));
         let smem = rows * w.cols * m.precision.bytes_per_element();
-        launch(m, self.f, self.name, gemv_grid(m, w.rows), 256, smem, &args)
+        launch(
+            m,
+            self.f,
+            self.name,
+            gemv_grid(m, self.f, w.rows, smem),
+            256,
+            smem,
+            &args,
+        )
     }
 }
 
@@ -108,7 +116,15 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
         args.extend([Arg::P(ov(m, &layer.o_bias)), Arg::I(1)]);
         args.extend([o.rows, o.cols, rows, o.cols].map(|v| Arg::I(v as i32)));
         let smem = rows * o.cols * m.precision.bytes_per_element();
-        launch(m, &k.gemv, "gemv", gemv_grid(m, o.rows), 256, smem, &args)?;
+        launch(
+            m,
+            &k.gemv,
+            "gemv",
+            gemv_grid(m, &k.gemv, o.rows, smem),
+            256,
+            smem,
+            &args,
+        )?;
         run_normed(&layer.up, normed(&layer.mlp_norm, s.up.ptr(), 0))?;
         let (f, name) = match m.spec.mlp {
             Mlp::SwiGlu => (&k.gemv_swiglu, "gemv_swiglu"),

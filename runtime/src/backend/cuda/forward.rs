@@ -161,9 +161,13 @@ pub fn ov(m: &Model<'_>, v: &Option<Vf>) -> u64 {
     v.as_ref().map_or(0, |v| vp(m, v))
 }
 
-/// Grid of a gemv launch over `n` outputs (8 per block, grid-stride beyond a few waves).
-pub fn gemv_grid(m: &Model<'_>, n: usize) -> (u32, u32, u32) {
-    (n.div_ceil(8).min(m.gpu.sms * 16).max(1) as u32, 1, 1)
+/// Grid of a gemv launch of `f` over `n` outputs (8 per block): one resident wave at most, so each
+/// block stages its input rows once and then streams several weight rows (grid-stride).
+pub fn gemv_grid(m: &Model<'_>, f: &CudaFunction, n: usize, smem: usize) -> (u32, u32, u32) {
+    let per_sm = f
+        .occupancy_max_active_blocks_per_multiprocessor(256, smem, None)
+        .map_or(4, |b| b.max(1) as usize);
+    (n.div_ceil(8).min(m.gpu.sms * per_sm).max(1) as u32, 1, 1)
 }
 
 /// `y[rows, w.rows] = x · wᵀ` (x rows `ldx` elements apart), by the recorded or default choice.
@@ -190,25 +194,27 @@ pub fn gemm(
     let e = m.precision.bytes_per_element();
     let smem = rows * w.cols * e;
     match choice {
-        Some(GemmChoice::Gemv) if ldx % (16 / e) == 0 && smem <= m.k.gemv_smem_limit => launch(
-            m,
-            &m.k.gemv,
-            "gemv",
-            gemv_grid(m, w.rows),
-            256,
-            smem,
-            &[
-                Arg::P(m.mats.at(w.off)),
-                Arg::P(x),
-                Arg::P(y),
-                Arg::P(0),
-                Arg::I(0),
-                Arg::I(w.rows as i32),
-                Arg::I(w.cols as i32),
-                Arg::I(rows as i32),
-                Arg::I(ldx as i32),
-            ],
-        ),
+        Some(GemmChoice::Gemv) if ldx.is_multiple_of(16 / e) && smem <= m.k.gemv_smem_limit => {
+            launch(
+                m,
+                &m.k.gemv,
+                "gemv",
+                gemv_grid(m, &m.k.gemv, w.rows, smem),
+                256,
+                smem,
+                &[
+                    Arg::P(m.mats.at(w.off)),
+                    Arg::P(x),
+                    Arg::P(y),
+                    Arg::P(0),
+                    Arg::I(0),
+                    Arg::I(w.rows as i32),
+                    Arg::I(w.cols as i32),
+                    Arg::I(rows as i32),
+                    Arg::I(ldx as i32),
+                ],
+            )
+        }
         Some(GemmChoice::Lt { algo }) if ldx == w.cols => {
             lt.matmul(m.gpu, shape, m.mats.at(w.off), x, ldx, y, Some(algo))
         }

@@ -53,7 +53,7 @@ impl GemmChoice {
 
 /// Whether the gemv kernel can run a shape (row count and 16-byte rows).
 pub fn gemv_fits(s: &GemmShape, precision: Precision) -> bool {
-    s.m <= GEMV_MAX_ROWS && (s.k * precision.bytes_per_element()) % 16 == 0
+    s.m <= GEMV_MAX_ROWS && (s.k * precision.bytes_per_element()).is_multiple_of(16)
 }
 
 /// The default for a shape nobody timed.

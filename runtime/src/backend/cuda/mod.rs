@@ -8,10 +8,27 @@
 //! input, including `start_idx`/`end_idx`, must then live in device memory at fixed addresses), and
 //! fusions across op boundaries (residual add + bias + norm, qkv bias + RoPE + KV-cache write, bias +
 //! activation, last-row gather folded into the lm_head GEMM's leading dimension). The layer structure
-//! is still the one `crate::model` documents per family; `forward.rs` follows it op for op.
+//! is still the one `crate::model` documents per family; `layers.rs` follows it op for op.
 //!
 //! Precision: weights, GEMM inputs and the KV cache in the storage type (FP32, FP16 or BF16); GEMM
 //! outputs, the residual stream, softmax and norms in f32.
+//!
+//! Map of the modules:
+//! - `device`: library probes, context + one stream, raw device buffers.
+//! - `weights`: conversion and QKV / gate-up fusion into one matrix buffer (host side, pure).
+//! - `kernels`: askama templates `templates/kernels/*.cu` rendered with the model's constants,
+//!   compiled by NVRTC for the GPU's compute capability, loaded.
+//! - `gemm` + `tune`: cuBLASLt plans and the build-time timing of cuBLASLt candidates against the
+//!   `gemv` kernel per weight shape (decode and prefill row counts).
+//! - `forward` (shared launches), `layers` (general path: prefill, multi-token, large batches) and
+//!   `decode` (fused one-token path: norms, activations, residual adds and argmax ride inside the
+//!   GEMV kernels; split attention over the valid prefix with the combine folded into its last block).
+//! - `step` + `graph`: one call (inputs uploaded in one copy; a decode step captured once per batch
+//!   size, cache mode and cache addresses, then replayed; programmatic dependent launch on sm_90).
+//! - `payload`: the engine-file payload (PTX, GEMM choices, packed weights) and its checks.
+//!
+//! Limits: head_dim at most 128 (even); the fused decode path takes at most `GEMV_MAX_ROWS`
+//! sequences (larger batches use the general path); the prefill attention runs on CUDA cores in f32.
 
 pub mod decode;
 pub mod device;
@@ -79,13 +96,13 @@ pub(crate) fn ordinal(options: &BuildOptions) -> Result<usize> {
 
 /// Shapes this backend's kernels are written for.
 fn check_spec(spec: &ModelSpec) -> Result<()> {
-    if spec.head_dim > 128 || spec.head_dim % 2 != 0 || spec.head_dim == 0 {
+    if spec.head_dim > 128 || !spec.head_dim.is_multiple_of(2) || spec.head_dim == 0 {
         return Err(Error::invalid(format!(
             "{}: head_dim {} is not supported by the CUDA kernels (even, at most 128)",
             spec.name, spec.head_dim
         )));
     }
-    if spec.num_kv_heads == 0 || spec.num_heads % spec.num_kv_heads != 0 {
+    if spec.num_kv_heads == 0 || !spec.num_heads.is_multiple_of(spec.num_kv_heads) {
         return Err(Error::invalid(format!(
             "{}: {} heads are not a multiple of {} KV heads",
             spec.name, spec.num_heads, spec.num_kv_heads

@@ -9,11 +9,14 @@ use super::kernels::CompiledKernels;
 use super::weights::Layout;
 use super::{CudaBackend, ordinal};
 use crate::engine::BuildOptions;
+use crate::engine_file::{EngineFileError, EngineHeader};
+use crate::precision::Precision;
 use crate::spec::ModelSpec;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::path::Path;
 
 #[derive(Serialize, Deserialize)]
 struct Meta {
@@ -107,27 +110,71 @@ pub fn read(r: &mut dyn Read, limit: u64) -> std::result::Result<Payload, Payloa
     })
 }
 
+/// Refuse an engine file whose header names another GPU compute capability than this GPU's.
+pub fn check_target(
+    path: &Path,
+    header_sm: Option<u32>,
+    gpu_sm: u32,
+    gpu_name: &str,
+) -> std::result::Result<(), EngineFileError> {
+    if header_sm == Some(gpu_sm) {
+        return Ok(());
+    }
+    Err(EngineFileError::Mismatch {
+        path: path.to_path_buf(),
+        what: "GPU compute capability",
+        found: header_sm.map_or("none (not a GPU engine)".to_string(), |s| format!("sm_{s}")),
+        expected: format!("sm_{gpu_sm} ({gpu_name})"),
+    })
+}
+
+/// The payload must hold kernels for the header's GPU and exactly the packed weights the spec and
+/// precision lay out.
+pub fn check_contents(
+    path: &Path,
+    p: &Payload,
+    sm: u32,
+    spec: &ModelSpec,
+    precision: Precision,
+) -> std::result::Result<(), EngineFileError> {
+    let corrupt = |message: String| {
+        Err(EngineFileError::Corrupt {
+            path: path.to_path_buf(),
+            message,
+        })
+    };
+    if p.kernels.sm != sm {
+        return corrupt(format!(
+            "kernels compiled for sm_{} under a header for sm_{sm}",
+            p.kernels.sm
+        ));
+    }
+    let layout = Layout::new(spec, precision);
+    if p.mats.len() != layout.mat_bytes || p.vecs.len() != layout.vec_bytes {
+        return corrupt(format!(
+            "packed weights hold {} + {} bytes, {} at {precision} needs {} + {}",
+            p.mats.len(),
+            p.vecs.len(),
+            spec.name,
+            layout.mat_bytes,
+            layout.vec_bytes
+        ));
+    }
+    Ok(())
+}
+
 /// Load the CUDA payload of an engine file whose header `header.check` already accepted: refuses a
 /// file compiled for another GPU compute capability by name, then uploads the stored weights.
 pub fn load(
-    path: &std::path::Path,
-    header: &crate::engine_file::EngineHeader,
-    reader: &mut dyn std::io::Read,
+    path: &Path,
+    header: &EngineHeader,
+    reader: &mut dyn Read,
     payload_len: u64,
     spec: &ModelSpec,
     expect: &BuildOptions,
 ) -> Result<CudaBackend> {
-    use crate::engine_file::EngineFileError;
     let gpu = Gpu::open(ordinal(expect)?)?;
-    let sm_name = |sm: Option<u32>| sm.map_or("none".to_string(), |s| format!("sm_{s}"));
-    if header.target_sm != Some(gpu.sm) {
-        return Err(Error::EngineFile(EngineFileError::Mismatch {
-            path: path.to_path_buf(),
-            what: "GPU compute capability",
-            found: sm_name(header.target_sm),
-            expected: format!("sm_{} ({})", gpu.sm, gpu.name),
-        }));
-    }
+    check_target(path, header.target_sm, gpu.sm, &gpu.name)?;
     let p = read(reader, payload_len).map_err(|e| match e {
         PayloadError::Truncated(what) => EngineFileError::Truncated {
             path: path.to_path_buf(),
@@ -138,30 +185,7 @@ pub fn load(
             message,
         },
     })?;
-    if p.kernels.sm != gpu.sm {
-        return Err(Error::EngineFile(EngineFileError::Corrupt {
-            path: path.to_path_buf(),
-            message: format!(
-                "kernels compiled for sm_{} under a header for sm_{}",
-                p.kernels.sm, gpu.sm
-            ),
-        }));
-    }
-    let layout = Layout::new(spec, expect.precision);
-    if p.mats.len() != layout.mat_bytes || p.vecs.len() != layout.vec_bytes {
-        return Err(Error::EngineFile(EngineFileError::Corrupt {
-            path: path.to_path_buf(),
-            message: format!(
-                "packed weights hold {} + {} bytes, {} at {} needs {} + {}",
-                p.mats.len(),
-                p.vecs.len(),
-                spec.name,
-                expect.precision,
-                layout.mat_bytes,
-                layout.vec_bytes
-            ),
-        }));
-    }
+    check_contents(path, &p, gpu.sm, spec, expect.precision)?;
     CudaBackend::assemble(spec, expect, gpu, p.kernels, p.choices, &p.mats, &p.vecs)
 }
 
@@ -188,6 +212,45 @@ mod tests {
         assert_eq!(p.mats, vec![1, 2, 3, 4]);
         assert_eq!(p.vecs, vec![5, 6, 7, 8]);
         assert_eq!(p.choices.len(), 1);
+    }
+
+    #[test]
+    fn another_gpu_or_a_cpu_engine_is_refused_by_name() {
+        let path = Path::new("model.engine");
+        assert!(check_target(path, Some(90), 90, "NVIDIA H200").is_ok());
+        let e = check_target(path, Some(80), 90, "NVIDIA H200").expect_err("sm_80 on sm_90");
+        let text = e.to_string();
+        assert!(
+            text.contains("GPU compute capability")
+                && text.contains("sm_80")
+                && text.contains("sm_90 (NVIDIA H200)"),
+            "{text}"
+        );
+        let e = check_target(path, None, 90, "NVIDIA H200").expect_err("no target");
+        assert!(e.to_string().contains("none"), "{e}");
+    }
+
+    #[test]
+    fn contents_must_match_the_spec_layout() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny-llama");
+        let spec = ModelSpec::from_dir(&dir).expect("tiny config");
+        let layout = Layout::new(&spec, Precision::Fp16);
+        let mut p = Payload {
+            kernels: CompiledKernels {
+                sm: 90,
+                ptx: Vec::new(),
+            },
+            choices: BTreeMap::new(),
+            mats: vec![0; layout.mat_bytes],
+            vecs: vec![0; layout.vec_bytes],
+        };
+        let path = Path::new("tiny.engine");
+        assert!(check_contents(path, &p, 90, &spec, Precision::Fp16).is_ok());
+        let e = check_contents(path, &p, 90, &spec, Precision::Fp32).expect_err("fp32 needs more");
+        assert!(e.to_string().contains("packed weights"), "{e}");
+        assert!(check_contents(path, &p, 89, &spec, Precision::Fp16).is_err());
+        p.vecs.pop();
+        assert!(check_contents(path, &p, 90, &spec, Precision::Fp16).is_err());
     }
 
     #[test]

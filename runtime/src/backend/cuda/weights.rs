@@ -317,7 +317,7 @@ mod tests {
             up[2 * h..3 * h].to_vec()
         );
         assert_eq!(p.layout.mat_bytes % ALIGN, 0);
-        assert!(l.qkv.off % ALIGN == 0 && l.down.off % ALIGN == 0);
+        assert!(l.qkv.off.is_multiple_of(ALIGN) && l.down.off.is_multiple_of(ALIGN));
     }
 
     #[test]

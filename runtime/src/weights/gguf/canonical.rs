@@ -84,7 +84,7 @@ pub fn reverse_permute(
     n_head: usize,
 ) -> Result<HostTensor, WeightsError> {
     let rows = t.shape.first().copied().unwrap_or(0);
-    if n_head == 0 || rows % (2 * n_head) != 0 {
+    if n_head == 0 || rows == 0 || rows % (2 * n_head) != 0 {
         return Err(WeightsError::Other(format!(
             "tensor {name}: {rows} rows cannot be split into {n_head} rotary heads of pairs"
         )));
