@@ -56,7 +56,12 @@ GGUF="${GGUF:-$(python3 "$LLAMA" gguf-path)}" || {
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores online, $THREADS threads used"
+    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p')," \
+        "model $(lscpu | sed -n 's/^Model: *//p'), hypervisor: $(lscpu | sed -n 's/^Hypervisor vendor: *//p')" \
+        "none), $(nproc) cores online, $THREADS threads used"
+    echo "caches: L2 $(lscpu | sed -n 's/^L2 cache: *//p'), L3 $(lscpu | sed -n 's/^L3 cache: *//p');" \
+        "memory $(free -g | awk '/^Mem:/ {print $2}') GiB;" \
+        "ISA: $(grep -o -w 'avx2\|fma\|f16c\|avx512f\|avx512_bf16\|avx512_fp16\|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
     echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- runtime run_llm || echo ' (+ uncommitted changes)')"
     echo "run_llm: $RUN_LLM; HF python: $HF_PYTHON; llama.cpp python: $LLAMA_PYTHON"
     echo "gguf: $GGUF"
