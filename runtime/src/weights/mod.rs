@@ -186,14 +186,16 @@ impl HostTensor {
 
     /// Rows `start..end` along the first dimension.
     pub fn rows(&self, start: usize, end: usize) -> Result<HostTensor, WeightsError> {
-        let n0 = self.shape.first().copied().unwrap_or(0);
+        let (n0, inner) = match self.shape.split_first() {
+            Some((&n0, rest)) => (n0, rest.iter().product::<usize>()),
+            None => (0, 0),
+        };
         if start > end || end > n0 {
             return Err(WeightsError::Other(format!(
                 "rows {start}..{end} out of range for shape {:?}",
                 self.shape
             )));
         }
-        let inner: usize = self.shape[1..].iter().product();
         let (a, b) = (start * inner, end * inner);
         let data = match &self.data {
             TensorData::F32(v) => TensorData::F32(v[a..b].to_vec()),
@@ -210,6 +212,11 @@ impl HostTensor {
         let first = parts
             .first()
             .ok_or_else(|| WeightsError::Other("concat of no tensors".into()))?;
+        if first.shape.is_empty() {
+            return Err(WeightsError::Other(
+                "cannot concatenate scalars along rows".into(),
+            ));
+        }
         let mut shape = first.shape.clone();
         shape[0] = 0;
         let mut data = match &first.data {
