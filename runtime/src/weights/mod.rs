@@ -186,10 +186,10 @@ impl HostTensor {
 
     /// Rows `start..end` along the first dimension.
     pub fn rows(&self, start: usize, end: usize) -> Result<HostTensor, WeightsError> {
-        let (n0, inner) = match self.shape.split_first() {
-            Some((&n0, rest)) => (n0, rest.iter().product::<usize>()),
-            None => (0, 0),
+        let Some((&n0, rest)) = self.shape.split_first() else {
+            return Err(WeightsError::Other("cannot take rows of a scalar".into()));
         };
+        let inner: usize = rest.iter().product();
         if start > end || end > n0 {
             return Err(WeightsError::Other(format!(
                 "rows {start}..{end} out of range for shape {:?}",
@@ -351,3 +351,6 @@ impl WeightsError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
