@@ -106,8 +106,16 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         tokens,
         pytorch,
     };
-    let baseline = report.pytorch.as_ref().map(|b| pytorch::text(b, tokenizer.as_ref()));
-    report::emit(args.json, &report, report::generate_figures(&report), baseline)
+    let baseline = report
+        .pytorch
+        .as_ref()
+        .map(|b| pytorch::text(b, tokenizer.as_ref()));
+    report::emit(
+        args.json,
+        &report,
+        report::generate_figures(&report),
+        baseline,
+    )
 }
 
 /// The tokenizer (when the prompt is text) and the prompt's ids.

@@ -6,7 +6,11 @@ use common::*;
 use serde_json::Value;
 
 fn generate(model: &str, prompt: &[u32], extra: &[&str]) -> Value {
-    json(&mut greedy_fp32_cpu(model, prompt, &[&["--json"], extra].concat()))
+    json(&mut greedy_fp32_cpu(
+        model,
+        prompt,
+        &[&["--json"], extra].concat(),
+    ))
 }
 
 #[test]

@@ -7,7 +7,9 @@
 //! out = h + down(silu(gate(m)) * up(m))                m = rms_norm(h)
 //! ```
 
-use super::{LayerWeights, MlpWeights, Scratch, apply, attend_then_norm, geometry, linear, norm_qkv};
+use super::{
+    LayerWeights, MlpWeights, Scratch, apply, attend_then_norm, geometry, linear, norm_qkv,
+};
 use crate::Result;
 use crate::backend::ops::Ops;
 use crate::backend::{CacheMode, StepInputs};
