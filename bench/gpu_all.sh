@@ -6,10 +6,7 @@
 # 3. transformers eager and static-cache + torch.compile: Llama-3.2-1B at both prompt lengths, the
 #    other models at the short prompt (compilation time bounds what one session can run).
 set -u
-BIN="$1"
-OUT="$2"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-mkdir -p "$OUT"
 . "$HERE/gpu_env.sh"
 parity() {
     LLMFORGE_REQUIRE_CUDA=1 timeout 90 "$BIN/cuda_parity" --include-ignored --test-threads 1 --nocapture 2>&1 |

@@ -9,10 +9,7 @@
 # bench/RESULTS.md. BENCH_IMPLS selects any of: ours ours-nopdl (programmatic dependent launch off)
 # eager static.
 set -u
-BIN="$1"
-OUT="$2"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-mkdir -p "$OUT"
 . "$HERE/gpu_env.sh"
 nvidia-smi --query-gpu=name --format=csv,noheader > "$OUT/gpu_name.txt" 2>&1
 "$PYTHON" "$HERE/gpu_hf.py" bandwidth >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"

@@ -1,5 +1,9 @@
-# Sourced by the GPU scripts: put the CUDA 13 NVRTC and cuBLASLt libraries on LD_LIBRARY_PATH (cudarc
-# loads them by name), looking in the CUDA toolkit and in the pip wheels torch brings along.
+# Sourced by the GPU scripts (`bench/gpu_*.sh BIN_DIR OUT_DIR`): sets BIN and OUT from the script's
+# arguments (OUT is created), then puts the CUDA 13 NVRTC and cuBLASLt libraries on LD_LIBRARY_PATH
+# (cudarc loads them by name), looking in the CUDA toolkit and in the pip wheels torch brings along.
+BIN="${1:?usage: $0 BIN_DIR OUT_DIR}"
+OUT="${2:?usage: $0 BIN_DIR OUT_DIR}"
+mkdir -p "$OUT"
 PYTHON="${PYTHON:-python3}"
 for lib in libnvrtc.so.13 libcublasLt.so.13; do
     if ! ldconfig -p 2>/dev/null | grep -q "$lib"; then

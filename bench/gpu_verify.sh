@@ -9,13 +9,10 @@
 #     makes the model (torch.manual_seed(0)) and saves it; our engine loads that directory; logits of
 #     the last prompt position and the greedy continuation are compared on the same GPU.
 set -u
-BIN="$1"
-OUT="$2"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-mkdir -p "$OUT"
 . "$HERE/gpu_env.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
-LLMFORGE_REQUIRE_NVRTC=1 "$BIN/cuda_kernels" --test-threads 1 > "$OUT/cuda_kernels.log" 2>&1
+"$BIN/cuda_kernels" --include-ignored --test-threads 1 > "$OUT/cuda_kernels.log" 2>&1
 echo "cuda_kernels rc=$?" | tee -a "$OUT/summary.txt"
 LLMFORGE_REQUIRE_CUDA=1 "$BIN/cuda_parity" --include-ignored --test-threads 1 --nocapture > "$OUT/cuda_parity.log" 2>&1
 echo "cuda_parity rc=$?" | tee -a "$OUT/summary.txt"

@@ -185,4 +185,14 @@ impl Args {
             seed: self.seed,
         }
     }
+
+    /// `--num_tokens`, the sampling flags and `--cache` as the runtime's generation options.
+    pub fn generate_options(&self, stop_at_eos: bool) -> runtime::generate::GenerateOptions {
+        runtime::generate::GenerateOptions {
+            max_new_tokens: self.num_tokens,
+            sampling: self.sampling(),
+            mode: self.cache.into(),
+            stop_at_eos,
+        }
+    }
 }

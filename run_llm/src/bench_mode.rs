@@ -13,7 +13,7 @@ use crate::resolve::Model;
 use anyhow::{Context, Result};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
-use runtime::generate::{GenerateOptions, generate_with_static_cache};
+use runtime::generate::generate_with_static_cache;
 use runtime::progress::Progress;
 use std::time::Instant;
 
@@ -37,12 +37,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
     let mut engine = got.engine;
     let device = engine.options().device;
     let mut cache = engine.new_cache(args.batch_size)?;
-    let opts = GenerateOptions {
-        max_new_tokens: args.num_tokens,
-        sampling: args.sampling(),
-        mode: args.cache.into(),
-        stop_at_eos: false,
-    };
+    let opts = args.generate_options(false);
     bars.stage("warm-up", 1);
     let warm = generate_with_static_cache(&mut engine, &mut cache, &prompts, &opts, &mut |_, _| {})
         .context("warm-up generation failed")?;
@@ -84,16 +79,15 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
             weight_bytes as f64 / 1e6
         ));
     }
-    let pytorch = if args.enable_pytorch_run {
-        let req = pytorch::Request::benchmark(args, model, &need, got.weights.as_ref(), &prompts)?;
-        Some(pytorch::run(
-            &req,
-            &warm.tokens,
-            args.sampling().is_greedy(),
-        ))
-    } else {
-        None
-    };
+    let pytorch = pytorch::compare(
+        args,
+        model,
+        &need,
+        got.weights.as_ref(),
+        &prompts,
+        &warm.tokens,
+        pytorch::Mode::Benchmark,
+    )?;
     let report = BenchReport {
         mode: "benchmark",
         run,
@@ -115,15 +109,8 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         },
         pytorch,
     };
-    if args.json {
-        report::say(serde_json::to_string_pretty(&report)?)?;
-    } else {
-        report::say(report::bench_text(&report))?;
-        if let Some(b) = &report.pytorch {
-            report::say(pytorch::text(b, None))?;
-        }
-    }
-    Ok(())
+    let baseline = report.pytorch.as_ref().map(|b| pytorch::text(b, None));
+    report::emit(args.json, &report, report::bench_text(&report), baseline)
 }
 
 /// `batch` prompts of `len` ids, uniform in `1..min(vocab, 10000)`, from `seed`.

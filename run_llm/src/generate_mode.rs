@@ -9,7 +9,7 @@ use crate::report::{self, GenerateReport};
 use crate::resolve::Model;
 use anyhow::{Context, Result};
 use runtime::chat::Message;
-use runtime::generate::{GenerateOptions, generate_with_static_cache};
+use runtime::generate::generate_with_static_cache;
 use runtime::tokenize::Tokenizer;
 use std::io::Write;
 
@@ -29,12 +29,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         report::say(report::header_text(&run))?;
     }
     let mut cache = engine.new_cache(1)?;
-    let opts = GenerateOptions {
-        max_new_tokens: args.num_tokens,
-        sampling: args.sampling(),
-        mode: args.cache.into(),
-        stop_at_eos: true,
-    };
+    let opts = args.generate_options(true);
     let mut stream = tokenizer.as_ref().map(Tokenizer::stream);
     let mut stream_err = None;
     let stdout = std::io::stdout();
@@ -82,16 +77,15 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
     let ttft_ms = t.time_to_first_token.as_secs_f64() * 1e3;
     let decode_ms = t.decode_time.as_secs_f64() * 1e3;
     let total_s = (ttft_ms + decode_ms) / 1e3;
-    let pytorch = if args.enable_pytorch_run {
-        let req = pytorch::Request::generation(args, model, &need, got.weights.as_ref(), &prompt)?;
-        Some(pytorch::run(
-            &req,
-            std::slice::from_ref(&tokens),
-            args.sampling().is_greedy(),
-        ))
-    } else {
-        None
-    };
+    let pytorch = pytorch::compare(
+        args,
+        model,
+        &need,
+        got.weights.as_ref(),
+        std::slice::from_ref(&prompt),
+        std::slice::from_ref(&tokens),
+        pytorch::Mode::Generate,
+    )?;
     let report = GenerateReport {
         mode: "generate",
         run,
@@ -112,15 +106,16 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         tokens,
         pytorch,
     };
-    if args.json {
-        report::say(serde_json::to_string_pretty(&report)?)?;
-    } else {
-        report::say(report::generate_figures(&report))?;
-        if let Some(b) = &report.pytorch {
-            report::say(pytorch::text(b, tokenizer.as_ref()))?;
-        }
-    }
-    Ok(())
+    let baseline = report
+        .pytorch
+        .as_ref()
+        .map(|b| pytorch::text(b, tokenizer.as_ref()));
+    report::emit(
+        args.json,
+        &report,
+        report::generate_figures(&report),
+        baseline,
+    )
 }
 
 /// The tokenizer (when the prompt is text) and the prompt's ids.

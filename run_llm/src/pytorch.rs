@@ -21,7 +21,7 @@ use std::process::Command;
 const EXIT_MISSING: i32 = 3;
 
 #[derive(Debug, Serialize)]
-pub struct Request {
+struct Request {
     model_dir: PathBuf,
     precision: String,
     device: String,
@@ -33,73 +33,48 @@ pub struct Request {
     iterations: usize,
 }
 
-impl Request {
-    /// One greedy generation of `--num_tokens` for the prompt, stopping at EOS.
-    pub fn generation(
-        args: &Args,
-        model: &Model,
-        need: &Need,
-        weights: Option<&WeightMap>,
-        prompt: &[u32],
-    ) -> Result<Request> {
-        Request::new(
-            args,
-            model,
-            need,
-            weights,
-            vec![prompt.to_vec()],
-            true,
-            0,
-            1,
-        )
-    }
+/// Which of run_llm's modes the baseline mirrors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One generation of `--num_tokens` for the prompt, stopping at EOS.
+    Generate,
+    /// The benchmark's prompts, one warm-up and `--iterations`, never stopping at EOS.
+    Benchmark,
+}
 
-    /// The benchmark's prompts, warm-up and iterations, never stopping at EOS.
-    pub fn benchmark(
-        args: &Args,
-        model: &Model,
-        need: &Need,
-        weights: Option<&WeightMap>,
-        prompts: &[Vec<u32>],
-    ) -> Result<Request> {
-        Request::new(
-            args,
-            model,
-            need,
-            weights,
-            prompts.to_vec(),
-            false,
-            1,
-            args.iterations,
-        )
+/// With `--enable_pytorch_run`, transformers on the same weights and `prompts`, compared with our
+/// tokens `ours`; `None` without the flag.
+pub fn compare(
+    args: &Args,
+    model: &Model,
+    need: &Need,
+    weights: Option<&WeightMap>,
+    prompts: &[Vec<u32>],
+    ours: &[Vec<u32>],
+    mode: Mode,
+) -> Result<Option<Baseline>> {
+    if !args.enable_pytorch_run {
+        return Ok(None);
     }
-
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        args: &Args,
-        model: &Model,
-        need: &Need,
-        weights: Option<&WeightMap>,
-        prompts: Vec<Vec<u32>>,
-        stop_at_eos: bool,
-        warmup: usize,
-        iterations: usize,
-    ) -> Result<Request> {
-        Ok(Request {
-            model_dir: hf_dir(model, weights)?,
-            precision: need.precision.to_string(),
-            device: match need.device {
-                runtime::engine::DeviceChoice::Cpu { .. } => "cpu".into(),
-                runtime::engine::DeviceChoice::Cuda { .. } => "cuda".into(),
-            },
-            prompts,
-            num_tokens: args.num_tokens,
-            eos: model.spec.eos_token_ids.clone(),
-            stop_at_eos,
-            warmup,
-            iterations,
-        })
-    }
+    let (stop_at_eos, warmup, iterations) = match mode {
+        Mode::Generate => (true, 0, 1),
+        Mode::Benchmark => (false, 1, args.iterations),
+    };
+    let req = Request {
+        model_dir: hf_dir(model, weights)?,
+        precision: need.precision.to_string(),
+        device: match need.device {
+            runtime::engine::DeviceChoice::Cpu { .. } => "cpu".into(),
+            runtime::engine::DeviceChoice::Cuda { .. } => "cuda".into(),
+        },
+        prompts: prompts.to_vec(),
+        num_tokens: args.num_tokens,
+        eos: model.spec.eos_token_ids.clone(),
+        stop_at_eos,
+        warmup,
+        iterations,
+    };
+    Ok(Some(run(&req, ours, args.sampling().is_greedy())))
 }
 
 /// A HF directory holding exactly the weights the engine was built from.
@@ -112,7 +87,7 @@ fn hf_dir(model: &Model, weights: Option<&WeightMap>) -> Result<PathBuf> {
             format!("gguf-{len}")
         }
     };
-    let hash = &model.spec.config_hash[..12.min(model.spec.config_hash.len())];
+    let hash: String = model.spec.config_hash.chars().take(12).collect();
     let dir = std::env::temp_dir().join("llmforge-hf").join(format!(
         "{}-{hash}-{key}",
         runtime::manifest::slug(&model.spec.name)
@@ -209,7 +184,7 @@ fn python() -> String {
 }
 
 /// Run the script; `ours` are our generated tokens per sequence, compared when `greedy`.
-pub fn run(req: &Request, ours: &[Vec<u32>], greedy: bool) -> Baseline {
+fn run(req: &Request, ours: &[Vec<u32>], greedy: bool) -> Baseline {
     match run_script(req) {
         Ok(out) if !out.missing.is_empty() => Baseline {
             status: "unavailable",

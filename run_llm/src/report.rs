@@ -19,6 +19,25 @@ pub fn say(line: impl std::fmt::Display) -> std::io::Result<()> {
     write(&format!("{line}\n"))
 }
 
+/// The report as pretty JSON with `--json`; else its `text`, then the baseline's lines when
+/// `--enable_pytorch_run` gave one.
+pub fn emit(
+    json: bool,
+    report: &impl Serialize,
+    text: String,
+    baseline: Option<String>,
+) -> anyhow::Result<()> {
+    if json {
+        say(serde_json::to_string_pretty(report)?)?;
+        return Ok(());
+    }
+    say(text)?;
+    if let Some(b) = baseline {
+        say(b)?;
+    }
+    Ok(())
+}
+
 /// What was run, on what.
 #[derive(Debug, Serialize)]
 pub struct RunInfo {

@@ -25,6 +25,25 @@ fn bench(model: &str, extra: &[&str]) -> Value {
     json(&mut command(&args))
 }
 
+/// A short benchmark of `model` on the CPU (8-token prompt, 4 new tokens, 2 iterations) and `extra`.
+fn short_bench(model: &str, extra: &[&str]) -> std::process::Command {
+    let mut args = vec![
+        "--model",
+        model,
+        "--benchmark",
+        "--isl",
+        "8",
+        "--num_tokens",
+        "4",
+        "--iterations",
+        "2",
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    command(&args)
+}
+
 fn positive(v: &Value, key: &str) -> f64 {
     let x = v[key]
         .as_f64()
@@ -76,19 +95,9 @@ fn benchmark_reports_every_figure() {
 
 #[test]
 fn benchmark_text_names_every_figure() {
-    let out = run(&[
-        "--model",
-        "tiny-qwen2",
-        "--benchmark",
-        "--isl",
-        "8",
-        "--num_tokens",
-        "4",
-        "--iterations",
-        "2",
-        "--device",
-        "cpu",
-    ]);
+    let out = short_bench("tiny-qwen2", &[])
+        .output()
+        .expect("run_llm starts");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for part in [
@@ -119,20 +128,7 @@ fn models_without_weights_run_on_synthetic_ones_and_say_so() {
     );
     let path = dir.join("models.toml");
     std::fs::write(&path, manifest).unwrap();
-    let mut cmd = command(&[
-        "--model",
-        "tiny-synthetic",
-        "--benchmark",
-        "--isl",
-        "8",
-        "--num_tokens",
-        "4",
-        "--iterations",
-        "2",
-        "--device",
-        "cpu",
-        "--json",
-    ]);
+    let mut cmd = short_bench("tiny-synthetic", &["--json"]);
     let v = json(cmd.env("LLMFORGE_MODELS", &path));
     assert_eq!(v["run"]["synthetic_weights"], true);
     assert!(v["run"]["weights"].as_str().unwrap().contains("SYNTHETIC"));

@@ -6,22 +6,11 @@ use common::*;
 use serde_json::Value;
 
 fn generate(model: &str, prompt: &[u32], extra: &[&str]) -> Value {
-    let ids = csv(prompt);
-    let mut args = vec![
-        "--model",
+    json(&mut greedy_fp32_cpu(
         model,
-        "--prompt_ids",
-        &ids,
-        "--num_tokens",
-        "24",
-        "--precision",
-        "FP32",
-        "--device",
-        "cpu",
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    json(&mut command(&args))
+        prompt,
+        &[&["--json"], extra].concat(),
+    ))
 }
 
 #[test]
@@ -95,19 +84,9 @@ fn json_output_has_every_field() {
 #[test]
 fn text_output_is_header_answer_figures() {
     let p = &reference("tiny-llama")[0];
-    let ids = csv(&p.ids);
-    let out = run(&[
-        "--model",
-        "tiny-llama",
-        "--prompt_ids",
-        &ids,
-        "--num_tokens",
-        "24",
-        "--precision",
-        "FP32",
-        "--device",
-        "cpu",
-    ]);
+    let out = greedy_fp32_cpu("tiny-llama", &p.ids, &[])
+        .output()
+        .expect("run_llm starts");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();

@@ -64,21 +64,7 @@ fn transformers_generates_our_tokens_on_the_same_weights() {
         .expect("no Python with torch + transformers: set LLMFORGE_PYTHON or install /opt/pyref");
     for model in ["tiny-llama", "tiny-gpt2"] {
         let p = &reference(model)[1];
-        let prompt = csv(&p.ids);
-        let mut cmd = command(&[
-            "--model",
-            model,
-            "--prompt_ids",
-            &prompt,
-            "--num_tokens",
-            "24",
-            "--precision",
-            "FP32",
-            "--device",
-            "cpu",
-            "--enable_pytorch_run",
-            "--json",
-        ]);
+        let mut cmd = greedy_fp32_cpu(model, &p.ids, &["--enable_pytorch_run", "--json"]);
         let v = json(cmd.env("LLMFORGE_PYTHON", &python));
         check_runs(&v["pytorch"]);
         assert_eq!(

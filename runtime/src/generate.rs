@@ -85,14 +85,43 @@ fn check_prompts(prompts: &[Vec<u32>], max_seq_len: usize) -> Result<usize> {
 }
 
 /// Per-sequence bookkeeping shared by both loops.
-struct Progress<'a> {
+struct Progress {
     tokens: Vec<Vec<u32>>,
     done: Vec<bool>,
-    eos: &'a [u32],
+    eos: Vec<u32>,
     stop_at_eos: bool,
 }
 
-impl Progress<'_> {
+/// What both loops start from: the prompts' common length (checked against the engine), the
+/// sampler, empty progress per sequence and timings that count the prefill.
+struct Start {
+    len: usize,
+    sampler: Sampler,
+    st: Progress,
+    timings: Timings,
+}
+
+fn start(engine: &Engine, prompts: &[Vec<u32>], opts: &GenerateOptions) -> Result<Start> {
+    let len = check_prompts(prompts, engine.options().max_seq_len)?;
+    let sampler = Sampler::try_new(opts.sampling)?;
+    let batch = prompts.len();
+    Ok(Start {
+        len,
+        sampler,
+        st: Progress {
+            tokens: vec![Vec::new(); batch],
+            done: vec![false; batch],
+            eos: engine.spec().eos_token_ids.clone(),
+            stop_at_eos: opts.stop_at_eos,
+        },
+        timings: Timings {
+            prefill_tokens: batch * len,
+            ..Timings::default()
+        },
+    })
+}
+
+impl Progress {
     fn push(&mut self, next: &[u32], on_token: &mut dyn FnMut(usize, u32)) {
         for (b, &t) in next.iter().enumerate() {
             if self.done[b] {
@@ -144,20 +173,13 @@ pub fn generate_with_static_cache_layers(
         return generate(engine, prompts, opts, on_token);
     }
     let max_seq = engine.options().max_seq_len;
-    let len = check_prompts(prompts, max_seq)?;
-    let mut sampler = Sampler::try_new(opts.sampling)?;
+    let Start {
+        len,
+        mut sampler,
+        mut st,
+        mut timings,
+    } = start(engine, prompts, opts)?;
     let batch = prompts.len();
-    let eos = engine.spec().eos_token_ids.clone();
-    let mut st = Progress {
-        tokens: vec![Vec::new(); batch],
-        done: vec![false; batch],
-        eos: &eos,
-        stop_at_eos: opts.stop_at_eos,
-    };
-    let mut timings = Timings {
-        prefill_tokens: batch * len,
-        ..Timings::default()
-    };
     if opts.max_new_tokens == 0 {
         return Ok(GenerateOutput {
             tokens: st.tokens,
@@ -216,20 +238,13 @@ pub fn generate(
     on_token: &mut dyn FnMut(usize, u32),
 ) -> Result<GenerateOutput> {
     let max_seq = engine.options().max_seq_len;
-    let len = check_prompts(prompts, max_seq)?;
-    let mut sampler = Sampler::try_new(opts.sampling)?;
+    let Start {
+        mut sampler,
+        mut st,
+        mut timings,
+        ..
+    } = start(engine, prompts, opts)?;
     let batch = prompts.len();
-    let eos = engine.spec().eos_token_ids.clone();
-    let mut st = Progress {
-        tokens: vec![Vec::new(); batch],
-        done: vec![false; batch],
-        eos: &eos,
-        stop_at_eos: opts.stop_at_eos,
-    };
-    let mut timings = Timings {
-        prefill_tokens: batch * len,
-        ..Timings::default()
-    };
     let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
     let start = Instant::now();
     let mut produced = 0;

@@ -1,7 +1,9 @@
 //! Every CUDA kernel template renders and compiles to PTX with NVRTC, for every architecture family
-//! and precision, without a GPU (CI sources `.ci/nvrtc-setup.sh`, which puts NVRTC from the CUDA 13.0
-//! PyPI wheel on `LD_LIBRARY_PATH` and sets `LLMFORGE_REQUIRE_NVRTC=1`). Also: building a CUDA engine
-//! on a machine without the CUDA driver is a `CudaUnavailable` error, not a panic.
+//! and precision, without a GPU. The compile tests need NVRTC, so they are `#[ignore]`d in a plain
+//! `cargo test` (reported as ignored, not passed); CI sources `.ci/nvrtc-setup.sh`, which puts NVRTC
+//! from the CUDA 13.0 PyPI wheel on `LD_LIBRARY_PATH`, and runs them with `--include-ignored`, where a
+//! missing NVRTC fails them. Also: building a CUDA engine on a machine without the CUDA driver is a
+//! `CudaUnavailable` error, not a panic.
 
 use runtime::Precision;
 use runtime::backend::BackendError;
@@ -16,18 +18,10 @@ fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
-/// NVRTC present, or (without `LLMFORGE_REQUIRE_NVRTC`) a skip that says why.
-fn nvrtc_or_skip() -> bool {
-    match device::check_nvrtc() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var_os("LLMFORGE_REQUIRE_NVRTC").is_none(),
-                "LLMFORGE_REQUIRE_NVRTC is set but {e}"
-            );
-            eprintln!("skipping: {e} (source .ci/nvrtc-setup.sh)");
-            false
-        }
+/// NVRTC must load: these tests are only run (with `--include-ignored`) where it should.
+fn require_nvrtc() {
+    if let Err(e) = device::check_nvrtc() {
+        panic!("{e} (source .ci/nvrtc-setup.sh)");
     }
 }
 
@@ -54,20 +48,18 @@ fn compile_all(model: &str, precisions: &[Precision], sm: u32) {
 }
 
 #[test]
+#[ignore = "needs NVRTC (source .ci/nvrtc-setup.sh; run with --include-ignored)"]
 fn tiny_models_compile_in_every_precision() {
-    if !nvrtc_or_skip() {
-        return;
-    }
+    require_nvrtc();
     for model in ["tiny-llama", "tiny-qwen2", "tiny-gpt2"] {
         compile_all(model, &Precision::ALL, 90);
     }
 }
 
 #[test]
+#[ignore = "needs NVRTC (source .ci/nvrtc-setup.sh; run with --include-ignored)"]
 fn full_size_architectures_compile() {
-    if !nvrtc_or_skip() {
-        return;
-    }
+    require_nvrtc();
     compile_all("Llama-3.2-1B-Instruct", &Precision::ALL, 90);
     for model in [
         "Qwen2.5-0.5B-Instruct",
@@ -99,10 +91,6 @@ fn template_constants_are_the_models() {
 
 #[test]
 fn no_driver_means_cuda_unavailable_not_a_panic() {
-    if device::check_libraries().is_ok() {
-        eprintln!("skipping: this machine has the CUDA libraries (the GPU tests cover it)");
-        return;
-    }
     let dir = models_dir().join("tiny-llama");
     let spec = ModelSpec::from_dir(&dir).expect("config");
     let options = BuildOptions {
@@ -111,11 +99,24 @@ fn no_driver_means_cuda_unavailable_not_a_panic() {
         max_batch: 1,
         device: DeviceChoice::Cuda { ordinal: 0 },
     };
-    let err = Engine::build(spec, &WeightSource::HfDir(dir), options, &NoProgress)
-        .err()
-        .expect("a CUDA engine cannot be built without CUDA");
-    assert!(
-        matches!(err, Error::Backend(BackendError::CudaUnavailable(_))),
-        "{err}"
-    );
+    let built = Engine::build(spec, &WeightSource::HfDir(dir), options, &NoProgress);
+    match device::check_libraries() {
+        // Without the libraries: the build is refused with `CudaUnavailable`.
+        Err(_) => {
+            let err = built
+                .err()
+                .expect("a CUDA engine cannot be built without CUDA");
+            assert!(
+                matches!(err, Error::Backend(BackendError::CudaUnavailable(_))),
+                "{err}"
+            );
+        }
+        // With them (a GPU machine, where the parity tests cover the engine): it builds, or a machine
+        // with the libraries but no usable device gets a backend error, never a panic.
+        Ok(()) => {
+            if let Err(err) = built {
+                assert!(matches!(err, Error::Backend(_)), "{err}");
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The generated crates' typed API on the CUDA backend (`EngineOptions::device = Cuda`), against the
-//! same Hugging Face references as `typed_engine.rs`. Skipped where CUDA is unavailable, unless
-//! `LLMFORGE_REQUIRE_CUDA=1` (the GPU run), which turns the skip into a failure. Tolerances are the
+//! same Hugging Face references as `typed_engine.rs`. It needs a GPU, so it is `#[ignore]`d in a plain
+//! `cargo test` (reported as ignored, not passed); run it with `--include-ignored` on a GPU machine,
+//! where missing CUDA libraries fail it. Tolerances are the
 //! runtime's CUDA parity tests' (`runtime/tests/cuda_parity.rs`): greedy tokens identical, FP32 and FP16
 //! (against HF with fp16-rounded weights).
 
@@ -11,17 +12,9 @@ use runtime::backend::CacheMode;
 use runtime::backend::cuda::device;
 use runtime::codegen::{DeviceChoice, EngineOptions, GenerateOptions, NoProgress, WeightSource};
 
-fn cuda_or_skip() -> bool {
-    match device::check_libraries() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var_os("LLMFORGE_REQUIRE_CUDA").is_none(),
-                "LLMFORGE_REQUIRE_CUDA is set but {e}"
-            );
-            eprintln!("skipping: {e}");
-            false
-        }
+fn require_cuda() {
+    if let Err(e) = device::check_libraries() {
+        panic!("{e}");
     }
 }
 
@@ -34,11 +27,10 @@ fn gpu() -> EngineOptions {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU (run with --include-ignored)"]
 fn tiny_llama_typed_api_on_cuda_matches_hf() {
     use tiny_llama::{Engine, Fp16, Fp32};
-    if !cuda_or_skip() {
-        return;
-    }
+    require_cuda();
     let r = common::reference("tiny-llama");
     let weights = WeightSource::HfDir(common::root().join("models/tiny-llama"));
     let greedy = GenerateOptions {

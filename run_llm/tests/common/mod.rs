@@ -101,6 +101,26 @@ pub fn reference(model: &str) -> Vec<RefPrompt> {
         .collect()
 }
 
+/// `run_llm --model MODEL --prompt_ids … --num_tokens 24 --precision FP32 --device cpu` and `extra`:
+/// the greedy run that the Hugging Face references (`reference(model)`) were made for.
+pub fn greedy_fp32_cpu(model: &str, prompt: &[u32], extra: &[&str]) -> Command {
+    let ids = csv(prompt);
+    let mut args = vec![
+        "--model",
+        model,
+        "--prompt_ids",
+        &ids,
+        "--num_tokens",
+        "24",
+        "--precision",
+        "FP32",
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    command(&args)
+}
+
 /// A fresh scratch directory for one test.
 pub fn scratch(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("llmforge-cli-{tag}-{}", std::process::id()));

@@ -7,7 +7,7 @@
 //! ```
 //! (HF's Conv1D `[in, out]` weights arrive transposed to canonical `[out, in]` from the loader.)
 
-use super::{LayerWeights, MlpWeights, Scratch, geometry, linear, norm};
+use super::{LayerWeights, MlpWeights, Scratch, apply, attend_then_norm, linear, norm_qkv};
 use crate::Result;
 use crate::backend::ops::Ops;
 use crate::backend::{CacheMode, StepInputs};
@@ -15,42 +15,19 @@ use crate::cache::LayerKvMut;
 use crate::spec::ModelSpec;
 use crate::weights::WeightMap;
 
+/// Layer `i`'s weights: the shared attention half, then `fc` and `proj`.
 pub fn load_layer<O: Ops>(
     spec: &ModelSpec,
     w: &WeightMap,
     ops: &mut O,
     i: usize,
 ) -> Result<LayerWeights<O>> {
-    let h = spec.hidden_size;
-    let p = format!("layers.{i}");
-    let (q, k, v) = (format!("{p}.q"), format!("{p}.k"), format!("{p}.v"));
-    Ok(LayerWeights {
-        attn_norm: norm(ops, w, &format!("{p}.attn_norm"), spec.norm, h)?,
-        qkv: linear(
-            ops,
-            w,
-            &[(&q, spec.q_dim()), (&k, spec.kv_dim()), (&v, spec.kv_dim())],
-            h,
-            spec.qkv_bias,
-        )?,
-        o: linear(ops, w, &[(&format!("{p}.o"), h)], spec.q_dim(), spec.o_bias)?,
-        mlp_norm: norm(ops, w, &format!("{p}.mlp_norm"), spec.norm, h)?,
-        mlp: MlpWeights::Gelu {
-            fc: linear(
-                ops,
-                w,
-                &[(&format!("{p}.fc"), spec.intermediate_size)],
-                h,
-                spec.mlp_bias,
-            )?,
-            proj: linear(
-                ops,
-                w,
-                &[(&format!("{p}.proj"), h)],
-                spec.intermediate_size,
-                spec.mlp_bias,
-            )?,
-        },
+    let (h, inter) = (spec.hidden_size, spec.intermediate_size);
+    super::load_layer(spec, w, ops, i, |ops, p| {
+        Ok(MlpWeights::Gelu {
+            fc: linear(ops, w, &[(&format!("{p}.fc"), inter)], h, spec.mlp_bias)?,
+            proj: linear(ops, w, &[(&format!("{p}.proj"), h)], inter, spec.mlp_bias)?,
+        })
     })
 }
 
@@ -64,24 +41,13 @@ pub fn block<O: Ops>(
     cache: Option<&mut LayerKvMut<'_>>,
     mode: CacheMode,
 ) -> Result<()> {
-    let eps = spec.norm_eps as f32;
-    ops.norm(spec.norm, eps, &s.x, &layer.attn_norm, &mut s.normed)?;
-    ops.linear(
-        &s.normed,
-        &layer.qkv.weight,
-        layer.qkv.bias.as_ref(),
-        &mut s.qkv,
-    )?;
-    ops.attention(&s.qkv, geometry(spec), step, cache, mode, &mut s.attn)?;
-    ops.linear(&s.attn, &layer.o.weight, layer.o.bias.as_ref(), &mut s.proj)?;
-    ops.add(&mut s.x, &s.proj)?;
-
-    ops.norm(spec.norm, eps, &s.x, &layer.mlp_norm, &mut s.normed)?;
+    norm_qkv(ops, spec, layer, s)?;
+    attend_then_norm(ops, spec, layer, s, step, cache, mode)?;
     let MlpWeights::Gelu { fc, proj } = &layer.mlp else {
         return Err(crate::Error::invalid("gpt2 block expects a GELU MLP"));
     };
-    ops.linear(&s.normed, &fc.weight, fc.bias.as_ref(), &mut s.mlp_mid)?;
+    apply(ops, fc, &s.normed, &mut s.mlp_mid)?;
     ops.gelu_new(&mut s.mlp_mid)?;
-    ops.linear(&s.mlp_mid, &proj.weight, proj.bias.as_ref(), &mut s.proj)?;
+    apply(ops, proj, &s.mlp_mid, &mut s.proj)?;
     ops.add(&mut s.x, &s.proj)
 }

@@ -140,6 +140,73 @@ pub fn norm<O: Ops>(
     Ok(Norm { weight, bias })
 }
 
+/// Layer `i`'s weights (`layers.{i}.*`) in the shape every family shares: attention norm, q/k/v fused
+/// (biases when `spec.qkv_bias`), `o`, MLP norm, then the family's MLP from `mlp(ops, "layers.{i}")`.
+pub fn load_layer<O: Ops>(
+    spec: &ModelSpec,
+    w: &WeightMap,
+    ops: &mut O,
+    i: usize,
+    mlp: impl FnOnce(&mut O, &str) -> Result<MlpWeights<O>>,
+) -> Result<LayerWeights<O>> {
+    let h = spec.hidden_size;
+    let p = format!("layers.{i}");
+    let (q, k, v) = (format!("{p}.q"), format!("{p}.k"), format!("{p}.v"));
+    Ok(LayerWeights {
+        attn_norm: norm(ops, w, &format!("{p}.attn_norm"), spec.norm, h)?,
+        qkv: linear(
+            ops,
+            w,
+            &[(&q, spec.q_dim()), (&k, spec.kv_dim()), (&v, spec.kv_dim())],
+            h,
+            spec.qkv_bias,
+        )?,
+        o: linear(ops, w, &[(&format!("{p}.o"), h)], spec.q_dim(), spec.o_bias)?,
+        mlp_norm: norm(ops, w, &format!("{p}.mlp_norm"), spec.norm, h)?,
+        mlp: mlp(ops, &p)?,
+    })
+}
+
+/// `out = x · lin.weightᵀ (+ lin.bias)`.
+pub fn apply<O: Ops>(
+    ops: &mut O,
+    lin: &Linear<O::Weight, O::Vector>,
+    x: &O::Act,
+    out: &mut O::Act,
+) -> Result<()> {
+    ops.linear(x, &lin.weight, lin.bias.as_ref(), out)
+}
+
+/// The first step of every pre-norm block: `s.qkv = qkv(attn_norm(s.x))`.
+pub fn norm_qkv<O: Ops>(
+    ops: &mut O,
+    spec: &ModelSpec,
+    layer: &LayerWeights<O>,
+    s: &mut Scratch<O>,
+) -> Result<()> {
+    let eps = spec.norm_eps as f32;
+    ops.norm(spec.norm, eps, &s.x, &layer.attn_norm, &mut s.normed)?;
+    apply(ops, &layer.qkv, &s.normed, &mut s.qkv)
+}
+
+/// After the family's position handling of `s.qkv`: attention, `s.x += o(attn)`, then
+/// `s.normed = mlp_norm(s.x)` for the family's MLP.
+pub fn attend_then_norm<O: Ops>(
+    ops: &mut O,
+    spec: &ModelSpec,
+    layer: &LayerWeights<O>,
+    s: &mut Scratch<O>,
+    step: &StepInputs<'_>,
+    cache: Option<&mut LayerKvMut<'_>>,
+    mode: CacheMode,
+) -> Result<()> {
+    ops.attention(&s.qkv, geometry(spec), step, cache, mode, &mut s.attn)?;
+    apply(ops, &layer.o, &s.attn, &mut s.proj)?;
+    ops.add(&mut s.x, &s.proj)?;
+    let eps = spec.norm_eps as f32;
+    ops.norm(spec.norm, eps, &s.x, &layer.mlp_norm, &mut s.normed)
+}
+
 /// The MLP width of the fused first projection and of the activation output.
 fn mlp_widths(spec: &ModelSpec) -> (usize, usize) {
     match spec.mlp {

@@ -186,14 +186,16 @@ impl HostTensor {
 
     /// Rows `start..end` along the first dimension.
     pub fn rows(&self, start: usize, end: usize) -> Result<HostTensor, WeightsError> {
-        let n0 = self.shape.first().copied().unwrap_or(0);
+        let Some((&n0, rest)) = self.shape.split_first() else {
+            return Err(WeightsError::Other("cannot take rows of a scalar".into()));
+        };
+        let inner: usize = rest.iter().product();
         if start > end || end > n0 {
             return Err(WeightsError::Other(format!(
                 "rows {start}..{end} out of range for shape {:?}",
                 self.shape
             )));
         }
-        let inner: usize = self.shape[1..].iter().product();
         let (a, b) = (start * inner, end * inner);
         let data = match &self.data {
             TensorData::F32(v) => TensorData::F32(v[a..b].to_vec()),
@@ -210,6 +212,11 @@ impl HostTensor {
         let first = parts
             .first()
             .ok_or_else(|| WeightsError::Other("concat of no tensors".into()))?;
+        if first.shape.is_empty() {
+            return Err(WeightsError::Other(
+                "cannot concatenate scalars along rows".into(),
+            ));
+        }
         let mut shape = first.shape.clone();
         shape[0] = 0;
         let mut data = match &first.data {
@@ -344,3 +351,6 @@ impl WeightsError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

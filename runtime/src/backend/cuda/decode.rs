@@ -6,8 +6,10 @@
 //! argmax fused into its epilogue. Six launches per layer instead of nine, no separate norm,
 //! activation or argmax pass.
 
-use super::forward::{Arg, Call, Model, attention, embed, gemv_grid, launch, ov, qkv_rope, vp};
-use super::gemm::{GemmChoice, GemmShape, default_choice, gemv_fits};
+use super::forward::{
+    Arg, Call, Model, attention, choice, embed, gemv_grid, launch, ov, qkv_rope, vp,
+};
+use super::gemm::{GemmChoice, gemv_fits};
 use super::kernels::GEMV_MAX_ROWS;
 use super::scratch::Scratch;
 use super::weights::{Mat, Vf};
@@ -29,16 +31,7 @@ pub fn fits(m: &Model<'_>, call: &Call) -> bool {
     }
     let e = m.precision.bytes_per_element();
     mats.iter().all(|w| {
-        let shape = GemmShape {
-            m: rows,
-            n: w.rows,
-            k: w.cols,
-        };
-        let choice = m
-            .choices
-            .get(&shape)
-            .copied()
-            .or_else(|| default_choice(&shape, m.precision));
+        let (shape, choice) = choice(m, w, rows);
         choice == Some(GemmChoice::Gemv)
             && gemv_fits(&shape, m.precision)
             && rows * w.cols * e <= m.k.gemv_smem_limit

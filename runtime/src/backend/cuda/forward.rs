@@ -170,6 +170,22 @@ pub fn gemv_grid(m: &Model<'_>, f: &CudaFunction, n: usize, smem: usize) -> (u32
     (n.div_ceil(8).min(m.gpu.sms * per_sm).max(1) as u32, 1, 1)
 }
 
+/// The shape of `y[rows, w.rows] = x · wᵀ` and how to run it: the choice recorded at build time, else
+/// the default for the shape.
+pub fn choice(m: &Model<'_>, w: &Mat, rows: usize) -> (GemmShape, Option<GemmChoice>) {
+    let shape = GemmShape {
+        m: rows,
+        n: w.rows,
+        k: w.cols,
+    };
+    let choice = m
+        .choices
+        .get(&shape)
+        .copied()
+        .or_else(|| default_choice(&shape, m.precision));
+    (shape, choice)
+}
+
 /// `y[rows, w.rows] = x · wᵀ` (x rows `ldx` elements apart), by the recorded or default choice.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
@@ -181,16 +197,7 @@ pub fn gemm(
     rows: usize,
     y: u64,
 ) -> Result<()> {
-    let shape = GemmShape {
-        m: rows,
-        n: w.rows,
-        k: w.cols,
-    };
-    let choice = m
-        .choices
-        .get(&shape)
-        .copied()
-        .or_else(|| default_choice(&shape, m.precision));
+    let (shape, choice) = choice(m, w, rows);
     let e = m.precision.bytes_per_element();
     let smem = rows * w.cols * e;
     match choice {
