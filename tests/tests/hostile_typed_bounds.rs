@@ -44,11 +44,14 @@ fn only_written_rows_changed(c: &KvCache<Fp32>, written: &[[bool; MAX_SEQ]]) -> 
             return Err("CPU cache not on the host".into());
         };
         let [batch, heads, seq, dim] = t.shape;
-        for s in 0..batch {
+        if batch != written.len() || seq != MAX_SEQ {
+            return Err(format!("tensor {i} has shape {:?}", t.shape));
+        }
+        for (s, rows) in written.iter().enumerate() {
             for h in 0..heads {
-                for p in 0..seq {
+                for (p, &w) in rows.iter().enumerate() {
                     let at = ((s * heads + h) * seq + p) * dim;
-                    if !written[s][p] && v[at..at + dim].iter().any(|&x| x != 0.0) {
+                    if !w && v[at..at + dim].iter().any(|&x| x != 0.0) {
                         return Err(format!(
                             "tensor {i} row [{s}, {h}, {p}] written outside every window"
                         ));
@@ -69,7 +72,7 @@ fn typed_forward_never_writes_outside_its_window() {
     };
     let weights = WeightSource::HfDir(common::root().join("models/tiny-llama"));
     let mut engine = Engine::<Fp32>::build(&weights, options, &NoProgress).expect("build");
-    let mut rng = StdRng::seed_from_u64(0x7e57_ed);
+    let mut rng = StdRng::seed_from_u64(0x007e_57ed);
     let (mut accepted, mut refused) = (0, 0);
     for round in 0..80 {
         let cache_batch = rng.random_range(1..=MAX_BATCH);
