@@ -40,7 +40,7 @@ pub fn load(spec: &ModelSpec, source: &WeightSource) -> Result<WeightMap, Weight
             names::hf_to_canonical(spec, set.names(), &|n| set.tensor(n))?
         }
         WeightSource::Gguf(path) => gguf::GgufFile::open(path)?.canonical_weights(spec)?,
-        WeightSource::Synthetic { seed } => synthetic::generate(spec, *seed),
+        WeightSource::Synthetic { seed } => synthetic::generate(spec, *seed)?,
     };
     finish(spec, map)
 }

@@ -25,7 +25,8 @@ pub const INIT_STD: f32 = 0.02;
 const CHUNK: usize = 1 << 16;
 
 /// Deterministic weights for `spec` from `seed` (canonical names; same seed, same bytes).
-pub fn generate(spec: &ModelSpec, seed: u64) -> WeightMap {
+/// A model too large for this machine's memory is an error naming the tensor, not an allocation abort.
+pub fn generate(spec: &ModelSpec, seed: u64) -> Result<WeightMap, WeightsError> {
     let mut map = WeightMap::default();
     for (name, shape) in expected_tensors(spec) {
         if name == "lm_head.weight" && spec.tie_word_embeddings {
@@ -34,15 +35,31 @@ pub fn generate(spec: &ModelSpec, seed: u64) -> WeightMap {
         }
         let n: usize = shape.iter().product();
         let data = if shape.len() == 2 {
-            TensorData::BF16(normal_bf16(n, stream_key(seed, &name)))
+            let mut v = filled(&name, n, bf16::ZERO)?;
+            fill_normal_bf16(&mut v, stream_key(seed, &name));
+            TensorData::BF16(v)
         } else if is_norm_gain(&name) {
-            TensorData::F32(vec![1.0; n])
+            TensorData::F32(filled(&name, n, 1.0)?)
         } else {
-            TensorData::F32(vec![0.0; n])
+            TensorData::F32(filled(&name, n, 0.0)?)
         };
         map.tensors.insert(name, HostTensor { shape, data });
     }
-    map
+    Ok(map)
+}
+
+/// `n` copies of `value`, or an error when the memory cannot be had.
+fn filled<T: Copy>(name: &str, n: usize, value: T) -> Result<Vec<T>, WeightsError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        WeightsError::Other(format!(
+            "synthetic weights: cannot allocate {n} elements of {} bytes for tensor {name} \
+             (the model is too large for this machine's memory)",
+            std::mem::size_of::<T>()
+        ))
+    })?;
+    v.resize(n, value);
+    Ok(v)
 }
 
 /// `…norm.weight`: a LayerNorm / RMSNorm gain (every other 1-D tensor is a bias).
@@ -63,11 +80,10 @@ fn stream_key(seed: u64, name: &str) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `n` draws of ~N(0, INIT_STD²), rounded to bf16.
-fn normal_bf16(n: usize, key: u64) -> Vec<bf16> {
+/// Fill `out` with draws of ~N(0, INIT_STD²), rounded to bf16.
+fn fill_normal_bf16(out: &mut [bf16], key: u64) {
     // Sum of four U[0,1) has mean 2 and variance 4/12; rescale to the target deviation.
     let scale = INIT_STD * 3f32.sqrt() / 65536.0;
-    let mut out = vec![bf16::ZERO; n];
     out.par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(i, chunk)| {
@@ -79,7 +95,6 @@ fn normal_bf16(n: usize, key: u64) -> Vec<bf16> {
                 *x = bf16::from_f32((sum as f32 - 2.0 * 65536.0) * scale);
             }
         });
-    out
 }
 
 /// Write `weights` as a HF-format directory (`config.json` + `model.safetensors` in HF names) that

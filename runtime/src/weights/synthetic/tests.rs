@@ -24,7 +24,8 @@ fn scratch(tag: &str) -> PathBuf {
 fn every_expected_tensor_with_its_shape() {
     for name in TINY {
         let s = spec(name);
-        let map = finish(&s, generate(&s, 7)).expect("synthetic weights satisfy the spec");
+        let map = finish(&s, generate(&s, 7).expect("synthetic weights"))
+            .expect("synthetic weights satisfy the spec");
         assert_eq!(map.tensors.len(), expected_tensors(&s).len(), "{name}");
     }
 }
@@ -32,9 +33,9 @@ fn every_expected_tensor_with_its_shape() {
 #[test]
 fn same_seed_same_bytes_other_seed_other_bytes() {
     let s = spec("tiny-llama");
-    let a = generate(&s, 11);
-    let b = generate(&s, 11);
-    let c = generate(&s, 12);
+    let a = generate(&s, 11).expect("synthetic weights");
+    let b = generate(&s, 11).expect("synthetic weights");
+    let c = generate(&s, 12).expect("synthetic weights");
     for (name, t) in &a.tensors {
         assert_eq!(t, &b.tensors[name], "{name} differs for the same seed");
     }
@@ -52,7 +53,7 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 #[test]
 fn matrices_are_n_0_002_norms_one_biases_zero() {
     let s = spec("tiny-gpt2");
-    let map = generate(&s, 3);
+    let map = generate(&s, 3).expect("synthetic weights");
     // Every matrix together: ~100k draws, so mean and deviation are known to well under 1%.
     let mut all = Vec::new();
     for (name, t) in &map.tensors {
@@ -87,7 +88,7 @@ fn matrices_are_n_0_002_norms_one_biases_zero() {
 fn write_hf_dir_round_trips_through_load() {
     for name in TINY {
         let s = spec(name);
-        let generated = finish(&s, generate(&s, 5)).unwrap();
+        let generated = finish(&s, generate(&s, 5).expect("synthetic weights")).unwrap();
         let dir = scratch(name);
         write_hf_dir(&s, &model_dir(name).join("config.json"), &generated, &dir).unwrap();
         assert_eq!(
@@ -125,10 +126,24 @@ fn real_weights_round_trip_too() {
 #[test]
 fn refuses_a_config_of_another_model() {
     let s = spec("tiny-llama");
-    let map = generate(&s, 1);
+    let map = generate(&s, 1).expect("synthetic weights");
     let dir = scratch("mismatch");
     let err = write_hf_dir(&s, &model_dir("tiny-qwen2").join("config.json"), &map, &dir)
         .expect_err("another model's config must be refused");
     assert!(err.to_string().contains("config hash"), "{err}");
     assert!(!dir.exists());
+}
+
+#[test]
+fn a_model_too_large_for_memory_is_an_error_not_an_abort() {
+    let mut s = spec("tiny-llama");
+    // Valid sizes whose embedding alone (vocab × hidden bf16) is far beyond any machine's memory.
+    s.vocab_size = 1 << 40;
+    s.hidden_size = 1 << 16;
+    let err = generate(&s, 1).expect_err("cannot allocate");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("embed.weight") && msg.contains("too large"),
+        "{msg}"
+    );
 }
