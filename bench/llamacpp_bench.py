@@ -12,6 +12,7 @@ Commands:
                                    rewrite IN with every 2-D weight in T (F32, F16, BF16) with
                                    llama.cpp's own quantizer (llama_model_quantize, requantizing allowed)
   run --gguf G --isl N --num_tokens N --iterations N --threads N --seed S --output OUT.json
+      [--extra_bufts]              (see --help)
 
 Needs llama-cpp-python (`pip install llama-cpp-python`); exits with status 3 and says so when absent.
 """
@@ -46,6 +47,10 @@ def main():
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--output", required=True)
+    r.add_argument("--extra_bufts", action="store_true",
+                   help="let llama.cpp repack weights into its extra CPU buffer types (AMX, REPACK); "
+                        "off by default: with AMX, prompts of more than one token crashed the "
+                        "llama-cpp-python 0.3.36 build on the Xeon this was written on")
     a = ap.parse_args()
     if a.cmd == "gguf-path":
         return gguf_path()
@@ -94,6 +99,7 @@ def run(a):
 
     L.llama_backend_init()
     mparams = L.llama_model_default_params()
+    mparams.use_extra_bufts = a.extra_bufts
     model = L.llama_model_load_from_file(a.gguf.encode(), mparams)
     if not model:
         print(f"llama.cpp could not load {a.gguf}", file=sys.stderr)
@@ -127,6 +133,7 @@ def run(a):
         "model_size_bytes": L.llama_model_size(model),
         "n_params": L.llama_model_n_params(model),
         "system_info": L.llama_print_system_info().decode(errors="replace").strip(),
+        "extra_bufts": a.extra_bufts,
         "threads": a.threads,
         "isl": a.isl,
         "num_tokens": a.num_tokens,

@@ -102,7 +102,51 @@ pub struct ModelSpec {
     pub config_hash: String,
 }
 
+/// An order of magnitude more layers than any published decoder-only model has. Per-layer structures
+/// (weight names, cache tensors, generated fields) are made up front, so a spec claiming more is refused
+/// rather than exhausting memory before its weights are even looked at.
+pub const MAX_LAYERS: usize = 4096;
+
 impl ModelSpec {
+    /// Why this spec's sizes cannot be run, if they cannot: more than [`MAX_LAYERS`] layers, or size
+    /// products (weight shapes, the parameter count) that overflow `usize`.
+    pub fn size_problem(&self) -> Option<String> {
+        if self.num_layers > MAX_LAYERS {
+            return Some(format!(
+                "{} layers is more than the {MAX_LAYERS} this runtime accepts",
+                self.num_layers
+            ));
+        }
+        let mul = |a: usize, b: usize| a.checked_mul(b);
+        let add = |a: usize, b: usize| a.checked_add(b);
+        let h = self.hidden_size;
+        // An upper bound of `num_parameters` for every family: three MLP matrices, every bias and norm.
+        let total = (|| {
+            let q = mul(self.num_heads, self.head_dim)?;
+            let kv = mul(self.num_kv_heads, self.head_dim)?;
+            let i = self.intermediate_size;
+            let mut layer = add(mul(2, mul(h, q)?)?, mul(2, mul(h, kv)?)?)?;
+            layer = add(layer, mul(3, mul(h, i)?)?)?;
+            layer = add(layer, add(add(q, mul(2, kv)?)?, add(i, mul(5, h)?)?)?)?;
+            let embeddings = mul(
+                add(mul(2, self.vocab_size)?, self.max_position_embeddings)?,
+                h,
+            )?;
+            add(mul(self.num_layers, layer)?, add(embeddings, mul(2, h)?)?)
+        })();
+        total.is_none().then(|| {
+            format!(
+                "hidden size {h} with {} layers, {} heads of {} dims, intermediate size {} and vocabulary {}: \
+                 the parameter count overflows",
+                self.num_layers,
+                self.num_heads,
+                self.head_dim,
+                self.intermediate_size,
+                self.vocab_size
+            )
+        })
+    }
+
     /// Width of the query projection output (`num_heads * head_dim`).
     pub fn q_dim(&self) -> usize {
         self.num_heads * self.head_dim

@@ -89,7 +89,6 @@ fn sizes_whose_products_overflow() {
         ("hidden_size", json!(1u64 << 60)),
         ("vocab_size", json!(u64::MAX)),
         ("intermediate_size", json!(1u64 << 62)),
-        ("num_hidden_layers", json!(u64::MAX)),
     ] {
         let v = with(|m| {
             m.insert(field.into(), value.clone());
@@ -99,6 +98,26 @@ fn sizes_whose_products_overflow() {
         let msg = err_msg(field, parse(&v));
         assert_names(field, &msg, &["model hostile", "overflows"]);
     }
+    // Absurd layer counts (found by fuzzing: 26 666 666 GPT-2 layers exhausted memory listing the
+    // weights the config needs): refused before any per-layer structure is made.
+    for layers in [4097u64, 26_666_666, u64::MAX] {
+        let v = with(|m| {
+            m.insert("num_hidden_layers".into(), json!(layers));
+        });
+        let msg = err_msg("layers", parse(&v));
+        assert_names(
+            "layers",
+            &msg,
+            &["`num_hidden_layers`", "more than the 4096"],
+        );
+    }
+    let v = json!({"model_type": "gpt2", "n_embd": 64, "n_head": 4, "n_layer": 26_666_666,
+        "n_positions": 128, "vocab_size": 256});
+    assert_names(
+        "gpt2 layers",
+        &err_msg("gpt2 layers", parse(&v)),
+        &["`n_layer`", "26666666"],
+    );
     // Wider than usize altogether.
     let msg = err_msg(
         "u128",

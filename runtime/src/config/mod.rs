@@ -94,43 +94,30 @@ pub fn parse_config(name: &str, bytes: &[u8]) -> Result<ModelSpec, ConfigError> 
     Ok(spec)
 }
 
-/// Every size product the runtime forms from a spec (weight shapes, the parameter count) must fit in
-/// a `usize`; a config whose sizes overflow is refused here rather than wrapping or panicking later.
+/// A spec the runtime cannot hold (see [`ModelSpec::size_problem`]) is refused naming the field.
 fn check_sizes(spec: &ModelSpec) -> Result<(), ConfigError> {
-    let mul = |a: usize, b: usize| a.checked_mul(b);
-    let add = |a: usize, b: usize| a.checked_add(b);
-    let h = spec.hidden_size;
-    let total = (|| {
-        let q = mul(spec.num_heads, spec.head_dim)?;
-        let kv = mul(spec.num_kv_heads, spec.head_dim)?;
-        let i = spec.intermediate_size;
-        // Per layer: q, k, v, o, three MLP matrices and their biases, two norms with biases.
-        let mut layer = add(mul(2, mul(h, q)?)?, mul(2, mul(h, kv)?)?)?;
-        layer = add(layer, mul(3, mul(h, i)?)?)?;
-        layer = add(layer, add(add(q, mul(2, kv)?)?, add(i, mul(5, h)?)?)?)?;
-        let embeddings = mul(
-            add(mul(2, spec.vocab_size)?, spec.max_position_embeddings)?,
-            h,
-        )?;
-        add(mul(spec.num_layers, layer)?, add(embeddings, mul(2, h)?)?)
-    })();
-    if total.is_none() {
-        return Err(ConfigError::Invalid {
-            model: spec.name.clone(),
-            field: "hidden_size".into(),
-            value: h.to_string(),
-            reason: format!(
-                "with {} layers, {} heads of {} dims, intermediate size {} and vocabulary {} the \
-                 parameter count overflows",
-                spec.num_layers,
-                spec.num_heads,
-                spec.head_dim,
-                spec.intermediate_size,
-                spec.vocab_size
-            ),
-        });
-    }
-    Ok(())
+    let Some(reason) = spec.size_problem() else {
+        return Ok(());
+    };
+    let (field, value) = if spec.num_layers > crate::spec::MAX_LAYERS {
+        let field = match spec.arch {
+            Arch::Gpt2 => "n_layer",
+            _ => "num_hidden_layers",
+        };
+        (field, spec.num_layers)
+    } else {
+        let field = match spec.arch {
+            Arch::Gpt2 => "n_embd",
+            _ => "hidden_size",
+        };
+        (field, spec.hidden_size)
+    };
+    Err(ConfigError::Invalid {
+        model: spec.name.clone(),
+        field: field.into(),
+        value: value.to_string(),
+        reason,
+    })
 }
 
 /// Read and parse a `config.json` file for the model called `name`.

@@ -144,7 +144,7 @@ pub(super) fn spec(file: &GgufFile, name: &str) -> Result<ModelSpec, WeightsErro
         },
     };
     let has = |n: &str| file.tensor_info(n).is_some();
-    Ok(ModelSpec {
+    let spec = ModelSpec {
         name: name.to_string(),
         arch,
         vocab_size,
@@ -173,5 +173,17 @@ pub(super) fn spec(file: &GgufFile, name: &str) -> Result<ModelSpec, WeightsErro
         pad_token_id: token_id(file, "tokenizer.ggml.padding_token_id")?,
         source_dtype: file_type(file)?,
         config_hash: sha256_hex(file.metadata_bytes()),
-    })
+    };
+    // Sizes the runtime cannot hold (absurd block counts, overflowing products) are refused here.
+    match spec.size_problem() {
+        Some(problem) => {
+            let key = if spec.num_layers > crate::spec::MAX_LAYERS {
+                "block_count"
+            } else {
+                "embedding_length"
+            };
+            Err(file.meta_err(&format!("{a}.{key}"), problem))
+        }
+        None => Ok(spec),
+    }
 }
