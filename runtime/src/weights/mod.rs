@@ -47,11 +47,12 @@ pub fn load(spec: &ModelSpec, source: &WeightSource) -> Result<WeightMap, Weight
 
 /// Fill a tied `lm_head`, then check names and shapes against [`expected_tensors`].
 pub fn finish(spec: &ModelSpec, mut map: WeightMap) -> Result<WeightMap, WeightsError> {
-    if spec.tie_word_embeddings && !map.tensors.contains_key("lm_head.weight") {
-        if let Some(e) = map.tensors.get("embed.weight") {
-            let e = e.clone();
-            map.tensors.insert("lm_head.weight".to_string(), e);
-        }
+    if spec.tie_word_embeddings
+        && !map.tensors.contains_key("lm_head.weight")
+        && let Some(e) = map.tensors.get("embed.weight")
+    {
+        let e = e.clone();
+        map.tensors.insert("lm_head.weight".to_string(), e);
     }
     let expected = expected_tensors(spec);
     for (name, shape) in &expected {
