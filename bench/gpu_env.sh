@@ -17,8 +17,9 @@ for lib in libnvrtc.so.13 libcublasLt.so.13; do
     fi
 done
 # The test binaries locate models/ and tests/fixtures through the CARGO_MANIFEST_DIR they were built
-# in (/work/wt/cuda/runtime): point that path at this checkout.
-if [ ! -e /work/wt/cuda/models ]; then
-    mkdir -p /work/wt && ln -sfn "$PWD" /work/wt/cuda
-fi
-export LLMFORGE_ROOT="$PWD"
+# in (/work/main/runtime, or a worktree's): point those paths at this checkout.
+for root in /work/main /work/wt/cuda; do
+    if [ ! -e "$root/models" ]; then
+        mkdir -p "$(dirname "$root")" && ln -sfn "$PWD" "$root"
+    fi
+done

@@ -133,8 +133,8 @@ extern "C" __global__ void attn_decode(const float* __restrict__ q, const T* __r
     __shared__ float sp[KCH];
     __shared__ float part[128];
     __shared__ bool is_last;
-    pdl_wait();
     pdl_trigger();
+    pdl_wait();
     int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / GROUP;
     int start = step[0], end = step[1];
     int k0 = split * KCH;

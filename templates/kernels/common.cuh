@@ -62,8 +62,8 @@ __device__ __forceinline__ void unpack(uint4 v, float* f) {
 
 // Programmatic dependent launch (sm_90+; no-ops elsewhere and when launched without the attribute):
 // a kernel may start while its predecessor drains, does only predecessor-independent work (index math,
-// weight prefetch) before pdl_wait(), which returns once the predecessor finished and its writes are
-// visible; pdl_trigger() lets the successor start launching.
+// weight loads) before pdl_wait(), which returns once the predecessor finished and its writes are
+// visible; pdl_trigger() lets the successor start launching. Nothing may be written before pdl_wait().
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -74,13 +74,6 @@ __device__ __forceinline__ void pdl_trigger() {
     asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
 }
-// Bring `bytes` (a multiple of 16, 16-byte aligned) at p into L2 without waiting for them.
-__device__ __forceinline__ void prefetch_l2(const void* p, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
-
 // An order-preserving 64-bit key of (logit, index): the largest logit wins, the smallest index on
 // ties (as torch.argmax); atomicMax over keys is a parallel argmax. Index = 0xffffffff - low word.
 __device__ __forceinline__ unsigned long long argmax_key(float v, int n) {

@@ -9,8 +9,8 @@ extern "C" __global__ void embed(const u32* __restrict__ ids, const u32* __restr
                                  const T* __restrict__ table, const T* __restrict__ pos_table,
                                  float* __restrict__ x, unsigned long long* __restrict__ best,
                                  int nbest) {
-    pdl_wait();
     pdl_trigger();
+    pdl_wait();
     int r = blockIdx.x;
     if (threadIdx.x == 0 && r < nbest) best[r] = 0ull;
     const T* row = table + (size_t)ids[r] * HIDDEN;

@@ -1,141 +1,132 @@
-//! The fused decode path: a step of a few rows (`batch <= GEMV_MAX_ROWS`, one token each) where every
-//! matrix runs through the GEMV kernels, so the norms, the MLP activation and the residual adds ride
-//! along inside them: per layer `gemv_norm(qkv)` → RoPE + KV write → split attention → combine →
-//! `gemv(o)` accumulating into the residual stream → `gemv_norm(gate|up)` → `gemv_swiglu(down)`
-//! (or `gemv_gelu(proj)`) accumulating into the residual stream; then `gemv_norm(lm_head)` and the
-//! argmax fused into its epilogue. Six launches per layer instead of nine, no separate norm,
-//! activation or argmax pass.
+//! The fused decode path: a step of a few rows (`batch <= GEMV_MAX_ROWS`, one token each) as five
+//! launches per layer of templates/kernels/decode.cu plus the split attention:
+//! `dec_qkv` (norm → QKV → bias + RoPE → q and the K/V cache rows) → `attn_decode` → `dec_o` (into
+//! the residual stream) → `dec_up` (norm → gate/up → SwiGLU, or fc → gelu) → `dec_down` (into the
+//! residual stream); then `dec_lm` (final norm → lm_head → logits and the fused argmax). Launched
+//! with programmatic dependent launch (where the GPU has it), each GEMV streams its first weights
+//! while its predecessor still runs.
 
-use super::forward::{
-    Arg, Call, Model, attention, choice, embed, gemv_grid, launch, ov, qkv_rope, vp,
-};
-use super::gemm::{GemmChoice, gemv_fits};
-use super::kernels::GEMV_MAX_ROWS;
+use super::forward::{Arg, Call, Model, attention, embed, launch, ov, vp};
+use super::kernels::{DecodeKernels, GEMV_MAX_ROWS};
 use super::scratch::Scratch;
 use super::weights::{Mat, Vf};
 use crate::Result;
-use crate::spec::Mlp;
 use cudarc::driver::CudaFunction;
+use std::sync::OnceLock;
 
-/// Whether `call` can take the fused path: a decode step whose every GEMM shape is (or defaults to)
-/// the GEMV kernel and whose staged inputs fit in shared memory.
-pub fn fits(m: &Model<'_>, call: &Call) -> bool {
-    let rows = call.rows();
-    if !call.is_decode() || rows > GEMV_MAX_ROWS {
-        return false;
-    }
-    let l = m.layout;
-    let mut mats = vec![l.lm_head];
-    if let Some(first) = l.layers.first() {
-        mats.extend([first.qkv, first.o, first.up, first.down]);
-    }
-    let e = m.precision.bytes_per_element();
-    mats.iter().all(|w| {
-        let (shape, choice) = choice(m, w, rows);
-        choice == Some(GemmChoice::Gemv)
-            && gemv_fits(&shape, m.precision)
-            && rows * w.cols * e <= m.k.gemv_smem_limit
+/// Blocks per SM of a decode GEMV launch (at most; the kernel's occupancy may allow fewer). Two
+/// leave room on every SM for the next kernel's blocks to start streaming their weights early.
+/// `LLMFORGE_DECODE_BPS` overrides it (for tuning runs).
+fn blocks_per_sm() -> usize {
+    static BPS: OnceLock<usize> = OnceLock::new();
+    *BPS.get_or_init(|| {
+        std::env::var("LLMFORGE_DECODE_BPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&v: &usize| (1..=16).contains(&v))
+            .unwrap_or(2)
     })
 }
 
-/// One fused GEMV launch: `f(W, <prologue args>, y, bias, accumulate, N, K, M [, best])`.
-struct Gemv<'a> {
-    f: &'a CudaFunction,
-    name: &'a str,
-    w: &'a Mat,
-    prologue: Vec<u64>,
-    y: u64,
-    bias: Option<Vf>,
-    accumulate: bool,
-    /// The argmax slots (only `gemv_norm` takes this parameter; 0 for none).
-    best: Option<u64>,
+/// The input widths of the decode GEMVs: hidden (QKV, gate/up, lm_head), q_dim (O), intermediate
+/// (down).
+fn input_widths(m: &Model<'_>) -> [usize; 3] {
+    let s = m.spec;
+    [s.hidden_size, s.q_dim(), s.intermediate_size]
 }
 
-impl Gemv<'_> {
-    fn run(&self, m: &Model<'_>, rows: usize) -> Result<()> {
-        let w = self.w;
-        let mut args = vec![Arg::P(m.mats.at(w.off))];
-        args.extend(self.prologue.iter().map(|&p| Arg::P(p)));
-        args.extend([
-            Arg::P(self.y),
-            Arg::P(ov(m, &self.bias)),
-            Arg::I(self.accumulate as i32),
-            Arg::I(w.rows as i32),
-            Arg::I(w.cols as i32),
-            Arg::I(rows as i32),
-        ]);
-        args.extend(self.best.map(Arg::P));
-        let smem = rows * w.cols * m.precision.bytes_per_element();
-        launch(
-            m,
-            self.f,
-            self.name,
-            gemv_grid(m, self.f, w.rows, smem),
-            256,
-            smem,
-            &args,
-        )
-    }
+/// Whether `call` can take the fused path: a decode step of at most `GEMV_MAX_ROWS` rows whose every
+/// input width is a whole number of 16-byte vectors and whose staged inputs fit in shared memory.
+pub fn fits(m: &Model<'_>, call: &Call) -> bool {
+    let rows = call.rows();
+    let e = m.precision.bytes_per_element();
+    call.is_decode()
+        && rows <= GEMV_MAX_ROWS
+        && m.spec.head_dim.is_multiple_of(2)
+        && input_widths(m)
+            .iter()
+            .all(|&k| (k * e).is_multiple_of(16) && rows * k * e <= m.k.gemv_smem_limit)
+}
+
+/// Launch one decode GEMV `f` over weight `w` (`k` input columns staged in shared memory).
+fn gemv(m: &Model<'_>, f: &CudaFunction, name: &str, k: usize, rows: usize, args: &[Arg]) -> Result<()> {
+    let smem = rows * k * m.precision.bytes_per_element();
+    let per_sm = f
+        .occupancy_max_active_blocks_per_multiprocessor(256, smem, None)
+        .map_or(1, |b| (b.max(1) as usize).min(blocks_per_sm()));
+    launch(m, f, name, ((m.gpu.sms * per_sm) as u32, 1, 1), 256, smem, args)
+}
+
+fn mat(m: &Model<'_>, w: &Mat) -> Arg {
+    Arg::P(m.mats.at(w.off))
+}
+
+fn norm_args(m: &Model<'_>, n: &(Vf, Option<Vf>)) -> [Arg; 2] {
+    [Arg::P(vp(m, &n.0)), Arg::P(ov(m, &n.1))]
 }
 
 pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)]) -> Result<()> {
     let rows = call.rows();
-    let (l, k) = (m.layout, m.k);
+    let spec = m.spec;
+    let k: &DecodeKernels = if rows == 1 { &m.k.dec1 } else { &m.k.decn };
     let x = s.x.ptr();
-    let normed =
-        |n: &(Vf, Option<Vf>), y: u64, best: u64| (vec![x, vp(m, &n.0), ov(m, &n.1)], y, best);
-    let run_normed = |w: &Mat, (prologue, y, best): (Vec<u64>, u64, u64)| {
-        Gemv {
-            f: &k.gemv_norm,
-            name: "gemv_norm",
-            w,
-            prologue,
-            y,
-            bias: None,
-            accumulate: false,
-            best: Some(best),
-        }
-        .run(m, rows)
-    };
+    let (h, qd, inter) = (spec.hidden_size, spec.q_dim(), spec.intermediate_size);
+    let l = m.layout;
     embed(m, s, call)?;
     for (i, layer) in l.layers.iter().enumerate() {
-        run_normed(&layer.qkv, normed(&layer.attn_norm, s.qkv.ptr(), 0))?;
         let kv = cache.get(i).copied().unwrap_or((0, 0));
-        qkv_rope(m, s, call, ov(m, &layer.qkv_bias), kv)?;
+        let mut args = vec![mat(m, &layer.qkv), Arg::P(x)];
+        args.extend(norm_args(m, &layer.attn_norm));
+        args.extend([
+            Arg::P(ov(m, &layer.qkv_bias)),
+            Arg::P(s.inputs.at(s.pos_off())),
+            Arg::P(s.inputs.at(s.step_off())),
+            Arg::P(m.rope.0),
+            Arg::P(m.rope.1),
+            Arg::P(s.q.ptr()),
+            Arg::P(s.new_k.ptr()),
+            Arg::P(s.new_v.ptr()),
+            Arg::P(kv.0),
+            Arg::P(kv.1),
+            Arg::I(m.max_seq as i32),
+            Arg::I(rows as i32),
+        ]);
+        gemv(m, &k.qkv, "dec_qkv", h, rows, &args)?;
         attention(m, s, call, kv)?;
-        // Plain gemv over the (dense, `ldx = K`) attention output, accumulating into the residual.
-        let o = &layer.o;
-        let mut args = vec![Arg::P(m.mats.at(o.off)), Arg::P(s.attn.ptr()), Arg::P(x)];
-        args.extend([Arg::P(ov(m, &layer.o_bias)), Arg::I(1)]);
-        args.extend([o.rows, o.cols, rows, o.cols].map(|v| Arg::I(v as i32)));
-        let smem = rows * o.cols * m.precision.bytes_per_element();
-        launch(
-            m,
-            &k.gemv,
-            "gemv",
-            gemv_grid(m, &k.gemv, o.rows, smem),
-            256,
-            smem,
-            &args,
-        )?;
-        run_normed(&layer.up, normed(&layer.mlp_norm, s.up.ptr(), 0))?;
-        let (f, name) = match m.spec.mlp {
-            Mlp::SwiGlu => (&k.gemv_swiglu, "gemv_swiglu"),
-            Mlp::GeluNew => (&k.gemv_gelu, "gemv_gelu"),
-        };
-        Gemv {
-            f,
-            name,
-            w: &layer.down,
-            prologue: vec![s.up.ptr(), ov(m, &layer.up_bias)],
-            y: x,
-            bias: layer.down_bias,
-            accumulate: true,
-            best: None,
-        }
-        .run(m, rows)?;
+        let o_args = [
+            mat(m, &layer.o),
+            Arg::P(s.attn.ptr()),
+            Arg::P(x),
+            Arg::P(ov(m, &layer.o_bias)),
+            Arg::I(rows as i32),
+        ];
+        gemv(m, &k.o, "dec_o", qd, rows, &o_args)?;
+        let mut args = vec![mat(m, &layer.up), Arg::P(x)];
+        args.extend(norm_args(m, &layer.mlp_norm));
+        args.extend([
+            Arg::P(ov(m, &layer.up_bias)),
+            Arg::P(s.mid.ptr()),
+            Arg::I(rows as i32),
+        ]);
+        gemv(m, &k.up, "dec_up", h, rows, &args)?;
+        let down_args = [
+            mat(m, &layer.down),
+            Arg::P(s.mid.ptr()),
+            Arg::P(x),
+            Arg::P(ov(m, &layer.down_bias)),
+            Arg::I(rows as i32),
+        ];
+        gemv(m, &k.down, "dec_down", inter, rows, &down_args)?;
     }
     // The greedy selection rides in the lm_head epilogue (atomicMax of argmax keys into `best`).
     let best = if call.argmax { s.best.ptr() } else { 0 };
-    run_normed(&l.lm_head, normed(&l.final_norm, s.logits.ptr(), best))
+    let mut args = vec![mat(m, &l.lm_head), Arg::P(x)];
+    args.extend(norm_args(m, &l.final_norm));
+    args.extend([
+        Arg::P(s.logits.ptr()),
+        Arg::P(best),
+        Arg::I(l.lm_head.rows as i32),
+        Arg::I(rows as i32),
+    ]);
+    gemv(m, &k.lm, "dec_lm", h, rows, &args)
 }

@@ -5,7 +5,7 @@
 use super::device::{Gpu, check_nvrtc, cuda_err};
 use crate::backend::BackendError;
 use crate::precision::Precision;
-use crate::spec::{ModelSpec, NormKind, Positions};
+use crate::spec::{Mlp, ModelSpec, NormKind, Positions};
 use crate::{Error, Result};
 use askama::Template;
 use cudarc::driver::CudaFunction;
@@ -31,6 +31,8 @@ pub struct KernelConsts {
     pub eps: String,
     pub rms: bool,
     pub rope: bool,
+    /// SwiGLU MLP (`[gate | up]` then down) rather than GPT-2's `fc` + gelu_new.
+    pub swiglu: bool,
     /// `1 / sqrt(head_dim)` as a C float literal.
     pub scale: String,
     pub decode_chunk: usize,
@@ -55,6 +57,7 @@ impl KernelConsts {
             eps: c_float(spec.norm_eps as f32),
             rms: spec.norm == NormKind::RmsNorm,
             rope: matches!(spec.positions, Positions::Rope { .. }),
+            swiglu: spec.mlp == Mlp::SwiGlu,
             scale: c_float(1.0 / (spec.head_dim as f32).sqrt()),
             decode_chunk: DECODE_CHUNK,
             gemv_max_rows: GEMV_MAX_ROWS,
@@ -81,15 +84,31 @@ kernel_template!(RopeKvCu, "kernels/rope_kv.cu");
 kernel_template!(AttentionCu, "kernels/attention.cu");
 kernel_template!(MlpCu, "kernels/mlp.cu");
 kernel_template!(GemvCu, "kernels/gemv.cu");
+kernel_template!(DecodeCu, "kernels/decode.cu");
 kernel_template!(ArgmaxCu, "kernels/argmax.cu");
 
 /// The kernel modules and the functions each defines.
-pub const MODULES: [(&str, &[&str]); 6] = [
+pub const MODULES: [(&str, &[&str]); 7] = [
     ("norm", &["embed", "add_norm"]),
     ("rope_kv", &["qkv_rope"]),
     ("attention", &["attn_prefill", "attn_decode"]),
     ("mlp", &["swiglu", "gelu_bias"]),
-    ("gemv", &["gemv", "gemv_norm", "gemv_swiglu", "gemv_gelu"]),
+    ("gemv", &["gemv"]),
+    (
+        "decode",
+        &[
+            "dec_qkv_1",
+            "dec_o_1",
+            "dec_up_1",
+            "dec_down_1",
+            "dec_lm_1",
+            "dec_qkv_n",
+            "dec_o_n",
+            "dec_up_n",
+            "dec_down_n",
+            "dec_lm_n",
+        ],
+    ),
     ("argmax", &["argmax"]),
 ];
 
@@ -119,6 +138,10 @@ pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, Str
         ),
         ("mlp", MlpCu { c }.render().map_err(render_err("mlp"))?),
         ("gemv", GemvCu { c }.render().map_err(render_err("gemv"))?),
+        (
+            "decode",
+            DecodeCu { c }.render().map_err(render_err("decode"))?,
+        ),
         (
             "argmax",
             ArgmaxCu { c }.render().map_err(render_err("argmax"))?,
@@ -162,9 +185,26 @@ pub fn compile(spec: &ModelSpec, precision: Precision, sm: u32) -> Result<Compil
                 },
             })
         })?;
-        ptx.push((name, out.to_src()));
+        let text = out.to_src();
+        dump(&name, &src, &text);
+        ptx.push((name, text));
     }
     Ok(CompiledKernels { sm, ptx })
+}
+
+/// With `LLMFORGE_KERNEL_DUMP=DIR`, write each module's rendered source and PTX into DIR (for reading
+/// the generated code or feeding `ptxas -v`); failures to write are reported, never fatal.
+fn dump(name: &str, src: &str, ptx: &str) {
+    let Some(dir) = std::env::var_os("LLMFORGE_KERNEL_DUMP") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(dir.join(format!("{name}.cu")), src))
+        .and_then(|_| std::fs::write(dir.join(format!("{name}.ptx")), ptx));
+    if let Err(e) = written {
+        eprintln!("LLMFORGE_KERNEL_DUMP: {}: {e}", dir.display());
+    }
 }
 
 /// The loaded kernel functions.
@@ -177,9 +217,9 @@ pub struct Kernels {
     pub swiglu: CudaFunction,
     pub gelu_bias: CudaFunction,
     pub gemv: CudaFunction,
-    pub gemv_norm: CudaFunction,
-    pub gemv_swiglu: CudaFunction,
-    pub gemv_gelu: CudaFunction,
+    /// The fused decode kernels for one token row, and for up to `GEMV_MAX_ROWS` rows.
+    pub dec1: DecodeKernels,
+    pub decn: DecodeKernels,
     pub argmax: CudaFunction,
     /// Largest dynamic shared memory a gemv block may use (the device's opt-in limit).
     pub gemv_smem_limit: usize,
@@ -222,9 +262,8 @@ impl Kernels {
             swiglu: take("swiglu")?,
             gelu_bias: take("gelu_bias")?,
             gemv: take("gemv")?,
-            gemv_norm: take("gemv_norm")?,
-            gemv_swiglu: take("gemv_swiglu")?,
-            gemv_gelu: take("gemv_gelu")?,
+            dec1: DecodeKernels::take("1", &mut take)?,
+            decn: DecodeKernels::take("n", &mut take)?,
             argmax: take("argmax")?,
             gemv_smem_limit: 0,
         })
@@ -238,7 +277,8 @@ impl Kernels {
                 .map_err(cuda_err("shared memory limit"))?;
             // Leave room for the kernels' static shared memory.
             let dynamic = (limit - 1024).max(0);
-            for f in [&k.gemv, &k.gemv_norm, &k.gemv_swiglu, &k.gemv_gelu] {
+            let dec = [&k.dec1, &k.decn].into_iter().flat_map(|d| d.all());
+            for f in std::iter::once(&k.gemv).chain(dec) {
                 f.set_attribute(
                     CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     dynamic,
@@ -248,5 +288,31 @@ impl Kernels {
             k.gemv_smem_limit = dynamic as usize;
             Ok(k)
         })
+    }
+}
+
+/// The five fused decode kernels of one row-count variant (templates/kernels/decode.cu).
+pub struct DecodeKernels {
+    pub qkv: CudaFunction,
+    pub o: CudaFunction,
+    pub up: CudaFunction,
+    pub down: CudaFunction,
+    pub lm: CudaFunction,
+}
+
+impl DecodeKernels {
+    fn take(suffix: &str, take: &mut impl FnMut(&str) -> Result<CudaFunction>) -> Result<Self> {
+        let mut f = |n: &str| take(&format!("dec_{n}_{suffix}"));
+        Ok(DecodeKernels {
+            qkv: f("qkv")?,
+            o: f("o")?,
+            up: f("up")?,
+            down: f("down")?,
+            lm: f("lm")?,
+        })
+    }
+
+    fn all(&self) -> [&CudaFunction; 5] {
+        [&self.qkv, &self.o, &self.up, &self.down, &self.lm]
     }
 }
