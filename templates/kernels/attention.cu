@@ -109,29 +109,43 @@ extern "C" __global__ void attn_prefill(const float* __restrict__ q, const T* __
     }
 }
 
-// One-token decode, split over the valid prefix: grid (splits, HEADS, batch), block 128.
+// One-token decode, split over the valid prefix: grid (splits, HEADS, batch), block KCH threads.
 // Split i covers keys [i * KCH, min((i + 1) * KCH, end)); splits at or past end exit at once, so
-// the same launch (and CUDA graph) serves every step. Scores: one lane per key (KCH <= 32), the key
-// row read with independent loads; P·V: the block's threads split into groups of HEAD_DIM, each
-// group summing every G-th key. Partial results: part_o [b, h, split, HEAD_DIM] (unnormalised),
-// part_ml [b, h, split, 2] (max, sum). The last split block of a (batch, head) to finish (counted in
-// `counters`, which it resets) combines the splits and writes out: T [batch, Q_DIM].
-#define PV_GROUPS (128 / HEAD_DIM > 0 ? 128 / HEAD_DIM : 1)
+// the same launch (and CUDA graph) serves every step. Scores: one thread per key, the key row read
+// with 16-byte loads; P·V: each thread sums one 16-byte slice of the value rows over every
+// PV_GROUPS-th key, then the groups are added in shared memory. One split (a prefix of at most KCH
+// keys) writes the output directly; otherwise partial results go to part_o [b, h, split, HEAD_DIM]
+// (unnormalised) and part_ml [b, h, split, 2] (max, sum), and the last split block of a (batch, head)
+// to finish (counted in `counters`, which it resets) combines them into out: T [batch, Q_DIM].
+#define ROW_VECS (HEAD_DIM / VEC)
+#define PV_GROUPS (KCH / ROW_VECS)
 __device__ __forceinline__ const T* kv_row(const T* c, const T* n, int key, int prefix, int start,
                                            int b, int kvh, int max_seq) {
     return key < prefix ? c + (((size_t)b * KV_HEADS + kvh) * max_seq + key) * HEAD_DIM
                         : n + (((size_t)b * KV_HEADS + kvh) + (key - start)) * HEAD_DIM;
 }
 
-extern "C" __global__ void attn_decode(const float* __restrict__ q, const T* __restrict__ ck,
-                                       const T* __restrict__ cv, const T* __restrict__ nk,
-                                       const T* __restrict__ nv, const int* __restrict__ step,
-                                       float* __restrict__ part_o, float* __restrict__ part_ml,
-                                       unsigned* __restrict__ counters, T* __restrict__ out,
-                                       int max_seq, int mode) {
-    __shared__ float sq[HEAD_DIM];
+// Every thread gets the block's max / sum (KCH threads, KCH / 32 warps).
+__device__ __forceinline__ float block_max_kch(float v, float* red) {
+    v = warp_max(v);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float m = red[0];
+#pragma unroll
+    for (int w = 1; w < KCH / 32; w++) m = fmaxf(m, red[w]);
+    return m;
+}
+
+extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
+    const float* __restrict__ q, const T* __restrict__ ck, const T* __restrict__ cv,
+    const T* __restrict__ nk, const T* __restrict__ nv, const int* __restrict__ step,
+    float* __restrict__ part_o, float* __restrict__ part_ml, unsigned* __restrict__ counters,
+    T* __restrict__ out, int max_seq, int mode) {
+    __shared__ __align__(16) float sq[HEAD_DIM];
     __shared__ float sp[KCH];
-    __shared__ float part[128];
+    __shared__ float red[32];
+    __shared__ float part[PV_GROUPS][HEAD_DIM + 1];
     __shared__ bool is_last;
     pdl_trigger();
     pdl_wait();
@@ -144,57 +158,59 @@ extern "C" __global__ void attn_decode(const float* __restrict__ q, const T* __r
     for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x)
         sq[d] = q[(size_t)b * Q_DIM + h * HEAD_DIM + d] * SCALE;
     __syncthreads();
-    size_t at = ((size_t)b * HEADS + h) * gridDim.x + split;
-    if (threadIdx.x < 32) {
-        int j = threadIdx.x;
-        float s = -INFINITY;
-        if (j < n) {
-            const T* row = kv_row(ck, nk, k0 + j, prefix, start, b, kvh, max_seq);
-            float dot = 0.0f;
-            if (HEAD_DIM % VEC == 0) { // rows start on 16-byte boundaries: vector loads
-                const uint4* r4 = (const uint4*)row;
-                float f[VEC];
+    int j = threadIdx.x;
+    float sc = -INFINITY;
+    if (j < n) {
+        const uint4* r4 = (const uint4*)kv_row(ck, nk, k0 + j, prefix, start, b, kvh, max_seq);
+        float dot = 0.0f, f[VEC];
 #pragma unroll
-                for (int i = 0; i < HEAD_DIM / VEC; i++) {
-                    unpack(r4[i], f);
+        for (int i = 0; i < ROW_VECS; i++) {
+            unpack(r4[i], f);
 #pragma unroll
-                    for (int e = 0; e < VEC; e++) dot += sq[i * VEC + e] * f[e];
-                }
-            } else {
-#pragma unroll
-                for (int d = 0; d < HEAD_DIM; d++) dot += sq[d] * to_f32(row[d]);
-            }
-            s = dot;
+            for (int e = 0; e < VEC; e++) dot += sq[i * VEC + e] * f[e];
         }
-        float mx = warp_max(s);
-        float p = j < n ? expf(s - mx) : 0.0f;
-        float l = warp_sum(p);
-        if (j < KCH) sp[j] = p;
-        if (j == 0) {
-            part_ml[at * 2] = mx;
-            part_ml[at * 2 + 1] = l;
-        }
+        sc = dot;
     }
-    __syncthreads();
-    int g = threadIdx.x / HEAD_DIM, d = threadIdx.x % HEAD_DIM;
-    float acc = 0.0f;
+    float mx = block_max_kch(sc, red);
+    float p = j < n ? expf(sc - mx) : 0.0f;
+    sp[j] = p;
+    float l = block_sum(p, red);
+    // P·V: thread = (key group g, 16-byte slice v of the value row).
+    int g = threadIdx.x / ROW_VECS, v = threadIdx.x % ROW_VECS;
+    float acc[VEC];
+#pragma unroll
+    for (int e = 0; e < VEC; e++) acc[e] = 0.0f;
     if (g < PV_GROUPS) {
-#pragma unroll 8
-        for (int j = g; j < n; j += PV_GROUPS)
-            acc += sp[j] * to_f32(kv_row(cv, nv, k0 + j, prefix, start, b, kvh, max_seq)[d]);
+#pragma unroll 4
+        for (int k = g; k < n; k += PV_GROUPS) {
+            float f[VEC];
+            unpack(((const uint4*)kv_row(cv, nv, k0 + k, prefix, start, b, kvh, max_seq))[v], f);
+            float w = sp[k];
+#pragma unroll
+            for (int e = 0; e < VEC; e++) acc[e] += w * f[e];
+        }
+#pragma unroll
+        for (int e = 0; e < VEC; e++) part[g][v * VEC + e] = acc[e];
     }
-    part[threadIdx.x] = acc;
     __syncthreads();
+    size_t at = ((size_t)b * HEADS + h) * gridDim.x + split;
+    int used = min((end + KCH - 1) / KCH, (int)gridDim.x);
     if (threadIdx.x < HEAD_DIM) {
         float o = 0.0f;
 #pragma unroll
-        for (int i = 0; i < PV_GROUPS; i++) o += part[i * HEAD_DIM + threadIdx.x];
-        part_o[at * HEAD_DIM + threadIdx.x] = o;
+        for (int i = 0; i < PV_GROUPS; i++) o += part[i][threadIdx.x];
+        if (used == 1)
+            out[(size_t)b * Q_DIM + h * HEAD_DIM + threadIdx.x] = from_f32(o / l);
+        else
+            part_o[at * HEAD_DIM + threadIdx.x] = o;
     }
-    // Publish this split, then let the last one to arrive combine all of them.
+    if (used == 1) return;
+    if (threadIdx.x == 0) {
+        part_ml[at * 2] = mx;
+        part_ml[at * 2 + 1] = l;
+    }
     __threadfence();
     __syncthreads();
-    int used = min((end + KCH - 1) / KCH, (int)gridDim.x);
     if (threadIdx.x == 0) {
         unsigned prev = atomicAdd(&counters[b * HEADS + h], 1u);
         is_last = prev + 1 == (unsigned)used;
@@ -204,15 +220,15 @@ extern "C" __global__ void attn_decode(const float* __restrict__ q, const T* __r
     __threadfence();
     size_t base = ((size_t)b * HEADS + h) * gridDim.x;
     if (threadIdx.x < HEAD_DIM) {
-        float mx = -INFINITY;
-        for (int i = 0; i < used; i++) mx = fmaxf(mx, __ldcg(&part_ml[(base + i) * 2]));
-        float o = 0.0f, l = 0.0f;
+        float m = -INFINITY;
+        for (int i = 0; i < used; i++) m = fmaxf(m, __ldcg(&part_ml[(base + i) * 2]));
+        float o = 0.0f, s = 0.0f;
         for (int i = 0; i < used; i++) {
-            float w = expf(__ldcg(&part_ml[(base + i) * 2]) - mx);
-            l += w * __ldcg(&part_ml[(base + i) * 2 + 1]);
+            float w = expf(__ldcg(&part_ml[(base + i) * 2]) - m);
+            s += w * __ldcg(&part_ml[(base + i) * 2 + 1]);
             o += w * __ldcg(&part_o[(base + i) * HEAD_DIM + threadIdx.x]);
         }
-        out[(size_t)b * Q_DIM + h * HEAD_DIM + threadIdx.x] = from_f32(o / l);
+        out[(size_t)b * Q_DIM + h * HEAD_DIM + threadIdx.x] = from_f32(o / s);
     }
     if (threadIdx.x == 0) counters[b * HEADS + h] = 0u;
 }

@@ -40,9 +40,12 @@ template <int KIND> struct Unit {
     }
 };
 
+// 16-byte vectors each lane loads per step (over the unit's rows); two steps are in flight at once.
+#define VPS {{ c.decode_vps }}
+
 template <int K, int KIND> struct Plan {
     static constexpr int RU = Unit<KIND>::RU;
-    static constexpr int U16 = 4 / RU;             // vectors per lane per row per step
+    static constexpr int U16 = VPS / RU;           // vectors per lane per row per step
     static constexpr int KV = K / VEC;             // vectors per row
     static constexpr int SPAN = 32 * U16;          // vectors per row per step
     static constexpr int STEPS = (KV + SPAN - 1) / SPAN;
@@ -337,8 +340,8 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* __
     stream<HIDDEN, SINGLE, MR>(W, l, xs, M, b, epi);
 }
 
-// The entry points: `_1` for one token row (registers sized for it, so two of these blocks and two of
-// the next kernel's fit on an SM together), `_n` for up to {{ c.gemv_max_rows }} rows.
+// The entry points: `_1` for one token row (registers sized for it), `_n` for up to
+// {{ c.gemv_max_rows }} rows.
 #define ENTRIES(SUF, MRV, BOUNDS)                                                                  \
     extern "C" __global__ void BOUNDS dec_qkv_##SUF(                                               \
         const T* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \
@@ -372,5 +375,5 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* __
         unsigned long long* __restrict__ best, int n, int M) {                                     \
         lm_head<MRV>(W, x, nw, nb, logits, best, n, M);                                            \
     }
-ENTRIES(1, 1, __launch_bounds__(256, 4))
+ENTRIES(1, 1, __launch_bounds__(256, {{ 16 / c.decode_vps }}))
 ENTRIES(n, {{ c.gemv_max_rows }}, __launch_bounds__(256, 1))

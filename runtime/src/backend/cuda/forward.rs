@@ -5,7 +5,7 @@
 
 use super::device::{DevBuf, Gpu, cuda_err};
 use super::gemm::{GemmChoice, GemmShape, Lt, default_choice};
-use super::kernels::Kernels;
+use super::kernels::{DECODE_CHUNK, Kernels};
 use super::scratch::{Scratch, decode_splits};
 use super::weights::{Layout, Mat, Vf};
 use crate::Result;
@@ -262,7 +262,7 @@ pub fn attention(m: &Model<'_>, s: &Scratch, call: &Call, kv: (u64, u64)) -> Res
             Arg::I(mode),
         ]);
         let grid = (splits as u32, spec.num_heads as u32, call.batch as u32);
-        launch(m, &m.k.attn_decode, "attn_decode", grid, 128, 0, &args)
+        launch(m, &m.k.attn_decode, "attn_decode", grid, DECODE_CHUNK as u32, 0, &args)
     } else {
         args.extend([
             Arg::P(s.attn.ptr()),

@@ -12,7 +12,7 @@ use cudarc::driver::CudaFunction;
 use serde::{Deserialize, Serialize};
 
 /// Keys per split of the decode attention.
-pub const DECODE_CHUNK: usize = 32;
+pub const DECODE_CHUNK: usize = 128;
 /// Most rows the decode GEMV kernel handles in one launch.
 pub const GEMV_MAX_ROWS: usize = 8;
 
@@ -37,6 +37,8 @@ pub struct KernelConsts {
     pub scale: String,
     pub decode_chunk: usize,
     pub gemv_max_rows: usize,
+    /// 16-byte weight vectors each lane of a decode GEMV loads per step (4, 8 or 16).
+    pub decode_vps: usize,
 }
 
 impl KernelConsts {
@@ -61,8 +63,19 @@ impl KernelConsts {
             scale: c_float(1.0 / (spec.head_dim as f32).sqrt()),
             decode_chunk: DECODE_CHUNK,
             gemv_max_rows: GEMV_MAX_ROWS,
+            decode_vps: decode_vps(),
         }
     }
+}
+
+/// Vectors per lane per decode GEMV step: 8 (two steps = 256 bytes per lane in flight, enough to
+/// keep HBM busy with two blocks per SM); `LLMFORGE_DECODE_VPS` = 4 or 16 overrides it (tuning runs).
+fn decode_vps() -> usize {
+    std::env::var("LLMFORGE_DECODE_VPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v| [4, 8, 16].contains(v))
+        .unwrap_or(8)
 }
 
 /// An f32 as a C literal that parses back to the same value.

@@ -96,9 +96,10 @@ pub(crate) fn ordinal(options: &BuildOptions) -> Result<usize> {
 
 /// Shapes this backend's kernels are written for.
 fn check_spec(spec: &ModelSpec) -> Result<()> {
-    if spec.head_dim > 128 || !spec.head_dim.is_multiple_of(2) || spec.head_dim == 0 {
+    // Key and value rows are read as whole 16-byte vectors (8 halves, 4 floats).
+    if spec.head_dim > 128 || !spec.head_dim.is_multiple_of(8) || spec.head_dim == 0 {
         return Err(Error::invalid(format!(
-            "{}: head_dim {} is not supported by the CUDA kernels (even, at most 128)",
+            "{}: head_dim {} is not supported by the CUDA kernels (a multiple of 8, at most 128)",
             spec.name, spec.head_dim
         )));
     }
