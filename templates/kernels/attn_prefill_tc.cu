@@ -5,7 +5,9 @@
 // j < prefix, else from the step's new K/V (row j - start); prefix: static_v1 (mode 0) end,
 // static_v2 (mode 1) start, none 0.
 //
-// Block: 4 warps, 16 queries each (BQ = 64). Key tiles of BK = 64 staged in shared memory as T.
+// Block: 4 warps, 16 queries each (BQ = 64). Key tiles of BK = 64 staged in shared memory as T by
+// cp.async (sm_80+; forward.rs launches this kernel only there), the next tile's K and V loading while
+// the current tile's math runs.
 // S = Q Kᵀ and O += P V run as mma.sync m16n8k16 (16-bit inputs, f32 accumulate); softmax is online in
 // f32 (per-row running max and sum), P is rounded to T for P V. Q is scaled by SCALE in f32 and rounded
 // to T once. Fragment layouts (PTX ISA, mma m16n8k16): lane = 4 g + t;
@@ -68,6 +70,111 @@ __device__ __forceinline__ void ldmatrix_x4_trans(u32* r, const T* p) {
 #endif
 }
 
+// 16 bytes global -> shared without passing through registers; `n` = 0 fills the 16 bytes with zeros.
+__device__ __forceinline__ void cp_async16(T* dst, const T* src, int n) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    u32 addr = (u32)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(src), "r"(n) : "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+// Wait until at most one committed group is still in flight.
+__device__ __forceinline__ void cp_async_wait1() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group 1;" ::: "memory");
+#endif
+}
+
+// Start copying rows k0..k0+BK of the keys (c = ck/nk) or values (c = cv/nv) into dst (one
+// committed group); rows past last_key are zero-filled.
+__device__ __forceinline__ void stage(T* dst, const T* c, const T* n, int k0, int last_key, int prefix,
+                                      int start, int b, int kvh, int seq_len, int max_seq) {
+    for (int i = threadIdx.x; i < BK * (HEAD_DIM / 8); i += 128) {
+        int j = i / (HEAD_DIM / 8), d = (i % (HEAD_DIM / 8)) * 8, key = k0 + j;
+        const T* src = c; // any valid address when nothing is read
+        if (key <= last_key)
+            src = key < prefix ? c + (((size_t)b * KV_HEADS + kvh) * max_seq + key) * HEAD_DIM + d
+                               : n + (((size_t)b * KV_HEADS + kvh) * seq_len + (key - start)) * HEAD_DIM + d;
+        cp_async16(&dst[j * LDS + d], src, key <= last_key ? 16 : 0);
+    }
+    cp_async_commit();
+}
+
+// One key tile of one warp after S = Q Kᵀ: causal mask, online softmax (base 2), O += P V. Rows
+// g and g + 8 of the warp sit at positions pos_lo and pos_hi, its first row at first_pos.
+__device__ __forceinline__ void softmax_pv(float (&s)[KTILES][4], float (&o)[DTILES][4], float& m_lo,
+                                           float& m_hi, float& l_lo, float& l_hi, const T* sv, int k0,
+                                           int first_pos, int pos_lo, int pos_hi) {
+    int lane = threadIdx.x & 31, t = lane & 3;
+    // Causal mask where the tile reaches past the warp's first row.
+    if (k0 + BK - 1 > first_pos) {
+#pragma unroll
+        for (int n = 0; n < KTILES; n++) {
+            int key = k0 + n * 8 + 2 * t;
+            if (key > pos_lo) s[n][0] = -INFINITY;
+            if (key + 1 > pos_lo) s[n][1] = -INFINITY;
+            if (key > pos_hi) s[n][2] = -INFINITY;
+            if (key + 1 > pos_hi) s[n][3] = -INFINITY;
+        }
+    }
+    // Online softmax (base 2): new row max over the quad of lanes sharing a row.
+    float mx_lo = m_lo, mx_hi = m_hi;
+#pragma unroll
+    for (int n = 0; n < KTILES; n++) {
+        mx_lo = fmaxf(mx_lo, fmaxf(s[n][0], s[n][1]) * LOG2E);
+        mx_hi = fmaxf(mx_hi, fmaxf(s[n][2], s[n][3]) * LOG2E);
+    }
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+        mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, off));
+        mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, off));
+    }
+    // Key 0 is visible to every row, so after the first tile the max is finite; guard anyway.
+    float base_lo = mx_lo == -INFINITY ? 0.0f : mx_lo;
+    float base_hi = mx_hi == -INFINITY ? 0.0f : mx_hi;
+    float corr_lo = exp2f(m_lo - base_lo), corr_hi = exp2f(m_hi - base_hi);
+    m_lo = mx_lo;
+    m_hi = mx_hi;
+    l_lo *= corr_lo;
+    l_hi *= corr_hi;
+#pragma unroll
+    for (int n = 0; n < DTILES; n++) {
+        o[n][0] *= corr_lo;
+        o[n][1] *= corr_lo;
+        o[n][2] *= corr_hi;
+        o[n][3] *= corr_hi;
+    }
+    // P (rounded to T) as A fragments, one per 16 keys; the sum uses the unrounded values.
+    u32 pa[BK / 16][4];
+#pragma unroll
+    for (int n = 0; n < KTILES; n++) {
+        float p0 = exp2f(fmaf(s[n][0], LOG2E, -base_lo));
+        float p1 = exp2f(fmaf(s[n][1], LOG2E, -base_lo));
+        float p2 = exp2f(fmaf(s[n][2], LOG2E, -base_hi));
+        float p3 = exp2f(fmaf(s[n][3], LOG2E, -base_hi));
+        l_lo += p0 + p1;
+        l_hi += p2 + p3;
+        pa[n / 2][(n & 1) * 2] = pack2(p0, p1);
+        pa[n / 2][(n & 1) * 2 + 1] = pack2(p2, p3);
+    }
+    // O += P V: k-step i covers keys 16i..16i+16; ldmatrix.trans gives two n-tiles of V at once.
+#pragma unroll
+    for (int i = 0; i < BK / 16; i++) {
+        const T* vrow = &sv[(i * 16 + (lane & 15)) * LDS + (lane >> 4) * 8];
+#pragma unroll
+        for (int n = 0; n < DTILES; n += 2) {
+            u32 vb[4];
+            ldmatrix_x4_trans(vb, vrow + n * 8);
+            mma16816(o[n], pa[i], vb[0], vb[1]);
+            mma16816(o[n + 1], pa[i], vb[2], vb[3]);
+        }
+    }
+}
+
 // grid (ceil(seq_len / BQ), HEADS, batch), block 128. q: f32 [rows, Q_DIM]; out: T [rows, Q_DIM].
 extern "C" __global__ void __launch_bounds__(128)
 attn_prefill_tc(const float* __restrict__ q, const T* __restrict__ ck, const T* __restrict__ cv,
@@ -75,6 +182,9 @@ attn_prefill_tc(const float* __restrict__ q, const T* __restrict__ ck, const T* 
                 T* __restrict__ out, int seq_len, int max_seq, int mode) {
     __shared__ __align__(16) T sk[BK * LDS];
     __shared__ __align__(16) T sv[BK * LDS];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    return; // no mma.sync m16n8k16 / cp.async: never launched here
+#endif
     pdl_wait();
     pdl_trigger();
     // Heaviest (last) query tiles first: causal work grows with the tile index.
@@ -115,101 +225,41 @@ attn_prefill_tc(const float* __restrict__ q, const T* __restrict__ ck, const T* 
 
     int last_key = start + min(q0 + BQ, seq_len) - 1; // the block's last visible key
     int warp_last = start + w0 + 15;                   // the warp's last row's position
+    // Pipeline (one buffer each for K and V): K of the next tile loads during this tile's P V, V of
+    // the next tile during the next tile's Q Kᵀ. Groups in flight: K(j), V(j), K(j+1), V(j+1), ...
+    stage(sk, ck, nk, 0, last_key, prefix, start, b, kvh, seq_len, max_seq);
+    stage(sv, cv, nv, 0, last_key, prefix, start, b, kvh, seq_len, max_seq);
     for (int k0 = 0; k0 <= last_key; k0 += BK) {
-        __syncthreads();
-        // Stage keys k0..k0+BK (zero past last_key) as 16-byte vectors.
-        for (int i = threadIdx.x; i < BK * (HEAD_DIM / 8); i += 128) {
-            int j = i / (HEAD_DIM / 8), c = (i % (HEAD_DIM / 8)) * 8, key = k0 + j;
-            uint4 kx = make_uint4(0u, 0u, 0u, 0u), vx = kx;
-            if (key <= last_key) {
-                size_t at = key < prefix
-                    ? (((size_t)b * KV_HEADS + kvh) * max_seq + key) * HEAD_DIM + c
-                    : (((size_t)b * KV_HEADS + kvh) * seq_len + (key - start)) * HEAD_DIM + c;
-                kx = *(const uint4*)((key < prefix ? ck : nk) + at);
-                vx = *(const uint4*)((key < prefix ? cv : nv) + at);
-            }
-            *(uint4*)&sk[j * LDS + c] = kx;
-            *(uint4*)&sv[j * LDS + c] = vx;
-        }
-        __syncthreads();
-        if (k0 > warp_last) continue; // every row of this warp is above this tile's keys
-
+        bool next = k0 + BK <= last_key;
+        // Rows of this warp above every key of the tile skip the math (not the barriers).
+        bool active = k0 <= warp_last;
+        cp_async_wait1(); // this thread's K(j) copies are done
+        __syncthreads();  // ... and everyone's
         // S = Q Kᵀ over this tile: KTILES n-tiles of 8 keys.
         float s[KTILES][4];
 #pragma unroll
-        for (int n = 0; n < KTILES; n++) {
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-            const T* krow = &sk[(n * 8 + g) * LDS + 2 * t];
-#pragma unroll
-            for (int kk = 0; kk < KSTEPS; kk++) {
-                u32 b0 = *(const u32*)(krow + kk * 16);
-                u32 b1 = *(const u32*)(krow + kk * 16 + 8);
-                mma16816(s[n], qa[kk], b0, b1);
-            }
-        }
-        // Causal mask where the tile reaches past the warp's first row.
-        if (k0 + BK - 1 > start + w0) {
+        for (int n = 0; n < KTILES; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        if (active) {
 #pragma unroll
             for (int n = 0; n < KTILES; n++) {
-                int key = k0 + n * 8 + 2 * t;
-                if (key > pos_lo) s[n][0] = -INFINITY;
-                if (key + 1 > pos_lo) s[n][1] = -INFINITY;
-                if (key > pos_hi) s[n][2] = -INFINITY;
-                if (key + 1 > pos_hi) s[n][3] = -INFINITY;
+                const T* krow = &sk[(n * 8 + g) * LDS + 2 * t];
+#pragma unroll
+                for (int kk = 0; kk < KSTEPS; kk++) {
+                    u32 b0 = *(const u32*)(krow + kk * 16);
+                    u32 b1 = *(const u32*)(krow + kk * 16 + 8);
+                    mma16816(s[n], qa[kk], b0, b1);
+                }
             }
         }
-        // Online softmax (base 2): new row max over the quad of lanes sharing a row.
-        float mx_lo = m_lo, mx_hi = m_hi;
-#pragma unroll
-        for (int n = 0; n < KTILES; n++) {
-            mx_lo = fmaxf(mx_lo, fmaxf(s[n][0], s[n][1]) * LOG2E);
-            mx_hi = fmaxf(mx_hi, fmaxf(s[n][2], s[n][3]) * LOG2E);
-        }
-#pragma unroll
-        for (int off = 1; off <= 2; off <<= 1) {
-            mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, off));
-            mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, off));
-        }
-        // Key 0 is visible to every row, so after the first tile the max is finite; guard anyway.
-        float base_lo = mx_lo == -INFINITY ? 0.0f : mx_lo;
-        float base_hi = mx_hi == -INFINITY ? 0.0f : mx_hi;
-        float corr_lo = exp2f(m_lo - base_lo), corr_hi = exp2f(m_hi - base_hi);
-        m_lo = mx_lo;
-        m_hi = mx_hi;
-        l_lo *= corr_lo;
-        l_hi *= corr_hi;
-#pragma unroll
-        for (int n = 0; n < DTILES; n++) {
-            o[n][0] *= corr_lo;
-            o[n][1] *= corr_lo;
-            o[n][2] *= corr_hi;
-            o[n][3] *= corr_hi;
-        }
-        // P (rounded to T) as A fragments, one per 16 keys; the sum uses the unrounded values.
-        u32 pa[BK / 16][4];
-#pragma unroll
-        for (int n = 0; n < KTILES; n++) {
-            float p0 = exp2f(fmaf(s[n][0], LOG2E, -base_lo));
-            float p1 = exp2f(fmaf(s[n][1], LOG2E, -base_lo));
-            float p2 = exp2f(fmaf(s[n][2], LOG2E, -base_hi));
-            float p3 = exp2f(fmaf(s[n][3], LOG2E, -base_hi));
-            l_lo += p0 + p1;
-            l_hi += p2 + p3;
-            pa[n / 2][(n & 1) * 2] = pack2(p0, p1);
-            pa[n / 2][(n & 1) * 2 + 1] = pack2(p2, p3);
-        }
-        // O += P V: k-step i covers keys 16i..16i+16; ldmatrix.trans gives two n-tiles of V at once.
-#pragma unroll
-        for (int i = 0; i < BK / 16; i++) {
-            const T* vrow = &sv[(i * 16 + (lane & 15)) * LDS + (lane >> 4) * 8];
-#pragma unroll
-            for (int n = 0; n < DTILES; n += 2) {
-                u32 vb[4];
-                ldmatrix_x4_trans(vb, vrow + n * 8);
-                mma16816(o[n], pa[i], vb[0], vb[1]);
-                mma16816(o[n + 1], pa[i], vb[2], vb[3]);
-            }
-        }
+        __syncthreads(); // sk is free: start K(j+1) (an empty group at the end keeps the count)
+        if (next) stage(sk, ck, nk, k0 + BK, last_key, prefix, start, b, kvh, seq_len, max_seq);
+        else cp_async_commit();
+        cp_async_wait1(); // V(j) done (K(j+1) may be in flight)
+        __syncthreads();
+        if (active) softmax_pv(s, o, m_lo, m_hi, l_lo, l_hi, sv, k0, start + w0, pos_lo, pos_hi);
+        __syncthreads(); // sv is free: start V(j+1)
+        if (next) stage(sv, cv, nv, k0 + BK, last_key, prefix, start, b, kvh, seq_len, max_seq);
+        else cp_async_commit();
     }
     // Full row sums over the quad, then O / l rounded to T.
 #pragma unroll
