@@ -95,7 +95,8 @@ __device__ __forceinline__ void stage(T* dst, const T* c, const T* n, int k0, in
                                       int start, int b, int kvh, int seq_len, int max_seq) {
     for (int i = threadIdx.x; i < BK * (HEAD_DIM / 8); i += 128) {
         int j = i / (HEAD_DIM / 8), d = (i % (HEAD_DIM / 8)) * 8, key = k0 + j;
-        const T* src = c; // any valid address when nothing is read
+        // Rows past last_key read nothing, but keep a real address (the cache is null in mode none).
+        const T* src = n;
         if (key <= last_key)
             src = key < prefix ? c + (((size_t)b * KV_HEADS + kvh) * max_seq + key) * HEAD_DIM + d
                                : n + (((size_t)b * KV_HEADS + kvh) * seq_len + (key - start)) * HEAD_DIM + d;
