@@ -66,7 +66,8 @@ __device__ __forceinline__ void ldmatrix_x4_trans(u32* r, const T* p) {
     u32 addr = (u32)__cvta_generic_to_shared(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 { %0, %1, %2, %3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
+                 : "r"(addr)
+                 : "memory");
 #endif
 }
 
