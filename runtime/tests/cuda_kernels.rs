@@ -61,16 +61,61 @@ fn tiny_models_compile_in_every_precision() {
 fn full_size_architectures_compile() {
     require_nvrtc();
     compile_all("Llama-3.2-1B-Instruct", &Precision::ALL, 90);
-    for model in [
-        "Qwen2.5-0.5B-Instruct",
-        "Llama-3.1-8B-Instruct",
-        "gpt2",
-        "SmolLM2-135M-Instruct",
-    ] {
+    for model in ["Qwen2.5-0.5B-Instruct", "gpt2", "SmolLM2-135M-Instruct"] {
         compile_all(model, &[Precision::Fp16], 90);
     }
+    // Head size 128 in both 16-bit types (the tensor-core prefill attention's largest tile).
+    compile_all(
+        "Llama-3.1-8B-Instruct",
+        &[Precision::Fp16, Precision::Bf16],
+        90,
+    );
     // An Ampere target too: nothing in the kernels needs Hopper.
     compile_all("Llama-3.2-1B-Instruct", &[Precision::Bf16], 80);
+}
+
+/// The tensor-core prefill attention is compiled for real (mma.sync, ldmatrix) for both 16-bit types at
+/// head sizes 64 (Llama-3.2-1B) and 128 (Llama-3.1-8B), on Hopper and Ampere; FP32 gets the stub.
+#[test]
+#[ignore = "needs NVRTC (source .ci/nvrtc-setup.sh; run with --include-ignored)"]
+fn tensor_core_prefill_attention_compiles_for_16_bit_head_dims_64_and_128() {
+    require_nvrtc();
+    for (model, head_dim) in [
+        ("Llama-3.2-1B-Instruct", 64),
+        ("Llama-3.1-8B-Instruct", 128),
+    ] {
+        let spec = ModelSpec::from_dir(&models_dir().join(model)).expect("config parses");
+        assert_eq!(spec.head_dim, head_dim, "{model}");
+        for (p, kind) in [(Precision::Fp16, "f16"), (Precision::Bf16, "bf16")] {
+            assert!(kernels::tc_prefill_supported(&spec, p), "{model} {p}");
+            for sm in [90, 80] {
+                let compiled = kernels::compile(&spec, p, sm)
+                    .unwrap_or_else(|e| panic!("{model} {p} sm_{sm}: {e}"));
+                let (_, ptx) = compiled
+                    .ptx
+                    .iter()
+                    .find(|(n, _)| n == "attn_prefill_tc")
+                    .expect("attn_prefill_tc module");
+                let mma = format!("mma.sync.aligned.m16n8k16.row.col.f32.{kind}.{kind}.f32");
+                assert!(ptx.contains(&mma), "{model} {p} sm_{sm}: no {mma}");
+                assert!(
+                    ptx.contains("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"),
+                    "{model} {p} sm_{sm}: no ldmatrix"
+                );
+            }
+        }
+        assert!(!kernels::tc_prefill_supported(&spec, Precision::Fp32));
+        let compiled = kernels::compile(&spec, Precision::Fp32, 90).expect("fp32 compiles");
+        let (_, ptx) = compiled
+            .ptx
+            .iter()
+            .find(|(n, _)| n == "attn_prefill_tc")
+            .expect("attn_prefill_tc module");
+        assert!(
+            !ptx.contains("mma.sync"),
+            "{model} fp32: the stub has no mma"
+        );
+    }
 }
 
 #[test]

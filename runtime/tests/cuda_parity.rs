@@ -6,9 +6,10 @@
 //! Tolerances (`max |ours - hf| / max |hf|` over a prompt's whole prefill logits tensor):
 //! - FP32: 1e-4, same as the CPU engine; greedy tokens identical.
 //! - FP16 / BF16 against HF with the weights rounded to that type (f32 compute): the GPU also keeps
-//!   GEMM inputs and the KV cache in the 16-bit type (f32 accumulation), adding one rounding of
-//!   relative size 2^-11 (FP16) / 2^-8 (BF16) per activation per layer: bounds 1e-2 (FP16) and 5e-2
-//!   (BF16). FP16: the whole greedy continuation identical. BF16: the first generated token identical
+//!   GEMM inputs, the KV cache and the prefill attention's q and softmax weights (tensor cores) in the
+//!   16-bit type (f32 accumulation), adding one rounding of relative size 2^-11 (FP16) / 2^-8 (BF16)
+//!   per activation per layer: bounds 1e-2 (FP16) and 5e-2 (BF16). FP16: the whole greedy
+//!   continuation identical. BF16: the first generated token identical
 //!   and the agreement length printed: the reference keeps activations in f32 while this engine
 //!   rounds them to bf16 (8 significant bits) at every GEMM input, so on the tiny random models (whose
 //!   top logits are close) a later step may legitimately tie-break differently. The full-size BF16/FP16

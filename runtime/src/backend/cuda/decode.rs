@@ -49,12 +49,27 @@ pub fn fits(m: &Model<'_>, call: &Call) -> bool {
 }
 
 /// Launch one decode GEMV `f` over weight `w` (`k` input columns staged in shared memory).
-fn gemv(m: &Model<'_>, f: &CudaFunction, name: &str, k: usize, rows: usize, args: &[Arg]) -> Result<()> {
+fn gemv(
+    m: &Model<'_>,
+    f: &CudaFunction,
+    name: &str,
+    k: usize,
+    rows: usize,
+    args: &[Arg],
+) -> Result<()> {
     let smem = rows * k * m.precision.bytes_per_element();
     let per_sm = f
         .occupancy_max_active_blocks_per_multiprocessor(256, smem, None)
         .map_or(1, |b| (b.max(1) as usize).min(blocks_per_sm()));
-    launch(m, f, name, ((m.gpu.sms * per_sm) as u32, 1, 1), 256, smem, args)
+    launch(
+        m,
+        f,
+        name,
+        ((m.gpu.sms * per_sm) as u32, 1, 1),
+        256,
+        smem,
+        args,
+    )
 }
 
 fn mat(m: &Model<'_>, w: &Mat) -> Arg {

@@ -5,7 +5,7 @@
 
 use super::device::{DevBuf, Gpu, cuda_err};
 use super::gemm::{GemmChoice, GemmShape, Lt, default_choice};
-use super::kernels::{DECODE_CHUNK, Kernels};
+use super::kernels::{DECODE_CHUNK, Kernels, tc_prefill_supported};
 use super::scratch::{Scratch, decode_splits};
 use super::weights::{Layout, Mat, Vf};
 use crate::Result;
@@ -233,8 +233,8 @@ pub fn norm_block(h: usize) -> u32 {
     if h > 2048 { 1024 } else { 256 }
 }
 
-/// Attention of one layer: the split decode kernels for one-token steps against the cache, the
-/// tiled causal kernel otherwise. `kv` = `(cache key, cache value)` addresses.
+/// Attention of one layer: the split decode kernels for one-token steps against the cache, else the
+/// tiled causal kernel (on tensor cores for 16-bit storage where `tc_prefill_supported`, sm_80+). `kv` = `(cache key, cache value)` addresses.
 pub fn attention(m: &Model<'_>, s: &Scratch, call: &Call, kv: (u64, u64)) -> Result<()> {
     let spec = m.spec;
     let step = s.inputs.at(s.step_off());
@@ -262,7 +262,15 @@ pub fn attention(m: &Model<'_>, s: &Scratch, call: &Call, kv: (u64, u64)) -> Res
             Arg::I(mode),
         ]);
         let grid = (splits as u32, spec.num_heads as u32, call.batch as u32);
-        launch(m, &m.k.attn_decode, "attn_decode", grid, DECODE_CHUNK as u32, 0, &args)
+        launch(
+            m,
+            &m.k.attn_decode,
+            "attn_decode",
+            grid,
+            DECODE_CHUNK as u32,
+            0,
+            &args,
+        )
     } else {
         args.extend([
             Arg::P(s.attn.ptr()),
@@ -270,12 +278,23 @@ pub fn attention(m: &Model<'_>, s: &Scratch, call: &Call, kv: (u64, u64)) -> Res
             Arg::I(m.max_seq as i32),
             Arg::I(mode),
         ]);
-        let grid = (
-            call.seq_len.div_ceil(16) as u32,
-            spec.num_heads as u32,
-            call.batch as u32,
-        );
-        launch(m, &m.k.attn_prefill, "attn_prefill", grid, 128, 0, &args)
+        let heads = spec.num_heads as u32;
+        if tc_prefill_supported(spec, m.precision) && m.gpu.sm >= 80 {
+            // Tensor cores: 64 queries per block.
+            let grid = (call.seq_len.div_ceil(64) as u32, heads, call.batch as u32);
+            launch(
+                m,
+                &m.k.attn_prefill_tc,
+                "attn_prefill_tc",
+                grid,
+                128,
+                0,
+                &args,
+            )
+        } else {
+            let grid = (call.seq_len.div_ceil(16) as u32, heads, call.batch as u32);
+            launch(m, &m.k.attn_prefill, "attn_prefill", grid, 128, 0, &args)
+        }
     }
 }
 

@@ -39,6 +39,9 @@ pub struct KernelConsts {
     pub gemv_max_rows: usize,
     /// 16-byte weight vectors each lane of a decode GEMV loads per step (4, 8 or 16).
     pub decode_vps: usize,
+    /// Whether `attn_prefill_tc` is the real tensor-core kernel (else an empty stub): see
+    /// [`tc_prefill_supported`].
+    pub tc_attn: bool,
 }
 
 impl KernelConsts {
@@ -64,6 +67,7 @@ impl KernelConsts {
             decode_chunk: DECODE_CHUNK,
             gemv_max_rows: GEMV_MAX_ROWS,
             decode_vps: decode_vps(),
+            tc_attn: tc_prefill_supported(spec, precision),
         }
     }
 }
@@ -76,6 +80,19 @@ fn decode_vps() -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|v| [4, 8, 16].contains(v))
         .unwrap_or(8)
+}
+
+/// Largest head size the tensor-core prefill attention takes (its K/V tiles stay in 48 KB of static
+/// shared memory and its accumulators in registers).
+pub const TC_MAX_HEAD_DIM: usize = 128;
+
+/// Whether prefill attention of this model/precision runs on tensor cores (`attn_prefill_tc`, given a
+/// GPU of sm_80 or newer): 16-bit storage and a head size that is a multiple of 16, at most
+/// [`TC_MAX_HEAD_DIM`]. FP32 keeps the exact f32 kernel.
+pub fn tc_prefill_supported(spec: &ModelSpec, precision: Precision) -> bool {
+    precision != Precision::Fp32
+        && spec.head_dim.is_multiple_of(16)
+        && spec.head_dim <= TC_MAX_HEAD_DIM
 }
 
 /// An f32 as a C literal that parses back to the same value.
@@ -95,16 +112,18 @@ macro_rules! kernel_template {
 kernel_template!(NormCu, "kernels/norm.cu");
 kernel_template!(RopeKvCu, "kernels/rope_kv.cu");
 kernel_template!(AttentionCu, "kernels/attention.cu");
+kernel_template!(AttnPrefillTcCu, "kernels/attn_prefill_tc.cu");
 kernel_template!(MlpCu, "kernels/mlp.cu");
 kernel_template!(GemvCu, "kernels/gemv.cu");
 kernel_template!(DecodeCu, "kernels/decode.cu");
 kernel_template!(ArgmaxCu, "kernels/argmax.cu");
 
 /// The kernel modules and the functions each defines.
-pub const MODULES: [(&str, &[&str]); 7] = [
+pub const MODULES: [(&str, &[&str]); 8] = [
     ("norm", &["embed", "add_norm"]),
     ("rope_kv", &["qkv_rope"]),
     ("attention", &["attn_prefill", "attn_decode"]),
+    ("attn_prefill_tc", &["attn_prefill_tc"]),
     ("mlp", &["swiglu", "gelu_bias"]),
     ("gemv", &["gemv"]),
     (
@@ -148,6 +167,12 @@ pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, Str
             AttentionCu { c }
                 .render()
                 .map_err(render_err("attention"))?,
+        ),
+        (
+            "attn_prefill_tc",
+            AttnPrefillTcCu { c }
+                .render()
+                .map_err(render_err("attn_prefill_tc"))?,
         ),
         ("mlp", MlpCu { c }.render().map_err(render_err("mlp"))?),
         ("gemv", GemvCu { c }.render().map_err(render_err("gemv"))?),
@@ -226,6 +251,8 @@ pub struct Kernels {
     pub add_norm: CudaFunction,
     pub qkv_rope: CudaFunction,
     pub attn_prefill: CudaFunction,
+    /// Tensor-core prefill attention (a stub unless [`tc_prefill_supported`]).
+    pub attn_prefill_tc: CudaFunction,
     pub attn_decode: CudaFunction,
     pub swiglu: CudaFunction,
     pub gelu_bias: CudaFunction,
@@ -271,6 +298,7 @@ impl Kernels {
             add_norm: take("add_norm")?,
             qkv_rope: take("qkv_rope")?,
             attn_prefill: take("attn_prefill")?,
+            attn_prefill_tc: take("attn_prefill_tc")?,
             attn_decode: take("attn_decode")?,
             swiglu: take("swiglu")?,
             gelu_bias: take("gelu_bias")?,

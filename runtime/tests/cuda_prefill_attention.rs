@@ -1,0 +1,151 @@
+//! The CUDA prefill attention on prompts long enough for several query and key tiles (the tensor-core
+//! kernel `attn_prefill_tc` takes 64 queries per block and 64 keys per tile; HF's fixture prompts are at
+//! most 31 tokens, one tile), batched, and in two chunks where the second step's keys come partly from
+//! the cache. Needs a GPU (sm_80+ for the tensor-core path), so `#[ignore]`d like `cuda_parity.rs`.
+//!
+//! Reference: the CPU engine of the same precision on the same prompts (f32 compute on the same rounded
+//! weights; `parity.rs` holds it to HF transformers with the weights rounded to that type at 1e-4).
+//! Bounds (`max |gpu - cpu| / max |cpu|` over the whole logits tensor): those of `cuda_parity.rs`
+//! against HF-rounded weights — FP32 1e-4, FP16 1e-2, BF16 5e-2 — for the same reason: the GPU keeps
+//! GEMM and attention inputs (q, k, v and the softmax weights P) in the 16-bit type, f32 accumulation.
+
+mod common;
+
+use common::*;
+use runtime::ModelSpec;
+use runtime::Precision;
+use runtime::backend::cuda::{device, kernels};
+use runtime::backend::{CacheMode, LogitRows, StepInputs};
+use runtime::engine::{BuildOptions, DeviceChoice, Engine};
+use runtime::progress::NoProgress;
+use runtime::spec::Positions;
+use runtime::weights::WeightSource;
+
+const TOLERANCES: [(Precision, f32); 3] = [
+    (Precision::Fp32, 1e-4),
+    (Precision::Fp16, 1e-2),
+    (Precision::Bf16, 5e-2),
+];
+const BATCH: usize = 2;
+
+/// Cache length: 320 with RoPE; GPT-2 is bound by its learned positions (128).
+fn max_seq(spec: &ModelSpec) -> usize {
+    if spec.positions == Positions::Learned {
+        spec.max_position_embeddings.min(320)
+    } else {
+        320
+    }
+}
+
+fn build(name: &str, precision: Precision, max_seq_len: usize, device: DeviceChoice) -> Engine {
+    let source = WeightSource::HfDir(root().join("models").join(name));
+    let options = BuildOptions {
+        precision,
+        max_seq_len,
+        max_batch: BATCH,
+        device,
+    };
+    Engine::build(spec(name), &source, options, &NoProgress)
+        .unwrap_or_else(|e| panic!("{name} {precision} {device:?}: engine build: {e}"))
+}
+
+/// `BATCH` different pseudo-random prompts of `len` tokens (a fixed LCG, so every run is the same).
+fn prompts(vocab: usize, len: usize) -> Vec<u32> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..BATCH * len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((x >> 33) % vocab as u64) as u32
+        })
+        .collect()
+}
+
+/// Logits of every row of each step `[start, end)` in `chunks` (one shared cache), concatenated.
+fn chunked_logits(
+    e: &mut Engine,
+    ids: &[u32],
+    len: usize,
+    chunks: &[(usize, usize)],
+    mode: CacheMode,
+) -> Vec<f32> {
+    let mut cache = e.new_cache(BATCH).expect("cache");
+    let mut all = Vec::new();
+    for &(start, end) in chunks {
+        let n = end - start;
+        let step_ids: Vec<u32> = (0..BATCH)
+            .flat_map(|b| ids[b * len + start..b * len + end].iter().copied())
+            .collect();
+        let positions: Vec<u32> = (0..BATCH).flat_map(|_| start as u32..end as u32).collect();
+        let step = StepInputs {
+            input_ids: &step_ids,
+            position_ids: &positions,
+            batch: BATCH,
+            seq_len: n,
+            start_idx: start,
+            end_idx: end,
+        };
+        let logits = e
+            .forward(&step, &mut cache.layers_mut(), mode, LogitRows::All)
+            .unwrap_or_else(|err| panic!("{mode:?} step {start}..{end}: {err}"));
+        assert_eq!((logits.batch, logits.rows), (BATCH, n));
+        all.extend(logits.data);
+    }
+    all
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU (run with --include-ignored)"]
+fn long_prompt_prefill_matches_cpu_engine_in_every_precision_and_mode() {
+    if let Err(e) = device::check_libraries() {
+        panic!("{e}");
+    }
+    let sm = device::Gpu::open(0).expect("GPU 0").sm;
+    for name in MODELS {
+        let spec = spec(name);
+        let max_seq_len = max_seq(&spec);
+        // Several tiles, the last partial; the second chunk starts inside a tile.
+        let len = max_seq_len - 20;
+        let split = 100.min(len / 2 + 3);
+        let ids = prompts(spec.vocab_size, len);
+        for (precision, tol) in TOLERANCES {
+            if precision != Precision::Fp32 {
+                assert!(
+                    sm < 80 || kernels::tc_prefill_supported(&spec, precision),
+                    "{name} {precision}: head size {} should take the tensor-core path",
+                    spec.head_dim
+                );
+            }
+            let mut gpu = build(
+                name,
+                precision,
+                max_seq_len,
+                DeviceChoice::Cuda { ordinal: 0 },
+            );
+            let mut cpu = build(
+                name,
+                precision,
+                max_seq_len,
+                DeviceChoice::Cpu { threads: None },
+            );
+            let mut runs = vec![(CacheMode::None, vec![(0, len)])];
+            for mode in [CacheMode::StaticV1, CacheMode::StaticV2] {
+                runs.push((mode, vec![(0, len)]));
+                runs.push((mode, vec![(0, split), (split, len)]));
+            }
+            for (mode, chunks) in runs {
+                let want = chunked_logits(&mut cpu, &ids, len, &chunks, mode);
+                let got = chunked_logits(&mut gpu, &ids, len, &chunks, mode);
+                let err = rel_err(&got, &want);
+                eprintln!(
+                    "{name} {precision} {mode:?} {chunks:?} (batch {BATCH}): relative error {err:.2e} (bound {tol:.0e})"
+                );
+                assert!(
+                    err <= tol,
+                    "{name} {precision} {mode:?} {chunks:?}: relative error {err}"
+                );
+            }
+        }
+    }
+}
