@@ -48,28 +48,24 @@ pub fn fits(m: &Model<'_>, call: &Call) -> bool {
             .all(|&k| (k * e).is_multiple_of(16) && rows * k * e <= m.k.gemv_smem_limit)
 }
 
-/// Launch one decode GEMV `f` over weight `w` (`k` input columns staged in shared memory).
-fn gemv(
-    m: &Model<'_>,
-    f: &CudaFunction,
-    name: &str,
-    k: usize,
-    rows: usize,
-    args: &[Arg],
-) -> Result<()> {
-    let smem = rows * k * m.precision.bytes_per_element();
+/// Blocks of a decode GEMV launch of `f` with `smem` bytes of shared memory.
+fn blocks(m: &Model<'_>, f: &CudaFunction, smem: usize) -> usize {
     let per_sm = f
         .occupancy_max_active_blocks_per_multiprocessor(256, smem, None)
         .map_or(1, |b| (b.max(1) as usize).min(blocks_per_sm()));
-    launch(
-        m,
-        f,
-        name,
-        ((m.gpu.sms * per_sm) as u32, 1, 1),
-        256,
-        smem,
-        args,
-    )
+    m.gpu.sms * per_sm
+}
+
+/// Launch one decode GEMV `f` (`k` input columns staged in shared memory).
+fn gemv(m: &Model<'_>, f: &CudaFunction, name: &str, k: usize, rows: usize, args: &[Arg]) -> Result<()> {
+    let smem = rows * k * m.precision.bytes_per_element();
+    launch(m, f, name, (blocks(m, f, smem) as u32, 1, 1), 256, smem, args)
+}
+
+/// Whether `dec_o` prefetches the next GEMV's first rows into L2 (`LLMFORGE_DECODE_PREFETCH=0`: no).
+fn prefetch() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("LLMFORGE_DECODE_PREFETCH").map_or(true, |v| v != "0"))
 }
 
 fn mat(m: &Model<'_>, w: &Mat) -> Arg {
@@ -86,6 +82,7 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
     let k: &DecodeKernels = if rows == 1 { &m.k.dec1 } else { &m.k.decn };
     let x = s.x.ptr();
     let (h, qd, inter) = (spec.hidden_size, spec.q_dim(), spec.intermediate_size);
+    let e = m.precision.bytes_per_element();
     let l = m.layout;
     embed(m, s, call)?;
     for (i, layer) in l.layers.iter().enumerate() {
@@ -108,11 +105,15 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
         ]);
         gemv(m, &k.qkv, "dec_qkv", h, rows, &args)?;
         attention(m, s, call, kv)?;
+        // The rows of gate/up (or fc) that the first step of each `dec_up` warp reads.
+        let up_first = (blocks(m, &k.up, rows * h * e) * 8).min(inter);
         let o_args = [
             mat(m, &layer.o),
             Arg::P(s.attn.ptr()),
             Arg::P(x),
             Arg::P(ov(m, &layer.o_bias)),
+            Arg::P(if prefetch() { m.mats.at(layer.up.off) } else { 0 }),
+            Arg::I(up_first as i32),
             Arg::I(rows as i32),
         ];
         gemv(m, &k.o, "dec_o", qd, rows, &o_args)?;

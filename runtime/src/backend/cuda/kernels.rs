@@ -224,19 +224,20 @@ pub fn compile(spec: &ModelSpec, precision: Precision, sm: u32) -> Result<Compil
             })
         })?;
         let text = out.to_src();
-        dump(&name, &src, &text);
+        dump(&format!("{}-{precision}-sm{sm}", spec.name), &name, &src, &text);
         ptx.push((name, text));
     }
     Ok(CompiledKernels { sm, ptx })
 }
 
-/// With `LLMFORGE_KERNEL_DUMP=DIR`, write each module's rendered source and PTX into DIR (for reading
-/// the generated code or feeding `ptxas -v`); failures to write are reported, never fatal.
-fn dump(name: &str, src: &str, ptx: &str) {
+/// With `LLMFORGE_KERNEL_DUMP=DIR`, write each module's rendered source and PTX into DIR/`build`
+/// (model, precision, target; for reading the generated code or feeding `ptxas -v`); failures to
+/// write are reported, never fatal.
+fn dump(build: &str, name: &str, src: &str, ptx: &str) {
     let Some(dir) = std::env::var_os("LLMFORGE_KERNEL_DUMP") else {
         return;
     };
-    let dir = std::path::PathBuf::from(dir);
+    let dir = std::path::PathBuf::from(dir).join(build);
     let written = std::fs::create_dir_all(&dir)
         .and_then(|_| std::fs::write(dir.join(format!("{name}.cu")), src))
         .and_then(|_| std::fs::write(dir.join(format!("{name}.ptx")), ptx));
