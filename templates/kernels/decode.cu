@@ -277,21 +277,6 @@ template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's b
     }
 };
 
-// Bring rows [a, a + count) and, when b >= 0, [b, b + count) of a [*, HIDDEN] matrix into L2, spread
-// over every thread of the grid (one bulk prefetch per row; sm_90).
-__device__ __forceinline__ void prefetch_rows(const T* __restrict__ Wn, int a, int b, int count) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (!Wn) return;
-    int n = b >= 0 ? 2 * count : count;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        int row = i < count ? a + i : b + i - count;
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(Wn + (size_t)row * HIDDEN),
-                     "r"((unsigned)(HIDDEN * sizeof(T)))
-                     : "memory");
-    }
-#endif
-}
-
 #define BEGIN(K, KIND, units)                                                                      \
     pdl_trigger();                                                                                 \
     Lane l = lane_of<K, KIND>(units);                                                              \
@@ -317,19 +302,10 @@ __device__ __forceinline__ void qkv(const T* __restrict__ W, const float* __rest
 #define UP_EPI GeluEpi
 {% endif %}
 
-// While it waits for the attention (whose DRAM traffic is small), O also pulls the first rows of
-// the next GEMV's weights (gate/up or fc: `count` per half, the first unit of each of its warps) into L2.
 template <int MR>
 __device__ __forceinline__ void o_proj(const T* __restrict__ W, const T* __restrict__ a,
-                                       float* __restrict__ x, const float* __restrict__ bias,
-                                       const T* __restrict__ next_w, int count, int M) {
-    pdl_trigger();
-    Lane l = lane_of<Q_DIM, SINGLE>(HIDDEN);
-    uint4 b[Plan<Q_DIM, SINGLE>::RU][Plan<Q_DIM, SINGLE>::U16];
-    if (l.steps > 0) load_step<Q_DIM, SINGLE>(W, l, 0, b);
-    prefetch_rows(next_w, 0, UP_KIND == GATE_UP_PAIR ? INTER : -1, count);
-    pdl_wait();
-    T* xs = (T*)dec_smem;
+                                       float* __restrict__ x, const float* __restrict__ bias, int M) {
+    BEGIN(Q_DIM, SINGLE, HIDDEN)
     stage_copy<Q_DIM>(a, M, xs);
     AccEpi<HIDDEN, MR> epi{x, bias};
     stream<Q_DIM, SINGLE, MR>(W, l, xs, M, b, epi);
@@ -382,10 +358,10 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* __
         QkvEpi<MRV> epi{bias, pos, step, cos_t, sin_t, q, new_k, new_v, cache_k, cache_v, max_seq}; \
         qkv<MRV>(W, x, nw, nb, epi, M);                                                            \
     }                                                                                              \
-    extern "C" __global__ void BOUNDS dec_o_##SUF(                                                 \
-        const T* __restrict__ W, const T* __restrict__ a, float* __restrict__ x,                   \
-        const float* __restrict__ bias, const T* __restrict__ next_w, int count, int M) {          \
-        o_proj<MRV>(W, a, x, bias, next_w, count, M);                                              \
+    extern "C" __global__ void BOUNDS dec_o_##SUF(const T* __restrict__ W,                         \
+                                                  const T* __restrict__ a, float* __restrict__ x,  \
+                                                  const float* __restrict__ bias, int M) {         \
+        o_proj<MRV>(W, a, x, bias, M);                                                             \
     }                                                                                              \
     extern "C" __global__ void BOUNDS dec_up_##SUF(                                                \
         const T* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \

@@ -7,25 +7,26 @@
 //! while its predecessor still runs.
 
 use super::forward::{Arg, Call, Model, attention, embed, launch, ov, vp};
-use super::kernels::{DecodeKernels, GEMV_MAX_ROWS};
+use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps};
 use super::scratch::Scratch;
 use super::weights::{Mat, Vf};
 use crate::Result;
+use crate::spec::ModelSpec;
 use cudarc::driver::CudaFunction;
 use std::sync::OnceLock;
 
-/// Blocks per SM of a decode GEMV launch (at most; the kernel's occupancy may allow fewer). Two
-/// leave room on every SM for the next kernel's blocks to start streaming their weights early.
+/// Blocks per SM of a decode GEMV launch (at most; the kernel's occupancy may allow fewer): two with
+/// 8 vectors per lane per step, one with 16 (measured best on an H200, bench/RESULTS.md).
 /// `LLMFORGE_DECODE_BPS` overrides it (for tuning runs).
-fn blocks_per_sm() -> usize {
-    static BPS: OnceLock<usize> = OnceLock::new();
-    *BPS.get_or_init(|| {
+fn blocks_per_sm(spec: &ModelSpec) -> usize {
+    static BPS: OnceLock<Option<usize>> = OnceLock::new();
+    let forced = *BPS.get_or_init(|| {
         std::env::var("LLMFORGE_DECODE_BPS")
             .ok()
             .and_then(|v| v.parse().ok())
             .filter(|&v: &usize| (1..=16).contains(&v))
-            .unwrap_or(2)
-    })
+    });
+    forced.unwrap_or(if decode_vps(spec) >= 16 { 1 } else { 2 })
 }
 
 /// The input widths of the decode GEMVs: hidden (QKV, gate/up, lm_head), q_dim (O), intermediate
@@ -52,20 +53,29 @@ pub fn fits(m: &Model<'_>, call: &Call) -> bool {
 fn blocks(m: &Model<'_>, f: &CudaFunction, smem: usize) -> usize {
     let per_sm = f
         .occupancy_max_active_blocks_per_multiprocessor(256, smem, None)
-        .map_or(1, |b| (b.max(1) as usize).min(blocks_per_sm()));
+        .map_or(1, |b| (b.max(1) as usize).min(blocks_per_sm(m.spec)));
     m.gpu.sms * per_sm
 }
 
 /// Launch one decode GEMV `f` (`k` input columns staged in shared memory).
-fn gemv(m: &Model<'_>, f: &CudaFunction, name: &str, k: usize, rows: usize, args: &[Arg]) -> Result<()> {
+fn gemv(
+    m: &Model<'_>,
+    f: &CudaFunction,
+    name: &str,
+    k: usize,
+    rows: usize,
+    args: &[Arg],
+) -> Result<()> {
     let smem = rows * k * m.precision.bytes_per_element();
-    launch(m, f, name, (blocks(m, f, smem) as u32, 1, 1), 256, smem, args)
-}
-
-/// Whether `dec_o` prefetches the next GEMV's first rows into L2 (`LLMFORGE_DECODE_PREFETCH=0`: no).
-fn prefetch() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("LLMFORGE_DECODE_PREFETCH").map_or(true, |v| v != "0"))
+    launch(
+        m,
+        f,
+        name,
+        (blocks(m, f, smem) as u32, 1, 1),
+        256,
+        smem,
+        args,
+    )
 }
 
 fn mat(m: &Model<'_>, w: &Mat) -> Arg {
@@ -82,7 +92,6 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
     let k: &DecodeKernels = if rows == 1 { &m.k.dec1 } else { &m.k.decn };
     let x = s.x.ptr();
     let (h, qd, inter) = (spec.hidden_size, spec.q_dim(), spec.intermediate_size);
-    let e = m.precision.bytes_per_element();
     let l = m.layout;
     embed(m, s, call)?;
     for (i, layer) in l.layers.iter().enumerate() {
@@ -105,15 +114,11 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
         ]);
         gemv(m, &k.qkv, "dec_qkv", h, rows, &args)?;
         attention(m, s, call, kv)?;
-        // The rows of gate/up (or fc) that the first step of each `dec_up` warp reads.
-        let up_first = (blocks(m, &k.up, rows * h * e) * 8).min(inter);
         let o_args = [
             mat(m, &layer.o),
             Arg::P(s.attn.ptr()),
             Arg::P(x),
             Arg::P(ov(m, &layer.o_bias)),
-            Arg::P(if prefetch() { m.mats.at(layer.up.off) } else { 0 }),
-            Arg::I(up_first as i32),
             Arg::I(rows as i32),
         ];
         gemv(m, &k.o, "dec_o", qd, rows, &o_args)?;

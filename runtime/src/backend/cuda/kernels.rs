@@ -66,20 +66,21 @@ impl KernelConsts {
             scale: c_float(1.0 / (spec.head_dim as f32).sqrt()),
             decode_chunk: DECODE_CHUNK,
             gemv_max_rows: GEMV_MAX_ROWS,
-            decode_vps: decode_vps(),
+            decode_vps: decode_vps(spec),
             tc_attn: tc_prefill_supported(spec, precision),
         }
     }
 }
 
-/// Vectors per lane per decode GEMV step: 8 (two steps = 256 bytes per lane in flight, enough to
-/// keep HBM busy with two blocks per SM); `LLMFORGE_DECODE_VPS` = 4 or 16 overrides it (tuning runs).
-fn decode_vps() -> usize {
+/// 16-byte weight vectors each lane of a decode GEMV loads per step (two steps in flight): 16 for
+/// hidden sizes of 4096 and more (long rows: fewer, deeper warps), else 8 (measured on an H200,
+/// bench/RESULTS.md). `LLMFORGE_DECODE_VPS` = 4, 8 or 16 overrides it (tuning runs).
+pub fn decode_vps(spec: &ModelSpec) -> usize {
     std::env::var("LLMFORGE_DECODE_VPS")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|v| [4, 8, 16].contains(v))
-        .unwrap_or(8)
+        .unwrap_or(if spec.hidden_size >= 4096 { 16 } else { 8 })
 }
 
 /// Largest head size the tensor-core prefill attention takes (its K/V tiles stay in 48 KB of static
@@ -224,7 +225,12 @@ pub fn compile(spec: &ModelSpec, precision: Precision, sm: u32) -> Result<Compil
             })
         })?;
         let text = out.to_src();
-        dump(&format!("{}-{precision}-sm{sm}", spec.name), &name, &src, &text);
+        dump(
+            &format!("{}-{precision}-sm{sm}", spec.name),
+            &name,
+            &src,
+            &text,
+        );
         ptx.push((name, text));
     }
     Ok(CompiledKernels { sm, ptx })
