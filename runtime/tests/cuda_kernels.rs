@@ -165,3 +165,59 @@ fn no_driver_means_cuda_unavailable_not_a_panic() {
         }
     }
 }
+
+/// The body of `.entry name(` in a PTX module, up to the next entry.
+fn entry<'a>(ptx: &'a str, name: &str) -> &'a str {
+    let start = ptx
+        .find(&format!(".entry {name}("))
+        .unwrap_or_else(|| panic!("no entry {name}"));
+    let rest = &ptx[start..];
+    let end = rest[1..].find(".entry ").map_or(rest.len(), |e| e + 1);
+    &rest[..end]
+}
+
+#[test]
+#[ignore = "needs NVRTC (source .ci/nvrtc-setup.sh; run with --include-ignored)"]
+fn decode_kernels_stream_weights_before_waiting_for_their_predecessor() {
+    require_nvrtc();
+    let spec =
+        ModelSpec::from_dir(&models_dir().join("Llama-3.2-1B-Instruct")).expect("config parses");
+    let compiled = kernels::compile(&spec, Precision::Fp16, 90).expect("compiles");
+    let (_, ptx) = compiled
+        .ptx
+        .iter()
+        .find(|(n, _)| n == "decode")
+        .expect("decode module");
+    for f in [
+        "dec_qkv_1",
+        "dec_o_1",
+        "dec_up_1",
+        "dec_down_1",
+        "dec_lm_1",
+        "dec_qkv_n",
+    ] {
+        let body = entry(ptx, f);
+        let at = |needle: &str| {
+            body.find(needle)
+                .unwrap_or_else(|| panic!("{f}: no `{needle}` in its PTX"))
+        };
+        // Programmatic dependent launch: let the successor launch first, then issue the first weight
+        // loads (16-byte, read-only, not kept in L1), and only then wait for the predecessor.
+        let trigger = at("griddepcontrol.launch_dependents");
+        let load = at("ld.global.nc.L1::no_allocate.v4.u32");
+        let wait = at("griddepcontrol.wait");
+        assert!(
+            trigger < load && load < wait,
+            "{f}: trigger {trigger}, first weight load {load}, wait {wait}"
+        );
+    }
+    // Before sm_90 there is no programmatic dependent launch: the same kernels carry no such
+    // instruction (and run as plain launches).
+    let ampere = kernels::compile(&spec, Precision::Fp16, 80).expect("compiles for sm_80");
+    let (_, ptx) = ampere
+        .ptx
+        .iter()
+        .find(|(n, _)| n == "decode")
+        .expect("decode");
+    assert!(!ptx.contains("griddepcontrol"));
+}

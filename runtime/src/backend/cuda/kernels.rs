@@ -364,3 +364,35 @@ impl DecodeKernels {
         [&self.qkv, &self.o, &self.up, &self.down, &self.lm]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(model: &str) -> ModelSpec {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        ModelSpec::from_dir(&dir.join(model)).expect("config parses")
+    }
+
+    #[test]
+    fn decode_steps_are_deeper_for_long_rows() {
+        if std::env::var_os("LLMFORGE_DECODE_VPS").is_some() {
+            return; // a tuning run chose the depth
+        }
+        assert_eq!(decode_vps(&spec("Llama-3.2-1B-Instruct")), 8);
+        assert_eq!(decode_vps(&spec("Qwen2.5-0.5B-Instruct")), 8);
+        assert_eq!(decode_vps(&spec("Llama-3.1-8B-Instruct")), 16);
+        let c = KernelConsts::new(&spec("Llama-3.1-8B-Instruct"), Precision::Fp16);
+        assert_eq!((c.decode_vps, c.swiglu), (16, true));
+        let g = KernelConsts::new(&spec("gpt2"), Precision::Fp16);
+        assert_eq!((g.decode_vps, g.swiglu, g.rope), (8, false, false));
+    }
+
+    #[test]
+    fn tensor_core_prefill_only_for_16_bit_multiples_of_16() {
+        let llama = spec("Llama-3.2-1B-Instruct");
+        assert!(tc_prefill_supported(&llama, Precision::Fp16));
+        assert!(tc_prefill_supported(&llama, Precision::Bf16));
+        assert!(!tc_prefill_supported(&llama, Precision::Fp32));
+    }
+}
