@@ -192,12 +192,25 @@ pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, Str
         .collect())
 }
 
+/// Version of the contract between the kernels and the host code that launches them (kernel names,
+/// parameters, launch geometry). Stored with the PTX in engine files; a file with other kernels is
+/// refused by name rather than launched with the wrong arguments. 2: fused decode kernels
+/// (`decode.cu`), 128-key decode attention splits, tensor-core prefill attention.
+pub const KERNEL_ABI: u32 = 2;
+
 /// Compiled PTX of every module for one compute capability (stored in the engine file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompiledKernels {
+    /// [`KERNEL_ABI`] of the build that compiled them (absent, so 1, in files from before it existed).
+    #[serde(default = "first_abi")]
+    pub abi: u32,
     pub sm: u32,
     /// `(module name, PTX text)`, in [`MODULES`] order.
     pub ptx: Vec<(String, String)>,
+}
+
+fn first_abi() -> u32 {
+    1
 }
 
 /// Render and compile every module to PTX for `compute_<sm>` with NVRTC (no GPU needed).
@@ -233,7 +246,11 @@ pub fn compile(spec: &ModelSpec, precision: Precision, sm: u32) -> Result<Compil
         );
         ptx.push((name, text));
     }
-    Ok(CompiledKernels { sm, ptx })
+    Ok(CompiledKernels {
+        abi: KERNEL_ABI,
+        sm,
+        ptx,
+    })
 }
 
 /// With `LLMFORGE_KERNEL_DUMP=DIR`, write each module's rendered source and PTX into DIR/`build`

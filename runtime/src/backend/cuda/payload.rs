@@ -5,7 +5,7 @@
 
 use super::device::Gpu;
 use super::gemm::{GemmChoice, GemmShape};
-use super::kernels::CompiledKernels;
+use super::kernels::{CompiledKernels, KERNEL_ABI};
 use super::weights::Layout;
 use super::{CudaBackend, ordinal};
 use crate::engine::BuildOptions;
@@ -143,6 +143,14 @@ pub fn check_contents(
             message,
         })
     };
+    if p.kernels.abi != KERNEL_ABI {
+        return Err(EngineFileError::Mismatch {
+            path: path.to_path_buf(),
+            what: "CUDA kernel version (rebuild the engine with this llmforge)",
+            found: p.kernels.abi.to_string(),
+            expected: KERNEL_ABI.to_string(),
+        });
+    }
     if p.kernels.sm != sm {
         return corrupt(format!(
             "kernels compiled for sm_{} under a header for sm_{sm}",
@@ -195,6 +203,7 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let k = CompiledKernels {
+            abi: KERNEL_ABI,
             sm: 90,
             ptx: vec![("norm".into(), ".version 9.0".into())],
         };
@@ -237,6 +246,7 @@ mod tests {
         let layout = Layout::new(&spec, Precision::Fp16);
         let mut p = Payload {
             kernels: CompiledKernels {
+                abi: KERNEL_ABI,
                 sm: 90,
                 ptx: Vec::new(),
             },
@@ -251,6 +261,18 @@ mod tests {
         assert!(check_contents(path, &p, 89, &spec, Precision::Fp16).is_err());
         p.vecs.pop();
         assert!(check_contents(path, &p, 90, &spec, Precision::Fp16).is_err());
+        p.vecs.push(0);
+        p.kernels.abi = KERNEL_ABI - 1;
+        let e = check_contents(path, &p, 90, &spec, Precision::Fp16).expect_err("older kernels");
+        assert!(e.to_string().contains("CUDA kernel version"), "{e}");
+    }
+
+    #[test]
+    fn kernels_from_before_the_version_field_read_as_version_1() {
+        let old = r#"{"sm":90,"ptx":[["norm",".version 9.0"]]}"#;
+        let k: CompiledKernels = serde_json::from_str(old).expect("old metadata parses");
+        assert_eq!((k.abi, k.sm), (1, 90));
+        assert_ne!(k.abi, KERNEL_ABI);
     }
 
     #[test]
