@@ -2,7 +2,7 @@
 # GPU verification of the CUDA backend, run from the repository root on a GPU machine:
 #   bench/gpu_verify.sh BIN_DIR OUT_DIR
 # BIN_DIR holds the release test binaries `cuda_kernels`, `cuda_parity` (optionally
-# `hostile_engine_file_cuda`, `typed_engine_cuda`, `cuda_prefill_attention`) and the `cuda_bench` example
+# `hostile_engine_file_cuda`, `typed_engine_cuda`, `cuda_prefill_attention`, `smollm2_greedy_cuda`) and the `cuda_bench` example
 # (built with `cargo test --release -p runtime --no-run` / `cargo build --release -p runtime --example
 # cuda_bench`). Logs and JSON results go to OUT_DIR.
 #  1. NVRTC compile tests and the tiny-fixture parity tests against transformers' references.
@@ -19,9 +19,14 @@ LLMFORGE_REQUIRE_CUDA=1 "$BIN/cuda_parity" --include-ignored --test-threads 1 --
 echo "cuda_parity rc=$?" | tee -a "$OUT/summary.txt"
 # GPU-only tests of other suites, where their binaries were carried (hostile CUDA engine files, the typed
 # API on CUDA, long-prompt prefill attention against the CPU engine).
-for t in hostile_engine_file_cuda typed_engine_cuda cuda_prefill_attention; do
+for t in hostile_engine_file_cuda typed_engine_cuda cuda_prefill_attention smollm2_greedy_cuda; do
     [ -x "$BIN/$t" ] || { echo "$t: not in $BIN" | tee -a "$OUT/summary.txt"; continue; }
-    "$BIN/$t" --include-ignored --test-threads 1 > "$OUT/$t.log" 2>&1
+    # The real SmolLM2 needs its GGUF (LLMFORGE_SMOLLM2_GGUF; docs/cuda-backend.md says how to bring it).
+    if [ "$t" = smollm2_greedy_cuda ] && [ ! -f "${LLMFORGE_SMOLLM2_GGUF:-}" ]; then
+        echo "$t: skipped, LLMFORGE_SMOLLM2_GGUF is not a file" | tee -a "$OUT/summary.txt"
+        continue
+    fi
+    "$BIN/$t" --include-ignored --test-threads 1 --nocapture > "$OUT/$t.log" 2>&1
     echo "$t rc=$?" | tee -a "$OUT/summary.txt"
 done
 for name in ${VERIFY_MODELS:-Qwen2.5-0.5B-Instruct Llama-3.2-1B-Instruct}; do

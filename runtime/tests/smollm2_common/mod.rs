@@ -3,6 +3,8 @@
 //! tests fail with the command that installs it, unless `LLMFORGE_SKIP_SMOLLM2=1`.
 #![allow(dead_code)]
 
+pub mod check;
+
 use runtime::manifest::{WeightEntry, resolve_entry};
 use runtime::weights::WeightSource;
 use std::path::PathBuf;
