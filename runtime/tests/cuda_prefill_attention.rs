@@ -1,7 +1,9 @@
-//! The CUDA prefill attention on prompts long enough for several query and key tiles (the tensor-core
-//! kernel `attn_prefill_tc` takes 64 queries per block and 64 keys per tile; HF's fixture prompts are at
-//! most 31 tokens, one tile), batched, and in two chunks where the second step's keys come partly from
-//! the cache. Needs a GPU (sm_80+ for the tensor-core path), so `#[ignore]`d like `cuda_parity.rs`.
+//! The CUDA attention on sequences long enough for several tiles and splits: the prefill (the
+//! tensor-core kernel `attn_prefill_tc` takes 64 queries per block and 64 keys per tile; HF's fixture
+//! prompts are at most 31 tokens, one tile), batched, and in two chunks where the second step's keys
+//! come partly from the cache; and one-token decode steps (the fused decode kernels and CUDA graph)
+//! past 128 and 256 cached keys, where the decode attention runs in several 128-key splits combined by
+//! the last block. Needs a GPU (sm_80+ for the tensor-core path), so `#[ignore]`d like `cuda_parity.rs`.
 //!
 //! Reference: the CPU engine of the same precision on the same prompts (f32 compute on the same rounded
 //! weights; `parity.rs` holds it to HF transformers with the weights rounded to that type at 1e-4).
@@ -70,18 +72,30 @@ fn chunked_logits(
     chunks: &[(usize, usize)],
     mode: CacheMode,
 ) -> Vec<f32> {
-    let mut cache = e.new_cache(BATCH).expect("cache");
+    batch_chunked_logits(e, ids, BATCH, len, chunks, mode)
+}
+
+/// [`chunked_logits`] for the first `batch` prompts of `ids`.
+fn batch_chunked_logits(
+    e: &mut Engine,
+    ids: &[u32],
+    batch: usize,
+    len: usize,
+    chunks: &[(usize, usize)],
+    mode: CacheMode,
+) -> Vec<f32> {
+    let mut cache = e.new_cache(batch).expect("cache");
     let mut all = Vec::new();
     for &(start, end) in chunks {
         let n = end - start;
-        let step_ids: Vec<u32> = (0..BATCH)
+        let step_ids: Vec<u32> = (0..batch)
             .flat_map(|b| ids[b * len + start..b * len + end].iter().copied())
             .collect();
-        let positions: Vec<u32> = (0..BATCH).flat_map(|_| start as u32..end as u32).collect();
+        let positions: Vec<u32> = (0..batch).flat_map(|_| start as u32..end as u32).collect();
         let step = StepInputs {
             input_ids: &step_ids,
             position_ids: &positions,
-            batch: BATCH,
+            batch,
             seq_len: n,
             start_idx: start,
             end_idx: end,
@@ -89,7 +103,7 @@ fn chunked_logits(
         let logits = e
             .forward(&step, &mut cache.layers_mut(), mode, LogitRows::All)
             .unwrap_or_else(|err| panic!("{mode:?} step {start}..{end}: {err}"));
-        assert_eq!((logits.batch, logits.rows), (BATCH, n));
+        assert_eq!((logits.batch, logits.rows), (batch, n));
         all.extend(logits.data);
     }
     all
@@ -145,6 +159,47 @@ fn long_prompt_prefill_matches_cpu_engine_in_every_precision_and_mode() {
                     err <= tol,
                     "{name} {precision} {mode:?} {chunks:?}: relative error {err}"
                 );
+            }
+        }
+    }
+}
+
+/// One-token decode steps from position `split` to `len` after a prefill of `split` tokens, batch 1
+/// (the `_1` decode kernels) and `BATCH` (the `_n` kernels), both static cache modes: every step's
+/// logits against the CPU engine's. Positions beyond 128 and 256 make the decode attention combine two
+/// and three splits (in `static_v2` the newest key comes from the step's own K/V, not the cache).
+#[test]
+#[ignore = "needs a CUDA GPU (run with --include-ignored)"]
+fn decode_steps_over_several_attention_splits_match_cpu_engine() {
+    if let Err(e) = device::check_libraries() {
+        panic!("{e}");
+    }
+    for name in MODELS {
+        let spec = spec(name);
+        let max_seq_len = max_seq(&spec);
+        let len = max_seq_len - 20;
+        let split = 100.min(len / 2);
+        let ids = prompts(spec.vocab_size, len);
+        let mut chunks = vec![(0, split)];
+        chunks.extend((split..len).map(|t| (t, t + 1)));
+        for (precision, tol) in TOLERANCES {
+            let gpu_device = DeviceChoice::Cuda { ordinal: 0 };
+            let mut gpu = build(name, precision, max_seq_len, gpu_device);
+            let cpu_device = DeviceChoice::Cpu { threads: None };
+            let mut cpu = build(name, precision, max_seq_len, cpu_device);
+            for batch in [1, BATCH] {
+                for mode in [CacheMode::StaticV1, CacheMode::StaticV2] {
+                    let want = batch_chunked_logits(&mut cpu, &ids, batch, len, &chunks, mode);
+                    let got = batch_chunked_logits(&mut gpu, &ids, batch, len, &chunks, mode);
+                    let err = rel_err(&got, &want);
+                    eprintln!(
+                        "{name} {precision} {mode:?} decode {split}..{len} (batch {batch}): relative error {err:.2e} (bound {tol:.0e})"
+                    );
+                    assert!(
+                        err <= tol,
+                        "{name} {precision} {mode:?} batch {batch}: relative error {err}"
+                    );
+                }
             }
         }
     }

@@ -119,10 +119,12 @@ extern "C" __global__ void attn_prefill(const float* __restrict__ q, const T* __
 // to finish (counted in `counters`, which it resets) combines them into out: T [batch, Q_DIM].
 #define ROW_VECS (HEAD_DIM / VEC)
 #define PV_GROUPS (KCH / ROW_VECS)
+// Key/value row `key` of a decode step: from the cache below the prefix, else from the step's own
+// new K/V ([batch, KV_HEADS, 1, HEAD_DIM]: a decode step has one new token, key - start == 0).
 __device__ __forceinline__ const T* kv_row(const T* c, const T* n, int key, int prefix, int start,
                                            int b, int kvh, int max_seq) {
     return key < prefix ? c + (((size_t)b * KV_HEADS + kvh) * max_seq + key) * HEAD_DIM
-                        : n + (((size_t)b * KV_HEADS + kvh) + (key - start)) * HEAD_DIM;
+                        : n + (((size_t)b * KV_HEADS + kvh) * 1 + (key - start)) * HEAD_DIM;
 }
 
 // Every thread gets the block's max / sum (KCH threads, KCH / 32 warps).
@@ -155,8 +157,9 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
     if (k0 >= end) return;
     int n = min(k0 + KCH, end) - k0;
     int prefix = prefix_of(mode, start, end);
+    // q and K/V were written by the predecessor: read through L2 (`__ldcg`), not the read-only path.
     for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x)
-        sq[d] = q[(size_t)b * Q_DIM + h * HEAD_DIM + d] * SCALE;
+        sq[d] = __ldcg(&q[(size_t)b * Q_DIM + h * HEAD_DIM + d]) * SCALE;
     __syncthreads();
     int j = threadIdx.x;
     float sc = -INFINITY;
@@ -165,7 +168,7 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
         float dot = 0.0f, f[VEC];
 #pragma unroll
         for (int i = 0; i < ROW_VECS; i++) {
-            unpack(r4[i], f);
+            unpack(__ldcg(r4 + i), f);
 #pragma unroll
             for (int e = 0; e < VEC; e++) dot += sq[i * VEC + e] * f[e];
         }
@@ -184,7 +187,7 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
 #pragma unroll 4
         for (int k = g; k < n; k += PV_GROUPS) {
             float f[VEC];
-            unpack(((const uint4*)kv_row(cv, nv, k0 + k, prefix, start, b, kvh, max_seq))[v], f);
+            unpack(__ldcg((const uint4*)kv_row(cv, nv, k0 + k, prefix, start, b, kvh, max_seq) + v), f);
             float w = sp[k];
 #pragma unroll
             for (int e = 0; e < VEC; e++) acc[e] += w * f[e];

@@ -139,42 +139,43 @@ __device__ __forceinline__ void stream(const T* __restrict__ W, const Lane& l, c
 }
 
 // Prologues: stage the M input rows in shared memory as T (the rounding the unfused path applies
-// before a GEMM).
+// before a GEMM). Inputs written by the predecessor are read through L2 (`__ldcg`), never through the
+// non-coherent read-only path, which may overlap the predecessor under programmatic dependent launch.
 template <int K>
-__device__ __forceinline__ void stage_norm(const float* __restrict__ x, const float* __restrict__ nw,
+__device__ __forceinline__ void stage_norm(const float* x, const float* __restrict__ nw,
                                            const float* __restrict__ nb, int M, T* xs) {
     __shared__ float red[32];
     for (int m = 0; m < M; m++) {
         const float* xr = x + (size_t)m * K;
         float sum = 0.0f, sq = 0.0f;
         for (int k = threadIdx.x; k < K; k += blockDim.x) {
-            float v = xr[k];
+            float v = __ldcg(xr + k);
             sum += v;
             sq += v * v;
         }
 {% if c.rms %}
         float inv = rsqrtf(block_sum(sq, red) / (float)K + EPS);
         for (int k = threadIdx.x; k < K; k += blockDim.x)
-            xs[(size_t)m * K + k] = from_f32(xr[k] * inv * nw[k]);
+            xs[(size_t)m * K + k] = from_f32(__ldcg(xr + k) * inv * nw[k]);
 {% else %}
         float mean = block_sum(sum, red) / (float)K;
         float var = 0.0f;
         for (int k = threadIdx.x; k < K; k += blockDim.x) {
-            float d = xr[k] - mean;
+            float d = __ldcg(xr + k) - mean;
             var += d * d;
         }
         float inv = rsqrtf(block_sum(var, red) / (float)K + EPS);
         for (int k = threadIdx.x; k < K; k += blockDim.x)
-            xs[(size_t)m * K + k] = from_f32((xr[k] - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
+            xs[(size_t)m * K + k] = from_f32((__ldcg(xr + k) - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
 {% endif %}
     }
     __syncthreads();
 }
 
-template <int K> __device__ __forceinline__ void stage_copy(const T* __restrict__ a, int M, T* xs) {
+template <int K> __device__ __forceinline__ void stage_copy(const T* a, int M, T* xs) {
     const uint4* src = (const uint4*)a;
     uint4* dst = (uint4*)xs;
-    for (int i = threadIdx.x; i < M * (K / VEC); i += blockDim.x) dst[i] = src[i];
+    for (int i = threadIdx.x; i < M * (K / VEC); i += blockDim.x) dst[i] = __ldcg(src + i);
     __syncthreads();
 }
 
@@ -195,7 +196,7 @@ template <int MR> struct QkvEpi {
         int head = u / HALF_DIM, j = u % HALF_DIM;
         int col = head * HEAD_DIM + j;
         int t = step[0];
-        for (int m = 0; m < M; m++) {
+        for (int m = 0; m < MR && m < M; m++) {
             float x1 = s[0][m], x2 = s[1][m];
             if (bias) {
                 x1 += bias[col];
@@ -233,7 +234,7 @@ template <int N, int MR> struct AccEpi { // y[m, u] += s (+ bias[u])
     const float* bias;
     __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
         float b = bias ? bias[u] : 0.0f;
-        for (int m = 0; m < M; m++) y[(size_t)m * N + u] += s[0][m] + b;
+        for (int m = 0; m < MR && m < M; m++) y[(size_t)m * N + u] += s[0][m] + b;
     }
 };
 
@@ -241,7 +242,7 @@ template <int MR> struct SwigluEpi { // mid[m, u] = silu(gate + bias) * (up + bi
     const float* bias;
     T* mid;
     __device__ __forceinline__ void operator()(int u, float (&s)[2][MR], int M) {
-        for (int m = 0; m < M; m++) {
+        for (int m = 0; m < MR && m < M; m++) {
             float g = s[0][m], up = s[1][m];
             if (bias) {
                 g += bias[u];
@@ -256,7 +257,7 @@ template <int MR> struct GeluEpi { // mid[m, u] = gelu_new(fc + bias)
     const float* bias;
     T* mid;
     __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
-        for (int m = 0; m < M; m++) {
+        for (int m = 0; m < MR && m < M; m++) {
             float v = s[0][m] + (bias ? bias[u] : 0.0f);
             float inner = 0.7978845608028654f * (v + 0.044715f * v * v * v);
             mid[(size_t)m * INTER + u] = from_f32(0.5f * v * (1.0f + tanhf(inner)));
@@ -269,7 +270,7 @@ template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's b
     int n;
     unsigned long long top[MR];
     __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
-        for (int m = 0; m < M; m++) {
+        for (int m = 0; m < MR && m < M; m++) {
             logits[(size_t)m * n + u] = s[0][m];
             unsigned long long key = argmax_key(s[0][m], u);
             top[m] = key > top[m] ? key : top[m];
@@ -342,7 +343,7 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* __
     stream<HIDDEN, SINGLE, MR>(W, l, xs, M, b, epi);
     // One atomic per warp and row (the greedy selection), not one per logit.
     if (best && l.lane == 0 && l.steps > 0)
-        for (int m = 0; m < M; m++) atomicMax(&best[m], epi.top[m]);
+        for (int m = 0; m < MR && m < M; m++) atomicMax(&best[m], epi.top[m]);
 }
 
 // The entry points: `_1` for one token row (registers sized for it), `_n` for up to

@@ -51,6 +51,9 @@ __device__ __forceinline__ void gemv_core(const T* __restrict__ W, const T* xs, 
 extern "C" __global__ void gemv(const T* __restrict__ W, const T* __restrict__ x, float* __restrict__ y,
                                 const float* __restrict__ bias, int accumulate, int N, int K, int M,
                                 int ldx) {
+    // No-ops unless launched as a programmatic dependent launch (the general path launches it plainly).
+    pdl_wait();
+    pdl_trigger();
     T* xs = (T*)gemv_smem;
     for (int m = 0; m < M; m++)
         for (int k = threadIdx.x; k < K; k += blockDim.x) xs[(size_t)m * K + k] = x[(size_t)m * ldx + k];

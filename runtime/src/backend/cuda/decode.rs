@@ -10,8 +10,9 @@ use super::forward::{Arg, Call, Model, attention, embed, launch, ov, vp};
 use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps};
 use super::scratch::Scratch;
 use super::weights::{Mat, Vf};
-use crate::Result;
+use crate::backend::BackendError;
 use crate::spec::ModelSpec;
+use crate::{Error, Result};
 use cudarc::driver::CudaFunction;
 use std::sync::OnceLock;
 
@@ -95,7 +96,11 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
     let l = m.layout;
     embed(m, s, call)?;
     for (i, layer) in l.layers.iter().enumerate() {
-        let kv = cache.get(i).copied().unwrap_or((0, 0));
+        let kv = *cache.get(i).ok_or_else(|| {
+            Error::Backend(BackendError::Other(format!(
+                "decode step without a KV cache for layer {i}"
+            )))
+        })?;
         let mut args = vec![mat(m, &layer.qkv), Arg::P(x)];
         args.extend(norm_args(m, &layer.attn_norm));
         args.extend([
