@@ -4,7 +4,8 @@
 # Each line of `cases` is `label model prompt_len [VAR=value ...]`: our engine on models/<model> (FP16,
 # batch 1, seeded random weights, 128 new tokens, median of 3) with those environment variables, e.g.
 # LLMFORGE_DECODE_VPS (16-byte vectors per lane per decode GEMV step: 4, 8, 16), LLMFORGE_DECODE_BPS
-# (decode GEMV blocks per SM), LLMFORGE_CUDA_PDL=0 (programmatic dependent launch off).
+# (decode GEMV blocks per SM), LLMFORGE_CUDA_PDL=0 (programmatic dependent launch off),
+# LLMFORGE_DECODE_TRACE=1 (per-kernel timeline of the decode steps, printed to tune.err at exit).
 # With NCU=1, afterwards each decode kernel of one Llama-3.2-1B step is timed alone by Nsight Compute
 # (ncu serialises kernels: isolated durations and DRAM bytes, not the overlap the CUDA graph gets).
 # JSON lines go to OUT_DIR/tune.jsonl, ncu's CSV to OUT_DIR/ncu.csv; a table is printed last.

@@ -143,14 +143,17 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
     const float* __restrict__ q, const T* __restrict__ ck, const T* __restrict__ cv,
     const T* __restrict__ nk, const T* __restrict__ nv, const int* __restrict__ step,
     float* __restrict__ part_o, float* __restrict__ part_ml, unsigned* __restrict__ counters,
-    T* __restrict__ out, int max_seq, int mode) {
+    T* __restrict__ out, int max_seq, int mode, u64* trace, int slot) {
     __shared__ __align__(16) float sq[HEAD_DIM];
     __shared__ float sp[KCH];
     __shared__ float red[32];
     __shared__ float part[PV_GROUPS][HEAD_DIM + 1];
     __shared__ bool is_last;
     pdl_trigger();
+    TraceExit trace_exit{trace, slot};
+    trace_mark(trace, slot, 0);
     pdl_wait();
+    trace_mark(trace, slot, 1);
     int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / GROUP;
     int start = step[0], end = step[1];
     int k0 = split * KCH;

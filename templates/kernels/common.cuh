@@ -74,6 +74,34 @@ __device__ __forceinline__ void pdl_trigger() {
     asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
 }
+// Decode timeline marks for tuning runs (runtime/src/backend/cuda/trace.rs; `trace` is null otherwise):
+// slot `slot` of `trace` holds [first entry, last wait done, last exit] in global-timer nanoseconds,
+// marked by the first thread of each block. The trace slot belongs to this launch alone, so marking it
+// before the wait cannot race with the predecessor.
+typedef unsigned long long u64;
+__device__ __forceinline__ void trace_mark(u64* trace, int slot, int which) {
+    if (trace && threadIdx.x == 0) {
+        u64 now;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+        u64* p = trace + (size_t)slot * 3 + which;
+        if (which == 0)
+            atomicMin(p, now);
+        else
+            atomicMax(p, now);
+    }
+}
+// Marks the exit when the block leaves (every return path; `trace` is the same for the whole grid).
+struct TraceExit {
+    u64* trace;
+    int slot;
+    __device__ ~TraceExit() {
+        if (trace) {
+            __syncthreads();
+            trace_mark(trace, slot, 2);
+        }
+    }
+};
+
 // An order-preserving 64-bit key of (logit, index): the largest logit wins, the smallest index on
 // ties (as torch.argmax); atomicMax over keys is a parallel argmax. Index = 0xffffffff - low word.
 __device__ __forceinline__ unsigned long long argmax_key(float v, int n) {

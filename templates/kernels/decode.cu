@@ -280,16 +280,19 @@ template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's b
 
 #define BEGIN(K, KIND, units)                                                                      \
     pdl_trigger();                                                                                 \
+    TraceExit trace_exit{trace, slot};                                                             \
+    trace_mark(trace, slot, 0);                                                                    \
     Lane l = lane_of<K, KIND>(units);                                                              \
     uint4 b[Plan<K, KIND>::RU][Plan<K, KIND>::U16];                                                \
     if (l.steps > 0) load_step<K, KIND>(W, l, 0, b);                                               \
     pdl_wait();                                                                                    \
+    trace_mark(trace, slot, 1);                                                                    \
     T* xs = (T*)dec_smem;
 
 template <int MR>
 __device__ __forceinline__ void qkv(const T* __restrict__ W, const float* __restrict__ x,
                                     const float* __restrict__ nw, const float* __restrict__ nb,
-                                    QkvEpi<MR>& epi, int M) {
+                                    QkvEpi<MR>& epi, int M, u64* trace, int slot) {
     BEGIN(HIDDEN, ROPE_PAIR, QKV_DIM / 2)
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     stream<HIDDEN, ROPE_PAIR, MR>(W, l, xs, M, b, epi);
@@ -305,7 +308,7 @@ __device__ __forceinline__ void qkv(const T* __restrict__ W, const float* __rest
 
 template <int MR>
 __device__ __forceinline__ void o_proj(const T* __restrict__ W, const T* __restrict__ a,
-                                       float* __restrict__ x, const float* __restrict__ bias, int M) {
+                                       float* __restrict__ x, const float* __restrict__ bias, int M, u64* trace, int slot) {
     BEGIN(Q_DIM, SINGLE, HIDDEN)
     stage_copy<Q_DIM>(a, M, xs);
     AccEpi<HIDDEN, MR> epi{x, bias};
@@ -315,7 +318,7 @@ __device__ __forceinline__ void o_proj(const T* __restrict__ W, const T* __restr
 template <int MR>
 __device__ __forceinline__ void up_proj(const T* __restrict__ W, const float* __restrict__ x,
                                         const float* __restrict__ nw, const float* __restrict__ nb,
-                                        const float* __restrict__ bias, T* __restrict__ mid, int M) {
+                                        const float* __restrict__ bias, T* __restrict__ mid, int M, u64* trace, int slot) {
     BEGIN(HIDDEN, UP_KIND, INTER)
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     UP_EPI<MR> epi{bias, mid};
@@ -325,7 +328,7 @@ __device__ __forceinline__ void up_proj(const T* __restrict__ W, const float* __
 template <int MR>
 __device__ __forceinline__ void down_proj(const T* __restrict__ W, const T* __restrict__ mid,
                                           float* __restrict__ x, const float* __restrict__ bias,
-                                          int M) {
+                                          int M, u64* trace, int slot) {
     BEGIN(INTER, SINGLE, HIDDEN)
     stage_copy<INTER>(mid, M, xs);
     AccEpi<HIDDEN, MR> epi{x, bias};
@@ -336,7 +339,7 @@ template <int MR>
 __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* __restrict__ x,
                                         const float* __restrict__ nw, const float* __restrict__ nb,
                                         float* __restrict__ logits,
-                                        unsigned long long* __restrict__ best, int n, int M) {
+                                        unsigned long long* __restrict__ best, int n, int M, u64* trace, int slot) {
     BEGIN(HIDDEN, SINGLE, n)
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     LogitsEpi<MR> epi{logits, n, {}};
@@ -355,31 +358,34 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* __
         const int* __restrict__ step, const float* __restrict__ cos_t,                             \
         const float* __restrict__ sin_t, float* __restrict__ q, T* __restrict__ new_k,             \
         T* __restrict__ new_v, T* __restrict__ cache_k, T* __restrict__ cache_v, int max_seq,      \
-        int M) {                                                                                   \
+        int M, u64* trace, int slot) {                                                             \
         QkvEpi<MRV> epi{bias, pos, step, cos_t, sin_t, q, new_k, new_v, cache_k, cache_v, max_seq}; \
-        qkv<MRV>(W, x, nw, nb, epi, M);                                                            \
+        qkv<MRV>(W, x, nw, nb, epi, M, trace, slot);                                               \
     }                                                                                              \
     extern "C" __global__ void BOUNDS dec_o_##SUF(const T* __restrict__ W,                         \
                                                   const T* __restrict__ a, float* __restrict__ x,  \
-                                                  const float* __restrict__ bias, int M) {         \
-        o_proj<MRV>(W, a, x, bias, M);                                                             \
+                                                  const float* __restrict__ bias, int M, u64* trace, \
+                                                  int slot) {                                      \
+        o_proj<MRV>(W, a, x, bias, M, trace, slot);                                                \
     }                                                                                              \
     extern "C" __global__ void BOUNDS dec_up_##SUF(                                                \
         const T* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \
-        const float* __restrict__ nb, const float* __restrict__ bias, T* __restrict__ mid, int M) { \
-        up_proj<MRV>(W, x, nw, nb, bias, mid, M);                                                  \
+        const float* __restrict__ nb, const float* __restrict__ bias, T* __restrict__ mid, int M,  \
+        u64* trace, int slot) {                                                                    \
+        up_proj<MRV>(W, x, nw, nb, bias, mid, M, trace, slot);                                     \
     }                                                                                              \
     extern "C" __global__ void BOUNDS dec_down_##SUF(const T* __restrict__ W,                      \
                                                      const T* __restrict__ mid,                    \
                                                      float* __restrict__ x,                        \
-                                                     const float* __restrict__ bias, int M) {      \
-        down_proj<MRV>(W, mid, x, bias, M);                                                        \
+                                                     const float* __restrict__ bias, int M,        \
+                                                     u64* trace, int slot) {                       \
+        down_proj<MRV>(W, mid, x, bias, M, trace, slot);                                           \
     }                                                                                              \
     extern "C" __global__ void BOUNDS dec_lm_##SUF(                                                \
         const T* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \
         const float* __restrict__ nb, float* __restrict__ logits,                                  \
-        unsigned long long* __restrict__ best, int n, int M) {                                     \
-        lm_head<MRV>(W, x, nw, nb, logits, best, n, M);                                            \
+        unsigned long long* __restrict__ best, int n, int M, u64* trace, int slot) {               \
+        lm_head<MRV>(W, x, nw, nb, logits, best, n, M, trace, slot);                               \
     }
 ENTRIES(1, 1, __launch_bounds__(256, {{ 16 / c.decode_vps }}))
 ENTRIES(n, {{ c.gemv_max_rows }}, __launch_bounds__(256, 1))

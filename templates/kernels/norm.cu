@@ -8,9 +8,12 @@
 extern "C" __global__ void embed(const u32* __restrict__ ids, const u32* __restrict__ pos,
                                  const T* __restrict__ table, const T* __restrict__ pos_table,
                                  float* __restrict__ x, unsigned long long* __restrict__ best,
-                                 int nbest) {
+                                 int nbest, u64* trace, int slot) {
     pdl_trigger();
+    TraceExit trace_exit{trace, slot};
+    trace_mark(trace, slot, 0);
     pdl_wait();
+    trace_mark(trace, slot, 1);
     int r = blockIdx.x;
     if (threadIdx.x == 0 && r < nbest) best[r] = 0ull;
     const T* row = table + (size_t)ids[r] * HIDDEN;

@@ -58,25 +58,21 @@ fn blocks(m: &Model<'_>, f: &CudaFunction, smem: usize) -> usize {
     m.gpu.sms * per_sm
 }
 
-/// Launch one decode GEMV `f` (`k` input columns staged in shared memory).
+/// Launch one decode GEMV `f` (`k` input columns staged in shared memory) as timeline slot `slot`.
 fn gemv(
     m: &Model<'_>,
     f: &CudaFunction,
     name: &str,
     k: usize,
     rows: usize,
-    args: &[Arg],
+    slot: usize,
+    args: Vec<Arg>,
 ) -> Result<()> {
     let smem = rows * k * m.precision.bytes_per_element();
-    launch(
-        m,
-        f,
-        name,
-        (blocks(m, f, smem) as u32, 1, 1),
-        256,
-        smem,
-        args,
-    )
+    let mut args = args;
+    args.extend([Arg::P(m.trace), Arg::I(slot as i32)]);
+    let grid = (blocks(m, f, smem) as u32, 1, 1);
+    launch(m, f, name, grid, 256, smem, &args)
 }
 
 fn mat(m: &Model<'_>, w: &Mat) -> Arg {
@@ -117,8 +113,8 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
             Arg::I(m.max_seq as i32),
             Arg::I(rows as i32),
         ]);
-        gemv(m, &k.qkv, "dec_qkv", h, rows, &args)?;
-        attention(m, s, call, kv)?;
+        gemv(m, &k.qkv, "dec_qkv", h, rows, 1 + 5 * i, args)?;
+        attention(m, s, call, kv, 2 + 5 * i)?;
         let o_args = [
             mat(m, &layer.o),
             Arg::P(s.attn.ptr()),
@@ -126,7 +122,7 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
             Arg::P(ov(m, &layer.o_bias)),
             Arg::I(rows as i32),
         ];
-        gemv(m, &k.o, "dec_o", qd, rows, &o_args)?;
+        gemv(m, &k.o, "dec_o", qd, rows, 3 + 5 * i, o_args.into())?;
         let mut args = vec![mat(m, &layer.up), Arg::P(x)];
         args.extend(norm_args(m, &layer.mlp_norm));
         args.extend([
@@ -134,7 +130,7 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
             Arg::P(s.mid.ptr()),
             Arg::I(rows as i32),
         ]);
-        gemv(m, &k.up, "dec_up", h, rows, &args)?;
+        gemv(m, &k.up, "dec_up", h, rows, 4 + 5 * i, args)?;
         let down_args = [
             mat(m, &layer.down),
             Arg::P(s.mid.ptr()),
@@ -142,7 +138,15 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
             Arg::P(ov(m, &layer.down_bias)),
             Arg::I(rows as i32),
         ];
-        gemv(m, &k.down, "dec_down", inter, rows, &down_args)?;
+        gemv(
+            m,
+            &k.down,
+            "dec_down",
+            inter,
+            rows,
+            5 + 5 * i,
+            down_args.into(),
+        )?;
     }
     // The greedy selection rides in the lm_head epilogue (atomicMax of argmax keys into `best`).
     let best = if call.argmax { s.best.ptr() } else { 0 };
@@ -154,5 +158,5 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
         Arg::I(l.lm_head.rows as i32),
         Arg::I(rows as i32),
     ]);
-    gemv(m, &k.lm, "dec_lm", h, rows, &args)
+    gemv(m, &k.lm, "dec_lm", h, rows, 1 + 5 * l.layers.len(), args)
 }

@@ -30,6 +30,8 @@ pub struct Model<'a> {
     pub choices: &'a BTreeMap<GemmShape, GemmChoice>,
     /// Launch with programmatic dependent launch (sm_90+, fused decode path only).
     pub pdl: bool,
+    /// Decode timeline buffer (`trace.rs`; 0 when not tracing, and on the general path).
+    pub trace: u64,
 }
 
 /// What one call computes.
@@ -235,7 +237,13 @@ pub fn norm_block(h: usize) -> u32 {
 
 /// Attention of one layer: the split decode kernels for one-token steps against the cache, else the
 /// tiled causal kernel (on tensor cores for 16-bit storage where `tc_prefill_supported`, sm_80+). `kv` = `(cache key, cache value)` addresses.
-pub fn attention(m: &Model<'_>, s: &Scratch, call: &Call, kv: (u64, u64)) -> Result<()> {
+pub fn attention(
+    m: &Model<'_>,
+    s: &Scratch,
+    call: &Call,
+    kv: (u64, u64),
+    slot: usize,
+) -> Result<()> {
     let spec = m.spec;
     let step = s.inputs.at(s.step_off());
     let mode = match call.mode {
@@ -260,6 +268,8 @@ pub fn attention(m: &Model<'_>, s: &Scratch, call: &Call, kv: (u64, u64)) -> Res
             Arg::P(s.attn.ptr()),
             Arg::I(m.max_seq as i32),
             Arg::I(mode),
+            Arg::P(m.trace),
+            Arg::I(slot as i32),
         ]);
         let grid = (splits as u32, spec.num_heads as u32, call.batch as u32);
         launch(
@@ -353,6 +363,8 @@ pub fn embed(m: &Model<'_>, s: &Scratch, call: &Call) -> Result<()> {
             Arg::P(s.x.ptr()),
             Arg::P(s.best.ptr()),
             Arg::I(call.batch as i32),
+            Arg::P(m.trace),
+            Arg::I(0),
         ],
     )
 }
@@ -386,7 +398,11 @@ pub fn encode(
     if super::decode::fits(m, call) {
         super::decode::encode_fused(m, s, call, cache)
     } else {
-        let m = Model { pdl: false, ..*m };
+        let m = Model {
+            pdl: false,
+            trace: 0,
+            ..*m
+        };
         super::layers::encode_unfused(&m, lt, s, call, cache)
     }
 }

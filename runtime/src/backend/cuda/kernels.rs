@@ -195,8 +195,9 @@ pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, Str
 /// Version of the contract between the kernels and the host code that launches them (kernel names,
 /// parameters, launch geometry). Stored with the PTX in engine files; a file with other kernels is
 /// refused by name rather than launched with the wrong arguments. 2: fused decode kernels
-/// (`decode.cu`), 128-key decode attention splits, tensor-core prefill attention.
-pub const KERNEL_ABI: u32 = 2;
+/// (`decode.cu`), 128-key decode attention splits, tensor-core prefill attention; 3: decode
+/// timeline arguments (`trace.rs`).
+pub const KERNEL_ABI: u32 = 3;
 
 /// Compiled PTX of every module for one compute capability (stored in the engine file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,7 +32,7 @@ pub fn encode_unfused(
         gemm(m, lt, &layer.qkv, s.normed.ptr(), h, rows, s.qkv.ptr())?;
         let kv = cache.get(i).copied().unwrap_or((0, 0));
         qkv_rope(m, s, call, ov(m, &layer.qkv_bias), kv)?;
-        attention(m, s, call, kv)?;
+        attention(m, s, call, kv, 0)?;
         gemm(m, lt, &layer.o, s.attn.ptr(), qd, rows, s.delta.ptr())?;
         add_norm(m, s, rows, true, &layer.o_bias, &layer.mlp_norm)?;
         gemm(m, lt, &layer.up, s.normed.ptr(), h, rows, s.up.ptr())?;

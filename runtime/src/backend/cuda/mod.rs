@@ -42,6 +42,7 @@ pub mod layers;
 pub mod payload;
 pub mod scratch;
 mod step;
+pub mod trace;
 pub mod tune;
 pub mod weights;
 
@@ -81,6 +82,8 @@ pub struct CudaBackend {
     graphs: GraphCache<CudaGraph>,
     /// Programmatic dependent launch in the fused decode path (sm_90+, unless `LLMFORGE_CUDA_PDL=0`).
     pdl: bool,
+    /// The decode timeline (`LLMFORGE_DECODE_TRACE=1`, tuning runs only).
+    trace: Option<trace::Trace>,
 }
 
 // SAFETY: the backend is used from one thread at a time (`Backend: Send`, all calls take `&mut self`);
@@ -185,6 +188,11 @@ impl CudaBackend {
         };
         let lt = Lt::new(&gpu, options.precision)?;
         let gpu_sm = gpu.sm;
+        let trace = if trace::enabled() {
+            Some(trace::Trace::new(&gpu, spec.num_layers)?)
+        } else {
+            None
+        };
         Ok(CudaBackend {
             spec: spec.clone(),
             options: *options,
@@ -200,6 +208,7 @@ impl CudaBackend {
             scratch: None,
             graphs: GraphCache::default(),
             pdl: gpu_sm >= 90 && std::env::var("LLMFORGE_CUDA_PDL").map_or(true, |v| v != "0"),
+            trace,
         })
     }
 

@@ -36,6 +36,7 @@ impl CudaBackend {
             scratch,
             graphs,
             pdl,
+            trace,
             ..
         } = self;
         let model = Model {
@@ -50,6 +51,7 @@ impl CudaBackend {
             max_seq: options.max_seq_len,
             choices,
             pdl: *pdl,
+            trace: trace.as_ref().map_or(0, |t| t.ptr()),
         };
         (model, lt, scratch, graphs)
     }
@@ -101,6 +103,10 @@ impl CudaBackend {
         cache: &mut [LayerKvMut<'_>],
         call: Call,
     ) -> Result<()> {
+        let traced = self.trace.is_some() && call.is_decode();
+        if traced {
+            self.trace_reset()?;
+        }
         self.ensure_scratch(call.rows())?;
         let mut ptrs = Vec::with_capacity(cache.len());
         if call.mode != CacheMode::None {
@@ -131,7 +137,8 @@ impl CudaBackend {
             scratch_rows: s.rows,
             cache: ptrs,
         };
-        if graphs.get(&key).is_none() {
+        let fresh = graphs.get(&key).is_none();
+        if fresh {
             // One eager run first: libraries load their kernels lazily, which must not happen inside
             // a capture. Replaying the same step afterwards rewrites the same K/V at the same positions.
             forward::encode(&m, lt, s, &call, &key.cache)?;
@@ -154,11 +161,37 @@ impl CudaBackend {
                 })?;
             graphs.insert(key.clone(), graph);
         }
-        match graphs.get(&key) {
+        let launched = match graphs.get(&key) {
             Some(g) => g.launch().map_err(cuda_err("cuGraphLaunch")),
             None => Err(Error::Backend(BackendError::Other(
                 "decode graph missing".into(),
             ))),
+        };
+        if traced && launched.is_ok() {
+            // The step that captured the graph also ran it eagerly: its marks mix both runs.
+            self.trace_collect(!fresh)?;
         }
+        launched
+    }
+
+    /// Tuning runs (`trace.rs`): clear the timeline marks before a traced decode step.
+    fn trace_reset(&mut self) -> Result<()> {
+        let CudaBackend { gpu, trace, .. } = self;
+        match trace {
+            Some(t) => t.reset(gpu),
+            None => Ok(()),
+        }
+    }
+
+    /// After a traced decode step: wait for it and, when `keep`, add its marks to the timeline.
+    fn trace_collect(&mut self, keep: bool) -> Result<()> {
+        let CudaBackend { gpu, trace, .. } = self;
+        if let Some(t) = trace {
+            gpu.sync("traced decode step")?;
+            if keep {
+                t.collect(gpu)?;
+            }
+        }
+        Ok(())
     }
 }
