@@ -290,7 +290,7 @@ template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's b
     T* xs = (T*)dec_smem;
 
 template <int MR>
-__device__ __forceinline__ void qkv(const T* __restrict__ W, const float* __restrict__ x,
+__device__ __forceinline__ void qkv(const T* __restrict__ W, const float* x,
                                     const float* __restrict__ nw, const float* __restrict__ nb,
                                     QkvEpi<MR>& epi, int M, u64* trace, int slot) {
     BEGIN(HIDDEN, ROPE_PAIR, QKV_DIM / 2)
@@ -305,41 +305,35 @@ __device__ __forceinline__ void qkv(const T* __restrict__ W, const float* __rest
 #define UP_KIND SINGLE
 #define UP_EPI GeluEpi
 {% endif %}
-
 template <int MR>
-__device__ __forceinline__ void o_proj(const T* __restrict__ W, const T* __restrict__ a,
-                                       float* __restrict__ x, const float* __restrict__ bias, int M, u64* trace, int slot) {
-    BEGIN(Q_DIM, SINGLE, HIDDEN)
-    stage_copy<Q_DIM>(a, M, xs);
-    AccEpi<HIDDEN, MR> epi{x, bias};
-    stream<Q_DIM, SINGLE, MR>(W, l, xs, M, b, epi);
-}
-
-template <int MR>
-__device__ __forceinline__ void up_proj(const T* __restrict__ W, const float* __restrict__ x,
+__device__ __forceinline__ void up_proj(const T* __restrict__ W, const float* x,
                                         const float* __restrict__ nw, const float* __restrict__ nb,
-                                        const float* __restrict__ bias, T* __restrict__ mid, int M, u64* trace, int slot) {
+                                        const float* __restrict__ bias, T* __restrict__ mid, int M,
+                                        u64* trace, int slot) {
     BEGIN(HIDDEN, UP_KIND, INTER)
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     UP_EPI<MR> epi{bias, mid};
     stream<HIDDEN, UP_KIND, MR>(W, l, xs, M, b, epi);
 }
 
-template <int MR>
-__device__ __forceinline__ void down_proj(const T* __restrict__ W, const T* __restrict__ mid,
-                                          float* __restrict__ x, const float* __restrict__ bias,
-                                          int M, u64* trace, int slot) {
-    BEGIN(INTER, SINGLE, HIDDEN)
-    stage_copy<INTER>(mid, M, xs);
+// O (K = Q_DIM, input: the attention output) and down (K = INTER, input: the MLP activation): the
+// T input rows times W, added to the residual stream x.
+template <int K, int MR>
+__device__ __forceinline__ void residual_proj(const T* __restrict__ W, const T* a, float* x,
+                                              const float* __restrict__ bias, int M, u64* trace,
+                                              int slot) {
+    BEGIN(K, SINGLE, HIDDEN)
+    stage_copy<K>(a, M, xs);
     AccEpi<HIDDEN, MR> epi{x, bias};
-    stream<INTER, SINGLE, MR>(W, l, xs, M, b, epi);
+    stream<K, SINGLE, MR>(W, l, xs, M, b, epi);
 }
 
 template <int MR>
-__device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* __restrict__ x,
+__device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* x,
                                         const float* __restrict__ nw, const float* __restrict__ nb,
                                         float* __restrict__ logits,
-                                        unsigned long long* __restrict__ best, int n, int M, u64* trace, int slot) {
+                                        unsigned long long* __restrict__ best, int n, int M,
+                                        u64* trace, int slot) {
     BEGIN(HIDDEN, SINGLE, n)
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     LogitsEpi<MR> epi{logits, n, {}};
@@ -366,7 +360,7 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* __
                                                   const T* __restrict__ a, float* __restrict__ x,  \
                                                   const float* __restrict__ bias, int M, u64* trace, \
                                                   int slot) {                                      \
-        o_proj<MRV>(W, a, x, bias, M, trace, slot);                                                \
+        residual_proj<Q_DIM, MRV>(W, a, x, bias, M, trace, slot);                                  \
     }                                                                                              \
     extern "C" __global__ void BOUNDS dec_up_##SUF(                                                \
         const T* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \
@@ -379,7 +373,7 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* __
                                                      float* __restrict__ x,                        \
                                                      const float* __restrict__ bias, int M,        \
                                                      u64* trace, int slot) {                       \
-        down_proj<MRV>(W, mid, x, bias, M, trace, slot);                                           \
+        residual_proj<INTER, MRV>(W, mid, x, bias, M, trace, slot);                                \
     }                                                                                              \
     extern "C" __global__ void BOUNDS dec_lm_##SUF(                                                \
         const T* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \

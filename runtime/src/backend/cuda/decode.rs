@@ -6,7 +6,7 @@
 //! with programmatic dependent launch (where the GPU has it), each GEMV streams its first weights
 //! while its predecessor still runs.
 
-use super::forward::{Arg, Call, Model, attention, embed, launch, ov, vp};
+use super::forward::{Arg, Call, Model, attention, embed, launch, ov, rope_cache_args, vp};
 use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps};
 use super::scratch::Scratch;
 use super::weights::{Mat, Vf};
@@ -99,20 +99,9 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
         })?;
         let mut args = vec![mat(m, &layer.qkv), Arg::P(x)];
         args.extend(norm_args(m, &layer.attn_norm));
-        args.extend([
-            Arg::P(ov(m, &layer.qkv_bias)),
-            Arg::P(s.inputs.at(s.pos_off())),
-            Arg::P(s.inputs.at(s.step_off())),
-            Arg::P(m.rope.0),
-            Arg::P(m.rope.1),
-            Arg::P(s.q.ptr()),
-            Arg::P(s.new_k.ptr()),
-            Arg::P(s.new_v.ptr()),
-            Arg::P(kv.0),
-            Arg::P(kv.1),
-            Arg::I(m.max_seq as i32),
-            Arg::I(rows as i32),
-        ]);
+        args.push(Arg::P(ov(m, &layer.qkv_bias)));
+        args.extend(rope_cache_args(m, s, kv));
+        args.extend([Arg::I(m.max_seq as i32), Arg::I(rows as i32)]);
         gemv(m, &k.qkv, "dec_qkv", h, rows, 1 + 5 * i, args)?;
         attention(m, s, call, kv, 2 + 5 * i)?;
         let o_args = [

@@ -313,36 +313,37 @@ fn rope_items(spec: &ModelSpec) -> usize {
     (spec.num_heads + spec.num_kv_heads) * spec.head_dim / 2 + spec.kv_dim()
 }
 
+/// The arguments every RoPE + KV-write kernel takes after its input and bias: positions, step,
+/// RoPE tables, the rotated-q and new-K/V outputs and the layer's cache (`qkv_rope`, `dec_qkv`).
+pub fn rope_cache_args(m: &Model<'_>, s: &Scratch, kv: (u64, u64)) -> [Arg; 9] {
+    [
+        Arg::P(s.inputs.at(s.pos_off())),
+        Arg::P(s.inputs.at(s.step_off())),
+        Arg::P(m.rope.0),
+        Arg::P(m.rope.1),
+        Arg::P(s.q.ptr()),
+        Arg::P(s.new_k.ptr()),
+        Arg::P(s.new_v.ptr()),
+        Arg::P(kv.0),
+        Arg::P(kv.1),
+    ]
+}
+
 /// Fused RoPE + bias + KV write of one layer.
 pub fn qkv_rope(m: &Model<'_>, s: &Scratch, call: &Call, bias: u64, kv: (u64, u64)) -> Result<()> {
-    launch(
-        m,
-        &m.k.qkv_rope,
-        "qkv_rope",
-        (
-            call.rows() as u32,
-            rope_items(m.spec).div_ceil(256) as u32,
-            1,
-        ),
-        256,
-        0,
-        &[
-            Arg::P(s.qkv.ptr()),
-            Arg::P(bias),
-            Arg::P(s.inputs.at(s.pos_off())),
-            Arg::P(s.inputs.at(s.step_off())),
-            Arg::P(m.rope.0),
-            Arg::P(m.rope.1),
-            Arg::P(s.q.ptr()),
-            Arg::P(s.new_k.ptr()),
-            Arg::P(s.new_v.ptr()),
-            Arg::P(kv.0),
-            Arg::P(kv.1),
-            Arg::I(call.seq_len as i32),
-            Arg::I(m.max_seq as i32),
-            Arg::I((call.mode != CacheMode::None) as i32),
-        ],
-    )
+    let mut args = vec![Arg::P(s.qkv.ptr()), Arg::P(bias)];
+    args.extend(rope_cache_args(m, s, kv));
+    args.extend([
+        Arg::I(call.seq_len as i32),
+        Arg::I(m.max_seq as i32),
+        Arg::I((call.mode != CacheMode::None) as i32),
+    ]);
+    let grid = (
+        call.rows() as u32,
+        rope_items(m.spec).div_ceil(256) as u32,
+        1,
+    );
+    launch(m, &m.k.qkv_rope, "qkv_rope", grid, 256, 0, &args)
 }
 
 /// Token (and learned position) embedding into the residual stream.
