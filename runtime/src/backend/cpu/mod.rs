@@ -4,6 +4,7 @@
 //! pool, the packed weights and the reused scratch activations.
 
 pub mod attention;
+pub mod gemm;
 pub mod kernels;
 pub mod matrix;
 pub mod ops;
