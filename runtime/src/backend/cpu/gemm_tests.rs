@@ -45,9 +45,12 @@ fn check(n: usize, rows: usize, k: usize, name: &str, make: MakeStore, seed: u64
         store: make(w),
     };
     let mut row = vec![0.0f32; k];
-    for numerics in [Numerics::MatchDecode, Numerics::Fused] {
+    let kernels = [Numerics::MatchDecode, Numerics::Fused]
+        .into_iter()
+        .flat_map(|num| Kernel::available(num).into_iter().map(move |k| (num, k)));
+    for (numerics, kernel) in kernels {
         let mut got = vec![f32::NAN; n * rows];
-        gemm(&m, &x, n, &mut got, &mut Vec::new(), numerics);
+        gemm_with(kernel, &m, &x, n, &mut got, &mut Vec::new());
         for j in 0..rows {
             m.row_into(j, &mut row);
             for i in 0..n {
@@ -58,7 +61,7 @@ fn check(n: usize, rows: usize, k: usize, name: &str, make: MakeStore, seed: u64
                 let err = (g as f64 - exact).abs();
                 assert!(
                     err <= gamma(k + 1) * mag,
-                    "{name} {numerics:?} n={n} rows={rows} k={k} [{i},{j}]: {g} vs {exact} (err {err}, bound {})",
+                    "{name} {kernel:?} n={n} rows={rows} k={k} [{i},{j}]: {g} vs {exact} (err {err}, bound {})",
                     gamma(k + 1) * mag
                 );
                 if numerics == Numerics::MatchDecode {
@@ -66,7 +69,7 @@ fn check(n: usize, rows: usize, k: usize, name: &str, make: MakeStore, seed: u64
                     assert_eq!(
                         g.to_bits(),
                         decode.to_bits(),
-                        "{name} n={n} rows={rows} k={k} [{i},{j}]: GEMM {g} vs decode {decode}"
+                        "{name} {kernel:?} n={n} rows={rows} k={k} [{i},{j}]: GEMM {g} vs decode {decode}"
                     );
                 }
             }
@@ -108,18 +111,24 @@ fn weight_blocks_larger_than_the_cache_cap_split_correctly() {
 }
 
 #[test]
-fn simd_tile_is_bit_identical_to_portable_tile() {
-    let kernel = Kernel::detect(Numerics::MatchDecode);
+fn every_exact_kernel_is_bit_identical_to_the_portable_one() {
     let mut s = 9u64;
     for k in [0, 1, 15, 16, 17, 31, 48, 577] {
-        let data: Vec<f32> = (0..(MR + NR) * k).map(|_| lcg(&mut s)).collect();
-        let x: [&[f32]; MR] = std::array::from_fn(|r| &data[r * k..(r + 1) * k]);
-        let w: [&[f32]; NR] = std::array::from_fn(|c| &data[(MR + c) * k..(MR + c + 1) * k]);
-        let a = tile(kernel, x, w, k);
-        let b = tile_portable(x, w, k);
-        for (ra, rb) in a.iter().zip(&b) {
-            for (va, vb) in ra.iter().zip(rb) {
-                assert_eq!(va.to_bits(), vb.to_bits(), "k={k}: {kernel:?} {va} vs portable {vb}");
+        let (n, rows) = (7, 13);
+        let w: Vec<f32> = (0..rows * k).map(|_| lcg(&mut s)).collect();
+        let x: Vec<f32> = (0..n * k).map(|_| lcg(&mut s)).collect();
+        let m = Matrix {
+            rows,
+            cols: k,
+            store: Store::F32(w),
+        };
+        let mut want = vec![0.0; n * rows];
+        gemm_with(Kernel::Portable, &m, &x, n, &mut want, &mut Vec::new());
+        for kernel in Kernel::available(Numerics::MatchDecode) {
+            let mut got = vec![f32::NAN; n * rows];
+            gemm_with(kernel, &m, &x, n, &mut got, &mut Vec::new());
+            for (a, b) in got.iter().zip(&want) {
+                assert_eq!(a.to_bits(), b.to_bits(), "k={k}: {kernel:?} {a} vs portable {b}");
             }
         }
     }

@@ -5,6 +5,8 @@
 
 pub mod attention;
 pub mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod gemm_x86;
 pub mod kernels;
 pub mod matrix;
 pub mod ops;
