@@ -7,7 +7,7 @@
 //! - inside a block, tokens go in groups of [`MC`] (their rows stay in L2), and for each tile of `NR`
 //!   weight rows (kept in L1 while it is reused) the micro-kernel runs over every `MR`-token tile of
 //!   the group: `MR × NR` dot products over the whole of `k` at once, so each loaded weight vector
-//!   serves `MR` tokens and each token vector `NR` weight rows. Tiles: 4 × 4 with AVX-512 (one
+//!   serves `MR` tokens and each token vector `NR` weight rows. Tiles: 4 × 6 with AVX-512 (one
 //!   512-bit register per pair), 2 × 3 with AVX2 (two 256-bit registers per pair), 2 × 3 portable.
 //!
 //! Numerics ([`Numerics::MatchDecode`], what the engine uses): each output is formed exactly as the
@@ -190,10 +190,10 @@ fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize
             t,
         ),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 { fused } => block::<4, 4>(
+        Kernel::Avx512 { fused } => block::<4, 6>(
             |xr, wr| {
                 if !fits(&xr, &wr, k) {
-                    return [[0.0; 4]; 4];
+                    return [[0.0; 6]; 4];
                 }
                 // SAFETY: `Kernel::Avx512` is only made after AVX-512F was detected; every row
                 // holds `k` elements (checked above).

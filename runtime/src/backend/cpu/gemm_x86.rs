@@ -105,9 +105,10 @@ unsafe fn body512<const FUSED: bool, const MR: usize, const NR: usize>(
 /// AVX2 tile: 2 tokens × 3 weight rows (12 accumulator registers of 16).
 pub const AVX2_MR: usize = 2;
 pub const AVX2_NR: usize = 3;
-/// AVX-512 tile: 4 tokens × 4 weight rows (16 accumulator registers of 32).
+/// AVX-512 tile: 4 tokens × 6 weight rows (24 accumulator registers of 32; measured ~15% faster than
+/// 4 × 4 on the 2-core test machine).
 pub const AVX512_MR: usize = 4;
-pub const AVX512_NR: usize = 4;
+pub const AVX512_NR: usize = 6;
 
 /// # Safety
 /// AVX2 must be available; every row must hold at least `k` elements.
@@ -128,7 +129,7 @@ pub unsafe fn tile_avx2_fma(x: [&[f32]; 2], w: [&[f32]; 3], k: usize) -> [[f32; 
 /// # Safety
 /// AVX-512F must be available; every row must hold at least `k` elements.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn tile_avx512(x: [&[f32]; 4], w: [&[f32]; 4], k: usize) -> [[f32; 4]; 4] {
+pub unsafe fn tile_avx512(x: [&[f32]; 4], w: [&[f32]; 6], k: usize) -> [[f32; 6]; 4] {
     // SAFETY: forwarded from this function's contract.
     unsafe { body512::<false, AVX512_MR, AVX512_NR>(x, w, k) }
 }
@@ -136,7 +137,7 @@ pub unsafe fn tile_avx512(x: [&[f32]; 4], w: [&[f32]; 4], k: usize) -> [[f32; 4]
 /// # Safety
 /// AVX-512F must be available (it includes FMA); every row must hold at least `k` elements.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn tile_avx512_fma(x: [&[f32]; 4], w: [&[f32]; 4], k: usize) -> [[f32; 4]; 4] {
+pub unsafe fn tile_avx512_fma(x: [&[f32]; 4], w: [&[f32]; 6], k: usize) -> [[f32; 6]; 4] {
     // SAFETY: forwarded from this function's contract.
     unsafe { body512::<true, AVX512_MR, AVX512_NR>(x, w, k) }
 }
