@@ -21,7 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => Numerics::MatchDecode,
     };
     let reps: usize = arg(4, "5").parse()?;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut rnd = move || {
         state ^= state << 13;
@@ -30,14 +32,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
     };
     let mut total = 0.0;
-    for (name, rows, k) in [("qkv", 960, 576), ("o", 576, 576), ("gate_up", 3072, 576), ("down", 576, 1536)] {
+    for (name, rows, k) in [
+        ("qkv", 960, 576),
+        ("o", 576, 576),
+        ("gate_up", 3072, 576),
+        ("down", 576, 1536),
+    ] {
         let w: Vec<f32> = (0..rows * k).map(|_| rnd()).collect();
         let store = match precision.as_str() {
             "FP16" => Store::F16(w.into_iter().map(f16::from_f32).collect()),
             "BF16" => Store::Bf16(w.into_iter().map(bf16::from_f32).collect()),
             _ => Store::F32(w),
         };
-        let m = Matrix { rows, cols: k, store };
+        let m = Matrix {
+            rows,
+            cols: k,
+            store,
+        };
         let x: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
         let mut out = vec![0.0f32; n * rows];
         let mut tmp = Vec::new();
@@ -55,7 +66,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             gflop / best
         );
     }
-    println!("{precision} {numerics:?} threads={threads}: one layer {:.2} ms, 30 layers {:.1} ms", total * 1e3, 30.0 * total * 1e3);
+    println!(
+        "{precision} {numerics:?} threads={threads}: one layer {:.2} ms, 30 layers {:.1} ms",
+        total * 1e3,
+        30.0 * total * 1e3
+    );
     Ok(())
 }
-

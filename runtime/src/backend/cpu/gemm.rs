@@ -46,9 +46,13 @@ pub enum Numerics {
 enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
-    Avx2 { fused: bool },
+    Avx2 {
+        fused: bool,
+    },
     #[cfg(target_arch = "x86_64")]
-    Avx512 { fused: bool },
+    Avx512 {
+        fused: bool,
+    },
 }
 
 impl Kernel {
@@ -64,7 +68,9 @@ impl Kernel {
             }
             if std::is_x86_feature_detected!("avx2") {
                 let fma = std::is_x86_feature_detected!("fma");
-                all.push(Kernel::Avx2 { fused: fused && fma });
+                all.push(Kernel::Avx2 {
+                    fused: fused && fma,
+                });
             }
         }
         let _ = numerics;
@@ -255,9 +261,9 @@ fn gemm_with(kernel: Kernel, m: &Matrix, x: &[f32], n: usize, out: &mut [f32], t
     let nb = block_rows(rows, k);
     tmp.clear();
     tmp.resize(rows * n, 0.0);
-    tmp.par_chunks_mut(nb * n).enumerate().for_each_init(
-        Vec::<f32>::new,
-        |buf, (b, t)| {
+    tmp.par_chunks_mut(nb * n)
+        .enumerate()
+        .for_each_init(Vec::<f32>::new, |buf, (b, t)| {
             let (j0, rows_here) = (b * nb, t.len() / n);
             let range = j0 * k..(j0 + rows_here) * k;
             let w: &[f32] = match &m.store {
@@ -274,8 +280,7 @@ fn gemm_with(kernel: Kernel, m: &Matrix, x: &[f32], n: usize, out: &mut [f32], t
                 }
             };
             run_block(kernel, w, rows_here, x, n, k, t);
-        },
-    );
+        });
     // Block `b` holds `[n, rows_here]` at `b * nb * n`: each output row is a run of block rows.
     let tmp = &tmp[..];
     out[..n * rows]

@@ -20,8 +20,12 @@ type MakeStore = fn(Vec<f32>) -> Store;
 fn stores() -> [(&'static str, MakeStore); 3] {
     [
         ("f32", Store::F32),
-        ("f16", |v| Store::F16(v.into_iter().map(f16::from_f32).collect())),
-        ("bf16", |v| Store::Bf16(v.into_iter().map(bf16::from_f32).collect())),
+        ("f16", |v| {
+            Store::F16(v.into_iter().map(f16::from_f32).collect())
+        }),
+        ("bf16", |v| {
+            Store::Bf16(v.into_iter().map(bf16::from_f32).collect())
+        }),
     ]
 }
 
@@ -56,7 +60,11 @@ fn check(n: usize, rows: usize, k: usize, name: &str, make: MakeStore, seed: u64
             for i in 0..n {
                 let xi = &x[i * k..(i + 1) * k];
                 let exact: f64 = row.iter().zip(xi).map(|(a, b)| *a as f64 * *b as f64).sum();
-                let mag: f64 = row.iter().zip(xi).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                let mag: f64 = row
+                    .iter()
+                    .zip(xi)
+                    .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                    .sum();
                 let g = got[i * rows + j];
                 let err = (g as f64 - exact).abs();
                 assert!(
@@ -128,7 +136,11 @@ fn every_exact_kernel_is_bit_identical_to_the_portable_one() {
             let mut got = vec![f32::NAN; n * rows];
             gemm_with(kernel, &m, &x, n, &mut got, &mut Vec::new());
             for (a, b) in got.iter().zip(&want) {
-                assert_eq!(a.to_bits(), b.to_bits(), "k={k}: {kernel:?} {a} vs portable {b}");
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "k={k}: {kernel:?} {a} vs portable {b}"
+                );
             }
         }
     }
@@ -136,7 +148,9 @@ fn every_exact_kernel_is_bit_identical_to_the_portable_one() {
 
 #[test]
 fn f16_widening_is_exact() {
-    let v: Vec<f16> = (0..37u16).map(|i| f16::from_bits(i.wrapping_mul(1777))).collect();
+    let v: Vec<f16> = (0..37u16)
+        .map(|i| f16::from_bits(i.wrapping_mul(1777)))
+        .collect();
     let mut out = vec![0.0f32; v.len()];
     widen_f16(&v, &mut out);
     for (o, h) in out.iter().zip(&v) {

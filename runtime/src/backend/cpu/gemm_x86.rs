@@ -15,6 +15,7 @@ use std::arch::x86_64::{
 /// # Safety
 /// AVX2 (and FMA when `FUSED`) must be available; every row must hold at least `k` elements.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // `h` picks both the register half and the load offset.
 unsafe fn body256<const FUSED: bool, const MR: usize, const NR: usize>(
     x: [&[f32]; MR],
     w: [&[f32]; NR],
