@@ -9,14 +9,18 @@
 //!   the group: `MR × NR` dot products over the whole of `k` at once, so each loaded weight vector
 //!   serves `MR` tokens and each token vector `NR` weight rows. Tiles: 4 × 6 with AVX-512 (one
 //!   512-bit register per pair), 2 × 3 with AVX2 (two 256-bit registers per pair), 2 × 3 portable.
+//! - `k` is not blocked: a tile keeps its 16 lane accumulators in registers over the whole row, which
+//!   is what makes the decode summation order possible. A 4 × 6 tile reads 10 rows of `k` floats
+//!   (23 KiB at k = 576, 60 KiB at k = 1536): L1/L2-resident for the models this engine targets on
+//!   the CPU; at k ≈ 14k (8B models) the weight tile streams from L2 instead.
 //!
 //! Numerics ([`Numerics::MatchDecode`], what the engine uses): each output is formed exactly as the
 //! decode dot product (`simd::dot`) forms it: 16 lane accumulators over `k` (lane `l` takes the
 //! `k ≡ l (mod 16)` elements of the full 16-blocks), every product rounded and then added (no FMA),
 //! the `k mod 16` tail summed in order, lanes summed in order by `simd::finish`. So a token's result
 //! does not depend on how many tokens are computed together. [`Numerics::Fused`] uses FMA for the
-//! lane updates instead: more arithmetic throughput, results that differ from decode in
-//! the last bits (see `matrix::PREFILL_NUMERICS`).
+//! lane updates instead: 13-22% faster on the test machine, results that differ from decode in the
+//! last bits (see `matrix::PREFILL_NUMERICS`, bench/RESULTS.md "Prefill GEMM").
 
 use super::matrix::{Matrix, Store};
 use super::simd::{LANES, finish};
