@@ -90,6 +90,11 @@ fn chunk_rows(rows: usize) -> usize {
     rows.div_ceil(tasks).max(16)
 }
 
+/// Numerics of the several-row (prefill) GEMM. `MatchDecode` keeps every prefill value bit-identical
+/// to the decode matvec of the same row (tested below); `Fused` (FMA) raises the prefill GEMM's
+/// arithmetic throughput at the price of last-bit differences between prefill and decode.
+pub const PREFILL_NUMERICS: super::gemm::Numerics = super::gemm::Numerics::MatchDecode;
+
 /// `out[n, rows] = x[n, cols] · mᵀ (+ bias)`. `x.len() == n * cols`, `out.len() == n * rows`.
 /// `tmp` is a scratch buffer reused across calls (only touched when `n > 1`).
 pub fn matmul(
@@ -100,7 +105,6 @@ pub fn matmul(
     out: &mut [f32],
     tmp: &mut Vec<f32>,
 ) {
-    let cols = m.cols;
     let chunk = chunk_rows(m.rows);
     if n == 1 {
         out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
@@ -119,34 +123,7 @@ pub fn matmul(
             }
         });
     } else {
-        // Transposed result [rows, n]: each weight row is converted once and reused for all n inputs.
-        tmp.clear();
-        tmp.resize(m.rows * n, 0.0);
-        tmp.par_chunks_mut(chunk * n).enumerate().for_each_init(
-            || vec![0.0f32; cols],
-            |row, (c, o)| {
-                let r0 = c * chunk;
-                let input = |i: usize| &x[i * cols..(i + 1) * cols];
-                let quads = n - n % 4;
-                for (j, oj) in o.chunks_mut(n).enumerate() {
-                    m.row_into(r0 + j, row);
-                    // Four inputs against the row at once; `dot` is symmetric lane by lane, so each
-                    // value is bit-identical to `dot(row, input(i))`.
-                    for i in (0..quads).step_by(4) {
-                        let v = super::simd::dot4([0, 1, 2, 3].map(|k| input(i + k)), row);
-                        oj[i..i + 4].copy_from_slice(&v);
-                    }
-                    for (i, v) in oj.iter_mut().enumerate().skip(quads) {
-                        *v = dot(row, input(i));
-                    }
-                }
-            },
-        );
-        out.par_chunks_mut(m.rows).enumerate().for_each(|(i, o)| {
-            for (j, v) in o.iter_mut().enumerate() {
-                *v = tmp[j * n + i];
-            }
-        });
+        super::gemm::gemm(m, x, n, out, tmp, PREFILL_NUMERICS);
     }
     if let Some(b) = bias {
         out.par_chunks_mut(m.rows).for_each(|o| {

@@ -4,6 +4,9 @@
 //! pool, the packed weights and the reused scratch activations.
 
 pub mod attention;
+pub mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod gemm_x86;
 pub mod kernels;
 pub mod matrix;
 pub mod ops;

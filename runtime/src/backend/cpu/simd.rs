@@ -12,8 +12,9 @@ use half::{bf16, f16};
 
 pub const LANES: usize = 16;
 
+/// The lanes summed in order, then the tail (shared with the prefill GEMM, `gemm.rs`).
 #[inline(always)]
-fn finish(acc: [f32; LANES], tail: f32) -> f32 {
+pub(super) fn finish(acc: [f32; LANES], tail: f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 

@@ -1,0 +1,303 @@
+//! The prompt (several token rows) matmul as a register- and cache-blocked GEMM:
+//! `y[i, j] = x[i, :] · W[j, :]`, `x` f32 `[n, k]`, `W` row-major `[rows, k]` in f32 / f16 / bf16.
+//!
+//! Work layout:
+//! - the weight rows are split in blocks (≤ 512 KiB of f32, so a block stays in L2) handed to the rayon
+//!   pool; a 16-bit block is converted to f32 once into a per-thread buffer (F16C / a shift for bf16);
+//! - inside a block, tokens go in groups of [`MC`] (their rows stay in L2), and for each tile of `NR`
+//!   weight rows (kept in L1 while it is reused) the micro-kernel runs over every `MR`-token tile of
+//!   the group: `MR × NR` dot products over the whole of `k` at once, so each loaded weight vector
+//!   serves `MR` tokens and each token vector `NR` weight rows. Tiles: 4 × 6 with AVX-512 (one
+//!   512-bit register per pair), 2 × 3 with AVX2 (two 256-bit registers per pair), 2 × 3 portable.
+//! - `k` is not blocked: a tile keeps its 16 lane accumulators in registers over the whole row, which
+//!   is what makes the decode summation order possible. A 4 × 6 tile reads 10 rows of `k` floats
+//!   (23 KiB at k = 576, 60 KiB at k = 1536): L1/L2-resident for the models this engine targets on
+//!   the CPU; at k ≈ 14k (8B models) the weight tile streams from L2 instead.
+//!
+//! Numerics ([`Numerics::MatchDecode`], what the engine uses): each output is formed exactly as the
+//! decode dot product (`simd::dot`) forms it: 16 lane accumulators over `k` (lane `l` takes the
+//! `k ≡ l (mod 16)` elements of the full 16-blocks), every product rounded and then added (no FMA),
+//! the `k mod 16` tail summed in order, lanes summed in order by `simd::finish`. So a token's result
+//! does not depend on how many tokens are computed together. [`Numerics::Fused`] uses FMA for the
+//! lane updates instead: 13-22% faster on the test machine, results that differ from decode in the
+//! last bits (see `matrix::PREFILL_NUMERICS`, bench/RESULTS.md "Prefill GEMM").
+
+use super::matrix::{Matrix, Store};
+use super::simd::{LANES, finish};
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+use super::gemm_x86;
+
+/// Tokens per L2 group.
+pub const MC: usize = 64;
+/// Upper bound on one weight block converted to f32 (bytes).
+const BLOCK_BYTES: usize = 512 * 1024;
+
+/// How a lane accumulates a product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numerics {
+    /// Multiply, round, add: bit-identical to the decode dot product.
+    MatchDecode,
+    /// Fused multiply-add where the CPU has FMA (the portable kernel multiplies and adds).
+    Fused,
+}
+
+/// The micro-kernel, chosen once per GEMM. The SIMD variants are only constructed by
+/// [`Kernel::available`] after their CPU features were detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2 {
+        fused: bool,
+    },
+    #[cfg(target_arch = "x86_64")]
+    Avx512 {
+        fused: bool,
+    },
+}
+
+impl Kernel {
+    /// Every kernel this CPU can run for `numerics`, fastest first.
+    fn available(numerics: Numerics) -> Vec<Kernel> {
+        #[allow(unused_mut)]
+        let mut all = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            let fused = numerics == Numerics::Fused;
+            if std::is_x86_feature_detected!("avx512f") {
+                all.push(Kernel::Avx512 { fused });
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                let fma = std::is_x86_feature_detected!("fma");
+                all.push(Kernel::Avx2 {
+                    fused: fused && fma,
+                });
+            }
+        }
+        let _ = numerics;
+        all.push(Kernel::Portable);
+        all
+    }
+
+    fn detect(numerics: Numerics) -> Kernel {
+        Kernel::available(numerics)[0]
+    }
+}
+
+/// The `k mod 16` tail of every pair, summed in order, then the lanes by `finish` (as `simd::dot`).
+#[inline(always)]
+pub(super) fn close<const MR: usize, const NR: usize>(
+    lanes: &[[[f32; LANES]; NR]; MR],
+    x: [&[f32]; MR],
+    w: [&[f32]; NR],
+    k: usize,
+) -> [[f32; NR]; MR] {
+    let full = k - k % LANES;
+    let mut out = [[0.0f32; NR]; MR];
+    for r in 0..MR {
+        for c in 0..NR {
+            let mut tail = 0.0f32;
+            for (a, b) in x[r][full..k].iter().zip(&w[c][full..k]) {
+                tail += a * b;
+            }
+            out[r][c] = finish(lanes[r][c], tail);
+        }
+    }
+    out
+}
+
+/// The portable micro-kernel (auto-vectorised lane loops; multiply then add).
+fn tile_portable<const MR: usize, const NR: usize>(
+    x: [&[f32]; MR],
+    w: [&[f32]; NR],
+    k: usize,
+) -> [[f32; NR]; MR] {
+    let full = k - k % LANES;
+    let mut acc = [[[0.0f32; LANES]; NR]; MR];
+    for c0 in (0..full).step_by(LANES) {
+        for r in 0..MR {
+            let xs = &x[r][c0..c0 + LANES];
+            for c in 0..NR {
+                let ws = &w[c][c0..c0 + LANES];
+                for l in 0..LANES {
+                    acc[r][c][l] += xs[l] * ws[l];
+                }
+            }
+        }
+    }
+    close(&acc, x, w, k)
+}
+
+/// Every row holds at least `k` elements (what the SIMD kernels' unchecked loads rely on).
+#[inline(always)]
+fn fits<const MR: usize, const NR: usize>(x: &[&[f32]; MR], w: &[&[f32]; NR], k: usize) -> bool {
+    x.iter().chain(w).all(|r| r.len() >= k)
+}
+
+/// The tiles of one weight block `w` (`nb` rows of `k`) against all `n` tokens of `x`, into
+/// `t[i * nb + j]` (`t` is `[n, nb]`), with micro-kernel `tile`.
+fn block<const MR: usize, const NR: usize>(
+    tile: impl Fn([&[f32]; MR], [&[f32]; NR]) -> [[f32; NR]; MR],
+    w: &[f32],
+    nb: usize,
+    x: &[f32],
+    n: usize,
+    k: usize,
+    t: &mut [f32],
+) {
+    for i0 in (0..n).step_by(MC) {
+        let i1 = (i0 + MC).min(n);
+        for j in (0..nb).step_by(NR) {
+            // Past the last row, repeat it (the duplicate results are not stored).
+            let wr: [&[f32]; NR] = std::array::from_fn(|c| {
+                let jj = (j + c).min(nb - 1);
+                &w[jj * k..(jj + 1) * k]
+            });
+            for i in (i0..i1).step_by(MR) {
+                let xr: [&[f32]; MR] = std::array::from_fn(|r| {
+                    let ii = (i + r).min(n - 1);
+                    &x[ii * k..(ii + 1) * k]
+                });
+                let y = tile(xr, wr);
+                for c in 0..NR.min(nb - j) {
+                    for r in 0..MR.min(n - i) {
+                        t[(i + r) * nb + j + c] = y[r][c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`block`] with the micro-kernel `kernel`. A short row (never produced by [`gemm`]) gives zeros.
+fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize, t: &mut [f32]) {
+    match kernel {
+        Kernel::Portable => block::<2, 3>(|xr, wr| tile_portable(xr, wr, k), w, nb, x, n, k, t),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 { fused } => block::<2, 3>(
+            |xr, wr| {
+                if !fits(&xr, &wr, k) {
+                    return [[0.0; 3]; 2];
+                }
+                // SAFETY: `Kernel::Avx2` is only made after AVX2 (and FMA when `fused`) was
+                // detected; every row holds `k` elements (checked above).
+                unsafe {
+                    if fused {
+                        gemm_x86::tile_avx2_fma(xr, wr, k)
+                    } else {
+                        gemm_x86::tile_avx2(xr, wr, k)
+                    }
+                }
+            },
+            w,
+            nb,
+            x,
+            n,
+            k,
+            t,
+        ),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 { fused } => block::<4, 6>(
+            |xr, wr| {
+                if !fits(&xr, &wr, k) {
+                    return [[0.0; 6]; 4];
+                }
+                // SAFETY: `Kernel::Avx512` is only made after AVX-512F was detected; every row
+                // holds `k` elements (checked above).
+                unsafe {
+                    if fused {
+                        gemm_x86::tile_avx512_fma(xr, wr, k)
+                    } else {
+                        gemm_x86::tile_avx512(xr, wr, k)
+                    }
+                }
+            },
+            w,
+            nb,
+            x,
+            n,
+            k,
+            t,
+        ),
+    }
+}
+
+/// f16 / bf16 weight rows to f32 (exact conversions).
+fn widen_f16(src: &[f16], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("f16c") {
+        // SAFETY: F16C support (which implies AVX on every CPU that has it) was just detected.
+        return unsafe { gemm_x86::f16_to_f32(src, dst) };
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = s.to_f32();
+    }
+}
+
+fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = f32::from_bits((s.to_bits() as u32) << 16);
+    }
+}
+
+/// Weight rows per parallel block: about four blocks per thread, a multiple of 12 (of every kernel's
+/// tile width), at most `BLOCK_BYTES` of f32 (unless `k` alone is larger).
+fn block_rows(rows: usize, k: usize) -> usize {
+    let tasks = 4 * rayon::current_num_threads().max(1);
+    let cap = (BLOCK_BYTES / (4 * k.max(1))).max(1);
+    rows.div_ceil(tasks).min(cap).div_ceil(12) * 12
+}
+
+/// `out[i * rows + j] = x[i, :] · m[j, :]` for `i < n` (no bias). `x.len() >= n * m.cols`,
+/// `out.len() >= n * m.rows`; `tmp` is a reused scratch buffer (the results block by block).
+pub fn gemm(m: &Matrix, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>, num: Numerics) {
+    gemm_with(Kernel::detect(num), m, x, n, out, tmp);
+}
+
+fn gemm_with(kernel: Kernel, m: &Matrix, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>) {
+    let (rows, k) = (m.rows, m.cols);
+    if n == 0 || rows == 0 {
+        return;
+    }
+    let nb = block_rows(rows, k);
+    tmp.clear();
+    tmp.resize(rows * n, 0.0);
+    tmp.par_chunks_mut(nb * n)
+        .enumerate()
+        .for_each_init(Vec::<f32>::new, |buf, (b, t)| {
+            let (j0, rows_here) = (b * nb, t.len() / n);
+            let range = j0 * k..(j0 + rows_here) * k;
+            let w: &[f32] = match &m.store {
+                Store::F32(v) => &v[range],
+                Store::F16(v) => {
+                    buf.resize(rows_here * k, 0.0);
+                    widen_f16(&v[range], buf);
+                    buf
+                }
+                Store::Bf16(v) => {
+                    buf.resize(rows_here * k, 0.0);
+                    widen_bf16(&v[range], buf);
+                    buf
+                }
+            };
+            run_block(kernel, w, rows_here, x, n, k, t);
+        });
+    // Block `b` holds `[n, rows_here]` at `b * nb * n`: each output row is a run of block rows.
+    let tmp = &tmp[..];
+    out[..n * rows]
+        .par_chunks_mut(rows)
+        .enumerate()
+        .for_each(|(i, o)| {
+            for (b, ob) in o.chunks_mut(nb).enumerate() {
+                let at = b * nb * n + i * ob.len();
+                ob.copy_from_slice(&tmp[at..at + ob.len()]);
+            }
+        });
+}
+
+#[cfg(test)]
+#[path = "gemm_tests.rs"]
+mod tests;

@@ -1,0 +1,159 @@
+//! The GEMM against a plain f64 reference, on shapes that are not multiples of the tiles.
+//!
+//! Error bound (relative, stated): for every output, `|got - exact| <= γ(k + 1) · Σ_k |x·w|` with
+//! `γ(k) = k·u / (1 - k·u)`, `u = 2⁻²⁴` (the classical bound of an f32 dot product in any summation
+//! order, one extra `u` covering the f64 reference's own rounding). `exact` sums the exact products
+//! of the stored (already rounded) weights in f64.
+
+use super::*;
+use crate::backend::cpu::matrix::Matrix;
+
+fn lcg(seed: &mut u64) -> f32 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+type MakeStore = fn(Vec<f32>) -> Store;
+
+fn stores() -> [(&'static str, MakeStore); 3] {
+    [
+        ("f32", Store::F32),
+        ("f16", |v| {
+            Store::F16(v.into_iter().map(f16::from_f32).collect())
+        }),
+        ("bf16", |v| {
+            Store::Bf16(v.into_iter().map(bf16::from_f32).collect())
+        }),
+    ]
+}
+
+fn gamma(k: usize) -> f64 {
+    let u = f64::powi(2.0, -24);
+    k as f64 * u / (1.0 - k as f64 * u)
+}
+
+/// Runs one shape in both numerics and checks the bound; with `MatchDecode` also that every value is
+/// bit-identical to the decode dot product of its row.
+fn check(n: usize, rows: usize, k: usize, name: &str, make: MakeStore, seed: u64) {
+    let mut s = seed;
+    let w: Vec<f32> = (0..rows * k).map(|_| lcg(&mut s)).collect();
+    // Token rows of different scales, so the relative bound is exercised away from 1.
+    let x: Vec<f32> = (0..n * k)
+        .map(|i| lcg(&mut s) * (1.0 + (i / k.max(1)) as f32 * 0.37))
+        .collect();
+    let m = Matrix {
+        rows,
+        cols: k,
+        store: make(w),
+    };
+    let mut row = vec![0.0f32; k];
+    let kernels = [Numerics::MatchDecode, Numerics::Fused]
+        .into_iter()
+        .flat_map(|num| Kernel::available(num).into_iter().map(move |k| (num, k)));
+    for (numerics, kernel) in kernels {
+        let mut got = vec![f32::NAN; n * rows];
+        gemm_with(kernel, &m, &x, n, &mut got, &mut Vec::new());
+        for j in 0..rows {
+            m.row_into(j, &mut row);
+            for i in 0..n {
+                let xi = &x[i * k..(i + 1) * k];
+                let exact: f64 = row.iter().zip(xi).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let mag: f64 = row
+                    .iter()
+                    .zip(xi)
+                    .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                    .sum();
+                let g = got[i * rows + j];
+                let err = (g as f64 - exact).abs();
+                assert!(
+                    err <= gamma(k + 1) * mag,
+                    "{name} {kernel:?} n={n} rows={rows} k={k} [{i},{j}]: {g} vs {exact} (err {err}, bound {})",
+                    gamma(k + 1) * mag
+                );
+                if numerics == Numerics::MatchDecode {
+                    let decode = m.row_dot(j, xi);
+                    assert_eq!(
+                        g.to_bits(),
+                        decode.to_bits(),
+                        "{name} {kernel:?} n={n} rows={rows} k={k} [{i},{j}]: GEMM {g} vs decode {decode}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_matches_f64_reference_on_odd_shapes_every_storage() {
+    // (tokens n, weight rows, k): m = 1, k = 1, k around the 16-lane width, n and rows not multiples of
+    // MR / NR, n across two MC groups, rows across several parallel blocks.
+    let shapes = [
+        (1, 1, 1),
+        (1, 7, 33),
+        (2, 3, 16),
+        (3, 4, 1),
+        (5, 5, 15),
+        (7, 11, 17),
+        (9, 13, 100),
+        (4, 64, 64),
+        (MC + 3, 29, 47),
+        (2 * MC + 1, 10, 200),
+        (33, 131, 517),
+    ];
+    for (si, &(n, rows, k)) in shapes.iter().enumerate() {
+        for (name, make) in stores() {
+            check(n, rows, k, name, make, 11 + si as u64);
+        }
+    }
+}
+
+#[test]
+fn weight_blocks_larger_than_the_cache_cap_split_correctly() {
+    // k so large that a block holds only a few rows (BLOCK_BYTES / 4k), and rows not a multiple of it.
+    let k = BLOCK_BYTES / 4 / 5 + 9;
+    assert!(block_rows(17, k) < 17);
+    check(3, 17, k, "f32", Store::F32, 5);
+    check(2, 8, k, "bf16", stores()[2].1, 6);
+}
+
+#[test]
+fn every_exact_kernel_is_bit_identical_to_the_portable_one() {
+    let mut s = 9u64;
+    for k in [0, 1, 15, 16, 17, 31, 48, 577] {
+        let (n, rows) = (7, 13);
+        let w: Vec<f32> = (0..rows * k).map(|_| lcg(&mut s)).collect();
+        let x: Vec<f32> = (0..n * k).map(|_| lcg(&mut s)).collect();
+        let m = Matrix {
+            rows,
+            cols: k,
+            store: Store::F32(w),
+        };
+        let mut want = vec![0.0; n * rows];
+        gemm_with(Kernel::Portable, &m, &x, n, &mut want, &mut Vec::new());
+        for kernel in Kernel::available(Numerics::MatchDecode) {
+            let mut got = vec![f32::NAN; n * rows];
+            gemm_with(kernel, &m, &x, n, &mut got, &mut Vec::new());
+            for (a, b) in got.iter().zip(&want) {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "k={k}: {kernel:?} {a} vs portable {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_widening_is_exact() {
+    let v: Vec<f16> = (0..37u16)
+        .map(|i| f16::from_bits(i.wrapping_mul(1777)))
+        .collect();
+    let mut out = vec![0.0f32; v.len()];
+    widen_f16(&v, &mut out);
+    for (o, h) in out.iter().zip(&v) {
+        assert!(o.to_bits() == h.to_f32().to_bits() || (o.is_nan() && h.is_nan()));
+    }
+}
