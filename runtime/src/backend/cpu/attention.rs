@@ -6,7 +6,13 @@
 //!
 //! Query `s` of a step sits at absolute position `start + s` and sees keys `0..=start + s`.
 //! The cache tensors are `[cache_batch, num_kv_heads, max_seq, head_dim]`, f32.
+//!
+//! One new row per sequence (decode) takes the one-row path here: one parallel task per (row, query
+//! head). Several rows (prefill, chunked steps) take the blocked path of `attn_prefill.rs`, which
+//! gives bit-identical results per row (same operations in the same order) with each key/value load
+//! shared by many queries.
 
+use super::attn_prefill;
 use super::matrix::dot;
 use crate::backend::CacheMode;
 use crate::backend::ops::AttnGeometry;
@@ -27,7 +33,13 @@ pub struct Step {
     pub start: usize,
 }
 
-fn cache_offset(g: &AttnGeometry, max_seq: usize, b: usize, h: usize, t: usize) -> usize {
+pub(super) fn cache_offset(
+    g: &AttnGeometry,
+    max_seq: usize,
+    b: usize,
+    h: usize,
+    t: usize,
+) -> usize {
     ((b * g.num_kv_heads + h) * max_seq + t) * g.head_dim
 }
 
@@ -49,15 +61,29 @@ fn write_cache(qkv: &[f32], g: &AttnGeometry, st: Step, kv: &mut KvView<'_>) {
     }
 }
 
-/// The fast attention: one parallel task per (row, query head), keys read from the cache below
-/// `prefix` and from the new rows above it. `out` is `[batch * seq_len, q_dim]`.
+/// The fast attention: keys read from the cache below `prefix` and from the new rows above it.
+/// `out` is `[batch * seq_len, q_dim]`. Several rows per sequence take the blocked path
+/// (`attn_prefill.rs`), one row the per-(row, head) path.
 pub fn attention(
+    qkv: &[f32],
+    g: AttnGeometry,
+    st: Step,
+    kv: Option<KvView<'_>>,
+    mode: CacheMode,
+    out: &mut [f32],
+) {
+    attention_with(qkv, g, st, kv, mode, out, st.seq_len > 1);
+}
+
+/// [`attention`] with the path chosen by `blocked` (the tests run both on the same input).
+pub(super) fn attention_with(
     qkv: &[f32],
     g: AttnGeometry,
     st: Step,
     mut kv: Option<KvView<'_>>,
     mode: CacheMode,
     out: &mut [f32],
+    blocked: bool,
 ) {
     if let (CacheMode::StaticV1, Some(kv)) = (mode, kv.as_mut()) {
         write_cache(qkv, &g, st, kv);
@@ -67,14 +93,40 @@ pub fn attention(
         CacheMode::StaticV2 => st.start,
         CacheMode::None => 0,
     };
-    let cols = g.q_dim() + 2 * g.kv_dim();
-    let d = g.head_dim;
-    let group = g.num_heads / g.num_kv_heads;
-    let scale = 1.0 / (d as f32).sqrt();
     let (ck, cv, max_seq): (&[f32], &[f32], usize) = match &kv {
         Some(v) => (v.key, v.value, v.max_seq),
         None => (&[], &[], 0),
     };
+    if blocked {
+        let src = attn_prefill::Sources {
+            qkv,
+            cache_key: ck,
+            cache_value: cv,
+            max_seq,
+            prefix,
+        };
+        attn_prefill::prefill(&src, g, st, out);
+    } else {
+        rowwise(qkv, g, st, (ck, cv, max_seq), prefix, out);
+    }
+    if let (CacheMode::StaticV2, Some(kv)) = (mode, kv.as_mut()) {
+        write_cache(qkv, &g, st, kv);
+    }
+}
+
+/// One parallel task per (row, query head): a dot product per key, softmax, then P·V.
+fn rowwise(
+    qkv: &[f32],
+    g: AttnGeometry,
+    st: Step,
+    (ck, cv, max_seq): (&[f32], &[f32], usize),
+    prefix: usize,
+    out: &mut [f32],
+) {
+    let cols = g.q_dim() + 2 * g.kv_dim();
+    let d = g.head_dim;
+    let group = g.num_heads / g.num_kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
     out.par_chunks_mut(d).enumerate().for_each_init(
         || Vec::with_capacity(st.start + st.seq_len),
         |scores: &mut Vec<f32>, (t, o)| {
@@ -116,9 +168,6 @@ pub fn attention(
             }
         },
     );
-    if let (CacheMode::StaticV2, Some(kv)) = (mode, kv.as_mut()) {
-        write_cache(qkv, &g, st, kv);
-    }
 }
 
 /// The slow obvious reference: builds each mode's key/value sequence literally (`cache[:end]` after
@@ -217,82 +266,5 @@ pub fn reference(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn data(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    #[test]
-    fn all_modes_match_reference() {
-        let g = AttnGeometry {
-            num_heads: 4,
-            num_kv_heads: 2,
-            head_dim: 8,
-        };
-        let (cache_batch, max_seq) = (3, 20);
-        let cols = g.q_dim() + 2 * g.kv_dim();
-        for mode in CacheMode::ALL {
-            for (batch, seq_len, start) in [(1, 6, 0), (2, 5, 0), (2, 1, 9), (1, 3, 4), (3, 1, 19)]
-            {
-                if mode == CacheMode::None && start != 0 {
-                    continue;
-                }
-                let qkv = data(batch * seq_len * cols, 11 + start as u64);
-                let n = cache_batch * g.num_kv_heads * max_seq * g.head_dim;
-                let (k0, v0) = (data(n, 1), data(n, 2));
-                let (mut k_ref, mut v_ref) = (k0.clone(), v0.clone());
-                let want = reference(
-                    &qkv,
-                    g,
-                    Step {
-                        batch,
-                        seq_len,
-                        start,
-                    },
-                    Some((&mut k_ref, &mut v_ref, max_seq)),
-                    mode,
-                );
-                let (mut k, mut v) = (k0.clone(), v0.clone());
-                let mut got = vec![0.0; batch * seq_len * g.q_dim()];
-                let view = KvView {
-                    key: &mut k,
-                    value: &mut v,
-                    max_seq,
-                };
-                attention(
-                    &qkv,
-                    g,
-                    Step {
-                        batch,
-                        seq_len,
-                        start,
-                    },
-                    Some(view),
-                    mode,
-                    &mut got,
-                );
-                for (a, b) in got.iter().zip(&want) {
-                    assert!(
-                        (a - b).abs() <= 1e-5,
-                        "{mode:?} {batch}x{seq_len}@{start}: {a} vs {b}"
-                    );
-                }
-                assert_eq!(k, k_ref, "{mode:?} key cache");
-                assert_eq!(v, v_ref, "{mode:?} value cache");
-                if mode == CacheMode::None {
-                    assert_eq!(k, k0, "mode none must not touch the cache");
-                }
-            }
-        }
-    }
-}
+#[path = "attention_tests.rs"]
+mod tests;

@@ -225,6 +225,16 @@ fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize
     }
 }
 
+/// `t[i * nb + j] = x[i, :] · w[j, :]` for f32 rows already in memory (`x` `[n, k]`, `w` `[nb, k]`),
+/// each summed exactly as `simd::dot` sums it ([`Numerics::MatchDecode`]), single-threaded: the
+/// attention score block of the prefill (`attn_prefill.rs`).
+pub(super) fn gemm_rows_exact(w: &[f32], nb: usize, x: &[f32], n: usize, k: usize, t: &mut [f32]) {
+    if n == 0 || nb == 0 {
+        return;
+    }
+    run_block(Kernel::detect(Numerics::MatchDecode), w, nb, x, n, k, t);
+}
+
 /// f16 / bf16 weight rows to f32 (exact conversions).
 fn widen_f16(src: &[f16], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]

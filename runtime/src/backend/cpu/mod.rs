@@ -4,6 +4,7 @@
 //! pool, the packed weights and the reused scratch activations.
 
 pub mod attention;
+mod attn_prefill;
 pub mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
