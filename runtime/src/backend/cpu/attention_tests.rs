@@ -153,7 +153,10 @@ fn long_steps_blocked_match_reference_and_one_row_path() {
                     .zip(&want)
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0f32, f32::max);
-                assert!(blocked.0.iter().all(|x| x.is_finite()), "{what}: non-finite output");
+                assert!(
+                    blocked.0.iter().all(|x| x.is_finite()),
+                    "{what}: non-finite output"
+                );
                 assert!(worst <= 1e-6, "{what}: |blocked - reference| = {worst}");
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert!(

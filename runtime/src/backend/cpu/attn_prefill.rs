@@ -7,7 +7,8 @@
 //! query heads of that KV head (GQA group × block rows) are packed, their scores against all keys the
 //! block can see come from the prefill GEMM's micro-kernel (`gemm::gemm_rows_exact`), each row gets an
 //! exact two-pass softmax over its visible keys, and P·V is accumulated for [`PR`] rows of one head at
-//! a time, so one load of a value vector serves `PR` rows (SIMD across `head_dim`).
+//! a time, so one load of a value vector serves `PR` rows (SIMD across `head_dim`: 64 columns at once
+//! with AVX-512 when `head_dim` is a multiple of 64, else 16).
 //!
 //! Numerics: every output element is formed with exactly the operations, in exactly the order, of the
 //! one-row path (score = `simd::dot(q, k) · scale` summed as the decode dot product, max, `exp(s −
@@ -24,7 +25,7 @@ use rayon::prelude::*;
 pub const BQ: usize = 16;
 /// Query rows sharing each value load in P·V.
 const PR: usize = 4;
-/// Columns of `head_dim` accumulated together in P·V (one 512-bit register).
+/// Columns of `head_dim` accumulated together in P·V (one 512-bit register); the softmax max lanes.
 const W: usize = 16;
 
 /// Where keys and values come from: the new rows of `qkv` and the cache tensors
@@ -149,13 +150,24 @@ fn block(
 }
 
 /// Scores to softmax weights in place, with the one-row path's operations: scale, max, `exp(s −
-/// max)` summed in order, then `p / sum`.
+/// max)` summed in order, then `p / sum`. The max is taken over 16 lanes first (the maximum of a
+/// set does not depend on the order; `f32::max` skips NaN either way, and whichever zero wins,
+/// `s − max` is the same for every nonzero `s` and `exp(±0) = 1`).
 fn softmax(row: &mut [f32], scale: f32) {
+    let mut lanes = [f32::NEG_INFINITY; W];
+    let mut chunks = row.chunks_exact_mut(W);
+    for c in &mut chunks {
+        for (m, x) in lanes.iter_mut().zip(c) {
+            *x *= scale;
+            *m = m.max(*x);
+        }
+    }
     let mut max = f32::NEG_INFINITY;
-    for x in row.iter_mut() {
+    for x in chunks.into_remainder() {
         *x *= scale;
         max = max.max(*x);
     }
+    max = lanes.iter().fold(max, |a, &b| a.max(b));
     let mut sum = 0.0f32;
     for x in row.iter_mut() {
         *x = (*x - max).exp();
@@ -169,7 +181,7 @@ fn softmax(row: &mut [f32], scale: f32) {
 /// `acc[r * d + i] = Σ_j w[r][j] · v[j * d + i]`, `j` in order from `0 + …`, products rounded before
 /// each add (the one-row path's order); `v` holds at least `max len of w[r]` rows of `d`.
 #[inline(always)]
-fn pv_body<const R: usize>(w: [&[f32]; R], v: &[f32], d: usize, acc: &mut [f32]) {
+fn pv_body<const R: usize, const W: usize>(w: [&[f32]; R], v: &[f32], d: usize, acc: &mut [f32]) {
     let common = w.iter().map(|r| r.len()).min().unwrap_or(0);
     let full = d - d % W;
     for c in (0..full).step_by(W) {
@@ -210,14 +222,18 @@ mod x86 {
     /// The CPU must support AVX-512F (checked by the caller).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn pv_avx512<const R: usize>(w: [&[f32]; R], v: &[f32], d: usize, acc: &mut [f32]) {
-        super::pv_body::<R>(w, v, d, acc)
+        if d.is_multiple_of(64) {
+            super::pv_body::<R, 64>(w, v, d, acc)
+        } else {
+            super::pv_body::<R, 16>(w, v, d, acc)
+        }
     }
 
     /// # Safety
     /// The CPU must support AVX2 (checked by the caller).
     #[target_feature(enable = "avx2")]
     pub unsafe fn pv_avx2<const R: usize>(w: [&[f32]; R], v: &[f32], d: usize, acc: &mut [f32]) {
-        super::pv_body::<R>(w, v, d, acc)
+        super::pv_body::<R, 16>(w, v, d, acc)
     }
 }
 
@@ -235,5 +251,5 @@ fn pv<const R: usize>(w: [&[f32]; R], v: &[f32], d: usize, acc: &mut [f32]) {
             return unsafe { x86::pv_avx2::<R>(w, v, d, acc) };
         }
     }
-    pv_body::<R>(w, v, d, acc)
+    pv_body::<R, W>(w, v, d, acc)
 }
