@@ -7,13 +7,7 @@
 
 use super::*;
 use crate::backend::cpu::matrix::Matrix;
-
-fn lcg(seed: &mut u64) -> f32 {
-    *seed = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-}
+use crate::backend::cpu::test_data::lcg;
 
 type MakeStore = fn(Vec<f32>) -> Store;
 

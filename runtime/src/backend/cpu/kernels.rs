@@ -165,15 +165,11 @@ pub mod reference {
 mod tests {
     use super::*;
 
+    /// Values in [-2, 2).
     fn data(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
+        crate::backend::cpu::test_data::data(n, seed)
+            .into_iter()
+            .map(|v| v * 2.0)
             .collect()
     }
 

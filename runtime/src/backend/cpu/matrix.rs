@@ -154,13 +154,7 @@ pub fn matmul_reference(m: &Matrix, x: &[f32], n: usize, bias: Option<&[f32]>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
+    use crate::backend::cpu::test_data::lcg;
 
     fn case(rows: usize, cols: usize, n: usize, store: fn(Vec<f32>) -> Store) {
         let mut s = 7u64;

@@ -13,6 +13,8 @@ pub mod matrix;
 pub mod ops;
 pub mod payload;
 pub mod simd;
+#[cfg(test)]
+mod test_data;
 
 use crate::backend::{
     Backend, BackendError, BackendKind, CacheMode, LogitRows, Logits, StepInputs,

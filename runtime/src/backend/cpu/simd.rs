@@ -244,12 +244,7 @@ mod tests {
     #[test]
     fn simd_paths_are_bit_identical_to_portable() {
         let mut s = 3u64;
-        let mut r = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        let mut r = || crate::backend::cpu::test_data::lcg(&mut s);
         for n in [0, 1, 15, 16, 17, 100, 576, 1537] {
             let a: Vec<f32> = (0..n).map(|_| r()).collect();
             let b: Vec<f32> = (0..n).map(|_| r()).collect();
