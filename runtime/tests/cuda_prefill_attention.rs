@@ -64,19 +64,9 @@ fn prompts(vocab: usize, len: usize) -> Vec<u32> {
         .collect()
 }
 
-/// Logits of every row of each step `[start, end)` in `chunks` (one shared cache), concatenated.
+/// Logits of every row of each step `[start, end)` in `chunks` (one shared cache), concatenated,
+/// for the first `batch` prompts of `ids`.
 fn chunked_logits(
-    e: &mut Engine,
-    ids: &[u32],
-    len: usize,
-    chunks: &[(usize, usize)],
-    mode: CacheMode,
-) -> Vec<f32> {
-    batch_chunked_logits(e, ids, BATCH, len, chunks, mode)
-}
-
-/// [`chunked_logits`] for the first `batch` prompts of `ids`.
-fn batch_chunked_logits(
     e: &mut Engine,
     ids: &[u32],
     batch: usize,
@@ -149,8 +139,8 @@ fn long_prompt_prefill_matches_cpu_engine_in_every_precision_and_mode() {
                 runs.push((mode, vec![(0, split), (split, len)]));
             }
             for (mode, chunks) in runs {
-                let want = chunked_logits(&mut cpu, &ids, len, &chunks, mode);
-                let got = chunked_logits(&mut gpu, &ids, len, &chunks, mode);
+                let want = chunked_logits(&mut cpu, &ids, BATCH, len, &chunks, mode);
+                let got = chunked_logits(&mut gpu, &ids, BATCH, len, &chunks, mode);
                 let err = rel_err(&got, &want);
                 eprintln!(
                     "{name} {precision} {mode:?} {chunks:?} (batch {BATCH}): relative error {err:.2e} (bound {tol:.0e})"
@@ -189,8 +179,8 @@ fn decode_steps_over_several_attention_splits_match_cpu_engine() {
             let mut cpu = build(name, precision, max_seq_len, cpu_device);
             for batch in [1, BATCH] {
                 for mode in [CacheMode::StaticV1, CacheMode::StaticV2] {
-                    let want = batch_chunked_logits(&mut cpu, &ids, batch, len, &chunks, mode);
-                    let got = batch_chunked_logits(&mut gpu, &ids, batch, len, &chunks, mode);
+                    let want = chunked_logits(&mut cpu, &ids, batch, len, &chunks, mode);
+                    let got = chunked_logits(&mut gpu, &ids, batch, len, &chunks, mode);
                     let err = rel_err(&got, &want);
                     eprintln!(
                         "{name} {precision} {mode:?} decode {split}..{len} (batch {batch}): relative error {err:.2e} (bound {tol:.0e})"

@@ -44,7 +44,6 @@ pub fn fits(m: &Model<'_>, call: &Call) -> bool {
     let e = m.precision.bytes_per_element();
     call.is_decode()
         && rows <= GEMV_MAX_ROWS
-        && m.spec.head_dim.is_multiple_of(2)
         && input_widths(m)
             .iter()
             .all(|&k| (k * e).is_multiple_of(16) && rows * k * e <= m.k.gemv_smem_limit)
