@@ -49,7 +49,7 @@ if [[ -z "${RUN_LLM:-}" ]]; then
     RUN_LLM="${CARGO_TARGET_DIR:-$ROOT/target}/release/run_llm"
 fi
 
-GGUF="${GGUF:-$(python3 "$LLAMA" gguf-path)}" || {
+GGUF="${GGUF:-$(python3 "$ROOT/scripts/smollm2_gguf.py")}" || {
     log "the SmolLM2 GGUF was not found: install it with scripts/install-smollm2.sh"
     exit 1
 }

