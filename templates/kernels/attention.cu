@@ -119,12 +119,27 @@ extern "C" __global__ void attn_prefill(const float* __restrict__ q, const T* __
 // to finish (counted in `counters`, which it resets) combines them into out: T [batch, Q_DIM].
 #define ROW_VECS (HEAD_DIM / VEC)
 #define PV_GROUPS (KCH / ROW_VECS)
+// Rows of at most 16 vectors (256 bytes: FP16/BF16 up to head_dim 128, FP32 up to 64) are loaded
+// into registers before the wait; wider ones after it, the values only for P·V.
+#define PRELOAD (ROW_VECS <= 16)
 // Key/value row `key` of a decode step: from the cache below the prefix, else from the step's own
 // new K/V ([batch, KV_HEADS, 1, HEAD_DIM]: a decode step has one new token, key - start == 0).
 __device__ __forceinline__ const T* kv_row(const T* c, const T* n, int key, int prefix, int start,
                                            int b, int kvh, int max_seq) {
     return key < prefix ? c + (((size_t)b * KV_HEADS + kvh) * max_seq + key) * HEAD_DIM
                         : n + (((size_t)b * KV_HEADS + kvh) * 1 + (key - start)) * HEAD_DIM;
+}
+
+// After the wait: this thread's V slices of keys at or above `from` (the ones not loaded before it).
+__device__ __forceinline__ void load_v_after(uint4 (&vr)[ROW_VECS], const T* cv, const T* nv, int k0,
+                                             int n, int g, int v, int from, int prefix, int start,
+                                             int b, int kvh, int max_seq) {
+#pragma unroll
+    for (int i = 0; i < ROW_VECS; i++) {
+        int k = g + i * PV_GROUPS;
+        if (k < n && k0 + k >= from)
+            vr[i] = __ldcg((const uint4*)kv_row(cv, nv, k0 + k, prefix, start, b, kvh, max_seq) + v);
+    }
 }
 
 // Every thread gets the block's max / sum (KCH threads, KCH / 32 warps).
@@ -152,26 +167,50 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
     pdl_trigger();
     TraceExit trace_exit{trace, slot};
     trace_mark(trace, slot, 0);
-    pdl_wait();
-    trace_mark(trace, slot, 1);
     int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / GROUP;
+    // step[] is written by the host before the step, never by a kernel: readable before the wait.
     int start = step[0], end = step[1];
     int k0 = split * KCH;
     if (k0 >= end) return;
     int n = min(k0 + KCH, end) - k0;
     int prefix = prefix_of(mode, start, end);
-    // q and K/V were written by the predecessor: read through L2 (`__ldcg`), not the read-only path.
+    // Keys below `start` were written by earlier steps: their K row (one per thread, for the scores)
+    // and V slices (thread = key group g and 16-byte slice v, keys g, g + PV_GROUPS, ...) are loaded
+    // before the wait, overlapping the predecessor. The step's own key (start) is loaded after it.
+    int j = threadIdx.x;
+    int g = threadIdx.x / ROW_VECS, v = threadIdx.x % ROW_VECS;
+    uint4 kr[ROW_VECS], vr[ROW_VECS];
+    bool k_old = PRELOAD && j < n && k0 + j < start;
+    if (k_old) {
+        const uint4* r4 = (const uint4*)kv_row(ck, nk, k0 + j, prefix, start, b, kvh, max_seq);
+#pragma unroll
+        for (int i = 0; i < ROW_VECS; i++) kr[i] = __ldcg(r4 + i);
+    }
+#pragma unroll
+    for (int i = 0; i < ROW_VECS; i++) {
+        int k = g + i * PV_GROUPS;
+        if (PRELOAD && k < n && k0 + k < start)
+            vr[i] = __ldcg((const uint4*)kv_row(cv, nv, k0 + k, prefix, start, b, kvh, max_seq) + v);
+    }
+    pdl_wait();
+    trace_mark(trace, slot, 1);
+    // q and the step's own K/V were written by the predecessor: read through L2 (`__ldcg`), not the
+    // read-only path.
+    if (j < n && !k_old) {
+        const uint4* r4 = (const uint4*)kv_row(ck, nk, k0 + j, prefix, start, b, kvh, max_seq);
+#pragma unroll
+        for (int i = 0; i < ROW_VECS; i++) kr[i] = __ldcg(r4 + i);
+    }
+    load_v_after(vr, cv, nv, k0, n, g, v, PRELOAD ? start : 0, prefix, start, b, kvh, max_seq);
     for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x)
         sq[d] = __ldcg(&q[(size_t)b * Q_DIM + h * HEAD_DIM + d]) * SCALE;
     __syncthreads();
-    int j = threadIdx.x;
     float sc = -INFINITY;
     if (j < n) {
-        const uint4* r4 = (const uint4*)kv_row(ck, nk, k0 + j, prefix, start, b, kvh, max_seq);
         float dot = 0.0f, f[VEC];
 #pragma unroll
         for (int i = 0; i < ROW_VECS; i++) {
-            unpack(__ldcg(r4 + i), f);
+            unpack(kr[i], f);
 #pragma unroll
             for (int e = 0; e < VEC; e++) dot += sq[i * VEC + e] * f[e];
         }
@@ -181,23 +220,25 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
     float p = j < n ? expf(sc - mx) : 0.0f;
     sp[j] = p;
     float l = block_sum(p, red);
-    // P·V: thread = (key group g, 16-byte slice v of the value row).
-    int g = threadIdx.x / ROW_VECS, v = threadIdx.x % ROW_VECS;
+    if (!PRELOAD)
+        load_v_after(vr, cv, nv, k0, n, g, v, 0, prefix, start, b, kvh, max_seq);
+    // P·V from the V slices in registers; the groups are added in shared memory.
     float acc[VEC];
 #pragma unroll
     for (int e = 0; e < VEC; e++) acc[e] = 0.0f;
-    if (g < PV_GROUPS) {
-#pragma unroll 4
-        for (int k = g; k < n; k += PV_GROUPS) {
+#pragma unroll
+    for (int i = 0; i < ROW_VECS; i++) {
+        int k = g + i * PV_GROUPS;
+        if (k < n) {
             float f[VEC];
-            unpack(__ldcg((const uint4*)kv_row(cv, nv, k0 + k, prefix, start, b, kvh, max_seq) + v), f);
+            unpack(vr[i], f);
             float w = sp[k];
 #pragma unroll
             for (int e = 0; e < VEC; e++) acc[e] += w * f[e];
         }
-#pragma unroll
-        for (int e = 0; e < VEC; e++) part[g][v * VEC + e] = acc[e];
     }
+#pragma unroll
+    for (int e = 0; e < VEC; e++) part[g][v * VEC + e] = acc[e];
     __syncthreads();
     size_t at = ((size_t)b * HEADS + h) * gridDim.x + split;
     int used = min((end + KCH - 1) / KCH, (int)gridDim.x);

@@ -31,6 +31,14 @@ __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
     return v;
 }
 
+// Hopper: start bringing `bytes` (a multiple of 16, 16-byte aligned) at p into L2 without waiting for
+// them and without registers (the bulk copy engine). A no-op before sm_90.
+__device__ __forceinline__ void l2_prefetch(const void* p, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
 template <int KIND> struct Unit {
     static constexpr int RU = KIND == SINGLE ? 1 : 2; // rows per unit
     __device__ static __forceinline__ int row(int u, int r) {
@@ -82,8 +90,26 @@ __device__ __forceinline__ void load_step(const T* __restrict__ W, const Lane& l
     }
 }
 
+// Steps after the first one in registers that are asked into L2 before the wait.
+#define L2_STEPS {{ c.decode_l2_steps }}
+
+// Lane 0 asks L2 for the rows' spans of step s (one bulk prefetch per row).
+template <int K, int KIND> __device__ __forceinline__ void prefetch_step(const T* __restrict__ W, const Lane& l, int s) {
+    typedef Plan<K, KIND> P;
+    if (l.lane != 0) return;
+    int u = l.gw + (s / P::STEPS) * l.nw, c = s % P::STEPS;
+    int vecs = P::EXACT ? P::SPAN : min(P::SPAN, P::KV - c * P::SPAN);
+#pragma unroll
+    for (int r = 0; r < P::RU; r++) {
+        const uint4* row = (const uint4*)(W + (size_t)Unit<KIND>::row(u, r) * K);
+        l2_prefetch(row + c * P::SPAN, (unsigned)vecs * 16u);
+    }
+}
+
 // Walk the warp's steps (the first already in `b`) against the staged inputs xs [M, K] (T, shared),
-// calling epi(u, sums) with sums[r][m] (every lane holds them) once per unit.
+// calling epi(u, sums) with sums[r][m] (every lane holds them) once per unit. Lane 0 calls
+// epi.prepare(u, M) as a unit begins (the kernel itself for the first unit, right after its wait), so
+// the epilogue's own loads are in flight while the unit's weights stream.
 template <int K, int KIND, int MR, class Epi>
 __device__ __forceinline__ void stream(const T* __restrict__ W, const Lane& l, const T* xs, int M,
                                        uint4 (&b)[Plan<K, KIND>::RU][Plan<K, KIND>::U16], Epi& epi) {
@@ -101,6 +127,7 @@ __device__ __forceinline__ void stream(const T* __restrict__ W, const Lane& l, c
             for (int v = 0; v < P::U16; v++) cur[r][v] = b[r][v];
         if (s + 1 < l.steps) load_step<K, KIND>(W, l, s + 1, b);
         int c = s % P::STEPS;
+        if (c == 0 && s > 0 && l.lane == 0) epi.prepare(l.gw + (s / P::STEPS) * l.nw, M);
 #pragma unroll
         for (int v = 0; v < P::U16; v++) {
             int i = c * P::SPAN + v * 32 + l.lane;
@@ -192,22 +219,31 @@ template <int MR> struct QkvEpi {
     T* cache_k;
     T* cache_v;
     int max_seq;
+    float b1, b2, cs[MR], sn[MR]; // the unit's bias pair and RoPE factors (prepare)
+    __device__ __forceinline__ void prepare(int u, int M) {
+        int head = u / HALF_DIM, j = u % HALF_DIM;
+        int col = head * HEAD_DIM + j;
+        b1 = bias ? bias[col] : 0.0f;
+        b2 = bias ? bias[col + HALF_DIM] : 0.0f;
+{% if c.rope %}
+        if (head < HEADS + KV_HEADS)
+            for (int m = 0; m < MR && m < M; m++) {
+                cs[m] = cos_t[(size_t)pos[m] * HALF_DIM + j];
+                sn[m] = sin_t[(size_t)pos[m] * HALF_DIM + j];
+            }
+{% endif %}
+    }
     __device__ __forceinline__ void operator()(int u, float (&s)[2][MR], int M) {
         int head = u / HALF_DIM, j = u % HALF_DIM;
         int col = head * HEAD_DIM + j;
         int t = step[0];
         for (int m = 0; m < MR && m < M; m++) {
-            float x1 = s[0][m], x2 = s[1][m];
-            if (bias) {
-                x1 += bias[col];
-                x2 += bias[col + HALF_DIM];
-            }
+            float x1 = s[0][m] + b1, x2 = s[1][m] + b2;
             float y1 = x1, y2 = x2;
 {% if c.rope %}
             if (head < HEADS + KV_HEADS) {
-                float cs = cos_t[(size_t)pos[m] * HALF_DIM + j], sn = sin_t[(size_t)pos[m] * HALF_DIM + j];
-                y1 = x1 * cs - x2 * sn;
-                y2 = x2 * cs + x1 * sn;
+                y1 = x1 * cs[m] - x2 * sn[m];
+                y2 = x2 * cs[m] + x1 * sn[m];
             }
 {% endif %}
             if (head < HEADS) {
@@ -232,15 +268,20 @@ template <int MR> struct QkvEpi {
 template <int N, int MR> struct AccEpi { // y[m, u] += s (+ bias[u])
     float* y;
     const float* bias;
+    float b, y0[MR]; // the unit's bias and residual values (prepare: after the wait, through L2)
+    __device__ __forceinline__ void prepare(int u, int M) {
+        b = bias ? bias[u] : 0.0f;
+        for (int m = 0; m < MR && m < M; m++) y0[m] = __ldcg(y + (size_t)m * N + u);
+    }
     __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
-        float b = bias ? bias[u] : 0.0f;
-        for (int m = 0; m < MR && m < M; m++) y[(size_t)m * N + u] += s[0][m] + b;
+        for (int m = 0; m < MR && m < M; m++) y[(size_t)m * N + u] = y0[m] + (s[0][m] + b);
     }
 };
 
 template <int MR> struct SwigluEpi { // mid[m, u] = silu(gate + bias) * (up + bias)
     const float* bias;
     T* mid;
+    __device__ __forceinline__ void prepare(int, int) {}
     __device__ __forceinline__ void operator()(int u, float (&s)[2][MR], int M) {
         for (int m = 0; m < MR && m < M; m++) {
             float g = s[0][m], up = s[1][m];
@@ -256,6 +297,7 @@ template <int MR> struct SwigluEpi { // mid[m, u] = silu(gate + bias) * (up + bi
 template <int MR> struct GeluEpi { // mid[m, u] = gelu_new(fc + bias)
     const float* bias;
     T* mid;
+    __device__ __forceinline__ void prepare(int, int) {}
     __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
         for (int m = 0; m < MR && m < M; m++) {
             float v = s[0][m] + (bias ? bias[u] : 0.0f);
@@ -269,6 +311,7 @@ template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's b
     float* logits;
     int n;
     unsigned long long top[MR];
+    __device__ __forceinline__ void prepare(int, int) {}
     __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
         for (int m = 0; m < MR && m < M; m++) {
             logits[(size_t)m * n + u] = s[0][m];
@@ -278,13 +321,19 @@ template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's b
     }
 };
 
-#define BEGIN(K, KIND, units)                                                                      \
+// Before the wait: trigger the successor, load the first step's weights into registers and ask L2
+// for the next L2_STEPS steps' and for the norm's weights (constants of the engine). WAIT then waits
+// for the predecessor.
+#define BEGIN(K, KIND, units, norm_w)                                                              \
     pdl_trigger();                                                                                 \
     TraceExit trace_exit{trace, slot};                                                             \
     trace_mark(trace, slot, 0);                                                                    \
     Lane l = lane_of<K, KIND>(units);                                                              \
     uint4 b[Plan<K, KIND>::RU][Plan<K, KIND>::U16];                                                \
     if (l.steps > 0) load_step<K, KIND>(W, l, 0, b);                                               \
+    for (int p = 1; p <= L2_STEPS && p < l.steps; p++) prefetch_step<K, KIND>(W, l, p);            \
+    if ((norm_w) != nullptr && threadIdx.x == 0) l2_prefetch(norm_w, HIDDEN * 4);
+#define WAIT()                                                                                     \
     pdl_wait();                                                                                    \
     trace_mark(trace, slot, 1);                                                                    \
     T* xs = (T*)dec_smem;
@@ -293,7 +342,17 @@ template <int MR>
 __device__ __forceinline__ void qkv(const T* __restrict__ W, const float* x,
                                     const float* __restrict__ nw, const float* __restrict__ nb,
                                     QkvEpi<MR>& epi, int M, u64* trace, int slot) {
-    BEGIN(HIDDEN, ROPE_PAIR, QKV_DIM / 2)
+    BEGIN(HIDDEN, ROPE_PAIR, QKV_DIM / 2, nw)
+{% if c.rope %}
+    // The RoPE rows of the step's positions (host inputs and engine constants) for the epilogue.
+    if (threadIdx.x == 0)
+        for (int m = 0; m < M; m++) {
+            l2_prefetch(epi.cos_t + (size_t)epi.pos[m] * HALF_DIM, HALF_DIM * 4);
+            l2_prefetch(epi.sin_t + (size_t)epi.pos[m] * HALF_DIM, HALF_DIM * 4);
+        }
+{% endif %}
+    WAIT()
+    if (l.lane == 0 && l.steps > 0) epi.prepare(l.gw, M);
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     stream<HIDDEN, ROPE_PAIR, MR>(W, l, xs, M, b, epi);
 }
@@ -310,7 +369,8 @@ __device__ __forceinline__ void up_proj(const T* __restrict__ W, const float* x,
                                         const float* __restrict__ nw, const float* __restrict__ nb,
                                         const float* __restrict__ bias, T* __restrict__ mid, int M,
                                         u64* trace, int slot) {
-    BEGIN(HIDDEN, UP_KIND, INTER)
+    BEGIN(HIDDEN, UP_KIND, INTER, nw)
+    WAIT()
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     UP_EPI<MR> epi{bias, mid};
     stream<HIDDEN, UP_KIND, MR>(W, l, xs, M, b, epi);
@@ -322,9 +382,11 @@ template <int K, int MR>
 __device__ __forceinline__ void residual_proj(const T* __restrict__ W, const T* a, float* x,
                                               const float* __restrict__ bias, int M, u64* trace,
                                               int slot) {
-    BEGIN(K, SINGLE, HIDDEN)
-    stage_copy<K>(a, M, xs);
+    BEGIN(K, SINGLE, HIDDEN, (const float*)nullptr)
+    WAIT()
     AccEpi<HIDDEN, MR> epi{x, bias};
+    if (l.lane == 0 && l.steps > 0) epi.prepare(l.gw, M);
+    stage_copy<K>(a, M, xs);
     stream<K, SINGLE, MR>(W, l, xs, M, b, epi);
 }
 
@@ -334,7 +396,8 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* x,
                                         float* __restrict__ logits,
                                         unsigned long long* __restrict__ best, int n, int M,
                                         u64* trace, int slot) {
-    BEGIN(HIDDEN, SINGLE, n)
+    BEGIN(HIDDEN, SINGLE, n, nw)
+    WAIT()
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     LogitsEpi<MR> epi{logits, n, {}};
     stream<HIDDEN, SINGLE, MR>(W, l, xs, M, b, epi);
