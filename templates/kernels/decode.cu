@@ -90,26 +90,53 @@ __device__ __forceinline__ void load_step(const T* __restrict__ W, const Lane& l
     }
 }
 
-// Steps after the first one in registers that are asked into L2 before the wait.
-#define L2_STEPS {{ c.decode_l2_steps }}
-
-// Lane 0 asks L2 for the rows' spans of step s (one bulk prefetch per row).
-template <int K, int KIND> __device__ __forceinline__ void prefetch_step(const T* __restrict__ W, const Lane& l, int s) {
+// One step s of a warp from the weights w: the unit's epilogue inputs as it begins (lane 0; the
+// first unit's are asked for by the kernel right after its wait), the dot products against the staged
+// inputs xs [M, K] (T, shared), and at the unit's last step the warp sums and epi(u, sums) (lane 0).
+template <int K, int KIND, int MR, class Epi>
+__device__ __forceinline__ void step_at(const Lane& l, const T* xs, int M, int s,
+                                        const uint4 (&w)[Plan<K, KIND>::RU][Plan<K, KIND>::U16],
+                                        float (&acc)[Plan<K, KIND>::RU][MR], Epi& epi) {
     typedef Plan<K, KIND> P;
-    if (l.lane != 0) return;
-    int u = l.gw + (s / P::STEPS) * l.nw, c = s % P::STEPS;
-    int vecs = P::EXACT ? P::SPAN : min(P::SPAN, P::KV - c * P::SPAN);
+    int c = s % P::STEPS;
+    if (c == 0 && s > 0 && l.lane == 0) epi.prepare(l.gw + (s / P::STEPS) * l.nw, M);
 #pragma unroll
-    for (int r = 0; r < P::RU; r++) {
-        const uint4* row = (const uint4*)(W + (size_t)Unit<KIND>::row(u, r) * K);
-        l2_prefetch(row + c * P::SPAN, (unsigned)vecs * 16u);
+    for (int v = 0; v < P::U16; v++) {
+        int i = c * P::SPAN + v * 32 + l.lane;
+        if (!P::EXACT && i >= P::KV) continue;
+#pragma unroll
+        for (int m = 0; m < MR; m++) {
+            if (m >= M) break;
+            float xf[VEC];
+            unpack(((const uint4*)(xs + (size_t)m * K))[i], xf);
+#pragma unroll
+            for (int r = 0; r < P::RU; r++) {
+                float wf[VEC];
+                unpack(w[r][v], wf);
+                float d = 0.0f;
+#pragma unroll
+                for (int e = 0; e < VEC; e++) d += wf[e] * xf[e];
+                acc[r][m] += d;
+            }
+        }
+    }
+    if (c == P::STEPS - 1) {
+#pragma unroll
+        for (int r = 0; r < P::RU; r++)
+#pragma unroll
+            for (int m = 0; m < MR; m++) {
+                if (m >= M) break;
+                acc[r][m] = warp_sum(acc[r][m]);
+            }
+        if (l.lane == 0) epi(l.gw + (s / P::STEPS) * l.nw, acc, M);
+#pragma unroll
+        for (int r = 0; r < P::RU; r++)
+#pragma unroll
+            for (int m = 0; m < MR; m++) acc[r][m] = 0.0f;
     }
 }
 
-// Walk the warp's steps (the first already in `b`) against the staged inputs xs [M, K] (T, shared),
-// calling epi(u, sums) with sums[r][m] (every lane holds them) once per unit. Lane 0 calls
-// epi.prepare(u, M) as a unit begins (the kernel itself for the first unit, right after its wait), so
-// the epilogue's own loads are in flight while the unit's weights stream.
+// Walk the warp's steps (the first already in `b`): step s + 1 is loaded while step s is computed.
 template <int K, int KIND, int MR, class Epi>
 __device__ __forceinline__ void stream(const T* __restrict__ W, const Lane& l, const T* xs, int M,
                                        uint4 (&b)[Plan<K, KIND>::RU][Plan<K, KIND>::U16], Epi& epi) {
@@ -126,42 +153,7 @@ __device__ __forceinline__ void stream(const T* __restrict__ W, const Lane& l, c
 #pragma unroll
             for (int v = 0; v < P::U16; v++) cur[r][v] = b[r][v];
         if (s + 1 < l.steps) load_step<K, KIND>(W, l, s + 1, b);
-        int c = s % P::STEPS;
-        if (c == 0 && s > 0 && l.lane == 0) epi.prepare(l.gw + (s / P::STEPS) * l.nw, M);
-#pragma unroll
-        for (int v = 0; v < P::U16; v++) {
-            int i = c * P::SPAN + v * 32 + l.lane;
-            if (!P::EXACT && i >= P::KV) continue;
-#pragma unroll
-            for (int m = 0; m < MR; m++) {
-                if (m >= M) break;
-                float xf[VEC];
-                unpack(((const uint4*)(xs + (size_t)m * K))[i], xf);
-#pragma unroll
-                for (int r = 0; r < P::RU; r++) {
-                    float wf[VEC];
-                    unpack(cur[r][v], wf);
-                    float d = 0.0f;
-#pragma unroll
-                    for (int e = 0; e < VEC; e++) d += wf[e] * xf[e];
-                    acc[r][m] += d;
-                }
-            }
-        }
-        if (c == P::STEPS - 1) {
-#pragma unroll
-            for (int r = 0; r < P::RU; r++)
-#pragma unroll
-                for (int m = 0; m < MR; m++) {
-                    if (m >= M) break;
-                    acc[r][m] = warp_sum(acc[r][m]);
-                }
-            if (l.lane == 0) epi(l.gw + (s / P::STEPS) * l.nw, acc, M);
-#pragma unroll
-            for (int r = 0; r < P::RU; r++)
-#pragma unroll
-                for (int m = 0; m < MR; m++) acc[r][m] = 0.0f;
-        }
+        step_at<K, KIND, MR>(l, xs, M, s, cur, acc, epi);
     }
 }
 
@@ -322,8 +314,7 @@ template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's b
 };
 
 // Before the wait: trigger the successor, load the first step's weights into registers and ask L2
-// for the next L2_STEPS steps' and for the norm's weights (constants of the engine). WAIT then waits
-// for the predecessor.
+// for the norm's weights (constants of the engine). WAIT then waits for the predecessor.
 #define BEGIN(K, KIND, units, norm_w)                                                              \
     pdl_trigger();                                                                                 \
     TraceExit trace_exit{trace, slot};                                                             \
@@ -331,7 +322,6 @@ template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's b
     Lane l = lane_of<K, KIND>(units);                                                              \
     uint4 b[Plan<K, KIND>::RU][Plan<K, KIND>::U16];                                                \
     if (l.steps > 0) load_step<K, KIND>(W, l, 0, b);                                               \
-    for (int p = 1; p <= L2_STEPS && p < l.steps; p++) prefetch_step<K, KIND>(W, l, p);            \
     if ((norm_w) != nullptr && threadIdx.x == 0) l2_prefetch(norm_w, HIDDEN * 4);
 #define WAIT()                                                                                     \
     pdl_wait();                                                                                    \

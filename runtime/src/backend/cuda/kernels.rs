@@ -39,9 +39,6 @@ pub struct KernelConsts {
     pub gemv_max_rows: usize,
     /// 16-byte weight vectors each lane of a decode GEMV loads per step (4, 8 or 16).
     pub decode_vps: usize,
-    /// Steps of a decode GEMV's weights, after the one loaded into registers, asked into L2 before
-    /// the kernel waits for its predecessor.
-    pub decode_l2_steps: usize,
     /// Whether `attn_prefill_tc` is the real tensor-core kernel (else an empty stub): see
     /// [`tc_prefill_supported`].
     pub tc_attn: bool,
@@ -70,7 +67,6 @@ impl KernelConsts {
             decode_chunk: DECODE_CHUNK,
             gemv_max_rows: GEMV_MAX_ROWS,
             decode_vps: decode_vps(spec),
-            decode_l2_steps: decode_l2_steps(),
             tc_attn: tc_prefill_supported(spec, precision),
         }
     }
@@ -85,17 +81,6 @@ pub fn decode_vps(spec: &ModelSpec) -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|v| [4, 8, 16].contains(v))
         .unwrap_or(if spec.hidden_size >= 4096 { 16 } else { 8 })
-}
-
-/// Steps of weights a decode GEMV asks into L2 before it waits for its predecessor, beyond the one
-/// it loads into registers: 1. `LLMFORGE_DECODE_L2` = 0 to 4 overrides it (tuning runs; a hint to
-/// the cache, results are the same).
-pub fn decode_l2_steps() -> usize {
-    std::env::var("LLMFORGE_DECODE_L2")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|v| *v <= 4)
-        .unwrap_or(1)
 }
 
 /// Largest head size the tensor-core prefill attention takes (its K/V tiles stay in 48 KB of static
