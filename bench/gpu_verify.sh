@@ -2,7 +2,8 @@
 # GPU verification of the CUDA backend, run from the repository root on a GPU machine:
 #   bench/gpu_verify.sh BIN_DIR OUT_DIR
 # BIN_DIR holds the release test binaries `cuda_kernels`, `cuda_parity` (optionally
-# `hostile_engine_file_cuda`, `typed_engine_cuda`, `cuda_prefill_attention`, `smollm2_greedy_cuda`) and the `cuda_bench` example
+# `hostile_engine_file_cuda`, `typed_engine_cuda`, `cuda_prefill_attention`, `cuda_sampling`,
+# `smollm2_greedy_cuda`) and the `cuda_bench` example
 # (built with `cargo test --release -p runtime --no-run` / `cargo build --release -p runtime --example
 # cuda_bench`). Logs and JSON results go to OUT_DIR.
 #  1. NVRTC compile tests and the tiny-fixture parity tests against transformers' references.
@@ -18,8 +19,9 @@ echo "cuda_kernels rc=$?" | tee -a "$OUT/summary.txt"
 LLMFORGE_REQUIRE_CUDA=1 "$BIN/cuda_parity" --include-ignored --test-threads 1 --nocapture > "$OUT/cuda_parity.log" 2>&1
 echo "cuda_parity rc=$?" | tee -a "$OUT/summary.txt"
 # GPU-only tests of other suites, where their binaries were carried (hostile CUDA engine files, the typed
-# API on CUDA, long-prompt prefill attention against the CPU engine).
-for t in hostile_engine_file_cuda typed_engine_cuda cuda_prefill_attention smollm2_greedy_cuda; do
+# API on CUDA, long-prompt prefill attention against the CPU engine, device sampling against the host
+# sampler).
+for t in hostile_engine_file_cuda typed_engine_cuda cuda_prefill_attention cuda_sampling smollm2_greedy_cuda; do
     [ -x "$BIN/$t" ] || { echo "$t: not in $BIN" | tee -a "$OUT/summary.txt"; continue; }
     # The real SmolLM2 needs its GGUF (LLMFORGE_SMOLLM2_GGUF; docs/cuda-backend.md says how to bring it).
     if [ "$t" = smollm2_greedy_cuda ] && [ ! -f "${LLMFORGE_SMOLLM2_GGUF:-}" ]; then
@@ -29,8 +31,10 @@ for t in hostile_engine_file_cuda typed_engine_cuda cuda_prefill_attention smoll
     "$BIN/$t" --include-ignored --test-threads 1 --nocapture > "$OUT/$t.log" 2>&1
     echo "$t rc=$?" | tee -a "$OUT/summary.txt"
 done
+# VERIFY_MODELS / VERIFY_DTYPES choose the full-size checks (all four benchmark models: several minutes;
+# Llama-3.1-8B in FP32 writes 32 GB).
 for name in ${VERIFY_MODELS:-Qwen2.5-0.5B-Instruct Llama-3.2-1B-Instruct}; do
-    for dtype in fp32 fp16; do
+    for dtype in ${VERIFY_DTYPES:-fp32 fp16}; do
         dir="/tmp/hf/$name-$dtype"
         "$PYTHON" "$HERE/gpu_hf.py" make "$name" "$dir" --dtype "$dtype" >> "$OUT/make.log" 2>&1
         p=$(echo "$dtype" | tr a-z A-Z)

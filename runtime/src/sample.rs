@@ -83,6 +83,12 @@ impl Sampler {
         self.params.is_greedy()
     }
 
+    /// The next uniform draw in [0, 1): what `sample` uses for one row, for a backend that samples
+    /// on the device with the same semantics (one draw per row, rows in order).
+    pub fn draw(&mut self) -> f64 {
+        self.uniform()
+    }
+
     /// splitmix64 → uniform f64 in [0, 1).
     fn uniform(&mut self) -> f64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -107,12 +113,16 @@ impl Sampler {
                 .enumerate()
                 .map(|(i, &x)| (i as u32, x * inv_t)),
         );
-        // Descending by value, ascending id among equals.
-        self.work
-            .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if let Some(k) = p.top_k {
-            self.work.truncate(k.max(1));
+        // Descending by value, ascending id among equals: a strict order (ids are unique), so the
+        // first k after a selection are the first k of a full sort.
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if let Some(k) = p.top_k.map(|k| k.max(1))
+            && k < self.work.len()
+        {
+            self.work.select_nth_unstable_by(k - 1, order);
+            self.work.truncate(k);
         }
+        self.work.sort_by(order);
         let max = self.work[0].1;
         let mut total = 0.0f64;
         for e in self.work.iter_mut() {
@@ -161,6 +171,82 @@ pub fn argmax(xs: &[f32]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sampler as first written: a full sort, then the first k.
+    fn sample_by_full_sort(p: Sampling, state: &mut Sampler, logits: &[f32]) -> u32 {
+        let inv_t = 1.0 / p.temperature;
+        let mut work: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (i as u32, x * inv_t))
+            .collect();
+        work.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if let Some(k) = p.top_k {
+            work.truncate(k.max(1));
+        }
+        let max = work[0].1;
+        let mut total = 0.0f64;
+        for e in work.iter_mut() {
+            e.1 = ((e.1 - max) as f64).exp() as f32;
+            total += e.1 as f64;
+        }
+        if let Some(top_p) = p.top_p {
+            let mut cum = 0.0f64;
+            let mut keep = work.len();
+            for (i, e) in work.iter().enumerate() {
+                cum += e.1 as f64 / total;
+                if cum >= top_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            work.truncate(keep);
+            total = work.iter().map(|e| e.1 as f64).sum();
+        }
+        let mut u = state.draw() * total;
+        for e in &work {
+            u -= e.1 as f64;
+            if u < 0.0 {
+                return e.0;
+            }
+        }
+        work[work.len() - 1].0
+    }
+
+    #[test]
+    fn top_k_by_selection_picks_what_a_full_sort_picks() {
+        // Values in 1/4 steps (many ties, so the id order among equals matters), some negative.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 40) % 64) as f32 / 4.0 - 8.0
+        };
+        let logits: Vec<f32> = (0..3000).map(|_| next()).collect();
+        for (top_k, top_p) in [
+            (Some(1), None),
+            (Some(40), Some(0.9)),
+            (Some(2999), None),
+            (Some(5000), Some(0.5)),
+            (None, Some(0.8)),
+        ] {
+            let p = Sampling {
+                temperature: 0.7,
+                top_k,
+                top_p,
+                seed: 11,
+            };
+            let (mut fast, mut reference) = (Sampler::new(p), Sampler::new(p));
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..200 {
+                let want = sample_by_full_sort(p, &mut reference, &logits);
+                assert_eq!(fast.sample(&logits), want, "{p:?}");
+                seen.insert(want);
+            }
+            assert!(top_k == Some(1) || seen.len() > 1, "{p:?}: never varies");
+        }
+    }
 
     #[test]
     fn argmax_takes_first_of_ties() {

@@ -66,6 +66,7 @@ impl Call {
 pub enum Arg {
     P(u64),
     I(i32),
+    F(f32),
 }
 
 /// Launch `f` on the stream with `block` threads and `smem` bytes of dynamic shared memory; with
@@ -88,6 +89,7 @@ pub fn launch(
         match a {
             Arg::P(v) => b.arg(v),
             Arg::I(v) => b.arg(v),
+            Arg::F(v) => b.arg(v),
         };
     }
     let cfg = LaunchConfig {
@@ -97,7 +99,8 @@ pub fn launch(
     };
     // SAFETY: every pointer argument addresses a live device buffer sized by `Scratch::new`, the weight
     // layout or the cache shape checked by `Engine`, for the grid launched here; the argument list
-    // matches the kernel's parameter list in templates/kernels (same order, 8-byte pointers, i32 ints);
+    // matches the kernel's parameter list in templates/kernels (same order, 8-byte pointers, i32 ints,
+    // f32 floats);
     // `smem` is within the limit set on the gemv kernels at load time (callers check).
     unsafe { b.launch(cfg) }.map(|_| ()).map_err(cuda_err(name))
 }
@@ -118,6 +121,7 @@ fn launch_pdl(
         .map(|a| match a {
             Arg::P(v) => v as *const u64 as *mut c_void,
             Arg::I(v) => v as *const i32 as *mut c_void,
+            Arg::F(v) => v as *const f32 as *mut c_void,
         })
         .collect();
     // SAFETY: all-zero bytes are a valid value of this plain C union.

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 /// Keys per split of the decode attention.
 pub const DECODE_CHUNK: usize = 128;
+/// Largest `top_k` the device sampler takes (`templates/kernels/sample.cu`); larger values, or no
+/// `top_k`, sample on the host from the copied logits.
+pub const SAMPLE_MAX_K: usize = 1024;
 /// Most rows the decode GEMV kernel handles in one launch.
 pub const GEMV_MAX_ROWS: usize = 8;
 
@@ -39,6 +42,7 @@ pub struct KernelConsts {
     pub gemv_max_rows: usize,
     /// 16-byte weight vectors each lane of a decode GEMV loads per step (4, 8 or 16).
     pub decode_vps: usize,
+    pub sample_max_k: usize,
     /// Whether `attn_prefill_tc` is the real tensor-core kernel (else an empty stub): see
     /// [`tc_prefill_supported`].
     pub tc_attn: bool,
@@ -67,6 +71,7 @@ impl KernelConsts {
             decode_chunk: DECODE_CHUNK,
             gemv_max_rows: GEMV_MAX_ROWS,
             decode_vps: decode_vps(spec),
+            sample_max_k: SAMPLE_MAX_K,
             tc_attn: tc_prefill_supported(spec, precision),
         }
     }
@@ -118,9 +123,10 @@ kernel_template!(MlpCu, "kernels/mlp.cu");
 kernel_template!(GemvCu, "kernels/gemv.cu");
 kernel_template!(DecodeCu, "kernels/decode.cu");
 kernel_template!(ArgmaxCu, "kernels/argmax.cu");
+kernel_template!(SampleCu, "kernels/sample.cu");
 
 /// The kernel modules and the functions each defines.
-pub const MODULES: [(&str, &[&str]); 8] = [
+pub const MODULES: [(&str, &[&str]); 9] = [
     ("norm", &["embed", "add_norm"]),
     ("rope_kv", &["qkv_rope"]),
     ("attention", &["attn_prefill", "attn_decode"]),
@@ -143,6 +149,7 @@ pub const MODULES: [(&str, &[&str]); 8] = [
         ],
     ),
     ("argmax", &["argmax"]),
+    ("sample", &["sample_top_k"]),
 ];
 
 fn render_err(module: &str) -> impl Fn(askama::Error) -> Error + '_ {
@@ -185,6 +192,10 @@ pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, Str
             "argmax",
             ArgmaxCu { c }.render().map_err(render_err("argmax"))?,
         ),
+        (
+            "sample",
+            SampleCu { c }.render().map_err(render_err("sample"))?,
+        ),
     ];
     Ok(sources
         .into_iter()
@@ -197,7 +208,7 @@ pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, Str
 /// refused by name rather than launched with the wrong arguments. 2: fused decode kernels
 /// (`decode.cu`), 128-key decode attention splits, tensor-core prefill attention; 3: decode
 /// timeline arguments (`trace.rs`).
-pub const KERNEL_ABI: u32 = 3;
+pub const KERNEL_ABI: u32 = 4;
 
 /// Compiled PTX of every module for one compute capability (stored in the engine file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +297,8 @@ pub struct Kernels {
     pub dec1: DecodeKernels,
     pub decn: DecodeKernels,
     pub argmax: CudaFunction,
+    /// Top-k sampling next to the logits (`sampling.rs`).
+    pub sample: CudaFunction,
     /// Largest dynamic shared memory a gemv block may use (the device's opt-in limit).
     pub gemv_smem_limit: usize,
 }
@@ -331,6 +344,7 @@ impl Kernels {
             dec1: DecodeKernels::take("1", &mut take)?,
             decn: DecodeKernels::take("n", &mut take)?,
             argmax: take("argmax")?,
+            sample: take("sample_top_k")?,
             gemv_smem_limit: 0,
         })
         .and_then(|mut k| {

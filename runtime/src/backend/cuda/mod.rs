@@ -40,6 +40,7 @@ pub mod graph;
 pub mod kernels;
 pub mod layers;
 pub mod payload;
+pub mod sampling;
 pub mod scratch;
 mod step;
 pub mod trace;
@@ -296,6 +297,18 @@ impl Backend for CudaBackend {
         mode: CacheMode,
         sampler: &mut Sampler,
     ) -> Result<Vec<u32>> {
+        if sampling::on_device(&sampler.params) {
+            let call = Call {
+                batch: step.batch,
+                seq_len: step.seq_len,
+                mode,
+                all_rows: false,
+                argmax: false,
+            };
+            self.run(step, cache, call)?;
+            let draws: Vec<f64> = (0..step.batch).map(|_| sampler.draw()).collect();
+            return self.sample_logits(&sampler.params, &draws);
+        }
         if !sampler.is_greedy() {
             let logits = self.forward(step, cache, mode, LogitRows::Last)?;
             return Ok((0..logits.batch)

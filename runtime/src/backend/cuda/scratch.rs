@@ -27,6 +27,8 @@ pub struct Scratch {
     pub inputs: DevBuf,
     /// Device-side greedy selection: per sequence an `argmax_key` (u64: logit bits, inverted index).
     pub best: DevBuf,
+    /// The host's sampling draws of a step, `[max_batch] f64` (device sampling).
+    pub draws: DevBuf,
     /// Split-completion counters of the decode attention, `[max_batch, heads] u32` (kept at zero
     /// between launches by the kernel).
     pub counters: DevBuf,
@@ -81,6 +83,7 @@ impl Scratch {
             )?,
             inputs: z(rows * 8 + 8, "step inputs")?,
             best: z(max_batch * 8, "next token ids")?,
+            draws: z(max_batch * 8, "sampling draws")?,
             counters: z(max_batch * spec.num_heads * 4, "attention split counters")?,
         })
     }
