@@ -143,10 +143,13 @@ impl Sampler {
             self.work.truncate(keep);
             total = self.work.iter().map(|e| e.1 as f64).sum();
         }
+        // One draw per row, also when the weights are degenerate (NaN, infinite or all zero: then the
+        // first in order), so later rows and steps see the same stream as a device sampler.
+        let draw = self.uniform();
         if !(total.is_finite() && total > 0.0) {
-            return argmax(logits);
+            return self.work[0].0;
         }
-        let mut u = self.uniform() * total;
+        let mut u = draw * total;
         for e in &self.work {
             u -= e.1 as f64;
             if u < 0.0 {
@@ -203,7 +206,11 @@ mod tests {
             work.truncate(keep);
             total = work.iter().map(|e| e.1 as f64).sum();
         }
-        let mut u = state.draw() * total;
+        let draw = state.draw();
+        if !(total.is_finite() && total > 0.0) {
+            return work[0].0;
+        }
+        let mut u = draw * total;
         for e in &work {
             u -= e.1 as f64;
             if u < 0.0 {

@@ -1,7 +1,8 @@
 //! Sampling on the device (`templates/kernels/sample.cu`, top-k up to `SAMPLE_MAX_K`) against the
 //! host sampler (`runtime/src/sample.rs`) on the same numbers: the same seed must give the same tokens.
-//! 1. Crafted logits (ties, negative values, -inf, rows of equal values, a 50 021-token vocabulary so
-//!    the selection passes loop) through `CudaBackend::sample_rows`, with the host sampler's own draws.
+//! 1. Crafted logits (ties, negative values, -inf, -0.0, rows of equal values, rows with a NaN, a +inf
+//!    or all -inf, a 50 021-token vocabulary so the selection passes loop) through
+//!    `CudaBackend::sample_rows`, with the host sampler's own draws.
 //! 2. Sampled generation of the tiny fixtures on the CUDA engine against the CPU engine, FP32, same
 //!    seed (their logits agree to ~2e-6, far from moving a draw across a token boundary).
 //!
@@ -37,7 +38,9 @@ fn settings() -> Vec<Sampling> {
     ]
 }
 
-/// `ROWS` rows of logits in 1/8 steps over [-12, 12) (many ties), a few -inf, and one row all equal.
+/// `ROWS` rows of logits in 1/8 steps over [-12, 12) (many ties), a few -inf, -0.0 beside +0.0, one
+/// row all equal; and in some rounds a row the host sampler calls degenerate (a NaN, a +inf, all -inf),
+/// after which the later rows and rounds must still agree (one draw per row on both sides).
 fn crafted_logits(vocab: usize, round: u64) -> Vec<f32> {
     let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ round.wrapping_mul(0x2545_f491_4f6c_dd1d);
     let mut out = Vec::with_capacity(ROWS * vocab);
@@ -50,9 +53,16 @@ fn crafted_logits(vocab: usize, round: u64) -> Vec<f32> {
             out.push(match (r, i % 997) {
                 (2, _) => 0.5,
                 (_, 13) => f32::NEG_INFINITY,
+                _ if v == 0.0 && i % 2 == 1 => -0.0,
                 _ => v,
             });
         }
+    }
+    match round % 4 {
+        1 => out[vocab / 3] = f32::NAN,
+        2 => out[vocab + 7] = f32::INFINITY,
+        3 => out[..vocab].fill(f32::NEG_INFINITY),
+        _ => {}
     }
     out
 }

@@ -2,8 +2,9 @@
 // Top-k sampling on the device with the CPU sampler's semantics (runtime/src/sample.rs): scaled logits
 // s = logit * inv_t ordered by (s descending, id ascending); the first k of them; weights
 // w = (f32) exp((f64) (s - s_max)); top-p keeps the shortest prefix whose f64 cumulative share reaches
-// top_p; the draw u (the host's splitmix64 draw, so a seed gives the same tokens as the CPU engine
-// on the same logits) walks the kept prefix. Only the chosen id leaves the device.
+// top_p; the draw u (the host's splitmix64 draw) walks the kept prefix. On the same logits a seed
+// gives the host's tokens (up to the last bit of f64 exp, which may differ between CUDA and the host's
+// libm: a different token needs that and a draw on the boundary). Only the chosen id leaves the device.
 {% include "kernels/common.cuh" %}
 #define SAMPLE_MAX_K {{ c.sample_max_k }}
 #define THREADS 1024
@@ -16,7 +17,8 @@ __device__ __forceinline__ float key_value(unsigned long long key) {
 }
 
 // grid batch, block THREADS. logits f32 [batch, VOCAB]; draws f64 [batch] in [0, 1); 1 <= k <=
-// SAMPLE_MAX_K; top_p > 1 means no top-p. out[b] = argmax_key(0, id) of the chosen id.
+// SAMPLE_MAX_K; top_p > 1 means no top-p. out[b] = 0xffffffff - id in the low word (what the
+// host's argmax_id reads), 0 in the high word.
 extern "C" __global__ void __launch_bounds__(THREADS)
     sample_top_k(const float* __restrict__ logits, const double* __restrict__ draws, float inv_t, int k,
                  float top_p, unsigned long long* __restrict__ out) {
@@ -29,7 +31,7 @@ extern "C" __global__ void __launch_bounds__(THREADS)
     pdl_wait();
     const float* row = logits + (size_t)blockIdx.x * VOCAB;
     int tid = threadIdx.x, lane = tid & 31;
-    k = min(k, VOCAB);
+    k = min(min(k, VOCAB), SAMPLE_MAX_K);
     // 1. The k-th largest key, 8 bits at a time from the top (keys are unique: the id is in them).
     unsigned long long prefix = 0, mask = 0;
     int rem = k;
@@ -113,9 +115,9 @@ extern "C" __global__ void __launch_bounds__(THREADS)
     }
     int pick = keep - 1;
     if (!(isfinite(total) && total > 0.0)) {
-        pick = 0; // the argmax, as the CPU sampler falls back to
+        pick = 0; // the first in order, as the host sampler falls back to
     } else {
-        double u = draws[blockIdx.x] * total;
+        double u = __dmul_rn(draws[blockIdx.x], total); // rounded as the host's product, never fused
         for (int i = 0; i < keep; i++) {
             u -= (double)w[i];
             if (u < 0.0) {
