@@ -201,7 +201,7 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
 #pragma unroll
         for (int i = 0; i < ROW_VECS; i++) kr[i] = __ldcg(r4 + i);
     }
-    load_v_after(vr, cv, nv, k0, n, g, v, PRELOAD ? start : 0, prefix, start, b, kvh, max_seq);
+    if (PRELOAD) load_v_after(vr, cv, nv, k0, n, g, v, start, prefix, start, b, kvh, max_seq);
     for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x)
         sq[d] = __ldcg(&q[(size_t)b * Q_DIM + h * HEAD_DIM + d]) * SCALE;
     __syncthreads();
