@@ -3,7 +3,8 @@
 //! prompts are at most 31 tokens, one tile), batched, and in two chunks where the second step's keys
 //! come partly from the cache; and one-token decode steps (the fused decode kernels and CUDA graph)
 //! past 128 and 256 cached keys, where the decode attention runs in several 128-key splits combined by
-//! the last block. Needs a GPU (sm_80+ for the tensor-core path), so `#[ignore]`d like `cuda_parity.rs`.
+//! the last block; the same decode steps on the tiny Llama reshaped to 128-wide heads with seeded weights
+//! (the FP32 attention path whose rows do not fit its registers). Needs a GPU (sm_80+ for the tensor-core path), so `#[ignore]`d like `cuda_parity.rs`.
 //!
 //! Reference: the CPU engine of the same precision on the same prompts (f32 compute on the same rounded
 //! weights; `parity.rs` holds it to HF transformers with the weights rounded to that type at 1e-4).
@@ -21,7 +22,7 @@ use runtime::backend::{CacheMode, LogitRows, StepInputs};
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::progress::NoProgress;
 use runtime::spec::Positions;
-use runtime::weights::WeightSource;
+use runtime::weights::{HostTensor, TensorData, WeightMap, WeightSource, expected_tensors};
 
 const TOLERANCES: [(Precision, f32); 3] = [
     (Precision::Fp32, 1e-4),
@@ -158,6 +159,29 @@ fn long_prompt_prefill_matches_cpu_engine_in_every_precision_and_mode() {
 /// (the `_1` decode kernels) and `BATCH` (the `_n` kernels), both static cache modes: every step's
 /// logits against the CPU engine's. Positions beyond 128 and 256 make the decode attention combine two
 /// and three splits (in `static_v2` the newest key comes from the step's own K/V, not the cache).
+fn check_decode_steps(label: &str, gpu: &mut Engine, cpu: &mut Engine, tol: f32) {
+    let spec = gpu.spec().clone();
+    let len = gpu.options().max_seq_len - 20;
+    let split = 100.min(len / 2);
+    let ids = prompts(spec.vocab_size, len);
+    let mut chunks = vec![(0, split)];
+    chunks.extend((split..len).map(|t| (t, t + 1)));
+    for batch in [1, BATCH] {
+        for mode in [CacheMode::StaticV1, CacheMode::StaticV2] {
+            let want = chunked_logits(cpu, &ids, batch, len, &chunks, mode);
+            let got = chunked_logits(gpu, &ids, batch, len, &chunks, mode);
+            let err = rel_err(&got, &want);
+            eprintln!(
+                "{label} {mode:?} decode {split}..{len} (batch {batch}): relative error {err:.2e} (bound {tol:.0e})"
+            );
+            assert!(
+                err <= tol,
+                "{label} {mode:?} batch {batch}: relative error {err}"
+            );
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU (run with --include-ignored)"]
 fn decode_steps_over_several_attention_splits_match_cpu_engine() {
@@ -165,32 +189,76 @@ fn decode_steps_over_several_attention_splits_match_cpu_engine() {
         panic!("{e}");
     }
     for name in MODELS {
-        let spec = spec(name);
-        let max_seq_len = max_seq(&spec);
-        let len = max_seq_len - 20;
-        let split = 100.min(len / 2);
-        let ids = prompts(spec.vocab_size, len);
-        let mut chunks = vec![(0, split)];
-        chunks.extend((split..len).map(|t| (t, t + 1)));
+        let max_seq_len = max_seq(&spec(name));
         for (precision, tol) in TOLERANCES {
             let gpu_device = DeviceChoice::Cuda { ordinal: 0 };
             let mut gpu = build(name, precision, max_seq_len, gpu_device);
             let cpu_device = DeviceChoice::Cpu { threads: None };
             let mut cpu = build(name, precision, max_seq_len, cpu_device);
-            for batch in [1, BATCH] {
-                for mode in [CacheMode::StaticV1, CacheMode::StaticV2] {
-                    let want = chunked_logits(&mut cpu, &ids, batch, len, &chunks, mode);
-                    let got = chunked_logits(&mut gpu, &ids, batch, len, &chunks, mode);
-                    let err = rel_err(&got, &want);
-                    eprintln!(
-                        "{name} {precision} {mode:?} decode {split}..{len} (batch {batch}): relative error {err:.2e} (bound {tol:.0e})"
-                    );
-                    assert!(
-                        err <= tol,
-                        "{name} {precision} {mode:?} batch {batch}: relative error {err}"
-                    );
-                }
-            }
+            check_decode_steps(&format!("{name} {precision}"), &mut gpu, &mut cpu, tol);
         }
+    }
+}
+
+/// The tiny Llama reshaped to heads of 128 (the width of Llama-3.1-8B's), with seeded weights: FP32
+/// rows of 128 are too wide for the decode attention's registers before its wait (the other path of
+/// `attn_decode`), FP16/BF16 rows fill them exactly, and the tensor-core prefill takes its widest head.
+fn wide_heads() -> (ModelSpec, WeightMap) {
+    let mut spec = spec("tiny-llama");
+    spec.name = "tiny-llama-wide-heads".into();
+    (
+        spec.hidden_size,
+        spec.num_heads,
+        spec.num_kv_heads,
+        spec.head_dim,
+    ) = (256, 2, 1, 128);
+    spec.intermediate_size = 384;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut weights = WeightMap::default();
+    for (name, shape) in expected_tensors(&spec) {
+        let n: usize = shape.iter().product();
+        let base = if name.ends_with("norm.weight") {
+            1.0
+        } else {
+            0.0
+        };
+        let data = (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                base + ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+            })
+            .collect();
+        let tensor = HostTensor {
+            shape,
+            data: TensorData::F32(data),
+        };
+        weights.tensors.insert(name, tensor);
+    }
+    (spec, weights)
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU (run with --include-ignored)"]
+fn decode_steps_with_128_wide_heads_match_cpu_engine() {
+    if let Err(e) = device::check_libraries() {
+        panic!("{e}");
+    }
+    let (spec, weights) = wide_heads();
+    for (precision, tol) in TOLERANCES {
+        let engine = |device| {
+            let options = BuildOptions {
+                precision,
+                max_seq_len: max_seq(&spec),
+                max_batch: BATCH,
+                device,
+            };
+            Engine::build_from_weights(spec.clone(), &weights, options, &NoProgress)
+                .unwrap_or_else(|e| panic!("wide heads {precision} {device:?}: {e}"))
+        };
+        let mut gpu = engine(DeviceChoice::Cuda { ordinal: 0 });
+        let mut cpu = engine(DeviceChoice::Cpu { threads: None });
+        check_decode_steps(&format!("wide heads {precision}"), &mut gpu, &mut cpu, tol);
     }
 }
