@@ -3,8 +3,9 @@
 //! prompts are at most 31 tokens, one tile), batched, and in two chunks where the second step's keys
 //! come partly from the cache; and one-token decode steps (the fused decode kernels and CUDA graph)
 //! past 128 and 256 cached keys, where the decode attention runs in several 128-key splits combined by
-//! the last block; the same decode steps on the tiny Llama reshaped to 128-wide heads with seeded weights
-//! (the FP32 attention path whose rows do not fit its registers). Needs a GPU (sm_80+ for the tensor-core path), so `#[ignore]`d like `cuda_parity.rs`.
+//! the last block; the same decode steps on the tiny Llama reshaped to 128-wide heads with seeded
+//! weights (the FP32 attention path whose rows do not fit its registers). Needs a GPU (sm_80+ for the
+//! tensor-core path), so `#[ignore]`d like `cuda_parity.rs`.
 //!
 //! Reference: the CPU engine of the same precision on the same prompts (f32 compute on the same rounded
 //! weights; `parity.rs` holds it to HF transformers with the weights rounded to that type at 1e-4).
