@@ -160,6 +160,10 @@ __device__ __forceinline__ void stream(const T* __restrict__ W, const Lane& l, c
 // Prologues: stage the M input rows in shared memory as T (the rounding the unfused path applies
 // before a GEMM). Inputs written by the predecessor are read through L2 (`__ldcg`), never through the
 // non-coherent read-only path, which may overlap the predecessor under programmatic dependent launch.
+// NORM_REGS (tuning knob, LLMFORGE_DECODE_NORM_REGS=1): each thread keeps its x values in registers
+// between the statistics and the scaling (the same arithmetic, one L2 round trip fewer).
+#define NORM_REGS {{ c.decode_norm_regs }}
+#define NPT ((K + WARPS * 32 - 1) / (WARPS * 32)) // x values per thread (blocks of WARPS * 32 threads)
 template <int K>
 __device__ __forceinline__ void stage_norm(const float* x, const float* __restrict__ nw,
                                            const float* __restrict__ nb, int M, T* xs) {
@@ -167,25 +171,69 @@ __device__ __forceinline__ void stage_norm(const float* x, const float* __restri
     for (int m = 0; m < M; m++) {
         const float* xr = x + (size_t)m * K;
         float sum = 0.0f, sq = 0.0f;
-        for (int k = threadIdx.x; k < K; k += blockDim.x) {
-            float v = __ldcg(xr + k);
-            sum += v;
-            sq += v * v;
+        float xv[NORM_REGS ? NPT : 1];
+        if (NORM_REGS) {
+#pragma unroll
+            for (int i = 0; i < NPT; i++) {
+                int k = threadIdx.x + i * WARPS * 32;
+                if (k < K) {
+                    float v = __ldcg(xr + k);
+                    xv[NORM_REGS ? i : 0] = v;
+                    sum += v;
+                    sq += v * v;
+                }
+            }
+        } else {
+            for (int k = threadIdx.x; k < K; k += blockDim.x) {
+                float v = __ldcg(xr + k);
+                sum += v;
+                sq += v * v;
+            }
         }
+        // x[k] = xv[i] for k = threadIdx.x + i * WARPS * 32 (NORM_REGS), else read again through L2.
 {% if c.rms %}
         float inv = rsqrtf(block_sum(sq, red) / (float)K + EPS);
-        for (int k = threadIdx.x; k < K; k += blockDim.x)
-            xs[(size_t)m * K + k] = from_f32(__ldcg(xr + k) * inv * nw[k]);
+        if (NORM_REGS) {
+#pragma unroll
+            for (int i = 0; i < NPT; i++) {
+                int k = threadIdx.x + i * WARPS * 32;
+                if (k < K) xs[(size_t)m * K + k] = from_f32(xv[NORM_REGS ? i : 0] * inv * nw[k]);
+            }
+        } else {
+            for (int k = threadIdx.x; k < K; k += blockDim.x)
+                xs[(size_t)m * K + k] = from_f32(__ldcg(xr + k) * inv * nw[k]);
+        }
 {% else %}
         float mean = block_sum(sum, red) / (float)K;
         float var = 0.0f;
-        for (int k = threadIdx.x; k < K; k += blockDim.x) {
-            float d = __ldcg(xr + k) - mean;
-            var += d * d;
+        if (NORM_REGS) {
+#pragma unroll
+            for (int i = 0; i < NPT; i++) {
+                int k = threadIdx.x + i * WARPS * 32;
+                if (k < K) {
+                    float d = xv[NORM_REGS ? i : 0] - mean;
+                    var += d * d;
+                }
+            }
+        } else {
+            for (int k = threadIdx.x; k < K; k += blockDim.x) {
+                float d = __ldcg(xr + k) - mean;
+                var += d * d;
+            }
         }
         float inv = rsqrtf(block_sum(var, red) / (float)K + EPS);
-        for (int k = threadIdx.x; k < K; k += blockDim.x)
-            xs[(size_t)m * K + k] = from_f32((__ldcg(xr + k) - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
+        if (NORM_REGS) {
+#pragma unroll
+            for (int i = 0; i < NPT; i++) {
+                int k = threadIdx.x + i * WARPS * 32;
+                if (k < K)
+                    xs[(size_t)m * K + k] =
+                        from_f32((xv[NORM_REGS ? i : 0] - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
+            }
+        } else {
+            for (int k = threadIdx.x; k < K; k += blockDim.x)
+                xs[(size_t)m * K + k] = from_f32((__ldcg(xr + k) - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
+        }
 {% endif %}
     }
     __syncthreads();
@@ -313,6 +361,23 @@ template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's b
     }
 };
 
+// L2_AFTER (tuning knob, LLMFORGE_DECODE_L2_AFTER=N): right after the wait, lane 0 of each warp asks
+// L2 for the weights of its next N steps (one bulk prefetch per row), so that they arrive while the
+// prologue stages the inputs.
+#define L2_AFTER {{ c.decode_l2_after }}
+template <int K, int KIND>
+__device__ __forceinline__ void prefetch_step(const T* __restrict__ W, const Lane& l, int s) {
+    typedef Plan<K, KIND> P;
+    if (l.lane != 0) return;
+    int u = l.gw + (s / P::STEPS) * l.nw, c = s % P::STEPS;
+    int vecs = P::EXACT ? P::SPAN : min(P::SPAN, P::KV - c * P::SPAN);
+#pragma unroll
+    for (int r = 0; r < P::RU; r++) {
+        const uint4* row = (const uint4*)(W + (size_t)Unit<KIND>::row(u, r) * K);
+        l2_prefetch(row + c * P::SPAN, (unsigned)vecs * 16u);
+    }
+}
+
 // Before the wait: trigger the successor, load the first step's weights into registers and ask L2
 // for the norm's weights (constants of the engine). WAIT then waits for the predecessor.
 #define BEGIN(K, KIND, units, norm_w)                                                              \
@@ -323,9 +388,10 @@ template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's b
     uint4 b[Plan<K, KIND>::RU][Plan<K, KIND>::U16];                                                \
     if (l.steps > 0) load_step<K, KIND>(W, l, 0, b);                                               \
     if ((norm_w) != nullptr && threadIdx.x == 0) l2_prefetch(norm_w, HIDDEN * 4);
-#define WAIT()                                                                                     \
+#define WAIT(K, KIND)                                                                              \
     pdl_wait();                                                                                    \
     trace_mark(trace, slot, 1);                                                                    \
+    for (int p = 1; p <= L2_AFTER && p < l.steps; p++) prefetch_step<K, KIND>(W, l, p);           \
     T* xs = (T*)dec_smem;
 
 template <int MR>
@@ -341,7 +407,7 @@ __device__ __forceinline__ void qkv(const T* __restrict__ W, const float* x,
             l2_prefetch(epi.sin_t + (size_t)epi.pos[m] * HALF_DIM, HALF_DIM * 4);
         }
 {% endif %}
-    WAIT()
+    WAIT(HIDDEN, ROPE_PAIR)
     if (l.lane == 0 && l.steps > 0) epi.prepare(l.gw, M);
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     stream<HIDDEN, ROPE_PAIR, MR>(W, l, xs, M, b, epi);
@@ -360,7 +426,7 @@ __device__ __forceinline__ void up_proj(const T* __restrict__ W, const float* x,
                                         const float* __restrict__ bias, T* __restrict__ mid, int M,
                                         u64* trace, int slot) {
     BEGIN(HIDDEN, UP_KIND, INTER, nw)
-    WAIT()
+    WAIT(HIDDEN, UP_KIND)
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     UP_EPI<MR> epi{bias, mid};
     stream<HIDDEN, UP_KIND, MR>(W, l, xs, M, b, epi);
@@ -373,7 +439,7 @@ __device__ __forceinline__ void residual_proj(const T* __restrict__ W, const T* 
                                               const float* __restrict__ bias, int M, u64* trace,
                                               int slot) {
     BEGIN(K, SINGLE, HIDDEN, (const float*)nullptr)
-    WAIT()
+    WAIT(K, SINGLE)
     AccEpi<HIDDEN, MR> epi{x, bias};
     if (l.lane == 0 && l.steps > 0) epi.prepare(l.gw, M);
     stage_copy<K>(a, M, xs);
@@ -387,7 +453,7 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* x,
                                         unsigned long long* __restrict__ best, int n, int M,
                                         u64* trace, int slot) {
     BEGIN(HIDDEN, SINGLE, n, nw)
-    WAIT()
+    WAIT(HIDDEN, SINGLE)
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     LogitsEpi<MR> epi{logits, n, {}};
     stream<HIDDEN, SINGLE, MR>(W, l, xs, M, b, epi);

@@ -43,6 +43,10 @@ pub struct KernelConsts {
     /// 16-byte weight vectors each lane of a decode GEMV loads per step (4, 8 or 16).
     pub decode_vps: usize,
     pub sample_max_k: usize,
+    /// Tuning knobs of the decode GEMVs, off by default (see [`decode_knob`]): keep the norm's
+    /// inputs in registers, and ask L2 for this many next weight steps right after the wait.
+    pub decode_norm_regs: usize,
+    pub decode_l2_after: usize,
     /// Whether `attn_prefill_tc` is the real tensor-core kernel (else an empty stub): see
     /// [`tc_prefill_supported`].
     pub tc_attn: bool,
@@ -72,6 +76,8 @@ impl KernelConsts {
             gemv_max_rows: GEMV_MAX_ROWS,
             decode_vps: decode_vps(spec),
             sample_max_k: SAMPLE_MAX_K,
+            decode_norm_regs: decode_knob("LLMFORGE_DECODE_NORM_REGS", 1),
+            decode_l2_after: decode_knob("LLMFORGE_DECODE_L2_AFTER", 2),
             tc_attn: tc_prefill_supported(spec, precision),
         }
     }
@@ -86,6 +92,16 @@ pub fn decode_vps(spec: &ModelSpec) -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|v| [4, 8, 16].contains(v))
         .unwrap_or(if spec.hidden_size >= 4096 { 16 } else { 8 })
+}
+
+/// A decode tuning knob from the environment: `var` = 0 to `max` (default 0, off). Not yet measured
+/// on a GPU (bench/tune-cases.txt has the cases); each changes speed only, never results.
+pub fn decode_knob(var: &str, max: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v <= max)
+        .unwrap_or(0)
 }
 
 /// Largest head size the tensor-core prefill attention takes (its K/V tiles stay in 48 KB of static
