@@ -1,0 +1,116 @@
+// Part of templates/kernels/decode.cu (included): the GEMV epilogues, each run by lane 0 of the warp
+// that finished a unit, with the inputs its `prepare` loaded as the unit began.
+// Epilogues (run by lane 0 of the unit's warp).
+template <int MR> struct QkvEpi {
+    const float* bias;
+    const u32* pos;
+    const int* step;
+    const float* cos_t;
+    const float* sin_t;
+    float* q;
+    T* new_k;
+    T* new_v;
+    T* cache_k;
+    T* cache_v;
+    int max_seq;
+    float b1, b2, cs[MR], sn[MR]; // the unit's bias pair and RoPE factors (prepare)
+    __device__ __forceinline__ void prepare(int u, int M) {
+        int head = u / HALF_DIM, j = u % HALF_DIM;
+        int col = head * HEAD_DIM + j;
+        b1 = bias ? bias[col] : 0.0f;
+        b2 = bias ? bias[col + HALF_DIM] : 0.0f;
+{% if c.rope %}
+        if (head < HEADS + KV_HEADS)
+            for (int m = 0; m < MR && m < M; m++) {
+                cs[m] = cos_t[(size_t)pos[m] * HALF_DIM + j];
+                sn[m] = sin_t[(size_t)pos[m] * HALF_DIM + j];
+            }
+{% endif %}
+    }
+    __device__ __forceinline__ void operator()(int u, float (&s)[2][MR], int M) {
+        int head = u / HALF_DIM, j = u % HALF_DIM;
+        int col = head * HEAD_DIM + j;
+        int t = step[0];
+        for (int m = 0; m < MR && m < M; m++) {
+            float x1 = s[0][m] + b1, x2 = s[1][m] + b2;
+            float y1 = x1, y2 = x2;
+{% if c.rope %}
+            if (head < HEADS + KV_HEADS) {
+                y1 = x1 * cs[m] - x2 * sn[m];
+                y2 = x2 * cs[m] + x1 * sn[m];
+            }
+{% endif %}
+            if (head < HEADS) {
+                q[(size_t)m * Q_DIM + col] = y1;
+                q[(size_t)m * Q_DIM + col + HALF_DIM] = y2;
+                continue;
+            }
+            bool is_k = head < HEADS + KV_HEADS;
+            int kh = is_k ? head - HEADS : head - HEADS - KV_HEADS;
+            T* nw = is_k ? new_k : new_v;
+            T* cw = is_k ? cache_k : cache_v;
+            size_t at = ((size_t)m * KV_HEADS + kh) * HEAD_DIM + j;
+            size_t c = (((size_t)m * KV_HEADS + kh) * max_seq + t) * HEAD_DIM + j;
+            nw[at] = from_f32(y1);
+            nw[at + HALF_DIM] = from_f32(y2);
+            cw[c] = from_f32(y1);
+            cw[c + HALF_DIM] = from_f32(y2);
+        }
+    }
+};
+
+template <int N, int MR> struct AccEpi { // y[m, u] += s (+ bias[u])
+    float* y;
+    const float* bias;
+    float b, y0[MR]; // the unit's bias and residual values (prepare: after the wait, through L2)
+    __device__ __forceinline__ void prepare(int u, int M) {
+        b = bias ? bias[u] : 0.0f;
+        for (int m = 0; m < MR && m < M; m++) y0[m] = __ldcg(y + (size_t)m * N + u);
+    }
+    __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
+        for (int m = 0; m < MR && m < M; m++) y[(size_t)m * N + u] = y0[m] + (s[0][m] + b);
+    }
+};
+
+template <int MR> struct SwigluEpi { // mid[m, u] = silu(gate + bias) * (up + bias)
+    const float* bias;
+    T* mid;
+    __device__ __forceinline__ void prepare(int, int) {}
+    __device__ __forceinline__ void operator()(int u, float (&s)[2][MR], int M) {
+        for (int m = 0; m < MR && m < M; m++) {
+            float g = s[0][m], up = s[1][m];
+            if (bias) {
+                g += bias[u];
+                up += bias[INTER + u];
+            }
+            mid[(size_t)m * INTER + u] = from_f32(g / (1.0f + expf(-g)) * up);
+        }
+    }
+};
+
+template <int MR> struct GeluEpi { // mid[m, u] = gelu_new(fc + bias)
+    const float* bias;
+    T* mid;
+    __device__ __forceinline__ void prepare(int, int) {}
+    __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
+        for (int m = 0; m < MR && m < M; m++) {
+            float v = s[0][m] + (bias ? bias[u] : 0.0f);
+            float inner = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+            mid[(size_t)m * INTER + u] = from_f32(0.5f * v * (1.0f + tanhf(inner)));
+        }
+    }
+};
+
+template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's best argmax key
+    float* logits;
+    int n;
+    unsigned long long top[MR];
+    __device__ __forceinline__ void prepare(int, int) {}
+    __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
+        for (int m = 0; m < MR && m < M; m++) {
+            logits[(size_t)m * n + u] = s[0][m];
+            unsigned long long key = argmax_key(s[0][m], u);
+            top[m] = key > top[m] ? key : top[m];
+        }
+    }
+};
