@@ -1,6 +1,6 @@
 """transformers side of the GPU verification and benchmark (bench/gpu_verify.sh, bench/gpu_bench.sh).
 
-  gpu_hf.py make NAME OUT_DIR [--dtype fp32|fp16]      seeded HF model from models/NAME/config.json
+  gpu_hf.py make NAME OUT_DIR [--dtype fp32|fp16|bf16] seeded HF model from models/NAME/config.json
   gpu_hf.py compare HF_DIR OURS.json [--dtype ...]     HF logits/greedy on the same ids vs our dump
   gpu_hf.py bench NAME --prompt N --new M --mode eager|static [--dtype fp16]
   gpu_hf.py bandwidth                                  device-to-device copy bandwidth (GB/s)
