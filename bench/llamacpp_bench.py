@@ -20,7 +20,6 @@ import argparse
 import ctypes
 import importlib.util
 import json
-import os
 import sys
 import time
 

@@ -83,14 +83,9 @@ impl Sampler {
         self.params.is_greedy()
     }
 
-    /// The next uniform draw in [0, 1): what `sample` uses for one row, for a backend that samples
-    /// on the device with the same semantics (one draw per row, rows in order).
+    /// The next uniform draw in [0, 1) (splitmix64): what `sample` takes for one row, and what a
+    /// backend sampling on the device passes it (one draw per row, rows in order).
     pub fn draw(&mut self) -> f64 {
-        self.uniform()
-    }
-
-    /// splitmix64 → uniform f64 in [0, 1).
-    fn uniform(&mut self) -> f64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -145,7 +140,7 @@ impl Sampler {
         }
         // One draw per row, also when the weights are degenerate (NaN, infinite or all zero: then the
         // first in order), so later rows and steps see the same stream as a device sampler.
-        let draw = self.uniform();
+        let draw = self.draw();
         if !(total.is_finite() && total > 0.0) {
             return self.work[0].0;
         }

@@ -20,6 +20,7 @@ use super::attention::{Step, cache_offset};
 use super::gemm::gemm_rows_exact;
 use crate::backend::ops::AttnGeometry;
 use rayon::prelude::*;
+use std::borrow::Cow;
 
 /// Query rows per task.
 pub const BQ: usize = 16;
@@ -39,17 +40,26 @@ pub struct Sources<'a> {
     pub prefix: usize,
 }
 
-/// Keys and values of one (batch, KV head), positions in order, `[n, head_dim]` each.
-struct Packed {
-    key: Vec<f32>,
-    value: Vec<f32>,
+/// Keys and values of one (batch, KV head), positions in order, `[n, head_dim]` each: the cache's own
+/// rows when they are all there (`static_v1`, where the step's rows were just written to it), else a
+/// packed copy of the cached rows followed by the step's.
+struct Packed<'a> {
+    key: Cow<'a, [f32]>,
+    value: Cow<'a, [f32]>,
 }
 
-fn pack(src: &Sources<'_>, g: &AttnGeometry, st: Step, b: usize, kvh: usize) -> Packed {
+fn pack<'a>(src: &Sources<'a>, g: &AttnGeometry, st: Step, b: usize, kvh: usize) -> Packed<'a> {
     let (d, cols) = (g.head_dim, g.q_dim() + 2 * g.kv_dim());
     let n = st.start + st.seq_len;
-    let (mut key, mut value) = (Vec::with_capacity(n * d), Vec::with_capacity(n * d));
     let cached = src.prefix.min(n);
+    if cached == n {
+        let at = cache_offset(g, src.max_seq, b, kvh, 0);
+        return Packed {
+            key: Cow::Borrowed(&src.cache_key[at..at + n * d]),
+            value: Cow::Borrowed(&src.cache_value[at..at + n * d]),
+        };
+    }
+    let (mut key, mut value) = (Vec::with_capacity(n * d), Vec::with_capacity(n * d));
     if cached > 0 {
         let at = cache_offset(g, src.max_seq, b, kvh, 0);
         key.extend_from_slice(&src.cache_key[at..at + cached * d]);
@@ -62,7 +72,10 @@ fn pack(src: &Sources<'_>, g: &AttnGeometry, st: Step, b: usize, kvh: usize) -> 
         key.extend_from_slice(&src.qkv[k0..k0 + d]);
         value.extend_from_slice(&src.qkv[v0..v0 + d]);
     }
-    Packed { key, value }
+    Packed {
+        key: Cow::Owned(key),
+        value: Cow::Owned(value),
+    }
 }
 
 /// Per-thread buffers: packed queries, the score block, P·V accumulators.

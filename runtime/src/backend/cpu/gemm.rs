@@ -24,8 +24,8 @@
 
 use super::matrix::{Matrix, Store};
 use super::simd::{LANES, finish};
-use half::{bf16, f16};
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
 use super::gemm_x86;
@@ -82,8 +82,15 @@ impl Kernel {
         all
     }
 
+    /// The fastest kernel for `numerics`, detected once (prefill attention asks for it per block).
     fn detect(numerics: Numerics) -> Kernel {
-        Kernel::available(numerics)[0]
+        static MATCH_DECODE: OnceLock<Kernel> = OnceLock::new();
+        static FUSED: OnceLock<Kernel> = OnceLock::new();
+        let cell = match numerics {
+            Numerics::MatchDecode => &MATCH_DECODE,
+            Numerics::Fused => &FUSED,
+        };
+        *cell.get_or_init(|| Kernel::available(numerics)[0])
     }
 }
 
@@ -235,26 +242,9 @@ pub(super) fn gemm_rows_exact(w: &[f32], nb: usize, x: &[f32], n: usize, k: usiz
     run_block(Kernel::detect(Numerics::MatchDecode), w, nb, x, n, k, t);
 }
 
-/// f16 / bf16 weight rows to f32 (exact conversions).
-fn widen_f16(src: &[f16], dst: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("f16c") {
-        // SAFETY: F16C support (which implies AVX on every CPU that has it) was just detected.
-        return unsafe { gemm_x86::f16_to_f32(src, dst) };
-    }
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d = s.to_f32();
-    }
-}
-
-fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d = f32::from_bits((s.to_bits() as u32) << 16);
-    }
-}
-
-/// Weight rows per parallel block: about four blocks per thread, a multiple of 12 (of every kernel's
-/// tile width), at most `BLOCK_BYTES` of f32 (unless `k` alone is larger).
+/// Weight rows per parallel block: about four blocks per thread, at most `BLOCK_BYTES` of f32, then
+/// rounded up to a multiple of 12 (of every kernel's tile width) — so a block can pass the cap by up to
+/// 11 rows, and is 12 rows whenever fewer than 12 fit in it (`k` above ~11k).
 fn block_rows(rows: usize, k: usize) -> usize {
     let tasks = 4 * rayon::current_num_threads().max(1);
     let cap = (BLOCK_BYTES / (4 * k.max(1))).max(1);
@@ -284,12 +274,12 @@ fn gemm_with(kernel: Kernel, m: &Matrix, x: &[f32], n: usize, out: &mut [f32], t
                 Store::F32(v) => &v[range],
                 Store::F16(v) => {
                     buf.resize(rows_here * k, 0.0);
-                    widen_f16(&v[range], buf);
+                    super::matrix::f16_to_f32(&v[range], buf);
                     buf
                 }
                 Store::Bf16(v) => {
                     buf.resize(rows_here * k, 0.0);
-                    widen_bf16(&v[range], buf);
+                    super::matrix::bf16_to_f32(&v[range], buf);
                     buf
                 }
             };

@@ -6,8 +6,9 @@
 //! of the stored (already rounded) weights in f64.
 
 use super::*;
-use crate::backend::cpu::matrix::Matrix;
+use crate::backend::cpu::matrix::{self, Matrix};
 use crate::backend::cpu::test_data::lcg;
+use half::{bf16, f16};
 
 type MakeStore = fn(Vec<f32>) -> Store;
 
@@ -146,7 +147,7 @@ fn f16_widening_is_exact() {
         .map(|i| f16::from_bits(i.wrapping_mul(1777)))
         .collect();
     let mut out = vec![0.0f32; v.len()];
-    widen_f16(&v, &mut out);
+    matrix::f16_to_f32(&v, &mut out);
     for (o, h) in out.iter().zip(&v) {
         assert!(o.to_bits() == h.to_f32().to_bits() || (o.is_nan() && h.is_nan()));
     }

@@ -7,9 +7,9 @@
 use super::gemm::close;
 use super::simd::LANES;
 use std::arch::x86_64::{
-    __m128i, __m256, __m512, _mm_loadu_si128, _mm256_add_ps, _mm256_cvtph_ps, _mm256_fmadd_ps,
-    _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm512_add_ps,
-    _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mul_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    __m256, __m512, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps,
+    _mm256_setzero_ps, _mm256_storeu_ps, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps,
+    _mm512_mul_ps, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
 /// # Safety
@@ -106,8 +106,7 @@ unsafe fn body512<const FUSED: bool, const MR: usize, const NR: usize>(
 /// AVX2 tile: 2 tokens × 3 weight rows (12 accumulator registers of 16).
 pub const AVX2_MR: usize = 2;
 pub const AVX2_NR: usize = 3;
-/// AVX-512 tile: 4 tokens × 6 weight rows (24 accumulator registers of 32; measured ~15% faster than
-/// 4 × 4 on the 2-core test machine).
+/// AVX-512 tile: 4 tokens × 6 weight rows (24 accumulator registers of 32).
 pub const AVX512_MR: usize = 4;
 pub const AVX512_NR: usize = 6;
 
@@ -141,24 +140,4 @@ pub unsafe fn tile_avx512(x: [&[f32]; 4], w: [&[f32]; 6], k: usize) -> [[f32; 6]
 pub unsafe fn tile_avx512_fma(x: [&[f32]; 4], w: [&[f32]; 6], k: usize) -> [[f32; 6]; 4] {
     // SAFETY: forwarded from this function's contract.
     unsafe { body512::<true, AVX512_MR, AVX512_NR>(x, w, k) }
-}
-
-/// f16 → f32 with F16C, 8 at a time.
-///
-/// # Safety
-/// F16C (and AVX) must be available.
-#[target_feature(enable = "avx,f16c")]
-pub unsafe fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
-    let n = src.len().min(dst.len());
-    let full = n - n % 8;
-    for i in (0..full).step_by(8) {
-        // SAFETY: i + 8 <= n <= both lengths; unaligned load and store.
-        unsafe {
-            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
-            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
-        }
-    }
-    for i in full..n {
-        dst[i] = src[i].to_f32();
-    }
 }
