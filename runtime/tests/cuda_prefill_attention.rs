@@ -3,9 +3,10 @@
 //! prompts are at most 31 tokens, one tile), batched, and in two chunks where the second step's keys
 //! come partly from the cache; and one-token decode steps (the fused decode kernels and CUDA graph)
 //! past 128 and 256 cached keys, where the decode attention runs in several 128-key splits combined by
-//! the last block; the same decode steps on the tiny Llama reshaped to 128-wide heads with seeded
-//! weights (the FP32 attention path whose rows do not fit its registers). Needs a GPU (sm_80+ for the
-//! tensor-core path), so `#[ignore]`d like `cuda_parity.rs`.
+//! the last block; the same decode steps on the tiny Llama reshaped to 128- and 96-wide heads with
+//! seeded weights (the FP32 attention path whose rows do not fit its registers; rows that do not
+//! divide the split). Needs a GPU (sm_80+ for the tensor-core path), so `#[ignore]`d like
+//! `cuda_parity.rs`.
 //!
 //! Reference: the CPU engine of the same precision on the same prompts (f32 compute on the same rounded
 //! weights; `parity.rs` holds it to HF transformers with the weights rounded to that type at 1e-4).
@@ -201,18 +202,15 @@ fn decode_steps_over_several_attention_splits_match_cpu_engine() {
     }
 }
 
-/// The tiny Llama reshaped to heads of 128 (the width of Llama-3.1-8B's), with seeded weights: FP32
-/// rows of 128 are too wide for the decode attention's registers before its wait (the other path of
-/// `attn_decode`), FP16/BF16 rows fill them exactly, and the tensor-core prefill takes its widest head.
-fn wide_heads() -> (ModelSpec, WeightMap) {
+/// The tiny Llama reshaped to two heads of `head_dim`, with seeded weights. 128 (Llama-3.1-8B's): FP32
+/// rows are too wide for the decode attention's registers before its wait (the other path of
+/// `attn_decode`), FP16/BF16 rows fill them exactly, the tensor-core prefill takes its widest head.
+/// 96: rows of 12 (16-bit) or 24 (f32) vectors, which do not divide the 128-key split.
+fn wide_heads(head_dim: usize) -> (ModelSpec, WeightMap) {
     let mut spec = spec("tiny-llama");
-    spec.name = "tiny-llama-wide-heads".into();
-    (
-        spec.hidden_size,
-        spec.num_heads,
-        spec.num_kv_heads,
-        spec.head_dim,
-    ) = (256, 2, 1, 128);
+    spec.name = format!("tiny-llama-head-{head_dim}");
+    (spec.hidden_size, spec.num_heads, spec.num_kv_heads) = (2 * head_dim, 2, 1);
+    spec.head_dim = head_dim;
     spec.intermediate_size = 384;
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let mut weights = WeightMap::default();
@@ -242,12 +240,14 @@ fn wide_heads() -> (ModelSpec, WeightMap) {
 
 #[test]
 #[ignore = "needs a CUDA GPU (run with --include-ignored)"]
-fn decode_steps_with_128_wide_heads_match_cpu_engine() {
+fn decode_steps_with_128_and_96_wide_heads_match_cpu_engine() {
     if let Err(e) = device::check_libraries() {
         panic!("{e}");
     }
-    let (spec, weights) = wide_heads();
-    for (precision, tol) in TOLERANCES {
+    for ((spec, weights), (precision, tol)) in [128, 96]
+        .into_iter()
+        .flat_map(|d| TOLERANCES.map(|t| (wide_heads(d), t)))
+    {
         let engine = |device| {
             let options = BuildOptions {
                 precision,
@@ -256,10 +256,11 @@ fn decode_steps_with_128_wide_heads_match_cpu_engine() {
                 device,
             };
             Engine::build_from_weights(spec.clone(), &weights, options, &NoProgress)
-                .unwrap_or_else(|e| panic!("wide heads {precision} {device:?}: {e}"))
+                .unwrap_or_else(|e| panic!("{} {precision} {device:?}: {e}", spec.name))
         };
         let mut gpu = engine(DeviceChoice::Cuda { ordinal: 0 });
         let mut cpu = engine(DeviceChoice::Cpu { threads: None });
-        check_decode_steps(&format!("wide heads {precision}"), &mut gpu, &mut cpu, tol);
+        let label = format!("{} {precision}", spec.name);
+        check_decode_steps(&label, &mut gpu, &mut cpu, tol);
     }
 }

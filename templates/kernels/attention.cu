@@ -119,6 +119,11 @@ extern "C" __global__ void attn_prefill(const float* __restrict__ q, const T* __
 // to finish (counted in `counters`, which it resets) combines them into out: T [batch, Q_DIM].
 #define ROW_VECS (HEAD_DIM / VEC)
 #define PV_GROUPS (KCH / ROW_VECS)
+// Keys per group (every key of a split in some group), and whether every thread is in a group (a row
+// of ROW_VECS vectors that does not divide KCH leaves the last threads out of P·V).
+#define KPG ((KCH + PV_GROUPS - 1) / PV_GROUPS)
+#define ALL_GROUPS (PV_GROUPS * ROW_VECS == KCH)
+static_assert(HEAD_DIM <= KCH, "one thread per output dimension");
 // Rows of at most 16 vectors (256 bytes: FP16/BF16 up to head_dim 128, FP32 up to 64) are loaded
 // into registers before the wait; wider ones after it, the values only for P·V.
 #define PRELOAD (ROW_VECS <= 16)
@@ -131,13 +136,13 @@ __device__ __forceinline__ const T* kv_row(const T* c, const T* n, int key, int 
 }
 
 // After the wait: this thread's V slices of keys at or above `from` (the ones not loaded before it).
-__device__ __forceinline__ void load_v_after(uint4 (&vr)[ROW_VECS], const T* cv, const T* nv, int k0,
+__device__ __forceinline__ void load_v_after(uint4 (&vr)[KPG], const T* cv, const T* nv, int k0,
                                              int n, int g, int v, int from, int prefix, int start,
                                              int b, int kvh, int max_seq) {
 #pragma unroll
-    for (int i = 0; i < ROW_VECS; i++) {
+    for (int i = 0; i < KPG; i++) {
         int k = g + i * PV_GROUPS;
-        if (k < n && k0 + k >= from)
+        if ((ALL_GROUPS || g < PV_GROUPS) && k < n && k0 + k >= from)
             vr[i] = __ldcg((const uint4*)kv_row(cv, nv, k0 + k, prefix, start, b, kvh, max_seq) + v);
     }
 }
@@ -179,7 +184,8 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
     // before the wait, overlapping the predecessor. The step's own key (start) is loaded after it.
     int j = threadIdx.x;
     int g = threadIdx.x / ROW_VECS, v = threadIdx.x % ROW_VECS;
-    uint4 kr[ROW_VECS], vr[ROW_VECS];
+    bool in_group = ALL_GROUPS || g < PV_GROUPS;
+    uint4 kr[ROW_VECS], vr[KPG];
     bool k_old = PRELOAD && j < n && k0 + j < start;
     if (k_old) {
         const uint4* r4 = (const uint4*)kv_row(ck, nk, k0 + j, prefix, start, b, kvh, max_seq);
@@ -187,9 +193,9 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
         for (int i = 0; i < ROW_VECS; i++) kr[i] = __ldcg(r4 + i);
     }
 #pragma unroll
-    for (int i = 0; i < ROW_VECS; i++) {
+    for (int i = 0; i < KPG; i++) {
         int k = g + i * PV_GROUPS;
-        if (PRELOAD && k < n && k0 + k < start)
+        if (PRELOAD && in_group && k < n && k0 + k < start)
             vr[i] = __ldcg((const uint4*)kv_row(cv, nv, k0 + k, prefix, start, b, kvh, max_seq) + v);
     }
     pdl_wait();
@@ -227,9 +233,9 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
 #pragma unroll
     for (int e = 0; e < VEC; e++) acc[e] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < ROW_VECS; i++) {
+    for (int i = 0; i < KPG; i++) {
         int k = g + i * PV_GROUPS;
-        if (k < n) {
+        if (in_group && k < n) {
             float f[VEC];
             unpack(vr[i], f);
             float w = sp[k];
@@ -237,8 +243,10 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
             for (int e = 0; e < VEC; e++) acc[e] += w * f[e];
         }
     }
+    if (in_group) {
 #pragma unroll
-    for (int e = 0; e < VEC; e++) part[g][v * VEC + e] = acc[e];
+        for (int e = 0; e < VEC; e++) part[g][v * VEC + e] = acc[e];
+    }
     __syncthreads();
     size_t at = ((size_t)b * HEADS + h) * gridDim.x + split;
     int used = min((end + KCH - 1) / KCH, (int)gridDim.x);
