@@ -24,7 +24,7 @@ use runtime::backend::{CacheMode, LogitRows, StepInputs};
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::progress::NoProgress;
 use runtime::spec::Positions;
-use runtime::weights::{HostTensor, TensorData, WeightMap, WeightSource, expected_tensors};
+use runtime::weights::WeightSource;
 
 const TOLERANCES: [(Precision, f32); 3] = [
     (Precision::Fp32, 1e-4),
@@ -202,40 +202,17 @@ fn decode_steps_over_several_attention_splits_match_cpu_engine() {
     }
 }
 
-/// The tiny Llama reshaped to two heads of `head_dim`, with seeded weights. 128 (Llama-3.1-8B's): FP32
+/// The tiny Llama reshaped to two heads of `head_dim` (its weights: `WeightSource::Synthetic`). 128 (Llama-3.1-8B's): FP32
 /// rows are too wide for the decode attention's registers before its wait (the other path of
 /// `attn_decode`), FP16/BF16 rows fill them exactly, the tensor-core prefill takes its widest head.
 /// 96: rows of 12 (16-bit) or 24 (f32) vectors, which do not divide the 128-key split.
-fn wide_heads(head_dim: usize) -> (ModelSpec, WeightMap) {
+fn wide_heads(head_dim: usize) -> ModelSpec {
     let mut spec = spec("tiny-llama");
     spec.name = format!("tiny-llama-head-{head_dim}");
     (spec.hidden_size, spec.num_heads, spec.num_kv_heads) = (2 * head_dim, 2, 1);
     spec.head_dim = head_dim;
     spec.intermediate_size = 384;
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut weights = WeightMap::default();
-    for (name, shape) in expected_tensors(&spec) {
-        let n: usize = shape.iter().product();
-        let base = if name.ends_with("norm.weight") {
-            1.0
-        } else {
-            0.0
-        };
-        let data = (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                base + ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
-            })
-            .collect();
-        let tensor = HostTensor {
-            shape,
-            data: TensorData::F32(data),
-        };
-        weights.tensors.insert(name, tensor);
-    }
-    (spec, weights)
+    spec
 }
 
 #[test]
@@ -244,7 +221,8 @@ fn decode_steps_with_128_and_96_wide_heads_match_cpu_engine() {
     if let Err(e) = device::check_libraries() {
         panic!("{e}");
     }
-    for ((spec, weights), (precision, tol)) in [128, 96]
+    let weights = WeightSource::Synthetic { seed: 0x5eed };
+    for (spec, (precision, tol)) in [128, 96]
         .into_iter()
         .flat_map(|d| TOLERANCES.map(|t| (wide_heads(d), t)))
     {
@@ -255,7 +233,7 @@ fn decode_steps_with_128_and_96_wide_heads_match_cpu_engine() {
                 max_batch: BATCH,
                 device,
             };
-            Engine::build_from_weights(spec.clone(), &weights, options, &NoProgress)
+            Engine::build(spec.clone(), &weights, options, &NoProgress)
                 .unwrap_or_else(|e| panic!("{} {precision} {device:?}: {e}", spec.name))
         };
         let mut gpu = engine(DeviceChoice::Cuda { ordinal: 0 });
