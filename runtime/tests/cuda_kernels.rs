@@ -107,10 +107,8 @@ fn tensor_core_prefill_attention_compiles_for_16_bit_head_dims_64_and_128() {
             for sm in [90, 80] {
                 let compiled = kernels::compile(&spec, p, sm)
                     .unwrap_or_else(|e| panic!("{model} {p} sm_{sm}: {e}"));
-                let (_, ptx) = compiled
-                    .ptx
-                    .iter()
-                    .find(|(n, _)| n == "attn_prefill_tc")
+                let ptx = compiled
+                    .module("attn_prefill_tc")
                     .expect("attn_prefill_tc module");
                 let mma = format!("mma.sync.aligned.m16n8k16.row.col.f32.{kind}.{kind}.f32");
                 assert!(ptx.contains(&mma), "{model} {p} sm_{sm}: no {mma}");
@@ -122,10 +120,8 @@ fn tensor_core_prefill_attention_compiles_for_16_bit_head_dims_64_and_128() {
         }
         assert!(!kernels::tc_prefill_supported(&spec, Precision::Fp32));
         let compiled = kernels::compile(&spec, Precision::Fp32, 90).expect("fp32 compiles");
-        let (_, ptx) = compiled
-            .ptx
-            .iter()
-            .find(|(n, _)| n == "attn_prefill_tc")
+        let ptx = compiled
+            .module("attn_prefill_tc")
             .expect("attn_prefill_tc module");
         assert!(
             !ptx.contains("mma.sync"),
@@ -199,11 +195,7 @@ fn decode_kernels_stream_weights_before_waiting_for_their_predecessor() {
     let spec =
         ModelSpec::from_dir(&models_dir().join("Llama-3.2-1B-Instruct")).expect("config parses");
     let compiled = kernels::compile(&spec, Precision::Fp16, 90).expect("compiles");
-    let (_, ptx) = compiled
-        .ptx
-        .iter()
-        .find(|(n, _)| n == "decode")
-        .expect("decode module");
+    let ptx = compiled.module("decode").expect("decode module");
     for f in [
         "dec_qkv_1",
         "dec_o_1",
@@ -230,10 +222,6 @@ fn decode_kernels_stream_weights_before_waiting_for_their_predecessor() {
     // Before sm_90 there is no programmatic dependent launch: the same kernels carry no such
     // instruction (and run as plain launches).
     let ampere = kernels::compile(&spec, Precision::Fp16, 80).expect("compiles for sm_80");
-    let (_, ptx) = ampere
-        .ptx
-        .iter()
-        .find(|(n, _)| n == "decode")
-        .expect("decode");
+    let ptx = ampere.module("decode").expect("decode");
     assert!(!ptx.contains("griddepcontrol"));
 }

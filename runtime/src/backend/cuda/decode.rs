@@ -9,6 +9,7 @@
 use super::forward::{Arg, Call, Model, attention, embed, launch, ov, rope_cache_args, vp};
 use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps};
 use super::scratch::Scratch;
+use super::trace::{Kind, slot};
 use super::weights::{Mat, Vf};
 use crate::backend::BackendError;
 use crate::spec::ModelSpec;
@@ -74,6 +75,27 @@ fn gemv(
     launch(m, f, name, grid, 256, smem, &args)
 }
 
+/// Launch `dec_o` or `dec_down`: `(weight, input, bias)` times the input rows (as wide as the weight),
+/// added to the residual stream `x`.
+fn residual(
+    m: &Model<'_>,
+    f: &CudaFunction,
+    name: &str,
+    rows: usize,
+    slot: usize,
+    (w, input, bias): (&Mat, u64, &Option<Vf>),
+    x: u64,
+) -> Result<()> {
+    let args = vec![
+        mat(m, w),
+        Arg::P(input),
+        Arg::P(x),
+        Arg::P(ov(m, bias)),
+        Arg::I(rows as i32),
+    ];
+    gemv(m, f, name, w.cols, rows, slot, args)
+}
+
 fn mat(m: &Model<'_>, w: &Mat) -> Arg {
     Arg::P(m.mats.at(w.off))
 }
@@ -87,7 +109,7 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
     let spec = m.spec;
     let k: &DecodeKernels = if rows == 1 { &m.k.dec1 } else { &m.k.decn };
     let x = s.x.ptr();
-    let (h, qd, inter) = (spec.hidden_size, spec.q_dim(), spec.intermediate_size);
+    let h = spec.hidden_size;
     let l = m.layout;
     embed(m, s, call)?;
     for (i, layer) in l.layers.iter().enumerate() {
@@ -101,16 +123,10 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
         args.push(Arg::P(ov(m, &layer.qkv_bias)));
         args.extend(rope_cache_args(m, s, kv));
         args.extend([Arg::I(m.max_seq as i32), Arg::I(rows as i32)]);
-        gemv(m, &k.qkv, "dec_qkv", h, rows, 1 + 5 * i, args)?;
-        attention(m, s, call, kv, 2 + 5 * i)?;
-        let o_args = [
-            mat(m, &layer.o),
-            Arg::P(s.attn.ptr()),
-            Arg::P(x),
-            Arg::P(ov(m, &layer.o_bias)),
-            Arg::I(rows as i32),
-        ];
-        gemv(m, &k.o, "dec_o", qd, rows, 3 + 5 * i, o_args.into())?;
+        gemv(m, &k.qkv, "dec_qkv", h, rows, slot(Kind::Qkv, i), args)?;
+        attention(m, s, call, kv, slot(Kind::Attention, i))?;
+        let o = (&layer.o, s.attn.ptr(), &layer.o_bias);
+        residual(m, &k.o, "dec_o", rows, slot(Kind::O, i), o, x)?;
         let mut args = vec![mat(m, &layer.up), Arg::P(x)];
         args.extend(norm_args(m, &layer.mlp_norm));
         args.extend([
@@ -118,23 +134,9 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
             Arg::P(s.mid.ptr()),
             Arg::I(rows as i32),
         ]);
-        gemv(m, &k.up, "dec_up", h, rows, 4 + 5 * i, args)?;
-        let down_args = [
-            mat(m, &layer.down),
-            Arg::P(s.mid.ptr()),
-            Arg::P(x),
-            Arg::P(ov(m, &layer.down_bias)),
-            Arg::I(rows as i32),
-        ];
-        gemv(
-            m,
-            &k.down,
-            "dec_down",
-            inter,
-            rows,
-            5 + 5 * i,
-            down_args.into(),
-        )?;
+        gemv(m, &k.up, "dec_up", h, rows, slot(Kind::Up, i), args)?;
+        let down = (&layer.down, s.mid.ptr(), &layer.down_bias);
+        residual(m, &k.down, "dec_down", rows, slot(Kind::Down, i), down, x)?;
     }
     // The greedy selection rides in the lm_head epilogue (atomicMax of argmax keys into `best`).
     let best = if call.argmax { s.best.ptr() } else { 0 };
@@ -146,5 +148,6 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)
         Arg::I(l.lm_head.rows as i32),
         Arg::I(rows as i32),
     ]);
-    gemv(m, &k.lm, "dec_lm", h, rows, 1 + 5 * l.layers.len(), args)
+    let slot = slot(Kind::LmHead, l.layers.len());
+    gemv(m, &k.lm, "dec_lm", h, rows, slot, args)
 }

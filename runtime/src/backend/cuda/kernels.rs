@@ -237,6 +237,16 @@ pub struct CompiledKernels {
     pub ptx: Vec<(String, String)>,
 }
 
+impl CompiledKernels {
+    /// The PTX of kernel module `name` (one of [`MODULES`]).
+    pub fn module(&self, name: &str) -> Option<&str> {
+        self.ptx
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, ptx)| ptx.as_str())
+    }
+}
+
 fn first_abi() -> u32 {
     1
 }
@@ -323,18 +333,14 @@ impl Kernels {
     pub fn load(gpu: &Gpu, compiled: &CompiledKernels) -> Result<Kernels> {
         let mut funcs = std::collections::HashMap::new();
         for (module, names) in MODULES {
-            let (_, ptx) = compiled
-                .ptx
-                .iter()
-                .find(|(n, _)| n == module)
-                .ok_or_else(|| {
-                    Error::Backend(BackendError::Other(format!(
-                        "no PTX for kernel module {module}"
-                    )))
-                })?;
+            let ptx = compiled.module(module).ok_or_else(|| {
+                Error::Backend(BackendError::Other(format!(
+                    "no PTX for kernel module {module}"
+                )))
+            })?;
             let m = gpu
                 .ctx
-                .load_module(cudarc::nvrtc::Ptx::from_src(ptx.clone()))
+                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
                 .map_err(cuda_err("cuModuleLoadData"))?;
             for &f in names {
                 funcs.insert(f, m.load_function(f).map_err(cuda_err(f))?);

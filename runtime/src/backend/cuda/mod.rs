@@ -297,40 +297,27 @@ impl Backend for CudaBackend {
         mode: CacheMode,
         sampler: &mut Sampler,
     ) -> Result<Vec<u32>> {
-        if sampling::on_device(&sampler.params) {
-            let call = Call {
-                batch: step.batch,
-                seq_len: step.seq_len,
-                mode,
-                all_rows: false,
-                argmax: false,
-            };
-            self.run(step, cache, call)?;
-            let draws: Vec<f64> = (0..step.batch).map(|_| sampler.draw()).collect();
-            return self.sample_logits(&sampler.params, &draws);
-        }
-        if !sampler.is_greedy() {
+        if !sampler.is_greedy() && !sampling::on_device(&sampler.params) {
             let logits = self.forward(step, cache, mode, LogitRows::Last)?;
             return Ok((0..logits.batch)
                 .map(|b| sampler.sample(logits.row(b, 0)))
                 .collect());
         }
+        // Greedy: the argmax rides in the lm_head epilogue; sampling: its kernel follows the logits.
+        let greedy = sampler.is_greedy();
         let call = Call {
             batch: step.batch,
             seq_len: step.seq_len,
             mode,
             all_rows: false,
-            argmax: true,
+            argmax: greedy,
         };
         self.run(step, cache, call)?;
-        let mut keys = vec![0u64; step.batch];
-        let s = self.scratch.as_ref().ok_or_else(missing_scratch)?;
-        self.gpu.read(
-            &s.best,
-            bytemuck::cast_slice_mut(&mut keys),
-            "next token ids",
-        )?;
-        Ok(keys.into_iter().map(scratch::argmax_id).collect())
+        if greedy {
+            return self.read_ids(step.batch);
+        }
+        let draws: Vec<f64> = (0..step.batch).map(|_| sampler.draw()).collect();
+        self.sample_logits(&sampler.params, &draws)
     }
 
     fn weight_bytes(&self) -> usize {

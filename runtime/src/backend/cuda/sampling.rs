@@ -47,9 +47,19 @@ impl CudaBackend {
         ];
         let grid = (draws.len() as u32, 1, 1);
         launch(&m, &m.k.sample, "sample_top_k", grid, THREADS, 0, &args)?;
-        let mut keys = vec![0u64; draws.len()];
-        m.gpu
-            .read(&s.best, bytemuck::cast_slice_mut(&mut keys), "sampled ids")?;
+        self.read_ids(draws.len())
+    }
+
+    /// The token ids of the first `n` sequences, as the lm_head argmax or the sampler left them in
+    /// `scratch.best`.
+    pub(super) fn read_ids(&self, n: usize) -> Result<Vec<u32>> {
+        let s = self.scratch.as_ref().ok_or_else(missing_scratch)?;
+        let mut keys = vec![0u64; n];
+        self.gpu.read(
+            &s.best,
+            bytemuck::cast_slice_mut(&mut keys),
+            "next token ids",
+        )?;
         Ok(keys.into_iter().map(argmax_id).collect())
     }
 

@@ -46,12 +46,25 @@ pub fn slots(layers: usize) -> usize {
     2 + 5 * layers
 }
 
+/// The launches of one layer, in order.
+const LAYER: [Kind; 5] = [Kind::Qkv, Kind::Attention, Kind::O, Kind::Up, Kind::Down];
+
+/// The slot of launch `kind` of `layer` (the layer is ignored for the embedding; for lm_head it is
+/// the number of layers).
+pub fn slot(kind: Kind, layer: usize) -> usize {
+    match kind {
+        Kind::Embed => 0,
+        Kind::LmHead => 1 + 5 * layer,
+        k => 1 + 5 * layer + LAYER.iter().position(|&l| l == k).unwrap_or(0),
+    }
+}
+
 /// The kind of launch `slot` of a step.
 pub fn kind_of(slot: usize, layers: usize) -> Kind {
     match slot {
         0 => Kind::Embed,
         s if s > 5 * layers => Kind::LmHead,
-        s => [Kind::Qkv, Kind::Attention, Kind::O, Kind::Up, Kind::Down][(s - 1) % 5],
+        s => LAYER[(s - 1) % 5],
     }
 }
 
