@@ -7,7 +7,7 @@
 //! while its predecessor still runs.
 
 use super::forward::{Arg, Call, Model, attention, embed, launch, ov, rope_cache_args, vp};
-use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps};
+use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps, env_usize};
 use super::scratch::Scratch;
 use super::trace::{Kind, slot};
 use super::weights::{Mat, Vf};
@@ -15,20 +15,13 @@ use crate::backend::BackendError;
 use crate::spec::ModelSpec;
 use crate::{Error, Result};
 use cudarc::driver::CudaFunction;
-use std::sync::OnceLock;
 
 /// Blocks per SM of a decode GEMV launch (at most; the kernel's occupancy may allow fewer): two with
 /// 8 vectors per lane per step, one with 16 (measured best on an H200, bench/RESULTS.md).
 /// `LLMFORGE_DECODE_BPS` overrides it (for tuning runs).
 fn blocks_per_sm(spec: &ModelSpec) -> usize {
-    static BPS: OnceLock<Option<usize>> = OnceLock::new();
-    let forced = *BPS.get_or_init(|| {
-        std::env::var("LLMFORGE_DECODE_BPS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&v: &usize| (1..=16).contains(&v))
-    });
-    forced.unwrap_or(if decode_vps(spec) >= 16 { 1 } else { 2 })
+    env_usize("LLMFORGE_DECODE_BPS", |v| (1..=16).contains(&v))
+        .unwrap_or(if decode_vps(spec) >= 16 { 1 } else { 2 })
 }
 
 /// The input widths of the decode GEMVs: hidden (QKV, gate/up, lm_head), q_dim (O), intermediate

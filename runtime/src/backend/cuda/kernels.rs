@@ -87,21 +87,22 @@ impl KernelConsts {
 /// hidden sizes of 4096 and more (long rows: fewer, deeper warps), else 8 (measured on an H200,
 /// bench/RESULTS.md). `LLMFORGE_DECODE_VPS` = 4, 8 or 16 overrides it (tuning runs).
 pub fn decode_vps(spec: &ModelSpec) -> usize {
-    std::env::var("LLMFORGE_DECODE_VPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|v| [4, 8, 16].contains(v))
+    env_usize("LLMFORGE_DECODE_VPS", |v| [4, 8, 16].contains(&v))
         .unwrap_or(if spec.hidden_size >= 4096 { 16 } else { 8 })
 }
 
 /// A decode tuning knob from the environment: `var` = 0 to `max` (default 0, off). Not yet measured
 /// on a GPU (bench/tune-cases.txt has the cases); each changes speed only, never results.
 pub fn decode_knob(var: &str, max: usize) -> usize {
+    env_usize(var, |v| v <= max).unwrap_or(0)
+}
+
+/// A tuning override from the environment: `var` parsed as a number that `allowed` accepts.
+pub fn env_usize(var: &str, allowed: impl Fn(usize) -> bool) -> Option<usize> {
     std::env::var(var)
         .ok()
         .and_then(|v| v.parse().ok())
-        .filter(|v| *v <= max)
-        .unwrap_or(0)
+        .filter(|&v| allowed(v))
 }
 
 /// Largest head size the tensor-core prefill attention takes (its K/V tiles stay in 48 KB of static
@@ -223,7 +224,7 @@ pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, Str
 /// parameters, launch geometry). Stored with the PTX in engine files; a file with other kernels is
 /// refused by name rather than launched with the wrong arguments. 2: fused decode kernels
 /// (`decode.cu`), 128-key decode attention splits, tensor-core prefill attention; 3: decode
-/// timeline arguments (`trace.rs`).
+/// timeline arguments (`trace.rs`); 4: the device sampler (`sample.cu`).
 pub const KERNEL_ABI: u32 = 4;
 
 /// Compiled PTX of every module for one compute capability (stored in the engine file).
@@ -443,7 +444,7 @@ mod tests {
     }
 
     #[test]
-    fn tensor_core_prefill_only_for_16_bit_multiples_of_16() {
+    fn tensor_core_prefill_for_16_bit_storage_not_fp32() {
         let llama = spec("Llama-3.2-1B-Instruct");
         assert!(tc_prefill_supported(&llama, Precision::Fp16));
         assert!(tc_prefill_supported(&llama, Precision::Bf16));

@@ -1,6 +1,8 @@
 //! GEMM choice at engine build: every distinct weight shape of the model is timed at the decode row
 //! counts (1 and `max_batch`) and one prefill row count, for the `gemv` kernel (where it fits) and
 //! cuBLASLt's top heuristic candidates; the fastest is recorded per shape (and in the engine file).
+//! Decode steps of up to `GEMV_MAX_ROWS` sequences take the fused kernels (`decode.rs`) and do not
+//! read these choices; short prefills and larger decode batches do.
 
 use super::device::cuda_err;
 use super::forward::{Model, gemm};
