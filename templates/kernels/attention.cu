@@ -9,9 +9,6 @@
 #define DPL ((HEAD_DIM + 31) / 32) // output dims per lane
 #define KCH {{ c.decode_chunk }} // keys per decode split
 
-__device__ __forceinline__ int prefix_of(int mode, int start, int end) {
-    return mode == 0 ? end : (mode == 1 ? start : 0);
-}
 
 __device__ __forceinline__ size_t key_at(int key, int prefix, int start, int b, int kvh, int seq_len,
                                          int max_seq, int d, bool* from_cache) {
@@ -147,18 +144,6 @@ __device__ __forceinline__ void load_v_after(uint4 (&vr)[KPG], const T* cv, cons
     }
 }
 
-// Every thread gets the block's max / sum (KCH threads, KCH / 32 warps).
-__device__ __forceinline__ float block_max_kch(float v, float* red) {
-    v = warp_max(v);
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float m = red[0];
-#pragma unroll
-    for (int w = 1; w < KCH / 32; w++) m = fmaxf(m, red[w]);
-    return m;
-}
-
 extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
     const float* __restrict__ q, const T* __restrict__ ck, const T* __restrict__ cv,
     const T* __restrict__ nk, const T* __restrict__ nv, const int* __restrict__ step,
@@ -222,7 +207,7 @@ extern "C" __global__ void __launch_bounds__(KCH) attn_decode(
         }
         sc = dot;
     }
-    float mx = block_max_kch(sc, red);
+    float mx = block_max(sc, red);
     float p = j < n ? expf(sc - mx) : 0.0f;
     sp[j] = p;
     float l = block_sum(p, red);

@@ -27,9 +27,6 @@
 #define LDS (HEAD_DIM + 8)     // shared row stride in T: 16-byte rows, conflict-free fragment reads
 #define LOG2E 1.4426950408889634f
 
-__device__ __forceinline__ int tc_prefix_of(int mode, int start, int end) {
-    return mode == 0 ? end : (mode == 1 ? start : 0);
-}
 
 // Two f32 rounded to T and packed (lo in the low half).
 __device__ __forceinline__ u32 pack2(float lo, float hi) {
@@ -193,7 +190,7 @@ attn_prefill_tc(const float* __restrict__ q, const T* __restrict__ ck, const T* 
     int q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
     int h = blockIdx.y, b = blockIdx.z, kvh = h / GROUP;
     int start = step[0], end = step[1];
-    int prefix = tc_prefix_of(mode, start, end);
+    int prefix = prefix_of(mode, start, end);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     // This warp's rows: queries w0 + g and w0 + g + 8 (positions start + those).
     int w0 = q0 + warp * 16;

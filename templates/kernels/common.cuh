@@ -63,7 +63,8 @@ __device__ __forceinline__ void unpack(uint4 v, float* f) {
 // Programmatic dependent launch (sm_90+; no-ops elsewhere and when launched without the attribute):
 // a kernel may start while its predecessor drains, does only predecessor-independent work (index math,
 // weight loads) before pdl_wait(), which returns once the predecessor finished and its writes are
-// visible; pdl_trigger() lets the successor start launching. Nothing may be written before pdl_wait().
+// visible; pdl_trigger() lets the successor start launching. Nothing the predecessor reads or writes
+// may be written before pdl_wait() (the tuning timeline's own marks are).
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -129,4 +130,27 @@ __device__ __forceinline__ float block_sum(float v, float* shared32) {
     __syncthreads();
     float t = lane < warps ? shared32[lane] : 0.0f;
     return warp_sum(t);
+}
+// Max over a block, as block_sum.
+__device__ __forceinline__ float block_max(float v, float* shared32) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) shared32[warp] = v;
+    __syncthreads();
+    float t = lane < warps ? shared32[lane] : -INFINITY;
+    return warp_max(t);
+}
+
+// The MLP activations (shared by the unfused kernels of mlp.cu and the fused decode epilogues).
+__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+__device__ __forceinline__ float gelu_new(float v) { // tanh approximation, as GPT-2
+    float inner = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+    return 0.5f * v * (1.0f + tanhf(inner));
+}
+
+// Keys below the prefix come from the static cache: static_v1 (mode 0) its end, static_v2 (mode 1) its
+// start, none (2) nothing.
+__device__ __forceinline__ int prefix_of(int mode, int start, int end) {
+    return mode == 0 ? end : (mode == 1 ? start : 0);
 }

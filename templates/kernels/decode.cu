@@ -29,78 +29,53 @@ extern __shared__ __align__(16) unsigned char dec_smem[];
 // before a GEMM). Inputs written by the predecessor are read through L2 (`__ldcg`), never through the
 // non-coherent read-only path, which may overlap the predecessor under programmatic dependent launch.
 // NORM_REGS (tuning knob, LLMFORGE_DECODE_NORM_REGS=1): each thread keeps its x values in registers
-// between the statistics and the scaling (the same arithmetic, one L2 round trip fewer).
+// between the statistics and the scaling (the same arithmetic, one L2 round trip fewer); otherwise they
+// are read again through L2. Thread t takes elements t, t + 256, ... (blocks of WARPS * 32 threads).
 #define NORM_REGS {{ c.decode_norm_regs }}
-#define NPT ((K + WARPS * 32 - 1) / (WARPS * 32)) // x values per thread (blocks of WARPS * 32 threads)
+#define NPT ((K + WARPS * 32 - 1) / (WARPS * 32)) // x values per thread
 template <int K>
 __device__ __forceinline__ void stage_norm(const float* x, const float* __restrict__ nw,
                                            const float* __restrict__ nb, int M, T* xs) {
     __shared__ float red[32];
     for (int m = 0; m < M; m++) {
         const float* xr = x + (size_t)m * K;
-        float sum = 0.0f, sq = 0.0f;
         float xv[NORM_REGS ? NPT : 1];
-        if (NORM_REGS) {
+        auto x_at = [&](int i, int k) { return NORM_REGS ? xv[NORM_REGS ? i : 0] : __ldcg(xr + k); };
+        float sum = 0.0f, sq = 0.0f;
 #pragma unroll
-            for (int i = 0; i < NPT; i++) {
-                int k = threadIdx.x + i * WARPS * 32;
-                if (k < K) {
-                    float v = __ldcg(xr + k);
-                    xv[NORM_REGS ? i : 0] = v;
-                    sum += v;
-                    sq += v * v;
-                }
-            }
-        } else {
-            for (int k = threadIdx.x; k < K; k += blockDim.x) {
+        for (int i = 0; i < NPT; i++) {
+            int k = threadIdx.x + i * WARPS * 32;
+            if (k < K) {
                 float v = __ldcg(xr + k);
+                if (NORM_REGS) xv[NORM_REGS ? i : 0] = v;
                 sum += v;
                 sq += v * v;
             }
         }
-        // x[k] = xv[i] for k = threadIdx.x + i * WARPS * 32 (NORM_REGS), else read again through L2.
 {% if c.rms %}
         float inv = rsqrtf(block_sum(sq, red) / (float)K + EPS);
-        if (NORM_REGS) {
 #pragma unroll
-            for (int i = 0; i < NPT; i++) {
-                int k = threadIdx.x + i * WARPS * 32;
-                if (k < K) xs[(size_t)m * K + k] = from_f32(xv[NORM_REGS ? i : 0] * inv * nw[k]);
-            }
-        } else {
-            for (int k = threadIdx.x; k < K; k += blockDim.x)
-                xs[(size_t)m * K + k] = from_f32(__ldcg(xr + k) * inv * nw[k]);
+        for (int i = 0; i < NPT; i++) {
+            int k = threadIdx.x + i * WARPS * 32;
+            if (k < K) xs[(size_t)m * K + k] = from_f32(x_at(i, k) * inv * nw[k]);
         }
 {% else %}
         float mean = block_sum(sum, red) / (float)K;
         float var = 0.0f;
-        if (NORM_REGS) {
 #pragma unroll
-            for (int i = 0; i < NPT; i++) {
-                int k = threadIdx.x + i * WARPS * 32;
-                if (k < K) {
-                    float d = xv[NORM_REGS ? i : 0] - mean;
-                    var += d * d;
-                }
-            }
-        } else {
-            for (int k = threadIdx.x; k < K; k += blockDim.x) {
-                float d = __ldcg(xr + k) - mean;
+        for (int i = 0; i < NPT; i++) {
+            int k = threadIdx.x + i * WARPS * 32;
+            if (k < K) {
+                float d = x_at(i, k) - mean;
                 var += d * d;
             }
         }
         float inv = rsqrtf(block_sum(var, red) / (float)K + EPS);
-        if (NORM_REGS) {
 #pragma unroll
-            for (int i = 0; i < NPT; i++) {
-                int k = threadIdx.x + i * WARPS * 32;
-                if (k < K)
-                    xs[(size_t)m * K + k] =
-                        from_f32((xv[NORM_REGS ? i : 0] - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
-            }
-        } else {
-            for (int k = threadIdx.x; k < K; k += blockDim.x)
-                xs[(size_t)m * K + k] = from_f32((__ldcg(xr + k) - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
+        for (int i = 0; i < NPT; i++) {
+            int k = threadIdx.x + i * WARPS * 32;
+            if (k < K)
+                xs[(size_t)m * K + k] = from_f32((x_at(i, k) - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
         }
 {% endif %}
     }

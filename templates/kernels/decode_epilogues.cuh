@@ -1,6 +1,5 @@
 // Part of templates/kernels/decode.cu (included): the GEMV epilogues, each run by lane 0 of the warp
 // that finished a unit, with the inputs its `prepare` loaded as the unit began.
-// Epilogues (run by lane 0 of the unit's warp).
 template <int MR> struct QkvEpi {
     const float* bias;
     const u32* pos;
@@ -83,7 +82,7 @@ template <int MR> struct SwigluEpi { // mid[m, u] = silu(gate + bias) * (up + bi
                 g += bias[u];
                 up += bias[INTER + u];
             }
-            mid[(size_t)m * INTER + u] = from_f32(g / (1.0f + expf(-g)) * up);
+            mid[(size_t)m * INTER + u] = from_f32(silu_mul(g, up));
         }
     }
 };
@@ -95,8 +94,7 @@ template <int MR> struct GeluEpi { // mid[m, u] = gelu_new(fc + bias)
     __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
         for (int m = 0; m < MR && m < M; m++) {
             float v = s[0][m] + (bias ? bias[u] : 0.0f);
-            float inner = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-            mid[(size_t)m * INTER + u] = from_f32(0.5f * v * (1.0f + tanhf(inner)));
+            mid[(size_t)m * INTER + u] = from_f32(gelu_new(v));
         }
     }
 };

@@ -16,7 +16,7 @@ extern "C" __global__ void swiglu(const float* __restrict__ gu, const float* __r
             g += bias[i];
             u += bias[INTER + i];
         }
-        out[e] = from_f32(g / (1.0f + expf(-g)) * u);
+        out[e] = from_f32(silu_mul(g, u));
     }
 }
 
@@ -28,8 +28,6 @@ extern "C" __global__ void gelu_bias(const float* __restrict__ x, const float* _
     size_t n = (size_t)rows * INTER;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n;
          e += (size_t)gridDim.x * blockDim.x) {
-        float v = x[e] + (bias ? bias[e % INTER] : 0.0f);
-        float inner = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-        out[e] = from_f32(0.5f * v * (1.0f + tanhf(inner)));
+        out[e] = from_f32(gelu_new(x[e] + (bias ? bias[e % INTER] : 0.0f)));
     }
 }

@@ -1,8 +1,8 @@
 //! A timeline of the decode step for tuning runs (`LLMFORGE_DECODE_TRACE=1`, read when the backend is
 //! made; the kernels always take the marks' buffer, null when off): every decode launch gets a slot,
 //! and the first thread of each of its blocks records the GPU's global timer at entry (minimum over
-//! blocks), once its predecessor is
-//! done (`griddepcontrol.wait` returned; maximum) and at exit (maximum). After each traced decode step
+//! blocks), once its predecessor is done (`griddepcontrol.wait` returned; maximum) and at exit
+//! (maximum). After each traced decode step
 //! the slots are read back and summed per kernel kind; dropping the backend prints, per kind, the mean
 //! time blocks waited for the predecessor, the time from the last wait to the last exit, and the gap
 //! from the predecessor's last exit to this kernel's first entry (negative: they overlapped). Off by
