@@ -7,9 +7,12 @@
 # (built with `cargo test --release -p runtime --no-run` / `cargo build --release -p runtime --example
 # cuda_bench`). Logs and JSON results go to OUT_DIR.
 #  1. NVRTC compile tests and the tiny-fixture parity tests against transformers' references.
-#  2. Full-size architectures (Qwen2.5-0.5B, Llama-3.2-1B configs) with seeded weights: transformers
-#     makes the model (torch.manual_seed(0)) and saves it; our engine loads that directory; logits of
-#     the last prompt position and the greedy continuation are compared on the same GPU.
+#  2. Full-size architectures (VERIFY_MODELS, default Qwen2.5-0.5B and Llama-3.2-1B) with seeded
+#     weights: transformers makes the model (torch.manual_seed(0)) and saves it; our engine loads that
+#     directory; logits of the last prompt position and the greedy continuation are compared on the
+#     same GPU. Each of our greedy tokens is also scored by transformers given our own prefix (teacher
+#     forcing), and at FP16/BF16 transformers' greedy run is compared with its FP32 run on the same
+#     weights: how soon 16-bit rounding alone makes a continuation part ways.
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
 . "$HERE/gpu_env.sh"
@@ -41,7 +44,7 @@ for name in ${VERIFY_MODELS:-Qwen2.5-0.5B-Instruct Llama-3.2-1B-Instruct}; do
         "$BIN/cuda_bench" "$dir" --weights hf --precision "$p" --prompt-len 16 --new-tokens 32 --reps 1 \
             --dump "$OUT/$name-$dtype.json" >> "$OUT/ours_verify.jsonl" 2>> "$OUT/ours_verify.err"
         "$PYTHON" "$HERE/gpu_hf.py" compare "$dir" "$OUT/$name-$dtype.json" --dtype "$dtype" \
-            >> "$OUT/compare.jsonl" 2>> "$OUT/compare.err"
+            --oracle fp32 >> "$OUT/compare.jsonl" 2>> "$OUT/compare.err"
         rm -rf "$dir"
     done
 done

@@ -28,9 +28,10 @@ extern __shared__ __align__(16) unsigned char dec_smem[];
 // Prologues: stage the M input rows in shared memory as T (the rounding the unfused path applies
 // before a GEMM). Inputs written by the predecessor are read through L2 (`__ldcg`), never through the
 // non-coherent read-only path, which may overlap the predecessor under programmatic dependent launch.
-// NORM_REGS (tuning knob, LLMFORGE_DECODE_NORM_REGS=1): each thread keeps its x values in registers
-// between the statistics and the scaling (the same arithmetic, one L2 round trip fewer); otherwise they
-// are read again through L2. Thread t takes elements t, t + 256, ... (blocks of WARPS * 32 threads).
+// NORM_REGS (on unless LLMFORGE_DECODE_NORM_REGS=0; measured faster on an H200): each thread keeps
+// its x values in registers between the statistics and the scaling (the same arithmetic, one L2 round
+// trip fewer); otherwise they are read again through L2. Thread t takes elements t, t + 256, ...
+// (blocks of WARPS * 32 threads).
 #define NORM_REGS {{ c.decode_norm_regs }}
 #define NPT ((K + WARPS * 32 - 1) / (WARPS * 32)) // x values per thread
 template <int K>

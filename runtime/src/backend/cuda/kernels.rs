@@ -43,8 +43,8 @@ pub struct KernelConsts {
     /// 16-byte weight vectors each lane of a decode GEMV loads per step (4, 8 or 16).
     pub decode_vps: usize,
     pub sample_max_k: usize,
-    /// Tuning knobs of the decode GEMVs, off by default (see [`decode_knob`]): keep the norm's
-    /// inputs in registers, and ask L2 for this many next weight steps right after the wait.
+    /// Tuning knobs of the decode GEMVs (see [`decode_knob`]): keep the norm's inputs in registers
+    /// (on by default), and ask L2 for this many next weight steps right after the wait (off).
     pub decode_norm_regs: usize,
     pub decode_l2_after: usize,
     /// Whether `attn_prefill_tc` is the real tensor-core kernel (else an empty stub): see
@@ -76,8 +76,8 @@ impl KernelConsts {
             gemv_max_rows: GEMV_MAX_ROWS,
             decode_vps: decode_vps(spec),
             sample_max_k: SAMPLE_MAX_K,
-            decode_norm_regs: decode_knob("LLMFORGE_DECODE_NORM_REGS", 1),
-            decode_l2_after: decode_knob("LLMFORGE_DECODE_L2_AFTER", 2),
+            decode_norm_regs: decode_knob("LLMFORGE_DECODE_NORM_REGS", 1, 1),
+            decode_l2_after: decode_knob("LLMFORGE_DECODE_L2_AFTER", 2, 0),
             tc_attn: tc_prefill_supported(spec, precision),
         }
     }
@@ -91,10 +91,11 @@ pub fn decode_vps(spec: &ModelSpec) -> usize {
         .unwrap_or(if spec.hidden_size >= 4096 { 16 } else { 8 })
 }
 
-/// A decode tuning knob from the environment: `var` = 0 to `max` (default 0, off). Not yet measured
-/// on a GPU (bench/tune-cases.txt has the cases); each changes speed only, never results.
-pub fn decode_knob(var: &str, max: usize) -> usize {
-    env_usize(var, |v| v <= max).unwrap_or(0)
+/// A decode tuning knob from the environment: `var` = 0 to `max`, else `default` (the setting
+/// measured best on an H200, bench/RESULTS.md; cases in bench/tune-cases.txt). Each changes speed
+/// only, never results.
+pub fn decode_knob(var: &str, max: usize, default: usize) -> usize {
+    env_usize(var, |v| v <= max).unwrap_or(default)
 }
 
 /// A tuning override from the environment: `var` parsed as a number that `allowed` accepts.
