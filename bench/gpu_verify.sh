@@ -2,8 +2,8 @@
 # GPU verification of the CUDA backend, run from the repository root on a GPU machine:
 #   bench/gpu_verify.sh BIN_DIR OUT_DIR
 # BIN_DIR holds the release test binaries `cuda_kernels`, `cuda_parity` (optionally
-# `hostile_engine_file_cuda`, `typed_engine_cuda`, `cuda_prefill_attention`, `cuda_sampling`,
-# `smollm2_greedy_cuda`) and the `cuda_bench` example
+# `hostile_engine_file_cuda`, `hostile_gpu_memory_cuda`, `typed_engine_cuda`,
+# `cuda_prefill_attention`, `cuda_sampling`, `smollm2_greedy_cuda`) and the `cuda_bench` example
 # (built with `cargo test --release -p runtime --no-run` / `cargo build --release -p runtime --example
 # cuda_bench`). Logs and JSON results go to OUT_DIR.
 #  1. NVRTC compile tests and the tiny-fixture parity tests against transformers' references.
@@ -21,10 +21,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu
 echo "cuda_kernels rc=$?" | tee -a "$OUT/summary.txt"
 LLMFORGE_REQUIRE_CUDA=1 "$BIN/cuda_parity" --include-ignored --test-threads 1 --nocapture > "$OUT/cuda_parity.log" 2>&1
 echo "cuda_parity rc=$?" | tee -a "$OUT/summary.txt"
-# GPU-only tests of other suites, where their binaries were carried (hostile CUDA engine files, the typed
-# API on CUDA, long-prompt prefill attention against the CPU engine, device sampling against the host
-# sampler).
-for t in hostile_engine_file_cuda typed_engine_cuda cuda_prefill_attention cuda_sampling smollm2_greedy_cuda; do
+# GPU-only tests of other suites, where their binaries were carried (hostile CUDA engine files and GPU
+# memory, the typed API on CUDA, long-prompt prefill attention against the CPU engine, device
+# sampling against the host sampler).
+for t in hostile_engine_file_cuda hostile_gpu_memory_cuda typed_engine_cuda cuda_prefill_attention cuda_sampling smollm2_greedy_cuda; do
     [ -x "$BIN/$t" ] || { echo "$t: not in $BIN" | tee -a "$OUT/summary.txt"; continue; }
     # The real SmolLM2 needs its GGUF (LLMFORGE_SMOLLM2_GGUF; docs/cuda-backend.md says how to bring it).
     if [ "$t" = smollm2_greedy_cuda ] && [ ! -f "${LLMFORGE_SMOLLM2_GGUF:-}" ]; then

@@ -107,6 +107,11 @@ impl Gpu {
         Ok(DevBuf { slice, bytes })
     }
 
+    /// Zeroed device memory of [`checked_bytes`]`(dims)` bytes.
+    pub fn zeros_of(&self, dims: &[usize], what: &str) -> Result<DevBuf> {
+        self.zeros(checked_bytes(dims, what)?, what)
+    }
+
     /// A device copy of `data`.
     pub fn upload(&self, data: &[u8], what: &str) -> Result<DevBuf> {
         let mut buf = self.zeros(data.len(), what)?;
@@ -162,6 +167,20 @@ impl Gpu {
     }
 }
 
+/// The product of `dims` (element counts and the element size): sizes from user options that
+/// overflow are an error naming `what`, never a wrapped (too small) allocation.
+pub fn checked_bytes(dims: &[usize], what: &str) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| {
+            let dims: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+            Error::invalid(format!(
+                "the GPU's {what} ({}) overflows a 64-bit size",
+                dims.join(" x ")
+            ))
+        })
+}
+
 fn oom_or(e: cudarc::driver::DriverError, what: &str, bytes: usize) -> Error {
     if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
         Error::Backend(BackendError::OutOfMemory {
@@ -190,5 +209,21 @@ impl DevBuf {
     pub fn at(&self, offset: usize) -> u64 {
         debug_assert!(offset <= self.bytes);
         self.ptr() + offset as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_that_overflow_are_refused_by_name() {
+        assert_eq!(checked_bytes(&[3, 5, 4], "logits").ok(), Some(60));
+        let err = checked_bytes(&[1 << 40, 1 << 20, 16], "residual stream").expect_err("2^64");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("residual stream") && msg.contains("overflows"),
+            "{msg}"
+        );
     }
 }

@@ -27,7 +27,8 @@
 //!   size, cache mode and cache addresses, then replayed; programmatic dependent launch on sm_90).
 //! - `payload`: the engine-file payload (PTX, GEMM choices, packed weights) and its checks.
 //!
-//! Limits: head_dim at most 128 (even); the fused decode path takes at most `GEMV_MAX_ROWS`
+//! Limits: head_dim a multiple of 8, at most 128; max_seq_len below 2^31 (positions and cache
+//! indices are 32-bit on the device); the fused decode path takes at most `GEMV_MAX_ROWS`
 //! sequences (larger batches use the general path). Prefill attention: on tensor cores
 //! (`attn_prefill_tc`, mma.sync with f32 accumulation) for FP16/BF16 with a head size that is a multiple
 //! of 16 on sm_80+; on CUDA cores in f32 (`attn_prefill`) for FP32 and every other case.
@@ -100,8 +101,16 @@ pub(crate) fn ordinal(options: &BuildOptions) -> Result<usize> {
     }
 }
 
-/// Shapes this backend's kernels are written for.
-fn check_spec(spec: &ModelSpec) -> Result<()> {
+/// Shapes and sizes this backend's kernels are written for.
+fn check_spec(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
+    // Positions, `start_idx` and `end_idx` reach the kernels as 32-bit integers.
+    if options.max_seq_len > i32::MAX as usize {
+        return Err(Error::invalid(format!(
+            "max_seq_len {} is more than the CUDA backend's {} positions (32-bit on the device)",
+            options.max_seq_len,
+            i32::MAX
+        )));
+    }
     // Key and value rows are read as whole 16-byte vectors (8 halves, 4 floats).
     if spec.head_dim > 128 || !spec.head_dim.is_multiple_of(8) || spec.head_dim == 0 {
         return Err(Error::invalid(format!(
@@ -126,7 +135,7 @@ pub fn build(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<CudaBackend> {
-    check_spec(spec)?;
+    check_spec(spec, options)?;
     let gpu = Gpu::open(ordinal(options)?)?;
     progress.stage("compile kernels (NVRTC)", 0);
     let compiled = kernels::compile(spec, options.precision, gpu.sm)?;
@@ -161,7 +170,7 @@ impl CudaBackend {
         mats: &[u8],
         vecs: &[u8],
     ) -> Result<CudaBackend> {
-        check_spec(spec)?;
+        check_spec(spec, options)?;
         let layout = Layout::new(spec, options.precision);
         if mats.len() != layout.mat_bytes || vecs.len() != layout.vec_bytes {
             return Err(Error::invalid(format!(
@@ -249,13 +258,10 @@ impl Backend for CudaBackend {
     }
 
     fn new_cache_tensor(&self, shape: [usize; 4]) -> Result<KvTensor> {
-        let bytes = shape
-            .iter()
-            .try_fold(self.options.precision.bytes_per_element(), |a, &d| {
-                a.checked_mul(d)
-            })
-            .ok_or_else(|| Error::invalid(format!("cache shape {shape:?} overflows")))?;
-        let buf = self.gpu.zeros(bytes, "KV cache")?;
+        let e = self.options.precision.bytes_per_element();
+        let buf = self
+            .gpu
+            .zeros_of(&[shape[0], shape[1], shape[2], shape[3], e], "KV cache")?;
         Ok(KvTensor {
             shape,
             storage: KvStorage::Device(Box::new(buf)),
@@ -341,5 +347,50 @@ impl Backend for CudaBackend {
         self.gpu.read(&self.mats, &mut mats, "weights")?;
         self.gpu.read(&self.vecs, &mut vecs, "vectors")?;
         payload::write(out, &self.compiled, &self.choices, &mats, &vecs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::precision::Precision;
+
+    fn tiny() -> ModelSpec {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny-llama");
+        ModelSpec::from_dir(&dir).expect("tiny-llama config")
+    }
+
+    fn options(max_seq_len: usize) -> BuildOptions {
+        BuildOptions {
+            precision: Precision::Fp16,
+            max_seq_len,
+            max_batch: 1,
+            device: DeviceChoice::Cuda { ordinal: 0 },
+        }
+    }
+
+    #[test]
+    fn positions_beyond_32_bits_are_refused_by_name() {
+        let spec = tiny();
+        assert!(check_spec(&spec, &options(i32::MAX as usize)).is_ok());
+        let err = check_spec(&spec, &options(1 << 31)).expect_err("2^31 positions");
+        assert!(err.to_string().contains("max_seq_len 2147483648"), "{err}");
+    }
+
+    #[test]
+    fn head_sizes_the_kernels_cannot_take_are_refused_by_name() {
+        for head_dim in [0, 12, 136] {
+            let mut spec = tiny();
+            spec.head_dim = head_dim;
+            let err = check_spec(&spec, &options(64)).expect_err("unsupported head_dim");
+            assert!(
+                err.to_string().contains(&format!("head_dim {head_dim}")),
+                "{err}"
+            );
+        }
+        let mut spec = tiny();
+        spec.num_kv_heads = 3;
+        let err = check_spec(&spec, &options(64)).expect_err("heads not a multiple");
+        assert!(err.to_string().contains("3 KV heads"), "{err}");
     }
 }

@@ -59,32 +59,29 @@ impl Scratch {
         let e = precision.bytes_per_element();
         let (h, qd, kvd) = (spec.hidden_size, spec.q_dim(), spec.kv_dim());
         let splits = decode_splits(max_seq);
-        let z = |n: usize, what: &str| gpu.zeros(n, what);
+        let (heads, hd) = (spec.num_heads, spec.head_dim);
+        // Row counts and max_batch come from the user: sizes are checked (`Gpu::zeros_of`).
+        let z = |dims: &[usize], what: &str| gpu.zeros_of(dims, what);
         Ok(Scratch {
             rows,
-            x: z(rows * h * 4, "residual stream")?,
-            normed: z(rows * h * e, "normed activations")?,
-            qkv: z(rows * (qd + 2 * kvd) * 4, "qkv activations")?,
-            q: z(rows * qd * 4, "rotated queries")?,
-            new_k: z(rows * kvd * e, "new keys")?,
-            new_v: z(rows * kvd * e, "new values")?,
-            attn: z(rows * qd * e, "attention output")?,
-            delta: z(rows * h * 4, "projection output")?,
-            up: z(rows * up_cols(spec) * 4, "mlp activations")?,
-            mid: z(rows * spec.intermediate_size * e, "mlp activations")?,
-            logits: z(rows * spec.vocab_size * 4, "logits")?,
-            part_o: z(
-                max_batch * spec.num_heads * splits * spec.head_dim * 4,
-                "attention splits",
-            )?,
-            part_ml: z(
-                max_batch * spec.num_heads * splits * 2 * 4,
-                "attention splits",
-            )?,
-            inputs: z(rows * 8 + 8, "step inputs")?,
-            best: z(max_batch * 8, "next token ids")?,
-            draws: z(max_batch * 8, "sampling draws")?,
-            counters: z(max_batch * spec.num_heads * 4, "attention split counters")?,
+            x: z(&[rows, h, 4], "residual stream")?,
+            normed: z(&[rows, h, e], "normed activations")?,
+            qkv: z(&[rows, qd + 2 * kvd, 4], "qkv activations")?,
+            q: z(&[rows, qd, 4], "rotated queries")?,
+            new_k: z(&[rows, kvd, e], "new keys")?,
+            new_v: z(&[rows, kvd, e], "new values")?,
+            attn: z(&[rows, qd, e], "attention output")?,
+            delta: z(&[rows, h, 4], "projection output")?,
+            up: z(&[rows, up_cols(spec), 4], "mlp activations")?,
+            mid: z(&[rows, spec.intermediate_size, e], "mlp activations")?,
+            logits: z(&[rows, spec.vocab_size, 4], "logits")?,
+            part_o: z(&[max_batch, heads, splits, hd, 4], "attention splits")?,
+            part_ml: z(&[max_batch, heads, splits, 2, 4], "attention splits")?,
+            // ids and positions (4 bytes each per row), then start_idx and end_idx.
+            inputs: z(&[rows.saturating_add(1), 8], "step inputs")?,
+            best: z(&[max_batch, 8], "next token ids")?,
+            draws: z(&[max_batch, 8], "sampling draws")?,
+            counters: z(&[max_batch, heads, 4], "attention split counters")?,
         })
     }
 

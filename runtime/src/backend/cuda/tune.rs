@@ -21,7 +21,7 @@ const PREFILL_ROWS: usize = 512;
 /// The row counts timed for an engine.
 pub fn timed_rows(options: &BuildOptions) -> Vec<usize> {
     let mut ms = vec![1, options.max_batch];
-    let prefill = (options.max_seq_len * options.max_batch).min(PREFILL_ROWS);
+    let prefill = (options.max_seq_len.saturating_mul(options.max_batch)).min(PREFILL_ROWS);
     ms.push(prefill);
     ms.sort_unstable();
     ms.dedup();
@@ -47,8 +47,8 @@ pub fn choose(
         mats.iter().map(|w| w.rows).max().unwrap_or(1),
     );
     let e = m.precision.bytes_per_element();
-    let x = m.gpu.zeros(m_max * k_max * e, "GEMM timing input")?;
-    let y = m.gpu.zeros(m_max * n_max * 4, "GEMM timing output")?;
+    let x = m.gpu.zeros_of(&[m_max, k_max, e], "GEMM timing input")?;
+    let y = m.gpu.zeros_of(&[m_max, n_max, 4], "GEMM timing output")?;
     let start = m
         .gpu
         .ctx
@@ -136,5 +136,8 @@ mod tests {
         assert_eq!(timed_rows(&o(1, 2176)), vec![1, 512]);
         assert_eq!(timed_rows(&o(4, 64)), vec![1, 4, 256]);
         assert_eq!(timed_rows(&o(1, 1)), vec![1]);
+        // Options whose product overflows still give the prefill row count (the GPU then refuses
+        // what does not fit, by name).
+        assert_eq!(timed_rows(&o(1 << 40, 1 << 40)), vec![1, 512, 1 << 40]);
     }
 }
