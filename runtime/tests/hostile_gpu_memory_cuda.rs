@@ -41,7 +41,11 @@ fn a_cache_larger_than_the_gpu_is_refused_and_the_engine_still_generates() {
     // 2 x 16 f32 = 256 GiB, more than any GPU holds. Everything the build itself allocates fits.
     let mut e = build(1 << 16, 1 << 15).expect("an engine whose full cache would not fit builds");
     let msg = err_msg("cache", e.new_cache(1 << 15));
-    assert_names("cache", &msg, &["out of GPU memory", "KV cache", "274877906944 bytes"]);
+    assert_names(
+        "cache",
+        &msg,
+        &["out of GPU memory", "KV cache", "274877906944 bytes"],
+    );
     // Nothing was left half-made: a cache that fits, then transformers' greedy tokens.
     let r = reference("tiny-llama");
     let opts = GenerateOptions {
@@ -64,8 +68,16 @@ fn a_batch_whose_build_buffers_cannot_fit_is_refused_by_name() {
     assert_names("2^40 rows", &msg, &["out of GPU memory", "GEMM timing"]);
     // ... and at 2^62 rows their size does not even fit in 64 bits.
     let msg = err_msg("2^62 rows", build(64, 1 << 62));
-    assert_names("2^62 rows", &msg, &["GEMM timing", "overflows a 64-bit size"]);
+    assert_names(
+        "2^62 rows",
+        &msg,
+        &["GEMM timing", "overflows a 64-bit size"],
+    );
     // More positions than the device's 32-bit indices can address.
     let msg = err_msg("2^31 positions", build(1 << 31, 1));
-    assert_names("2^31 positions", &msg, &["max_seq_len 2147483648", "32-bit"]);
+    assert_names(
+        "2^31 positions",
+        &msg,
+        &["max_seq_len 2147483648", "32-bit"],
+    );
 }
