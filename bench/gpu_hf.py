@@ -88,6 +88,8 @@ def compare(hf_dir, ours_path, dtype, oracle):
     mine = torch.tensor(ours["last_logits"])
     rel = ((mine - logits).abs().max() / logits.abs().max()).item()
     n = len(ours["greedy"])
+    if n == 0:
+        sys.exit("compare: the dump holds no greedy tokens (run cuda_bench with --new-tokens 1 or more)")
     hf_greedy = greedy(model, ids, n)
     below, top_gap = teacher_forced(model, prompt, ours["greedy"])
     agree = prefix_agreement(hf_greedy, ours["greedy"])

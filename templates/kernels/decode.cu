@@ -108,7 +108,7 @@ template <int K> __device__ __forceinline__ void stage_copy(const T* a, int M, T
     trace_mark(trace, slot, 1);                                                                    \
     for (int p = 1; p <= L2_AFTER && p < l.steps; p++) prefetch_step<K, KIND>(W, l, p);           \
     uint4 first[Plan<K, KIND>::RU][Plan<K, KIND>::U16];                                            \
-    if (EARLY_NEXT) begin_steps<K, KIND>(W, l, b, first);                                          \
+    if (EARLY_FOR(MR)) begin_steps<K, KIND>(W, l, b, first);                                      \
     T* xs = (T*)dec_smem;
 
 template <int MR>

@@ -117,6 +117,8 @@ __device__ __forceinline__ void step_at(const Lane& l, const T* xs, int M, int s
 // step 0 to `first` and starts loading step 1 into `b` — what the walk's first iteration does — so
 // that step 1 is in flight while the prologue stages the inputs.
 #define EARLY_NEXT {{ c.decode_early_next }}
+// Only in the one-row entries: the `_n` ones would need more registers than two blocks per SM allow.
+#define EARLY_FOR(MR) (EARLY_NEXT && (MR) == 1)
 
 // Walk the warp's steps (the first already in `b`): step s + 1 is loaded while step s is computed.
 // With EARLY_NEXT the kernel has already moved step 0 to `first` and started step 1 (`begin_steps`).
@@ -133,7 +135,7 @@ __device__ __forceinline__ void stream(const T* __restrict__ W, const Lane& l, c
         for (int m = 0; m < MR; m++) acc[r][m] = 0.0f;
     for (int s = 0; s < l.steps; s++) {
         uint4 now[P::RU][P::U16];
-        bool begun = EARLY_NEXT && s == 0; // step 0 already in `first`, step 1 loading
+        bool begun = EARLY_FOR(MR) && s == 0; // step 0 already in `first`, step 1 loading
 #pragma unroll
         for (int r = 0; r < P::RU; r++)
 #pragma unroll

@@ -27,8 +27,8 @@
 //!   size, cache mode and cache addresses, then replayed; programmatic dependent launch on sm_90).
 //! - `payload`: the engine-file payload (PTX, GEMM choices, packed weights) and its checks.
 //!
-//! Limits: head_dim a multiple of 8, at most 128; max_seq_len below 2^31 (positions and cache
-//! indices are 32-bit on the device); the fused decode path takes at most `GEMV_MAX_ROWS`
+//! Limits: head_dim a multiple of 8, at most 128; max_seq_len at most 2^30 (`MAX_POSITIONS`:
+//! positions and cache indices are 32-bit on the device); the fused decode path takes at most `GEMV_MAX_ROWS`
 //! sequences (larger batches use the general path). Prefill attention: on tensor cores
 //! (`attn_prefill_tc`, mma.sync with f32 accumulation) for FP16/BF16 with a head size that is a multiple
 //! of 16 on sm_80+; on CUDA cores in f32 (`attn_prefill`) for FP32 and every other case.
@@ -101,14 +101,18 @@ pub(crate) fn ordinal(options: &BuildOptions) -> Result<usize> {
     }
 }
 
+/// Most positions a CUDA engine takes (`max_seq_len`).
+pub const MAX_POSITIONS: usize = 1 << 30;
+
 /// Shapes and sizes this backend's kernels are written for.
 fn check_spec(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
-    // Positions, `start_idx` and `end_idx` reach the kernels as 32-bit integers.
-    if options.max_seq_len > i32::MAX as usize {
+    // Positions, `start_idx` and `end_idx` reach the kernels as 32-bit integers, and the kernels add
+    // up to a chunk of keys to them: 2^30 leaves that headroom.
+    if options.max_seq_len > MAX_POSITIONS {
         return Err(Error::invalid(format!(
-            "max_seq_len {} is more than the CUDA backend's {} positions (32-bit on the device)",
-            options.max_seq_len,
-            i32::MAX
+            "max_seq_len {} is more than the CUDA backend's {MAX_POSITIONS} positions (32-bit \
+             indices on the device)",
+            options.max_seq_len
         )));
     }
     // Key and value rows are read as whole 16-byte vectors (8 halves, 4 floats).
@@ -188,7 +192,9 @@ impl CudaBackend {
         let vecs = gpu.upload(vecs, "norm and bias vectors")?;
         let rope = match crate::model::rope::inv_freq(&spec.positions, spec.head_dim) {
             Some(f) if matches!(spec.positions, Positions::Rope { .. }) => {
-                let (c, s) = crate::model::rope::tables(&f, options.max_seq_len);
+                // Fallible: the table length comes from the user's max_seq_len.
+                let (c, s) = crate::model::rope::try_tables(&f, options.max_seq_len)
+                    .map_err(Error::invalid)?;
                 Some((
                     gpu.upload(bytemuck::cast_slice(&c), "rope cos")?,
                     gpu.upload(bytemuck::cast_slice(&s), "rope sin")?,
@@ -370,11 +376,11 @@ mod tests {
     }
 
     #[test]
-    fn positions_beyond_32_bits_are_refused_by_name() {
+    fn positions_beyond_32_bit_indices_are_refused_by_name() {
         let spec = tiny();
-        assert!(check_spec(&spec, &options(i32::MAX as usize)).is_ok());
-        let err = check_spec(&spec, &options(1 << 31)).expect_err("2^31 positions");
-        assert!(err.to_string().contains("max_seq_len 2147483648"), "{err}");
+        assert!(check_spec(&spec, &options(MAX_POSITIONS)).is_ok());
+        let err = check_spec(&spec, &options(MAX_POSITIONS + 1)).expect_err("2^30 + 1 positions");
+        assert!(err.to_string().contains("max_seq_len 1073741825"), "{err}");
     }
 
     #[test]
