@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepares the SmolLM2 GGUF (97 MB) for the GPU test `smollm2_greedy_cuda` on the lent device machine,
+# Prepares the SmolLM2 GGUF (98 MB) for the GPU test `smollm2_greedy_cuda` on the lent device machine,
 # whose calls carry at most 64 MiB: splits it into two halves in the git-ignored folders `.smol1/` and
 # `.smol2/` of this checkout. Carried folders do not outlive their call: carry `.smol1` in one device
 # call that copies it out (cp .smol1/part-00 /tmp/), then, while the machine is still warm, carry `.smol2`

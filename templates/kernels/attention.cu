@@ -9,7 +9,6 @@
 #define DPL ((HEAD_DIM + 31) / 32) // output dims per lane
 #define KCH {{ c.decode_chunk }} // keys per decode split
 
-
 __device__ __forceinline__ size_t key_at(int key, int prefix, int start, int b, int kvh, int seq_len,
                                          int max_seq, int d, bool* from_cache) {
     *from_cache = key < prefix;

@@ -27,7 +27,6 @@
 #define LDS (HEAD_DIM + 8)     // shared row stride in T: 16-byte rows, conflict-free fragment reads
 #define LOG2E 1.4426950408889634f
 
-
 // Two f32 rounded to T and packed (lo in the low half).
 __device__ __forceinline__ u32 pack2(float lo, float hi) {
     u32 r;

@@ -111,35 +111,36 @@ __device__ __forceinline__ unsigned long long argmax_key(float v, int n) {
     return ((unsigned long long)u << 32) | (unsigned long long)(0xffffffffu - (u32)n);
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+// Reductions: over a warp (every lane gets the result), and over a block of blockDim.x threads (a
+// multiple of 32, at most 1024; every thread gets the result; `shared32` holds 32 floats).
+struct AddOp {
+    __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+};
+struct MaxOp {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+template <class Op> __device__ __forceinline__ float warp_reduce(float v, Op op) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
+template <class Op>
+__device__ __forceinline__ float block_reduce(float v, float* shared32, float identity, Op op) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_reduce(v, op);
+    __syncthreads();
+    if (lane == 0) shared32[warp] = v;
+    __syncthreads();
+    float t = lane < warps ? shared32[lane] : identity;
+    return warp_reduce(t, op);
 }
-// Sum over a block of blockDim.x threads (multiple of 32, at most 1024); every thread gets the result.
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, AddOp{}); }
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce(v, MaxOp{}); }
 __device__ __forceinline__ float block_sum(float v, float* shared32) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    v = warp_sum(v);
-    __syncthreads();
-    if (lane == 0) shared32[warp] = v;
-    __syncthreads();
-    float t = lane < warps ? shared32[lane] : 0.0f;
-    return warp_sum(t);
+    return block_reduce(v, shared32, 0.0f, AddOp{});
 }
-// Max over a block, as block_sum.
 __device__ __forceinline__ float block_max(float v, float* shared32) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) shared32[warp] = v;
-    __syncthreads();
-    float t = lane < warps ? shared32[lane] : -INFINITY;
-    return warp_max(t);
+    return block_reduce(v, shared32, -INFINITY, MaxOp{});
 }
 
 // The MLP activations (shared by the unfused kernels of mlp.cu and the fused decode epilogues).
