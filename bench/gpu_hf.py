@@ -107,6 +107,12 @@ def compare(hf_dir, ours_path, dtype, oracle):
         del model
         ref = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).to(DEVICE).eval()
         exact = greedy(ref, ids, n)
+        # Distance of each 16-bit run's last logits from the FP32 run's: max and RMS relative.
+        truth = ref(ids).logits[0, -1].float().cpu()
+        for who, got in (("hf", logits), ("ours", mine)):
+            diff = got - truth
+            result[f"fp32_vs_{who}_last_logits_rel_err"] = (diff.abs().max() / truth.abs().max()).item()
+            result[f"fp32_vs_{who}_last_logits_rms_rel"] = (diff.norm() / truth.norm()).item()
         result["fp32_vs_hf_prefix_agreement"] = prefix_agreement(exact, hf_greedy)
         result["fp32_vs_ours_prefix_agreement"] = prefix_agreement(exact, ours["greedy"])
     print(json.dumps(result))

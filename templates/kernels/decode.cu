@@ -93,8 +93,7 @@ template <int K> __device__ __forceinline__ void stage_copy(const T* a, int M, T
 {% include "kernels/decode_epilogues.cuh" %}
 
 // Before the wait: trigger the successor, load the first step's weights into registers and ask L2
-// for the norm's weights (constants of the engine). WAIT then waits for the predecessor (and, with
-// EARLY_NEXT, starts the second step).
+// for the norm's weights (constants of the engine). WAIT then waits for the predecessor.
 #define BEGIN(K, KIND, units, norm_w)                                                              \
     pdl_trigger();                                                                                 \
     TraceExit trace_exit{trace, slot};                                                             \
@@ -107,8 +106,6 @@ template <int K> __device__ __forceinline__ void stage_copy(const T* a, int M, T
     pdl_wait();                                                                                    \
     trace_mark(trace, slot, 1);                                                                    \
     for (int p = 1; p <= L2_AFTER && p < l.steps; p++) prefetch_step<K, KIND>(W, l, p);           \
-    uint4 first[Plan<K, KIND>::RU][Plan<K, KIND>::U16];                                            \
-    if (EARLY_FOR(MR)) begin_steps<K, KIND>(W, l, b, first);                                      \
     T* xs = (T*)dec_smem;
 
 template <int MR>
@@ -127,7 +124,7 @@ __device__ __forceinline__ void qkv(const T* __restrict__ W, const float* x,
     WAIT(HIDDEN, ROPE_PAIR)
     if (l.lane == 0 && l.steps > 0) epi.prepare(l.gw, M);
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
-    stream<HIDDEN, ROPE_PAIR, MR>(W, l, xs, M, b, first, epi);
+    stream<HIDDEN, ROPE_PAIR, MR>(W, l, xs, M, b, epi);
 }
 
 {% if c.swiglu %}
@@ -146,7 +143,7 @@ __device__ __forceinline__ void up_proj(const T* __restrict__ W, const float* x,
     WAIT(HIDDEN, UP_KIND)
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     UP_EPI<MR> epi{bias, mid};
-    stream<HIDDEN, UP_KIND, MR>(W, l, xs, M, b, first, epi);
+    stream<HIDDEN, UP_KIND, MR>(W, l, xs, M, b, epi);
 }
 
 // O (K = Q_DIM, input: the attention output) and down (K = INTER, input: the MLP activation): the
@@ -160,7 +157,7 @@ __device__ __forceinline__ void residual_proj(const T* __restrict__ W, const T* 
     AccEpi<HIDDEN, MR> epi{x, bias};
     if (l.lane == 0 && l.steps > 0) epi.prepare(l.gw, M);
     stage_copy<K>(a, M, xs);
-    stream<K, SINGLE, MR>(W, l, xs, M, b, first, epi);
+    stream<K, SINGLE, MR>(W, l, xs, M, b, epi);
 }
 
 template <int MR>
@@ -173,7 +170,7 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* x,
     WAIT(HIDDEN, SINGLE)
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
     LogitsEpi<MR> epi{logits, n, {}};
-    stream<HIDDEN, SINGLE, MR>(W, l, xs, M, b, first, epi);
+    stream<HIDDEN, SINGLE, MR>(W, l, xs, M, b, epi);
     // One atomic per warp and row (the greedy selection), not one per logit.
     if (best && l.lane == 0 && l.steps > 0)
         for (int m = 0; m < MR && m < M; m++) atomicMax(&best[m], epi.top[m]);

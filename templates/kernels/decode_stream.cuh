@@ -113,20 +113,10 @@ __device__ __forceinline__ void step_at(const Lane& l, const T* xs, int M, int s
     }
 }
 
-// EARLY_NEXT (tuning knob, LLMFORGE_DECODE_EARLY_NEXT=1): right after the wait, each warp moves
-// step 0 to `first` and starts loading step 1 into `b` — what the walk's first iteration does — so
-// that step 1 is in flight while the prologue stages the inputs.
-#define EARLY_NEXT {{ c.decode_early_next }}
-// Only in the one-row entries: the `_n` ones would need more registers than two blocks per SM allow.
-#define EARLY_FOR(MR) (EARLY_NEXT && (MR) == 1)
-
 // Walk the warp's steps (the first already in `b`): step s + 1 is loaded while step s is computed.
-// With EARLY_NEXT the kernel has already moved step 0 to `first` and started step 1 (`begin_steps`).
 template <int K, int KIND, int MR, class Epi>
 __device__ __forceinline__ void stream(const T* __restrict__ W, const Lane& l, const T* xs, int M,
-                                       uint4 (&b)[Plan<K, KIND>::RU][Plan<K, KIND>::U16],
-                                       const uint4 (&first)[Plan<K, KIND>::RU][Plan<K, KIND>::U16],
-                                       Epi& epi) {
+                                       uint4 (&b)[Plan<K, KIND>::RU][Plan<K, KIND>::U16], Epi& epi) {
     typedef Plan<K, KIND> P;
     float acc[P::RU][MR];
 #pragma unroll
@@ -134,27 +124,14 @@ __device__ __forceinline__ void stream(const T* __restrict__ W, const Lane& l, c
 #pragma unroll
         for (int m = 0; m < MR; m++) acc[r][m] = 0.0f;
     for (int s = 0; s < l.steps; s++) {
-        uint4 now[P::RU][P::U16];
-        bool begun = EARLY_FOR(MR) && s == 0; // step 0 already in `first`, step 1 loading
+        uint4 cur[P::RU][P::U16];
 #pragma unroll
         for (int r = 0; r < P::RU; r++)
 #pragma unroll
-            for (int v = 0; v < P::U16; v++) now[r][v] = begun ? first[r][v] : b[r][v];
-        if (!begun && s + 1 < l.steps) load_step<K, KIND>(W, l, s + 1, b);
-        step_at<K, KIND, MR>(l, xs, M, s, now, acc, epi);
+            for (int v = 0; v < P::U16; v++) cur[r][v] = b[r][v];
+        if (s + 1 < l.steps) load_step<K, KIND>(W, l, s + 1, b);
+        step_at<K, KIND, MR>(l, xs, M, s, cur, acc, epi);
     }
-}
-
-template <int K, int KIND>
-__device__ __forceinline__ void begin_steps(const T* __restrict__ W, const Lane& l,
-                                            uint4 (&b)[Plan<K, KIND>::RU][Plan<K, KIND>::U16],
-                                            uint4 (&first)[Plan<K, KIND>::RU][Plan<K, KIND>::U16]) {
-    typedef Plan<K, KIND> P;
-#pragma unroll
-    for (int r = 0; r < P::RU; r++)
-#pragma unroll
-        for (int v = 0; v < P::U16; v++) first[r][v] = b[r][v];
-    if (l.steps > 1) load_step<K, KIND>(W, l, 1, b);
 }
 
 // L2_AFTER (tuning knob, LLMFORGE_DECODE_L2_AFTER=N; off by default, measured slower on an H200):

@@ -47,8 +47,6 @@ pub struct KernelConsts {
     /// (on by default), and ask L2 for this many next weight steps right after the wait (off).
     pub decode_norm_regs: usize,
     pub decode_l2_after: usize,
-    /// Tuning knob: start loading each warp's second weight step before the prologue (off).
-    pub decode_early_next: usize,
     /// Whether `attn_prefill_tc` is the real tensor-core kernel (else an empty stub): see
     /// [`tc_prefill_supported`].
     pub tc_attn: bool,
@@ -80,7 +78,6 @@ impl KernelConsts {
             sample_max_k: SAMPLE_MAX_K,
             decode_norm_regs: decode_knob("LLMFORGE_DECODE_NORM_REGS", 1, 1),
             decode_l2_after: decode_knob("LLMFORGE_DECODE_L2_AFTER", 2, 0),
-            decode_early_next: decode_knob("LLMFORGE_DECODE_EARLY_NEXT", 1, 0),
             tc_attn: tc_prefill_supported(spec, precision),
         }
     }
