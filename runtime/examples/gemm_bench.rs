@@ -2,11 +2,11 @@
 //! SmolLM2-135M layer (QKV 960×576, O 576×576, gate/up 3072×576, down 576×1536), seeded random
 //! weights; prints GFLOP/s per shape (wall clock, best of `reps`: run it on a quiet machine).
 //!
-//! `cargo run --release -p runtime --example gemm_bench -- FP32 2 512 exact 5`
-//! (precision, threads, tokens, `exact` | `fused`, repetitions).
+//! `cargo run --release -p runtime --example gemm_bench -- FP32 2 512 5`
+//! (precision, threads, tokens, repetitions).
 
 use half::{bf16, f16};
-use runtime::backend::cpu::gemm::{Numerics, gemm};
+use runtime::backend::cpu::gemm::gemm;
 use runtime::backend::cpu::matrix::{Matrix, Store};
 use std::time::Instant;
 
@@ -16,11 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let precision = arg(0, "FP32");
     let threads: usize = arg(1, "2").parse()?;
     let n: usize = arg(2, "512").parse()?;
-    let numerics = match arg(3, "exact").as_str() {
-        "fused" => Numerics::Fused,
-        _ => Numerics::MatchDecode,
-    };
-    let reps: usize = arg(4, "5").parse()?;
+    let reps: usize = arg(3, "5").parse()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
@@ -55,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut best = f64::INFINITY;
         for _ in 0..reps {
             let t = Instant::now();
-            pool.install(|| gemm(&m, &x, n, &mut out, &mut tmp, numerics));
+            pool.install(|| gemm(&m, &x, n, &mut out, &mut tmp));
             best = best.min(t.elapsed().as_secs_f64());
         }
         total += best;
@@ -67,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "{precision} {numerics:?} threads={threads}: one layer {:.2} ms, 30 layers {:.1} ms",
+        "{precision} threads={threads}: one layer {:.2} ms, 30 layers {:.1} ms",
         total * 1e3,
         30.0 * total * 1e3
     );

@@ -14,13 +14,12 @@
 //!   (23 KiB at k = 576, 60 KiB at k = 1536): L1/L2-resident for the models this engine targets on
 //!   the CPU; at k ≈ 14k (8B models) the weight tile streams from L2 instead.
 //!
-//! Numerics ([`Numerics::MatchDecode`], what the engine uses): each output is formed exactly as the
-//! decode dot product (`simd::dot`) forms it: 16 lane accumulators over `k` (lane `l` takes the
-//! `k ≡ l (mod 16)` elements of the full 16-blocks), every product rounded and then added (no FMA),
-//! the `k mod 16` tail summed in order, lanes summed in order by `simd::finish`. So a token's result
-//! does not depend on how many tokens are computed together. [`Numerics::Fused`] uses FMA for the
-//! lane updates instead: 13-22% faster on the test machine, results that differ from decode in the
-//! last bits (see `matrix::PREFILL_NUMERICS`, bench/RESULTS.md "Prefill GEMM").
+//! Numerics: each output is formed exactly as the decode dot product (`simd::dot`) forms it: 16 lane
+//! accumulators over `k` (lane `l` takes the `k ≡ l (mod 16)` elements of the full 16-blocks), every
+//! product added by a fused multiply-add, the `k mod 16` tail summed in order (also fused), lanes
+//! summed in order by `simd::finish`. So a token's result does not depend on how many tokens are
+//! computed together. (Until 2026-12-02 both multiplied, rounded and added; FMA made this GEMM 13-22%
+//! faster on the test machine, bench/RESULTS.md "Prefill GEMM".)
 
 use super::matrix::{Matrix, Store};
 use super::simd::{LANES, finish};
@@ -35,62 +34,39 @@ pub const MC: usize = 64;
 /// Upper bound on one weight block converted to f32 (bytes).
 const BLOCK_BYTES: usize = 512 * 1024;
 
-/// How a lane accumulates a product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Numerics {
-    /// Multiply, round, add: bit-identical to the decode dot product.
-    MatchDecode,
-    /// Fused multiply-add where the CPU has FMA (the portable kernel multiplies and adds).
-    Fused,
-}
-
-/// The micro-kernel, chosen once per GEMM. The SIMD variants are only constructed by
+/// The micro-kernel, chosen once per process. The SIMD variants are only constructed by
 /// [`Kernel::available`] after their CPU features were detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
-    Avx2 {
-        fused: bool,
-    },
+    Avx2,
     #[cfg(target_arch = "x86_64")]
-    Avx512 {
-        fused: bool,
-    },
+    Avx512,
 }
 
 impl Kernel {
-    /// Every kernel this CPU can run for `numerics`, fastest first.
-    fn available(numerics: Numerics) -> Vec<Kernel> {
+    /// Every kernel this CPU can run, fastest first.
+    fn available() -> Vec<Kernel> {
         #[allow(unused_mut)]
         let mut all = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            let fused = numerics == Numerics::Fused;
             if std::is_x86_feature_detected!("avx512f") {
-                all.push(Kernel::Avx512 { fused });
+                all.push(Kernel::Avx512);
             }
-            if std::is_x86_feature_detected!("avx2") {
-                let fma = std::is_x86_feature_detected!("fma");
-                all.push(Kernel::Avx2 {
-                    fused: fused && fma,
-                });
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                all.push(Kernel::Avx2);
             }
         }
-        let _ = numerics;
         all.push(Kernel::Portable);
         all
     }
 
-    /// The fastest kernel for `numerics`, detected once (prefill attention asks for it per block).
-    fn detect(numerics: Numerics) -> Kernel {
-        static MATCH_DECODE: OnceLock<Kernel> = OnceLock::new();
-        static FUSED: OnceLock<Kernel> = OnceLock::new();
-        let cell = match numerics {
-            Numerics::MatchDecode => &MATCH_DECODE,
-            Numerics::Fused => &FUSED,
-        };
-        *cell.get_or_init(|| Kernel::available(numerics)[0])
+    /// The fastest kernel, detected once (prefill attention asks for it per block).
+    fn detect() -> Kernel {
+        static KERNEL: OnceLock<Kernel> = OnceLock::new();
+        *KERNEL.get_or_init(|| Kernel::available()[0])
     }
 }
 
@@ -108,7 +84,7 @@ pub(super) fn close<const MR: usize, const NR: usize>(
         for c in 0..NR {
             let mut tail = 0.0f32;
             for (a, b) in x[r][full..k].iter().zip(&w[c][full..k]) {
-                tail += a * b;
+                tail = a.mul_add(*b, tail);
             }
             out[r][c] = finish(lanes[r][c], tail);
         }
@@ -116,7 +92,7 @@ pub(super) fn close<const MR: usize, const NR: usize>(
     out
 }
 
-/// The portable micro-kernel (auto-vectorised lane loops; multiply then add).
+/// The portable micro-kernel (lane loops of `f32::mul_add`).
 fn tile_portable<const MR: usize, const NR: usize>(
     x: [&[f32]; MR],
     w: [&[f32]; NR],
@@ -130,7 +106,7 @@ fn tile_portable<const MR: usize, const NR: usize>(
             for c in 0..NR {
                 let ws = &w[c][c0..c0 + LANES];
                 for l in 0..LANES {
-                    acc[r][c][l] += xs[l] * ws[l];
+                    acc[r][c][l] = xs[l].mul_add(ws[l], acc[r][c][l]);
                 }
             }
         }
@@ -184,20 +160,14 @@ fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize
     match kernel {
         Kernel::Portable => block::<2, 3>(|xr, wr| tile_portable(xr, wr, k), w, nb, x, n, k, t),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 { fused } => block::<2, 3>(
+        Kernel::Avx2 => block::<2, 3>(
             |xr, wr| {
                 if !fits(&xr, &wr, k) {
                     return [[0.0; 3]; 2];
                 }
-                // SAFETY: `Kernel::Avx2` is only made after AVX2 (and FMA when `fused`) was
-                // detected; every row holds `k` elements (checked above).
-                unsafe {
-                    if fused {
-                        gemm_x86::tile_avx2_fma(xr, wr, k)
-                    } else {
-                        gemm_x86::tile_avx2(xr, wr, k)
-                    }
-                }
+                // SAFETY: `Kernel::Avx2` is only made after AVX2 and FMA were detected; every row
+                // holds `k` elements (checked above).
+                unsafe { gemm_x86::tile_avx2(xr, wr, k) }
             },
             w,
             nb,
@@ -207,20 +177,14 @@ fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize
             t,
         ),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 { fused } => block::<4, 6>(
+        Kernel::Avx512 => block::<4, 6>(
             |xr, wr| {
                 if !fits(&xr, &wr, k) {
                     return [[0.0; 6]; 4];
                 }
                 // SAFETY: `Kernel::Avx512` is only made after AVX-512F was detected; every row
                 // holds `k` elements (checked above).
-                unsafe {
-                    if fused {
-                        gemm_x86::tile_avx512_fma(xr, wr, k)
-                    } else {
-                        gemm_x86::tile_avx512(xr, wr, k)
-                    }
-                }
+                unsafe { gemm_x86::tile_avx512(xr, wr, k) }
             },
             w,
             nb,
@@ -233,13 +197,13 @@ fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize
 }
 
 /// `t[i * nb + j] = x[i, :] · w[j, :]` for f32 rows already in memory (`x` `[n, k]`, `w` `[nb, k]`),
-/// each summed exactly as `simd::dot` sums it ([`Numerics::MatchDecode`]), single-threaded: the
-/// attention score block of the prefill (`attn_prefill.rs`).
+/// each summed exactly as `simd::dot` sums it, single-threaded: the attention score block of the
+/// prefill (`attn_prefill.rs`).
 pub(super) fn gemm_rows_exact(w: &[f32], nb: usize, x: &[f32], n: usize, k: usize, t: &mut [f32]) {
     if n == 0 || nb == 0 {
         return;
     }
-    run_block(Kernel::detect(Numerics::MatchDecode), w, nb, x, n, k, t);
+    run_block(Kernel::detect(), w, nb, x, n, k, t);
 }
 
 /// Weight rows per parallel block: about four blocks per thread, at most `BLOCK_BYTES` of f32, then
@@ -251,10 +215,11 @@ fn block_rows(rows: usize, k: usize) -> usize {
     rows.div_ceil(tasks).min(cap).div_ceil(12) * 12
 }
 
-/// `out[i * rows + j] = x[i, :] · m[j, :]` for `i < n` (no bias). `x.len() >= n * m.cols`,
-/// `out.len() >= n * m.rows`; `tmp` is a reused scratch buffer (the results block by block).
-pub fn gemm(m: &Matrix, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>, num: Numerics) {
-    gemm_with(Kernel::detect(num), m, x, n, out, tmp);
+/// `out[i * rows + j] = x[i, :] · m[j, :]` for `i < n` (no bias), each bit-identical to the decode
+/// dot product of its row. `x.len() >= n * m.cols`, `out.len() >= n * m.rows`; `tmp` is a reused
+/// scratch buffer (the results block by block).
+pub fn gemm(m: &Matrix, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>) {
+    gemm_with(Kernel::detect(), m, x, n, out, tmp);
 }
 
 fn gemm_with(kernel: Kernel, m: &Matrix, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>) {

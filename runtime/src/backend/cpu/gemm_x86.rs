@@ -1,22 +1,21 @@
 //! x86-64 micro-kernels of the prefill GEMM (`gemm.rs`): `MR` tokens × `NR` weight rows over the whole
 //! of `k`, each pair's 16 decode lanes held as two AVX2 registers (lanes 0–7, 8–15) or one AVX-512
-//! register. `FUSED = false` multiplies, rounds and adds (bit-identical to `simd::dot`); `true` uses FMA.
+//! register, updated by fused multiply-adds (bit-identical to `simd::dot`).
 //! Every function here is `unsafe`: the caller must have detected the CPU features named in its
 //! `target_feature` and must pass rows of at least `k` elements.
 
 use super::gemm::close;
 use super::simd::LANES;
 use std::arch::x86_64::{
-    __m256, __m512, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps,
-    _mm256_setzero_ps, _mm256_storeu_ps, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps,
-    _mm512_mul_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    __m256, __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
 /// # Safety
-/// AVX2 (and FMA when `FUSED`) must be available; every row must hold at least `k` elements.
+/// AVX2 and FMA must be available; every row must hold at least `k` elements.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // `h` picks both the register half and the load offset.
-unsafe fn body256<const FUSED: bool, const MR: usize, const NR: usize>(
+unsafe fn body256<const MR: usize, const NR: usize>(
     x: [&[f32]; MR],
     w: [&[f32]; NR],
     k: usize,
@@ -36,12 +35,7 @@ unsafe fn body256<const FUSED: bool, const MR: usize, const NR: usize>(
                 unsafe {
                     let wv = _mm256_loadu_ps(w[c].as_ptr().add(o));
                     for r in 0..MR {
-                        let a = acc[r][c][h];
-                        acc[r][c][h] = if FUSED {
-                            _mm256_fmadd_ps(xv[r], wv, a)
-                        } else {
-                            _mm256_add_ps(a, _mm256_mul_ps(xv[r], wv))
-                        };
+                        acc[r][c][h] = _mm256_fmadd_ps(xv[r], wv, acc[r][c][h]);
                     }
                 }
             }
@@ -64,7 +58,7 @@ unsafe fn body256<const FUSED: bool, const MR: usize, const NR: usize>(
 /// # Safety
 /// AVX-512F must be available; every row must hold at least `k` elements.
 #[inline(always)]
-unsafe fn body512<const FUSED: bool, const MR: usize, const NR: usize>(
+unsafe fn body512<const MR: usize, const NR: usize>(
     x: [&[f32]; MR],
     w: [&[f32]; NR],
     k: usize,
@@ -82,12 +76,7 @@ unsafe fn body512<const FUSED: bool, const MR: usize, const NR: usize>(
             unsafe {
                 let wv = _mm512_loadu_ps(w[c].as_ptr().add(o));
                 for r in 0..MR {
-                    let a = acc[r][c];
-                    acc[r][c] = if FUSED {
-                        _mm512_fmadd_ps(xv[r], wv, a)
-                    } else {
-                        _mm512_add_ps(a, _mm512_mul_ps(xv[r], wv))
-                    };
+                    acc[r][c] = _mm512_fmadd_ps(xv[r], wv, acc[r][c]);
                 }
             }
         }
@@ -111,33 +100,17 @@ pub const AVX512_MR: usize = 4;
 pub const AVX512_NR: usize = 6;
 
 /// # Safety
-/// AVX2 must be available; every row must hold at least `k` elements.
-#[target_feature(enable = "avx2")]
-pub unsafe fn tile_avx2(x: [&[f32]; 2], w: [&[f32]; 3], k: usize) -> [[f32; 3]; 2] {
-    // SAFETY: forwarded from this function's contract.
-    unsafe { body256::<false, AVX2_MR, AVX2_NR>(x, w, k) }
-}
-
-/// # Safety
 /// AVX2 and FMA must be available; every row must hold at least `k` elements.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn tile_avx2_fma(x: [&[f32]; 2], w: [&[f32]; 3], k: usize) -> [[f32; 3]; 2] {
+pub unsafe fn tile_avx2(x: [&[f32]; 2], w: [&[f32]; 3], k: usize) -> [[f32; 3]; 2] {
     // SAFETY: forwarded from this function's contract.
-    unsafe { body256::<true, AVX2_MR, AVX2_NR>(x, w, k) }
-}
-
-/// # Safety
-/// AVX-512F must be available; every row must hold at least `k` elements.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn tile_avx512(x: [&[f32]; 4], w: [&[f32]; 6], k: usize) -> [[f32; 6]; 4] {
-    // SAFETY: forwarded from this function's contract.
-    unsafe { body512::<false, AVX512_MR, AVX512_NR>(x, w, k) }
+    unsafe { body256::<AVX2_MR, AVX2_NR>(x, w, k) }
 }
 
 /// # Safety
 /// AVX-512F must be available (it includes FMA); every row must hold at least `k` elements.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn tile_avx512_fma(x: [&[f32]; 4], w: [&[f32]; 6], k: usize) -> [[f32; 6]; 4] {
+pub unsafe fn tile_avx512(x: [&[f32]; 4], w: [&[f32]; 6], k: usize) -> [[f32; 6]; 4] {
     // SAFETY: forwarded from this function's contract.
-    unsafe { body512::<true, AVX512_MR, AVX512_NR>(x, w, k) }
+    unsafe { body512::<AVX512_MR, AVX512_NR>(x, w, k) }
 }

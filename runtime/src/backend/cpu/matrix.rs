@@ -92,11 +92,6 @@ fn chunk_rows(rows: usize) -> usize {
     rows.div_ceil(tasks).max(16)
 }
 
-/// Numerics of the several-row (prefill) GEMM. `MatchDecode` keeps every prefill value bit-identical
-/// to the decode matvec of the same row (tested below); `Fused` (FMA) raises the prefill GEMM's
-/// arithmetic throughput at the price of last-bit differences between prefill and decode.
-pub const PREFILL_NUMERICS: super::gemm::Numerics = super::gemm::Numerics::MatchDecode;
-
 /// `out[n, rows] = x[n, cols] · mᵀ (+ bias)`. `x.len() == n * cols`, `out.len() == n * rows`.
 /// `tmp` is a scratch buffer reused across calls (only touched when `n > 1`).
 pub fn matmul(
@@ -125,7 +120,8 @@ pub fn matmul(
             }
         });
     } else {
-        super::gemm::gemm(m, x, n, out, tmp, PREFILL_NUMERICS);
+        // Every prefill value is bit-identical to the decode matvec of the same row (tested below).
+        super::gemm::gemm(m, x, n, out, tmp);
     }
     if let Some(b) = bias {
         out.par_chunks_mut(m.rows).for_each(|o| {

@@ -1,7 +1,9 @@
 //! Dot products of an f32 vector with f32 / bf16 / f16 weight rows, with `LANES` independent
-//! accumulators summed in a fixed order. On x86-64 with AVX2 (+F16C) the same lane structure is
-//! compiled for 256-bit registers, chosen at run time; no FMA is used, so both paths give
-//! bit-identical results.
+//! accumulators summed in a fixed order, every product added by a fused multiply-add (one rounding).
+//! On x86-64 with AVX2 + FMA (+F16C) the same lane structure is compiled for 256-bit registers,
+//! chosen at run time; the portable path uses `f32::mul_add` (a hardware FMA on aarch64, the libm
+//! `fmaf` on an x86-64 without FMA), so both paths give bit-identical results. The prefill GEMM
+//! (`gemm.rs`) forms every output the same way, so prefill and decode agree bit for bit.
 //!
 //! `dot4` computes four f32 rows against one vector at once: the same per-row lanes and summation
 //! order (so each result is bit-identical to `dot` of that row), but four weight streams in flight and
@@ -47,12 +49,12 @@ fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
     for (xa, xb) in (&mut ca).zip(&mut cb) {
         prefetch_ahead(xa.as_ptr());
         for l in 0..LANES {
-            acc[l] += xa[l] * xb[l];
+            acc[l] = xa[l].mul_add(xb[l], acc[l]);
         }
     }
     let mut tail = 0.0f32;
     for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail += x * y;
+        tail = x.mul_add(*y, tail);
     }
     finish(acc, tail)
 }
@@ -72,12 +74,12 @@ fn dot_bf16_body(w: &[bf16], x: &[f32]) -> f32 {
     for (xw, xx) in (&mut cw).zip(&mut cx) {
         prefetch_ahead(xw.as_ptr());
         for l in 0..LANES {
-            acc[l] += bf16_f32(xw[l]) * xx[l];
+            acc[l] = bf16_f32(xw[l]).mul_add(xx[l], acc[l]);
         }
     }
     let mut tail = 0.0f32;
     for (a, b) in cw.remainder().iter().zip(cx.remainder()) {
-        tail += bf16_f32(*a) * b;
+        tail = bf16_f32(*a).mul_add(*b, tail);
     }
     finish(acc, tail)
 }
@@ -91,12 +93,12 @@ fn dot_f16_portable(w: &[f16], x: &[f32]) -> f32 {
     for (xw, xx) in (&mut cw).zip(&mut cx) {
         prefetch_ahead(xw.as_ptr());
         for l in 0..LANES {
-            acc[l] += xw[l].to_f32() * xx[l];
+            acc[l] = xw[l].to_f32().mul_add(xx[l], acc[l]);
         }
     }
     let mut tail = 0.0f32;
     for (a, b) in cw.remainder().iter().zip(cx.remainder()) {
-        tail += a.to_f32() * b;
+        tail = a.to_f32().mul_add(*b, tail);
     }
     finish(acc, tail)
 }
@@ -106,35 +108,35 @@ mod x86 {
     use super::{LANES, dot_bf16_body, dot_f32_body, finish, prefetch_ahead};
     use half::{bf16, f16};
     use std::arch::x86_64::{
-        __m128i, _mm_loadu_si128, _mm256_add_ps, _mm256_cvtph_ps, _mm256_loadu_ps, _mm256_mul_ps,
+        __m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm256_fmadd_ps, _mm256_loadu_ps,
         _mm256_setzero_ps, _mm256_storeu_ps,
     };
 
-    pub fn has_avx2() -> bool {
-        std::is_x86_feature_detected!("avx2")
+    pub fn has_avx2_fma() -> bool {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
     }
 
     pub fn has_f16c() -> bool {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
+        has_avx2_fma() && std::is_x86_feature_detected!("f16c")
     }
 
     /// # Safety
-    /// The CPU must support AVX2 (checked by the caller with `has_avx2`).
-    #[target_feature(enable = "avx2")]
+    /// The CPU must support AVX2 and FMA (checked by the caller with `has_avx2_fma`).
+    #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         dot_f32_body(a, b)
     }
 
     /// # Safety
-    /// The CPU must support AVX2 (checked by the caller with `has_avx2`).
-    #[target_feature(enable = "avx2")]
+    /// The CPU must support AVX2 and FMA (checked by the caller with `has_avx2_fma`).
+    #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
         dot_bf16_body(w, x)
     }
 
     /// # Safety
-    /// The CPU must support AVX2 and F16C (checked by the caller with `has_f16c`).
-    #[target_feature(enable = "avx2,f16c")]
+    /// The CPU must support AVX2, FMA and F16C (checked by the caller with `has_f16c`).
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
         let n = w.len().min(x.len());
         let full = n - n % LANES;
@@ -149,8 +151,8 @@ mod x86 {
                 let h1 = _mm_loadu_si128(w.as_ptr().add(i + 8) as *const __m128i);
                 let x0 = _mm256_loadu_ps(x.as_ptr().add(i));
                 let x1 = _mm256_loadu_ps(x.as_ptr().add(i + 8));
-                acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(_mm256_cvtph_ps(h0), x0));
-                acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(_mm256_cvtph_ps(h1), x1));
+                acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(h0), x0, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_cvtph_ps(h1), x1, acc1);
             }
             i += LANES;
         }
@@ -162,18 +164,18 @@ mod x86 {
         }
         let mut tail = 0.0f32;
         for j in full..n {
-            tail += w[j].to_f32() * x[j];
+            tail = w[j].to_f32().mul_add(x[j], tail);
         }
         finish(acc, tail)
     }
 
     /// Four rows at once: per row two 8-lane accumulators (lanes 0–7 and 8–15 of the portable
-    /// layout), each updated with one multiply and one add, then summed exactly as `finish` does.
+    /// layout), each updated with one fused multiply-add, then summed exactly as `finish` does.
     ///
     /// # Safety
-    /// The CPU must support AVX2; every row of `w` must hold at least `x.len()` elements (checked by
-    /// the safe wrapper).
-    #[target_feature(enable = "avx2")]
+    /// The CPU must support AVX2 and FMA; every row of `w` must hold at least `x.len()` elements
+    /// (checked by the safe wrapper).
+    #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot4_f32(w: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
         let n = x.len();
         let full = n - n % LANES;
@@ -188,8 +190,8 @@ mod x86 {
                     let p = row.as_ptr().add(i);
                     prefetch_ahead(p);
                     let (w0, w1) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
-                    acc[2 * r] = _mm256_add_ps(acc[2 * r], _mm256_mul_ps(w0, x0));
-                    acc[2 * r + 1] = _mm256_add_ps(acc[2 * r + 1], _mm256_mul_ps(w1, x1));
+                    acc[2 * r] = _mm256_fmadd_ps(w0, x0, acc[2 * r]);
+                    acc[2 * r + 1] = _mm256_fmadd_ps(w1, x1, acc[2 * r + 1]);
                 }
             }
             i += LANES;
@@ -204,7 +206,7 @@ mod x86 {
             }
             let mut tail = 0.0f32;
             for j in full..n {
-                tail += row[j] * x[j];
+                tail = row[j].mul_add(x[j], tail);
             }
             out[r] = finish(lanes, tail);
         }
@@ -221,8 +223,8 @@ fn rows_fit<T>(w: &[&[T]; 4], x: &[f32]) -> bool {
 #[inline]
 pub fn dot4(w: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && rows_fit(&w, x) {
-        // SAFETY: AVX2 support was just detected and every row is long enough.
+    if x86::has_avx2_fma() && rows_fit(&w, x) {
+        // SAFETY: AVX2 and FMA support were just detected and every row is long enough.
         return unsafe { x86::dot4_f32(w, x) };
     }
     w.map(|r| dot_f32_body(r, x))
@@ -232,8 +234,8 @@ pub fn dot4(w: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: AVX2 support was just detected.
+    if x86::has_avx2_fma() {
+        // SAFETY: AVX2 and FMA support were just detected.
         return unsafe { x86::dot_f32(a, b) };
     }
     dot_f32_body(a, b)
@@ -243,8 +245,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: AVX2 support was just detected.
+    if x86::has_avx2_fma() {
+        // SAFETY: AVX2 and FMA support were just detected.
         return unsafe { x86::dot_bf16(w, x) };
     }
     dot_bf16_body(w, x)
@@ -255,7 +257,7 @@ pub fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
 pub fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if x86::has_f16c() {
-        // SAFETY: AVX2 and F16C support were just detected.
+        // SAFETY: AVX2, FMA and F16C support were just detected.
         return unsafe { x86::dot_f16(w, x) };
     }
     dot_f16_portable(w, x)
