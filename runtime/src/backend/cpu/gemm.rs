@@ -7,19 +7,20 @@
 //! - inside a block, tokens go in groups of [`MC`] (their rows stay in L2), and for each tile of `NR`
 //!   weight rows (kept in L1 while it is reused) the micro-kernel runs over every `MR`-token tile of
 //!   the group: `MR × NR` dot products over the whole of `k` at once, so each loaded weight vector
-//!   serves `MR` tokens and each token vector `NR` weight rows. Tiles: 4 × 6 with AVX-512 (one
-//!   512-bit register per pair), 2 × 3 with AVX2 (two 256-bit registers per pair), 2 × 3 portable.
+//!   serves `MR` tokens and each token vector `NR` weight rows. Tiles: 4 × 4 with AVX-512 (one
+//!   512-bit register per pair; the 16 pairs' lane sums are formed together by shuffles,
+//!   `gemm_x86::tree16`), 2 × 3 with AVX2 (two 256-bit registers per pair), 2 × 3 portable.
 //! - `k` is not blocked: a tile keeps its 16 lane accumulators in registers over the whole row, which
-//!   is what makes the decode summation order possible. A 4 × 6 tile reads 10 rows of `k` floats
-//!   (23 KiB at k = 576, 60 KiB at k = 1536): L1/L2-resident for the models this engine targets on
+//!   is what makes the decode summation order possible. A 4 × 4 tile reads 8 rows of `k` floats
+//!   (18 KiB at k = 576, 48 KiB at k = 1536): L1/L2-resident for the models this engine targets on
 //!   the CPU; at k ≈ 14k (8B models) the weight tile streams from L2 instead.
 //!
 //! Numerics: each output is formed exactly as the decode dot product (`simd::dot`) forms it: 16 lane
 //! accumulators over `k` (lane `l` takes the `k ≡ l (mod 16)` elements of the full 16-blocks), every
-//! product added by a fused multiply-add, the `k mod 16` tail summed in order (also fused), lanes
-//! summed in order by `simd::finish`. So a token's result does not depend on how many tokens are
-//! computed together. (Until 2026-12-02 both multiplied, rounded and added; FMA made this GEMM 13-22%
-//! faster on the test machine, bench/RESULTS.md "Prefill GEMM".)
+//! product added by a fused multiply-add, the `k mod 16` tail summed in order (also fused), the lanes
+//! summed as `simd::finish`'s halving tree, then the tail added. So a token's result does not depend
+//! on how many tokens are computed together. (Until 2026-12-02 both multiplied, rounded and added,
+//! and summed the lanes one after another; bench/RESULTS.md "FMA numerics" measures the change.)
 
 use super::matrix::{Matrix, Store};
 use super::simd::{LANES, finish};
@@ -177,10 +178,10 @@ fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize
             t,
         ),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => block::<4, 6>(
+        Kernel::Avx512 => block::<4, 4>(
             |xr, wr| {
                 if !fits(&xr, &wr, k) {
-                    return [[0.0; 6]; 4];
+                    return [[0.0; 4]; 4];
                 }
                 // SAFETY: `Kernel::Avx512` is only made after AVX-512F was detected; every row
                 // holds `k` elements (checked above).

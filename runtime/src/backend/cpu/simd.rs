@@ -14,10 +14,23 @@ use half::{bf16, f16};
 
 pub const LANES: usize = 16;
 
-/// The lanes summed in order, then the tail (shared with the prefill GEMM, `gemm.rs`).
+/// The lanes summed as a halving tree (lane `j` plus lane `j + 8`, then `j + 4`, `j + 2`, `j + 1`),
+/// then the tail. Shared with the prefill GEMM (`gemm.rs`), whose AVX-512 tile forms the same tree
+/// for 16 dot products at once in vector registers (`gemm_x86::tree16`).
 #[inline(always)]
 pub(super) fn finish(acc: [f32; LANES], tail: f32) -> f32 {
-    acc.iter().sum::<f32>() + tail
+    const { assert!(LANES == 16) };
+    let mut v = acc;
+    for j in 0..8 {
+        v[j] += v[j + 8];
+    }
+    for j in 0..4 {
+        v[j] += v[j + 4];
+    }
+    for j in 0..2 {
+        v[j] += v[j + 2];
+    }
+    (v[0] + v[1]) + tail
 }
 
 /// Bytes ahead of the current weight position that the dot products ask the cache for. The hardware
@@ -105,11 +118,12 @@ fn dot_f16_portable(w: &[f16], x: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{LANES, dot_bf16_body, dot_f32_body, finish, prefetch_ahead};
+    use super::{LANES, bf16_f32, finish, prefetch_ahead};
     use half::{bf16, f16};
     use std::arch::x86_64::{
-        __m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm256_fmadd_ps, _mm256_loadu_ps,
-        _mm256_setzero_ps, _mm256_storeu_ps,
+        __m128i, __m256, _mm_loadu_si128, _mm256_castsi256_ps, _mm256_cvtepu16_epi32,
+        _mm256_cvtph_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_slli_epi32,
+        _mm256_storeu_ps,
     };
 
     pub fn has_avx2_fma() -> bool {
@@ -120,53 +134,120 @@ mod x86 {
         has_avx2_fma() && std::is_x86_feature_detected!("f16c")
     }
 
+    /// A weight type the AVX2 walk widens to f32.
+    trait Widen: Copy {
+        /// The 16 weights at `p` as f32, lanes 0–7 and 8–15.
+        ///
+        /// # Safety
+        /// 16 elements must be readable at `p`; the CPU features of the calling dot product.
+        unsafe fn load16(p: *const Self) -> (__m256, __m256);
+        fn widen(self) -> f32;
+    }
+
+    impl Widen for f32 {
+        #[inline(always)]
+        unsafe fn load16(p: *const f32) -> (__m256, __m256) {
+            // SAFETY: 16 readable f32 at `p` (caller); unaligned loads.
+            unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
+        }
+        #[inline(always)]
+        fn widen(self) -> f32 {
+            self
+        }
+    }
+
+    impl Widen for bf16 {
+        #[inline(always)]
+        unsafe fn load16(p: *const bf16) -> (__m256, __m256) {
+            // SAFETY: 16 readable bf16 (32 bytes) at `p` (caller); unaligned loads; AVX2 (caller).
+            // A bf16 is the top half of its f32: zero-extend to 32 bits and shift left by 16.
+            unsafe {
+                let half = |q: *const bf16| {
+                    let v = _mm256_cvtepu16_epi32(_mm_loadu_si128(q as *const __m128i));
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v))
+                };
+                (half(p), half(p.add(8)))
+            }
+        }
+        #[inline(always)]
+        fn widen(self) -> f32 {
+            bf16_f32(self)
+        }
+    }
+
+    impl Widen for f16 {
+        #[inline(always)]
+        unsafe fn load16(p: *const f16) -> (__m256, __m256) {
+            // SAFETY: 16 readable f16 (32 bytes) at `p` (caller); unaligned loads; F16C (caller).
+            unsafe {
+                let h0 = _mm_loadu_si128(p as *const __m128i);
+                let h1 = _mm_loadu_si128(p.add(8) as *const __m128i);
+                (_mm256_cvtph_ps(h0), _mm256_cvtph_ps(h1))
+            }
+        }
+        #[inline(always)]
+        fn widen(self) -> f32 {
+            self.to_f32()
+        }
+    }
+
+    /// The portable dot product's 16 lanes in two 256-bit registers (lanes 0–7 and 8–15), each
+    /// updated by one FMA per block, the tail and the lanes then summed as `finish` does: the same
+    /// result, bit for bit. Written out rather than left to the auto-vectoriser, which split the
+    /// lanes into 128-bit registers once `finish` became a tree (15-25% slower decode).
+    ///
+    /// # Safety
+    /// AVX2 and FMA (and F16C for f16) must be available (callers' `target_feature`).
+    #[inline(always)]
+    unsafe fn walk<T: Widen>(w: &[T], x: &[f32]) -> f32 {
+        let n = w.len().min(x.len());
+        let full = n - n % LANES;
+        // SAFETY (whole body): AVX2/FMA available (caller); i + 16 <= full <= the length of both
+        // slices for every load; the two stores write 8 f32 each into 16.
+        unsafe {
+            let mut acc0 = _mm256_setzero_ps();
+            let mut acc1 = _mm256_setzero_ps();
+            let mut i = 0;
+            while i < full {
+                prefetch_ahead(w.as_ptr().wrapping_add(i));
+                let (w0, w1) = T::load16(w.as_ptr().add(i));
+                acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x.as_ptr().add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.as_ptr().add(i + 8)), acc1);
+                i += LANES;
+            }
+            let mut acc = [0.0f32; LANES];
+            _mm256_storeu_ps(acc.as_mut_ptr(), acc0);
+            _mm256_storeu_ps(acc.as_mut_ptr().add(8), acc1);
+            let mut tail = 0.0f32;
+            for j in full..n {
+                tail = w[j].widen().mul_add(x[j], tail);
+            }
+            finish(acc, tail)
+        }
+    }
+
     /// # Safety
     /// The CPU must support AVX2 and FMA (checked by the caller with `has_avx2_fma`).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-        dot_f32_body(a, b)
+        // SAFETY: AVX2 and FMA (this function's contract).
+        unsafe { walk(a, b) }
     }
 
     /// # Safety
     /// The CPU must support AVX2 and FMA (checked by the caller with `has_avx2_fma`).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
-        dot_bf16_body(w, x)
+        // SAFETY: AVX2 and FMA (this function's contract).
+        unsafe { walk(w, x) }
     }
 
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C (checked by the caller with `has_f16c`).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
-        let n = w.len().min(x.len());
-        let full = n - n % LANES;
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i < full {
-            prefetch_ahead(w.as_ptr().wrapping_add(i));
-            // SAFETY: i + 16 <= full <= len of both slices; unaligned loads are used throughout.
-            unsafe {
-                let h0 = _mm_loadu_si128(w.as_ptr().add(i) as *const __m128i);
-                let h1 = _mm_loadu_si128(w.as_ptr().add(i + 8) as *const __m128i);
-                let x0 = _mm256_loadu_ps(x.as_ptr().add(i));
-                let x1 = _mm256_loadu_ps(x.as_ptr().add(i + 8));
-                acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(h0), x0, acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_cvtph_ps(h1), x1, acc1);
-            }
-            i += LANES;
-        }
-        let mut acc = [0.0f32; LANES];
-        // SAFETY: `acc` holds exactly 16 f32, the two unaligned stores write 8 each.
-        unsafe {
-            _mm256_storeu_ps(acc.as_mut_ptr(), acc0);
-            _mm256_storeu_ps(acc.as_mut_ptr().add(8), acc1);
-        }
-        let mut tail = 0.0f32;
-        for j in full..n {
-            tail = w[j].to_f32().mul_add(x[j], tail);
-        }
-        finish(acc, tail)
+        // SAFETY: AVX2, FMA and F16C (this function's contract).
+        unsafe { walk(w, x) }
     }
 
     /// Four rows at once: per row two 8-lane accumulators (lanes 0–7 and 8–15 of the portable
