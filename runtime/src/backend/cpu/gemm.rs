@@ -23,7 +23,7 @@
 //! and summed the lanes one after another; bench/RESULTS.md "FMA numerics" measures the change.)
 
 use super::matrix::{Matrix, Store};
-use super::simd::{LANES, finish};
+use super::simd::{LANES, finish, madd};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -39,7 +39,8 @@ const BLOCK_BYTES: usize = 512 * 1024;
 /// [`Kernel::available`] after their CPU features were detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
-    Portable,
+    /// Products added with FMA or not: as `simd`'s portable dot products on this CPU.
+    Portable { fused: bool },
     #[cfg(target_arch = "x86_64")]
     Avx2,
     #[cfg(target_arch = "x86_64")]
@@ -60,7 +61,9 @@ impl Kernel {
                 all.push(Kernel::Avx2);
             }
         }
-        all.push(Kernel::Portable);
+        all.push(Kernel::Portable {
+            fused: super::simd::fused(),
+        });
         all
     }
 
@@ -73,7 +76,7 @@ impl Kernel {
 
 /// The `k mod 16` tail of every pair, summed in order, then the lanes by `finish` (as `simd::dot`).
 #[inline(always)]
-pub(super) fn close<const MR: usize, const NR: usize>(
+pub(super) fn close<const F: bool, const MR: usize, const NR: usize>(
     lanes: &[[[f32; LANES]; NR]; MR],
     x: [&[f32]; MR],
     w: [&[f32]; NR],
@@ -85,7 +88,7 @@ pub(super) fn close<const MR: usize, const NR: usize>(
         for c in 0..NR {
             let mut tail = 0.0f32;
             for (a, b) in x[r][full..k].iter().zip(&w[c][full..k]) {
-                tail = a.mul_add(*b, tail);
+                tail = madd::<F>(*a, *b, tail);
             }
             out[r][c] = finish(lanes[r][c], tail);
         }
@@ -93,8 +96,8 @@ pub(super) fn close<const MR: usize, const NR: usize>(
     out
 }
 
-/// The portable micro-kernel (lane loops of `f32::mul_add`).
-fn tile_portable<const MR: usize, const NR: usize>(
+/// The portable micro-kernel (lane loops of `simd::madd`).
+fn tile_portable<const F: bool, const MR: usize, const NR: usize>(
     x: [&[f32]; MR],
     w: [&[f32]; NR],
     k: usize,
@@ -107,12 +110,12 @@ fn tile_portable<const MR: usize, const NR: usize>(
             for c in 0..NR {
                 let ws = &w[c][c0..c0 + LANES];
                 for l in 0..LANES {
-                    acc[r][c][l] = xs[l].mul_add(ws[l], acc[r][c][l]);
+                    acc[r][c][l] = madd::<F>(xs[l], ws[l], acc[r][c][l]);
                 }
             }
         }
     }
-    close(&acc, x, w, k)
+    close::<F, MR, NR>(&acc, x, w, k)
 }
 
 /// Every row holds at least `k` elements (what the SIMD kernels' unchecked loads rely on).
@@ -159,7 +162,24 @@ fn block<const MR: usize, const NR: usize>(
 /// [`block`] with the micro-kernel `kernel`. A short row (never produced by [`gemm`]) gives zeros.
 fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize, t: &mut [f32]) {
     match kernel {
-        Kernel::Portable => block::<2, 3>(|xr, wr| tile_portable(xr, wr, k), w, nb, x, n, k, t),
+        Kernel::Portable { fused: true } => block::<2, 3>(
+            |xr, wr| tile_portable::<true, 2, 3>(xr, wr, k),
+            w,
+            nb,
+            x,
+            n,
+            k,
+            t,
+        ),
+        Kernel::Portable { fused: false } => block::<2, 3>(
+            |xr, wr| tile_portable::<false, 2, 3>(xr, wr, k),
+            w,
+            nb,
+            x,
+            n,
+            k,
+            t,
+        ),
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => block::<2, 3>(
             |xr, wr| {

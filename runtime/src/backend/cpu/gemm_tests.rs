@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::backend::cpu::matrix::{self, Matrix};
+use crate::backend::cpu::simd;
 use crate::backend::cpu::test_data::lcg;
 use half::{bf16, f16};
 
@@ -29,8 +30,27 @@ fn gamma(k: usize) -> f64 {
     k as f64 * u / (1.0 - k as f64 * u)
 }
 
-/// Runs one shape with every kernel this CPU has and checks the bound, and that every value is
-/// bit-identical to the decode dot product of its row.
+/// Whether `kernel` adds its products with FMA (every SIMD kernel does).
+fn fused_of(kernel: Kernel) -> bool {
+    match kernel {
+        Kernel::Portable { fused } => fused,
+        #[allow(unreachable_patterns)]
+        _ => true,
+    }
+}
+
+/// Every kernel this CPU has, and the portable one with the numerics this CPU does not use.
+fn kernels() -> Vec<Kernel> {
+    let mut all = Kernel::available();
+    all.push(Kernel::Portable {
+        fused: !simd::fused(),
+    });
+    all
+}
+
+/// Runs one shape with every kernel of [`kernels`] and checks the bound, and that every value is
+/// bit-identical to the portable dot product of its row with the kernel's numerics, and with this
+/// CPU's numerics to the decode dot product.
 fn check(n: usize, rows: usize, k: usize, name: &str, make: MakeStore, seed: u64) {
     let mut s = seed;
     let w: Vec<f32> = (0..rows * k).map(|_| lcg(&mut s)).collect();
@@ -44,7 +64,7 @@ fn check(n: usize, rows: usize, k: usize, name: &str, make: MakeStore, seed: u64
         store: make(w),
     };
     let mut row = vec![0.0f32; k];
-    for kernel in Kernel::available() {
+    for kernel in kernels() {
         let mut got = vec![f32::NAN; n * rows];
         gemm_with(kernel, &m, &x, n, &mut got, &mut Vec::new());
         for j in 0..rows {
@@ -64,12 +84,24 @@ fn check(n: usize, rows: usize, k: usize, name: &str, make: MakeStore, seed: u64
                     "{name} {kernel:?} n={n} rows={rows} k={k} [{i},{j}]: {g} vs {exact} (err {err}, bound {})",
                     gamma(k + 1) * mag
                 );
-                let decode = m.row_dot(j, xi);
+                let dot = if fused_of(kernel) {
+                    simd::dot_f32_body::<true>(&row, xi)
+                } else {
+                    simd::dot_f32_body::<false>(&row, xi)
+                };
                 assert_eq!(
                     g.to_bits(),
-                    decode.to_bits(),
-                    "{name} {kernel:?} n={n} rows={rows} k={k} [{i},{j}]: GEMM {g} vs decode {decode}"
+                    dot.to_bits(),
+                    "{name} {kernel:?} n={n} rows={rows} k={k} [{i},{j}]: GEMM {g} vs dot {dot}"
                 );
+                if fused_of(kernel) == simd::fused() {
+                    let decode = m.row_dot(j, xi);
+                    assert_eq!(
+                        g.to_bits(),
+                        decode.to_bits(),
+                        "{name} {kernel:?} n={n} rows={rows} k={k} [{i},{j}]: GEMM {g} vs decode {decode}"
+                    );
+                }
             }
         }
     }
@@ -121,7 +153,10 @@ fn every_kernel_is_bit_identical_to_the_portable_one() {
             store: Store::F32(w),
         };
         let mut want = vec![0.0; n * rows];
-        gemm_with(Kernel::Portable, &m, &x, n, &mut want, &mut Vec::new());
+        let portable = Kernel::Portable {
+            fused: simd::fused(),
+        };
+        gemm_with(portable, &m, &x, n, &mut want, &mut Vec::new());
         for kernel in Kernel::available() {
             let mut got = vec![f32::NAN; n * rows];
             gemm_with(kernel, &m, &x, n, &mut got, &mut Vec::new());

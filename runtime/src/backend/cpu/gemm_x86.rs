@@ -54,7 +54,7 @@ unsafe fn body256<const MR: usize, const NR: usize>(
             }
         }
     }
-    close(&lanes, x, w, k)
+    close::<true, MR, NR>(&lanes, x, w, k)
 }
 
 /// # Safety

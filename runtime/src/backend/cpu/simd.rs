@@ -1,9 +1,11 @@
 //! Dot products of an f32 vector with f32 / bf16 / f16 weight rows, with `LANES` independent
 //! accumulators summed in a fixed order, every product added by a fused multiply-add (one rounding).
 //! On x86-64 with AVX2 + FMA (+F16C) the same lane structure is compiled for 256-bit registers,
-//! chosen at run time; the portable path uses `f32::mul_add` (a hardware FMA on aarch64, the libm
-//! `fmaf` on an x86-64 without FMA), so both paths give bit-identical results. The prefill GEMM
-//! (`gemm.rs`) forms every output the same way, so prefill and decode agree bit for bit.
+//! chosen at run time; the portable path uses `f32::mul_add` where the CPU has FMA, so both paths
+//! give bit-identical results. The prefill GEMM (`gemm.rs`) forms every output the same way, so
+//! prefill and decode agree bit for bit. On a CPU without FMA (an x86-64 before AVX2, where no SIMD
+//! path runs) the portable paths multiply, round and add instead ([`fused`]): `mul_add` would be a
+//! libm call per element there.
 //!
 //! `dot4` computes four f32 rows against one vector at once: the same per-row lanes and summation
 //! order (so each result is bit-identical to `dot` of that row), but four weight streams in flight and
@@ -33,6 +35,21 @@ pub(super) fn finish(acc: [f32; LANES], tail: f32) -> f32 {
     (v[0] + v[1]) + tail
 }
 
+/// Whether this CPU has a fused multiply-add: how every portable dot product (here and in the
+/// prefill GEMM) adds its products. Every SIMD path needs FMA, so where one runs this is `true`.
+pub(super) fn fused() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    return true;
+}
+
+/// `a·b + c` rounded once (`FUSED`, [`fused`]) or twice.
+#[inline(always)]
+pub(super) fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FUSED { a.mul_add(b, c) } else { a * b + c }
+}
+
 /// Bytes ahead of the current weight position that the dot products ask the cache for. The hardware
 /// prefetchers of the test machine (a KVM guest) did not keep a decode matvec's weight stream in
 /// flight: asking explicitly made FP16 decode ~25% faster there (bench/RESULTS.md).
@@ -52,8 +69,9 @@ fn prefetch_ahead<T>(p: *const T) {
     let _ = p;
 }
 
+/// The portable f32 dot product (the prefill GEMM's tests compare against it).
 #[inline(always)]
-fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot_f32_body<const F: bool>(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f32; LANES];
@@ -62,12 +80,12 @@ fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
     for (xa, xb) in (&mut ca).zip(&mut cb) {
         prefetch_ahead(xa.as_ptr());
         for l in 0..LANES {
-            acc[l] = xa[l].mul_add(xb[l], acc[l]);
+            acc[l] = madd::<F>(xa[l], xb[l], acc[l]);
         }
     }
     let mut tail = 0.0f32;
     for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail = x.mul_add(*y, tail);
+        tail = madd::<F>(*x, *y, tail);
     }
     finish(acc, tail)
 }
@@ -78,7 +96,7 @@ fn bf16_f32(w: bf16) -> f32 {
 }
 
 #[inline(always)]
-fn dot_bf16_body(w: &[bf16], x: &[f32]) -> f32 {
+fn dot_bf16_body<const F: bool>(w: &[bf16], x: &[f32]) -> f32 {
     let n = w.len().min(x.len());
     let (w, x) = (&w[..n], &x[..n]);
     let mut acc = [0.0f32; LANES];
@@ -87,17 +105,17 @@ fn dot_bf16_body(w: &[bf16], x: &[f32]) -> f32 {
     for (xw, xx) in (&mut cw).zip(&mut cx) {
         prefetch_ahead(xw.as_ptr());
         for l in 0..LANES {
-            acc[l] = bf16_f32(xw[l]).mul_add(xx[l], acc[l]);
+            acc[l] = madd::<F>(bf16_f32(xw[l]), xx[l], acc[l]);
         }
     }
     let mut tail = 0.0f32;
     for (a, b) in cw.remainder().iter().zip(cx.remainder()) {
-        tail = bf16_f32(*a).mul_add(*b, tail);
+        tail = madd::<F>(bf16_f32(*a), *b, tail);
     }
     finish(acc, tail)
 }
 
-fn dot_f16_portable(w: &[f16], x: &[f32]) -> f32 {
+fn dot_f16_portable<const F: bool>(w: &[f16], x: &[f32]) -> f32 {
     let n = w.len().min(x.len());
     let (w, x) = (&w[..n], &x[..n]);
     let mut acc = [0.0f32; LANES];
@@ -106,12 +124,12 @@ fn dot_f16_portable(w: &[f16], x: &[f32]) -> f32 {
     for (xw, xx) in (&mut cw).zip(&mut cx) {
         prefetch_ahead(xw.as_ptr());
         for l in 0..LANES {
-            acc[l] = xw[l].to_f32().mul_add(xx[l], acc[l]);
+            acc[l] = madd::<F>(xw[l].to_f32(), xx[l], acc[l]);
         }
     }
     let mut tail = 0.0f32;
     for (a, b) in cw.remainder().iter().zip(cx.remainder()) {
-        tail = a.to_f32().mul_add(*b, tail);
+        tail = madd::<F>(a.to_f32(), *b, tail);
     }
     finish(acc, tail)
 }
@@ -308,7 +326,7 @@ pub fn dot4(w: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
         // SAFETY: AVX2 and FMA support were just detected and every row is long enough.
         return unsafe { x86::dot4_f32(w, x) };
     }
-    w.map(|r| dot_f32_body(r, x))
+    w.map(|r| dot(r, x))
 }
 
 /// `Σ a[i]·b[i]`.
@@ -319,7 +337,11 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: AVX2 and FMA support were just detected.
         return unsafe { x86::dot_f32(a, b) };
     }
-    dot_f32_body(a, b)
+    if fused() {
+        dot_f32_body::<true>(a, b)
+    } else {
+        dot_f32_body::<false>(a, b)
+    }
 }
 
 /// `Σ w[i]·x[i]` with bf16 weights.
@@ -330,7 +352,11 @@ pub fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
         // SAFETY: AVX2 and FMA support were just detected.
         return unsafe { x86::dot_bf16(w, x) };
     }
-    dot_bf16_body(w, x)
+    if fused() {
+        dot_bf16_body::<true>(w, x)
+    } else {
+        dot_bf16_body::<false>(w, x)
+    }
 }
 
 /// `Σ w[i]·x[i]` with f16 weights.
@@ -341,12 +367,33 @@ pub fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
         // SAFETY: AVX2, FMA and F16C support were just detected.
         return unsafe { x86::dot_f16(w, x) };
     }
-    dot_f16_portable(w, x)
+    if fused() {
+        dot_f16_portable::<true>(w, x)
+    } else {
+        dot_f16_portable::<false>(w, x)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The portable dot products with this CPU's numerics (what the dispatch falls back to).
+    fn portable(a: &[f32], b: &[f32], bb: &[bf16], h: &[f16]) -> [f32; 3] {
+        if fused() {
+            [
+                dot_f32_body::<true>(a, b),
+                dot_bf16_body::<true>(bb, b),
+                dot_f16_portable::<true>(h, b),
+            ]
+        } else {
+            [
+                dot_f32_body::<false>(a, b),
+                dot_bf16_body::<false>(bb, b),
+                dot_f16_portable::<false>(h, b),
+            ]
+        }
+    }
 
     #[test]
     fn simd_paths_are_bit_identical_to_portable() {
@@ -357,33 +404,43 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|_| r()).collect();
             let h: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
             let bb: Vec<bf16> = a.iter().map(|&v| bf16::from_f32(v)).collect();
-            assert_eq!(
-                dot(&a, &b).to_bits(),
-                dot_f32_body(&a, &b).to_bits(),
-                "f32 n={n}"
-            );
-            assert_eq!(
-                dot_bf16(&bb, &b).to_bits(),
-                dot_bf16_body(&bb, &b).to_bits(),
-                "bf16 n={n}"
-            );
-            assert_eq!(
-                dot_f16(&h, &b).to_bits(),
-                dot_f16_portable(&h, &b).to_bits(),
-                "f16 n={n}"
-            );
+            let [p32, pbf, ph] = portable(&a, &b, &bb, &h);
+            assert_eq!(dot(&a, &b).to_bits(), p32.to_bits(), "f32 n={n}");
+            assert_eq!(dot_bf16(&bb, &b).to_bits(), pbf.to_bits(), "bf16 n={n}");
+            assert_eq!(dot_f16(&h, &b).to_bits(), ph.to_bits(), "f16 n={n}");
             let rows = |v: &[f32]| -> Vec<f32> { v.iter().map(|x| x * 0.5 - 0.25).collect() };
             let (a1, a2, a3) = (rows(&a), rows(&b), rows(&rows(&a)));
             let four = dot4([&a, &a1, &a2, &a3], &b);
             for (got, row) in four.iter().zip([&a, &a1, &a2, &a3]) {
-                assert_eq!(
-                    got.to_bits(),
-                    dot_f32_body(row, &b).to_bits(),
-                    "dot4 f32 n={n}"
+                assert_eq!(got.to_bits(), dot(row, &b).to_bits(), "dot4 f32 n={n}");
+            }
+            // Both numerics of the portable paths (whichever this CPU does not use included) against
+            // the f64 dot product of the same (rounded) values: within the f32 dot product's bound.
+            let exact = |w: &[f32]| -> (f64, f64) {
+                let e = w.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+                let mag: f64 = w
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (*x as f64 * *y as f64).abs())
+                    .sum();
+                (e, mag * (n + 1) as f64 * f64::powi(2.0, -24))
+            };
+            let wh: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
+            let wb: Vec<f32> = bb.iter().map(|v| v.to_f32()).collect();
+            let got = [
+                (dot_f32_body::<true>(&a, &b), exact(&a)),
+                (dot_f32_body::<false>(&a, &b), exact(&a)),
+                (dot_bf16_body::<true>(&bb, &b), exact(&wb)),
+                (dot_bf16_body::<false>(&bb, &b), exact(&wb)),
+                (dot_f16_portable::<true>(&h, &b), exact(&wh)),
+                (dot_f16_portable::<false>(&h, &b), exact(&wh)),
+            ];
+            for (i, (g, (e, bound))) in got.iter().enumerate() {
+                assert!(
+                    (*g as f64 - e).abs() <= *bound,
+                    "portable variant {i}, n={n}: {g} vs {e} (bound {bound})"
                 );
             }
-            let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            assert!((dot(&a, &b) as f64 - exact).abs() <= 1e-5 * n.max(1) as f64);
         }
     }
 }
