@@ -70,10 +70,9 @@ impl Matrix {
     }
 }
 
-/// f16 rows to f32 (exact; F16C where the CPU has it, through `half`).
+/// f16 rows to f32 (exact; F16C where the CPU has it).
 pub(super) fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
-    src.convert_to_f32_slice(dst);
+    super::simd::widen_f16(src, dst);
 }
 
 /// bf16 rows to f32 (exact: the 16 bits are the top half of the f32).
