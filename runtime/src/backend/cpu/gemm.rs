@@ -54,10 +54,16 @@ impl Kernel {
         let mut all = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx512f") {
+            // AVX2 and FMA as well: decode (`simd`) needs both to use FMA, and the kernels must
+            // add products as decode does (and Rust's `avx512f` implies them in the compiled code).
+            let (avx2, fma) = (
+                std::is_x86_feature_detected!("avx2"),
+                std::is_x86_feature_detected!("fma"),
+            );
+            if std::is_x86_feature_detected!("avx512f") && avx2 && fma {
                 all.push(Kernel::Avx512);
             }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            if avx2 && fma {
                 all.push(Kernel::Avx2);
             }
         }
@@ -97,7 +103,7 @@ pub(super) fn close<const F: bool, const MR: usize, const NR: usize>(
 }
 
 /// The portable micro-kernel (lane loops of `simd::madd`).
-fn tile_portable<const F: bool, const MR: usize, const NR: usize>(
+pub(super) fn tile_portable<const F: bool, const MR: usize, const NR: usize>(
     x: [&[f32]; MR],
     w: [&[f32]; NR],
     k: usize,
@@ -163,7 +169,13 @@ fn block<const MR: usize, const NR: usize>(
 fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize, t: &mut [f32]) {
     match kernel {
         Kernel::Portable { fused: true } => block::<2, 3>(
-            |xr, wr| tile_portable::<true, 2, 3>(xr, wr, k),
+            |xr, wr| {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `fused: true` is only made where `simd::fused` detected FMA.
+                return unsafe { gemm_x86::tile_portable_fma(xr, wr, k) };
+                #[cfg(not(target_arch = "x86_64"))]
+                return tile_portable::<true, 2, 3>(xr, wr, k);
+            },
             w,
             nb,
             x,
@@ -198,13 +210,13 @@ fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize
             t,
         ),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => block::<4, 4>(
+        Kernel::Avx512 => block::<{ gemm_x86::AVX512_MR }, { gemm_x86::AVX512_NR }>(
             |xr, wr| {
                 if !fits(&xr, &wr, k) {
-                    return [[0.0; 4]; 4];
+                    return [[0.0; gemm_x86::AVX512_NR]; gemm_x86::AVX512_MR];
                 }
-                // SAFETY: `Kernel::Avx512` is only made after AVX-512F was detected; every row
-                // holds `k` elements (checked above).
+                // SAFETY: `Kernel::Avx512` is only made after AVX-512F, AVX2 and FMA were
+                // detected; every row holds `k` elements (checked above).
                 unsafe { gemm_x86::tile_avx512(xr, wr, k) }
             },
             w,

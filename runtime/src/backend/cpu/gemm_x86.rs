@@ -217,8 +217,19 @@ pub unsafe fn tile_avx2(x: [&[f32]; 2], w: [&[f32]; 3], k: usize) -> [[f32; 3]; 
     unsafe { body256::<AVX2_MR, AVX2_NR>(x, w, k) }
 }
 
+/// The portable tile (fused) compiled with FMA enabled, for a CPU with FMA but without AVX2
+/// (without it `f32::mul_add` is a call per element).
+///
 /// # Safety
-/// AVX-512F must be available (it includes FMA); every row must hold at least `k` elements.
+/// FMA must be available.
+#[target_feature(enable = "fma")]
+pub unsafe fn tile_portable_fma(x: [&[f32]; 2], w: [&[f32]; 3], k: usize) -> [[f32; 3]; 2] {
+    super::gemm::tile_portable::<true, 2, 3>(x, w, k)
+}
+
+/// # Safety
+/// AVX-512F, AVX2 and FMA must be available (Rust's `avx512f` implies the other two in the code it
+/// compiles; the caller checks all three); every row must hold at least `k` elements.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn tile_avx512(x: [&[f32]; 4], w: [&[f32]; 4], k: usize) -> [[f32; 4]; 4] {
     // SAFETY: forwarded from this function's contract.

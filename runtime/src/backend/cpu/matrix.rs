@@ -2,8 +2,8 @@
 //!
 //! A matrix is `[rows = out_features, cols = in_features]`, row-major, stored in the engine precision.
 //! Decode is memory-bound: each output element is the dot product of one contiguous weight row with
-//! the input, output rows are split in chunks over the rayon pool, and the inner loops are written with
-//! independent lane accumulators so the compiler vectorises them.
+//! the input, output rows are split in chunks over the rayon pool, and each dot product keeps 16
+//! independent lane accumulators (`simd.rs`: SIMD intrinsics on x86-64, portable loops elsewhere).
 
 use half::{bf16, f16};
 use rayon::prelude::*;

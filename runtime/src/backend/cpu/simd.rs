@@ -3,9 +3,10 @@
 //! On x86-64 with AVX2 + FMA (+F16C) the same lane structure is compiled for 256-bit registers,
 //! chosen at run time; the portable path uses `f32::mul_add` where the CPU has FMA, so both paths
 //! give bit-identical results. The prefill GEMM (`gemm.rs`) forms every output the same way, so
-//! prefill and decode agree bit for bit. On a CPU without FMA (an x86-64 before AVX2, where no SIMD
-//! path runs) the portable paths multiply, round and add instead ([`fused`]): `mul_add` would be a
-//! libm call per element there.
+//! prefill and decode agree bit for bit. On a CPU without FMA (an x86-64 before Haswell /
+//! Piledriver, where no SIMD path runs) the portable paths multiply, round and add instead
+//! ([`fused`]): `mul_add` would be a software routine per element there. On an x86-64 with FMA but
+//! without AVX2 the fused portable loops run compiled with FMA enabled.
 //!
 //! `dot4` computes four f32 rows against one vector at once: the same per-row lanes and summation
 //! order (so each result is bit-identical to `dot` of that row), but four weight streams in flight and
@@ -37,11 +38,15 @@ pub(super) fn finish(acc: [f32; LANES], tail: f32) -> f32 {
 
 /// Whether this CPU has a fused multiply-add: how every portable dot product (here and in the
 /// prefill GEMM) adds its products. Every SIMD path needs FMA, so where one runs this is `true`.
+/// On x86-64 the fused portable loops are compiled with FMA enabled (`x86::fused_*`); aarch64 always
+/// has it; elsewhere `f32::mul_add` may be a software routine, so those targets multiply and add.
 pub(super) fn fused() -> bool {
     #[cfg(target_arch = "x86_64")]
     return std::is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
     return true;
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return false;
 }
 
 /// `a·b + c` rounded once (`FUSED`, [`fused`]) or twice.
@@ -165,7 +170,7 @@ mod x86 {
     impl Widen for f32 {
         #[inline(always)]
         unsafe fn load16(p: *const f32) -> (__m256, __m256) {
-            // SAFETY: 16 readable f32 at `p` (caller); unaligned loads.
+            // SAFETY: 16 readable f32 at `p`, AVX (implied by the caller's AVX2); unaligned loads.
             unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
         }
         #[inline(always)]
@@ -258,6 +263,30 @@ mod x86 {
     pub unsafe fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
         // SAFETY: AVX2 and FMA (this function's contract).
         unsafe { walk(w, x) }
+    }
+
+    /// The portable fused dot products compiled with FMA enabled, for a CPU with FMA but without
+    /// AVX2 (without it `f32::mul_add` is a call per element).
+    ///
+    /// # Safety
+    /// The CPU must support FMA.
+    #[target_feature(enable = "fma")]
+    pub unsafe fn fused_f32(a: &[f32], b: &[f32]) -> f32 {
+        super::dot_f32_body::<true>(a, b)
+    }
+
+    /// # Safety
+    /// The CPU must support FMA.
+    #[target_feature(enable = "fma")]
+    pub unsafe fn fused_bf16(w: &[bf16], x: &[f32]) -> f32 {
+        super::dot_bf16_body::<true>(w, x)
+    }
+
+    /// # Safety
+    /// The CPU must support FMA.
+    #[target_feature(enable = "fma")]
+    pub unsafe fn fused_f16(w: &[f16], x: &[f32]) -> f32 {
+        super::dot_f16_portable::<true>(w, x)
     }
 
     /// `dst[i] = src[i]` widened (exact), 16 at a time.
@@ -374,10 +403,13 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         return unsafe { x86::dot_f32(a, b) };
     }
     if fused() {
-        dot_f32_body::<true>(a, b)
-    } else {
-        dot_f32_body::<false>(a, b)
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `fused()` detected FMA on this x86-64.
+        return unsafe { x86::fused_f32(a, b) };
+        #[cfg(not(target_arch = "x86_64"))]
+        return dot_f32_body::<true>(a, b);
     }
+    dot_f32_body::<false>(a, b)
 }
 
 /// `Σ w[i]·x[i]` with bf16 weights.
@@ -389,10 +421,13 @@ pub fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
         return unsafe { x86::dot_bf16(w, x) };
     }
     if fused() {
-        dot_bf16_body::<true>(w, x)
-    } else {
-        dot_bf16_body::<false>(w, x)
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `fused()` detected FMA on this x86-64.
+        return unsafe { x86::fused_bf16(w, x) };
+        #[cfg(not(target_arch = "x86_64"))]
+        return dot_bf16_body::<true>(w, x);
     }
+    dot_bf16_body::<false>(w, x)
 }
 
 /// `Σ w[i]·x[i]` with f16 weights.
@@ -404,10 +439,13 @@ pub fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
         return unsafe { x86::dot_f16(w, x) };
     }
     if fused() {
-        dot_f16_portable::<true>(w, x)
-    } else {
-        dot_f16_portable::<false>(w, x)
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `fused()` detected FMA on this x86-64.
+        return unsafe { x86::fused_f16(w, x) };
+        #[cfg(not(target_arch = "x86_64"))]
+        return dot_f16_portable::<true>(w, x);
     }
+    dot_f16_portable::<false>(w, x)
 }
 
 #[cfg(test)]
@@ -463,6 +501,49 @@ mod tests {
             };
             let wh: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
             let wb: Vec<f32> = bb.iter().map(|v| v.to_f32()).collect();
+            // Each weight type's portable path equals the f32 one on the widened weights, bit for
+            // bit, in both numerics (the GEMM, which widens blocks to f32, relies on it).
+            let same = [
+                (
+                    dot_bf16_body::<true>(&bb, &b),
+                    dot_f32_body::<true>(&wb, &b),
+                ),
+                (
+                    dot_bf16_body::<false>(&bb, &b),
+                    dot_f32_body::<false>(&wb, &b),
+                ),
+                (
+                    dot_f16_portable::<true>(&h, &b),
+                    dot_f32_body::<true>(&wh, &b),
+                ),
+                (
+                    dot_f16_portable::<false>(&h, &b),
+                    dot_f32_body::<false>(&wh, &b),
+                ),
+            ];
+            for (i, (got, want)) in same.iter().enumerate() {
+                assert_eq!(got.to_bits(), want.to_bits(), "widened pair {i}, n={n}");
+            }
+            // The FMA-compiled portable loops (a CPU with FMA but without AVX2) are the same loops.
+            #[cfg(target_arch = "x86_64")]
+            if fused() {
+                // SAFETY: `fused()` detected FMA.
+                let fma = unsafe {
+                    [
+                        x86::fused_f32(&a, &b),
+                        x86::fused_bf16(&bb, &b),
+                        x86::fused_f16(&h, &b),
+                    ]
+                };
+                let want = [
+                    dot_f32_body::<true>(&a, &b),
+                    dot_bf16_body::<true>(&bb, &b),
+                    dot_f16_portable::<true>(&h, &b),
+                ];
+                for (g, w) in fma.iter().zip(&want) {
+                    assert_eq!(g.to_bits(), w.to_bits(), "FMA-compiled portable, n={n}");
+                }
+            }
             let got = [
                 (dot_f32_body::<true>(&a, &b), exact(&a)),
                 (dot_f32_body::<false>(&a, &b), exact(&a)),
