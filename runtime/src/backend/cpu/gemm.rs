@@ -125,6 +125,7 @@ pub(super) fn tile_portable<const F: bool, const MR: usize, const NR: usize>(
 }
 
 /// Every row holds at least `k` elements (what the SIMD kernels' unchecked loads rely on).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn fits<const MR: usize, const NR: usize>(x: &[&[f32]; MR], w: &[&[f32]; NR], k: usize) -> bool {
     x.iter().chain(w).all(|r| r.len() >= k)

@@ -379,6 +379,7 @@ pub fn widen_f16(src: &[f16], dst: &mut [f32]) {
 }
 
 /// Every row at least as long as `x` (what the unchecked SIMD loads rely on).
+#[cfg(target_arch = "x86_64")]
 fn rows_fit<T>(w: &[&[T]; 4], x: &[f32]) -> bool {
     w.iter().all(|r| r.len() >= x.len())
 }
