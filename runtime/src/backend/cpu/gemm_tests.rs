@@ -133,9 +133,11 @@ fn gemm_matches_f64_reference_on_odd_shapes_every_storage() {
 
 #[test]
 fn weight_blocks_larger_than_the_cache_cap_split_correctly() {
-    // k so large that a block holds only a few rows (BLOCK_BYTES / 4k), and rows not a multiple of it.
+    // k so large that a block holds only a few rows (BLOCK_BYTES / 4k), and rows not a multiple of it
+    // (16-bit blocks have the smaller cap, so they split at least as finely).
     let k = BLOCK_BYTES / 4 / 5 + 9;
-    assert!(block_rows(17, k) < 17);
+    assert!(block_rows(17, k, BLOCK_BYTES) < 17);
+    assert!(block_rows(17, k, WIDENED_BLOCK_BYTES) < 17);
     check(3, 17, k, "f32", Store::F32, 5);
     check(2, 8, k, "bf16", stores()[2].1, 6);
 }
