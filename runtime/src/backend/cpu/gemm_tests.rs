@@ -85,9 +85,9 @@ fn check(n: usize, rows: usize, k: usize, name: &str, make: MakeStore, seed: u64
                     gamma(k + 1) * mag
                 );
                 let dot = if fused_of(kernel) {
-                    simd::dot_f32_body::<true>(&row, xi)
+                    simd::dot_body::<f32, true>(&row, xi)
                 } else {
-                    simd::dot_f32_body::<false>(&row, xi)
+                    simd::dot_body::<f32, false>(&row, xi)
                 };
                 assert_eq!(
                     g.to_bits(),

@@ -78,7 +78,7 @@ pub(super) fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
 /// bf16 rows to f32 (exact: the 16 bits are the top half of the f32).
 pub(super) fn bf16_to_f32(src: &[bf16], dst: &mut [f32]) {
     for (d, s) in dst.iter_mut().zip(src) {
-        *d = f32::from_bits((s.to_bits() as u32) << 16);
+        *d = super::simd::Weight::widen(*s);
     }
 }
 

@@ -38,7 +38,7 @@ pub(super) fn finish(acc: [f32; LANES], tail: f32) -> f32 {
 
 /// Whether this CPU has a fused multiply-add: how every portable dot product (here and in the
 /// prefill GEMM) adds its products. Every SIMD path needs FMA, so where one runs this is `true`.
-/// On x86-64 the fused portable loops are compiled with FMA enabled (`x86::fused_*`); aarch64 always
+/// On x86-64 the fused portable loops are compiled with FMA enabled (`x86::fused`); aarch64 always
 /// has it; elsewhere `f32::mul_add` may be a software routine, so those targets multiply and add.
 pub(super) fn fused() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -74,34 +74,37 @@ fn prefetch_ahead<T>(p: *const T) {
     let _ = p;
 }
 
-/// The portable f32 dot product (the prefill GEMM's tests compare against it).
-#[inline(always)]
-pub(super) fn dot_f32_body<const F: bool>(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; LANES];
-    let mut ca = a.chunks_exact(LANES);
-    let mut cb = b.chunks_exact(LANES);
-    for (xa, xb) in (&mut ca).zip(&mut cb) {
-        prefetch_ahead(xa.as_ptr());
-        for l in 0..LANES {
-            acc[l] = madd::<F>(xa[l], xb[l], acc[l]);
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail = madd::<F>(*x, *y, tail);
-    }
-    finish(acc, tail)
+/// A weight element the dot products read, widened to f32 exactly.
+pub(super) trait Weight: Copy {
+    fn widen(self) -> f32;
 }
 
-#[inline(always)]
-fn bf16_f32(w: bf16) -> f32 {
-    f32::from_bits((w.to_bits() as u32) << 16)
+impl Weight for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
 }
 
+impl Weight for bf16 {
+    /// A bf16 is the top half of its f32.
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        f32::from_bits((self.to_bits() as u32) << 16)
+    }
+}
+
+impl Weight for f16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+/// The portable dot product: products added fused (`F`) or not, lanes and tail summed by `finish`.
+/// The SIMD paths and the prefill GEMM (whose tests compare against it) give the same bits.
 #[inline(always)]
-fn dot_bf16_body<const F: bool>(w: &[bf16], x: &[f32]) -> f32 {
+pub(super) fn dot_body<T: Weight, const F: bool>(w: &[T], x: &[f32]) -> f32 {
     let n = w.len().min(x.len());
     let (w, x) = (&w[..n], &x[..n]);
     let mut acc = [0.0f32; LANES];
@@ -110,38 +113,34 @@ fn dot_bf16_body<const F: bool>(w: &[bf16], x: &[f32]) -> f32 {
     for (xw, xx) in (&mut cw).zip(&mut cx) {
         prefetch_ahead(xw.as_ptr());
         for l in 0..LANES {
-            acc[l] = madd::<F>(bf16_f32(xw[l]), xx[l], acc[l]);
+            acc[l] = madd::<F>(xw[l].widen(), xx[l], acc[l]);
         }
     }
     let mut tail = 0.0f32;
     for (a, b) in cw.remainder().iter().zip(cx.remainder()) {
-        tail = madd::<F>(bf16_f32(*a), *b, tail);
+        tail = madd::<F>(a.widen(), *b, tail);
     }
     finish(acc, tail)
 }
 
-fn dot_f16_portable<const F: bool>(w: &[f16], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    let (w, x) = (&w[..n], &x[..n]);
-    let mut acc = [0.0f32; LANES];
-    let mut cw = w.chunks_exact(LANES);
-    let mut cx = x.chunks_exact(LANES);
-    for (xw, xx) in (&mut cw).zip(&mut cx) {
-        prefetch_ahead(xw.as_ptr());
-        for l in 0..LANES {
-            acc[l] = madd::<F>(xw[l].to_f32(), xx[l], acc[l]);
-        }
+/// [`dot_body`] with this CPU's numerics ([`fused`]): what every dot product falls back to without
+/// a SIMD path. On x86-64 the fused loop runs compiled with FMA (`f32::mul_add` would otherwise be a
+/// call per element).
+#[inline]
+fn portable<T: Weight>(w: &[T], x: &[f32]) -> f32 {
+    if fused() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `fused()` detected FMA on this x86-64.
+        return unsafe { x86::fused(w, x) };
+        #[cfg(not(target_arch = "x86_64"))]
+        return dot_body::<T, true>(w, x);
     }
-    let mut tail = 0.0f32;
-    for (a, b) in cw.remainder().iter().zip(cx.remainder()) {
-        tail = madd::<F>(a.to_f32(), *b, tail);
-    }
-    finish(acc, tail)
+    dot_body::<T, false>(w, x)
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{LANES, bf16_f32, finish, prefetch_ahead};
+    use super::{LANES, Weight, finish, prefetch_ahead};
     use half::{bf16, f16};
     use std::arch::x86_64::{
         __m128i, __m256, _mm_loadu_si128, _mm256_castsi256_ps, _mm256_cvtepu16_epi32,
@@ -157,14 +156,13 @@ mod x86 {
         has_avx2_fma() && std::is_x86_feature_detected!("f16c")
     }
 
-    /// A weight type the AVX2 walk widens to f32.
-    trait Widen: Copy {
+    /// A weight type the AVX2 walk loads 16 at a time, widened to f32.
+    trait Widen: Weight {
         /// The 16 weights at `p` as f32, lanes 0–7 and 8–15.
         ///
         /// # Safety
         /// 16 elements must be readable at `p`; the CPU features of the calling dot product.
         unsafe fn load16(p: *const Self) -> (__m256, __m256);
-        fn widen(self) -> f32;
     }
 
     impl Widen for f32 {
@@ -172,10 +170,6 @@ mod x86 {
         unsafe fn load16(p: *const f32) -> (__m256, __m256) {
             // SAFETY: 16 readable f32 at `p`, AVX (implied by the caller's AVX2); unaligned loads.
             unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
-        }
-        #[inline(always)]
-        fn widen(self) -> f32 {
-            self
         }
     }
 
@@ -192,10 +186,6 @@ mod x86 {
                 (half(p), half(p.add(8)))
             }
         }
-        #[inline(always)]
-        fn widen(self) -> f32 {
-            bf16_f32(self)
-        }
     }
 
     impl Widen for f16 {
@@ -207,10 +197,6 @@ mod x86 {
                 let h1 = _mm_loadu_si128(p.add(8) as *const __m128i);
                 (_mm256_cvtph_ps(h0), _mm256_cvtph_ps(h1))
             }
-        }
-        #[inline(always)]
-        fn widen(self) -> f32 {
-            self.to_f32()
         }
     }
 
@@ -265,28 +251,14 @@ mod x86 {
         unsafe { walk(w, x) }
     }
 
-    /// The portable fused dot products compiled with FMA enabled, for a CPU with FMA but without
-    /// AVX2 (without it `f32::mul_add` is a call per element).
+    /// The portable fused dot product compiled with FMA enabled, for a CPU with FMA but without AVX2
+    /// (without it `f32::mul_add` is a call per element).
     ///
     /// # Safety
     /// The CPU must support FMA.
     #[target_feature(enable = "fma")]
-    pub unsafe fn fused_f32(a: &[f32], b: &[f32]) -> f32 {
-        super::dot_f32_body::<true>(a, b)
-    }
-
-    /// # Safety
-    /// The CPU must support FMA.
-    #[target_feature(enable = "fma")]
-    pub unsafe fn fused_bf16(w: &[bf16], x: &[f32]) -> f32 {
-        super::dot_bf16_body::<true>(w, x)
-    }
-
-    /// # Safety
-    /// The CPU must support FMA.
-    #[target_feature(enable = "fma")]
-    pub unsafe fn fused_f16(w: &[f16], x: &[f32]) -> f32 {
-        super::dot_f16_portable::<true>(w, x)
+    pub unsafe fn fused<T: Weight>(w: &[T], x: &[f32]) -> f32 {
+        super::dot_body::<T, true>(w, x)
     }
 
     /// `dst[i] = src[i]` widened (exact), 16 at a time.
@@ -403,14 +375,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: AVX2 and FMA support were just detected.
         return unsafe { x86::dot_f32(a, b) };
     }
-    if fused() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `fused()` detected FMA on this x86-64.
-        return unsafe { x86::fused_f32(a, b) };
-        #[cfg(not(target_arch = "x86_64"))]
-        return dot_f32_body::<true>(a, b);
-    }
-    dot_f32_body::<false>(a, b)
+    portable(a, b)
 }
 
 /// `Σ w[i]·x[i]` with bf16 weights.
@@ -421,14 +386,7 @@ pub fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
         // SAFETY: AVX2 and FMA support were just detected.
         return unsafe { x86::dot_bf16(w, x) };
     }
-    if fused() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `fused()` detected FMA on this x86-64.
-        return unsafe { x86::fused_bf16(w, x) };
-        #[cfg(not(target_arch = "x86_64"))]
-        return dot_bf16_body::<true>(w, x);
-    }
-    dot_bf16_body::<false>(w, x)
+    portable(w, x)
 }
 
 /// `Σ w[i]·x[i]` with f16 weights.
@@ -439,36 +397,12 @@ pub fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
         // SAFETY: AVX2, FMA and F16C support were just detected.
         return unsafe { x86::dot_f16(w, x) };
     }
-    if fused() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `fused()` detected FMA on this x86-64.
-        return unsafe { x86::fused_f16(w, x) };
-        #[cfg(not(target_arch = "x86_64"))]
-        return dot_f16_portable::<true>(w, x);
-    }
-    dot_f16_portable::<false>(w, x)
+    portable(w, x)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The portable dot products with this CPU's numerics (what the dispatch falls back to).
-    fn portable(a: &[f32], b: &[f32], bb: &[bf16], h: &[f16]) -> [f32; 3] {
-        if fused() {
-            [
-                dot_f32_body::<true>(a, b),
-                dot_bf16_body::<true>(bb, b),
-                dot_f16_portable::<true>(h, b),
-            ]
-        } else {
-            [
-                dot_f32_body::<false>(a, b),
-                dot_bf16_body::<false>(bb, b),
-                dot_f16_portable::<false>(h, b),
-            ]
-        }
-    }
 
     #[test]
     fn simd_paths_are_bit_identical_to_portable() {
@@ -479,7 +413,7 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|_| r()).collect();
             let h: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
             let bb: Vec<bf16> = a.iter().map(|&v| bf16::from_f32(v)).collect();
-            let [p32, pbf, ph] = portable(&a, &b, &bb, &h);
+            let [p32, pbf, ph] = [portable(&a, &b), portable(&bb, &b), portable(&h, &b)];
             assert_eq!(dot(&a, &b).to_bits(), p32.to_bits(), "f32 n={n}");
             assert_eq!(dot_bf16(&bb, &b).to_bits(), pbf.to_bits(), "bf16 n={n}");
             assert_eq!(dot_f16(&h, &b).to_bits(), ph.to_bits(), "f16 n={n}");
@@ -506,20 +440,20 @@ mod tests {
             // bit, in both numerics (the GEMM, which widens blocks to f32, relies on it).
             let same = [
                 (
-                    dot_bf16_body::<true>(&bb, &b),
-                    dot_f32_body::<true>(&wb, &b),
+                    dot_body::<bf16, true>(&bb, &b),
+                    dot_body::<f32, true>(&wb, &b),
                 ),
                 (
-                    dot_bf16_body::<false>(&bb, &b),
-                    dot_f32_body::<false>(&wb, &b),
+                    dot_body::<bf16, false>(&bb, &b),
+                    dot_body::<f32, false>(&wb, &b),
                 ),
                 (
-                    dot_f16_portable::<true>(&h, &b),
-                    dot_f32_body::<true>(&wh, &b),
+                    dot_body::<f16, true>(&h, &b),
+                    dot_body::<f32, true>(&wh, &b),
                 ),
                 (
-                    dot_f16_portable::<false>(&h, &b),
-                    dot_f32_body::<false>(&wh, &b),
+                    dot_body::<f16, false>(&h, &b),
+                    dot_body::<f32, false>(&wh, &b),
                 ),
             ];
             for (i, (got, want)) in same.iter().enumerate() {
@@ -529,29 +463,23 @@ mod tests {
             #[cfg(target_arch = "x86_64")]
             if fused() {
                 // SAFETY: `fused()` detected FMA.
-                let fma = unsafe {
-                    [
-                        x86::fused_f32(&a, &b),
-                        x86::fused_bf16(&bb, &b),
-                        x86::fused_f16(&h, &b),
-                    ]
-                };
+                let fma = unsafe { [x86::fused(&a, &b), x86::fused(&bb, &b), x86::fused(&h, &b)] };
                 let want = [
-                    dot_f32_body::<true>(&a, &b),
-                    dot_bf16_body::<true>(&bb, &b),
-                    dot_f16_portable::<true>(&h, &b),
+                    dot_body::<f32, true>(&a, &b),
+                    dot_body::<bf16, true>(&bb, &b),
+                    dot_body::<f16, true>(&h, &b),
                 ];
                 for (g, w) in fma.iter().zip(&want) {
                     assert_eq!(g.to_bits(), w.to_bits(), "FMA-compiled portable, n={n}");
                 }
             }
             let got = [
-                (dot_f32_body::<true>(&a, &b), exact(&a)),
-                (dot_f32_body::<false>(&a, &b), exact(&a)),
-                (dot_bf16_body::<true>(&bb, &b), exact(&wb)),
-                (dot_bf16_body::<false>(&bb, &b), exact(&wb)),
-                (dot_f16_portable::<true>(&h, &b), exact(&wh)),
-                (dot_f16_portable::<false>(&h, &b), exact(&wh)),
+                (dot_body::<f32, true>(&a, &b), exact(&a)),
+                (dot_body::<f32, false>(&a, &b), exact(&a)),
+                (dot_body::<bf16, true>(&bb, &b), exact(&wb)),
+                (dot_body::<bf16, false>(&bb, &b), exact(&wb)),
+                (dot_body::<f16, true>(&h, &b), exact(&wh)),
+                (dot_body::<f16, false>(&h, &b), exact(&wh)),
             ];
             for (i, (g, (e, bound))) in got.iter().enumerate() {
                 assert!(
