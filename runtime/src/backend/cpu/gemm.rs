@@ -58,16 +58,13 @@ impl Kernel {
         let mut all = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            // AVX2 and FMA as well: decode (`simd`) needs both to use FMA, and the kernels must
-            // add products as decode does (and Rust's `avx512f` implies them in the compiled code).
-            let (avx2, fma) = (
-                std::is_x86_feature_detected!("avx2"),
-                std::is_x86_feature_detected!("fma"),
-            );
-            if std::is_x86_feature_detected!("avx512f") && avx2 && fma {
+            // Only where decode's SIMD dot products run too (AVX2 and FMA), so that both add products
+            // alike (and Rust's `avx512f` implies AVX2 and FMA in the compiled code).
+            let simd = super::simd::has_avx2_fma();
+            if std::is_x86_feature_detected!("avx512f") && simd {
                 all.push(Kernel::Avx512);
             }
-            if avx2 && fma {
+            if simd {
                 all.push(Kernel::Avx2);
             }
         }
@@ -84,7 +81,18 @@ impl Kernel {
     }
 }
 
-/// The `k mod 16` tail of every pair, summed in order, then the lanes by `finish` (as `simd::dot`).
+/// The `k mod 16` tail of one pair (`x`, `w`: its rows from the last full 16-block on), summed in
+/// order as `simd::dot` sums it.
+#[inline(always)]
+pub(super) fn tail<const F: bool>(x: &[f32], w: &[f32]) -> f32 {
+    let mut t = 0.0f32;
+    for (a, b) in x.iter().zip(w) {
+        t = madd::<F>(*a, *b, t);
+    }
+    t
+}
+
+/// The `k mod 16` tail of every pair, then the lanes by `finish` (as `simd::dot`).
 #[inline(always)]
 pub(super) fn close<const F: bool, const MR: usize, const NR: usize>(
     lanes: &[[[f32; LANES]; NR]; MR],
@@ -96,11 +104,7 @@ pub(super) fn close<const F: bool, const MR: usize, const NR: usize>(
     let mut out = [[0.0f32; NR]; MR];
     for r in 0..MR {
         for c in 0..NR {
-            let mut tail = 0.0f32;
-            for (a, b) in x[r][full..k].iter().zip(&w[c][full..k]) {
-                tail = madd::<F>(*a, *b, tail);
-            }
-            out[r][c] = finish(lanes[r][c], tail);
+            out[r][c] = finish(lanes[r][c], tail::<F>(&x[r][full..k], &w[c][full..k]));
         }
     }
     out
@@ -173,23 +177,17 @@ fn block<const MR: usize, const NR: usize>(
 /// [`block`] with the micro-kernel `kernel`. A short row (never produced by [`gemm`]) gives zeros.
 fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize, t: &mut [f32]) {
     match kernel {
-        Kernel::Portable { fused: true } => block::<2, 3>(
+        Kernel::Portable { fused } => block::<2, 3>(
             |xr, wr| {
+                if !fused {
+                    return tile_portable::<false, 2, 3>(xr, wr, k);
+                }
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `fused: true` is only made where `simd::fused` detected FMA.
                 return unsafe { gemm_x86::tile_portable_fma(xr, wr, k) };
                 #[cfg(not(target_arch = "x86_64"))]
                 return tile_portable::<true, 2, 3>(xr, wr, k);
             },
-            w,
-            nb,
-            x,
-            n,
-            k,
-            t,
-        ),
-        Kernel::Portable { fused: false } => block::<2, 3>(
-            |xr, wr| tile_portable::<false, 2, 3>(xr, wr, k),
             w,
             nb,
             x,

@@ -4,7 +4,7 @@
 //! Every function here is `unsafe`: the caller must have detected the CPU features named in its
 //! `target_feature` and must pass rows of at least `k` elements.
 
-use super::gemm::close;
+use super::gemm::{close, tail};
 use super::simd::LANES;
 use std::arch::x86_64::{
     __m256, __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
@@ -94,15 +94,12 @@ unsafe fn body512<const MR: usize, const NR: usize>(
     }
     // SAFETY: AVX-512F is available (caller).
     let sums = unsafe { tree16(&pairs) };
-    // Each pair's tail, added as `simd::finish` adds it.
+    // Each pair's tail, added as `simd::finish` adds it. (Loops, not `array::from_fn`: its
+    // closures were not inlined into this AVX-512 code.)
     let mut out = [[0.0f32; NR]; MR];
     for r in 0..MR {
         for c in 0..NR {
-            let mut tail = 0.0f32;
-            for (a, b) in x[r][full..k].iter().zip(&w[c][full..k]) {
-                tail = a.mul_add(*b, tail);
-            }
-            out[r][c] = sums[r * NR + c] + tail;
+            out[r][c] = sums[r * NR + c] + tail::<true>(&x[r][full..k], &w[c][full..k]);
         }
     }
     out

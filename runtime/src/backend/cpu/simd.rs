@@ -138,6 +138,11 @@ fn portable<T: Weight>(w: &[T], x: &[f32]) -> f32 {
     dot_body::<T, false>(w, x)
 }
 
+/// Whether the AVX2 + FMA dot products run on this CPU (the prefill GEMM's SIMD kernels use the
+/// same test, so that both add products alike).
+#[cfg(target_arch = "x86_64")]
+pub(super) use x86::has_avx2_fma;
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{LANES, Weight, finish, prefetch_ahead};
