@@ -28,8 +28,8 @@
 //! - `payload`: the engine-file payload (PTX, GEMM choices, packed weights) and its checks.
 //!
 //! Limits: head_dim a multiple of 8, at most 128; max_seq_len at most 2^30 (`MAX_POSITIONS`:
-//! positions and cache indices are 32-bit on the device); the fused decode path takes at most `GEMV_MAX_ROWS`
-//! sequences (larger batches use the general path). Prefill attention: on tensor cores
+//! positions and cache indices are 32-bit on the device); the fused decode path takes at most
+//! `GEMV_MAX_ROWS` sequences (larger batches use the general path). Prefill attention: on tensor cores
 //! (`attn_prefill_tc`, mma.sync with f32 accumulation) for FP16/BF16 with a head size that is a multiple
 //! of 16 on sm_80+; on CUDA cores in f32 (`attn_prefill`) for FP32 and every other case.
 
