@@ -102,6 +102,11 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
+    /// Allow positions past the model's max_position_embeddings (rotary models only): the cache is
+    /// sized for the run, but the model was not trained on such positions.
+    #[arg(long)]
+    pub extend_context: bool,
+
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

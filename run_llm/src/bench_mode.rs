@@ -24,15 +24,17 @@ const MAX_RANDOM_ID: u32 = 10_000;
 const CACHE_RESIDENT: usize = 64 << 20;
 
 pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
-    let prompts = random_prompts(args.batch_size, args.isl, model.spec.vocab_size, args.seed);
     let need = Need {
-        seq_len: args.isl + args.num_tokens,
+        seq_len: args.isl.saturating_add(args.num_tokens),
+        prompt_len: args.isl,
         batch: args.batch_size,
         keep_weights: args.enable_pytorch_run,
         ..need
     };
     let bars = Bars::new(args.json);
     let got = engine_setup::obtain(model, &need, args.engine.as_deref(), &bars)?;
+    // Made once the run is admitted (their size is part of the check).
+    let prompts = random_prompts(args.batch_size, args.isl, model.spec.vocab_size, args.seed);
     let mut run = crate::run_info(args, model, &got);
     let mut engine = got.engine;
     let device = engine.options().device;
@@ -107,6 +109,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
             probe: probe.probe,
             fraction: achieved / probe.gb_s,
         },
+        peak_rss_bytes: crate::limits::peak_rss(),
         pytorch,
     };
     let baseline = report.pytorch.as_ref().map(|b| pytorch::text(b, None));

@@ -20,7 +20,14 @@ pub struct Need {
     pub precision_explicit: bool,
     /// Prompt plus generated tokens.
     pub seq_len: usize,
+    /// Tokens of each prompt.
+    pub prompt_len: usize,
     pub batch: usize,
+    pub cache: runtime::backend::CacheMode,
+    /// `--extend_context`: positions past the model's `max_position_embeddings` are allowed.
+    pub extend_context: bool,
+    /// Which flags set the sizes (for the advice in errors).
+    pub mode: crate::limits::Mode,
     pub device: DeviceChoice,
     /// The device was picked automatically (a CUDA failure falls back to the CPU).
     pub auto_device: bool,
@@ -50,25 +57,35 @@ pub struct Obtained {
     pub fallback_note: Option<String>,
 }
 
-/// The default cache length: the model's `max_seq_len` in models.toml, else 2048, never beyond learned
-/// positions; grown to what this run needs.
-pub fn max_seq_len(model: &Model, need: usize) -> Result<usize> {
+/// The default cache length: the model's `max_seq_len` in models.toml, else 2048, never beyond the
+/// model's positions; grown to what this run needs. Positions past `max_position_embeddings` are
+/// refused, unless `--extend_context` asks for them on a rotary model (learned positions have no
+/// embedding past their count).
+pub fn max_seq_len(model: &Model, need: &Need) -> Result<usize> {
     let spec = &model.spec;
-    let limit = match spec.positions {
-        Positions::Learned => spec.max_position_embeddings,
-        Positions::Rope { .. } => usize::MAX,
-    };
-    if need > limit {
-        bail!(
-            "this run needs {need} positions (prompt + --num_tokens) but {} has {limit} learned positions",
+    let trained = spec.max_position_embeddings;
+    let wanted = need.seq_len;
+    let flags = need.mode.positions_flags();
+    let lower = need.mode.flags(runtime::admission::Knob::MaxSeqLen);
+    match spec.positions {
+        Positions::Learned if wanted > trained => bail!(
+            "this run needs {wanted} positions ({flags}) but {} has {trained} learned positions; \
+             lower {lower}",
             spec.name
-        );
+        ),
+        Positions::Rope { .. } if wanted > trained && !need.extend_context => bail!(
+            "this run needs {wanted} positions ({flags}) but {} was trained for {trained} \
+             (max_position_embeddings); lower {lower}, or pass --extend_context to run past them \
+             (rotary positions beyond the trained context give output of unknown quality)",
+            spec.name
+        ),
+        _ => {}
     }
     Ok(model
         .default_max_seq_len
         .unwrap_or(2048)
-        .min(limit)
-        .max(need))
+        .min(trained)
+        .max(wanted))
 }
 
 pub fn obtain(
@@ -80,7 +97,8 @@ pub fn obtain(
     if let Some(path) = engine_path.filter(|p| p.exists()) {
         return load(model, need, path);
     }
-    let seq = max_seq_len(model, need.seq_len)?;
+    let seq = max_seq_len(model, need)?;
+    crate::limits::admit(model, need, seq)?;
     let t = Instant::now();
     progress.stage("load weights", 0);
     let weights = runtime::weights::load(&model.spec, &model.source).with_context(|| {
@@ -169,6 +187,8 @@ fn load(model: &Model, need: &Need, path: &Path) -> Result<Obtained> {
             need.batch
         );
     }
+    max_seq_len(model, need)?;
+    crate::limits::admit(model, need, header.max_seq_len)?;
     let engine = Engine::load(path, &model.spec, &expect)
         .with_context(|| format!("loading engine file {}", path.display()))?;
     Ok(Obtained {

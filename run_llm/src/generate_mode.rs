@@ -16,7 +16,8 @@ use std::io::Write;
 pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
     let (tokenizer, prompt) = prompt_ids(args, model)?;
     let need = Need {
-        seq_len: prompt.len() + args.num_tokens,
+        seq_len: prompt.len().saturating_add(args.num_tokens),
+        prompt_len: prompt.len(),
         batch: 1,
         keep_weights: args.enable_pytorch_run,
         ..need
@@ -104,6 +105,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
             0.0
         },
         tokens,
+        peak_rss_bytes: crate::limits::peak_rss(),
         pytorch,
     };
     let baseline = report

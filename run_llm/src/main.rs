@@ -8,6 +8,7 @@ mod device;
 mod engine_setup;
 mod generate_mode;
 mod hf_config;
+mod limits;
 mod progress;
 mod pytorch;
 mod report;
@@ -39,22 +40,41 @@ fn main() {
 fn run(args: &Args) -> Result<()> {
     args.validate()?;
     let model = resolve::resolve(&args.model)?;
-    let (device, chosen) = device::choose(args.device, args.threads);
+    let threads = args.threads.map(|n| n.min(runtime::backend::cpu::max_threads()));
+    let (device, chosen) = device::choose(args.device, threads);
+    let mode = if args.benchmark {
+        limits::Mode::Benchmark
+    } else {
+        limits::Mode::Generate
+    };
     let need = Need {
         precision: precision(args, &model),
         precision_explicit: args.precision.is_some(),
         seq_len: 0,
+        prompt_len: 0,
         batch: 1,
+        cache: args.cache.into(),
+        extend_context: args.extend_context,
+        mode,
         device,
         auto_device: !chosen,
-        cpu_threads: args.threads,
+        cpu_threads: threads,
         keep_weights: false,
     };
-    if args.benchmark {
+    let result = if args.benchmark {
         bench_mode::run(args, &model, need)
     } else {
         generate_mode::run(args, &model, need)
-    }
+    };
+    result.map_err(|e| limits::explain(e, mode))
+}
+
+/// A note when `--threads` asks for more threads than the machine runs at once.
+fn threads_note(args: &Args) -> Option<String> {
+    let max = runtime::backend::cpu::max_threads();
+    args.threads.filter(|&n| n > max).map(|n| {
+        format!("--threads {n} is more than this machine's {max} hardware threads; using {max}")
+    })
 }
 
 /// `--precision`, else the model's default in models.toml, else the seed's FP16.
@@ -76,6 +96,9 @@ pub(crate) fn run_info(args: &Args, model: &Model, got: &Obtained) -> RunInfo {
         ));
     }
     notes.extend(got.fallback_note.clone());
+    if matches!(opts.device, runtime::engine::DeviceChoice::Cpu { .. }) {
+        notes.extend(threads_note(args));
+    }
     RunInfo {
         model: model.spec.name.clone(),
         weights: model.weights_label(),

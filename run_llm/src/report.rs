@@ -80,6 +80,8 @@ pub struct GenerateReport {
     pub decode_ms_per_token: f64,
     /// Generated tokens over the whole generation time (prefill included).
     pub tokens_per_s: f64,
+    /// Peak resident set of the process, bytes.
+    pub peak_rss_bytes: Option<u64>,
     pub pytorch: Option<Baseline>,
 }
 
@@ -155,6 +157,8 @@ pub struct BenchReport {
     pub tokens_per_s: f64,
     pub sequences_per_s: f64,
     pub roofline: Roofline,
+    /// Peak resident set of the process, bytes.
+    pub peak_rss_bytes: Option<u64>,
     pub pytorch: Option<Baseline>,
 }
 

@@ -170,6 +170,19 @@ impl Engine {
                 self.options.max_batch
             )));
         }
+        let (max_seq_len, elem) = (self.options.max_seq_len, self.backend.cache_element_bytes());
+        let need = crate::admission::kv_cache_bytes(&self.spec, batch, max_seq_len, elem);
+        let knob = if batch > 1 {
+            crate::admission::Knob::Batch
+        } else {
+            crate::admission::Knob::MaxSeqLen
+        };
+        crate::admission::check(
+            || format!("the KV cache for {batch} sequence(s) of {max_seq_len} positions"),
+            need,
+            self.backend.available_memory().as_ref(),
+            knob,
+        )?;
         let mut layers = Vec::with_capacity(self.spec.num_layers);
         for l in 0..self.spec.num_layers {
             let shape = self.spec.kv_shape(l, batch, self.options.max_seq_len);

@@ -18,6 +18,9 @@ pub enum Error {
     EngineFile(#[from] crate::engine_file::EngineFileError),
     #[error(transparent)]
     Backend(#[from] crate::backend::BackendError),
+    /// A size from the caller does not fit in the memory the machine can give (`admission`).
+    #[error(transparent)]
+    TooLarge(#[from] crate::admission::TooLarge),
     /// A caller asked for something the engine cannot do: a prompt longer than the cache, a token id out
     /// of the vocabulary, a batch larger than the engine was built for, invalid sampling values…
     #[error("{0}")]

@@ -5,6 +5,7 @@
 //! `backend` (CPU reference, CUDA) → `generate` (static-cache generation loop, `sample`), with `tokenize`
 //! and `chat` at the text edge. Generated per-model crates reach all of this through `codegen` only.
 
+pub mod admission;
 pub mod backend;
 pub mod cache;
 pub mod chat;

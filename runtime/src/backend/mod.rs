@@ -95,8 +95,15 @@ pub enum BackendError {
     CudaUnavailable(String),
     #[error("CUDA error in {op}: {message}")]
     Cuda { op: String, message: String },
-    #[error("out of GPU memory allocating {what} ({bytes} bytes)")]
-    OutOfMemory { what: String, bytes: usize },
+    #[error(
+        "out of GPU memory allocating {what} ({bytes} bytes, {} free on the GPU)",
+        crate::admission::human(*free as u64)
+    )]
+    OutOfMemory {
+        what: String,
+        bytes: usize,
+        free: usize,
+    },
     #[error("kernel compilation failed for {kernel}: {log}")]
     KernelCompile { kernel: String, log: String },
     #[error("{0}")]
@@ -110,6 +117,15 @@ pub trait Backend: Send {
     /// A zeroed cache tensor of `shape = [batch, num_kv_heads, max_seq_len, head_dim]` in this backend's
     /// memory and cache precision.
     fn new_cache_tensor(&self, shape: [usize; 4]) -> crate::Result<KvTensor>;
+
+    /// Bytes of one cache value in this backend's memory.
+    fn cache_element_bytes(&self) -> usize;
+
+    /// Memory this backend's allocations may still take (host memory for the CPU, the GPU's free
+    /// memory for a GPU backend); `None` when it cannot be known.
+    fn available_memory(&self) -> Option<crate::admission::Available> {
+        crate::admission::host_available()
+    }
 
     /// Run the engine signature and return logits on the host. Bounds (`end_idx <= max_seq_len`, batch,
     /// token ids) are checked by the caller (`Engine::forward`) before this is called.

@@ -20,6 +20,7 @@ use crate::backend::{
     Backend, BackendError, BackendKind, CacheMode, LogitRows, Logits, StepInputs,
 };
 use crate::cache::{KvStorage, KvTensor, LayerKvMut};
+use crate::admission;
 use crate::engine::BuildOptions;
 use crate::model::{self, ModelWeights, Scratch};
 use crate::progress::Progress;
@@ -54,11 +55,24 @@ pub fn build(
         if n == 0 {
             return Err(Error::invalid("CPU thread count must be at least 1"));
         }
-        pool = pool.num_threads(n);
+        pool = pool.num_threads(n.min(max_threads()));
     }
     let pool = pool
         .build()
         .map_err(|e| Error::Backend(BackendError::Other(format!("thread pool: {e}"))))?;
+    let host = admission::host_available();
+    admission::check(
+        || format!("rotary tables for {} positions", options.max_seq_len),
+        admission::rotary_bytes(spec, options.max_seq_len),
+        host.as_ref(),
+        admission::Knob::MaxSeqLen,
+    )?;
+    admission::check(
+        || format!("the weights of {} in {}", spec.name, options.precision),
+        admission::weight_bytes(spec, options.precision),
+        host.as_ref(),
+        admission::Knob::Model,
+    )?;
     let inv_freq = model::rope::inv_freq(&spec.positions, spec.head_dim);
     let mut ops = CpuOps::new(options.precision, inv_freq.as_deref(), options.max_seq_len)?;
     progress.stage("pack weights", spec.num_layers as u64);
@@ -74,6 +88,11 @@ pub fn build(
     })
 }
 
+/// The most threads a CPU engine runs: the machine's parallelism (more only adds switching).
+pub fn max_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl CpuBackend {
     /// Number of threads in this engine's pool.
     pub fn threads(&self) -> usize {
@@ -84,6 +103,10 @@ impl CpuBackend {
 impl Backend for CpuBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Cpu
+    }
+
+    fn cache_element_bytes(&self) -> usize {
+        std::mem::size_of::<f32>()
     }
 
     fn new_cache_tensor(&self, shape: [usize; 4]) -> Result<KvTensor> {
@@ -127,6 +150,20 @@ impl Backend for CpuBackend {
         let reuse =
             matches!(scratch, Some(s) if s.rows == token_rows && s.logit_rows == logit_rows);
         if !reuse {
+            *scratch = None;
+            let need = admission::activation_bytes(spec, token_rows, logit_rows, 4)
+                .saturating_add(admission::attention_bytes(spec, step.batch, step.end_idx));
+            admission::check(
+                || {
+                    format!(
+                        "the activations of a forward over {} sequence(s) of {} new tokens",
+                        step.batch, step.seq_len
+                    )
+                },
+                need,
+                admission::host_available().as_ref(),
+                admission::Knob::PromptLen,
+            )?;
             *scratch = Some(Scratch::new(ops, spec, token_rows, logit_rows)?);
         }
         let Some(s) = scratch.as_mut() else {

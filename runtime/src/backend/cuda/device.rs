@@ -7,6 +7,13 @@ use crate::{Error, Result};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use std::sync::Arc;
 
+/// Free and total memory of GPU `ordinal`, in bytes (opens the device's primary context).
+pub fn memory_info(ordinal: usize) -> Result<(usize, usize)> {
+    check_libraries()?;
+    let ctx = CudaContext::new(ordinal).map_err(cuda_err("cuCtxCreate"))?;
+    ctx.mem_get_info().map_err(cuda_err("cuMemGetInfo"))
+}
+
 /// Fail with `CudaUnavailable` unless the driver, NVRTC and cuBLASLt libraries can all be loaded.
 pub fn check_libraries() -> Result<()> {
     // SAFETY: each probe only tries to dlopen the library by its candidate names and drops it.
@@ -100,10 +107,15 @@ impl Gpu {
 
     /// `bytes` of uninitialised-then-zeroed device memory.
     pub fn zeros(&self, bytes: usize, what: &str) -> Result<DevBuf> {
+        // Refused before asking the driver when the GPU reports less free memory than `bytes`.
+        let free = self.mem_info().map_or(usize::MAX, |(free, _)| free);
+        if bytes > free {
+            return Err(out_of_memory(what, bytes, free));
+        }
         let slice = self
             .stream
             .alloc_zeros::<u8>(bytes.max(1))
-            .map_err(|e| oom_or(e, what, bytes))?;
+            .map_err(|e| oom_or(e, what, bytes, &self.ctx))?;
         Ok(DevBuf { slice, bytes })
     }
 
@@ -181,12 +193,18 @@ pub fn checked_bytes(dims: &[usize], what: &str) -> Result<usize> {
         })
 }
 
-fn oom_or(e: cudarc::driver::DriverError, what: &str, bytes: usize) -> Error {
+fn out_of_memory(what: &str, bytes: usize, free: usize) -> Error {
+    Error::Backend(BackendError::OutOfMemory {
+        what: what.to_string(),
+        bytes,
+        free,
+    })
+}
+
+fn oom_or(e: cudarc::driver::DriverError, what: &str, bytes: usize, ctx: &CudaContext) -> Error {
     if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
-        Error::Backend(BackendError::OutOfMemory {
-            what: what.to_string(),
-            bytes,
-        })
+        let free = ctx.mem_get_info().map_or(0, |(free, _)| free);
+        out_of_memory(what, bytes, free)
     } else {
         cuda_err(what)(e)
     }

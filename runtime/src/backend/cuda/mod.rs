@@ -263,6 +263,18 @@ impl Backend for CudaBackend {
         BackendKind::Cuda
     }
 
+    fn cache_element_bytes(&self) -> usize {
+        self.options.precision.bytes_per_element()
+    }
+
+    fn available_memory(&self) -> Option<crate::admission::Available> {
+        let (free, _) = self.gpu.mem_info().ok()?;
+        Some(crate::admission::Available {
+            bytes: free as u64,
+            source: format!("the free memory of {}", self.gpu.name),
+        })
+    }
+
     fn new_cache_tensor(&self, shape: [usize; 4]) -> Result<KvTensor> {
         let e = self.options.precision.bytes_per_element();
         let buf = self

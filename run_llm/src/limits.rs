@@ -1,0 +1,141 @@
+//! Resource limits at the command line: a run whose sizes cannot fit is refused before anything is
+//! loaded or allocated, naming what it needs, what is available and the flags to lower; errors of
+//! the same kind from the library later on get the same advice.
+
+use crate::engine_setup::Need;
+use crate::resolve::Model;
+use anyhow::Result;
+use runtime::admission::{self, Knob, Memory, RunShape, TooLarge};
+use runtime::backend::CacheMode;
+use runtime::engine::DeviceChoice;
+
+/// Which flags size a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Generate,
+    Benchmark,
+}
+
+impl Mode {
+    /// The flags that set the number of positions.
+    pub fn positions_flags(self) -> &'static str {
+        match self {
+            Mode::Generate => "the prompt + --num_tokens",
+            Mode::Benchmark => "--isl + --num_tokens",
+        }
+    }
+
+    /// The flags to lower for `knob`.
+    pub fn flags(self, knob: Knob) -> &'static str {
+        match (self, knob) {
+            (Mode::Generate, Knob::MaxSeqLen | Knob::PromptLen) => {
+                "--num_tokens (or give a shorter prompt)"
+            }
+            (Mode::Benchmark, Knob::MaxSeqLen) => "--num_tokens or --isl",
+            (Mode::Benchmark, Knob::PromptLen) => "--isl or --batch_size",
+            (_, Knob::Batch) => "--batch_size",
+            (_, Knob::Model) => "--precision (FP16/BF16 halve FP32's weights)",
+        }
+    }
+}
+
+/// Refuse a run that cannot fit, before its weights are loaded: the whole footprint (weights, cache,
+/// rotary tables, activations of the prefill, the prompts) against host memory on the CPU, and
+/// against the GPU's free memory (with the weights, which pass through host memory, against both)
+/// on a GPU.
+pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
+    let recompute = need.cache == CacheMode::None;
+    let rows_per_seq = if recompute {
+        max_seq_len
+    } else {
+        need.prompt_len
+    };
+    let shape = RunShape {
+        batch: need.batch,
+        max_seq_len,
+        rows: need.batch.saturating_mul(rows_per_seq),
+    };
+    let prompts = (need.batch as u64).saturating_mul(need.prompt_len as u64).saturating_mul(4);
+    let host = admission::host_available();
+    let advise = |e: TooLarge| anyhow::anyhow!("this run does not fit: {}", advice(&e, need.mode));
+    match need.device {
+        DeviceChoice::Cpu { .. } => {
+            admission::admit(&model.spec, need.precision, Memory::Host, shape, host.as_ref())
+                .map_err(advise)?;
+            admission::check(
+                || format!("{} prompt(s) of {} tokens", need.batch, need.prompt_len),
+                prompts,
+                host.as_ref(),
+                Knob::PromptLen,
+            )
+            .map_err(advise)?;
+        }
+        DeviceChoice::Cuda { ordinal } => {
+            let weights = admission::weight_bytes(&model.spec, need.precision);
+            admission::check(
+                || format!("the weights of {} in {}", model.spec.name, need.precision),
+                weights.saturating_add(prompts),
+                host.as_ref(),
+                Knob::Model,
+            )
+            .map_err(advise)?;
+            // Without a usable GPU the build reports it (and may fall back to the CPU).
+            if let Ok((free, _)) = runtime::backend::cuda::device::memory_info(ordinal) {
+                let gpu = admission::Available {
+                    bytes: free as u64,
+                    source: format!("the free memory of GPU {ordinal}"),
+                };
+                admission::admit(&model.spec, need.precision, Memory::Device, shape, Some(&gpu))
+                    .map_err(advise)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `e` with the flags to lower in place of the library's words.
+pub fn advice(e: &TooLarge, mode: Mode) -> String {
+    format!(
+        "{} needs {}, but only {} of {} is available; lower {}",
+        e.what,
+        admission::human(e.need),
+        admission::human(e.available),
+        e.memory,
+        mode.flags(e.knob)
+    )
+}
+
+/// An error from a later stage (the library's own checks at each allocation) with the same advice:
+/// its outer contexts, then the advice in place of the library's words.
+pub fn explain(e: anyhow::Error, mode: Mode) -> anyhow::Error {
+    let as_too_large = |c: &(dyn std::error::Error + 'static)| {
+        c.downcast_ref::<TooLarge>()
+            .or_else(|| match c.downcast_ref::<runtime::Error>() {
+                Some(runtime::Error::TooLarge(t)) => Some(t),
+                _ => None,
+            })
+            .cloned()
+    };
+    let Some(t) = e.chain().find_map(as_too_large) else {
+        return e;
+    };
+    let outer: Vec<String> = e
+        .chain()
+        .take_while(|c| as_too_large(*c).is_none())
+        .map(|c| c.to_string())
+        .collect();
+    let mut text = outer.join(": ");
+    if !text.is_empty() {
+        text.push_str(": ");
+    }
+    text.push_str(&advice(&t, mode));
+    anyhow::anyhow!(text)
+}
+
+/// Peak resident set of this process (`VmHWM`), in bytes; `None` where the kernel does not say.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
