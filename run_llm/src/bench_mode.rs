@@ -61,6 +61,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         bars.advance(1);
     }
     bars.finish();
+    let peak_rss_bytes = crate::limits::peak_rss();
     let generated: usize = warm.tokens.iter().map(Vec::len).sum();
     let latency = Summary::of(&e2e);
     let decode_ms = median(&per_token);
@@ -109,7 +110,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
             probe: probe.probe,
             fraction: achieved / probe.gb_s,
         },
-        peak_rss_bytes: crate::limits::peak_rss(),
+        peak_rss_bytes,
         pytorch,
     };
     let baseline = report.pytorch.as_ref().map(|b| pytorch::text(b, None));

@@ -157,7 +157,8 @@ pub struct BenchReport {
     pub tokens_per_s: f64,
     pub sequences_per_s: f64,
     pub roofline: Roofline,
-    /// Peak resident set of the process, bytes.
+    /// Peak resident set of the process up to the end of the timed iterations (before the
+    /// bandwidth probe), bytes.
     pub peak_rss_bytes: Option<u64>,
     pub pytorch: Option<Baseline>,
 }
