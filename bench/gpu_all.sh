@@ -2,7 +2,7 @@
 # The whole GPU benchmark session in one go (what produced bench/RESULTS.md), from the repository root:
 #   bench/gpu_all.sh BIN_DIR OUT_DIR
 # BIN_DIR holds `cuda_bench` and the test binaries `cuda_parity`, `cuda_prefill_attention` (and
-# `cuda_sampling`, where carried).
+# `cuda_long_context`, `cuda_sampling`, where carried).
 # 1. the CUDA parity tests (the decode kernels, tensor-core prefill and device sampling on this card),
 # 2. our engine on every benchmark model at both prompt lengths,
 # 3. transformers eager and static cache + torch.compile for Llama-3.2-1B at both prompt lengths,
@@ -27,6 +27,7 @@ case "${PART:-1}" in
 esac
 (LLMFORGE_REQUIRE_CUDA=1 timeout 60 "$BIN/cuda_parity" --include-ignored --test-threads 1 --nocapture
     timeout 150 "$BIN/cuda_prefill_attention" --include-ignored --nocapture
+    [ -x "$BIN/cuda_long_context" ] && timeout 150 "$BIN/cuda_long_context" --include-ignored --nocapture
     [ -x "$BIN/cuda_sampling" ] && timeout 60 "$BIN/cuda_sampling" --include-ignored --nocapture) 2>&1 |
     grep -E "^test |panicked|result|agreement|relative error|left|right|distinct tokens|sampled" > "$OUT/parity.txt"
 BENCH_IMPLS=ours timeout 150 bash "$B" "$BIN" "$OUT"

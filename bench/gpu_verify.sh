@@ -3,9 +3,9 @@
 #   bench/gpu_verify.sh BIN_DIR OUT_DIR
 # BIN_DIR holds the release test binaries `cuda_kernels`, `cuda_parity` (optionally
 # `hostile_engine_file_cuda`, `hostile_gpu_memory_cuda`, `typed_engine_cuda`,
-# `cuda_prefill_attention`, `cuda_sampling`, `smollm2_greedy_cuda`) and the `cuda_bench` example
-# (built with `cargo test --release -p runtime --no-run` / `cargo build --release -p runtime --example
-# cuda_bench`). Logs and JSON results go to OUT_DIR.
+# `cuda_prefill_attention`, `cuda_long_context`, `cuda_sampling`, `smollm2_greedy_cuda`) and the
+# `cuda_bench` example (built with `cargo test --release -p runtime --no-run` / `cargo build --release
+# -p runtime --example cuda_bench`). Logs and JSON results go to OUT_DIR.
 #  1. NVRTC compile tests and the tiny-fixture parity tests against transformers' references.
 #  2. Full-size architectures (VERIFY_MODELS, default Qwen2.5-0.5B and Llama-3.2-1B) with seeded
 #     weights: transformers makes the model (torch.manual_seed(0)) and saves it; our engine loads that
@@ -22,9 +22,9 @@ echo "cuda_kernels rc=$?" | tee -a "$OUT/summary.txt"
 LLMFORGE_REQUIRE_CUDA=1 "$BIN/cuda_parity" --include-ignored --test-threads 1 --nocapture > "$OUT/cuda_parity.log" 2>&1
 echo "cuda_parity rc=$?" | tee -a "$OUT/summary.txt"
 # GPU-only tests of other suites, where their binaries were carried (hostile CUDA engine files and GPU
-# memory, the typed API on CUDA, long-prompt prefill attention against the CPU engine, device
-# sampling against the host sampler).
-for t in hostile_engine_file_cuda hostile_gpu_memory_cuda typed_engine_cuda cuda_prefill_attention cuda_sampling smollm2_greedy_cuda; do
+# memory, the typed API on CUDA, long-prompt prefill attention against the CPU engine, 1100-token
+# prompts against transformers, device sampling against the host sampler).
+for t in hostile_engine_file_cuda hostile_gpu_memory_cuda typed_engine_cuda cuda_prefill_attention cuda_long_context cuda_sampling smollm2_greedy_cuda; do
     [ -x "$BIN/$t" ] || { echo "$t: not in $BIN" | tee -a "$OUT/summary.txt"; continue; }
     # The real SmolLM2 needs its GGUF (LLMFORGE_SMOLLM2_GGUF; docs/cuda-backend.md says how to bring it).
     if [ "$t" = smollm2_greedy_cuda ] && [ ! -f "${LLMFORGE_SMOLLM2_GGUF:-}" ]; then
