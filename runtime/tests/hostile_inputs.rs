@@ -325,7 +325,8 @@ fn in_memory_weights_whose_data_disagree_with_their_shape() {
 
 #[test]
 fn cache_sizes_that_do_not_fit_in_memory() {
-    // Beyond any 64-bit address space: refused, never an allocation abort.
+    // Beyond any 64-bit address space, or within it but beyond this machine: refused against the
+    // memory available before anything is allocated, never an allocation abort or the OOM killer.
     let source = WeightSource::HfDir(common::root().join("models/tiny-llama"));
     let build = |o: BuildOptions| Engine::build(spec("tiny-llama"), &source, o, &NoProgress);
     let ok = options(Precision::Fp32, 1);
@@ -339,7 +340,11 @@ fn cache_sizes_that_do_not_fit_in_memory() {
     assert_names(
         "positions",
         &msg,
-        &["1125899906842624 positions", "do not fit in memory"],
+        &[
+            "rotary tables for 1125899906842624 positions",
+            "is available",
+            "cache length",
+        ],
     );
     let msg = err_msg(
         "positions overflow",
@@ -348,12 +353,27 @@ fn cache_sizes_that_do_not_fit_in_memory() {
             ..ok
         }),
     );
-    assert_names("positions overflow", &msg, &["do not fit in memory"]);
+    assert_names(
+        "positions overflow",
+        &msg,
+        &["rotary tables", "more than 16 EiB", "is available"],
+    );
     let e = build(BuildOptions {
         max_batch: 1 << 50,
         ..ok
     })
     .expect("build");
     let msg = err_msg("cache", e.new_cache(1 << 50));
-    assert_names("cache", &msg, &["KV cache", "does not fit in memory"]);
+    assert_names(
+        "cache",
+        &msg,
+        &["KV cache for 1125899906842624 sequence(s)", "is available", "batch size"],
+    );
+    // 2^24 sequences of 64 positions: 512 GiB, a size the kernel's overcommit would hand out.
+    let msg = err_msg("cache 2^24", e.new_cache(1 << 24));
+    assert_names(
+        "cache 2^24",
+        &msg,
+        &["KV cache for 16777216 sequence(s) of 64 positions", "512.0 GiB", "is available"],
+    );
 }
