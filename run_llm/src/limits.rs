@@ -55,13 +55,21 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
         max_seq_len,
         rows: need.batch.saturating_mul(rows_per_seq),
     };
-    let prompts = (need.batch as u64).saturating_mul(need.prompt_len as u64).saturating_mul(4);
+    let prompts = (need.batch as u64)
+        .saturating_mul(need.prompt_len as u64)
+        .saturating_mul(4);
     let host = admission::host_available();
     let advise = |e: TooLarge| anyhow::anyhow!("this run does not fit: {}", advice(&e, need.mode));
     match need.device {
         DeviceChoice::Cpu { .. } => {
-            admission::admit(&model.spec, need.precision, Memory::Host, shape, host.as_ref())
-                .map_err(advise)?;
+            admission::admit(
+                &model.spec,
+                need.precision,
+                Memory::Host,
+                shape,
+                host.as_ref(),
+            )
+            .map_err(advise)?;
             admission::check(
                 || format!("{} prompt(s) of {} tokens", need.batch, need.prompt_len),
                 prompts,
@@ -85,8 +93,14 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
                     bytes: free as u64,
                     source: format!("the free memory of GPU {ordinal}"),
                 };
-                admission::admit(&model.spec, need.precision, Memory::Device, shape, Some(&gpu))
-                    .map_err(advise)?;
+                admission::admit(
+                    &model.spec,
+                    need.precision,
+                    Memory::Device,
+                    shape,
+                    Some(&gpu),
+                )
+                .map_err(advise)?;
             }
         }
     }
@@ -117,6 +131,21 @@ pub fn explain(e: anyhow::Error, mode: Mode) -> anyhow::Error {
             .cloned()
     };
     let Some(t) = e.chain().find_map(as_too_large) else {
+        let out_of_gpu_memory = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<runtime::Error>(),
+                Some(runtime::Error::Backend(
+                    runtime::backend::BackendError::OutOfMemory { .. }
+                ))
+            )
+        });
+        if out_of_gpu_memory {
+            let flags = [Knob::MaxSeqLen, Knob::Batch].map(|k| mode.flags(k));
+            return e.context(format!(
+                "the GPU is out of memory: lower {} or {}",
+                flags[0], flags[1]
+            ));
+        }
         return e;
     };
     let outer: Vec<String> = e

@@ -11,7 +11,7 @@
 //! caller serving several requests can ask whether one more fits without touching the running ones.
 
 use crate::precision::Precision;
-use crate::spec::{ModelSpec, Mlp, Positions};
+use crate::spec::{Mlp, ModelSpec, Positions};
 use std::fmt;
 
 /// Environment variable capping the host memory llmforge considers available (bytes, or a number
@@ -124,7 +124,12 @@ fn mul(parts: &[usize]) -> u64 {
 
 /// Bytes of every layer's key and value cache for `batch` sequences of `max_seq_len` positions, at
 /// `elem_bytes` per value (4 on the CPU, which keeps its cache in f32; the precision's size on a GPU).
-pub fn kv_cache_bytes(spec: &ModelSpec, batch: usize, max_seq_len: usize, elem_bytes: usize) -> u64 {
+pub fn kv_cache_bytes(
+    spec: &ModelSpec,
+    batch: usize,
+    max_seq_len: usize,
+    elem_bytes: usize,
+) -> u64 {
     (0..spec.num_layers)
         .map(|l| {
             let s = spec.kv_shape(l, batch, max_seq_len);
@@ -195,7 +200,8 @@ pub fn footprint(
     };
     let mut activations = activation_bytes(spec, shape.rows, shape.batch, elem);
     if memory == Memory::Host {
-        activations = activations.saturating_add(attention_bytes(spec, shape.batch, shape.max_seq_len));
+        activations =
+            activations.saturating_add(attention_bytes(spec, shape.batch, shape.max_seq_len));
     }
     Footprint {
         weights: weight_bytes(spec, precision),
@@ -317,7 +323,8 @@ fn cgroup_room() -> Option<u64> {
         };
         if controllers.is_empty() {
             // cgroup v2: every ancestor's limit applies.
-            let mut dir = std::path::PathBuf::from("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+            let mut dir =
+                std::path::PathBuf::from("/sys/fs/cgroup").join(path.trim_start_matches('/'));
             loop {
                 if let Some(r) = room_in(&dir, "memory.max", "memory.current") {
                     take(r);

@@ -58,7 +58,10 @@ fn activations_of_a_prefill() {
     // GPT-2: GELU MLP of 3072, QKV 3 x 768, vocabulary 50257.
     let g = model("gpt2");
     let per_row = 3 * 768 + 2304 + 768 + 3072 + 3072 + 3072;
-    assert_eq!(activation_bytes(&g, 8, 2, 2), (8 * per_row + 2 * (768 + 50_257)) * 2);
+    assert_eq!(
+        activation_bytes(&g, 8, 2, 2),
+        (8 * per_row + 2 * (768 + 50_257)) * 2
+    );
 }
 
 #[test]
@@ -96,34 +99,82 @@ fn admission_refuses_what_does_not_fit_and_names_the_knob() {
         rows,
     };
     // The default run fits in 1 GiB.
-    assert!(admit(&s, Precision::Fp32, Memory::Host, shape(1, 2048, 6), Some(&gib(1))).is_ok());
+    assert!(
+        admit(
+            &s,
+            Precision::Fp32,
+            Memory::Host,
+            shape(1, 2048, 6),
+            Some(&gib(1))
+        )
+        .is_ok()
+    );
     // 3M positions: the cache (138 GB) is what to lower.
-    let e = admit(&s, Precision::Fp32, Memory::Host, shape(1, 3_000_006, 6), Some(&gib(22)))
-        .expect_err("138 GB cache");
+    let e = admit(
+        &s,
+        Precision::Fp32,
+        Memory::Host,
+        shape(1, 3_000_006, 6),
+        Some(&gib(22)),
+    )
+    .expect_err("138 GB cache");
     assert_eq!(e.knob, Knob::MaxSeqLen);
     assert_eq!(e.available, 22 << 30);
     assert!(e.need > 138_240_276_480);
     let msg = e.to_string();
-    for part in ["SmolLM2", "3000006 positions", "22.0 GiB", "test memory", "cache length"] {
+    for part in [
+        "SmolLM2",
+        "3000006 positions",
+        "22.0 GiB",
+        "test memory",
+        "cache length",
+    ] {
         assert!(msg.contains(part), "{part:?} missing from {msg:?}");
     }
     // 200 sequences of 2048-token prompts: the cache (18.9 GB) is larger than the prefill's
     // activations (18.5 GB), so the batch is what to lower.
-    let e = admit(&s, Precision::Fp32, Memory::Host, shape(200, 2050, 409_600), Some(&gib(22)))
-        .expect_err("200 x 2048");
+    let e = admit(
+        &s,
+        Precision::Fp32,
+        Memory::Host,
+        shape(200, 2050, 409_600),
+        Some(&gib(22)),
+    )
+    .expect_err("200 x 2048");
     assert_eq!(e.knob, Knob::Batch);
     // Llama-3.2-1B prefilling 131072 tokens at once: 208896 bytes of activations per row against
     // 65536 of cache per position, so the prompt is what to lower.
     let l = model("Llama-3.2-1B-Instruct");
-    let e = admit(&l, Precision::Fp32, Memory::Host, shape(1, 131_072, 131_072), Some(&gib(22)))
-        .expect_err("131072 rows");
+    let e = admit(
+        &l,
+        Precision::Fp32,
+        Memory::Host,
+        shape(1, 131_072, 131_072),
+        Some(&gib(22)),
+    )
+    .expect_err("131072 rows");
     assert_eq!(e.knob, Knob::PromptLen);
     // Weights alone too large: the model is named, not a flag.
-    let e = admit(&s, Precision::Fp32, Memory::Host, shape(1, 16, 1), Some(&gib(0)))
-        .expect_err("no memory");
+    let e = admit(
+        &s,
+        Precision::Fp32,
+        Memory::Host,
+        shape(1, 16, 1),
+        Some(&gib(0)),
+    )
+    .expect_err("no memory");
     assert_eq!(e.knob, Knob::Model);
     // Unknown availability refuses nothing.
-    assert!(admit(&s, Precision::Fp32, Memory::Host, shape(1, 3_000_006, 6), None).is_ok());
+    assert!(
+        admit(
+            &s,
+            Precision::Fp32,
+            Memory::Host,
+            shape(1, 3_000_006, 6),
+            None
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -150,7 +201,15 @@ fn meminfo_and_the_machine() {
     if cfg!(target_os = "linux") {
         let a = host_available().expect("Linux reports MemAvailable");
         let total = std::fs::read_to_string("/proc/meminfo").unwrap();
-        let total_kb: u64 = total.lines().next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        let total_kb: u64 = total
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(a.bytes > 0 && a.bytes <= total_kb * 1024, "{a:?}");
     }
 }
