@@ -40,7 +40,9 @@ fn main() {
 fn run(args: &Args) -> Result<()> {
     args.validate()?;
     let model = resolve::resolve(&args.model)?;
-    let threads = args.threads.map(|n| n.min(runtime::backend::cpu::max_threads()));
+    let threads = args
+        .threads
+        .map(|n| n.min(runtime::backend::cpu::max_threads()));
     let (device, chosen) = device::choose(args.device, threads);
     let mode = if args.benchmark {
         limits::Mode::Benchmark

@@ -367,13 +367,21 @@ fn cache_sizes_that_do_not_fit_in_memory() {
     assert_names(
         "cache",
         &msg,
-        &["KV cache for 1125899906842624 sequence(s)", "is available", "batch size"],
+        &[
+            "KV cache for 1125899906842624 sequence(s)",
+            "is available",
+            "batch size",
+        ],
     );
     // 2^24 sequences of 64 positions: 512 GiB, a size the kernel's overcommit would hand out.
     let msg = err_msg("cache 2^24", e.new_cache(1 << 24));
     assert_names(
         "cache 2^24",
         &msg,
-        &["KV cache for 16777216 sequence(s) of 64 positions", "512.0 GiB", "is available"],
+        &[
+            "KV cache for 16777216 sequence(s) of 64 positions",
+            "512.0 GiB",
+            "is available",
+        ],
     );
 }

@@ -16,11 +16,11 @@ pub mod simd;
 #[cfg(test)]
 mod test_data;
 
+use crate::admission;
 use crate::backend::{
     Backend, BackendError, BackendKind, CacheMode, LogitRows, Logits, StepInputs,
 };
 use crate::cache::{KvStorage, KvTensor, LayerKvMut};
-use crate::admission;
 use crate::engine::BuildOptions;
 use crate::model::{self, ModelWeights, Scratch};
 use crate::progress::Progress;
