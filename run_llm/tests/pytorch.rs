@@ -3,6 +3,8 @@
 //! without those modules the tool names what is missing and still reports its own figures.
 
 mod common;
+#[path = "../../runtime/tests/smollm2_common/mod.rs"]
+mod smollm2_common;
 use common::*;
 use serde_json::Value;
 
@@ -118,10 +120,7 @@ fn synthetic_weights_reach_transformers_unchanged() {
 #[test]
 #[ignore = "needs a Python with torch + transformers (LLMFORGE_PYTHON or /opt/pyref); run with --include-ignored"]
 fn smollm2_answers_token_for_token_like_transformers() {
-    if std::env::var("LLMFORGE_SKIP_SMOLLM2").as_deref() == Ok("1") {
-        eprintln!("skipping the SmolLM2 checks (LLMFORGE_SKIP_SMOLLM2=1)");
-        return;
-    }
+    smollm2_common::installed_gguf();
     let python = python_with_torch()
         .expect("no Python with torch + transformers: set LLMFORGE_PYTHON or install /opt/pyref");
     // The default prompt through the chat template; transformers runs the same dequantised GGUF weights.

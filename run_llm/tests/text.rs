@@ -4,6 +4,8 @@
 //! transformers' greedy output (tests/fixtures/tiny-*/reference.json).
 
 mod common;
+#[path = "../../runtime/tests/smollm2_common/mod.rs"]
+mod smollm2_common;
 use common::*;
 use serde_json::Value;
 
@@ -135,22 +137,13 @@ fn chat_without_a_template_is_refused() {
     );
 }
 
-fn smollm2_installed() -> bool {
-    if std::env::var("LLMFORGE_SKIP_SMOLLM2").as_deref() == Ok("1") {
-        eprintln!("skipping the SmolLM2 checks (LLMFORGE_SKIP_SMOLLM2=1)");
-        return false;
-    }
-    true
-}
-
 /// The real default model, through the whole command line (GGUF weights and tokenizer, chat template,
 /// streaming), against transformers' greedy answer on the same dequantised weights
-/// (tests/fixtures/smollm2/reference.json, made by text's reference script).
+/// (tests/fixtures/smollm2/reference.json, made by scripts/smollm2_reference.py from the GGUF whose
+/// SHA-256 `smollm2_common` checks).
 #[test]
 fn smollm2_answers_the_default_prompt_as_transformers_does() {
-    if !smollm2_installed() {
-        return;
-    }
+    smollm2_common::installed_gguf();
     let path = root().join("tests/fixtures/smollm2/reference.json");
     let r: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let n = r["new_tokens"].as_u64().unwrap().to_string();

