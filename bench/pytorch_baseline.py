@@ -47,6 +47,9 @@ def main():
     if missing:
         write(a.output, {"python": sys.executable, "missing": missing})
         return EXIT_MISSING
+    if req.get("check_only"):
+        write(a.output, {"python": sys.executable})
+        return 0
     write(a.output, run(req))
     return 0
 

@@ -34,7 +34,7 @@ pub struct Args {
     pub prompt: String,
 
     /// Prompt token ids, comma separated, instead of --prompt (no tokenizer needed).
-    #[arg(long, value_delimiter = ',', hide = true, conflicts_with_all = ["chat"])]
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["chat"])]
     pub prompt_ids: Option<Vec<u32>>,
 
     /// Weight precision of the engine [default: the model's precision in models.toml, else FP16].
@@ -107,6 +107,19 @@ pub struct Args {
     #[arg(long)]
     pub extend_context: bool,
 
+    /// Accepted for the seed's command line: decode always runs as CUDA graphs on a GPU.
+    #[arg(long)]
+    pub cudagraph: bool,
+
+    /// Accepted for the seed's command line (a TensorRT partitioning knob); no effect here.
+    #[arg(long)]
+    pub min_block_size: Option<usize>,
+
+    /// Verbose diagnostics on stderr: how the model was resolved, phase timings, the engine's
+    /// options, memory footprint, device and GEMM choices.
+    #[arg(long)]
+    pub debug: bool,
+
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -138,7 +151,8 @@ pub enum CacheArg {
     StaticV1,
     #[value(name = "static_v2")]
     StaticV2,
-    #[value(name = "none")]
+    /// The seed spells "no cache" as an empty string; `empty` is accepted too.
+    #[value(name = "none", alias = "", alias = "empty")]
     None,
 }
 

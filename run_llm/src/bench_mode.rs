@@ -35,7 +35,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
     let got = engine_setup::obtain(model, &need, args.engine.as_deref(), &bars)?;
     // Made once the run is admitted (their size is part of the check).
     let prompts = random_prompts(args.batch_size, args.isl, model.spec.vocab_size, args.seed);
-    let mut run = crate::run_info(args, model, &got);
+    let mut run = crate::run_info(args, model, &need, &got);
     let mut engine = got.engine;
     let device = engine.options().device;
     let mut cache = engine.new_cache(args.batch_size)?;
@@ -54,6 +54,13 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
             generate_with_static_cache(&mut engine, &mut cache, &prompts, &opts, &mut |_, _| {})?;
         e2e.push(t.elapsed().as_secs_f64() * 1e3);
         let tm = out.timings;
+        crate::debug::debug!(
+            "iteration: {:.3} ms end to end, TTFT {:.3} ms, {} decode steps in {:.3} ms",
+            t.elapsed().as_secs_f64() * 1e3,
+            tm.time_to_first_token.as_secs_f64() * 1e3,
+            tm.decode_steps,
+            tm.decode_time.as_secs_f64() * 1e3
+        );
         ttft.push(tm.time_to_first_token.as_secs_f64() * 1e3);
         if tm.decode_steps > 0 {
             per_token.push(tm.decode_time.as_secs_f64() * 1e3 / tm.decode_steps as f64);
@@ -114,7 +121,13 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         pytorch,
     };
     let baseline = report.pytorch.as_ref().map(|b| pytorch::text(b, None));
-    report::emit(args.json, &report, report::bench_text(&report), baseline)
+    report::emit(
+        args.json,
+        &report,
+        report::bench_text(&report),
+        baseline,
+        report::TextTo::Stdout,
+    )
 }
 
 /// `batch` prompts of `len` ids, uniform in `1..min(vocab, 10000)`, from `seed`.

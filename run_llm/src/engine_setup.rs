@@ -16,6 +16,8 @@ use std::time::Instant;
 /// What this run needs from an engine.
 pub struct Need {
     pub precision: Precision,
+    /// Where `precision` came from, in words ("--precision", "models.toml default", …).
+    pub precision_from: &'static str,
     /// `--precision` was given (else an existing engine file's precision is accepted).
     pub precision_explicit: bool,
     /// Prompt plus generated tokens.
@@ -111,6 +113,11 @@ pub fn obtain(
     progress.finish();
     let weights = weights?;
     let weights_s = t.elapsed().as_secs_f64();
+    crate::debug::debug!(
+        "weights: {} tensors loaded in {:.3} s",
+        weights.tensors.len(),
+        weights_s
+    );
     let t = Instant::now();
     let mut options = BuildOptions {
         precision: need.precision,
@@ -131,6 +138,7 @@ pub fn obtain(
     };
     progress.finish();
     let build_s = t.elapsed().as_secs_f64();
+    describe(&engine, build_s, "built");
     let origin = match engine_path {
         Some(path) => {
             engine
@@ -191,6 +199,7 @@ fn load(model: &Model, need: &Need, path: &Path) -> Result<Obtained> {
     crate::limits::admit(model, need, header.max_seq_len)?;
     let engine = Engine::load(path, &model.spec, &expect)
         .with_context(|| format!("loading engine file {}", path.display()))?;
+    describe(&engine, t.elapsed().as_secs_f64(), "loaded");
     Ok(Obtained {
         engine,
         origin: Origin::Loaded,
@@ -199,4 +208,28 @@ fn load(model: &Model, need: &Need, path: &Path) -> Result<Obtained> {
         weights: None,
         fallback_note: None,
     })
+}
+
+/// `--debug`: what the engine is and what its build chose.
+fn describe(engine: &Engine, seconds: f64, how: &str) {
+    if !crate::debug::on() {
+        return;
+    }
+    let o = engine.options();
+    let backend = engine.backend();
+    crate::debug::debug!(
+        "engine {how} in {seconds:.3} s on {}: {} · max_seq_len {} · max_batch {} · {:.1} MB of weights per decode step",
+        backend.device_name(),
+        o.precision,
+        o.max_seq_len,
+        o.max_batch,
+        backend.weight_bytes() as f64 / 1e6
+    );
+    let (sm, gemms) = backend.header_extras();
+    if let Some(sm) = sm {
+        crate::debug::debug!("kernels compiled for sm_{sm}");
+    }
+    for g in gemms {
+        crate::debug::debug!("GEMM choice: {g}");
+    }
 }

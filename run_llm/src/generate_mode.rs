@@ -24,10 +24,10 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
     };
     let bars = Bars::new(args.json);
     let got = engine_setup::obtain(model, &need, args.engine.as_deref(), &bars)?;
-    let mut run = crate::run_info(args, model, &got);
+    let mut run = crate::run_info(args, model, &need, &got);
     let mut engine = got.engine;
     if !args.json {
-        report::say(report::header_text(&run))?;
+        report::say_err(report::header_text(&run))?;
     }
     let mut cache = engine.new_cache(1)?;
     let opts = args.generate_options(true);
@@ -75,6 +75,13 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         None => None,
     };
     let t = out.timings;
+    crate::debug::debug!(
+        "prefill of {} tokens and the first token: {:.3} ms; {} decode steps in {:.3} ms",
+        t.prefill_tokens,
+        t.time_to_first_token.as_secs_f64() * 1e3,
+        t.decode_steps,
+        t.decode_time.as_secs_f64() * 1e3
+    );
     let ttft_ms = t.time_to_first_token.as_secs_f64() * 1e3;
     let decode_ms = t.decode_time.as_secs_f64() * 1e3;
     let total_s = (ttft_ms + decode_ms) / 1e3;
@@ -117,6 +124,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         &report,
         report::generate_figures(&report),
         baseline,
+        report::TextTo::Stderr,
     )
 }
 

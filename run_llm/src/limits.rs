@@ -59,6 +59,27 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
         .saturating_mul(need.prompt_len as u64)
         .saturating_mul(4);
     let host = admission::host_available();
+    if crate::debug::on() {
+        let memory = match need.device {
+            DeviceChoice::Cpu { .. } => Memory::Host,
+            DeviceChoice::Cuda { .. } => Memory::Device,
+        };
+        let f = admission::footprint(&model.spec, need.precision, memory, shape);
+        crate::debug::debug!(
+            "memory: {} needed in {memory} memory ({} weights, {} KV cache, {} activations, {} rotary); \
+             host: {}",
+            admission::human(f.total()),
+            admission::human(f.weights),
+            admission::human(f.kv_cache),
+            admission::human(f.activations),
+            admission::human(f.rotary),
+            host.as_ref().map_or("unknown".to_string(), |a| format!(
+                "{} available ({})",
+                admission::human(a.bytes),
+                a.source
+            ))
+        );
+    }
     let advise = |e: TooLarge| anyhow::anyhow!("this run does not fit: {}", advice(&e, need.mode));
     match need.device {
         DeviceChoice::Cpu { .. } => {

@@ -4,6 +4,7 @@
 mod args;
 mod bandwidth;
 mod bench_mode;
+mod debug;
 mod device;
 mod engine_setup;
 mod generate_mode;
@@ -31,15 +32,52 @@ fn main() {
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
         });
         if !closed {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             std::process::exit(1);
         }
     }
 }
 
+/// The error and its causes, outermost first, joined by ": ". A cause whose text the message already
+/// ends with (library errors that print their source and also return it) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.ends_with(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
+}
+
 fn run(args: &Args) -> Result<()> {
     args.validate()?;
+    if args.debug {
+        debug::enable();
+    }
+    let t = std::time::Instant::now();
     let model = resolve::resolve(&args.model)?;
+    let s = &model.spec;
+    debug::debug!(
+        "model {} resolved in {:.1} ms: {} · {} layers · hidden {} · {} heads ({} KV) of {} · vocab {} · \
+         {} trained positions · weights: {}",
+        s.name,
+        t.elapsed().as_secs_f64() * 1e3,
+        s.arch.as_str(),
+        s.num_layers,
+        s.hidden_size,
+        s.num_heads,
+        s.num_kv_heads,
+        s.head_dim,
+        s.vocab_size,
+        s.max_position_embeddings,
+        model.weights_label()
+    );
     let threads = args
         .threads
         .map(|n| n.min(runtime::backend::cpu::max_threads()));
@@ -49,8 +87,10 @@ fn run(args: &Args) -> Result<()> {
     } else {
         limits::Mode::Generate
     };
+    let (precision, precision_from) = precision(args, &model);
     let need = Need {
-        precision: precision(args, &model),
+        precision,
+        precision_from,
         precision_explicit: args.precision.is_some(),
         seq_len: 0,
         prompt_len: 0,
@@ -63,12 +103,42 @@ fn run(args: &Args) -> Result<()> {
         cpu_threads: threads,
         keep_weights: false,
     };
+    debug::debug!(
+        "precision {} (from {}), device {:?}{}",
+        need.precision,
+        need.precision_from,
+        need.device,
+        if need.auto_device {
+            " (chosen automatically)"
+        } else {
+            ""
+        }
+    );
     let result = if args.benchmark {
         bench_mode::run(args, &model, need)
     } else {
         generate_mode::run(args, &model, need)
     };
     result.map_err(|e| limits::explain(e, mode))
+}
+
+/// What the seed's TensorRT-specific flags do here.
+fn seed_flag_notes(args: &Args, on_cpu: bool) -> Vec<String> {
+    let mut notes = Vec::new();
+    if args.cudagraph {
+        notes.push(if on_cpu {
+            "--cudagraph: CUDA graphs are a GPU feature; the CPU engine has none".to_string()
+        } else {
+            "--cudagraph: decode always runs as CUDA graphs (one per batch size); the flag changes nothing"
+                .to_string()
+        });
+    }
+    if let Some(n) = args.min_block_size {
+        notes.push(format!(
+            "--min_block_size {n}: a TensorRT partitioning knob; llmforge compiles the whole model, so it has no effect"
+        ));
+    }
+    notes
 }
 
 /// A note when `--threads` asks for more threads than the machine runs at once.
@@ -79,16 +149,29 @@ fn threads_note(args: &Args) -> Option<String> {
     })
 }
 
-/// `--precision`, else the model's default in models.toml, else the seed's FP16.
-fn precision(args: &Args, model: &Model) -> Precision {
-    match args.precision {
-        Some(p) => p.into(),
-        None => model.default_precision.unwrap_or(Precision::Fp16),
+/// `--precision`, else the model's default in models.toml, else the dtype of its config.json, else
+/// the seed's FP16; and where it came from, in words.
+fn precision(args: &Args, model: &Model) -> (Precision, &'static str) {
+    if let Some(p) = args.precision {
+        return (p.into(), "--precision");
+    }
+    if let Some(p) = model.default_precision {
+        return (p, "models.toml default");
+    }
+    let from_config = match model.spec.source_dtype.as_deref() {
+        Some("float32") => Some(Precision::Fp32),
+        Some("float16") => Some(Precision::Fp16),
+        Some("bfloat16") => Some(Precision::Bf16),
+        _ => None,
+    };
+    match from_config {
+        Some(p) => (p, "the config's dtype"),
+        None => (Precision::Fp16, "default"),
     }
 }
 
 /// What the output says about the run.
-pub(crate) fn run_info(args: &Args, model: &Model, got: &Obtained) -> RunInfo {
+pub(crate) fn run_info(args: &Args, model: &Model, need: &Need, got: &Obtained) -> RunInfo {
     let opts = got.engine.options();
     let mut notes = Vec::new();
     if let Some(seed) = model.synthetic() {
@@ -98,15 +181,23 @@ pub(crate) fn run_info(args: &Args, model: &Model, got: &Obtained) -> RunInfo {
         ));
     }
     notes.extend(got.fallback_note.clone());
-    if matches!(opts.device, runtime::engine::DeviceChoice::Cpu { .. }) {
+    let on_cpu = matches!(opts.device, runtime::engine::DeviceChoice::Cpu { .. });
+    if on_cpu {
         notes.extend(threads_note(args));
     }
+    notes.extend(seed_flag_notes(args, on_cpu));
     RunInfo {
         model: model.spec.name.clone(),
         weights: model.weights_label(),
         synthetic_weights: model.synthetic().is_some(),
         device: device::label(opts.device),
         precision: opts.precision.to_string(),
+        precision_from: if got.origin == engine_setup::Origin::Loaded && args.precision.is_none() {
+            "the engine file"
+        } else {
+            need.precision_from
+        }
+        .to_string(),
         cache: runtime::backend::CacheMode::from(args.cache)
             .as_str()
             .to_string(),

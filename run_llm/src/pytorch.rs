@@ -14,7 +14,7 @@ use runtime::tokenize::Tokenizer;
 use runtime::weights::{WeightMap, WeightSource};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Exit status of the script when modules are missing.
@@ -60,6 +60,12 @@ pub fn compare(
         Mode::Generate => (true, 0, 1),
         Mode::Benchmark => (false, 1, args.iterations),
     };
+    // The interpreter and its modules are checked before any weights are written for it.
+    match run_script(&Check { check_only: true }) {
+        Ok(out) if !out.missing.is_empty() => return Ok(Some(unavailable(out))),
+        Ok(_) => {}
+        Err(e) => return Ok(Some(failed(e))),
+    }
     let req = Request {
         model_dir: hf_dir(model, weights)?,
         precision: need.precision.to_string(),
@@ -172,8 +178,14 @@ struct ScriptRun {
     decode_ms_per_token: Vec<f64>,
 }
 
-pub fn script_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/pytorch_baseline.py")
+/// The baseline script, compiled in so that an installed binary needs no source tree; written to a
+/// temporary directory for each run.
+const SCRIPT: &str = include_str!("../../bench/pytorch_baseline.py");
+
+/// The request that only checks the interpreter and its modules.
+#[derive(Serialize)]
+struct Check {
+    check_only: bool,
 }
 
 fn python() -> String {
@@ -183,21 +195,35 @@ fn python() -> String {
         .unwrap_or_else(|| "python3".into())
 }
 
+fn unavailable(out: ScriptOutput) -> Baseline {
+    Baseline {
+        status: "unavailable",
+        message: Some(format!(
+            "{} lacks the Python module(s) {}; install them (e.g. `pip install torch transformers \
+             safetensors`) or point LLMFORGE_PYTHON at an interpreter that has them",
+            out.python.unwrap_or_else(python),
+            out.missing.join(", ")
+        )),
+        versions: None,
+        notes: Vec::new(),
+        runs: Vec::new(),
+    }
+}
+
+fn failed(e: anyhow::Error) -> Baseline {
+    Baseline {
+        status: "failed",
+        message: Some(format!("{e:#}")),
+        versions: None,
+        notes: Vec::new(),
+        runs: Vec::new(),
+    }
+}
+
 /// Run the script; `ours` are our generated tokens per sequence, compared when `greedy`.
 fn run(req: &Request, ours: &[Vec<u32>], greedy: bool) -> Baseline {
     match run_script(req) {
-        Ok(out) if !out.missing.is_empty() => Baseline {
-            status: "unavailable",
-            message: Some(format!(
-                "{} lacks the Python module(s) {}; install them (e.g. `pip install torch transformers \
-                 safetensors`) or point LLMFORGE_PYTHON at an interpreter that has them",
-                out.python.unwrap_or_else(python),
-                out.missing.join(", ")
-            )),
-            versions: None,
-            notes: Vec::new(),
-            runs: Vec::new(),
-        },
+        Ok(out) if !out.missing.is_empty() => unavailable(out),
         Ok(out) => Baseline {
             status: "ok",
             message: None,
@@ -209,39 +235,34 @@ fn run(req: &Request, ours: &[Vec<u32>], greedy: bool) -> Baseline {
                 .map(|r| summarise(r, ours, greedy))
                 .collect(),
         },
-        Err(e) => Baseline {
-            status: "failed",
-            message: Some(format!("{e:#}")),
-            versions: None,
-            notes: Vec::new(),
-            runs: Vec::new(),
-        },
+        Err(e) => failed(e),
     }
 }
 
-fn run_script(req: &Request) -> Result<ScriptOutput> {
+fn run_script(req: &impl Serialize) -> Result<ScriptOutput> {
     let work = std::env::temp_dir().join(format!("llmforge-baseline-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let script = work.join("pytorch_baseline.py");
     let request = work.join("request.json");
     let output = work.join("result.json");
+    std::fs::write(&script, SCRIPT).with_context(|| format!("writing {}", script.display()))?;
     std::fs::write(&request, serde_json::to_vec(req)?)?;
     let python = python();
     let status = Command::new(&python)
-        .arg(script_path())
+        .arg(&script)
         .arg("--request")
         .arg(&request)
         .arg("--output")
         .arg(&output)
         .stdout(std::process::Stdio::null())
         .status()
-        .with_context(|| format!("could not start {python} (set LLMFORGE_PYTHON to a Python 3)"))?;
+        .with_context(|| format!("could not start {python} (set LLMFORGE_PYTHON to a Python 3)"));
     let text = std::fs::read_to_string(&output);
     let _ = std::fs::remove_dir_all(&work);
-    match (status.code(), text) {
+    match (status?.code(), text) {
         (Some(0 | EXIT_MISSING), Ok(text)) => Ok(serde_json::from_str(&text)?),
         (code, _) => bail!(
-            "{} exited with {code:?}; its errors are above",
-            script_path().display()
+            "the PyTorch baseline script (bench/pytorch_baseline.py) exited with {code:?}; its errors are above"
         ),
     }
 }

