@@ -180,6 +180,18 @@ pub(crate) fn run_info(args: &Args, model: &Model, need: &Need, got: &Obtained) 
             model.spec.name
         ));
     }
+    if model.random_weights {
+        notes.push(format!(
+            "{} is a test model with random weights: its text means nothing",
+            model.spec.name
+        ));
+    }
+    if need.seq_len > model.spec.max_position_embeddings {
+        notes.push(format!(
+            "--extend_context: positions up to {} run past the {} that {} was trained for",
+            need.seq_len, model.spec.max_position_embeddings, model.spec.name
+        ));
+    }
     notes.extend(got.fallback_note.clone());
     let on_cpu = matches!(opts.device, runtime::engine::DeviceChoice::Cpu { .. });
     if on_cpu {
@@ -190,6 +202,7 @@ pub(crate) fn run_info(args: &Args, model: &Model, need: &Need, got: &Obtained) 
         model: model.spec.name.clone(),
         weights: model.weights_label(),
         synthetic_weights: model.synthetic().is_some(),
+        random_weights: model.random_weights,
         device: device::label(opts.device),
         precision: opts.precision.to_string(),
         precision_from: if got.origin == engine_setup::Origin::Loaded && args.precision.is_none() {

@@ -64,6 +64,8 @@ pub struct RunInfo {
     pub model: String,
     pub weights: String,
     pub synthetic_weights: bool,
+    /// The weights are a test model's random ones (models.toml `random_weights`).
+    pub random_weights: bool,
     pub device: String,
     pub precision: String,
     /// Where the precision came from: `--precision`, the models.toml default, the config's dtype,

@@ -25,6 +25,8 @@ pub struct Model {
     /// Build defaults from `models.toml` (absent for ad-hoc directories and files).
     pub default_precision: Option<Precision>,
     pub default_max_seq_len: Option<usize>,
+    /// models.toml marks the weights as random (a test model).
+    pub random_weights: bool,
     /// Where the tokenizer and chat template are looked for.
     text_from: TextSource,
 }
@@ -48,6 +50,10 @@ impl Model {
     /// A short description of where the weights come from, for the output.
     pub fn weights_label(&self) -> String {
         match &self.source {
+            WeightSource::HfDir(d) if self.random_weights => format!(
+                "RANDOM test-model weights in {}; outputs are not meaningful text",
+                d.display()
+            ),
             WeightSource::HfDir(d) => format!("safetensors in {}", d.display()),
             WeightSource::Gguf(f) => format!("GGUF {}", f.display()),
             WeightSource::Synthetic { seed } => {
@@ -173,6 +179,7 @@ fn from_hf_dir(dir: &Path) -> Result<Model> {
         config_json: Some(config),
         default_precision: None,
         default_max_seq_len: None,
+        random_weights: false,
         text_from: TextSource::Dir(dir.to_path_buf()),
     })
 }
@@ -191,6 +198,7 @@ fn from_gguf(file: &Path) -> Result<Model> {
         config_json: None,
         default_precision: None,
         default_max_seq_len: None,
+        random_weights: false,
         text_from: TextSource::Gguf(file.to_path_buf()),
     })
 }
@@ -262,6 +270,7 @@ fn from_entry(
         config_json,
         default_precision: Some(entry.precision),
         default_max_seq_len: Some(entry.max_seq_len),
+        random_weights: entry.random_weights,
         text_from,
     }
 }

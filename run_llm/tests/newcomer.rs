@@ -282,3 +282,56 @@ fn the_default_models_gguf_by_path_keeps_its_models_toml_defaults() {
     assert_eq!(v["run"]["precision_from"], "models.toml default");
     assert_eq!(v["tokens"], named["tokens"]);
 }
+
+#[test]
+fn test_models_say_their_weights_are_random() {
+    let (v, _) = report(&tiny_llama(&[]));
+    assert_eq!(v["run"]["random_weights"], true);
+    assert!(
+        v["run"]["weights"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("RANDOM")),
+        "{}",
+        v["run"]["weights"]
+    );
+    assert!(notes(&v).contains("random weights"), "{}", notes(&v));
+    // A real model does not.
+    let real = json(&mut command(&[
+        "--device",
+        "cpu",
+        "--num_tokens",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(real["run"]["random_weights"], false);
+    assert!(!notes(&real).contains("random weights"), "{}", notes(&real));
+}
+
+#[test]
+fn a_run_past_the_trained_context_says_so() {
+    let (v, _) = report(
+        &[
+            "--model",
+            "tiny-llama",
+            "--device",
+            "cpu",
+            "--benchmark",
+            "--isl",
+            "250",
+            "--num_tokens",
+            "10",
+            "--iterations",
+            "1",
+            "--extend_context",
+            "--json",
+        ]
+        .map(String::from),
+    );
+    let n = notes(&v);
+    assert!(
+        n.contains("positions up to 260") && n.contains("256"),
+        "{n}"
+    );
+    let (v, _) = report(&tiny_llama(&[]));
+    assert!(!notes(&v).contains("--extend_context"), "{}", notes(&v));
+}

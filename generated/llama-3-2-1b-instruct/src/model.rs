@@ -49,6 +49,7 @@ pub fn entry() -> rt::ModelEntry {
             rt::WeightEntry::HfCache { id : None }, rt::WeightEntry::Synthetic { seed : 4
             }
         ],
+        random_weights: false,
     }
 }
 impl rt::DynModel for Model {

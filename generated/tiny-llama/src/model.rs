@@ -49,6 +49,7 @@ pub fn entry() -> rt::ModelEntry {
             rt::WeightEntry::HfDir { path :
             ::std::path::PathBuf::from("models/tiny-llama") }
         ],
+        random_weights: true,
     }
 }
 impl rt::DynModel for Model {

@@ -68,6 +68,7 @@ fn weight_entry(w: &WeightEntry) -> TokenStream {
 
 pub fn model_rs(m: &ModelInput) -> TokenStream {
     let precision = super::config::precision_value(m.entry.precision);
+    let random_weights = m.entry.random_weights;
     let weights = m.entry.weights.iter().map(weight_entry);
     quote! {
         //! The model as data: its spec, its `models.toml` entry, and the registry's view of it.
@@ -122,6 +123,7 @@ pub fn model_rs(m: &ModelInput) -> TokenStream {
                 max_seq_len: DEFAULT_MAX_SEQ_LEN,
                 batch_size: DEFAULT_BATCH_SIZE,
                 weights: vec![#(#weights),*],
+                random_weights: #random_weights,
             }
         }
 

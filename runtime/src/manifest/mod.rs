@@ -100,6 +100,9 @@ pub struct ModelEntry {
     pub max_seq_len: usize,
     pub batch_size: usize,
     pub weights: Vec<WeightEntry>,
+    /// The weights are random (a test model made for the purpose), so its text means nothing.
+    #[serde(default)]
+    pub random_weights: bool,
 }
 
 impl ModelEntry {
