@@ -39,8 +39,49 @@ fn fused_of(kernel: Kernel) -> bool {
     }
 }
 
+/// The SIMD kernels compiled for this architecture, each with the CPU features it needs.
+fn compiled_simd_kernels() -> Vec<(Kernel, &'static str)> {
+    #[cfg(target_arch = "x86_64")]
+    return vec![
+        (Kernel::Avx512, "AVX-512F, AVX2 and FMA"),
+        (Kernel::Avx2, "AVX2 and FMA"),
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    Vec::new()
+}
+
+/// The lines naming each compiled SIMD kernel that is missing from `available`, and so untested.
+fn untested_notes(available: &[Kernel]) -> Vec<String> {
+    compiled_simd_kernels()
+        .into_iter()
+        .filter(|(kernel, _)| !available.contains(kernel))
+        .map(|(kernel, needs)| {
+            format!(
+                "NOT TESTED: the {kernel:?} GEMM kernel (it needs {needs}, which this CPU does \
+                 not all have): the backend::cpu::gemm tests ran the other kernels only"
+            )
+        })
+        .collect()
+}
+
+/// Writes [`untested_notes`] for this CPU to stderr once per test binary. Written to the stream
+/// itself: the harness captures `eprintln!` (shown only for a failing test), not direct writes, so
+/// the lines appear in the output of a passing run; each starts a line of its own, also when the
+/// harness has begun a `test name ... ` line (.ci/run lists them in its summary).
+fn report_untested_kernels() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        for line in untested_notes(&Kernel::available()) {
+            let _ = write!(err, "\n{line}\n");
+        }
+    });
+}
+
 /// Every kernel this CPU has, and the portable one with the numerics this CPU does not use.
 fn kernels() -> Vec<Kernel> {
+    report_untested_kernels();
     let mut all = Kernel::available();
     all.push(Kernel::Portable {
         fused: !simd::fused(),
@@ -159,6 +200,7 @@ fn every_kernel_is_bit_identical_to_the_portable_one() {
             fused: simd::fused(),
         };
         gemm_with(portable, &m, &x, n, &mut want, &mut Vec::new());
+        report_untested_kernels();
         for kernel in Kernel::available() {
             let mut got = vec![f32::NAN; n * rows];
             gemm_with(kernel, &m, &x, n, &mut got, &mut Vec::new());
@@ -183,4 +225,20 @@ fn f16_widening_is_exact() {
     for (o, h) in out.iter().zip(&v) {
         assert!(o.to_bits() == h.to_f32().to_bits() || (o.is_nan() && h.is_nan()));
     }
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn kernels_this_cpu_lacks_are_named_as_untested() {
+    let portable = Kernel::Portable { fused: true };
+    let notes = untested_notes(&[Kernel::Avx2, portable]);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].starts_with("NOT TESTED: the Avx512 GEMM kernel") && notes[0].contains("AVX-512F"),
+        "{notes:?}"
+    );
+    let notes = untested_notes(&[portable]);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes[1].contains("Avx2") && notes[1].contains("AVX2 and FMA"));
+    assert!(untested_notes(&[Kernel::Avx512, Kernel::Avx2, portable]).is_empty());
 }
