@@ -18,6 +18,8 @@
 #     same for a batch of two equal-length prompts; and, for the first prompt, the logits and greedy
 #     continuation of the same model with every 2-D weight rounded to fp16 and to bf16 (1-D norm weights and
 #     biases kept fp32, computed in fp32): what an engine storing matrices in 16 bits must reproduce.
+# The tests also read transformers' top 2 along each of those greedy continuations, from
+# tests/fixtures/<name>/greedy_top2.json: run scripts/make_greedy_top2.py after this script.
 import copy
 import json
 import os

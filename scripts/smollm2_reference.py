@@ -21,6 +21,8 @@
 #     [2][vocab] (plain first), for the tolerance check;
 #   * gguf.sha256: the SHA-256 of the GGUF they were made from (`sha256sum` format), which the tests
 #     check the GGUF they run against.
+# The tests also read transformers' top 2 along each greedy continuation, from greedy_top2.json: run
+# `scripts/make_greedy_top2.py smollm2` after this script.
 import hashlib
 import json
 import os
