@@ -2,21 +2,27 @@
 //! engine's reference tests, on the GPU). They need a GPU, so they are `#[ignore]`d in a plain
 //! `cargo test` (CI reports them as ignored, not passed); the GPU scripts (`bench/gpu_verify.sh`,
 //! `bench/gpu_all.sh`) run them with `--include-ignored`, and then a machine without CUDA fails them.
+//! Every measured figure is printed.
 //!
 //! Tolerances (`max |ours - hf| / max |hf|` over a prompt's whole prefill logits tensor):
-//! - FP32: 1e-4, same as the CPU engine; greedy tokens identical.
+//! - FP32: `fp32_tol(model)` of `common/mod.rs`, shared with the CPU engine (5-7x the measured
+//!   errors), for the prefill and for each decode graph step; greedy tokens identical.
 //! - FP16 / BF16 against HF with the weights rounded to that type (f32 compute): the GPU also keeps
 //!   GEMM inputs, the KV cache and the prefill attention's q and softmax weights (tensor cores) in the
 //!   16-bit type (f32 accumulation), adding one rounding of relative size 2^-11 (FP16) / 2^-8 (BF16)
-//!   per activation per layer: bounds 1e-2 (FP16) and 5e-2 (BF16). FP16: the whole greedy
-//!   continuation identical. BF16: the first generated token identical
-//!   and the agreement length printed: the reference keeps activations in f32 while this engine
-//!   rounds them to bf16 (8 significant bits) at every GEMM input, so on the tiny random models (whose
-//!   top logits are close) a later step may legitimately tie-break differently. The full-size BF16/FP16
-//!   comparison against transformers running in that dtype is `bench/gpu_verify.sh`.
+//!   per activation per layer: bounds 1e-2 (FP16) and 5e-2 (BF16), 2.7x the largest measured error
+//!   (3.65e-3 and 1.83e-2, tiny-llama; 7x for tiny-gpt2's 1.36e-3 and 7.52e-3;
+//!   `bench/gpu-results/h200-session8-verify.txt`).
+//! - Greedy at FP16 / BF16: the reference keeps activations in f32 while this engine rounds them to
+//!   16 bits at every GEMM input, so on the tiny random models (whose top logits are close) a step may
+//!   legitimately tie-break differently. Each run must follow transformers' for at least the number
+//!   of tokens it was measured to (`measured_agreement`), and where it parts after that, it must be at
+//!   a near-tie of transformers' own logits (`common/greedy.rs`). The full-size BF16/FP16 comparison
+//!   against transformers running in that dtype is `bench/gpu_verify.sh`.
 
 mod common;
 
+use common::greedy::{ALL_TOKENS, check_greedy, split_gap};
 use common::*;
 use runtime::Precision;
 use runtime::backend::CacheMode;
@@ -26,9 +32,21 @@ use runtime::generate::{GenerateOptions, generate, generate_with_static_cache};
 use runtime::progress::NoProgress;
 use runtime::weights::WeightSource;
 
-const FP32_TOL: f32 = 1e-4;
 const FP16_TOL: f32 = 1e-2;
 const BF16_TOL: f32 = 5e-2;
+
+/// Leading greedy tokens of each 16-bit run that equalled transformers' (prompt 0, 24 new tokens)
+/// when measured (`bench/gpu-results/h200-session8-verify.txt`, H200, the same in sessions 5-7 and
+/// on an H100, `bench/gpu-results/h100-2026-12-07-verify.txt`):
+/// FP16 24/24 for all three; BF16 24/24 for tiny-qwen2 and tiny-gpt2 and 8/24 for tiny-llama, which
+/// parts at step 8, where transformers' own top-2 gap is 1.8e-3 of the largest logit
+/// (`tests/fixtures/tiny-llama/greedy_top2.json`).
+fn measured_agreement(name: &str, precision: Precision) -> usize {
+    match (name, precision) {
+        ("tiny-llama", Precision::Bf16) => 8,
+        _ => ALL_TOKENS,
+    }
+}
 
 fn require_cuda() {
     if let Err(e) = device::check_libraries() {
@@ -82,15 +100,18 @@ fn fp32_prefill_logits_match_hf_in_every_mode() {
     require_cuda();
     for name in MODELS {
         let r = reference(name);
+        let tol = fp32_tol(name);
         let mut e = gpu_engine(name, Precision::Fp32, 2);
         for (i, p) in r.prompts.iter().enumerate() {
             let want: Vec<f32> = p.logits.concat();
             for mode in CacheMode::ALL {
                 let err = rel_err(&prefill_logits(&mut e, &p.ids, mode), &want);
-                eprintln!("{name} prompt {i} {mode:?}: fp32 relative error {err:.2e}");
+                eprintln!(
+                    "{name} prompt {i} {mode:?}: fp32 relative error {err:.2e} (bound {tol:.1e})"
+                );
                 assert!(
-                    err <= FP32_TOL,
-                    "{name} prompt {i} {mode:?}: relative error {err}"
+                    err <= tol,
+                    "{name} prompt {i} {mode:?}: relative error {err:.2e} > {tol:.1e}"
                 );
             }
         }
@@ -107,15 +128,17 @@ fn fp32_greedy_tokens_equal_hf_in_every_mode() {
         for (i, p) in r.prompts.iter().enumerate() {
             for mode in CacheMode::ALL {
                 let got = run_greedy(&mut e, std::slice::from_ref(&p.ids), mode);
-                assert_eq!(got[0], p.greedy, "{name} prompt {i} {mode:?}");
+                let label = format!("{name} prompt {i} {mode:?} FP32");
+                check_greedy(&label, &got[0], &p.greedy, &p.top2, ALL_TOKENS, 0.0);
             }
         }
         for mode in CacheMode::ALL {
-            assert_eq!(
-                run_greedy(&mut e, &r.batch_ids, mode),
-                r.batch_greedy,
-                "{name} batch {mode:?}"
-            );
+            let got = run_greedy(&mut e, &r.batch_ids, mode);
+            assert_eq!(got.len(), r.batch_greedy.len(), "{name} batch {mode:?}");
+            for (b, (got, want)) in got.iter().zip(&r.batch_greedy).enumerate() {
+                let label = format!("{name} batch row {b} {mode:?} FP32");
+                check_greedy(&label, got, want, &r.batch_top2[b], ALL_TOKENS, 0.0);
+            }
         }
     }
 }
@@ -137,24 +160,14 @@ fn half_precision_matches_hf_rounded_weights() {
             eprintln!("{name} {precision}: relative error {err:.2e} (bound {tol:.0e})");
             assert!(err <= tol, "{name} {precision}: relative error {err}");
             let got = run_greedy(&mut e, std::slice::from_ref(&p.ids), CacheMode::StaticV1);
-            let agree = got[0]
-                .iter()
-                .zip(&want_greedy)
-                .take_while(|(a, b)| a == b)
-                .count();
-            eprintln!(
-                "{name} {precision}: greedy agreement {agree}/{}",
-                want_greedy.len()
+            check_greedy(
+                &format!("{name} {precision}"),
+                &got[0],
+                &want_greedy,
+                &r.rounded_top2(precision),
+                measured_agreement(name, precision),
+                split_gap(precision),
             );
-            if precision == Precision::Fp16 {
-                assert_eq!(got[0], want_greedy, "{name} {precision}");
-            } else {
-                assert_eq!(
-                    got[0].first(),
-                    want_greedy.first(),
-                    "{name} {precision}: first token"
-                );
-            }
         }
     }
 }
@@ -211,6 +224,7 @@ fn decode_graph_step_equals_prefill_of_the_same_tokens() {
     require_cuda();
     for name in MODELS {
         let r = reference(name);
+        let tol = fp32_tol(name);
         let mut e = gpu_engine(name, Precision::Fp32, 1);
         let p = &r.prompts[0];
         let mut cache = e.new_cache(1).expect("cache");
@@ -235,7 +249,11 @@ fn decode_graph_step_equals_prefill_of_the_same_tokens() {
                 .expect("decode step")
                 .data;
             let err = rel_err(&got, &p.logits[t]);
-            assert!(err <= FP32_TOL, "{name} step {t}: relative error {err}");
+            eprintln!("{name} decode step {t}: fp32 relative error {err:.2e} (bound {tol:.1e})");
+            assert!(
+                err <= tol,
+                "{name} decode step {t}: relative error {err:.2e} > {tol:.1e}"
+            );
         }
     }
 }

@@ -1,30 +1,33 @@
 //! The CPU engine against Hugging Face transformers on the tiny random-weight fixtures.
 //!
-//! Tolerance (FP32): for each prompt, `max |ours - hf| <= 1e-4 * max |hf|` over the whole
-//! `[positions, vocab]` prefill logits tensor. Greedy tokens must be identical.
+//! Tolerance: for each prompt, `max |ours - hf| <= fp32_tol(model) * max |hf|` over the whole
+//! `[positions, vocab]` prefill logits tensor (each error is printed; the bounds and the figures they
+//! come from are in `common/mod.rs`). Greedy tokens must be identical; where they are not,
+//! `check_greedy` reports transformers' top-2 gap at the step.
 
 mod common;
 
+use common::greedy::{ALL_TOKENS, check_greedy};
 use common::*;
 use runtime::Precision;
 use runtime::backend::CacheMode;
 use runtime::generate::{GenerateOptions, generate, generate_with_static_cache};
 
-const FP32_TOL: f32 = 1e-4;
-
 #[test]
 fn prefill_logits_match_hf_in_every_mode() {
     for name in MODELS {
         let r = reference(name);
+        let tol = fp32_tol(name);
         let mut e = engine(name, Precision::Fp32, 2);
         for (i, p) in r.prompts.iter().enumerate() {
             let want: Vec<f32> = p.logits.concat();
             for mode in CacheMode::ALL {
                 let got = prefill_logits(&mut e, &p.ids, mode);
                 let err = rel_err(&got, &want);
+                eprintln!("{name} prompt {i} {mode:?}: relative error {err:.2e}");
                 assert!(
-                    err <= FP32_TOL,
-                    "{name} prompt {i} {mode:?}: relative error {err}"
+                    err <= tol,
+                    "{name} prompt {i} {mode:?}: relative error {err:.2e} > {tol:.1e}"
                 );
             }
         }
@@ -63,8 +66,9 @@ fn greedy_tokens_equal_hf_in_every_mode() {
                     )
                 }
                 .expect("generate");
-                assert_eq!(out.tokens[0], p.greedy, "{name} prompt {i} {mode:?}");
-                assert_eq!(streamed, p.greedy, "{name} prompt {i} {mode:?} streamed");
+                let label = format!("{name} prompt {i} {mode:?}");
+                check_greedy(&label, &out.tokens[0], &p.greedy, &p.top2, ALL_TOKENS, 0.0);
+                assert_eq!(streamed, p.greedy, "{label} streamed");
             }
         }
     }
@@ -85,7 +89,11 @@ fn batch_of_two_matches_hf() {
                 &mut |_, _| {},
             )
             .expect("generate");
-            assert_eq!(out.tokens, r.batch_greedy, "{name} {mode:?}");
+            for (b, (got, want)) in out.tokens.iter().zip(&r.batch_greedy).enumerate() {
+                let label = format!("{name} {mode:?} batch row {b}");
+                check_greedy(&label, got, want, &r.batch_top2[b], ALL_TOKENS, 0.0);
+            }
+            assert_eq!(out.tokens.len(), r.batch_greedy.len());
             assert_eq!(out.timings.prefill_tokens, 2 * r.batch_ids[0].len());
         }
         let out = generate(
@@ -119,14 +127,17 @@ fn batch_of_two_matches_hf() {
             .expect("forward");
         for b in 0..2 {
             let err = rel_err(logits.row(b, 0), &r.batch_last_logits[b]);
-            assert!(err <= FP32_TOL, "{name} batch row {b}: {err}");
+            eprintln!("{name} batch row {b}: last-position relative error {err:.2e}");
+            let tol = fp32_tol(name);
+            assert!(err <= tol, "{name} batch row {b}: {err:.2e} > {tol:.1e}");
         }
     }
 }
 
 /// 16-bit weight storage (f32 compute) against HF running the same model with every 2-D weight rounded
 /// to fp16 / bf16 (round-to-nearest-even, as torch's `.to(dtype)`), 1-D parameters kept in fp32 — what
-/// the engine stores. Same tolerance as FP32, and the full greedy continuation must be identical.
+/// the engine stores. Same tolerance as FP32 (`fp32_tol`), and the full greedy continuation must be
+/// identical.
 #[test]
 fn half_precision_storage_matches_hf_rounded_weights() {
     for precision in [Precision::Fp16, Precision::Bf16] {
@@ -137,7 +148,12 @@ fn half_precision_storage_matches_hf_rounded_weights() {
             let p = &r.prompts[0];
             let got = prefill_logits(&mut e, &p.ids, CacheMode::StaticV1);
             let err = rel_err(&got, &want_logits);
-            assert!(err <= FP32_TOL, "{name} {precision}: relative error {err}");
+            eprintln!("{name} {precision} storage: relative error {err:.2e}");
+            let tol = fp32_tol(name);
+            assert!(
+                err <= tol,
+                "{name} {precision}: relative error {err:.2e} > {tol:.1e}"
+            );
             let mut cache = e.new_cache(1).expect("cache");
             let out = generate_with_static_cache(
                 &mut e,
@@ -147,7 +163,9 @@ fn half_precision_storage_matches_hf_rounded_weights() {
                 &mut |_, _| {},
             )
             .expect("generate");
-            assert_eq!(out.tokens[0], want_greedy, "{name} {precision}");
+            let label = format!("{name} {precision} storage");
+            let top2 = r.rounded_top2(precision);
+            check_greedy(&label, &out.tokens[0], &want_greedy, &top2, ALL_TOKENS, 0.0);
         }
     }
 }
