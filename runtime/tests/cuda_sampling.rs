@@ -5,6 +5,9 @@
 //!    `CudaBackend::sample_rows`, with the host sampler's own draws.
 //! 2. Sampled generation of the tiny fixtures on the CUDA engine against the CPU engine, FP32, same
 //!    seed (their logits agree to ~2e-6, far from moving a draw across a token boundary).
+//! 3. The greedy `argmax` kernel (its keys decoded by the host as a step decodes them) against the
+//!    first index of the largest value, on crafted rows: ties, signed zeros, infinities, NaNs,
+//!    subnormals, the winner at either end.
 //!
 //! Needs a CUDA GPU, so `#[ignore]`d like `cuda_parity.rs`; `bench/gpu_verify.sh` runs it.
 
@@ -120,6 +123,96 @@ fn device_top_k_sampling_picks_the_host_samplers_tokens() {
                 assert!(picked.len() > 1, "{params:?}: a sampler that never varies");
             }
         }
+    }
+}
+
+/// torch.argmax's choice for rows without NaN: the first index of the largest value (-0.0 equals
+/// +0.0); NaNs are passed over (0 when every value is NaN), as the CPU engine's `sample::argmax` does
+/// for a NaN anywhere but at index 0.
+fn first_largest(row: &[f32]) -> u32 {
+    let max = row
+        .iter()
+        .copied()
+        .filter(|x| !x.is_nan())
+        .fold(f32::NEG_INFINITY, f32::max);
+    row.iter().position(|&x| x == max).unwrap_or(0) as u32
+}
+
+/// Rows whose greedy choice depends on each rule of [`first_largest`]: ties (first index wins, also
+/// between -0.0 and +0.0 and between infinities), the winner at the first and the last index, only
+/// negative values, subnormals, NaNs next to the winner, all NaN, all -inf.
+fn argmax_rows(vocab: usize) -> Vec<Vec<f32>> {
+    let base = |v: f32| vec![v; vocab];
+    let mut rows = Vec::new();
+    let mut r = base(-1.0);
+    r[vocab / 2] = 3.0;
+    r[vocab / 3] = 3.0;
+    r[vocab - 1] = 3.0;
+    rows.push(r);
+    let mut r = base(-1.0);
+    r[vocab - 1] = 0.5;
+    rows.push(r);
+    let mut r = base(-1.0);
+    r[0] = 0.5;
+    r[vocab - 1] = 0.5;
+    rows.push(r);
+    rows.push(base(0.25));
+    let mut r = base(-2.0);
+    r[7] = 0.0;
+    r[5] = -0.0;
+    rows.push(r);
+    let mut r = base(-2.0);
+    r[5] = 0.0;
+    r[7] = -0.0;
+    rows.push(r);
+    let mut r: Vec<f32> = (0..vocab).map(|i| -1.0 - i as f32 / 64.0).collect();
+    r[vocab / 5] = -0.75;
+    rows.push(r);
+    let mut r = base(0.0);
+    r[9] = f32::from_bits(1);
+    r[11] = f32::from_bits(2);
+    rows.push(r);
+    let mut r = base(1.0);
+    r[3] = f32::NAN;
+    r[4] = 2.0;
+    r[vocab - 2] = f32::NAN;
+    rows.push(r);
+    rows.push(base(f32::NAN));
+    rows.push(base(f32::NEG_INFINITY));
+    let mut r = base(f32::MAX);
+    r[vocab / 4] = f32::INFINITY;
+    r[vocab / 2] = f32::INFINITY;
+    rows.push(r);
+    rows
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU (run with --include-ignored)"]
+fn device_argmax_picks_the_first_largest_logit() {
+    for vocab in [256, 50_021] {
+        let mut gpu = wide_backend(vocab);
+        let mut all = argmax_rows(vocab);
+        for round in 0..8 {
+            all.extend(
+                crafted_logits(vocab, round)
+                    .chunks(vocab)
+                    .map(<[f32]>::to_vec),
+            );
+        }
+        for (i, rows) in all.chunks(ROWS).enumerate() {
+            let logits = rows.concat();
+            let want: Vec<u32> = rows.iter().map(|r| first_largest(r)).collect();
+            let got = gpu
+                .argmax_rows(&logits)
+                .unwrap_or_else(|e| panic!("vocab {vocab}: device argmax: {e}"));
+            assert_eq!(got, want, "vocab {vocab}, rows {}..", i * ROWS);
+            for (row, &w) in rows.iter().zip(&want) {
+                if !row[0].is_nan() {
+                    assert_eq!(runtime::sample::argmax(row), w, "CPU engine's argmax");
+                }
+            }
+        }
+        println!("vocab {vocab}: {} rows, all equal", all.len());
     }
 }
 

@@ -3,10 +3,11 @@
 //! semantics and its seeded draws, and only the ids come back. Other settings (no `top_k`, or a larger
 //! one) sample on the host from the copied logits.
 
-use super::forward::{Arg, launch};
+use super::forward::{self, Arg, Call, launch};
 use super::kernels::SAMPLE_MAX_K;
 use super::scratch::argmax_id;
 use super::{CudaBackend, missing_scratch};
+use crate::backend::CacheMode;
 use crate::sample::Sampling;
 use crate::{Error, Result};
 
@@ -61,6 +62,35 @@ impl CudaBackend {
             "next token ids",
         )?;
         Ok(keys.into_iter().map(argmax_id).collect())
+    }
+
+    /// The greedy choice of each row of the given logits (`[rows, vocab]`, 1 to `max_batch` rows) by
+    /// the device `argmax` kernel that follows a prefill, its keys read back as a step reads them: for
+    /// tests against the argmax's definition on crafted numbers.
+    pub fn argmax_rows(&mut self, logits: &[f32]) -> Result<Vec<u32>> {
+        let vocab = self.spec.vocab_size;
+        let rows = logits.len() / vocab.max(1);
+        if logits.len() != rows * vocab || rows == 0 || rows > self.options.max_batch {
+            return Err(Error::invalid(format!(
+                "argmax_rows: {} logits are not 1 to {} rows of a {vocab}-token vocabulary",
+                logits.len(),
+                self.options.max_batch
+            )));
+        }
+        self.ensure_scratch(rows)?;
+        let (m, _, scratch, _) = self.split();
+        let s = scratch.as_mut().ok_or_else(missing_scratch)?;
+        m.gpu
+            .write(&mut s.logits, bytemuck::cast_slice(logits), "logits")?;
+        let call = Call {
+            batch: rows,
+            seq_len: 1,
+            mode: CacheMode::None,
+            all_rows: false,
+            argmax: true,
+        };
+        forward::argmax(&m, s, &call)?;
+        self.read_ids(rows)
     }
 
     /// Sample rows of the given logits (`[rows, vocab]`, one draw per row) on the device, as a decode
