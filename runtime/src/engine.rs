@@ -3,7 +3,7 @@
 
 use crate::backend::{Backend, BackendKind, CacheMode, LogitRows, Logits, StepInputs};
 use crate::cache::{KvCache, LayerKvMut};
-use crate::engine_file::{self, EngineFileError, EngineHeader};
+use crate::engine_file::{self, EngineHeader};
 use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::sample::Sampler;
@@ -111,42 +111,16 @@ impl Engine {
     }
 
     /// Load an engine file, refusing one built for another model (by spec), precision, format version,
-    /// backend or GPU. `expect.device` picks the device it runs on (e.g. the CPU thread count).
+    /// backend or GPU. `expect.device` picks the device it runs on (e.g. the CPU thread count). A CPU
+    /// engine maps the file and computes from the packed weights in place (`backend::cpu::load`).
     pub fn load(path: &Path, spec: &ModelSpec, expect: &BuildOptions) -> Result<Engine> {
         let mut opened = engine_file::open(path)?;
         opened.header.check(path, spec, expect)?;
         match opened.header.backend {
             BackendKind::Cpu => {
-                let map =
-                    crate::backend::cpu::payload::read(&mut opened.reader, opened.payload_len)
-                        .map_err(|e| match e {
-                            crate::backend::cpu::payload::PayloadError::Truncated(what) => {
-                                EngineFileError::Truncated {
-                                    path: path.to_path_buf(),
-                                    what,
-                                }
-                            }
-                            crate::backend::cpu::payload::PayloadError::Corrupt(message) => {
-                                EngineFileError::Corrupt {
-                                    path: path.to_path_buf(),
-                                    message,
-                                }
-                            }
-                        })?;
-                check_payload_precision(path, &map, expect.precision)?;
-                Engine::build_from_weights(
-                    spec.clone(),
-                    &map,
-                    *expect,
-                    &crate::progress::NoProgress,
-                )
-                .map_err(|e| match e {
-                    Error::Weights(w) => Error::EngineFile(EngineFileError::Corrupt {
-                        path: path.to_path_buf(),
-                        message: w.to_string(),
-                    }),
-                    other => other,
-                })
+                check_options(spec, expect)?;
+                let backend = crate::backend::cpu::load(path, &opened, spec, expect)?;
+                Ok(Engine::from_parts(spec.clone(), *expect, Box::new(backend)))
             }
             BackendKind::Cuda => {
                 let backend = crate::backend::cuda::payload::load(
@@ -252,27 +226,6 @@ fn check_options(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
             "max_seq_len {} exceeds the {} learned positions of {}",
             options.max_seq_len, spec.max_position_embeddings, spec.name
         )));
-    }
-    Ok(())
-}
-
-/// The stored tensors of an engine file must already be in the precision its header claims.
-fn check_payload_precision(path: &Path, map: &WeightMap, precision: Precision) -> Result<()> {
-    use crate::weights::TensorData;
-    for (name, t) in &map.tensors {
-        let ok = match (&t.data, precision) {
-            (TensorData::F32(_), _) => t.shape.len() == 1 || precision == Precision::Fp32,
-            (TensorData::F16(_), p) => p == Precision::Fp16,
-            (TensorData::BF16(_), p) => p == Precision::Bf16,
-        };
-        if !ok {
-            return Err(Error::EngineFile(EngineFileError::Corrupt {
-                path: path.to_path_buf(),
-                message: format!(
-                    "tensor {name} is stored in another precision than the header's {precision}"
-                ),
-            }));
-        }
     }
     Ok(())
 }

@@ -3,7 +3,8 @@
 //!
 //! Layout: `b"LLMFORGE"`, `u32` format version (little endian), `u32` header length, the header as
 //! JSON, then the payload. The version comes before the JSON so that a file of another version is
-//! refused by number even if its header no longer parses. Saving writes a temporary file in the
+//! refused by number even if its header no longer parses. The header is padded with spaces so that the
+//! payload starts at a multiple of [`PAYLOAD_ALIGN`] bytes. Saving writes a temporary file in the
 //! destination directory and renames it into place, so a reader never sees half a file.
 
 use crate::backend::BackendKind;
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"LLMFORGE";
 pub const FORMAT_VERSION: u32 = 1;
+/// The payload starts at a multiple of this many bytes of the file (the header JSON is padded with
+/// spaces up to it), so that a backend can align what it stores in the payload within the file.
+pub const PAYLOAD_ALIGN: usize = 64;
 /// Headers are small; anything larger is corruption, not a header.
 const MAX_HEADER: u32 = 1 << 20;
 
@@ -176,8 +180,10 @@ pub fn save(
     (|| -> crate::Result<()> {
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
         let mut w = BufWriter::new(file);
-        let json = serde_json::to_vec(header)
+        let mut json = serde_json::to_vec(header)
             .map_err(|e| EngineFileError::Other(format!("serialising header: {e}")))?;
+        let end = 16 + json.len();
+        json.resize(json.len() + end.next_multiple_of(PAYLOAD_ALIGN) - end, b' ');
         w.write_all(MAGIC).map_err(io_err(&tmp))?;
         w.write_all(&FORMAT_VERSION.to_le_bytes())
             .map_err(io_err(&tmp))?;
@@ -215,6 +221,8 @@ impl Drop for TempFile {
 pub struct OpenedEngine {
     pub header: EngineHeader,
     pub reader: BufReader<File>,
+    /// Where the payload starts in the file.
+    pub payload_offset: u64,
     /// Bytes of payload that follow the header.
     pub payload_len: u64,
 }
@@ -235,6 +243,7 @@ pub fn open(path: &Path) -> Result<OpenedEngine, EngineFileError> {
     Ok(OpenedEngine {
         header,
         reader,
+        payload_offset: header_end,
         payload_len: total - header_end,
     })
 }

@@ -13,12 +13,11 @@ use crate::backend::ops::Ops;
 use crate::backend::{CacheMode, StepInputs};
 use crate::cache::LayerKvMut;
 use crate::spec::ModelSpec;
-use crate::weights::WeightMap;
 
 /// Layer `i`'s weights: the shared attention half, then `fc` and `proj`.
 pub fn load_layer<O: Ops>(
     spec: &ModelSpec,
-    w: &WeightMap,
+    w: &dyn super::Tensors<O>,
     ops: &mut O,
     i: usize,
 ) -> Result<LayerWeights<O>> {

@@ -15,12 +15,11 @@ use crate::backend::ops::Ops;
 use crate::backend::{CacheMode, StepInputs};
 use crate::cache::LayerKvMut;
 use crate::spec::ModelSpec;
-use crate::weights::WeightMap;
 
 /// Layer `i`'s weights: the shared attention half, gate/up fused.
 pub fn load_layer<O: Ops>(
     spec: &ModelSpec,
-    w: &WeightMap,
+    w: &dyn super::Tensors<O>,
     ops: &mut O,
     i: usize,
 ) -> Result<LayerWeights<O>> {

@@ -52,8 +52,35 @@ impl<O: Ops> ModelWeights<O> {
     }
 }
 
-/// Upload canonical tensors into a backend's storage (the engine-build step for any backend).
-pub fn load<O: Ops>(spec: &ModelSpec, w: &WeightMap, ops: &mut O) -> Result<ModelWeights<O>> {
+/// Where [`load`] takes the canonical tensors from and how they become a backend's weights: a
+/// [`WeightMap`] in memory (the engine build), or a backend's own source (a mapped engine file).
+pub trait Tensors<O: Ops> {
+    /// The 2-D tensors `parts` (`(name, rows)`, each `[rows, cols]`), fused along rows.
+    fn weight(&self, ops: &mut O, parts: &[(&str, usize)], cols: usize) -> Result<O::Weight>;
+    /// The 1-D tensors `parts` (`(name, len)`), concatenated.
+    fn vector(&self, ops: &mut O, parts: &[(&str, usize)]) -> Result<O::Vector>;
+}
+
+impl<O: Ops> Tensors<O> for WeightMap {
+    fn weight(&self, ops: &mut O, parts: &[(&str, usize)], cols: usize) -> Result<O::Weight> {
+        let tensors = parts
+            .iter()
+            .map(|&(name, rows)| self.get(name, &[rows, cols]))
+            .collect::<std::result::Result<Vec<&HostTensor>, _>>()?;
+        ops.weight(&tensors, cols)
+    }
+
+    fn vector(&self, ops: &mut O, parts: &[(&str, usize)]) -> Result<O::Vector> {
+        let tensors = parts
+            .iter()
+            .map(|&(name, len)| self.get(name, &[len]))
+            .collect::<std::result::Result<Vec<&HostTensor>, _>>()?;
+        ops.vector(&tensors)
+    }
+}
+
+/// Pack canonical tensors into a backend's storage (the engine-build step for any backend).
+pub fn load<O: Ops>(spec: &ModelSpec, w: &dyn Tensors<O>, ops: &mut O) -> Result<ModelWeights<O>> {
     let h = spec.hidden_size;
     let mut layers = Vec::with_capacity(spec.num_layers);
     for i in 0..spec.num_layers {
@@ -72,11 +99,12 @@ pub fn load<O: Ops>(spec: &ModelSpec, w: &WeightMap, ops: &mut O) -> Result<Mode
     let embed = if spec.tie_word_embeddings {
         None
     } else {
-        Some(ops.weight(&[w.get("embed.weight", &[spec.vocab_size, h])?], h)?)
+        Some(w.weight(ops, &[("embed.weight", spec.vocab_size)], h)?)
     };
     let pos_embed = match spec.positions {
-        crate::spec::Positions::Learned => Some(ops.weight(
-            &[w.get("pos_embed.weight", &[spec.max_position_embeddings, h])?],
+        crate::spec::Positions::Learned => Some(w.weight(
+            ops,
+            &[("pos_embed.weight", spec.max_position_embeddings)],
             h,
         )?),
         crate::spec::Positions::Rope { .. } => None,
@@ -93,26 +121,26 @@ pub fn load<O: Ops>(spec: &ModelSpec, w: &WeightMap, ops: &mut O) -> Result<Mode
 /// Pack the canonical linear(s) `{prefix}.weight` (and `.bias` when `bias`) fused along rows.
 pub fn linear<O: Ops>(
     ops: &mut O,
-    w: &WeightMap,
+    w: &dyn Tensors<O>,
     parts: &[(&str, usize)],
     cols: usize,
     bias: bool,
 ) -> Result<Linear<O::Weight, O::Vector>> {
-    let mut weights: Vec<&HostTensor> = Vec::with_capacity(parts.len());
-    let mut biases: Vec<&HostTensor> = Vec::with_capacity(parts.len());
-    for &(name, rows) in parts {
-        weights.push(w.get(&format!("{name}.weight"), &[rows, cols])?);
-        if bias {
-            biases.push(w.get(&format!("{name}.bias"), &[rows])?);
-        }
-    }
+    // `{name}.{suffix}` of every part, with its rows.
+    let named = |suffix: &str| -> Vec<(String, usize)> {
+        parts
+            .iter()
+            .map(|&(name, rows)| (format!("{name}.{suffix}"), rows))
+            .collect()
+    };
+    let weight = w.weight(ops, &borrowed(&named("weight")), cols)?;
+    let bias = match bias {
+        true => Some(w.vector(ops, &borrowed(&named("bias")))?),
+        false => None,
+    };
     Ok(Linear {
-        weight: ops.weight(&weights, cols)?,
-        bias: if bias {
-            Some(ops.vector(&biases)?)
-        } else {
-            None
-        },
+        weight,
+        bias,
         parts: parts
             .iter()
             .map(|&(name, rows)| Part {
@@ -124,17 +152,21 @@ pub fn linear<O: Ops>(
     })
 }
 
+fn borrowed(v: &[(String, usize)]) -> Vec<(&str, usize)> {
+    v.iter().map(|(n, rows)| (n.as_str(), *rows)).collect()
+}
+
 /// The canonical norm `{prefix}.weight` (and `.bias` for LayerNorm).
 pub fn norm<O: Ops>(
     ops: &mut O,
-    w: &WeightMap,
+    w: &dyn Tensors<O>,
     prefix: &str,
     kind: NormKind,
     hidden: usize,
 ) -> Result<Norm<O::Vector>> {
-    let weight = ops.vector(&[w.get(&format!("{prefix}.weight"), &[hidden])?])?;
+    let weight = w.vector(ops, &[(&format!("{prefix}.weight"), hidden)])?;
     let bias = match kind {
-        NormKind::LayerNorm => Some(ops.vector(&[w.get(&format!("{prefix}.bias"), &[hidden])?])?),
+        NormKind::LayerNorm => Some(w.vector(ops, &[(&format!("{prefix}.bias"), hidden)])?),
         NormKind::RmsNorm => None,
     };
     Ok(Norm { weight, bias })
@@ -144,7 +176,7 @@ pub fn norm<O: Ops>(
 /// (biases when `spec.qkv_bias`), `o`, MLP norm, then the family's MLP from `mlp(ops, "layers.{i}")`.
 pub fn load_layer<O: Ops>(
     spec: &ModelSpec,
-    w: &WeightMap,
+    w: &dyn Tensors<O>,
     ops: &mut O,
     i: usize,
     mlp: impl FnOnce(&mut O, &str) -> Result<MlpWeights<O>>,

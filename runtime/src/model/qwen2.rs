@@ -6,13 +6,12 @@ use crate::backend::ops::Ops;
 use crate::backend::{CacheMode, StepInputs};
 use crate::cache::LayerKvMut;
 use crate::spec::ModelSpec;
-use crate::weights::WeightMap;
 use crate::{Error, Result};
 
 /// Layer `i`'s weights: Llama's, with the qkv bias Qwen2 always has.
 pub fn load_layer<O: Ops>(
     spec: &ModelSpec,
-    w: &WeightMap,
+    w: &dyn super::Tensors<O>,
     ops: &mut O,
     i: usize,
 ) -> Result<LayerWeights<O>> {

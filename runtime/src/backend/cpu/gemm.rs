@@ -22,7 +22,9 @@
 //! on how many tokens are computed together. (Until 2026-12-02 both multiplied, rounded and added,
 //! and summed the lanes one after another; bench/RESULTS.md "FMA numerics" measures the change.)
 
-use super::matrix::{Matrix, Store};
+#[cfg(test)]
+use super::matrix::Store;
+use super::matrix::{Dtype, Matrix};
 use super::simd::{LANES, finish, madd};
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -264,9 +266,9 @@ fn gemm_with(kernel: Kernel, m: &Matrix, x: &[f32], n: usize, out: &mut [f32], t
     if n == 0 || rows == 0 {
         return;
     }
-    let cap = match m.store {
-        Store::F32(_) => BLOCK_BYTES,
-        Store::F16(_) | Store::Bf16(_) => WIDENED_BLOCK_BYTES,
+    let cap = match m.store.dtype() {
+        Dtype::F32 => BLOCK_BYTES,
+        Dtype::F16 | Dtype::Bf16 => WIDENED_BLOCK_BYTES,
     };
     let nb = block_rows(rows, k, cap);
     tmp.clear();
@@ -275,20 +277,7 @@ fn gemm_with(kernel: Kernel, m: &Matrix, x: &[f32], n: usize, out: &mut [f32], t
         .enumerate()
         .for_each_init(Vec::<f32>::new, |buf, (b, t)| {
             let (j0, rows_here) = (b * nb, t.len() / n);
-            let range = j0 * k..(j0 + rows_here) * k;
-            let w: &[f32] = match &m.store {
-                Store::F32(v) => &v[range],
-                Store::F16(v) => {
-                    buf.resize(rows_here * k, 0.0);
-                    super::matrix::f16_to_f32(&v[range], buf);
-                    buf
-                }
-                Store::Bf16(v) => {
-                    buf.resize(rows_here * k, 0.0);
-                    super::matrix::bf16_to_f32(&v[range], buf);
-                    buf
-                }
-            };
+            let w = m.rows_f32(j0, j0 + rows_here, buf);
             run_block(kernel, w, rows_here, x, n, k, t);
         });
     // Block `b` holds `[n, rows_here]` at `b * nb * n`: each output row is a run of block rows.

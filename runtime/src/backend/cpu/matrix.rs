@@ -14,6 +14,60 @@ pub enum Store {
     F32(Vec<f32>),
     F16(Vec<f16>),
     Bf16(Vec<bf16>),
+    /// The rows in place in a mapped engine file (a loaded engine).
+    Mapped(super::mapped::Mapped),
+}
+
+/// The element type of a packed matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Dtype {
+    /// Bytes per element.
+    pub fn width(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::Bf16 => 2,
+        }
+    }
+}
+
+/// The elements of some whole rows of a matrix, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum Elems<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    Bf16(&'a [bf16]),
+}
+
+impl Elems<'_> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Elems::F32(v) => v.len(),
+            Elems::F16(v) => v.len(),
+            Elems::Bf16(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Store {
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            Store::F32(_) => Dtype::F32,
+            Store::F16(_) => Dtype::F16,
+            Store::Bf16(_) => Dtype::Bf16,
+            Store::Mapped(m) => m.dtype(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,50 +77,126 @@ pub struct Matrix {
     pub store: Store,
 }
 
+/// Rows of a matrix as runs of rows contiguous in memory (see [`Matrix::runs`]).
+pub struct Runs<'a> {
+    m: &'a Matrix,
+    r: usize,
+    end: usize,
+}
+
+impl<'a> Iterator for Runs<'a> {
+    /// How many rows, and their elements.
+    type Item = (usize, Elems<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.r >= self.end {
+            return None;
+        }
+        let (r, end, c) = (self.r, self.end, self.m.cols);
+        let run = match &self.m.store {
+            Store::F32(v) => (end - r, Elems::F32(&v[r * c..end * c])),
+            Store::F16(v) => (end - r, Elems::F16(&v[r * c..end * c])),
+            Store::Bf16(v) => (end - r, Elems::Bf16(&v[r * c..end * c])),
+            Store::Mapped(m) => m.run(r, end),
+        };
+        self.r += run.0;
+        Some(run)
+    }
+}
+
 impl Matrix {
     pub fn bytes(&self) -> usize {
-        let n = self.rows * self.cols;
-        match self.store {
-            Store::F32(_) => 4 * n,
-            Store::F16(_) | Store::Bf16(_) => 2 * n,
+        self.rows * self.cols * self.store.dtype().width()
+    }
+
+    /// Rows `r0..r1` (`r1 <= rows`), in order, as runs of rows contiguous in memory: one run, unless
+    /// the matrix is mapped and the rows cross from one of its canonical tensors into the next.
+    pub fn runs(&self, r0: usize, r1: usize) -> Runs<'_> {
+        Runs {
+            m: self,
+            r: r0,
+            end: r1,
+        }
+    }
+
+    /// Row `r` (`r < rows`).
+    fn row(&self, r: usize) -> Elems<'_> {
+        // A range of one row is always one run.
+        match self.runs(r, r + 1).next() {
+            Some((_, e)) => e,
+            None => Elems::F32(&[]),
         }
     }
 
     /// Row `r` as f32 into `out` (`out.len() == cols`).
     pub fn row_into(&self, r: usize, out: &mut [f32]) {
-        let range = r * self.cols..(r + 1) * self.cols;
-        match &self.store {
-            Store::F32(v) => out.copy_from_slice(&v[range]),
-            Store::F16(v) => f16_to_f32(&v[range], out),
-            Store::Bf16(v) => bf16_to_f32(&v[range], out),
+        match self.row(r) {
+            Elems::F32(v) => out.copy_from_slice(v),
+            Elems::F16(v) => f16_to_f32(v, out),
+            Elems::Bf16(v) => bf16_to_f32(v, out),
         }
     }
 
     /// `dot(row r, x)` with `x.len() == cols`.
     #[inline]
     pub fn row_dot(&self, r: usize, x: &[f32]) -> f32 {
-        let range = r * self.cols..(r + 1) * self.cols;
-        match &self.store {
-            Store::F32(v) => dot(&v[range], x),
-            Store::F16(v) => super::simd::dot_f16(&v[range], x),
-            Store::Bf16(v) => super::simd::dot_bf16(&v[range], x),
+        match self.row(r) {
+            Elems::F32(v) => dot(v, x),
+            Elems::F16(v) => super::simd::dot_f16(v, x),
+            Elems::Bf16(v) => super::simd::dot_bf16(v, x),
         }
+    }
+
+    /// Rows `r0..r1` as f32: borrowed where they are stored as one run of f32, else converted (or
+    /// gathered from the runs of a mapped matrix) into `buf`.
+    pub fn rows_f32<'a>(&'a self, r0: usize, r1: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let mut runs = self.runs(r0, r1);
+        if let Some((rows, Elems::F32(v))) = runs.next()
+            && rows == r1 - r0
+        {
+            return v;
+        }
+        buf.resize((r1 - r0) * self.cols, 0.0);
+        let mut at = 0;
+        for (_, e) in self.runs(r0, r1) {
+            let dst = &mut buf[at..at + e.len()];
+            match e {
+                Elems::F32(v) => dst.copy_from_slice(v),
+                Elems::F16(v) => f16_to_f32(v, dst),
+                Elems::Bf16(v) => bf16_to_f32(v, dst),
+            }
+            at += e.len();
+        }
+        buf
     }
 }
 
-impl Matrix {
-    /// Rows `r..r + 4` against `x` when the matrix is f32 (`None` for 16-bit storage), each
-    /// bit-identical to [`Matrix::row_dot`] of that row but streamed together (see `simd::dot4`).
-    #[inline]
-    pub fn rows4_dot(&self, r: usize, x: &[f32]) -> Option<[f32; 4]> {
-        let Store::F32(v) = &self.store else {
-            return None;
-        };
-        let c = self.cols;
-        Some(super::simd::dot4(
-            [0, 1, 2, 3].map(|k| &v[(r + k) * c..(r + k + 1) * c]),
-            x,
-        ))
+/// `out[j] = dot(row j, x)` for the `cols`-long rows of `e`, one per element of `out`. f32 rows go
+/// four at a time, each bit-identical to [`Matrix::row_dot`] of that row but streamed together
+/// (see `simd::dot4`).
+fn dot_rows(e: Elems<'_>, cols: usize, x: &[f32], out: &mut [f32]) {
+    let row = |j: usize| j * cols..(j + 1) * cols;
+    match e {
+        Elems::F32(v) => {
+            let quads = out.len() / 4;
+            for (q, oq) in out[..4 * quads].chunks_exact_mut(4).enumerate() {
+                let r = 4 * q;
+                oq.copy_from_slice(&super::simd::dot4([0, 1, 2, 3].map(|k| &v[row(r + k)]), x));
+            }
+            for (j, o) in out.iter_mut().enumerate().skip(4 * quads) {
+                *o = dot(&v[row(j)], x);
+            }
+        }
+        Elems::F16(v) => {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = super::simd::dot_f16(&v[row(j)], x);
+            }
+        }
+        Elems::Bf16(v) => {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = super::simd::dot_bf16(&v[row(j)], x);
+            }
+        }
     }
 }
 
@@ -106,16 +236,9 @@ pub fn matmul(
         out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
             let r0 = c * chunk;
             let mut done = 0;
-            if matches!(m.store, Store::F32(_)) {
-                done = o.len() - o.len() % 4;
-                for (q, oq) in o[..done].chunks_exact_mut(4).enumerate() {
-                    if let Some(v) = m.rows4_dot(r0 + 4 * q, x) {
-                        oq.copy_from_slice(&v);
-                    }
-                }
-            }
-            for (j, oj) in o.iter_mut().enumerate().skip(done) {
-                *oj = m.row_dot(r0 + j, x);
+            for (rows, e) in m.runs(r0, r0 + o.len()) {
+                dot_rows(e, m.cols, x, &mut o[done..done + rows]);
+                done += rows;
             }
         });
     } else {

@@ -9,6 +9,7 @@ pub mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
 pub mod kernels;
+pub mod mapped;
 pub mod matrix;
 pub mod ops;
 pub mod payload;
@@ -22,12 +23,15 @@ use crate::backend::{
 };
 use crate::cache::{KvStorage, KvTensor, LayerKvMut};
 use crate::engine::BuildOptions;
+use crate::engine_file::{EngineFileError, OpenedEngine};
 use crate::model::{self, ModelWeights, Scratch};
 use crate::progress::Progress;
 use crate::spec::ModelSpec;
 use crate::weights::WeightMap;
 use crate::{Error, Result};
 pub use ops::{CpuAct, CpuOps};
+use payload::PayloadError;
+use std::path::Path;
 
 pub struct CpuBackend {
     spec: ModelSpec,
@@ -44,10 +48,66 @@ pub fn build(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<CpuBackend> {
+    backend(spec, options, |ops| {
+        progress.stage("pack weights", spec.num_layers as u64);
+        let packed = model::load(spec, weights, ops)?;
+        progress.advance(spec.num_layers as u64);
+        progress.finish();
+        Ok(packed)
+    })
+}
+
+/// Load a CPU engine file (`opened`, its header checked against `spec` and `options`): map it and use
+/// its packed matrices in place, after checking every record of the payload and that each is stored
+/// in the header's precision.
+pub fn load(
+    path: &Path,
+    opened: &OpenedEngine,
+    spec: &ModelSpec,
+    options: &BuildOptions,
+) -> Result<CpuBackend> {
+    backend(spec, options, |ops| {
+        let map = mapped::EngineMap::new(opened.reader.get_ref()).map_err(|source| {
+            EngineFileError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        let start = usize::try_from(opened.payload_offset)
+            .map_err(|_| PayloadError::Truncated("payload".into()).at(path))?;
+        let payload = payload::MappedPayload::new(map, start).map_err(|e| e.at(path))?;
+        if let Some(name) = payload.precision_mismatch(options.precision) {
+            return Err(Error::EngineFile(EngineFileError::Corrupt {
+                path: path.to_path_buf(),
+                message: format!(
+                    "tensor {name} is stored in another precision than the header's {}",
+                    options.precision
+                ),
+            }));
+        }
+        model::load(spec, &payload, ops).map_err(|e| match e {
+            Error::Weights(w) => Error::EngineFile(EngineFileError::Corrupt {
+                path: path.to_path_buf(),
+                message: w.to_string(),
+            }),
+            other => other,
+        })
+    })
+}
+
+/// A CPU backend for `spec` and `options` (thread pool, memory admission, rotary tables) whose
+/// weights `pack` makes.
+fn backend(
+    spec: &ModelSpec,
+    options: &BuildOptions,
+    pack: impl FnOnce(&mut CpuOps) -> Result<ModelWeights<CpuOps>> + Send,
+) -> Result<CpuBackend> {
     let threads = match options.device {
         crate::engine::DeviceChoice::Cpu { threads } => threads,
         crate::engine::DeviceChoice::Cuda { .. } => {
-            return Err(Error::invalid("cpu::build called for a CUDA device choice"));
+            return Err(Error::invalid(
+                "a CPU engine asked for a CUDA device choice",
+            ));
         }
     };
     let mut pool = rayon::ThreadPoolBuilder::new();
@@ -75,10 +135,7 @@ pub fn build(
     )?;
     let inv_freq = model::rope::inv_freq(&spec.positions, spec.head_dim);
     let mut ops = CpuOps::new(options.precision, inv_freq.as_deref(), options.max_seq_len)?;
-    progress.stage("pack weights", spec.num_layers as u64);
-    let packed = pool.install(|| model::load(spec, weights, &mut ops))?;
-    progress.advance(spec.num_layers as u64);
-    progress.finish();
+    let packed = pool.install(|| pack(&mut ops))?;
     Ok(CpuBackend {
         spec: spec.clone(),
         ops,

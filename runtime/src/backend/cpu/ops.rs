@@ -3,7 +3,7 @@
 
 use super::attention::{self, KvView, Step};
 use super::kernels;
-use super::matrix::{self, Matrix, Store};
+use super::matrix::{self, Dtype, Elems, Matrix, Store};
 use crate::backend::ops::{AttnGeometry, Norm, Ops};
 use crate::backend::{BackendError, CacheMode, StepInputs};
 use crate::cache::{KvStorage, LayerKvMut};
@@ -62,15 +62,22 @@ impl CpuOps {
     }
 }
 
-fn push_converted(store: &mut Store, t: &HostTensor) {
-    match (store, &t.data) {
-        (Store::F32(d), TensorData::F32(s)) => d.extend_from_slice(s),
-        (Store::F16(d), TensorData::F16(s)) => d.extend_from_slice(s),
-        (Store::Bf16(d), TensorData::BF16(s)) => d.extend_from_slice(s),
-        (Store::F32(d), _) => d.extend(t.to_f32()),
-        (Store::F16(d), _) => d.extend(t.to_f32().into_iter().map(f16::from_f32)),
-        (Store::Bf16(d), _) => d.extend(t.to_f32().into_iter().map(bf16::from_f32)),
+/// `parts` concatenated in the storage type `T`: copied where a part is already `T` (`same` gives
+/// its elements), else converted from f32.
+fn pack<T: Copy>(
+    parts: &[&HostTensor],
+    len: usize,
+    same: impl Fn(&TensorData) -> Option<&[T]>,
+    from_f32: impl Fn(f32) -> T,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    for t in parts {
+        match same(&t.data) {
+            Some(s) => out.extend_from_slice(s),
+            None => out.extend(t.to_f32().into_iter().map(&from_f32)),
+        }
     }
+    out
 }
 
 fn kv_slice<'a>(t: &'a mut crate::cache::KvTensor, what: &str) -> Result<&'a mut [f32]> {
@@ -107,14 +114,36 @@ impl Ops for CpuOps {
                 format!("{:?} vs [_, {cols}]", t.shape)
             })?;
         }
-        let mut store = match self.precision {
-            Precision::Fp32 => Store::F32(Vec::with_capacity(rows * cols)),
-            Precision::Fp16 => Store::F16(Vec::with_capacity(rows * cols)),
-            Precision::Bf16 => Store::Bf16(Vec::with_capacity(rows * cols)),
+        let n = rows * cols;
+        let store = match self.precision {
+            Precision::Fp32 => Store::F32(pack(
+                parts,
+                n,
+                |d| match d {
+                    TensorData::F32(v) => Some(v),
+                    _ => None,
+                },
+                |x| x,
+            )),
+            Precision::Fp16 => Store::F16(pack(
+                parts,
+                n,
+                |d| match d {
+                    TensorData::F16(v) => Some(v),
+                    _ => None,
+                },
+                f16::from_f32,
+            )),
+            Precision::Bf16 => Store::Bf16(pack(
+                parts,
+                n,
+                |d| match d {
+                    TensorData::BF16(v) => Some(v),
+                    _ => None,
+                },
+                bf16::from_f32,
+            )),
         };
-        for t in parts {
-            push_converted(&mut store, t);
-        }
         Ok(Matrix { rows, cols, store })
     }
 
@@ -126,12 +155,24 @@ impl Ops for CpuOps {
         shape_check("weight_rows", start + rows <= w.rows, || {
             format!("{start}+{rows} > {}", w.rows)
         })?;
-        let r = start * w.cols..(start + rows) * w.cols;
-        let data = match &w.store {
-            Store::F32(v) => TensorData::F32(v[r].to_vec()),
-            Store::F16(v) => TensorData::F16(v[r].to_vec()),
-            Store::Bf16(v) => TensorData::BF16(v[r].to_vec()),
+        let n = rows * w.cols;
+        let mut data = match w.store.dtype() {
+            Dtype::F32 => TensorData::F32(Vec::with_capacity(n)),
+            Dtype::F16 => TensorData::F16(Vec::with_capacity(n)),
+            Dtype::Bf16 => TensorData::BF16(Vec::with_capacity(n)),
         };
+        for (_, e) in w.runs(start, start + rows) {
+            match (&mut data, e) {
+                (TensorData::F32(d), Elems::F32(s)) => d.extend_from_slice(s),
+                (TensorData::F16(d), Elems::F16(s)) => d.extend_from_slice(s),
+                (TensorData::BF16(d), Elems::Bf16(s)) => d.extend_from_slice(s),
+                _ => {
+                    return Err(internal(
+                        "weight_rows: a matrix of mixed element types".into(),
+                    ));
+                }
+            }
+        }
         Ok(HostTensor {
             shape: vec![rows, w.cols],
             data,

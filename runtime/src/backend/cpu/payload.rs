@@ -1,18 +1,33 @@
-//! The CPU engine file payload: the packed weights, written back as canonical tensors in the storage
-//! precision (fused matrices split along their parts), so loading is the ordinary build from a
-//! [`WeightMap`] whose conversion is the identity.
+//! The CPU engine file payload: the packed weights as canonical tensors in the storage precision
+//! (fused matrices split along their parts). Loading maps the file and uses the matrices in place
+//! (`mapped.rs`); nothing is converted or re-packed.
 //!
-//! Layout (little endian): `u32 count`, then per tensor `u16 name_len, name, u8 dtype (0 f32, 1 f16,
-//! 2 bf16), u8 ndim, u64 dims[ndim], raw elements`.
+//! Layout (little endian): `u32 count`, then `count` records, each `u16 name_len, name, u8 dtype
+//! (0 f32, 1 f16, 2 bf16), u8 ndim, u64 dims[ndim], raw elements`. The writer puts every record's
+//! elements at a multiple of [`ALIGN`] bytes from the start of the payload, which itself starts at
+//! such a multiple in the file (`engine_file::save`), by writing a padding record before a record that
+//! would not: a 1-D f32 tensor of zeros named `padding.N` (N zero-filled to the width that makes the
+//! sizes work), which loading never asks for. Files written without padding load too: a matrix whose
+//! elements are not aligned for their type is copied once into the packed storage instead.
 
+use super::mapped::{EngineMap, Mapped};
+use super::matrix::{Dtype, Matrix, Store};
 use super::ops::CpuOps;
 use crate::backend::ops::{Linear, Norm, Ops};
-use crate::model::{MlpWeights, ModelWeights};
+use crate::engine_file::EngineFileError;
+use crate::model::{MlpWeights, ModelWeights, Tensors};
+use crate::precision::Precision;
 use crate::spec::ModelSpec;
-use crate::weights::{HostTensor, TensorData, WeightMap};
+use crate::weights::{HostTensor, TensorData, WeightMap, WeightsError};
 use crate::{Error, Result};
 use half::{bf16, f16};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::ops::Range;
+use std::path::Path;
+
+/// Every record's elements start at a multiple of this many bytes of the file (a cache line).
+pub const ALIGN: usize = crate::engine_file::PAYLOAD_ALIGN;
 
 type Lin = Linear<super::matrix::Matrix, Vec<f32>>;
 
@@ -87,6 +102,64 @@ fn io(e: std::io::Error) -> Error {
     Error::invalid(format!("writing engine payload: {e}"))
 }
 
+fn dtype_code(d: &TensorData) -> u8 {
+    match d {
+        TensorData::F32(_) => 0,
+        TensorData::F16(_) => 1,
+        TensorData::BF16(_) => 2,
+    }
+}
+
+/// Bytes of a record's header (name length, name, dtype, ndim, dims).
+fn header_len(name: &str, ndim: usize) -> usize {
+    2 + name.len() + 2 + 8 * ndim
+}
+
+/// The padding record `k` that takes `gap` bytes (mod [`ALIGN`]): its name and element count. A
+/// record of a 1-D f32 tensor takes `12 + name length + 4 * elements` bytes, so the name's length
+/// fixes the size mod 4 (by zero-filling `k`) and the elements the rest.
+fn padding(k: usize, gap: usize) -> (String, usize) {
+    let mut width = k.to_string().len();
+    while (header_len("padding.", 1) + width) % 4 != gap % 4 {
+        width += 1;
+    }
+    let name = format!("padding.{k:0width$}");
+    let fixed = header_len(&name, 1);
+    let elements = (gap + ALIGN * fixed.div_ceil(ALIGN) - fixed) % ALIGN / 4;
+    (name, elements)
+}
+
+fn write_record(out: &mut dyn Write, name: &str, t: &HostTensor) -> Result<()> {
+    out.write_all(&(name.len() as u16).to_le_bytes())
+        .map_err(io)?;
+    out.write_all(name.as_bytes()).map_err(io)?;
+    out.write_all(&[dtype_code(&t.data), t.shape.len() as u8])
+        .map_err(io)?;
+    for d in &t.shape {
+        out.write_all(&(*d as u64).to_le_bytes()).map_err(io)?;
+    }
+    match &t.data {
+        TensorData::F32(v) => write_elems(out, v, f32::to_le_bytes),
+        TensorData::F16(v) => write_elems(out, v, f16::to_le_bytes),
+        TensorData::BF16(v) => write_elems(out, v, bf16::to_le_bytes),
+    }
+}
+
+/// The elements of `v`, little endian.
+fn write_elems<T: bytemuck::Pod, const N: usize>(
+    out: &mut dyn Write,
+    v: &[T],
+    le: fn(T) -> [u8; N],
+) -> Result<()> {
+    if cfg!(target_endian = "little") {
+        return out.write_all(bytemuck::cast_slice(v)).map_err(io);
+    }
+    let bytes: Vec<u8> = v.iter().flat_map(|&x| le(x)).collect();
+    out.write_all(&bytes).map_err(io)
+}
+
+/// Write the payload; it must start at a multiple of [`ALIGN`] in the file for the records to be
+/// aligned there (`engine_file::save` sees to it).
 pub fn write(
     spec: &ModelSpec,
     ops: &CpuOps,
@@ -94,24 +167,41 @@ pub fn write(
     out: &mut dyn Write,
 ) -> Result<()> {
     let tensors = canonical(spec, ops, w)?;
-    out.write_all(&(tensors.len() as u32).to_le_bytes())
-        .map_err(io)?;
+    // The records in order, padding included, laid out from the count on.
+    let mut records: Vec<(String, Option<&HostTensor>, usize)> = Vec::new();
+    let mut at = 4;
     for (name, t) in &tensors {
-        out.write_all(&(name.len() as u16).to_le_bytes())
-            .map_err(io)?;
-        out.write_all(name.as_bytes()).map_err(io)?;
-        let (code, bytes): (u8, Vec<u8>) = match &t.data {
-            TensorData::F32(v) => (0, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            TensorData::F16(v) => (1, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            TensorData::BF16(v) => (2, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        };
-        out.write_all(&[code, t.shape.len() as u8]).map_err(io)?;
-        for d in &t.shape {
-            out.write_all(&(*d as u64).to_le_bytes()).map_err(io)?;
+        let start = at + header_len(name, t.shape.len());
+        if !start.is_multiple_of(ALIGN) {
+            let (pad, elements) = padding(records.len(), ALIGN - start % ALIGN);
+            at += header_len(&pad, 1) + 4 * elements;
+            records.push((pad, None, elements));
         }
-        out.write_all(&bytes).map_err(io)?;
+        at += header_len(name, t.shape.len()) + t.numel() * dtype_width(&t.data);
+        records.push((name.clone(), Some(t), 0));
+    }
+    out.write_all(&(records.len() as u32).to_le_bytes())
+        .map_err(io)?;
+    for (name, t, elements) in records {
+        match t {
+            Some(t) => write_record(out, &name, t)?,
+            None => {
+                let zeros = HostTensor {
+                    shape: vec![elements],
+                    data: TensorData::F32(vec![0.0; elements]),
+                };
+                write_record(out, &name, &zeros)?;
+            }
+        }
     }
     Ok(())
+}
+
+fn dtype_width(d: &TensorData) -> usize {
+    match d {
+        TensorData::F32(_) => 4,
+        TensorData::F16(_) | TensorData::BF16(_) => 2,
+    }
 }
 
 /// Why a payload could not be read.
@@ -122,51 +212,76 @@ pub enum PayloadError {
     Corrupt(String),
 }
 
-/// Reads at most `limit` bytes, never allocating more than what remains.
-struct Bounded<'a> {
-    r: &'a mut dyn Read,
-    left: u64,
+impl PayloadError {
+    /// The engine-file error for the file at `path`.
+    pub fn at(self, path: &Path) -> EngineFileError {
+        let path = path.to_path_buf();
+        match self {
+            PayloadError::Truncated(what) => EngineFileError::Truncated { path, what },
+            PayloadError::Corrupt(message) => EngineFileError::Corrupt { path, message },
+        }
+    }
 }
 
-impl Bounded<'_> {
-    fn bytes(&mut self, n: u64, what: &str) -> Result<Vec<u8>, PayloadError> {
-        if n > self.left {
+/// One tensor record of a payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// Where its elements are, in bytes from the start of the payload.
+    pub data: Range<usize>,
+}
+
+/// Reads the payload front to back, never past its end.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// The next `n` bytes, as a range of the payload.
+    fn take(&mut self, n: u64, what: &str) -> Result<Range<usize>, PayloadError> {
+        let left = self.bytes.len() - self.at;
+        if n > left as u64 {
             return Err(PayloadError::Truncated(format!(
-                "{what}: needs {n} bytes, {} left",
-                self.left
+                "{what}: needs {n} bytes, {left} left"
             )));
         }
-        let mut buf = vec![0u8; n as usize];
-        self.r
-            .read_exact(&mut buf)
-            .map_err(|e| PayloadError::Truncated(format!("{what}: {e}")))?;
-        self.left -= n;
-        Ok(buf)
+        // `n <= left`, so it fits in usize.
+        let range = self.at..self.at + n as usize;
+        self.at = range.end;
+        Ok(range)
     }
+
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], PayloadError> {
-        let v = self.bytes(N as u64, what)?;
+        let range = self.take(N as u64, what)?;
         let mut a = [0u8; N];
-        a.copy_from_slice(&v);
+        a.copy_from_slice(&self.bytes[range]);
         Ok(a)
     }
 }
 
-/// Read the canonical tensors back. `limit` is the number of payload bytes in the file.
-pub fn read(r: &mut dyn Read, limit: u64) -> Result<WeightMap, PayloadError> {
-    let mut b = Bounded { r, left: limit };
-    let count = u32::from_le_bytes(b.array("tensor count")?);
-    let mut map = WeightMap::default();
+/// Every record of `payload` by name, checked: lengths against what the payload holds, dtype codes,
+/// dimensions, sizes, no name twice, nothing after the last record.
+pub fn index(payload: &[u8]) -> Result<BTreeMap<String, Record>, PayloadError> {
+    let mut c = Cursor {
+        bytes: payload,
+        at: 0,
+    };
+    let count = u32::from_le_bytes(c.array("tensor count")?);
+    let mut records = BTreeMap::new();
     for i in 0..count {
-        let len = u16::from_le_bytes(b.array("tensor name length")?);
-        let name = String::from_utf8(b.bytes(len as u64, "tensor name")?)
+        let len = u16::from_le_bytes(c.array("tensor name length")?);
+        let name_bytes = c.take(len as u64, "tensor name")?;
+        let name = String::from_utf8(payload[name_bytes].to_vec())
             .map_err(|_| PayloadError::Corrupt(format!("tensor {i} name is not UTF-8")))?;
-        let [code, ndim] = b.array::<2>(&name)?;
+        let [code, ndim] = c.array::<2>(&name)?;
         if ndim > 4 {
             return Err(PayloadError::Corrupt(format!("{name}: {ndim} dimensions")));
         }
         let mut shape = Vec::with_capacity(ndim as usize);
         for _ in 0..ndim {
-            let d = u64::from_le_bytes(b.array(&name)?);
+            let d = u64::from_le_bytes(c.array(&name)?);
             shape.push(
                 usize::try_from(d)
                     .map_err(|_| PayloadError::Corrupt(format!("{name}: dim {d}")))?,
@@ -176,9 +291,10 @@ pub fn read(r: &mut dyn Read, limit: u64) -> Result<WeightMap, PayloadError> {
             .iter()
             .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
             .ok_or_else(|| PayloadError::Corrupt(format!("{name}: shape {shape:?} overflows")))?;
-        let width: u64 = match code {
-            0 => 4,
-            1 | 2 => 2,
+        let dtype = match code {
+            0 => Dtype::F32,
+            1 => Dtype::F16,
+            2 => Dtype::Bf16,
             c => {
                 return Err(PayloadError::Corrupt(format!(
                     "{name}: unknown dtype code {c}"
@@ -186,41 +302,190 @@ pub fn read(r: &mut dyn Read, limit: u64) -> Result<WeightMap, PayloadError> {
             }
         };
         let nbytes = numel
-            .checked_mul(width)
+            .checked_mul(dtype.width() as u64)
             .ok_or_else(|| PayloadError::Corrupt(format!("{name}: size overflows")))?;
-        let raw = b.bytes(nbytes, &name)?;
-        let data = match code {
-            0 => TensorData::F32(
-                raw.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            1 => TensorData::F16(
-                raw.chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            ),
-            _ => TensorData::BF16(
-                raw.chunks_exact(2)
-                    .map(|c| bf16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            ),
-        };
-        if map
-            .tensors
-            .insert(name.clone(), HostTensor { shape, data })
-            .is_some()
-        {
+        let data = c.take(nbytes, &name)?;
+        let record = Record { dtype, shape, data };
+        if records.insert(name.clone(), record).is_some() {
             return Err(PayloadError::Corrupt(format!(
                 "tensor {name} appears twice"
             )));
         }
     }
-    if b.left != 0 {
+    let left = payload.len() - c.at;
+    if left != 0 {
         return Err(PayloadError::Corrupt(format!(
-            "{} trailing bytes after the last tensor",
-            b.left
+            "{left} trailing bytes after the last tensor"
         )));
+    }
+    Ok(records)
+}
+
+/// The elements of `bytes` (little endian, `dtype`) as a host tensor of `shape`.
+fn host_tensor(dtype: Dtype, shape: Vec<usize>, bytes: &[u8]) -> HostTensor {
+    let data = match dtype {
+        Dtype::F32 => TensorData::F32(from_le(bytes, f32::from_le_bytes)),
+        Dtype::F16 => TensorData::F16(from_le(bytes, f16::from_le_bytes)),
+        Dtype::Bf16 => TensorData::BF16(from_le(bytes, bf16::from_le_bytes)),
+    };
+    HostTensor { shape, data }
+}
+
+/// Little-endian elements of `N` bytes each.
+fn from_le<T, const N: usize>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
+    gather(&[bytes], from)
+}
+
+/// The little-endian elements of `parts`, one after another.
+fn gather<T, const N: usize>(parts: &[&[u8]], from: fn([u8; N]) -> T) -> Vec<T> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() / N).sum());
+    for p in parts {
+        out.extend(p.chunks_exact(N).map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            from(a)
+        }));
+    }
+    out
+}
+
+/// Read the records back as canonical tensors (copies; loading an engine maps the file instead,
+/// [`MappedPayload`]). `limit` is the number of payload bytes in the file.
+pub fn read(r: &mut dyn Read, limit: u64) -> Result<WeightMap, PayloadError> {
+    let mut payload = Vec::new();
+    r.take(limit)
+        .read_to_end(&mut payload)
+        .map_err(|e| PayloadError::Truncated(format!("payload: {e}")))?;
+    if (payload.len() as u64) < limit {
+        return Err(PayloadError::Truncated(format!(
+            "payload: {limit} bytes expected, {} read",
+            payload.len()
+        )));
+    }
+    let mut map = WeightMap::default();
+    for (name, rec) in index(&payload)? {
+        let t = host_tensor(rec.dtype, rec.shape, &payload[rec.data]);
+        map.tensors.insert(name, t);
     }
     Ok(map)
 }
+
+/// A CPU engine file, mapped, and its payload's records: the tensors [`crate::model::load`] packs
+/// the engine from, used in place.
+pub struct MappedPayload {
+    map: EngineMap,
+    /// Where the payload starts in the file.
+    start: usize,
+    records: BTreeMap<String, Record>,
+}
+
+impl MappedPayload {
+    /// The payload starting at byte `start` of `map`, its records checked ([`index`]).
+    pub fn new(map: EngineMap, start: usize) -> Result<MappedPayload, PayloadError> {
+        let payload = map
+            .bytes()
+            .get(start..)
+            .ok_or_else(|| PayloadError::Truncated("payload".into()))?;
+        let records = index(payload)?;
+        Ok(MappedPayload {
+            map,
+            start,
+            records,
+        })
+    }
+
+    /// The first tensor (by name) stored in another type than an engine of `precision` computes
+    /// from; 1-D f32 tensors (norms, biases) are allowed in every precision.
+    pub fn precision_mismatch(&self, precision: Precision) -> Option<&str> {
+        self.records
+            .iter()
+            .find(|(_, r)| !match r.dtype {
+                Dtype::F32 => r.shape.len() == 1 || precision == Precision::Fp32,
+                Dtype::F16 => precision == Precision::Fp16,
+                Dtype::Bf16 => precision == Precision::Bf16,
+            })
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// The record `name` with exactly `shape` (the errors of `WeightMap::get`).
+    fn get(&self, name: &str, shape: &[usize]) -> Result<&Record, WeightsError> {
+        let r = self
+            .records
+            .get(name)
+            .ok_or_else(|| WeightsError::Missing {
+                name: name.to_string(),
+            })?;
+        if r.shape != shape {
+            return Err(WeightsError::Shape {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found: r.shape.clone(),
+            });
+        }
+        Ok(r)
+    }
+
+    /// A record's elements, as bytes of the file.
+    fn file_range(&self, r: &Record) -> Range<usize> {
+        self.start + r.data.start..self.start + r.data.end
+    }
+}
+
+impl Tensors<CpuOps> for MappedPayload {
+    fn weight(&self, ops: &mut CpuOps, parts: &[(&str, usize)], cols: usize) -> Result<Matrix> {
+        let dtype = match ops.precision {
+            Precision::Fp32 => Dtype::F32,
+            Precision::Fp16 => Dtype::F16,
+            Precision::Bf16 => Dtype::Bf16,
+        };
+        let mut ranges = Vec::with_capacity(parts.len());
+        for &(name, rows) in parts {
+            let r = self.get(name, &[rows, cols])?;
+            if r.dtype != dtype {
+                return Err(Error::Weights(WeightsError::Other(format!(
+                    "tensor {name} is stored as {:?}, the engine computes from {:?}",
+                    r.dtype, dtype
+                ))));
+            }
+            ranges.push(self.file_range(r));
+        }
+        let rows = parts.iter().map(|p| p.1).sum();
+        if let Some(m) = Mapped::new(&self.map, dtype, cols, &ranges) {
+            return Ok(Matrix {
+                rows,
+                cols,
+                store: Store::Mapped(m),
+            });
+        }
+        // Not usable in place (elements not aligned for their type: a file written without padding;
+        // a big-endian host): one copy, straight into the packed storage.
+        let parts: Vec<&[u8]> = ranges
+            .iter()
+            .map(|r| &self.map.bytes()[r.clone()])
+            .collect();
+        let store = match dtype {
+            Dtype::F32 => Store::F32(gather(&parts, f32::from_le_bytes)),
+            Dtype::F16 => Store::F16(gather(&parts, f16::from_le_bytes)),
+            Dtype::Bf16 => Store::Bf16(gather(&parts, bf16::from_le_bytes)),
+        };
+        Ok(Matrix { rows, cols, store })
+    }
+
+    fn vector(&self, _: &mut CpuOps, parts: &[(&str, usize)]) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for &(name, len) in parts {
+            let r = self.get(name, &[len])?;
+            let t = host_tensor(
+                r.dtype,
+                r.shape.clone(),
+                &self.map.bytes()[self.file_range(r)],
+            );
+            out.extend(t.to_f32());
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "payload_tests.rs"]
+mod tests;
