@@ -10,9 +10,11 @@
 //!
 //! Reference: the CPU engine of the same precision on the same prompts (f32 compute on the same rounded
 //! weights; `parity.rs` holds it to HF transformers with the weights rounded to that type at 1e-4).
-//! Bounds (`max |gpu - cpu| / max |cpu|` over the whole logits tensor): those of `cuda_parity.rs`
-//! against HF-rounded weights — FP32 1e-4, FP16 1e-2, BF16 5e-2 — for the same reason: the GPU keeps
-//! GEMM and attention inputs (q, k, v and the softmax weights P) in the 16-bit type, f32 accumulation.
+//! Bounds (`max |gpu - cpu| / max |cpu|` over the whole logits tensor): FP32 4e-5, about 9x the
+//! largest error measured on an H100 (4.3e-6, `bench/gpu-results/h100-2026-12-07-limits/
+//! cuda_prefill_attention.log`); FP16 1e-2 and BF16 5e-2, those of `cuda_parity.rs` (measured 3.8e-3
+//! and 3.6e-2 there), for the same reason: the GPU keeps GEMM and attention inputs (q, k, v and the
+//! softmax weights P) in the 16-bit type, f32 accumulation.
 
 mod common;
 
@@ -27,7 +29,7 @@ use runtime::spec::Positions;
 use runtime::weights::WeightSource;
 
 const TOLERANCES: [(Precision, f32); 3] = [
-    (Precision::Fp32, 1e-4),
+    (Precision::Fp32, 4e-5),
     (Precision::Fp16, 1e-2),
     (Precision::Bf16, 5e-2),
 ];

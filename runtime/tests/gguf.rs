@@ -16,7 +16,9 @@ use runtime::{ModelSpec, Precision};
 use serde_json::Value;
 use std::path::PathBuf;
 
-const FP32_TOL: f32 = 1e-4;
+/// About 8x the largest error measured on the CPU engine (1.2e-6, tiny-llama's GGUF; tiny-qwen2's
+/// 1.1e-6), printed by the test.
+const FP32_TOL: f32 = 1e-5;
 
 fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures/gguf").join(name)
@@ -210,6 +212,7 @@ fn matches_transformers(name: &str) {
     let mut e = tiny_engine(name);
     let got = prefill_logits(&mut e, &ids, CacheMode::StaticV1);
     let err = rel_err(&got, &want);
+    eprintln!("{name}: relative logits error {err:.2e} (bound {FP32_TOL:.0e})");
     assert!(err <= FP32_TOL, "{name}: relative logits error {err}");
 
     let opts = GenerateOptions {

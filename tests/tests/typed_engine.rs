@@ -1,8 +1,8 @@
 //! The generated crates' typed API end to end, against Hugging Face transformers' outputs on the tiny
 //! random-weight fixtures (`tests/fixtures/tiny-*/reference.json`, made by `scripts/make_fixtures.py`):
 //! build on the CPU, `generate_with_static_cache` and `generate` greedily, `forward(Inputs)` for prefill
-//! and decode, save/load. Tolerance as in `runtime/tests/parity.rs`: FP32 logits within `1e-4 * max
-//! |hf|`, greedy tokens identical.
+//! and decode, save/load. Tolerance as in `runtime/tests/parity.rs`: FP32 logits within the per-model
+//! bound of `common::fp32_tol` (times `max |hf|`), greedy tokens identical.
 
 #[path = "../../runtime/tests/common/mod.rs"]
 mod common;
@@ -11,7 +11,6 @@ use runtime::backend::CacheMode;
 use runtime::codegen::{DeviceChoice, EngineOptions, GenerateOptions, NoProgress, WeightSource};
 use runtime::sample::argmax;
 
-const FP32_TOL: f32 = 1e-4;
 const NEW_TOKENS: usize = 24;
 
 fn options() -> EngineOptions {
@@ -78,8 +77,13 @@ macro_rules! typed_parity {
                     })
                     .expect("prefill");
                 let err = common::rel_err(&logits.data, &p.logits.concat());
+                eprintln!(
+                    "{} prompt {i} prefill: relative error {err:.2e} (bound {:.1e})",
+                    $name,
+                    common::fp32_tol($name)
+                );
                 assert!(
-                    err <= FP32_TOL,
+                    err <= common::fp32_tol($name),
                     "{} prompt {i} prefill: relative error {err}",
                     $name
                 );
