@@ -55,6 +55,12 @@ fn cpu(threads: Option<usize>) -> Result<Measured> {
     })
 }
 
+#[cfg(not(feature = "cuda"))]
+fn cuda(ordinal: usize) -> Result<Measured> {
+    anyhow::bail!("no CUDA device {ordinal} for the bandwidth probe: this build has no CUDA backend")
+}
+
+#[cfg(feature = "cuda")]
 fn cuda(ordinal: usize) -> Result<Measured> {
     const BYTES: usize = 1 << 30;
     if crate::device::cuda_device_count() <= ordinal {

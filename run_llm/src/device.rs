@@ -15,7 +15,15 @@ pub fn choose(flag: Option<DeviceArg>, threads: Option<usize>) -> (DeviceChoice,
     }
 }
 
+/// Number of CUDA devices the driver reports; 0 when there is no driver library or no device, or
+/// when this build has no CUDA backend.
+#[cfg(not(feature = "cuda"))]
+pub fn cuda_device_count() -> usize {
+    0
+}
+
 /// Number of CUDA devices the driver reports; 0 when there is no driver library or no device.
+#[cfg(feature = "cuda")]
 pub fn cuda_device_count() -> usize {
     // SAFETY: `is_culib_present` only tries to dlopen the driver library and reports whether it loaded;
     // it has no preconditions.

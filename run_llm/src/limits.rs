@@ -109,7 +109,7 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
             )
             .map_err(advise)?;
             // Without a usable GPU the build reports it (and may fall back to the CPU).
-            if let Ok((free, _)) = runtime::backend::cuda::device::memory_info(ordinal) {
+            if let Some(free) = gpu_free_memory(ordinal) {
                 let gpu = admission::Available {
                     bytes: free as u64,
                     source: format!("the free memory of GPU {ordinal}"),
@@ -126,6 +126,19 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Free memory of GPU `ordinal`, bytes; `None` without a usable GPU or a CUDA backend.
+#[cfg(feature = "cuda")]
+fn gpu_free_memory(ordinal: usize) -> Option<usize> {
+    runtime::backend::cuda::device::memory_info(ordinal)
+        .ok()
+        .map(|(free, _)| free)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_free_memory(_ordinal: usize) -> Option<usize> {
+    None
 }
 
 /// `e` with the flags to lower in place of the library's words.

@@ -114,6 +114,8 @@ impl Engine {
     /// backend or GPU. `expect.device` picks the device it runs on (e.g. the CPU thread count). A CPU
     /// engine maps the file and computes from the packed weights in place (`backend::cpu::load`).
     pub fn load(path: &Path, spec: &ModelSpec, expect: &BuildOptions) -> Result<Engine> {
+        // The CUDA payload is read through the opened file's reader; the CPU one is mapped.
+        #[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
         let mut opened = engine_file::open(path)?;
         opened.header.check(path, spec, expect)?;
         match opened.header.backend {
@@ -122,6 +124,7 @@ impl Engine {
                 let backend = crate::backend::cpu::load(path, &opened, spec, expect)?;
                 Ok(Engine::from_parts(spec.clone(), *expect, Box::new(backend)))
             }
+            #[cfg(feature = "cuda")]
             BackendKind::Cuda => {
                 let backend = crate::backend::cuda::payload::load(
                     path,
@@ -133,6 +136,8 @@ impl Engine {
                 )?;
                 Ok(Engine::from_parts(spec.clone(), *expect, Box::new(backend)))
             }
+            #[cfg(not(feature = "cuda"))]
+            BackendKind::Cuda => Err(Error::Backend(no_cuda_backend())),
         }
     }
 
@@ -231,6 +236,7 @@ fn check_options(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
 }
 
 /// The CUDA build entry point (`CudaUnavailable` on a machine without the CUDA libraries).
+#[cfg(feature = "cuda")]
 fn build_cuda(
     spec: &ModelSpec,
     weights: &WeightMap,
@@ -240,4 +246,22 @@ fn build_cuda(
     Ok(Box::new(crate::backend::cuda::build(
         spec, weights, options, progress,
     )?))
+}
+
+/// Without the `cuda` feature there is no CUDA backend to build.
+#[cfg(not(feature = "cuda"))]
+fn build_cuda(
+    _spec: &ModelSpec,
+    _weights: &WeightMap,
+    _options: &BuildOptions,
+    _progress: &dyn Progress,
+) -> Result<Box<dyn Backend>> {
+    Err(Error::Backend(no_cuda_backend()))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn no_cuda_backend() -> crate::backend::BackendError {
+    crate::backend::BackendError::CudaUnavailable(
+        "this build of the runtime has no CUDA backend (its `cuda` feature is off)".to_string(),
+    )
 }

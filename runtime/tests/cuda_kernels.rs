@@ -4,6 +4,7 @@
 //! from the CUDA 13.0 PyPI wheel on `LD_LIBRARY_PATH`, and runs them with `--include-ignored`, where a
 //! missing NVRTC fails them. Also: building a CUDA engine on a machine without the CUDA driver is a
 //! `CudaUnavailable` error, not a panic.
+#![cfg(feature = "cuda")]
 
 use runtime::Precision;
 use runtime::backend::BackendError;

@@ -20,6 +20,7 @@
 //! `common/greedy.rs` (four roundings of the largest logit in the 16-bit type; none for FP32, which
 //! must follow all 20), and where they part, ours must be transformers' second choice. The H100 run
 //! followed all 20 tokens in every model, mode and precision.
+#![cfg(feature = "cuda")]
 
 mod common;
 mod long_common;

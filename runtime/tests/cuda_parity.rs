@@ -19,6 +19,7 @@
 //!   of tokens it was measured to (`measured_agreement`), and where it parts after that, it must be at
 //!   a near-tie of transformers' own logits (`common/greedy.rs`). The full-size BF16/FP16 comparison
 //!   against transformers running in that dtype is `bench/gpu_verify.sh`.
+#![cfg(feature = "cuda")]
 
 mod common;
 

@@ -15,6 +15,7 @@
 //! cuda_prefill_attention.log`); FP16 1e-2 and BF16 5e-2, those of `cuda_parity.rs` (measured 3.8e-3
 //! and 3.6e-2 there), for the same reason: the GPU keeps GEMM and attention inputs (q, k, v and the
 //! softmax weights P) in the 16-bit type, f32 accumulation.
+#![cfg(feature = "cuda")]
 
 mod common;
 

@@ -10,6 +10,7 @@
 //!    subnormals, the winner at either end.
 //!
 //! Needs a CUDA GPU, so `#[ignore]`d like `cuda_parity.rs`; `bench/gpu_verify.sh` runs it.
+#![cfg(feature = "cuda")]
 
 mod common;
 

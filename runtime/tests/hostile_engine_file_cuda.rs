@@ -1,6 +1,7 @@
 //! Hostile CUDA engine files, on the GPU: a file built for another GPU (compute capability) or with no
 //! GPU recorded, a truncated one, and a CUDA file asked for as a CPU engine. `#[ignore]`d (they need a
 //! CUDA GPU): run them with `--include-ignored` on a GPU machine, where a missing CUDA is a failure.
+#![cfg(feature = "cuda")]
 
 mod common;
 mod hostile_common;

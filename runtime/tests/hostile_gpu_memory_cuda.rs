@@ -2,6 +2,7 @@
 //! out of memory at engine build or when a cache is asked for, or a size that overflows — and an
 //! engine that refused a cache still generates transformers' tokens. `#[ignore]`d (they need a CUDA
 //! GPU): run them with `--include-ignored` on a GPU machine, where a missing CUDA is a failure.
+#![cfg(feature = "cuda")]
 
 mod common;
 mod hostile_common;

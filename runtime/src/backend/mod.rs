@@ -5,6 +5,7 @@
 //! per-architecture layer structure lives in `crate::model`; backends provide the ops.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod ops;
 
