@@ -67,7 +67,7 @@ pub fn check(root: &Path, plan: &Plan) -> Result<Report, GenError> {
             .map(|p| PathBuf::from(p.file_name().unwrap_or_default()))
             .collect()
     } else {
-        plan.dirs.iter().map(PathBuf::from).collect()
+        plan.crates.iter().map(|c| PathBuf::from(&c.dir)).collect()
     };
     for top in tops {
         extras(root, &top, plan, &expected_dirs, &mut report.extra)?;

@@ -1,5 +1,5 @@
 //! The generator as a library: deterministic output, `@generated` headers, `--check` naming stale,
-//! missing and extra files, and writing only what changed.
+//! missing and extra files, writing only what changed, and errors that name the models.toml entry.
 
 use generator::check::check;
 use generator::write::write;
@@ -121,4 +121,32 @@ fn crate_names_follow_the_model_name_and_refuse_what_cannot_be_a_crate() {
         let err = generator::crate_names(bad).expect_err(bad).to_string();
         assert!(err.contains(bad), "{err}");
     }
+}
+
+#[test]
+fn an_entry_error_names_the_model_and_its_position_in_models_toml() {
+    let mut text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models.toml"))
+            .expect("models.toml");
+    text = text.replace(
+        "config = \"models/tiny-qwen2/config.json\"",
+        "config = \"models/tiny-qwen2/absent.json\"",
+    );
+    let m = Manifest::parse(&text, PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .expect("parses");
+    let entry = 1 + m
+        .models
+        .iter()
+        .position(|e| e.name == "tiny-qwen2")
+        .expect("listed");
+    let err = generator::plan(&m, None)
+        .expect_err("a missing config")
+        .to_string();
+    let want =
+        format!("model \"tiny-qwen2\" (models.toml entry {entry}): config.json: cannot read ");
+    assert!(err.starts_with(&want), "{err}");
+    assert!(
+        err.contains("models/tiny-qwen2/absent.json") && !err.contains(".."),
+        "{err}"
+    );
 }

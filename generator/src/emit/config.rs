@@ -2,7 +2,7 @@
 //! (from its `models.toml` entry).
 
 use super::lit;
-use crate::{GenError, ModelInput};
+use crate::{GenError, ModelInput, Problem};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use runtime::spec::{Arch, Mlp, NormKind, Positions};
@@ -12,10 +12,10 @@ fn finite(m: &ModelInput, field: &str, x: f64) -> Result<proc_macro2::Literal, G
     if x.is_finite() {
         Ok(lit::f64(x))
     } else {
-        Err(GenError::Model {
-            model: m.entry.name.clone(),
-            message: format!("{field} = {x} is not a finite number"),
-        })
+        Err(m.error(Problem::NotFinite {
+            field: field.to_string(),
+            value: x,
+        }))
     }
 }
 
