@@ -1,9 +1,9 @@
 //! The static KV cache: GQA-native tensors `[batch, num_kv_heads, max_seq_len, head_dim]`, allocated
 //! once at `max_seq_len` and never reallocated. Bounds are checked in one place (`check_step`).
 
-use crate::backend::{CacheMode, StepInputs};
-use crate::engine::BuildOptions;
+use crate::options::BuildOptions;
 use crate::spec::ModelSpec;
+use crate::step::{CacheMode, StepInputs};
 use crate::{Error, Result};
 use std::any::Any;
 

@@ -13,7 +13,6 @@ use crate::{Error, Result};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-pub use crate::backend::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
 pub use crate::cache::LayerKvMut;
 pub use crate::engine::{BuildOptions, DeviceChoice, Engine};
 pub use crate::generate::{
@@ -26,6 +25,7 @@ pub use crate::progress::{NoProgress, Progress};
 pub use crate::sample::Sampling;
 pub use crate::spec::ModelSpec;
 pub use crate::spec::{Arch, Llama3Scaling, Mlp, NormKind, Positions};
+pub use crate::step::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
 pub use crate::weights::WeightSource;
 pub use crate::{Error as RuntimeError, Result as RuntimeResult};
 

@@ -1,46 +1,18 @@
 //! A built engine: a model spec, the options it was built with, and a backend holding packed weights.
 //! `Engine::forward` is the one place the static-cache bounds are checked before any backend runs.
 
-use crate::backend::{Backend, BackendKind, CacheMode, LogitRows, Logits, StepInputs};
+pub use crate::options::{BuildOptions, DeviceChoice};
+
+use crate::backend::Backend;
 use crate::cache::{KvCache, LayerKvMut};
 use crate::engine_file::{self, EngineHeader};
-use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::sample::Sampler;
 use crate::spec::ModelSpec;
+use crate::step::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
 use crate::weights::{WeightMap, WeightSource};
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-/// Where the engine runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeviceChoice {
-    /// The CPU backend; `threads: None` uses every core.
-    Cpu { threads: Option<usize> },
-    /// The CUDA backend on GPU `ordinal`.
-    Cuda { ordinal: usize },
-}
-
-impl DeviceChoice {
-    pub fn backend_kind(self) -> BackendKind {
-        match self {
-            DeviceChoice::Cpu { .. } => BackendKind::Cpu,
-            DeviceChoice::Cuda { .. } => BackendKind::Cuda,
-        }
-    }
-}
-
-/// What an engine is built for. Recorded in the engine file and checked on load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BuildOptions {
-    pub precision: Precision,
-    /// Length of the static cache (prompt + generated tokens).
-    pub max_seq_len: usize,
-    /// Largest batch the engine accepts.
-    pub max_batch: usize,
-    pub device: DeviceChoice,
-}
 
 pub struct Engine {
     spec: ModelSpec,

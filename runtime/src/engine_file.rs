@@ -7,10 +7,10 @@
 //! payload starts at a multiple of [`PAYLOAD_ALIGN`] bytes. Saving writes a temporary file in the
 //! destination directory and renames it into place, so a reader never sees half a file.
 
-use crate::backend::BackendKind;
-use crate::engine::BuildOptions;
+use crate::options::BuildOptions;
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
+use crate::step::BackendKind;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};

@@ -5,10 +5,10 @@
 //! its output) when `stop_at_eos`; the batch runs until every sequence stopped, `max_new_tokens` were
 //! produced, or the static cache is full.
 
-use crate::backend::{CacheMode, StepInputs};
 use crate::cache::{KvCache, LayerKvMut};
 use crate::engine::Engine;
 use crate::sample::{Sampler, Sampling};
+use crate::step::{CacheMode, StepInputs};
 use crate::{Error, Result};
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod backend;
+pub mod backend_error;
 pub mod cache;
 pub mod chat;
 pub mod codegen;
@@ -17,10 +18,12 @@ pub mod error;
 pub mod generate;
 pub mod manifest;
 pub mod model;
+pub mod options;
 pub mod precision;
 pub mod progress;
 pub mod sample;
 pub mod spec;
+pub mod step;
 pub mod tokenize;
 pub mod weights;
 

@@ -7,9 +7,9 @@
 //! canonical tensors fused along the output dimension (QKV, gate/up).
 
 use crate::Result;
-use crate::backend::{CacheMode, StepInputs};
 use crate::cache::LayerKvMut;
 use crate::spec::NormKind;
+use crate::step::{CacheMode, StepInputs};
 use crate::weights::HostTensor;
 
 /// Attention geometry of one layer.

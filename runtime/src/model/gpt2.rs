@@ -10,9 +10,9 @@
 use super::{LayerWeights, MlpWeights, Scratch, apply, attend_then_norm, linear, norm_qkv};
 use crate::Result;
 use crate::backend::ops::Ops;
-use crate::backend::{CacheMode, StepInputs};
 use crate::cache::LayerKvMut;
 use crate::spec::ModelSpec;
+use crate::step::{CacheMode, StepInputs};
 
 /// Layer `i`'s weights: the shared attention half, then `fc` and `proj`.
 pub fn load_layer<O: Ops>(

@@ -12,9 +12,9 @@ use super::{
 };
 use crate::Result;
 use crate::backend::ops::Ops;
-use crate::backend::{CacheMode, StepInputs};
 use crate::cache::LayerKvMut;
 use crate::spec::ModelSpec;
+use crate::step::{CacheMode, StepInputs};
 
 /// Layer `i`'s weights: the shared attention half, gate/up fused.
 pub fn load_layer<O: Ops>(

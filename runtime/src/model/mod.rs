@@ -9,9 +9,9 @@ pub mod rope;
 
 use crate::Result;
 use crate::backend::ops::{AttnGeometry, Linear, Norm, Ops, Part};
-use crate::backend::{CacheMode, LogitRows, Logits, StepInputs};
 use crate::cache::LayerKvMut;
 use crate::spec::{Arch, Mlp, ModelSpec, NormKind};
+use crate::step::{CacheMode, LogitRows, Logits, StepInputs};
 use crate::weights::{HostTensor, WeightMap};
 
 /// The feed-forward weights of one layer.

@@ -3,9 +3,9 @@
 
 use super::{LayerWeights, Scratch, llama};
 use crate::backend::ops::Ops;
-use crate::backend::{CacheMode, StepInputs};
 use crate::cache::LayerKvMut;
 use crate::spec::ModelSpec;
+use crate::step::{CacheMode, StepInputs};
 use crate::{Error, Result};
 
 /// Layer `i`'s weights: Llama's, with the qkv bias Qwen2 always has.

@@ -14,8 +14,8 @@
 
 use super::attn_prefill;
 use super::matrix::dot;
-use crate::backend::CacheMode;
 use crate::backend::ops::AttnGeometry;
+use crate::step::CacheMode;
 use rayon::prelude::*;
 
 /// One layer's cache tensors as flat host slices.

@@ -18,15 +18,14 @@ pub mod simd;
 mod test_data;
 
 use crate::admission;
-use crate::backend::{
-    Backend, BackendError, BackendKind, CacheMode, LogitRows, Logits, StepInputs,
-};
+use crate::backend::{Backend, BackendError};
 use crate::cache::{KvStorage, KvTensor, LayerKvMut};
-use crate::engine::BuildOptions;
 use crate::engine_file::{EngineFileError, OpenedEngine};
 use crate::model::{self, ModelWeights, Scratch};
+use crate::options::BuildOptions;
 use crate::progress::Progress;
 use crate::spec::ModelSpec;
+use crate::step::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
 use crate::weights::WeightMap;
 use crate::{Error, Result};
 pub use ops::{CpuAct, CpuOps};
@@ -103,8 +102,8 @@ fn backend(
     pack: impl FnOnce(&mut CpuOps) -> Result<ModelWeights<CpuOps>> + Send,
 ) -> Result<CpuBackend> {
     let threads = match options.device {
-        crate::engine::DeviceChoice::Cpu { threads } => threads,
-        crate::engine::DeviceChoice::Cuda { .. } => {
+        crate::options::DeviceChoice::Cpu { threads } => threads,
+        crate::options::DeviceChoice::Cuda { .. } => {
             return Err(Error::invalid(
                 "a CPU engine asked for a CUDA device choice",
             ));

@@ -4,10 +4,10 @@
 
 use super::*;
 use crate::backend::cpu::{self, CpuBackend};
-use crate::backend::{CacheMode, LogitRows, StepInputs};
 use crate::engine::{BuildOptions, DeviceChoice, Engine};
 use crate::engine_file;
 use crate::progress::NoProgress;
+use crate::step::{CacheMode, LogitRows, StepInputs};
 use crate::weights::WeightSource;
 use std::path::PathBuf;
 

@@ -11,7 +11,7 @@ use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps, env_usize};
 use super::scratch::Scratch;
 use super::trace::{Kind, slot};
 use super::weights::{Mat, Vf};
-use crate::backend::BackendError;
+use crate::backend_error::BackendError;
 use crate::spec::ModelSpec;
 use crate::{Error, Result};
 use cudarc::driver::CudaFunction;

@@ -2,7 +2,7 @@
 //! [`BackendError::CudaUnavailable`], never a panic from the dynamic loader), the context and its one
 //! stream, raw device buffers, and the conversion of driver errors into [`BackendError`].
 
-use crate::backend::BackendError;
+use crate::backend_error::BackendError;
 use crate::{Error, Result};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use std::sync::Arc;

@@ -9,9 +9,9 @@ use super::kernels::{DECODE_CHUNK, Kernels, tc_prefill_supported};
 use super::scratch::{Scratch, decode_splits};
 use super::weights::{Layout, Mat, Vf};
 use crate::Result;
-use crate::backend::CacheMode;
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
+use crate::step::CacheMode;
 use cudarc::driver::{CudaFunction, LaunchConfig, PushKernelArg};
 use std::collections::BTreeMap;
 

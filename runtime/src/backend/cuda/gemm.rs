@@ -10,7 +10,7 @@
 
 use super::device::{DevBuf, Gpu};
 use super::kernels::GEMV_MAX_ROWS;
-use crate::backend::BackendError;
+use crate::backend_error::BackendError;
 use crate::precision::Precision;
 use crate::{Error, Result};
 use cudarc::cublaslt::sys;

@@ -2,7 +2,7 @@
 //! ends in the device argmax), valid only for the device addresses it was captured with: the scratch
 //! (its capacity identifies it) and the KV cache tensors. A graph whose addresses changed is replaced.
 
-use crate::backend::CacheMode;
+use crate::step::CacheMode;
 
 /// Everything a captured decode graph depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! compute capability, and loaded as modules.
 
 use super::device::{Gpu, check_nvrtc, cuda_err};
-use crate::backend::BackendError;
+use crate::backend_error::BackendError;
 use crate::precision::Precision;
 use crate::spec::{Mlp, ModelSpec, NormKind, Positions};
 use crate::{Error, Result};

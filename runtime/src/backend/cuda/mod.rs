@@ -48,14 +48,13 @@ pub mod trace;
 pub mod tune;
 pub mod weights;
 
-use crate::backend::{
-    Backend, BackendError, BackendKind, CacheMode, LogitRows, Logits, StepInputs,
-};
+use crate::backend::{Backend, BackendError};
 use crate::cache::{KvStorage, KvTensor, LayerKvMut};
-use crate::engine::{BuildOptions, DeviceChoice};
+use crate::options::{BuildOptions, DeviceChoice};
 use crate::progress::Progress;
 use crate::sample::Sampler;
 use crate::spec::{ModelSpec, Positions};
+use crate::step::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
 use crate::weights::WeightMap;
 use crate::{Error, Result};
 use cudarc::driver::CudaGraph;

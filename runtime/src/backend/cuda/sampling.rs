@@ -7,8 +7,8 @@ use super::forward::{self, Arg, Call, launch};
 use super::kernels::SAMPLE_MAX_K;
 use super::scratch::argmax_id;
 use super::{CudaBackend, missing_scratch};
-use crate::backend::CacheMode;
 use crate::sample::Sampling;
+use crate::step::CacheMode;
 use crate::{Error, Result};
 
 /// Threads of a `sample_top_k` block (one block per sequence).

@@ -7,8 +7,9 @@ use super::gemm::Lt;
 use super::graph::{GraphCache, GraphKey};
 use super::scratch::Scratch;
 use super::{CudaBackend, device_ptr, missing_scratch};
-use crate::backend::{BackendError, CacheMode, StepInputs};
+use crate::backend_error::BackendError;
 use crate::cache::LayerKvMut;
+use crate::step::{CacheMode, StepInputs};
 use crate::{Error, Result};
 use cudarc::driver::CudaGraph;
 

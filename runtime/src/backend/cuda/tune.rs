@@ -8,7 +8,7 @@ use super::device::cuda_err;
 use super::forward::{Model, gemm};
 use super::gemm::{GemmChoice, GemmShape, Lt, gemv_fits};
 use crate::Result;
-use crate::engine::BuildOptions;
+use crate::options::BuildOptions;
 use std::collections::BTreeMap;
 
 /// cuBLASLt candidates timed per shape.
@@ -122,7 +122,7 @@ pub fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::DeviceChoice;
+    use crate::options::DeviceChoice;
     use crate::precision::Precision;
 
     #[test]
