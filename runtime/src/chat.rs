@@ -6,9 +6,6 @@
 //! what Python's `json.dumps` writes (`tojson`); booleans and none print as `True`/`False`/`None`, as
 //! Python prints them. Templates get `messages`, `add_generation_prompt`,
 //! `bos_token` and `eos_token`. A fuel limit bounds the work a hostile template can ask for.
-//!
-//! CONTRACT (owned by the `text` work package): the signatures below are fixed; `render_with`,
-//! `source` and `special_tokens` are additions.
 
 mod sources;
 mod tojson;

@@ -1,9 +1,9 @@
 //! The one curated surface that generated crates use (`::runtime::codegen::…`), so the runtime can change
 //! inside without breaking emitted code.
 //!
-//! CONTRACT for the generated registry (owned by the `gen` work package, used by `run_llm`):
-//! `registry::get(name) -> Option<&'static dyn DynModel>`, `registry::all() -> &'static [&'static dyn
-//! DynModel]`, `registry::DEFAULT_MODEL: &str`.
+//! The generated registry that `run_llm` uses offers `registry::get(name) -> Option<&'static dyn
+//! DynModel>`, `registry::all() -> &'static [&'static dyn DynModel]` and `registry::DEFAULT_MODEL:
+//! &str`, over [`DynModel`].
 //!
 //! A generated crate holds its cache as named fields of [`Kv`] tensors typed by a precision marker; this
 //! module turns them back into the runtime's per-layer views and checks what the types cannot.

@@ -4,9 +4,6 @@
 //! files transformers reads them from (`special`). A GGUF tokenizer is rebuilt from its
 //! `tokenizer.ggml.*` metadata as the same `tokenizers` pipeline transformers builds (`gguf`).
 //! [`StreamDecoder`] (`stream`) turns ids into text as they arrive without ever splitting a character.
-//!
-//! CONTRACT (owned by the `text` work package): the signatures below are fixed; `from_json_bytes`,
-//! `token_to_id`, `id_to_token` and `tokenizers` are additions.
 
 mod gguf;
 mod special;

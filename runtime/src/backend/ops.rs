@@ -114,7 +114,7 @@ pub trait Ops {
         positions: &[u32],
     ) -> Result<()>;
     /// Causal GQA attention for fused `qkv` rows (`[q | k | v]`), against the static cache per `mode`
-    /// (see ARCHITECTURE.md "Static cache semantics"); writes `[rows, q_dim]` into `out`.
+    /// (ARCHITECTURE.md, "Static cache semantics"); writes `[rows, q_dim]` into `out`.
     fn attention(
         &mut self,
         qkv: &Self::Act,

@@ -2,9 +2,6 @@
 //! dequantisation of F32/F16/BF16/Q8_0/Q4_0/Q4_1 to f32 (`dequant`), the model spec from `llama.*` /
 //! `qwen2.*` metadata (`spec`) and the canonical weights with llama.cpp's Q/K rotary permutation undone
 //! (`canonical`).
-//!
-//! CONTRACT (owned by the `text` work package): the signatures of `open`, `metadata`, `spec` and
-//! `canonical_weights` are fixed; the other methods are additions.
 
 mod canonical;
 mod cursor;

@@ -37,8 +37,7 @@ pub const MC: usize = 64;
 /// Upper bound on one f32 weight block (bytes).
 const BLOCK_BYTES: usize = 512 * 1024;
 /// Upper bound on one 16-bit weight block once widened to f32 (bytes): smaller, so the widened copy
-/// that every token tile re-reads stays close to the core (a 16-token FP16/BF16 prompt's TTFT fell
-/// from 54/60 to 45/46 ms against 512 KiB on the test machine, bench/RESULTS.md).
+/// that every token tile re-reads stays close to the core (bench/RESULTS.md measures the two sizes).
 const WIDENED_BLOCK_BYTES: usize = 128 * 1024;
 
 /// The micro-kernel, chosen once per process. The SIMD variants are only constructed by
