@@ -332,13 +332,26 @@ fn host_tensor(dtype: Dtype, shape: Vec<usize>, bytes: &[u8]) -> HostTensor {
 }
 
 /// Little-endian elements of `N` bytes each.
-fn from_le<T, const N: usize>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
+fn from_le<T: bytemuck::Pod, const N: usize>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
     gather(&[bytes], from)
 }
 
-/// The little-endian elements of `parts`, one after another.
-fn gather<T, const N: usize>(parts: &[&[u8]], from: fn([u8; N]) -> T) -> Vec<T> {
-    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() / N).sum());
+/// The little-endian elements of `parts`, one after another (on a little-endian host a plain copy
+/// of the bytes into the elements, whatever the alignment of `parts`).
+fn gather<T: bytemuck::Pod, const N: usize>(parts: &[&[u8]], from: fn([u8; N]) -> T) -> Vec<T> {
+    let len = parts.iter().map(|p| p.len() / N).sum();
+    if cfg!(target_endian = "little") {
+        let mut out = vec![T::zeroed(); len];
+        let mut at = 0;
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out);
+        for p in parts {
+            let whole = p.len() - p.len() % N;
+            bytes[at..at + whole].copy_from_slice(&p[..whole]);
+            at += whole;
+        }
+        return out;
+    }
+    let mut out = Vec::with_capacity(len);
     for p in parts {
         out.extend(p.chunks_exact(N).map(|c| {
             let mut a = [0u8; N];
