@@ -1,5 +1,5 @@
 //! The llmforge generator as a library: `models.toml` → one [`ModelInput`] per model (its entry and the
-//! [`ModelSpec`] parsed from its `config.json` by `runtime::config`) → a [`Plan`] of every file under
+//! [`ModelSpec`] parsed from its `config.json` by `llmforge_spec::config`) → a [`Plan`] of every file under
 //! `generated/` → written to disk ([`write`]) or compared with it ([`check`]).
 //!
 //! Nothing here reads the clock or iterates a hash map: the same inputs give byte-identical output.
@@ -9,9 +9,9 @@ pub mod emit;
 pub mod paths;
 pub mod write;
 
-use runtime::ModelSpec;
-use runtime::config::{ConfigError, load_config_file};
-use runtime::manifest::{Manifest, ManifestError, ModelEntry, slug};
+use llmforge_spec::ModelSpec;
+use llmforge_spec::config::{ConfigError, load_config_file};
+use llmforge_spec::manifest::{Manifest, ManifestError, ModelEntry, slug};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 
 use generator::check::check;
 use generator::write::write;
-use runtime::manifest::Manifest;
+use llmforge_spec::manifest::Manifest;
 use std::path::{Path, PathBuf};
 
 fn manifest() -> Manifest {
@@ -33,14 +33,14 @@ fn output_is_deterministic_and_every_file_says_it_is_generated() {
     }
     // Model crates name their entry and the sha256 of their config.json.
     for entry in &m.models {
-        let spec =
-            runtime::config::load_config_file(&entry.name, &m.config_path(entry)).expect("config");
+        let spec = llmforge_spec::config::load_config_file(&entry.name, &m.config_path(entry))
+            .expect("config");
         let lib = a
             .files
             .iter()
             .find(|(p, _)| {
                 p.ends_with(Path::new("src/lib.rs"))
-                    && p.starts_with(runtime::manifest::slug(&entry.name))
+                    && p.starts_with(llmforge_spec::manifest::slug(&entry.name))
             })
             .map(|(_, t)| t)
             .expect("a lib.rs per model");

@@ -3,7 +3,7 @@
 //! output is accepted only by re-running with `BLESS=1`.
 
 use generator::{ModelInput, emit};
-use runtime::manifest::Manifest;
+use llmforge_spec::manifest::Manifest;
 use std::path::{Path, PathBuf};
 
 const MODELS: [&str; 3] = ["tiny-llama", "tiny-qwen2", "tiny-gpt2"];

@@ -57,7 +57,9 @@ fn cpu(threads: Option<usize>) -> Result<Measured> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda(ordinal: usize) -> Result<Measured> {
-    anyhow::bail!("no CUDA device {ordinal} for the bandwidth probe: this build has no CUDA backend")
+    anyhow::bail!(
+        "no CUDA device {ordinal} for the bandwidth probe: this build has no CUDA backend"
+    )
 }
 
 #[cfg(feature = "cuda")]

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use runtime::ModelSpec;
 use runtime::Precision;
 use runtime::chat::ChatTemplate;
-use runtime::manifest::Manifest;
+use runtime::manifest::{Manifest, ResolveWeights};
 use runtime::tokenize::Tokenizer;
 use runtime::weights::WeightSource;
 use runtime::weights::gguf::GgufFile;

@@ -11,7 +11,6 @@ pub mod backend_error;
 pub mod cache;
 pub mod chat;
 pub mod codegen;
-pub mod config;
 pub mod engine;
 pub mod engine_file;
 pub mod error;
@@ -19,14 +18,14 @@ pub mod generate;
 pub mod manifest;
 pub mod model;
 pub mod options;
-pub mod precision;
 pub mod progress;
 pub mod sample;
-pub mod spec;
 pub mod step;
 pub mod tokenize;
 pub mod weights;
 
 pub use error::{Error, Result};
+/// The model description (its own crate, `llmforge-spec`), under the paths the runtime always had.
+pub use llmforge_spec::{config, precision, spec};
 pub use precision::Precision;
 pub use spec::ModelSpec;

@@ -5,7 +5,7 @@
 mod hostile_common;
 
 use hostile_common::{Scratch, assert_names, err_msg, root};
-use runtime::manifest::Manifest;
+use runtime::manifest::{Manifest, ResolveWeights};
 
 const ONE: &str = r#"default_model = "m"
 

@@ -3,10 +3,10 @@
 
 use super::lit;
 use crate::{GenError, ModelInput, Problem};
+use llmforge_spec::spec::{Arch, Mlp, NormKind, Positions};
+use llmforge_spec::{ModelSpec, Precision};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use runtime::spec::{Arch, Mlp, NormKind, Positions};
-use runtime::{ModelSpec, Precision};
 
 fn finite(m: &ModelInput, field: &str, x: f64) -> Result<proc_macro2::Literal, GenError> {
     if x.is_finite() {

@@ -10,8 +10,8 @@ mod registry;
 mod text;
 
 use crate::{GenError, ModelInput};
+use llmforge_spec::manifest::Manifest;
 use proc_macro2::TokenStream;
-use runtime::manifest::Manifest;
 
 /// Relative path and contents of one emitted file.
 pub type File = (String, String);
@@ -39,7 +39,7 @@ pub fn registry_header(prefix: &str, manifest: &Manifest, models: &[ModelInput])
          model list sha256 {}). Do not edit: change models.toml and run `cargo run -p generator`.",
         models.len(),
         manifest.default_model,
-        runtime::config::sha256_hex(list.as_bytes())
+        llmforge_spec::config::sha256_hex(list.as_bytes())
     )
 }
 

@@ -3,9 +3,9 @@
 
 use super::lit;
 use crate::ModelInput;
+use llmforge_spec::manifest::WeightEntry;
 use proc_macro2::TokenStream;
 use quote::quote;
-use runtime::manifest::WeightEntry;
 
 pub fn lib_rs(m: &ModelInput) -> TokenStream {
     let doc = super::lit::doc_lines(&format!(

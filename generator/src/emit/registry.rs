@@ -3,9 +3,9 @@
 
 use super::lit;
 use crate::ModelInput;
+use llmforge_spec::manifest::Manifest;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use runtime::manifest::Manifest;
 
 pub fn lib_rs() -> TokenStream {
     quote! {

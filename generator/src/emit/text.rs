@@ -3,8 +3,8 @@
 
 use crate::{GenError, ModelInput};
 use askama::Template;
-use runtime::manifest::{Manifest, WeightEntry};
-use runtime::spec::Positions;
+use llmforge_spec::manifest::{Manifest, WeightEntry};
+use llmforge_spec::spec::Positions;
 
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()

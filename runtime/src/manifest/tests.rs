@@ -1,6 +1,8 @@
 use super::resolve::{hf_cache_snapshot_in, single_gguf};
 use super::*;
+use crate::precision::Precision;
 use crate::weights::WeightSource;
+use std::path::{Path, PathBuf};
 
 const ONE: &str = r#"
 default_model = "a"

@@ -1,0 +1,12 @@
+//! The model description every part of llmforge shares: the normalised [`ModelSpec`] (`spec`), Hugging
+//! Face `config.json` parsing into it (`config`), the engine precisions (`precision`) and `models.toml`
+//! (`manifest`). It depends on nothing but serde, toml, sha2 and thiserror, so the generator can read
+//! models without compiling the runtime.
+
+pub mod config;
+pub mod manifest;
+pub mod precision;
+pub mod spec;
+
+pub use precision::Precision;
+pub use spec::ModelSpec;
