@@ -25,9 +25,9 @@ impl EngineMap {
         // not change while borrowed. llmforge never writes an engine file in place: `engine_file::save`
         // writes a temporary file and renames it over the old path, so a mapped file (an inode that
         // stays alive while mapped, whatever its path now names) keeps its contents. Another program
-        // writing into or truncating an engine file while an engine is running from it is outside what
-        // llmforge supports (README, "Engine files"): like any memory-mapped model file, the engine
-        // would then read the new bytes, or be killed by SIGBUS for pages past a truncated end.
+        // writing into or truncating an engine file while an engine runs from it is not supported:
+        // as with any memory-mapped model file, the engine would then read the new bytes, or be
+        // killed by SIGBUS on a page past a truncated end.
         let map = unsafe { MmapOptions::new().populate().map(file)? };
         Ok(EngineMap(Arc::new(map)))
     }
