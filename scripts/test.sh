@@ -7,29 +7,41 @@
 # with transformers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The test runs' output is also kept in a log, so that the run can end with one summary line.
+log=$(mktemp)
+logged() { "$@" 2>&1 | tee -a "$log"; }
 scripts/install-smollm2.sh
 # shellcheck source=/dev/null
 . .ci/nvrtc-setup.sh
 # The torch + transformers environment installs (mostly downloads) while the workspace builds and tests.
 pyref_out=$(mktemp)
 pyref_err=$(mktemp)
-trap 'rm -f "$pyref_out" "$pyref_err"' EXIT
+trap 'rm -f "$pyref_out" "$pyref_err" "$log"' EXIT
 scripts/install-pyref.sh >"$pyref_out" 2>"$pyref_err" &
 pyref_pid=$!
 status=0
 cargo run --release -p generator -- --check || status=$?
-cargo test --workspace --release --no-fail-fast "$@" || status=$?
+logged cargo test --workspace --release --no-fail-fast "$@" || status=$?
 # The PTX compile tests are #[ignore]d in a plain `cargo test` (they need NVRTC, set up above).
-cargo test --release -p runtime --test cuda_kernels -- --include-ignored || status=$?
+logged cargo test --release -p runtime --test cuda_kernels -- --include-ignored || status=$?
 # So are the comparisons with transformers (they need the environment installed above).
 pyref_status=0
 wait "$pyref_pid" || pyref_status=$?
 cat "$pyref_err" >&2
 if [ "$pyref_status" -eq 0 ]; then
     LLMFORGE_PYTHON=$(cat "$pyref_out") \
-        cargo test --release -p run_llm --test pytorch -- --include-ignored || status=$?
+        logged cargo test --release -p run_llm --test pytorch -- --include-ignored || status=$?
 else
     echo "scripts/install-pyref.sh failed (exit status $pyref_status): run_llm's transformers tests did not run" >&2
     status=1
 fi
+# One line for the whole run: every test binary's counts added up.
+awk '/^test result:/ {
+        for (i = 1; i <= NF; i++) if ($(i) ~ /^(passed|failed|ignored);?$/) n[$(i)] += $(i - 1)
+        blocks++
+    }
+    END {
+        printf "scripts/test.sh: %d test binaries: %d passed, %d failed, %d ignored\n", blocks,
+            n["passed;"] + n["passed"], n["failed;"] + n["failed"], n["ignored;"] + n["ignored"]
+    }' "$log"
 exit "$status"
