@@ -1,4 +1,4 @@
-//! Sampling on the device (`templates/kernels/sample.cu`, top-k up to `SAMPLE_MAX_K`) against the
+//! Sampling on the device (`runtime/templates/kernels/sample.cu`, top-k up to `SAMPLE_MAX_K`) against the
 //! host sampler (`runtime/src/sample.rs`) on the same numbers: the same seed must give the same tokens.
 //! 1. Crafted logits (ties, negative values, -inf, -0.0, rows of equal values, rows with a NaN, a +inf
 //!    or all -inf, a 50 021-token vocabulary so the selection passes loop) through

@@ -1,5 +1,5 @@
 //! The fused decode path: a step of a few rows (`batch <= GEMV_MAX_ROWS`, one token each) as five
-//! launches per layer of templates/kernels/decode.cu plus the split attention:
+//! launches per layer of runtime/templates/kernels/decode.cu plus the split attention:
 //! `dec_qkv` (norm → QKV → bias + RoPE → q and the K/V cache rows) → `attn_decode` → `dec_o` (into
 //! the residual stream) → `dec_up` (norm → gate/up → SwiGLU, or fc → gelu) → `dec_down` (into the
 //! residual stream); then `dec_lm` (final norm → lm_head → logits and the fused argmax). Launched

@@ -99,7 +99,7 @@ pub fn launch(
     };
     // SAFETY: every pointer argument addresses a live device buffer sized by `Scratch::new`, the weight
     // layout or the cache shape checked by `Engine`, for the grid launched here; the argument list
-    // matches the kernel's parameter list in templates/kernels (same order, 8-byte pointers, i32 ints,
+    // matches the kernel's parameter list in runtime/templates/kernels (same order, 8-byte pointers, i32 ints,
     // f32 floats);
     // `smem` is within the limit set on the gemv kernels at load time (callers check).
     unsafe { b.launch(cfg) }.map(|_| ()).map_err(cuda_err(name))

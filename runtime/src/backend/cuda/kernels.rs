@@ -1,4 +1,4 @@
-//! The fused kernels: CUDA C sources rendered from `templates/kernels/*.cu` (askama) with the model's
+//! The fused kernels: CUDA C sources rendered from `runtime/templates/kernels/*.cu` (askama) with the model's
 //! shapes and the storage precision as compile-time constants, compiled to PTX by NVRTC for the GPU's
 //! compute capability, and loaded as modules.
 
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// Keys per split of the decode attention.
 pub const DECODE_CHUNK: usize = 128;
-/// Largest `top_k` the device sampler takes (`templates/kernels/sample.cu`); larger values, or no
+/// Largest `top_k` the device sampler takes (`runtime/templates/kernels/sample.cu`); larger values, or no
 /// `top_k`, sample on the host from the copied logits.
 pub const SAMPLE_MAX_K: usize = 1024;
 /// Most rows the decode GEMV kernel handles in one launch.
@@ -395,7 +395,7 @@ impl Kernels {
     }
 }
 
-/// The five fused decode kernels of one row-count variant (templates/kernels/decode.cu).
+/// The five fused decode kernels of one row-count variant (runtime/templates/kernels/decode.cu).
 pub struct DecodeKernels {
     pub qkv: CudaFunction,
     pub o: CudaFunction,

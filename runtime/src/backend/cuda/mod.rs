@@ -16,7 +16,7 @@
 //! Map of the modules:
 //! - `device`: library probes, context + one stream, raw device buffers.
 //! - `weights`: conversion and QKV / gate-up fusion into one matrix buffer (host side, pure).
-//! - `kernels`: askama templates `templates/kernels/*.cu` rendered with the model's constants,
+//! - `kernels`: askama templates `runtime/templates/kernels/*.cu` rendered with the model's constants,
 //!   compiled by NVRTC for the GPU's compute capability, loaded.
 //! - `gemm` + `tune`: cuBLASLt plans and the build-time timing of cuBLASLt candidates against the
 //!   `gemv` kernel per weight shape (decode and prefill row counts).

@@ -1,4 +1,4 @@
-//! Sampling on the device (`templates/kernels/sample.cu`): with a `top_k` of at most
+//! Sampling on the device (`runtime/templates/kernels/sample.cu`): with a `top_k` of at most
 //! [`SAMPLE_MAX_K`], the token of each sequence is chosen next to its logits, with the host sampler's
 //! semantics and its seeded draws, and only the ids come back. Other settings (no `top_k`, or a larger
 //! one) sample on the host from the copied logits.

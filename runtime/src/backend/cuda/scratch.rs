@@ -105,7 +105,7 @@ impl Scratch {
     }
 }
 
-/// The token id encoded in an `argmax_key` (templates/kernels/common.cuh).
+/// The token id encoded in an `argmax_key` (runtime/templates/kernels/common.cuh).
 pub fn argmax_id(key: u64) -> u32 {
     0xffff_ffff - (key & 0xffff_ffff) as u32
 }

@@ -1,4 +1,4 @@
-// Part of templates/kernels/decode.cu (included): the weight-streaming core the decode GEMVs share —
+// Part of runtime/templates/kernels/decode.cu (included): the weight-streaming core the decode GEMVs share —
 // units and steps, the warp's place in the grid, loading a step, computing it, walking the steps.
 __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
     uint4 v;

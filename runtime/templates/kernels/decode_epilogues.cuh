@@ -1,4 +1,4 @@
-// Part of templates/kernels/decode.cu (included): the GEMV epilogues, each run by lane 0 of the warp
+// Part of runtime/templates/kernels/decode.cu (included): the GEMV epilogues, each run by lane 0 of the warp
 // that finished a unit, with the inputs its `prepare` loaded as the unit began.
 template <int MR> struct QkvEpi {
     const float* bias;
