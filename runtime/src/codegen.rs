@@ -26,6 +26,7 @@ pub use crate::sample::Sampling;
 pub use crate::spec::ModelSpec;
 pub use crate::spec::{Arch, Llama3Scaling, Mlp, NormKind, Positions};
 pub use crate::step::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
+pub use crate::typed_engine::{Inputs, TypedCache, TypedEngine, TypedModel};
 pub use crate::weights::WeightSource;
 pub use crate::{Error as RuntimeError, Result as RuntimeResult};
 

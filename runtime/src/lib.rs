@@ -22,6 +22,7 @@ pub mod progress;
 pub mod sample;
 pub mod step;
 pub mod tokenize;
+pub mod typed_engine;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -6,61 +6,60 @@
 //! `cargo run --release -p app -- "What is the capital of France?"`
 
 use anyhow::{Context, Result};
-use runtime::chat::{ChatTemplate, Message};
-use runtime::codegen::{DynModel, GenerateOptions, NoProgress, WeightSource, entry_weights};
-use runtime::tokenize::Tokenizer;
-use runtime::weights::gguf::GgufFile;
+// One dependency per model crate: each re-exports the runtime and the generic engine.
+use smollm2_135m_instruct::runtime::chat::{ChatTemplate, Message};
+use smollm2_135m_instruct::runtime::codegen::{DynModel, entry_weights};
+use smollm2_135m_instruct::runtime::tokenize::Tokenizer;
+use smollm2_135m_instruct::runtime::weights::gguf::GgufFile;
+use smollm2_135m_instruct::{GenerateOptions, NoProgress, TypedEngine, TypedModel, WeightSource};
 use std::io::Write;
 
-/// Encode `prompt`, generate with crate `$model`'s typed engine, stream the decoded text to stdout.
-/// A macro because every generated crate has its own types: the code is the same for each.
-macro_rules! run {
-    ($model:ident, $tokenizer:expr, $prompt_ids:expr) => {{
-        let tokenizer: &Tokenizer = $tokenizer;
-        let prompt: Vec<u32> = $prompt_ids;
-        let mut engine = $model::Engine::<$model::DefaultPrecision>::build_from_manifest(
-            $model::default_options(),
-            &NoProgress,
-        )?;
-        let mut cache = engine.new_cache(1)?;
-        println!(
-            "{}: {} layers, cache key_cache_0 … value_cache_{} of [1, {}, {}, {}], {} prompt tokens",
-            $model::NAME,
-            $model::NUM_LAYERS,
-            $model::NUM_LAYERS - 1,
-            $model::NUM_KV_HEADS,
-            $model::DEFAULT_MAX_SEQ_LEN,
-            $model::HEAD_DIM,
-            prompt.len()
-        );
-        let options = GenerateOptions {
-            max_new_tokens: 48,
-            ..GenerateOptions::default()
-        };
-        let mut stream = tokenizer.stream();
-        let mut failed = None;
-        let out = engine.generate_with_static_cache(
-            &mut cache,
-            std::slice::from_ref(&prompt),
-            &options,
-            &mut |_, id| match stream.push(id) {
-                Ok(text) => {
-                    print!("{text}");
-                    let _ = std::io::stdout().flush();
-                }
-                Err(e) => failed = Some(e),
-            },
-        )?;
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
-        println!("{}", stream.finish()?);
-        println!(
-            "[{} tokens, {:.1} tokens/s after the first]",
-            out.tokens[0].len(),
-            out.timings.decode_steps_per_second()
-        );
-    }};
+/// Generate from `prompt` with model `M`'s typed engine (its `models.toml` precision
+/// and defaults), stream the decoded text to stdout. Generic over the generated crates' `Model`.
+fn run<M: TypedModel>(tokenizer: &Tokenizer, prompt: Vec<u32>) -> Result<()> {
+    let options = M::default_options();
+    let mut engine =
+        TypedEngine::<M, M::DefaultPrecision>::build_from_manifest(options, &NoProgress)?;
+    let mut cache = engine.new_cache(1)?;
+    let s = M::spec();
+    println!(
+        "{}: {} layers, cache key_cache_0 … value_cache_{} of [1, {}, {}, {}], {} prompt tokens",
+        M::NAME,
+        s.num_layers,
+        s.num_layers - 1,
+        s.num_kv_heads,
+        options.max_seq_len,
+        s.head_dim,
+        prompt.len()
+    );
+    let generate = GenerateOptions {
+        max_new_tokens: 48,
+        ..GenerateOptions::default()
+    };
+    let mut stream = tokenizer.stream();
+    let mut failed = None;
+    let out = engine.generate_with_static_cache(
+        &mut cache,
+        std::slice::from_ref(&prompt),
+        &generate,
+        &mut |_, id| match stream.push(id) {
+            Ok(text) => {
+                print!("{text}");
+                let _ = std::io::stdout().flush();
+            }
+            Err(e) => failed = Some(e),
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    println!("{}", stream.finish()?);
+    println!(
+        "[{} tokens, {:.1} tokens/s after the first]",
+        out.tokens[0].len(),
+        out.timings.decode_steps_per_second()
+    );
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -74,11 +73,7 @@ fn main() -> Result<()> {
             let template =
                 ChatTemplate::from_gguf(&gguf)?.context("the GGUF has no chat template")?;
             let text = template.render(&[Message::user(question)], true)?;
-            run!(
-                smollm2_135m_instruct,
-                &tokenizer,
-                tokenizer.encode(&text, false)?
-            );
+            run::<smollm2_135m_instruct::Model>(&tokenizer, tokenizer.encode(&text, false)?)?;
         }
         other => {
             if let Err(e) = other {
@@ -90,7 +85,7 @@ fn main() -> Result<()> {
                 .join(tiny_llama::CONFIG_PATH);
             let dir = config.parent().context("config.json has a directory")?;
             let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
-            run!(tiny_llama, &tokenizer, tokenizer.encode(&question, true)?);
+            run::<tiny_llama::Model>(&tokenizer, tokenizer.encode(&question, true)?)?;
         }
     }
     Ok(())

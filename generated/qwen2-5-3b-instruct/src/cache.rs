@@ -154,8 +154,51 @@ pub struct KvCache<P: rt::PrecisionMarker> {
     pub value_cache_35: rt::Kv<Model, P>,
 }
 impl<P: rt::PrecisionMarker> KvCache<P> {
+    /// The runtime's per-layer views, in layer order.
+    pub fn layers_mut(&mut self) -> [rt::LayerKvMut<'_>; NUM_LAYERS] {
+        [
+            rt::layer(&mut self.key_cache_0, &mut self.value_cache_0),
+            rt::layer(&mut self.key_cache_1, &mut self.value_cache_1),
+            rt::layer(&mut self.key_cache_2, &mut self.value_cache_2),
+            rt::layer(&mut self.key_cache_3, &mut self.value_cache_3),
+            rt::layer(&mut self.key_cache_4, &mut self.value_cache_4),
+            rt::layer(&mut self.key_cache_5, &mut self.value_cache_5),
+            rt::layer(&mut self.key_cache_6, &mut self.value_cache_6),
+            rt::layer(&mut self.key_cache_7, &mut self.value_cache_7),
+            rt::layer(&mut self.key_cache_8, &mut self.value_cache_8),
+            rt::layer(&mut self.key_cache_9, &mut self.value_cache_9),
+            rt::layer(&mut self.key_cache_10, &mut self.value_cache_10),
+            rt::layer(&mut self.key_cache_11, &mut self.value_cache_11),
+            rt::layer(&mut self.key_cache_12, &mut self.value_cache_12),
+            rt::layer(&mut self.key_cache_13, &mut self.value_cache_13),
+            rt::layer(&mut self.key_cache_14, &mut self.value_cache_14),
+            rt::layer(&mut self.key_cache_15, &mut self.value_cache_15),
+            rt::layer(&mut self.key_cache_16, &mut self.value_cache_16),
+            rt::layer(&mut self.key_cache_17, &mut self.value_cache_17),
+            rt::layer(&mut self.key_cache_18, &mut self.value_cache_18),
+            rt::layer(&mut self.key_cache_19, &mut self.value_cache_19),
+            rt::layer(&mut self.key_cache_20, &mut self.value_cache_20),
+            rt::layer(&mut self.key_cache_21, &mut self.value_cache_21),
+            rt::layer(&mut self.key_cache_22, &mut self.value_cache_22),
+            rt::layer(&mut self.key_cache_23, &mut self.value_cache_23),
+            rt::layer(&mut self.key_cache_24, &mut self.value_cache_24),
+            rt::layer(&mut self.key_cache_25, &mut self.value_cache_25),
+            rt::layer(&mut self.key_cache_26, &mut self.value_cache_26),
+            rt::layer(&mut self.key_cache_27, &mut self.value_cache_27),
+            rt::layer(&mut self.key_cache_28, &mut self.value_cache_28),
+            rt::layer(&mut self.key_cache_29, &mut self.value_cache_29),
+            rt::layer(&mut self.key_cache_30, &mut self.value_cache_30),
+            rt::layer(&mut self.key_cache_31, &mut self.value_cache_31),
+            rt::layer(&mut self.key_cache_32, &mut self.value_cache_32),
+            rt::layer(&mut self.key_cache_33, &mut self.value_cache_33),
+            rt::layer(&mut self.key_cache_34, &mut self.value_cache_34),
+            rt::layer(&mut self.key_cache_35, &mut self.value_cache_35),
+        ]
+    }
+}
+impl<P: rt::PrecisionMarker> rt::TypedCache for KvCache<P> {
     /// A zeroed cache of `engine` (built for this model in precision `P`) for `batch` sequences.
-    pub(crate) fn new(engine: &rt::Engine, batch: usize) -> rt::RuntimeResult<Self> {
+    fn new(engine: &rt::Engine, batch: usize) -> rt::RuntimeResult<Self> {
         let mut layers = rt::split_cache::<Model, P>(engine, batch)?;
         let (key_cache_0, value_cache_0) = rt::next_layer(&mut layers, 0)?;
         let (key_cache_1, value_cache_1) = rt::next_layer(&mut layers, 1)?;
@@ -268,62 +311,12 @@ impl<P: rt::PrecisionMarker> KvCache<P> {
             value_cache_35,
         })
     }
-    /// The runtime's per-layer views, in layer order.
-    pub fn layers_mut(&mut self) -> [rt::LayerKvMut<'_>; NUM_LAYERS] {
-        [
-            rt::layer(&mut self.key_cache_0, &mut self.value_cache_0),
-            rt::layer(&mut self.key_cache_1, &mut self.value_cache_1),
-            rt::layer(&mut self.key_cache_2, &mut self.value_cache_2),
-            rt::layer(&mut self.key_cache_3, &mut self.value_cache_3),
-            rt::layer(&mut self.key_cache_4, &mut self.value_cache_4),
-            rt::layer(&mut self.key_cache_5, &mut self.value_cache_5),
-            rt::layer(&mut self.key_cache_6, &mut self.value_cache_6),
-            rt::layer(&mut self.key_cache_7, &mut self.value_cache_7),
-            rt::layer(&mut self.key_cache_8, &mut self.value_cache_8),
-            rt::layer(&mut self.key_cache_9, &mut self.value_cache_9),
-            rt::layer(&mut self.key_cache_10, &mut self.value_cache_10),
-            rt::layer(&mut self.key_cache_11, &mut self.value_cache_11),
-            rt::layer(&mut self.key_cache_12, &mut self.value_cache_12),
-            rt::layer(&mut self.key_cache_13, &mut self.value_cache_13),
-            rt::layer(&mut self.key_cache_14, &mut self.value_cache_14),
-            rt::layer(&mut self.key_cache_15, &mut self.value_cache_15),
-            rt::layer(&mut self.key_cache_16, &mut self.value_cache_16),
-            rt::layer(&mut self.key_cache_17, &mut self.value_cache_17),
-            rt::layer(&mut self.key_cache_18, &mut self.value_cache_18),
-            rt::layer(&mut self.key_cache_19, &mut self.value_cache_19),
-            rt::layer(&mut self.key_cache_20, &mut self.value_cache_20),
-            rt::layer(&mut self.key_cache_21, &mut self.value_cache_21),
-            rt::layer(&mut self.key_cache_22, &mut self.value_cache_22),
-            rt::layer(&mut self.key_cache_23, &mut self.value_cache_23),
-            rt::layer(&mut self.key_cache_24, &mut self.value_cache_24),
-            rt::layer(&mut self.key_cache_25, &mut self.value_cache_25),
-            rt::layer(&mut self.key_cache_26, &mut self.value_cache_26),
-            rt::layer(&mut self.key_cache_27, &mut self.value_cache_27),
-            rt::layer(&mut self.key_cache_28, &mut self.value_cache_28),
-            rt::layer(&mut self.key_cache_29, &mut self.value_cache_29),
-            rt::layer(&mut self.key_cache_30, &mut self.value_cache_30),
-            rt::layer(&mut self.key_cache_31, &mut self.value_cache_31),
-            rt::layer(&mut self.key_cache_32, &mut self.value_cache_32),
-            rt::layer(&mut self.key_cache_33, &mut self.value_cache_33),
-            rt::layer(&mut self.key_cache_34, &mut self.value_cache_34),
-            rt::layer(&mut self.key_cache_35, &mut self.value_cache_35),
-        ]
+    fn with_layers<R>(&mut self, f: impl FnOnce(&mut [rt::LayerKvMut<'_>]) -> R) -> R {
+        f(&mut self.layers_mut())
     }
 }
 /// One call of the engine signature `(input_ids, position_ids, key_cache_0, value_cache_0, …,
-/// start_idx, end_idx)`: `seq_len = end_idx - start_idx` new tokens for each of `batch` sequences.
-/// Prefill uses `start_idx = 0, end_idx = prompt length`; each decode step `start_idx = end_idx`,
-/// `end_idx + 1`.
-#[derive(Debug)]
-pub struct Inputs<'a, P: rt::PrecisionMarker> {
-    /// `[batch, seq_len]` token ids, row-major.
-    pub input_ids: &'a [u32],
-    /// `[batch, seq_len]` positions, row-major.
-    pub position_ids: &'a [u32],
-    /// The static cache the call reads and writes.
-    pub cache: &'a mut KvCache<P>,
-    /// First cache position written by this call.
-    pub start_idx: usize,
-    /// One past the last cache position written by this call.
-    pub end_idx: usize,
-}
+/// start_idx, end_idx)`: `seq_len = end_idx - start_idx` new tokens for each of `batch` sequences,
+/// against this model's cache of precision `P`. Prefill uses `start_idx = 0, end_idx = prompt
+/// length`; each decode step `start_idx = end_idx`, `end_idx + 1`.
+pub type Inputs<'a, P> = rt::Inputs<'a, KvCache<P>>;

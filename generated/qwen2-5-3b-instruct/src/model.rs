@@ -52,6 +52,20 @@ pub fn entry() -> rt::ModelEntry {
         random_weights: false,
     }
 }
+impl rt::TypedModel for Model {
+    type Cache<P: rt::PrecisionMarker> = crate::cache::KvCache<P>;
+    type DefaultPrecision = DefaultPrecision;
+    const NAME: &'static str = NAME;
+    fn spec() -> rt::ModelSpec {
+        spec()
+    }
+    fn dyn_model() -> &'static dyn rt::DynModel {
+        &MODEL
+    }
+    fn default_options() -> rt::EngineOptions {
+        crate::default_options()
+    }
+}
 impl rt::DynModel for Model {
     fn name(&self) -> &'static str {
         NAME

@@ -18,8 +18,17 @@ pub struct KvCache<P: rt::PrecisionMarker> {
     pub value_cache_1: rt::Kv<Model, P>,
 }
 impl<P: rt::PrecisionMarker> KvCache<P> {
+    /// The runtime's per-layer views, in layer order.
+    pub fn layers_mut(&mut self) -> [rt::LayerKvMut<'_>; NUM_LAYERS] {
+        [
+            rt::layer(&mut self.key_cache_0, &mut self.value_cache_0),
+            rt::layer(&mut self.key_cache_1, &mut self.value_cache_1),
+        ]
+    }
+}
+impl<P: rt::PrecisionMarker> rt::TypedCache for KvCache<P> {
     /// A zeroed cache of `engine` (built for this model in precision `P`) for `batch` sequences.
-    pub(crate) fn new(engine: &rt::Engine, batch: usize) -> rt::RuntimeResult<Self> {
+    fn new(engine: &rt::Engine, batch: usize) -> rt::RuntimeResult<Self> {
         let mut layers = rt::split_cache::<Model, P>(engine, batch)?;
         let (key_cache_0, value_cache_0) = rt::next_layer(&mut layers, 0)?;
         let (key_cache_1, value_cache_1) = rt::next_layer(&mut layers, 1)?;
@@ -30,28 +39,12 @@ impl<P: rt::PrecisionMarker> KvCache<P> {
             value_cache_1,
         })
     }
-    /// The runtime's per-layer views, in layer order.
-    pub fn layers_mut(&mut self) -> [rt::LayerKvMut<'_>; NUM_LAYERS] {
-        [
-            rt::layer(&mut self.key_cache_0, &mut self.value_cache_0),
-            rt::layer(&mut self.key_cache_1, &mut self.value_cache_1),
-        ]
+    fn with_layers<R>(&mut self, f: impl FnOnce(&mut [rt::LayerKvMut<'_>]) -> R) -> R {
+        f(&mut self.layers_mut())
     }
 }
 /// One call of the engine signature `(input_ids, position_ids, key_cache_0, value_cache_0, …,
-/// start_idx, end_idx)`: `seq_len = end_idx - start_idx` new tokens for each of `batch` sequences.
-/// Prefill uses `start_idx = 0, end_idx = prompt length`; each decode step `start_idx = end_idx`,
-/// `end_idx + 1`.
-#[derive(Debug)]
-pub struct Inputs<'a, P: rt::PrecisionMarker> {
-    /// `[batch, seq_len]` token ids, row-major.
-    pub input_ids: &'a [u32],
-    /// `[batch, seq_len]` positions, row-major.
-    pub position_ids: &'a [u32],
-    /// The static cache the call reads and writes.
-    pub cache: &'a mut KvCache<P>,
-    /// First cache position written by this call.
-    pub start_idx: usize,
-    /// One past the last cache position written by this call.
-    pub end_idx: usize,
-}
+/// start_idx, end_idx)`: `seq_len = end_idx - start_idx` new tokens for each of `batch` sequences,
+/// against this model's cache of precision `P`. Prefill uses `start_idx = 0, end_idx = prompt
+/// length`; each decode step `start_idx = end_idx`, `end_idx + 1`.
+pub type Inputs<'a, P> = rt::Inputs<'a, KvCache<P>>;

@@ -2,7 +2,9 @@
 //! Typed llmforge engine for `tiny-gpt2` (`llmforge/tiny-gpt2`): its constants, a static KV cache
 //! with one named field per layer tensor, the engine's inputs and the engine. Generated from
 //! `models.toml`; see README.md. The modules are formatted by the generator (prettyplease), so
-//! rustfmt skips them.
+//! rustfmt skips them. The crate re-exports `runtime` and what an application needs besides its
+//! own types (generation options, progress, weight sources, the generic engine and model traits),
+//! so it can be an application's one dependency.
 #[rustfmt::skip]
 mod cache;
 #[rustfmt::skip]
@@ -11,7 +13,12 @@ pub mod config;
 mod engine;
 #[rustfmt::skip]
 mod model;
+pub use ::runtime;
 pub use ::runtime::codegen::{Bf16, Fp16, Fp32};
+pub use ::runtime::codegen::{CacheMode, DeviceChoice, EngineOptions};
+pub use ::runtime::codegen::{GenerateOptions, GenerateOutput, NoProgress, Progress};
+pub use ::runtime::codegen::{RuntimeError, RuntimeResult, TypedEngine, TypedModel};
+pub use ::runtime::codegen::{Sampling, WeightSource};
 pub use cache::{Inputs, KvCache};
 pub use config::*;
 pub use engine::{Engine, default_options};

@@ -11,7 +11,10 @@ pub fn lib_rs(m: &ModelInput) -> TokenStream {
     let doc = super::lit::doc_lines(&format!(
         "Typed llmforge engine for `{}` (`{}`): its constants, a static KV cache with one named field per \
          layer tensor, the engine's inputs and the engine. Generated from `models.toml`; see README.md. \
-         The modules are formatted by the generator (prettyplease), so rustfmt skips them.",
+         The modules are formatted by the generator (prettyplease), so rustfmt skips them. The crate \
+         re-exports `runtime` and what an application needs besides its own types (generation options, \
+         progress, weight sources, the generic engine and model traits), so it can be an application's \
+         one dependency.",
         m.entry.name, m.entry.hf_id
     ));
     quote! {
@@ -26,7 +29,12 @@ pub fn lib_rs(m: &ModelInput) -> TokenStream {
         #[rustfmt::skip]
         mod model;
 
+        pub use ::runtime;
         pub use ::runtime::codegen::{Bf16, Fp16, Fp32};
+        pub use ::runtime::codegen::{CacheMode, DeviceChoice, EngineOptions};
+        pub use ::runtime::codegen::{GenerateOptions, GenerateOutput, NoProgress, Progress};
+        pub use ::runtime::codegen::{RuntimeError, RuntimeResult, TypedEngine, TypedModel};
+        pub use ::runtime::codegen::{Sampling, WeightSource};
         pub use cache::{Inputs, KvCache};
         pub use config::*;
         pub use engine::{Engine, default_options};
@@ -124,6 +132,21 @@ pub fn model_rs(m: &ModelInput) -> TokenStream {
                 batch_size: DEFAULT_BATCH_SIZE,
                 weights: vec![#(#weights),*],
                 random_weights: #random_weights,
+            }
+        }
+
+        impl rt::TypedModel for Model {
+            type Cache<P: rt::PrecisionMarker> = crate::cache::KvCache<P>;
+            type DefaultPrecision = DefaultPrecision;
+            const NAME: &'static str = NAME;
+            fn spec() -> rt::ModelSpec {
+                spec()
+            }
+            fn dyn_model() -> &'static dyn rt::DynModel {
+                &MODEL
+            }
+            fn default_options() -> rt::EngineOptions {
+                crate::default_options()
             }
         }
 

@@ -1,0 +1,169 @@
+//! The typed engine every generated crate uses: one generic [`TypedEngine`] over a model marker `M`
+//! (the generated crate's `Model`, implementing [`TypedModel`]) and a precision marker `P`. The model
+//! crate supplies only what varies (its spec, its cache with one named field per layer, its defaults);
+//! everything the engine does lives here, once. A cache of another model or precision is another type,
+//! so handing it to the engine does not compile.
+
+use crate::Result;
+use crate::cache::LayerKvMut;
+use crate::codegen::{DynModel, EngineOptions, entry_weights, step};
+use crate::engine::{BuildOptions, Engine};
+use crate::generate::{
+    GenerateOptions, GenerateOutput, generate, generate_with_static_cache_layers,
+};
+use crate::precision::PrecisionMarker;
+use crate::progress::Progress;
+use crate::spec::ModelSpec;
+use crate::step::{CacheMode, LogitRows, Logits};
+use crate::weights::WeightSource;
+use std::marker::PhantomData;
+use std::path::Path;
+
+/// What a generated model crate supplies to the typed engine.
+pub trait TypedModel: Sized + 'static {
+    /// The model's static cache of precision `P`: one named key and value field per layer.
+    type Cache<P: PrecisionMarker>: TypedCache;
+    /// The precision of the model's `models.toml` entry.
+    type DefaultPrecision: PrecisionMarker;
+    /// The `models.toml` name.
+    const NAME: &'static str;
+    /// The normalised spec the crate was generated from.
+    fn spec() -> ModelSpec;
+    /// The model seen through the registry's trait object (its `models.toml` entry).
+    fn dyn_model() -> &'static dyn DynModel;
+    /// The `models.toml` build defaults on the CPU.
+    fn default_options() -> EngineOptions;
+}
+
+/// A generated cache: made by an engine, lent to it layer by layer.
+pub trait TypedCache: Sized {
+    /// A zeroed cache of `engine` for `batch` sequences.
+    fn new(engine: &Engine, batch: usize) -> Result<Self>;
+    /// Call `f` with the runtime's view of every layer, in order.
+    fn with_layers<R>(&mut self, f: impl FnOnce(&mut [LayerKvMut<'_>]) -> R) -> R;
+}
+
+/// The inputs of one engine call: `input_ids` and `position_ids` are `[batch, seq_len]` row-major
+/// with `seq_len = end_idx - start_idx`, and `cache` is the model's own cache type `C`.
+#[derive(Debug)]
+pub struct Inputs<'a, C> {
+    pub input_ids: &'a [u32],
+    pub position_ids: &'a [u32],
+    pub cache: &'a mut C,
+    pub start_idx: usize,
+    pub end_idx: usize,
+}
+
+/// A built engine of model `M` whose weights (and, on a GPU, activations and cache) are stored in
+/// precision `P`.
+pub struct TypedEngine<M: TypedModel, P: PrecisionMarker> {
+    inner: Engine,
+    _marker: PhantomData<fn() -> (M, P)>,
+}
+
+impl<M: TypedModel, P: PrecisionMarker> TypedEngine<M, P> {
+    fn wrap(inner: Engine) -> Self {
+        TypedEngine {
+            inner,
+            _marker: PhantomData,
+        }
+    }
+
+    /// The engine-build step: load `weights`, convert them to precision `P`, pack them for the
+    /// backend and device of `options`.
+    pub fn build(
+        weights: &WeightSource,
+        options: EngineOptions,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        Engine::build(M::spec(), weights, options.with_precision::<P>(), progress).map(Self::wrap)
+    }
+
+    /// The engine-build step from the first weight source of the `models.toml` entry that is
+    /// present on this machine.
+    pub fn build_from_manifest(options: EngineOptions, progress: &dyn Progress) -> Result<Self> {
+        let weights = entry_weights(M::dyn_model())?;
+        Self::build(&weights, options, progress)
+    }
+
+    /// Load an engine file saved by [`TypedEngine::save`] for this model and precision; any other
+    /// engine file is refused.
+    pub fn load(path: &Path, options: EngineOptions) -> Result<Self> {
+        Engine::load(path, &M::spec(), &options.with_precision::<P>()).map(Self::wrap)
+    }
+
+    /// Save the built engine (atomically) to `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.inner.save(path)
+    }
+
+    /// A zeroed static cache for `batch` sequences (at most the engine's `max_batch`).
+    pub fn new_cache(&self, batch: usize) -> Result<M::Cache<P>> {
+        M::Cache::<P>::new(&self.inner, batch)
+    }
+
+    /// The engine signature with the `static_v1` cache mode, returning the logits of every
+    /// position `[batch, seq_len, vocab]`.
+    pub fn forward(&mut self, inputs: Inputs<'_, M::Cache<P>>) -> Result<Logits> {
+        self.forward_with(inputs, CacheMode::StaticV1, LogitRows::All)
+    }
+
+    /// The engine signature in cache mode `mode`, returning the logit rows `rows`.
+    pub fn forward_with(
+        &mut self,
+        inputs: Inputs<'_, M::Cache<P>>,
+        mode: CacheMode,
+        rows: LogitRows,
+    ) -> Result<Logits> {
+        let step = step(
+            inputs.input_ids,
+            inputs.position_ids,
+            inputs.start_idx,
+            inputs.end_idx,
+        )?;
+        let inner = &mut self.inner;
+        inputs
+            .cache
+            .with_layers(|layers| inner.forward(&step, layers, mode, rows))
+    }
+
+    /// The seed's `generate`: no cache, the whole sequence recomputed every step.
+    pub fn generate(
+        &mut self,
+        prompts: &[Vec<u32>],
+        options: &GenerateOptions,
+        on_token: &mut dyn FnMut(usize, u32),
+    ) -> Result<GenerateOutput> {
+        generate(&mut self.inner, prompts, options, on_token)
+    }
+
+    /// Prefill once, then one token per step through `cache` (`options.mode` picks `static_v1`
+    /// or `static_v2`).
+    pub fn generate_with_static_cache(
+        &mut self,
+        cache: &mut M::Cache<P>,
+        prompts: &[Vec<u32>],
+        options: &GenerateOptions,
+        on_token: &mut dyn FnMut(usize, u32),
+    ) -> Result<GenerateOutput> {
+        let inner = &mut self.inner;
+        cache.with_layers(|layers| {
+            generate_with_static_cache_layers(inner, layers, prompts, options, on_token)
+        })
+    }
+
+    /// The spec the engine was built for.
+    pub fn spec(&self) -> &ModelSpec {
+        self.inner.spec()
+    }
+
+    /// The options the engine was built with.
+    pub fn options(&self) -> &BuildOptions {
+        self.inner.options()
+    }
+
+    /// The untyped runtime engine.
+    pub fn into_inner(self) -> Engine {
+        self.inner
+    }
+}
