@@ -26,44 +26,11 @@ pub use crate::sample::Sampling;
 pub use crate::spec::ModelSpec;
 pub use crate::spec::{Arch, Llama3Scaling, Mlp, NormKind, Positions};
 pub use crate::step::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
-pub use crate::typed_engine::{Inputs, TypedCache, TypedEngine, TypedModel};
+pub use crate::typed_engine::{
+    DynModel, EngineOptions, Inputs, TypedCache, TypedEngine, TypedModel, entry_weights, step,
+};
 pub use crate::weights::WeightSource;
 pub use crate::{Error as RuntimeError, Result as RuntimeResult};
-
-/// A generated model crate seen through a trait object (what the CLI needs to pick and build a model).
-pub trait DynModel: Send + Sync {
-    /// The `models.toml` name.
-    fn name(&self) -> &'static str;
-    /// The normalised spec the crate was generated from.
-    fn spec(&self) -> ModelSpec;
-    /// The `models.toml` entry (weight sources, build defaults).
-    fn entry(&self) -> ModelEntry;
-    /// The directory that the entry's relative paths resolve against (where `models.toml` is).
-    fn manifest_dir(&self) -> PathBuf;
-}
-
-/// Build options of a typed engine: everything but the precision, which is its type parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EngineOptions {
-    /// Length of the static cache (prompt + generated tokens).
-    pub max_seq_len: usize,
-    /// Largest batch the engine accepts.
-    pub max_batch: usize,
-    /// The backend and device the engine runs on.
-    pub device: DeviceChoice,
-}
-
-impl EngineOptions {
-    /// The runtime's options for an engine of precision `P`.
-    pub fn with_precision<P: PrecisionMarker>(self) -> BuildOptions {
-        BuildOptions {
-            precision: P::PRECISION,
-            max_seq_len: self.max_seq_len,
-            max_batch: self.max_batch,
-            device: self.device,
-        }
-    }
-}
 
 /// One key or value cache tensor of model `M` (the generated crate's `Model` marker) and precision `P`,
 /// `[batch, num_kv_heads, max_seq_len, head_dim]`. Only an engine of the same model and precision makes
@@ -170,50 +137,6 @@ pub fn load<P: PrecisionMarker>(
     options: EngineOptions,
 ) -> Result<Engine> {
     Engine::load(path, spec, &options.with_precision::<P>())
-}
-
-/// The weights of a model as its `models.toml` entry names them (the first source present).
-pub fn entry_weights(model: &dyn DynModel) -> Result<WeightSource> {
-    let entry = model.entry();
-    Ok(resolve_weights(
-        &entry.name,
-        &entry.hf_id,
-        &entry.weights,
-        &model.manifest_dir(),
-    )?)
-}
-
-/// The runtime's view of one typed forward call: `input_ids` and `position_ids` are `[batch, seq_len]`
-/// row-major with `seq_len = end_idx - start_idx`. Every other bound is checked by the engine.
-pub fn step<'a>(
-    input_ids: &'a [u32],
-    position_ids: &'a [u32],
-    start_idx: usize,
-    end_idx: usize,
-) -> Result<StepInputs<'a>> {
-    let seq_len = end_idx
-        .checked_sub(start_idx)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "end_idx {end_idx} must be greater than start_idx {start_idx}"
-            ))
-        })?;
-    if input_ids.is_empty() || !input_ids.len().is_multiple_of(seq_len) {
-        return Err(Error::invalid(format!(
-            "input_ids has {} elements, not a positive multiple of seq_len {seq_len} \
-             (end_idx {end_idx} - start_idx {start_idx})",
-            input_ids.len()
-        )));
-    }
-    Ok(StepInputs {
-        input_ids,
-        position_ids,
-        batch: input_ids.len() / seq_len,
-        seq_len,
-        start_idx,
-        end_idx,
-    })
 }
 
 /// The directory of `models.toml` seen from a generated crate's manifest directory

@@ -4,20 +4,22 @@
 //! everything the engine does lives here, once. A cache of another model or precision is another type,
 //! so handing it to the engine does not compile.
 
-use crate::Result;
 use crate::cache::LayerKvMut;
-use crate::codegen::{DynModel, EngineOptions, entry_weights, step};
 use crate::engine::{BuildOptions, Engine};
 use crate::generate::{
     GenerateOptions, GenerateOutput, generate, generate_with_static_cache_layers,
 };
+use crate::manifest::{ModelEntry, resolve_weights};
+use crate::options::DeviceChoice;
 use crate::precision::PrecisionMarker;
 use crate::progress::Progress;
 use crate::spec::ModelSpec;
+use crate::step::StepInputs;
 use crate::step::{CacheMode, LogitRows, Logits};
 use crate::weights::WeightSource;
+use crate::{Error, Result};
 use std::marker::PhantomData;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What a generated model crate supplies to the typed engine.
 pub trait TypedModel: Sized + 'static {
@@ -166,4 +168,83 @@ impl<M: TypedModel, P: PrecisionMarker> TypedEngine<M, P> {
     pub fn into_inner(self) -> Engine {
         self.inner
     }
+}
+
+/// A generated model crate seen through a trait object (what the CLI needs to pick and build a model).
+pub trait DynModel: Send + Sync {
+    /// The `models.toml` name.
+    fn name(&self) -> &'static str;
+    /// The normalised spec the crate was generated from.
+    fn spec(&self) -> ModelSpec;
+    /// The `models.toml` entry (weight sources, build defaults).
+    fn entry(&self) -> ModelEntry;
+    /// The directory that the entry's relative paths resolve against (where `models.toml` is).
+    fn manifest_dir(&self) -> PathBuf;
+}
+
+/// Build options of a typed engine: everything but the precision, which is its type parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Length of the static cache (prompt + generated tokens).
+    pub max_seq_len: usize,
+    /// Largest batch the engine accepts.
+    pub max_batch: usize,
+    /// The backend and device the engine runs on.
+    pub device: DeviceChoice,
+}
+
+impl EngineOptions {
+    /// The runtime's options for an engine of precision `P`.
+    pub fn with_precision<P: PrecisionMarker>(self) -> BuildOptions {
+        BuildOptions {
+            precision: P::PRECISION,
+            max_seq_len: self.max_seq_len,
+            max_batch: self.max_batch,
+            device: self.device,
+        }
+    }
+}
+
+/// The weights of a model as its `models.toml` entry names them (the first source present).
+pub fn entry_weights(model: &dyn DynModel) -> Result<WeightSource> {
+    let entry = model.entry();
+    Ok(resolve_weights(
+        &entry.name,
+        &entry.hf_id,
+        &entry.weights,
+        &model.manifest_dir(),
+    )?)
+}
+
+/// The runtime's view of one typed forward call: `input_ids` and `position_ids` are `[batch, seq_len]`
+/// row-major with `seq_len = end_idx - start_idx`. Every other bound is checked by the engine.
+pub fn step<'a>(
+    input_ids: &'a [u32],
+    position_ids: &'a [u32],
+    start_idx: usize,
+    end_idx: usize,
+) -> Result<StepInputs<'a>> {
+    let seq_len = end_idx
+        .checked_sub(start_idx)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "end_idx {end_idx} must be greater than start_idx {start_idx}"
+            ))
+        })?;
+    if input_ids.is_empty() || !input_ids.len().is_multiple_of(seq_len) {
+        return Err(Error::invalid(format!(
+            "input_ids has {} elements, not a positive multiple of seq_len {seq_len} \
+             (end_idx {end_idx} - start_idx {start_idx})",
+            input_ids.len()
+        )));
+    }
+    Ok(StepInputs {
+        input_ids,
+        position_ids,
+        batch: input_ids.len() / seq_len,
+        seq_len,
+        start_idx,
+        end_idx,
+    })
 }
