@@ -154,23 +154,6 @@ impl Engine {
         rows: LogitRows,
     ) -> Result<Logits> {
         crate::cache::check_step(&self.spec, &self.options, step, cache, mode)?;
-        if rows == LogitRows::All {
-            let need = (step.batch as u64)
-                .saturating_mul(step.seq_len as u64)
-                .saturating_mul(self.spec.vocab_size as u64)
-                .saturating_mul(4);
-            crate::admission::check(
-                || {
-                    format!(
-                        "the logits of all {} x {} positions",
-                        step.batch, step.seq_len
-                    )
-                },
-                need,
-                crate::admission::host_available().as_ref(),
-                crate::admission::Knob::PromptLen,
-            )?;
-        }
         self.backend.forward(step, cache, mode, rows)
     }
 

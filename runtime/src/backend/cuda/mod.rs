@@ -85,6 +85,9 @@ pub struct CudaBackend {
     pdl: bool,
     /// The decode timeline (`LLMFORGE_DECODE_TRACE=1`, tuning runs only).
     trace: Option<trace::Trace>,
+    /// The largest host logits copy `forward` has been admitted for, in bytes: a larger one is
+    /// checked against host memory first, one of a size already admitted is not checked again.
+    host_logits_admitted: u64,
 }
 
 // SAFETY: the backend is used from one thread at a time (`Backend: Send`, all calls take `&mut self`);
@@ -224,6 +227,7 @@ impl CudaBackend {
             graphs: GraphCache::default(),
             pdl: gpu_sm >= 90 && std::env::var("LLMFORGE_CUDA_PDL").map_or(true, |v| v != "0"),
             trace,
+            host_logits_admitted: 0,
         })
     }
 
@@ -301,6 +305,16 @@ impl Backend for CudaBackend {
         };
         self.run(step, cache, call)?;
         let n = call.logit_rows() * self.spec.vocab_size;
+        let bytes = (n as u64).saturating_mul(4);
+        if bytes > self.host_logits_admitted {
+            crate::admission::check(
+                || format!("the host copy of {} rows of logits", call.logit_rows()),
+                bytes,
+                crate::admission::host_available().as_ref(),
+                crate::admission::Knob::PromptLen,
+            )?;
+            self.host_logits_admitted = bytes;
+        }
         let mut data = vec![0f32; n];
         let s = self.scratch.as_ref().ok_or_else(missing_scratch)?;
         self.gpu
