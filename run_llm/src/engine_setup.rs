@@ -59,11 +59,9 @@ pub struct Obtained {
     pub fallback_note: Option<String>,
 }
 
-/// The default cache length: the model's `max_seq_len` in models.toml, else 2048, never beyond the
-/// model's positions; grown to what this run needs. Positions past `max_position_embeddings` are
-/// refused, unless `--extend_context` asks for them on a rotary model (learned positions have no
-/// embedding past their count).
-pub fn max_seq_len(model: &Model, need: &Need) -> Result<usize> {
+/// Positions past `max_position_embeddings` are refused, unless `--extend_context` asks for them on a
+/// rotary model (learned positions have no embedding past their count).
+fn check_context(model: &Model, need: &Need) -> Result<()> {
     let spec = &model.spec;
     let trained = spec.max_position_embeddings;
     let wanted = need.seq_len;
@@ -81,13 +79,19 @@ pub fn max_seq_len(model: &Model, need: &Need) -> Result<usize> {
              (rotary positions beyond the trained context give output of unknown quality)",
             spec.name
         ),
-        _ => {}
+        _ => Ok(()),
     }
+}
+
+/// The default cache length: the model's `max_seq_len` in models.toml, else 2048, never beyond the
+/// model's positions; grown to what this run needs (within [`check_context`]).
+pub fn max_seq_len(model: &Model, need: &Need) -> Result<usize> {
+    check_context(model, need)?;
     Ok(model
         .default_max_seq_len
         .unwrap_or(2048)
-        .min(trained)
-        .max(wanted))
+        .min(model.spec.max_position_embeddings)
+        .max(need.seq_len))
 }
 
 pub fn obtain(
@@ -195,7 +199,7 @@ fn load(model: &Model, need: &Need, path: &Path) -> Result<Obtained> {
             need.batch
         );
     }
-    max_seq_len(model, need)?;
+    check_context(model, need)?;
     crate::limits::admit(model, need, header.max_seq_len)?;
     let engine = Engine::load(path, &model.spec, &expect)
         .with_context(|| format!("loading engine file {}", path.display()))?;

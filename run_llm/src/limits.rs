@@ -59,31 +59,10 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
         .saturating_mul(need.prompt_len as u64)
         .saturating_mul(4);
     let host = admission::host_available();
-    if crate::debug::on() {
-        let memory = match need.device {
-            DeviceChoice::Cpu { .. } => Memory::Host,
-            DeviceChoice::Cuda { .. } => Memory::Device,
-        };
-        let f = admission::footprint(&model.spec, need.precision, memory, shape);
-        crate::debug::debug!(
-            "memory: {} needed in {memory} memory ({} weights, {} KV cache, {} activations, {} rotary); \
-             host: {}",
-            admission::human(f.total()),
-            admission::human(f.weights),
-            admission::human(f.kv_cache),
-            admission::human(f.activations),
-            admission::human(f.rotary),
-            host.as_ref().map_or("unknown".to_string(), |a| format!(
-                "{} available ({})",
-                admission::human(a.bytes),
-                a.source
-            ))
-        );
-    }
     let advise = |e: TooLarge| anyhow::anyhow!("this run does not fit: {}", advice(&e, need.mode));
-    match need.device {
+    let footprint = match need.device {
         DeviceChoice::Cpu { .. } => {
-            admission::admit(
+            let f = admission::admit(
                 &model.spec,
                 need.precision,
                 Memory::Host,
@@ -98,6 +77,7 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
                 Knob::PromptLen,
             )
             .map_err(advise)?;
+            Some((Memory::Host, f))
         }
         DeviceChoice::Cuda { ordinal } => {
             let weights = admission::weight_bytes(&model.spec, need.precision);
@@ -109,21 +89,41 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
             )
             .map_err(advise)?;
             // Without a usable GPU the build reports it (and may fall back to the CPU).
-            if let Some(free) = gpu_free_memory(ordinal) {
-                let gpu = admission::Available {
-                    bytes: free as u64,
-                    source: format!("the free memory of GPU {ordinal}"),
-                };
-                admission::admit(
-                    &model.spec,
-                    need.precision,
-                    Memory::Device,
-                    shape,
-                    Some(&gpu),
-                )
-                .map_err(advise)?;
+            match gpu_free_memory(ordinal) {
+                Some(free) => {
+                    let gpu = admission::Available {
+                        bytes: free as u64,
+                        source: format!("the free memory of GPU {ordinal}"),
+                    };
+                    let f = admission::admit(
+                        &model.spec,
+                        need.precision,
+                        Memory::Device,
+                        shape,
+                        Some(&gpu),
+                    )
+                    .map_err(advise)?;
+                    Some((Memory::Device, f))
+                }
+                None => None,
             }
         }
+    };
+    if let Some((memory, f)) = footprint {
+        crate::debug::debug!(
+            "memory: {} needed in {memory} memory ({} weights, {} KV cache, {} activations, {} rotary); \
+             host: {}",
+            admission::human(f.total()),
+            admission::human(f.weights),
+            admission::human(f.kv_cache),
+            admission::human(f.activations),
+            admission::human(f.rotary),
+            host.as_ref().map_or("unknown".to_string(), |a| format!(
+                "{} available ({})",
+                admission::human(a.bytes),
+                a.source
+            ))
+        );
     }
     Ok(())
 }
@@ -143,14 +143,7 @@ fn gpu_free_memory(_ordinal: usize) -> Option<usize> {
 
 /// `e` with the flags to lower in place of the library's words.
 pub fn advice(e: &TooLarge, mode: Mode) -> String {
-    format!(
-        "{} needs {}, but only {} of {} is available; lower {}",
-        e.what,
-        admission::human(e.need),
-        admission::human(e.available),
-        e.memory,
-        mode.flags(e.knob)
-    )
+    e.describe(mode.flags(e.knob))
 }
 
 /// An error from a later stage (the library's own checks at each allocation) with the same advice:
@@ -197,8 +190,18 @@ pub fn explain(e: anyhow::Error, mode: Mode) -> anyhow::Error {
 
 /// Peak resident set of this process (`VmHWM`), in bytes; `None` where the kernel does not say.
 pub fn peak_rss() -> Option<u64> {
+    status_bytes("VmHWM:")
+}
+
+/// Resident set of this process now (`VmRSS`), in bytes; `None` where the kernel does not say.
+pub fn rss() -> Option<u64> {
+    status_bytes("VmRSS:")
+}
+
+/// A size field of `/proc/self/status` (given in kB there), in bytes.
+fn status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kb.checked_mul(1024)
 }

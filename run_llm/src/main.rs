@@ -158,13 +158,12 @@ fn precision(args: &Args, model: &Model) -> (Precision, &'static str) {
     if let Some(p) = model.default_precision {
         return (p, "models.toml default");
     }
-    let from_config = match model.spec.source_dtype.as_deref() {
-        Some("float32") => Some(Precision::Fp32),
-        Some("float16") => Some(Precision::Fp16),
-        Some("bfloat16") => Some(Precision::Bf16),
-        _ => None,
-    };
-    match from_config {
+    match model
+        .spec
+        .source_dtype
+        .as_deref()
+        .and_then(Precision::from_torch_dtype)
+    {
         Some(p) => (p, "the config's dtype"),
         None => (Precision::Fp16, "default"),
     }

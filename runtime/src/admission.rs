@@ -59,13 +59,7 @@ pub struct Available {
 
 /// A request that does not fit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{what} needs {}, but only {} of {} is available; lower {}",
-    human(*need),
-    human(*available),
-    memory,
-    knob.describe()
-)]
+#[error("{}", self.describe(self.knob.describe()))]
 pub struct TooLarge {
     /// The allocation, in words (e.g. "the KV cache for 1 sequence of 3000128 positions").
     pub what: String,
@@ -74,6 +68,20 @@ pub struct TooLarge {
     /// Where `available` comes from (the [`Available::source`]).
     pub memory: String,
     pub knob: Knob,
+}
+
+impl TooLarge {
+    /// The refusal in words, with `lower` saying what to lower (the library names its [`Knob`]; a
+    /// command line can name its flags instead).
+    pub fn describe(&self, lower: &str) -> String {
+        format!(
+            "{} needs {}, but only {} of {} is available; lower {lower}",
+            self.what,
+            human(self.need),
+            human(self.available),
+            self.memory
+        )
+    }
 }
 
 /// The shape of a run: what the caller's numbers make of an engine.

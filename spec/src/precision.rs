@@ -26,6 +26,17 @@ impl Precision {
         }
     }
 
+    /// The precision of a checkpoint's torch dtype (`config.json`'s `torch_dtype` / `dtype`), if it
+    /// is one of the three.
+    pub fn from_torch_dtype(dtype: &str) -> Option<Precision> {
+        match dtype {
+            "float32" => Some(Precision::Fp32),
+            "float16" => Some(Precision::Fp16),
+            "bfloat16" => Some(Precision::Bf16),
+            _ => None,
+        }
+    }
+
     pub fn bytes_per_element(self) -> usize {
         match self {
             Precision::Fp32 => 4,
