@@ -44,6 +44,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
     let warm = generate_with_static_cache(&mut engine, &mut cache, &prompts, &opts, &mut |_, _| {})
         .context("warm-up generation failed")?;
     bars.finish();
+    let rss_after_warm_up_bytes = crate::limits::rss();
     let mut e2e = Vec::new();
     let mut ttft = Vec::new();
     let mut per_token = Vec::new();
@@ -68,6 +69,7 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
         bars.advance(1);
     }
     bars.finish();
+    let rss_after_iterations_bytes = crate::limits::rss();
     let peak_rss_bytes = crate::limits::peak_rss();
     let generated: usize = warm.tokens.iter().map(Vec::len).sum();
     let latency = Summary::of(&e2e);
@@ -117,6 +119,8 @@ pub fn run(args: &Args, model: &Model, need: Need) -> Result<()> {
             probe: probe.probe,
             fraction: achieved / probe.gb_s,
         },
+        rss_after_warm_up_bytes,
+        rss_after_iterations_bytes,
         peak_rss_bytes,
         pytorch,
     };

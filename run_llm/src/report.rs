@@ -182,6 +182,10 @@ pub struct BenchReport {
     pub tokens_per_s: f64,
     pub sequences_per_s: f64,
     pub roofline: Roofline,
+    /// Resident set of the process after the warm-up generation and after the timed iterations,
+    /// bytes: equal within noise when nothing accumulates per generation.
+    pub rss_after_warm_up_bytes: Option<u64>,
+    pub rss_after_iterations_bytes: Option<u64>,
     /// Peak resident set of the process up to the end of the timed iterations (before the
     /// bandwidth probe), bytes.
     pub peak_rss_bytes: Option<u64>,
