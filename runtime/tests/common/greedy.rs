@@ -42,6 +42,23 @@ pub struct Top2 {
 }
 
 impl Top2 {
+    /// The two largest logits of a full `row` (the first index on a tie) and its largest magnitude.
+    pub fn of_row(row: &[f32]) -> Top2 {
+        let mut best = [(f32::NEG_INFINITY, 0u32); 2];
+        for (i, &x) in row.iter().enumerate() {
+            if x > best[0].0 {
+                best = [(x, i as u32), best[0]];
+            } else if x > best[1].0 {
+                best[1] = (x, i as u32);
+            }
+        }
+        Top2 {
+            ids: [best[0].1, best[1].1],
+            logits: [best[0].0, best[1].0],
+            max_abs: row.iter().fold(0.0f32, |m, x| m.max(x.abs())),
+        }
+    }
+
     /// `(first - second) / max |row|`.
     pub fn rel_gap(&self) -> f32 {
         (self.logits[0] - self.logits[1]) / self.max_abs

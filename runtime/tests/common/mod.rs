@@ -78,7 +78,7 @@ impl Reference {
     }
 }
 
-fn ids(v: &Value) -> Vec<u32> {
+pub fn ids(v: &Value) -> Vec<u32> {
     v.as_array()
         .expect("id list")
         .iter()

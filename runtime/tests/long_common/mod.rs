@@ -17,7 +17,8 @@
 //! tensor (`[stored positions, vocab]` for prefill, `[steps, vocab]` for decode).
 #![allow(dead_code)]
 
-use crate::common::{rel_err, root, spec};
+use crate::common::greedy::{Continuation, Top2};
+use crate::common::{ids, rel_err, root, spec};
 use runtime::Precision;
 use runtime::backend::{CacheMode, LogitRows, StepInputs};
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
@@ -65,14 +66,6 @@ impl LongReference {
             Precision::Bf16 => &self.bf16,
         }
     }
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("id list")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
 }
 
 fn rows(v: &Value) -> Vec<Vec<f32>> {
@@ -242,20 +235,6 @@ pub fn greedy(e: &mut Engine, prompt: &[u32], n: usize, mode: CacheMode) -> Vec<
     out.expect("generate").tokens.remove(0)
 }
 
-/// `(first - second) / max |row|` of a logits row, and the ids of its two largest logits.
-pub fn top2_gap(row: &[f32]) -> (f32, [u32; 2]) {
-    let mut best = [(f32::NEG_INFINITY, 0u32); 2];
-    for (i, &x) in row.iter().enumerate() {
-        if x > best[0].0 {
-            best = [(x, i as u32), best[0]];
-        } else if x > best[1].0 {
-            best[1] = (x, i as u32);
-        }
-    }
-    let scale = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    ((best[0].0 - best[1].0) / scale, [best[0].1, best[1].1])
-}
-
 /// Checks `e` (built for `precision`) against transformers in `mode`: prefill and decode-step logits
 /// within `tol`. Prints what it measured.
 pub fn check_logits(
@@ -283,47 +262,24 @@ pub fn check_logits(
     );
 }
 
-/// Checks the greedy generation of `e` (built for `precision`) in `mode`: its tokens equal
-/// transformers' up to the first step whose top-2 gap is at most `near_tie` of the row's largest
-/// logit (all of them when no step is that close; 0 demands all), and where the two part, our token
-/// is transformers' second choice. Prints the agreement.
+/// Checks the greedy generation of `e` (built for `precision`) in `mode` with the procedure of
+/// `common/greedy.rs`: its tokens equal transformers', and where the two part, our token is
+/// transformers' top 2 and transformers' top-2 gap there is at most `max_gap` of the row's largest
+/// logit (0: they may not part). Prints the agreement.
 pub fn check_greedy(
     label: &str,
     e: &mut Engine,
     r: &LongReference,
     precision: Precision,
     mode: CacheMode,
-    near_tie: f32,
+    max_gap: f32,
 ) {
     let want = r.run(precision);
     let label = format!("{label} {precision} {mode:?}");
-    let n = want.greedy.len();
-    let got = greedy(e, &r.ids, n, mode);
-    let agree = got
-        .iter()
-        .zip(&want.greedy)
-        .take_while(|(a, b)| a == b)
-        .count();
-    let must = want
-        .steps
-        .iter()
-        .position(|row| top2_gap(row).0 <= near_tie)
-        .unwrap_or(n);
-    eprintln!("{label}: greedy agreement {agree}/{n} ({must} required)");
-    assert!(
-        agree >= must,
-        "{label}: greedy tokens equal transformers' for {agree} tokens, {must} required\n  ours \
-         {got:?}\n  hf   {:?}",
-        want.greedy
-    );
-    if agree < n {
-        let (gap, top) = top2_gap(&want.steps[agree]);
-        assert!(
-            got.get(agree).is_some_and(|t| top.contains(t)),
-            "{label}: at step {agree} (transformers' top 2 {top:?}, gap {gap:.2e}) ours is {:?}",
-            got.get(agree)
-        );
-    } else {
-        assert_eq!(got.len(), n, "{label}: {got:?}");
-    }
+    let got = greedy(e, &r.ids, want.greedy.len(), mode);
+    let reference = Continuation {
+        tokens: want.greedy.clone(),
+        steps: want.steps.iter().map(|row| Top2::of_row(row)).collect(),
+    };
+    crate::common::greedy::check_greedy(&label, &got, &want.greedy, &reference, 0, max_gap);
 }
