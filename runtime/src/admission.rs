@@ -116,11 +116,6 @@ impl Footprint {
             .saturating_add(self.rotary)
             .saturating_add(self.activations)
     }
-
-    /// The parts a caller's numbers size, without the weights.
-    pub fn per_run(&self) -> u64 {
-        self.total().saturating_sub(self.weights)
-    }
 }
 
 fn mul(parts: &[usize]) -> u64 {

@@ -279,7 +279,7 @@ impl Backend for CudaBackend {
     }
 
     fn new_cache_tensor(&self, shape: [usize; 4]) -> Result<KvTensor> {
-        let e = self.options.precision.bytes_per_element();
+        let e = self.cache_element_bytes();
         let buf = self
             .gpu
             .zeros_of(&[shape[0], shape[1], shape[2], shape[3], e], "KV cache")?;
