@@ -2,13 +2,16 @@
 //! and precision, without a GPU. The compile tests need NVRTC, so they are `#[ignore]`d in a plain
 //! `cargo test` (reported as ignored, not passed); CI sources `.ci/nvrtc-setup.sh`, which puts NVRTC
 //! from the CUDA 13.0 PyPI wheel on `LD_LIBRARY_PATH`, and runs them with `--include-ignored`, where a
-//! missing NVRTC fails them. Also: building a CUDA engine on a machine without the CUDA driver is a
+//! missing NVRTC fails them. Each compiled kernel's `.entry` parameter list is checked against its
+//! launcher's (`runtime::backend::cuda::launchers`: count, sizes, float or not), so a launcher that
+//! disagrees with its kernel fails here, without a GPU. Also: building a CUDA engine on a machine without the CUDA driver is a
 //! `CudaUnavailable` error, not a panic.
 #![cfg(feature = "cuda")]
 
 use runtime::Precision;
 use runtime::backend::BackendError;
-use runtime::backend::cuda::{device, kernels};
+use runtime::backend::cuda::launch::Signature;
+use runtime::backend::cuda::{device, kernels, launchers};
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::progress::NoProgress;
 use runtime::weights::WeightSource;
@@ -48,9 +51,122 @@ fn compile_spec(spec: &ModelSpec, precisions: &[Precision], sm: u32) {
                     ptx.contains(&format!(".entry {f}(")),
                     "{model} {p}: module {name} lacks kernel {f}"
                 );
+                check_launcher(ptx, f, &format!("{model} {p} sm_{sm}"));
             }
         }
     }
+}
+
+/// The launcher whose parameter list kernel `f` takes.
+fn launcher_of(f: &str) -> &'static Signature {
+    let found: Vec<&Signature> = launchers::SIGNATURES
+        .iter()
+        .filter(|s| s.entries.contains(&f))
+        .collect();
+    match found[..] {
+        [one] => one,
+        [] => panic!("kernel {f} has no launcher in runtime::backend::cuda::launchers"),
+        _ => panic!("kernel {f} has {} launchers", found.len()),
+    }
+}
+
+/// The parameters of `.entry name(` in a PTX module: (PTX type, bytes) each, in order.
+fn entry_params(ptx: &str, name: &str) -> Vec<(String, usize)> {
+    let head = format!(".entry {name}(");
+    let start = ptx.find(&head).unwrap_or_else(|| panic!("no entry {name}")) + head.len();
+    let end = ptx[start..]
+        .find(')')
+        .unwrap_or_else(|| panic!("entry {name}: no end of its parameter list"));
+    ptx[start..start + end]
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let words: Vec<&str> = p.split_whitespace().collect();
+            assert_eq!(words.first(), Some(&".param"), "entry {name}: `{p}`");
+            // The type is the first word that names one (after `.align N` where there is one).
+            let (ty, bytes) = words
+                .iter()
+                .find_map(|&w| match w {
+                    ".u64" | ".s64" | ".b64" | ".f64" => Some((w, 8)),
+                    ".u32" | ".s32" | ".b32" | ".f32" => Some((w, 4)),
+                    ".u16" | ".s16" | ".b16" | ".f16" => Some((w, 2)),
+                    ".u8" | ".s8" | ".b8" => Some((w, 1)),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("entry {name}: no parameter type in `{p}`"));
+            // A by-value array (`.b8 name[N]`) counts its N bytes.
+            let bytes = match words.last().and_then(|w| w.split_once('[')) {
+                Some((_, n)) => n
+                    .trim_end_matches(']')
+                    .parse::<usize>()
+                    .expect("array size"),
+                None => bytes,
+            };
+            (ty.to_string(), bytes)
+        })
+        .collect()
+}
+
+/// Kernel `f`'s `.entry` in `ptx` takes exactly its launcher's parameters: as many, each of the same
+/// size, floats where the launcher has floats.
+fn check_launcher(ptx: &str, f: &str, build: &str) {
+    let sig = launcher_of(f);
+    let ptx_params = entry_params(ptx, f);
+    let want: Vec<String> = sig
+        .params
+        .iter()
+        .map(|(n, t)| format!("{n}: {t:?} ({} bytes)", t.bytes()))
+        .collect();
+    assert_eq!(
+        ptx_params.len(),
+        sig.params.len(),
+        "{build}: kernel {f} takes {} parameters {ptx_params:?}, its launcher {} has {} {want:?}",
+        ptx_params.len(),
+        sig.launcher,
+        sig.params.len()
+    );
+    for (i, ((ty, bytes), (name, param))) in ptx_params.iter().zip(sig.params).enumerate() {
+        assert!(
+            *bytes == param.bytes() && ty.starts_with(".f") == param.is_float(),
+            "{build}: parameter {i} of kernel {f} is `{ty}` ({bytes} bytes), its launcher {} \
+             has {name}: {param:?} ({} bytes)",
+            sig.launcher,
+            param.bytes()
+        );
+    }
+}
+
+/// Every kernel of every module has exactly one launcher, and every launcher's kernels exist.
+#[test]
+fn every_kernel_has_a_launcher() {
+    let all: Vec<&str> = kernels::MODULES
+        .iter()
+        .flat_map(|(_, functions)| functions.iter().copied())
+        .collect();
+    for f in &all {
+        launcher_of(f);
+    }
+    for sig in launchers::SIGNATURES {
+        for e in sig.entries {
+            assert!(
+                all.contains(e),
+                "launcher {} names kernel {e}, which no module defines",
+                sig.launcher
+            );
+        }
+    }
+}
+
+#[test]
+fn ptx_parameter_lists_are_read_with_their_sizes() {
+    let ptx = ".visible .entry k(\n\t.param .u64 k_param_0,\n\t.param .f32 k_param_1,\n\t\
+               .param .u32 k_param_2,\n\t.param .align 4 .b8 k_param_3[12]\n)\n{\n}\n\
+               .visible .entry k2(\n)\n{\n}";
+    let params = entry_params(ptx, "k");
+    let sizes: Vec<(&str, usize)> = params.iter().map(|(t, b)| (t.as_str(), *b)).collect();
+    assert_eq!(sizes, [(".u64", 8), (".f32", 4), (".u32", 4), (".b8", 12)]);
+    assert!(entry_params(ptx, "k2").is_empty());
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! transposed), B is x (`[k, m]`, leading dimension `ldx`, which lets the last-row gather of the
 //! lm_head read every `seq_len`-th row in place), and D is `[n, m]` with leading dimension n.
 
+use super::cublaslt::{Handle, MatmulDesc, MatrixLayout, Preference, lt_err};
 use super::device::{DevBuf, Gpu};
 use super::kernels::GEMV_MAX_ROWS;
 use crate::backend_error::BackendError;
@@ -61,30 +62,22 @@ pub fn default_choice(s: &GemmShape, precision: Precision) -> Option<GemmChoice>
     gemv_fits(s, precision).then_some(GemmChoice::Gemv)
 }
 
-fn lt_err(op: &str) -> impl Fn(cudarc::cublaslt::result::CublasError) -> Error + '_ {
-    move |e| {
-        Error::Backend(BackendError::Cuda {
-            op: op.to_string(),
-            message: format!("{e:?}"),
-        })
-    }
-}
-
 /// cuBLASLt descriptors of one shape and leading dimension.
 struct Plan {
-    desc: sys::cublasLtMatmulDesc_t,
-    a: sys::cublasLtMatrixLayout_t,
-    b: sys::cublasLtMatrixLayout_t,
-    d: sys::cublasLtMatrixLayout_t,
+    desc: MatmulDesc,
+    a: MatrixLayout,
+    b: MatrixLayout,
+    d: MatrixLayout,
     heuristic: Vec<sys::cublasLtMatmulAlgo_t>,
 }
 
-/// A cuBLASLt handle with a workspace and cached plans.
+/// A cuBLASLt handle with a workspace and cached plans (dropped before the handle: fields drop in
+/// declaration order).
 pub struct Lt {
-    handle: sys::cublasLtHandle_t,
+    plans: HashMap<(GemmShape, usize), Plan>,
+    handle: Handle,
     workspace: DevBuf,
     dtype: sys::cudaDataType,
-    plans: HashMap<(GemmShape, usize), Plan>,
 }
 
 // SAFETY: the handle and descriptors are only used from the thread that owns the backend (the
@@ -93,9 +86,8 @@ unsafe impl Send for Lt {}
 
 impl Lt {
     pub fn new(gpu: &Gpu, precision: Precision) -> Result<Lt> {
-        let handle = cudarc::cublaslt::result::create_handle().map_err(lt_err("cublasLtCreate"))?;
         Ok(Lt {
-            handle,
+            handle: Handle::new()?,
             workspace: gpu.zeros(WORKSPACE, "cuBLASLt workspace")?,
             dtype: match precision {
                 Precision::Fp32 => sys::cudaDataType::CUDA_R_32F,
@@ -118,68 +110,37 @@ impl Lt {
     }
 
     fn make_plan(&self, s: GemmShape, ldx: usize) -> Result<Plan> {
-        use cudarc::cublaslt::result as r;
-        let desc = r::create_matmul_desc(
+        let mut desc = MatmulDesc::new(
             sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
             sys::cudaDataType::CUDA_R_32F,
-        )
-        .map_err(lt_err("cublasLtMatmulDescCreate"))?;
-        let trans: i32 = 1; // CUBLAS_OP_T
-        // SAFETY: desc was just created; the attribute is a 4-byte cublasOperation_t.
-        unsafe {
-            r::set_matmul_desc_attribute(
-                desc,
-                sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
-                &trans as *const i32 as *const c_void,
-                4,
-            )
-        }
-        .map_err(lt_err("cublasLtMatmulDescSetAttribute"))?;
-        let a = r::create_matrix_layout(self.dtype, s.k as u64, s.n as u64, s.k as i64)
-            .map_err(lt_err("layout A"))?;
-        let b = r::create_matrix_layout(self.dtype, s.k as u64, s.m as u64, ldx as i64)
-            .map_err(lt_err("layout B"))?;
-        let d = r::create_matrix_layout(
-            sys::cudaDataType::CUDA_R_32F,
-            s.n as u64,
-            s.m as u64,
-            s.n as i64,
-        )
-        .map_err(lt_err("layout D"))?;
-        let pref = r::create_matmul_pref().map_err(lt_err("cublasLtMatmulPreferenceCreate"))?;
-        let ws = WORKSPACE as u64;
-        // SAFETY: pref was just created; the attribute is a u64 byte count.
-        unsafe {
-            r::set_matmul_pref_attribute(
-                pref,
-                sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                &ws as *const u64 as *const c_void,
-                8,
-            )
-        }
-        .map_err(lt_err("cublasLtMatmulPreferenceSetAttribute"))?;
+        )?;
+        desc.transpose_a()?;
+        let a = MatrixLayout::new(self.dtype, s.k, s.n, s.k, "layout A")?;
+        let b = MatrixLayout::new(self.dtype, s.k, s.m, ldx, "layout B")?;
+        let d = MatrixLayout::new(sys::cudaDataType::CUDA_R_32F, s.n, s.m, s.n, "layout D")?;
+        let pref = Preference::with_workspace(WORKSPACE)?;
         const WANT: usize = 6;
         // SAFETY: all-zero bytes are a valid value of this plain C struct (an output buffer).
         let mut results: [sys::cublasLtMatmulHeuristicResult_t; WANT] =
             unsafe { std::mem::zeroed() };
         let mut found: i32 = 0;
-        // SAFETY: every descriptor is live; `results` has room for WANT entries.
+        // SAFETY: the handle and every descriptor are live (owned here); `results` has room for WANT
+        // entries and `found` receives their count.
         let status = unsafe {
             sys::cublasLtMatmulAlgoGetHeuristic(
-                self.handle,
-                desc,
-                a,
-                b,
-                d,
-                d,
-                pref,
+                self.handle.raw(),
+                desc.raw(),
+                a.raw(),
+                b.raw(),
+                d.raw(),
+                d.raw(),
+                pref.raw(),
                 WANT as i32,
                 results.as_mut_ptr(),
                 &mut found,
             )
         };
-        // SAFETY: pref is not used after this.
-        let _ = unsafe { r::destroy_matmul_pref(pref) };
+        drop(pref);
         status
             .result()
             .map_err(lt_err("cublasLtMatmulAlgoGetHeuristic"))?;
@@ -226,7 +187,7 @@ impl Lt {
         algo: Option<[u64; 8]>,
     ) -> Result<()> {
         let ws = self.workspace.ptr();
-        let handle = self.handle;
+        let handle = self.handle.raw();
         let plan = self.plan(s, ldx)?;
         let algo = sys::cublasLtMatmulAlgo_t {
             data: algo.unwrap_or(plan.heuristic[0].data),
@@ -237,17 +198,17 @@ impl Lt {
         unsafe {
             cudarc::cublaslt::result::matmul(
                 handle,
-                plan.desc,
+                plan.desc.raw(),
                 &alpha as *const f32 as *const c_void,
                 &beta as *const f32 as *const c_void,
                 w as *const c_void,
-                plan.a,
+                plan.a.raw(),
                 x as *const c_void,
-                plan.b,
+                plan.b.raw(),
                 y as *const c_void,
-                plan.d,
+                plan.d.raw(),
                 y as *mut c_void,
-                plan.d,
+                plan.d.raw(),
                 &algo,
                 ws as *mut c_void,
                 WORKSPACE,
@@ -255,22 +216,6 @@ impl Lt {
             )
         }
         .map_err(lt_err("cublasLtMatmul"))
-    }
-}
-
-impl Drop for Lt {
-    fn drop(&mut self) {
-        for (_, p) in self.plans.drain() {
-            // SAFETY: each descriptor was created by make_plan and is destroyed once, here.
-            unsafe {
-                let _ = cudarc::cublaslt::result::destroy_matrix_layout(p.a);
-                let _ = cudarc::cublaslt::result::destroy_matrix_layout(p.b);
-                let _ = cudarc::cublaslt::result::destroy_matrix_layout(p.d);
-                let _ = cudarc::cublaslt::result::destroy_matmul_desc(p.desc);
-            }
-        }
-        // SAFETY: the handle is destroyed once, after its plans.
-        let _ = unsafe { cudarc::cublaslt::result::destroy_handle(self.handle) };
     }
 }
 

@@ -33,13 +33,17 @@
 //! (`attn_prefill_tc`, mma.sync with f32 accumulation) for FP16/BF16 with a head size that is a multiple
 //! of 16 on sm_80+; on CUDA cores in f32 (`attn_prefill`) for FP32 and every other case.
 
+pub mod cublaslt;
 pub mod decode;
 pub mod device;
 pub mod forward;
 pub mod gemm;
 pub mod graph;
 pub mod kernels;
+pub mod launch;
+pub mod launchers;
 pub mod layers;
+pub mod memory;
 pub mod payload;
 pub mod sampling;
 pub mod scratch;

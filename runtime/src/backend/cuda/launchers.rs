@@ -1,0 +1,274 @@
+//! One launcher per kernel of runtime/templates/kernels: a struct whose fields are the kernel's
+//! parameters, in the order and with the names of its C signature, typed by element and by whether the
+//! kernel reads or writes them (`Option` where the kernel takes a null pointer for "absent"). Kernels
+//! of one signature built twice (the decode kernels for one row and for up to `GEMV_MAX_ROWS` rows)
+//! or interchangeable (the two prefill attentions, the two activations) share a launcher.
+//! [`SIGNATURES`] lists them all; the PTX compile test (runtime/tests/cuda_kernels.rs) checks each
+//! against its kernels' `.entry` parameter lists and that every kernel of `kernels::MODULES` has one.
+
+use super::launch::{Function, Grid, Kernel, Param, ParamTy, Signature, Stream};
+use super::memory::{Arg, ArgmaxKey, DevSlice, DevSliceMut, Mark, Stored};
+use crate::Result;
+
+macro_rules! launchers {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident [$($entry:literal),+] {
+            $($(#[$fdoc:meta])* $field:ident: $ty:ty,)+
+        }
+    )+) => {
+        $(
+            $(#[$doc])*
+            pub struct $name<'a> {
+                $($(#[$fdoc])* pub $field: $ty,)+
+            }
+
+            impl<'a> Kernel for $name<'a> {
+                const ENTRIES: &'static [&'static str] = &[$($entry),+];
+                const PARAMS: &'static [(&'static str, ParamTy)] =
+                    &[$((stringify!($field), <$ty as Param>::TY)),+];
+                fn args(&self) -> Vec<Arg> {
+                    vec![$(Param::arg(&self.$field)),+]
+                }
+            }
+
+            impl<'a> $name<'a> {
+                /// Launch `f` (one of this launcher's kernels) with these arguments.
+                pub fn launch(
+                    &self,
+                    on: &Stream<'_>,
+                    f: &Function<$name<'static>>,
+                    grid: Grid,
+                ) -> Result<()> {
+                    on.launch(f, grid, self)
+                }
+            }
+        )+
+
+        /// Every launcher's parameter list.
+        pub const SIGNATURES: &[Signature] =
+            &[$(Signature::of::<$name<'static>>(stringify!($name))),+];
+    };
+}
+
+launchers! {
+    /// `embed` (norm.cu): token (and learned position) embedding of each row into the residual
+    /// stream; also clears the first `nbest` argmax keys.
+    Embed ["embed"] {
+        ids: DevSlice<'a, u32>,
+        pos: DevSlice<'a, u32>,
+        table: DevSlice<'a, Stored>,
+        /// Learned position embeddings (GPT-2).
+        pos_table: Option<DevSlice<'a, Stored>>,
+        x: DevSliceMut<'a, f32>,
+        best: DevSliceMut<'a, ArgmaxKey>,
+        nbest: i32,
+        trace: Option<DevSliceMut<'a, Mark>>,
+        slot: i32,
+    }
+
+    /// `add_norm` (norm.cu): `x += delta (+ bias)` when `delta` is given, then `out = norm(x)` per row.
+    AddNorm ["add_norm"] {
+        x: DevSliceMut<'a, f32>,
+        delta: Option<DevSlice<'a, f32>>,
+        bias: Option<DevSlice<'a, f32>>,
+        w: DevSlice<'a, f32>,
+        /// LayerNorm's bias.
+        b: Option<DevSlice<'a, f32>>,
+        out: DevSliceMut<'a, Stored>,
+    }
+
+    /// `qkv_rope` (rope_kv.cu): bias, RoPE and the K/V cache write of a QKV GEMM's output.
+    QkvRope ["qkv_rope"] {
+        qkv: DevSlice<'a, f32>,
+        bias: Option<DevSlice<'a, f32>>,
+        pos: DevSlice<'a, u32>,
+        /// `start_idx, end_idx`.
+        step: DevSlice<'a, i32>,
+        /// RoPE tables (absent for learned positions).
+        cos_t: Option<DevSlice<'a, f32>>,
+        sin_t: Option<DevSlice<'a, f32>>,
+        q: DevSliceMut<'a, f32>,
+        new_k: DevSliceMut<'a, Stored>,
+        new_v: DevSliceMut<'a, Stored>,
+        /// The layer's cache (absent without one).
+        cache_k: Option<DevSliceMut<'a, Stored>>,
+        cache_v: Option<DevSliceMut<'a, Stored>>,
+        seq_len: i32,
+        max_seq: i32,
+        write_cache: i32,
+    }
+
+    /// `attn_prefill` (attention.cu, on CUDA cores) and `attn_prefill_tc` (attn_prefill_tc.cu, on
+    /// tensor cores): causal attention of every query row over the cache prefix and the new keys.
+    AttnPrefill ["attn_prefill", "attn_prefill_tc"] {
+        q: DevSlice<'a, f32>,
+        ck: Option<DevSlice<'a, Stored>>,
+        cv: Option<DevSlice<'a, Stored>>,
+        nk: DevSlice<'a, Stored>,
+        nv: DevSlice<'a, Stored>,
+        step: DevSlice<'a, i32>,
+        out: DevSliceMut<'a, Stored>,
+        seq_len: i32,
+        max_seq: i32,
+        mode: i32,
+    }
+
+    /// `attn_decode` (attention.cu): one query row per sequence over 128-key splits, the combine
+    /// folded into the last split to finish.
+    AttnDecode ["attn_decode"] {
+        q: DevSlice<'a, f32>,
+        ck: DevSlice<'a, Stored>,
+        cv: DevSlice<'a, Stored>,
+        nk: DevSlice<'a, Stored>,
+        nv: DevSlice<'a, Stored>,
+        step: DevSlice<'a, i32>,
+        part_o: DevSliceMut<'a, f32>,
+        part_ml: DevSliceMut<'a, f32>,
+        /// Split-completion counters, left at zero.
+        counters: DevSliceMut<'a, u32>,
+        out: DevSliceMut<'a, Stored>,
+        max_seq: i32,
+        mode: i32,
+        trace: Option<DevSliceMut<'a, Mark>>,
+        slot: i32,
+    }
+
+    /// `swiglu` and `gelu_bias` (mlp.cu): the activation of the first MLP projection.
+    Activation ["swiglu", "gelu_bias"] {
+        /// `[gate | up]` (SwiGLU) or `fc` (GELU) rows.
+        x: DevSlice<'a, f32>,
+        bias: Option<DevSlice<'a, f32>>,
+        out: DevSliceMut<'a, Stored>,
+        rows: i32,
+    }
+
+    /// `gemv` (gemv.cu): `y[m, n] (+)= x[m, k] · w[n, k]ᵀ (+ bias)` for a few rows, `x` staged in
+    /// shared memory.
+    Gemv ["gemv"] {
+        w: DevSlice<'a, Stored>,
+        x: DevSlice<'a, Stored>,
+        y: DevSliceMut<'a, f32>,
+        bias: Option<DevSlice<'a, f32>>,
+        accumulate: i32,
+        n: i32,
+        k: i32,
+        m: i32,
+        ldx: i32,
+    }
+
+    /// `dec_qkv_1` / `dec_qkv_n` (decode.cu): norm → QKV → bias + RoPE → q and the K/V cache rows.
+    DecQkv ["dec_qkv_1", "dec_qkv_n"] {
+        w: DevSlice<'a, Stored>,
+        x: DevSlice<'a, f32>,
+        nw: DevSlice<'a, f32>,
+        nb: Option<DevSlice<'a, f32>>,
+        bias: Option<DevSlice<'a, f32>>,
+        pos: DevSlice<'a, u32>,
+        step: DevSlice<'a, i32>,
+        cos_t: Option<DevSlice<'a, f32>>,
+        sin_t: Option<DevSlice<'a, f32>>,
+        q: DevSliceMut<'a, f32>,
+        new_k: DevSliceMut<'a, Stored>,
+        new_v: DevSliceMut<'a, Stored>,
+        cache_k: DevSliceMut<'a, Stored>,
+        cache_v: DevSliceMut<'a, Stored>,
+        max_seq: i32,
+        m: i32,
+        trace: Option<DevSliceMut<'a, Mark>>,
+        slot: i32,
+    }
+
+    /// `dec_o_1` / `dec_o_n` (decode.cu): the attention output projection added to the residual
+    /// stream.
+    DecO ["dec_o_1", "dec_o_n"] {
+        w: DevSlice<'a, Stored>,
+        a: DevSlice<'a, Stored>,
+        x: DevSliceMut<'a, f32>,
+        bias: Option<DevSlice<'a, f32>>,
+        m: i32,
+        trace: Option<DevSliceMut<'a, Mark>>,
+        slot: i32,
+    }
+
+    /// `dec_up_1` / `dec_up_n` (decode.cu): norm → gate/up → SwiGLU, or fc → gelu.
+    DecUp ["dec_up_1", "dec_up_n"] {
+        w: DevSlice<'a, Stored>,
+        x: DevSlice<'a, f32>,
+        nw: DevSlice<'a, f32>,
+        nb: Option<DevSlice<'a, f32>>,
+        bias: Option<DevSlice<'a, f32>>,
+        mid: DevSliceMut<'a, Stored>,
+        m: i32,
+        trace: Option<DevSliceMut<'a, Mark>>,
+        slot: i32,
+    }
+
+    /// `dec_down_1` / `dec_down_n` (decode.cu): the MLP's down projection added to the residual
+    /// stream.
+    DecDown ["dec_down_1", "dec_down_n"] {
+        w: DevSlice<'a, Stored>,
+        mid: DevSlice<'a, Stored>,
+        x: DevSliceMut<'a, f32>,
+        bias: Option<DevSlice<'a, f32>>,
+        m: i32,
+        trace: Option<DevSliceMut<'a, Mark>>,
+        slot: i32,
+    }
+
+    /// `dec_lm_1` / `dec_lm_n` (decode.cu): final norm → lm_head → logits, with the greedy argmax
+    /// in the epilogue when `best` is given.
+    DecLm ["dec_lm_1", "dec_lm_n"] {
+        w: DevSlice<'a, Stored>,
+        x: DevSlice<'a, f32>,
+        nw: DevSlice<'a, f32>,
+        nb: Option<DevSlice<'a, f32>>,
+        logits: DevSliceMut<'a, f32>,
+        best: Option<DevSliceMut<'a, ArgmaxKey>>,
+        /// Vocabulary rows of `w`.
+        n: i32,
+        m: i32,
+        trace: Option<DevSliceMut<'a, Mark>>,
+        slot: i32,
+    }
+
+    /// `argmax` (argmax.cu): the greedy key of each sequence's logits row.
+    Argmax ["argmax"] {
+        logits: DevSlice<'a, f32>,
+        best_out: DevSliceMut<'a, ArgmaxKey>,
+    }
+
+    /// `sample_top_k` (sample.cu): one token per sequence from its top `k` logits (and top-p), with
+    /// the host's uniform draw.
+    SampleTopK ["sample_top_k"] {
+        logits: DevSlice<'a, f32>,
+        draws: DevSlice<'a, f64>,
+        inv_t: f32,
+        k: i32,
+        /// Above 1: no top-p.
+        top_p: f32,
+        out: DevSliceMut<'a, ArgmaxKey>,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_has_one_launcher() {
+        let mut entries: Vec<&str> = SIGNATURES.iter().flat_map(|s| s.entries).copied().collect();
+        let n = entries.len();
+        entries.sort_unstable();
+        entries.dedup();
+        assert_eq!(entries.len(), n, "an entry with two launchers");
+        let sig = SIGNATURES
+            .iter()
+            .find(|s| s.launcher == "SampleTopK")
+            .expect("sample launcher");
+        let tys: Vec<ParamTy> = sig.params.iter().map(|p| p.1).collect();
+        use ParamTy::*;
+        assert_eq!(tys, [Ptr, Ptr, F32, I32, F32, Ptr]);
+        assert_eq!(sig.params[4].0, "top_p");
+    }
+}
