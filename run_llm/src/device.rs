@@ -3,16 +3,34 @@
 //! (the caller falls back to the CPU, saying so, when the build reports CUDA as unavailable).
 
 use crate::args::DeviceArg;
+use anyhow::Result;
 use runtime::engine::DeviceChoice;
 
-/// The device to try first, and whether the user chose it.
-pub fn choose(flag: Option<DeviceArg>, threads: Option<usize>) -> (DeviceChoice, bool) {
-    match flag {
+/// The device to try first, and whether the user chose it. `--device cuda` in a build without the
+/// `cuda` feature is refused here, before anything loads.
+pub fn choose(flag: Option<DeviceArg>, threads: Option<usize>) -> Result<(DeviceChoice, bool)> {
+    Ok(match flag {
         Some(DeviceArg::Cpu) => (DeviceChoice::Cpu { threads }, true),
-        Some(DeviceArg::Cuda) => (DeviceChoice::Cuda { ordinal: 0 }, true),
+        Some(DeviceArg::Cuda) => {
+            let device = DeviceChoice::Cuda { ordinal: 0 };
+            compiled_in(device, "--device cuda")?;
+            (device, true)
+        }
         None if cuda_device_count() > 0 => (DeviceChoice::Cuda { ordinal: 0 }, false),
         None => (DeviceChoice::Cpu { threads }, false),
+    })
+}
+
+/// Refuses a CUDA `device` when this build has no CUDA backend (run_llm's `cuda` feature is off);
+/// `what` names what asked for it.
+pub fn compiled_in(device: DeviceChoice, what: &str) -> Result<()> {
+    if matches!(device, DeviceChoice::Cuda { .. }) && !cfg!(feature = "cuda") {
+        anyhow::bail!(
+            "{what}: this run_llm was built without CUDA support (its `cuda` feature is off); \
+             build it with its default features to run on a GPU"
+        );
     }
+    Ok(())
 }
 
 /// Number of CUDA devices the driver reports; 0 when there is no driver library or no device, or

@@ -172,7 +172,12 @@ fn load(model: &Model, need: &Need, path: &Path) -> Result<Obtained> {
         (true, runtime::backend::BackendKind::Cpu) => DeviceChoice::Cpu {
             threads: need.cpu_threads,
         },
-        (true, runtime::backend::BackendKind::Cuda) => DeviceChoice::Cuda { ordinal: 0 },
+        (true, runtime::backend::BackendKind::Cuda) => {
+            let device = DeviceChoice::Cuda { ordinal: 0 };
+            let what = format!("engine file {} holds a CUDA engine", path.display());
+            crate::device::compiled_in(device, &what)?;
+            device
+        }
         (false, _) => need.device,
     };
     let expect = BuildOptions {

@@ -81,7 +81,7 @@ fn run(args: &Args) -> Result<()> {
     let threads = args
         .threads
         .map(|n| n.min(runtime::backend::cpu::max_threads()));
-    let (device, chosen) = device::choose(args.device, threads);
+    let (device, chosen) = device::choose(args.device, threads)?;
     let mode = if args.benchmark {
         limits::Mode::Benchmark
     } else {
