@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod model;
 pub mod options;
 pub mod progress;
+pub mod rope;
 pub mod sample;
 pub mod step;
 pub mod tokenize;
@@ -27,6 +28,6 @@ pub mod weights;
 
 pub use error::{Error, Result};
 /// The model description (its own crate, `llmforge-spec`), under the paths the runtime always had.
-pub use llmforge_spec::{config, precision, spec};
+pub use llmforge_spec::{config, format, plan, precision, spec};
 pub use precision::Precision;
 pub use spec::ModelSpec;

@@ -195,3 +195,28 @@ fn the_ground_floor_imports_nothing_above_it() {
         );
     }
 }
+
+#[test]
+fn a_backend_reaches_the_other_backend_and_the_cpu_plan_executor_through_nothing() {
+    // Both backends consume the layer plan (`plan`, in `llmforge-spec`); the CPU executes it through
+    // `model`, CUDA maps it onto its kernels. Shared tables (`rope`) sit below both.
+    let edges = graph();
+    for (m, targets) in &edges {
+        let forbidden: &[&str] = if m.starts_with("backend::cuda") {
+            &["backend::cpu", "model"]
+        } else if m.starts_with("backend::cpu") {
+            &["backend::cuda"]
+        } else {
+            &[]
+        };
+        let got: Vec<&String> = targets
+            .iter()
+            .filter(|t| forbidden.iter().any(|f| t.starts_with(f)))
+            .collect();
+        assert!(got.is_empty(), "{m} imports {got:?}");
+    }
+    assert!(
+        edges.keys().any(|m| m.starts_with("backend::cuda")),
+        "no CUDA modules walked"
+    );
+}

@@ -1,10 +1,13 @@
 //! The model description every part of llmforge shares: the normalised [`ModelSpec`] (`spec`), Hugging
-//! Face `config.json` parsing into it (`config`), the engine precisions (`precision`) and `models.toml`
-//! (`manifest`). It depends on nothing but serde, toml, sha2 and thiserror, so the generator can read
-//! models without compiling the runtime.
+//! Face `config.json` parsing into it (`config`), the layer plan both backends execute (`plan`), the
+//! weight formats of its linear layers (`format`), the engine precisions (`precision`) and
+//! `models.toml` (`manifest`). It depends on nothing but serde, toml, sha2 and thiserror, so the
+//! generator can read models without compiling the runtime.
 
 pub mod config;
+pub mod format;
 pub mod manifest;
+pub mod plan;
 pub mod precision;
 pub mod spec;
 

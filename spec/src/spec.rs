@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Architecture family. One file per family lives under `runtime/src/model/`.
+/// Architecture family. Each family's config reader (`config/<family>.rs`) fills the spec, from which
+/// the layer plan (`plan.rs`) describes what every layer computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
@@ -178,7 +179,10 @@ impl ModelSpec {
             layer += h;
         }
         if self.mlp_bias {
-            layer += i + h;
+            layer += match self.mlp {
+                Mlp::SwiGlu => 2 * i + h,
+                Mlp::GeluNew => i + h,
+            };
         }
         let norm_params = match self.norm {
             NormKind::RmsNorm => h,

@@ -8,6 +8,8 @@
 
 use crate::Result;
 use crate::cache::LayerKvMut;
+use crate::format::WeightFormat;
+use crate::precision::Precision;
 use crate::spec::NormKind;
 use crate::step::{CacheMode, StepInputs};
 use crate::weights::HostTensor;
@@ -68,8 +70,16 @@ pub trait Ops {
     type Vector: Send + Sync;
 
     // ---- build time ----
-    /// Pack `parts` (each `[rows_i, cols]`) concatenated along rows into one matrix.
-    fn weight(&mut self, parts: &[&HostTensor], cols: usize) -> Result<Self::Weight>;
+    /// The engine's storage precision (of activations' inputs to the linear layers, and of the
+    /// weight formats chosen for it).
+    fn precision(&self) -> Precision;
+    /// Pack `parts` (each `[rows_i, cols]`) concatenated along rows into one matrix stored in `format`.
+    fn weight(
+        &mut self,
+        parts: &[&HostTensor],
+        cols: usize,
+        format: WeightFormat,
+    ) -> Result<Self::Weight>;
     /// Concatenate 1-D tensors into one f32 vector.
     fn vector(&mut self, parts: &[&HostTensor]) -> Result<Self::Vector>;
     /// Rows `[start, start + rows)` of a packed weight, in its storage dtype (engine-file payload).

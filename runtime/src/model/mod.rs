@@ -1,43 +1,41 @@
-//! One file per architecture family: how a family's layers are composed from backend ops
-//! (`crate::backend::ops::Ops`). This module holds what the families share: the weight structure, the
-//! scratch activations and the top-level forward (embed → blocks → final norm → lm_head).
-
-pub mod gpt2;
-pub mod llama;
-pub mod qwen2;
-pub mod rope;
+//! The CPU's execution of the layer plan (`crate::plan`): the plan's tensors packed into a backend's
+//! storage ([`load`]), and the forward pass (embed → blocks → final norm → lm_head) run op by op through
+//! `crate::backend::ops::Ops`. Nothing here names an architecture: what a family's layer computes is
+//! its plan.
 
 use crate::Result;
 use crate::backend::ops::{AttnGeometry, Linear, Norm, Ops, Part};
 use crate::cache::LayerKvMut;
-use crate::spec::{Arch, Mlp, ModelSpec, NormKind};
+use crate::format::WeightFormat;
+use crate::plan::{
+    Activation, AttentionPlan, LayerPlan, LinearPlan, ModelPlan, NormPlan, Residual, Window,
+};
+use crate::spec::ModelSpec;
 use crate::step::{CacheMode, LogitRows, Logits, StepInputs};
 use crate::weights::{HostTensor, WeightMap};
 
-/// The feed-forward weights of one layer.
-pub enum MlpWeights<O: Ops> {
-    /// `down(silu(gate) * up)`, gate and up fused as `[gate | up]`.
-    SwiGlu {
-        gate_up: Linear<O::Weight, O::Vector>,
-        down: Linear<O::Weight, O::Vector>,
-    },
-    /// `proj(gelu_new(fc))`.
-    Gelu {
-        fc: Linear<O::Weight, O::Vector>,
-        proj: Linear<O::Weight, O::Vector>,
-    },
-}
-
+/// One layer's packed weights, in the plan's order.
 pub struct LayerWeights<O: Ops> {
     pub attn_norm: Norm<O::Vector>,
     /// q, k and v fused as `[q | k | v]`.
     pub qkv: Linear<O::Weight, O::Vector>,
     pub o: Linear<O::Weight, O::Vector>,
     pub mlp_norm: Norm<O::Vector>,
-    pub mlp: MlpWeights<O>,
+    /// `[gate | up]` or `fc`.
+    pub up: Linear<O::Weight, O::Vector>,
+    /// `down` or `proj`.
+    pub down: Linear<O::Weight, O::Vector>,
+}
+
+impl<O: Ops> LayerWeights<O> {
+    /// The layer's linear layers, in the plan's order.
+    pub fn linears(&self) -> [&Linear<O::Weight, O::Vector>; 4] {
+        [&self.qkv, &self.o, &self.up, &self.down]
+    }
 }
 
 pub struct ModelWeights<O: Ops> {
+    pub plan: ModelPlan,
     /// The token embedding; `None` when tied, in which case `lm_head` doubles as the table.
     pub embed: Option<O::Weight>,
     pub pos_embed: Option<O::Weight>,
@@ -55,19 +53,31 @@ impl<O: Ops> ModelWeights<O> {
 /// Where [`load`] takes the canonical tensors from and how they become a backend's weights: a
 /// [`WeightMap`] in memory (the engine build), or a backend's own source (a mapped engine file).
 pub trait Tensors<O: Ops> {
-    /// The 2-D tensors `parts` (`(name, rows)`, each `[rows, cols]`), fused along rows.
-    fn weight(&self, ops: &mut O, parts: &[(&str, usize)], cols: usize) -> Result<O::Weight>;
+    /// The 2-D tensors `parts` (`(name, rows)`, each `[rows, cols]`), fused along rows, in `format`.
+    fn weight(
+        &self,
+        ops: &mut O,
+        parts: &[(&str, usize)],
+        cols: usize,
+        format: WeightFormat,
+    ) -> Result<O::Weight>;
     /// The 1-D tensors `parts` (`(name, len)`), concatenated.
     fn vector(&self, ops: &mut O, parts: &[(&str, usize)]) -> Result<O::Vector>;
 }
 
 impl<O: Ops> Tensors<O> for WeightMap {
-    fn weight(&self, ops: &mut O, parts: &[(&str, usize)], cols: usize) -> Result<O::Weight> {
+    fn weight(
+        &self,
+        ops: &mut O,
+        parts: &[(&str, usize)],
+        cols: usize,
+        format: WeightFormat,
+    ) -> Result<O::Weight> {
         let tensors = parts
             .iter()
             .map(|&(name, rows)| self.get(name, &[rows, cols]))
             .collect::<std::result::Result<Vec<&HostTensor>, _>>()?;
-        ops.weight(&tensors, cols)
+        ops.weight(&tensors, cols, format)
     }
 
     fn vector(&self, ops: &mut O, parts: &[(&str, usize)]) -> Result<O::Vector> {
@@ -79,76 +89,82 @@ impl<O: Ops> Tensors<O> for WeightMap {
     }
 }
 
-/// Pack canonical tensors into a backend's storage (the engine-build step for any backend).
+/// Pack the plan's tensors into a backend's storage (the engine-build step for any backend).
 pub fn load<O: Ops>(spec: &ModelSpec, w: &dyn Tensors<O>, ops: &mut O) -> Result<ModelWeights<O>> {
-    let h = spec.hidden_size;
-    let mut layers = Vec::with_capacity(spec.num_layers);
-    for i in 0..spec.num_layers {
-        layers.push(match spec.arch {
-            Arch::Llama => llama::load_layer(spec, w, ops, i)?,
-            Arch::Qwen2 => qwen2::load_layer(spec, w, ops, i)?,
-            Arch::Gpt2 => gpt2::load_layer(spec, w, ops, i)?,
-        });
-    }
-    let lm_head = if spec.tie_word_embeddings {
+    let plan = ModelPlan::new(spec);
+    let h = plan.hidden_size;
+    let layers = plan
+        .layers
+        .iter()
+        .map(|l| {
+            Ok(LayerWeights {
+                attn_norm: norm(ops, w, &l.attn_norm)?,
+                qkv: linear(ops, w, &l.qkv)?,
+                o: linear(ops, w, &l.o)?,
+                mlp_norm: norm(ops, w, &l.mlp_norm)?,
+                up: linear(ops, w, &l.up)?,
+                down: linear(ops, w, &l.down)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let lm_head = if plan.tied {
         // A tied model's lm_head *is* the embedding: pack it once and use it for both.
-        linear(ops, w, &[("embed", spec.vocab_size)], h, false)?
+        let mut embed = plan.lm_head.clone();
+        embed.parts[0].name = "embed".into();
+        linear(ops, w, &embed)?
     } else {
-        linear(ops, w, &[("lm_head", spec.vocab_size)], h, false)?
+        linear(ops, w, &plan.lm_head)?
     };
-    let embed = if spec.tie_word_embeddings {
-        None
-    } else {
-        Some(w.weight(ops, &[("embed.weight", spec.vocab_size)], h)?)
+    let table = WeightFormat::of_table(ops.precision());
+    let embed = match plan.tied {
+        true => None,
+        false => Some(w.weight(ops, &[("embed.weight", plan.vocab_size)], h, table)?),
     };
-    let pos_embed = match spec.positions {
-        crate::spec::Positions::Learned => Some(w.weight(
-            ops,
-            &[("pos_embed.weight", spec.max_position_embeddings)],
-            h,
-        )?),
-        crate::spec::Positions::Rope { .. } => None,
+    let pos_embed = match plan.learned_positions {
+        Some(rows) => Some(w.weight(ops, &[("pos_embed.weight", rows)], h, table)?),
+        None => None,
     };
     Ok(ModelWeights {
+        final_norm: norm(ops, w, &plan.final_norm)?,
+        plan,
         embed,
         pos_embed,
         layers,
-        final_norm: norm(ops, w, "final_norm", spec.norm, h)?,
         lm_head,
     })
 }
 
-/// Pack the canonical linear(s) `{prefix}.weight` (and `.bias` when `bias`) fused along rows.
+/// Pack a planned linear layer: its parts' `.weight` fused along rows in the weight format chosen
+/// for it (`crate::format`), and their `.bias` when it has one.
 pub fn linear<O: Ops>(
     ops: &mut O,
     w: &dyn Tensors<O>,
-    parts: &[(&str, usize)],
-    cols: usize,
-    bias: bool,
+    plan: &LinearPlan,
 ) -> Result<Linear<O::Weight, O::Vector>> {
-    // `{name}.{suffix}` of every part, with its rows.
     let named = |suffix: &str| -> Vec<(String, usize)> {
-        parts
+        plan.parts
             .iter()
-            .map(|&(name, rows)| (format!("{name}.{suffix}"), rows))
+            .map(|p| (format!("{}.{suffix}", p.name), p.rows))
             .collect()
     };
-    let weight = w.weight(ops, &borrowed(&named("weight")), cols)?;
-    let bias = match bias {
+    let format = WeightFormat::of_linear(plan, ops.precision());
+    let weight = w.weight(ops, &borrowed(&named("weight")), plan.in_features, format)?;
+    let bias = match plan.bias {
         true => Some(w.vector(ops, &borrowed(&named("bias")))?),
         false => None,
     };
     Ok(Linear {
         weight,
         bias,
-        parts: parts
+        parts: plan
+            .parts
             .iter()
-            .map(|&(name, rows)| Part {
-                name: name.to_string(),
-                rows,
+            .map(|p| Part {
+                name: p.name.clone(),
+                rows: p.rows,
             })
             .collect(),
-        in_features: cols,
+        in_features: plan.in_features,
     })
 }
 
@@ -156,51 +172,18 @@ fn borrowed(v: &[(String, usize)]) -> Vec<(&str, usize)> {
     v.iter().map(|(n, rows)| (n.as_str(), *rows)).collect()
 }
 
-/// The canonical norm `{prefix}.weight` (and `.bias` for LayerNorm).
-pub fn norm<O: Ops>(
-    ops: &mut O,
-    w: &dyn Tensors<O>,
-    prefix: &str,
-    kind: NormKind,
-    hidden: usize,
-) -> Result<Norm<O::Vector>> {
-    let weight = w.vector(ops, &[(&format!("{prefix}.weight"), hidden)])?;
-    let bias = match kind {
-        NormKind::LayerNorm => Some(w.vector(ops, &[(&format!("{prefix}.bias"), hidden)])?),
-        NormKind::RmsNorm => None,
+/// Pack a planned norm: `{name}.weight`, and `{name}.bias` for LayerNorm.
+pub fn norm<O: Ops>(ops: &mut O, w: &dyn Tensors<O>, plan: &NormPlan) -> Result<Norm<O::Vector>> {
+    let weight = w.vector(ops, &[(&format!("{}.weight", plan.name), plan.width)])?;
+    let bias = match plan.has_bias() {
+        true => Some(w.vector(ops, &[(&format!("{}.bias", plan.name), plan.width)])?),
+        false => None,
     };
     Ok(Norm { weight, bias })
 }
 
-/// Layer `i`'s weights (`layers.{i}.*`) in the shape every family shares: attention norm, q/k/v fused
-/// (biases when `spec.qkv_bias`), `o`, MLP norm, then the family's MLP from `mlp(ops, "layers.{i}")`.
-pub fn load_layer<O: Ops>(
-    spec: &ModelSpec,
-    w: &dyn Tensors<O>,
-    ops: &mut O,
-    i: usize,
-    mlp: impl FnOnce(&mut O, &str) -> Result<MlpWeights<O>>,
-) -> Result<LayerWeights<O>> {
-    let h = spec.hidden_size;
-    let p = format!("layers.{i}");
-    let (q, k, v) = (format!("{p}.q"), format!("{p}.k"), format!("{p}.v"));
-    Ok(LayerWeights {
-        attn_norm: norm(ops, w, &format!("{p}.attn_norm"), spec.norm, h)?,
-        qkv: linear(
-            ops,
-            w,
-            &[(&q, spec.q_dim()), (&k, spec.kv_dim()), (&v, spec.kv_dim())],
-            h,
-            spec.qkv_bias,
-        )?,
-        o: linear(ops, w, &[(&format!("{p}.o"), h)], spec.q_dim(), spec.o_bias)?,
-        mlp_norm: norm(ops, w, &format!("{p}.mlp_norm"), spec.norm, h)?,
-        mlp: mlp(ops, &p)?,
-    })
-}
-
 /// `out = x · lin.weightᵀ (+ lin.bias)`.
-pub fn apply<O: Ops>(
+fn apply<O: Ops>(
     ops: &mut O,
     lin: &Linear<O::Weight, O::Vector>,
     x: &O::Act,
@@ -209,42 +192,57 @@ pub fn apply<O: Ops>(
     ops.linear(x, &lin.weight, lin.bias.as_ref(), out)
 }
 
-/// The first step of every pre-norm block: `s.qkv = qkv(attn_norm(s.x))`.
-pub fn norm_qkv<O: Ops>(
+fn apply_norm<O: Ops>(
     ops: &mut O,
-    spec: &ModelSpec,
-    layer: &LayerWeights<O>,
-    s: &mut Scratch<O>,
+    plan: &NormPlan,
+    w: &Norm<O::Vector>,
+    x: &O::Act,
+    out: &mut O::Act,
 ) -> Result<()> {
-    let eps = spec.norm_eps as f32;
-    ops.norm(spec.norm, eps, &s.x, &layer.attn_norm, &mut s.normed)?;
-    apply(ops, &layer.qkv, &s.normed, &mut s.qkv)
+    ops.norm(plan.kind, plan.eps as f32, x, w, out)
 }
 
-/// After the family's position handling of `s.qkv`: attention, `s.x += o(attn)`, then
-/// `s.normed = mlp_norm(s.x)` for the family's MLP.
-pub fn attend_then_norm<O: Ops>(
+/// One decoder block, in place on `s.x`, op by op as `plan` describes it.
+pub fn block<O: Ops>(
     ops: &mut O,
-    spec: &ModelSpec,
+    plan: &LayerPlan,
     layer: &LayerWeights<O>,
     s: &mut Scratch<O>,
     step: &StepInputs<'_>,
     cache: Option<&mut LayerKvMut<'_>>,
     mode: CacheMode,
 ) -> Result<()> {
-    ops.attention(&s.qkv, geometry(spec), step, cache, mode, &mut s.attn)?;
+    match plan.residual {
+        Residual::PreNorm => {}
+    }
+    let a = &plan.attention;
+    apply_norm(ops, &plan.attn_norm, &layer.attn_norm, &s.x, &mut s.normed)?;
+    apply(ops, &layer.qkv, &s.normed, &mut s.qkv)?;
+    if a.rotary.is_some() {
+        let positions = step.position_ids;
+        ops.rope(&mut s.qkv, 0, a.num_heads, a.head_dim, positions)?;
+        ops.rope(&mut s.qkv, a.q_dim(), a.num_kv_heads, a.head_dim, positions)?;
+    }
+    match a.window {
+        Window::Full => {}
+    }
+    ops.attention(&s.qkv, geometry(a), step, cache, mode, &mut s.attn)?;
     apply(ops, &layer.o, &s.attn, &mut s.proj)?;
     ops.add(&mut s.x, &s.proj)?;
-    let eps = spec.norm_eps as f32;
-    ops.norm(spec.norm, eps, &s.x, &layer.mlp_norm, &mut s.normed)
-}
-
-/// The MLP width of the fused first projection and of the activation output.
-fn mlp_widths(spec: &ModelSpec) -> (usize, usize) {
-    match spec.mlp {
-        Mlp::SwiGlu => (2 * spec.intermediate_size, spec.intermediate_size),
-        Mlp::GeluNew => (spec.intermediate_size, spec.intermediate_size),
-    }
+    apply_norm(ops, &plan.mlp_norm, &layer.mlp_norm, &s.x, &mut s.normed)?;
+    apply(ops, &layer.up, &s.normed, &mut s.mlp_in)?;
+    let mid = match plan.activation {
+        Activation::SiluGated => {
+            ops.swiglu(&s.mlp_in, &mut s.mlp_mid)?;
+            &s.mlp_mid
+        }
+        Activation::GeluTanh => {
+            ops.gelu_new(&mut s.mlp_in)?;
+            &s.mlp_in
+        }
+    };
+    apply(ops, &layer.down, mid, &mut s.proj)?;
+    ops.add(&mut s.x, &s.proj)
 }
 
 /// Activation buffers for one forward of `rows` token rows, reused across calls of the same shape.
@@ -256,46 +254,46 @@ pub struct Scratch<O: Ops> {
     pub qkv: O::Act,
     pub attn: O::Act,
     pub proj: O::Act,
+    /// The first MLP projection's output (`[gate | up]` or `fc`).
     pub mlp_in: O::Act,
+    /// A gated activation's output.
     pub mlp_mid: O::Act,
     pub last: O::Act,
     pub logits: O::Act,
 }
 
 impl<O: Ops> Scratch<O> {
-    pub fn new(ops: &mut O, spec: &ModelSpec, rows: usize, logit_rows: usize) -> Result<Self> {
-        let h = spec.hidden_size;
-        let (mlp_in, mlp_mid) = mlp_widths(spec);
+    pub fn new(ops: &mut O, plan: &ModelPlan, rows: usize, logit_rows: usize) -> Result<Self> {
+        let h = plan.hidden_size;
+        let widest = |f: &dyn Fn(&LayerPlan) -> usize| plan.layers.iter().map(f).max().unwrap_or(0);
         Ok(Scratch {
             rows,
             logit_rows,
             x: ops.act(rows, h)?,
             normed: ops.act(rows, h)?,
-            qkv: ops.act(rows, spec.q_dim() + 2 * spec.kv_dim())?,
-            attn: ops.act(rows, spec.q_dim())?,
+            qkv: ops.act(rows, widest(&|l| l.qkv.out_features()))?,
+            attn: ops.act(rows, widest(&|l| l.o.in_features))?,
             proj: ops.act(rows, h)?,
-            mlp_in: ops.act(rows, mlp_in)?,
-            mlp_mid: ops.act(rows, mlp_mid)?,
+            mlp_in: ops.act(rows, widest(&|l| l.up.out_features()))?,
+            mlp_mid: ops.act(rows, widest(&|l| l.mlp_width()))?,
             last: ops.act(logit_rows, h)?,
-            logits: ops.act(logit_rows, spec.vocab_size)?,
+            logits: ops.act(logit_rows, plan.vocab_size)?,
         })
     }
 }
 
-pub fn geometry(spec: &ModelSpec) -> AttnGeometry {
+pub fn geometry(a: &AttentionPlan) -> AttnGeometry {
     AttnGeometry {
-        num_heads: spec.num_heads,
-        num_kv_heads: spec.num_kv_heads,
-        head_dim: spec.head_dim,
+        num_heads: a.num_heads,
+        num_kv_heads: a.num_kv_heads,
+        head_dim: a.head_dim,
     }
 }
 
 /// The whole forward pass. `scratch` must have been made for `step.batch * step.seq_len` rows and the
 /// number of logit rows `rows` asks for. Bounds were checked by `Engine::forward`.
-#[allow(clippy::too_many_arguments)]
 pub fn forward<O: Ops>(
     ops: &mut O,
-    spec: &ModelSpec,
     w: &ModelWeights<O>,
     s: &mut Scratch<O>,
     step: &StepInputs<'_>,
@@ -303,36 +301,32 @@ pub fn forward<O: Ops>(
     mode: CacheMode,
     rows: LogitRows,
 ) -> Result<Logits> {
+    let plan = &w.plan;
     ops.embed(w.embed_table(), step.input_ids, &mut s.x)?;
     if let Some(pos) = &w.pos_embed {
         ops.add_embed(pos, step.position_ids, &mut s.x)?;
     }
-    for (i, layer) in w.layers.iter().enumerate() {
+    for (i, (layer_plan, layer)) in plan.layers.iter().zip(&w.layers).enumerate() {
         let kv = match mode {
             CacheMode::None => None,
             _ => cache.get_mut(i),
         };
-        match spec.arch {
-            Arch::Llama => llama::block(ops, spec, layer, s, step, kv, mode)?,
-            Arch::Qwen2 => qwen2::block(ops, spec, layer, s, step, kv, mode)?,
-            Arch::Gpt2 => gpt2::block(ops, spec, layer, s, step, kv, mode)?,
-        }
+        block(ops, layer_plan, layer, s, step, kv, mode)?;
     }
-    let eps = spec.norm_eps as f32;
     let picked: Vec<usize> = match rows {
         LogitRows::All => (0..step.batch * step.seq_len).collect(),
         LogitRows::Last => (0..step.batch)
             .map(|b| b * step.seq_len + step.seq_len - 1)
             .collect(),
     };
-    ops.norm(spec.norm, eps, &s.x, &w.final_norm, &mut s.normed)?;
+    apply_norm(ops, &plan.final_norm, &w.final_norm, &s.x, &mut s.normed)?;
     ops.gather_rows(&s.normed, &picked, &mut s.last)?;
     ops.linear(&s.last, &w.lm_head.weight, None, &mut s.logits)?;
     let data = ops.to_host(&s.logits)?;
     Ok(Logits {
         batch: step.batch,
         rows: picked.len() / step.batch.max(1),
-        vocab: spec.vocab_size,
+        vocab: plan.vocab_size,
         data,
     })
 }

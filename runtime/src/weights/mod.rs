@@ -10,22 +10,23 @@
 //! | `layers.{i}.q.bias` / `k` / `v` | `[out]` | when `spec.qkv_bias` |
 //! | `layers.{i}.o.weight` (`.bias`) | `[hidden, q_dim]` | bias when `spec.o_bias` |
 //! | `layers.{i}.mlp_norm.weight` / `.bias` | `[hidden]` | |
-//! | `layers.{i}.gate.weight`, `up.weight` | `[intermediate, hidden]` | SwiGLU |
-//! | `layers.{i}.down.weight` | `[hidden, intermediate]` | SwiGLU |
+//! | `layers.{i}.gate.weight`, `up.weight` (`.bias`) | `[intermediate, hidden]` | SwiGLU; biases when `spec.mlp_bias` |
+//! | `layers.{i}.down.weight` (`.bias`) | `[hidden, intermediate]` | SwiGLU |
 //! | `layers.{i}.fc.weight` (`.bias`) | `[intermediate, hidden]` | GELU MLP (GPT-2) |
 //! | `layers.{i}.proj.weight` (`.bias`) | `[hidden, intermediate]` | GELU MLP (GPT-2) |
 //! | `final_norm.weight` / `.bias` | `[hidden]` | |
 //! | `lm_head.weight` | `[vocab, hidden]` | always present: a tied model gets a copy of `embed.weight` |
 //!
 //! GPT-2's Conv1D `[in, out]` weights are transposed and its fused `c_attn` split into q, k, v; GGUF's
-//! Q/K rotary permutation is undone, so every source yields the same canonical tensors.
+//! Q/K rotary permutation is undone, so every source yields the same canonical tensors. Which of them a
+//! model reads is its layer plan's list (`crate::plan::ModelPlan::tensors`).
 
 pub mod gguf;
 pub mod names;
 pub mod safetensors;
 pub mod synthetic;
 
-use crate::spec::{Mlp, ModelSpec, NormKind, Positions};
+use crate::spec::ModelSpec;
 use half::{bf16, f16};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,62 +72,10 @@ pub fn finish(spec: &ModelSpec, mut map: WeightMap) -> Result<WeightMap, Weights
     Ok(map)
 }
 
-/// Every canonical tensor `spec` needs, with its shape, in a stable order.
+/// Every canonical tensor `spec` needs, with its shape, in a stable order: the layer plan's list
+/// (`crate::plan::ModelPlan::tensors`).
 pub fn expected_tensors(spec: &ModelSpec) -> Vec<(String, Vec<usize>)> {
-    let (h, i, v) = (spec.hidden_size, spec.intermediate_size, spec.vocab_size);
-    let (q, kv) = (spec.q_dim(), spec.kv_dim());
-    let layer_norm = spec.norm == NormKind::LayerNorm;
-    let mut out = vec![("embed.weight".to_string(), vec![v, h])];
-    if spec.positions == Positions::Learned {
-        out.push((
-            "pos_embed.weight".into(),
-            vec![spec.max_position_embeddings, h],
-        ));
-    }
-    for l in 0..spec.num_layers {
-        let mut push = |n: &str, shape: Vec<usize>| out.push((format!("layers.{l}.{n}"), shape));
-        push("attn_norm.weight", vec![h]);
-        if layer_norm {
-            push("attn_norm.bias", vec![h]);
-        }
-        push("q.weight", vec![q, h]);
-        push("k.weight", vec![kv, h]);
-        push("v.weight", vec![kv, h]);
-        if spec.qkv_bias {
-            push("q.bias", vec![q]);
-            push("k.bias", vec![kv]);
-            push("v.bias", vec![kv]);
-        }
-        push("o.weight", vec![h, q]);
-        if spec.o_bias {
-            push("o.bias", vec![h]);
-        }
-        push("mlp_norm.weight", vec![h]);
-        if layer_norm {
-            push("mlp_norm.bias", vec![h]);
-        }
-        match spec.mlp {
-            Mlp::SwiGlu => {
-                push("gate.weight", vec![i, h]);
-                push("up.weight", vec![i, h]);
-                push("down.weight", vec![h, i]);
-            }
-            Mlp::GeluNew => {
-                push("fc.weight", vec![i, h]);
-                push("proj.weight", vec![h, i]);
-                if spec.mlp_bias {
-                    push("fc.bias", vec![i]);
-                    push("proj.bias", vec![h]);
-                }
-            }
-        }
-    }
-    out.push(("final_norm.weight".into(), vec![h]));
-    if layer_norm {
-        out.push(("final_norm.bias".into(), vec![h]));
-    }
-    out.push(("lm_head.weight".into(), vec![v, h]));
-    out
+    crate::plan::ModelPlan::new(spec).tensors()
 }
 
 /// Where an engine's weights come from.

@@ -29,6 +29,9 @@ const LLAMA_LAYER: &[(&str, &str)] = &[
     ("mlp.gate_proj.weight", "gate.weight"),
     ("mlp.up_proj.weight", "up.weight"),
     ("mlp.down_proj.weight", "down.weight"),
+    ("mlp.gate_proj.bias", "gate.bias"),
+    ("mlp.up_proj.bias", "up.bias"),
+    ("mlp.down_proj.bias", "down.bias"),
 ];
 
 const LLAMA_GLOBAL: &[(&str, &str)] = &[
@@ -80,6 +83,9 @@ const GGUF_LAYER: &[(&str, &str)] = &[
     ("ffn_gate.weight", "gate.weight"),
     ("ffn_up.weight", "up.weight"),
     ("ffn_down.weight", "down.weight"),
+    ("ffn_gate.bias", "gate.bias"),
+    ("ffn_up.bias", "up.bias"),
+    ("ffn_down.bias", "down.bias"),
 ];
 
 const GGUF_GLOBAL: &[(&str, &str)] = &[

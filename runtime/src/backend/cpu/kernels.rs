@@ -206,7 +206,7 @@ mod tests {
         let inv: Vec<f32> = (0..hd / 2)
             .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / hd as f32))
             .collect();
-        let (cos, sin) = crate::model::rope::tables(&inv, 64);
+        let (cos, sin) = crate::rope::tables(&inv, 64);
         let positions = [0u32, 1, 7, 30, 63];
         let x = data(rows * cols, 4);
         let mut y = x.clone();

@@ -5,6 +5,8 @@
 //! the input, output rows are split in chunks over the rayon pool, and each dot product keeps 16
 //! independent lane accumulators (`simd.rs`: SIMD intrinsics on x86-64, portable loops elsewhere).
 
+use crate::format::WeightFormat;
+use crate::precision::Precision;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -105,8 +107,17 @@ impl<'a> Iterator for Runs<'a> {
 }
 
 impl Matrix {
+    /// How the matrix is stored (`crate::format`): dense in its element type.
+    pub fn format(&self) -> WeightFormat {
+        WeightFormat::Dense(match self.store.dtype() {
+            Dtype::F32 => Precision::Fp32,
+            Dtype::F16 => Precision::Fp16,
+            Dtype::Bf16 => Precision::Bf16,
+        })
+    }
+
     pub fn bytes(&self) -> usize {
-        self.rows * self.cols * self.store.dtype().width()
+        self.format().matrix_bytes(self.rows, self.cols)
     }
 
     /// Rows `r0..r1` (`r1 <= rows`), in order, as runs of rows contiguous in memory: one run, unless

@@ -132,7 +132,7 @@ fn backend(
         host.as_ref(),
         admission::Knob::Model,
     )?;
-    let inv_freq = model::rope::inv_freq(&spec.positions, spec.head_dim);
+    let inv_freq = crate::rope::inv_freq(&spec.positions, spec.head_dim);
     let mut ops = CpuOps::new(options.precision, inv_freq.as_deref(), options.max_seq_len)?;
     let packed = pool.install(|| pack(&mut ops))?;
     Ok(CpuBackend {
@@ -220,14 +220,14 @@ impl Backend for CpuBackend {
                 admission::host_available().as_ref(),
                 admission::Knob::PromptLen,
             )?;
-            *scratch = Some(Scratch::new(ops, spec, token_rows, logit_rows)?);
+            *scratch = Some(Scratch::new(ops, &weights.plan, token_rows, logit_rows)?);
         }
         let Some(s) = scratch.as_mut() else {
             return Err(Error::Backend(BackendError::Other(
                 "scratch missing".into(),
             )));
         };
-        pool.install(|| model::forward(ops, spec, weights, s, step, cache, mode, rows))
+        pool.install(|| model::forward(ops, weights, s, step, cache, mode, rows))
     }
 
     fn weight_bytes(&self) -> usize {
@@ -237,11 +237,7 @@ impl Backend for CpuBackend {
         };
         let mut total = lin(&w.lm_head);
         for l in &w.layers {
-            total += lin(&l.qkv) + lin(&l.o);
-            total += match &l.mlp {
-                model::MlpWeights::SwiGlu { gate_up, down } => lin(gate_up) + lin(down),
-                model::MlpWeights::Gelu { fc, proj } => lin(fc) + lin(proj),
-            };
+            total += l.linears().into_iter().map(lin).sum::<usize>();
         }
         total
     }

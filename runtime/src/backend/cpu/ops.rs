@@ -7,6 +7,7 @@ use super::matrix::{self, Dtype, Elems, Matrix, Store};
 use crate::backend::ops::{AttnGeometry, Norm, Ops};
 use crate::backend_error::BackendError;
 use crate::cache::{KvStorage, LayerKvMut};
+use crate::format::WeightFormat;
 use crate::precision::Precision;
 use crate::spec::NormKind;
 use crate::step::{CacheMode, StepInputs};
@@ -49,8 +50,7 @@ impl CpuOps {
     pub fn new(precision: Precision, inv_freq: Option<&[f32]>, positions: usize) -> Result<CpuOps> {
         let rope = match inv_freq {
             Some(f) => {
-                let (c, s) =
-                    crate::model::rope::try_tables(f, positions).map_err(Error::invalid)?;
+                let (c, s) = crate::rope::try_tables(f, positions).map_err(Error::invalid)?;
                 Some((c, s, positions))
             }
             None => None,
@@ -105,7 +105,16 @@ impl Ops for CpuOps {
     type Weight = Matrix;
     type Vector = Vec<f32>;
 
-    fn weight(&mut self, parts: &[&HostTensor], cols: usize) -> Result<Matrix> {
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn weight(
+        &mut self,
+        parts: &[&HostTensor],
+        cols: usize,
+        format: WeightFormat,
+    ) -> Result<Matrix> {
         let rows: usize = parts
             .iter()
             .map(|t| t.shape.first().copied().unwrap_or(0))
@@ -116,7 +125,8 @@ impl Ops for CpuOps {
             })?;
         }
         let n = rows * cols;
-        let store = match self.precision {
+        let WeightFormat::Dense(precision) = format;
+        let store = match precision {
             Precision::Fp32 => Store::F32(pack(
                 parts,
                 n,

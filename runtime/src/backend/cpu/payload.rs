@@ -15,7 +15,8 @@ use super::matrix::{Dtype, Matrix, Store};
 use super::ops::CpuOps;
 use crate::backend::ops::{Linear, Norm, Ops};
 use crate::engine_file::EngineFileError;
-use crate::model::{MlpWeights, ModelWeights, Tensors};
+use crate::format::WeightFormat;
+use crate::model::{ModelWeights, Tensors};
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
 use crate::weights::{HostTensor, TensorData, WeightMap, WeightsError};
@@ -75,23 +76,15 @@ fn canonical(
         }
         Ok(())
     };
-    for (i, l) in w.layers.iter().enumerate() {
-        norm(&mut out, &l.attn_norm, &format!("layers.{i}.attn_norm"))?;
+    for (plan, l) in w.plan.layers.iter().zip(&w.layers) {
+        norm(&mut out, &l.attn_norm, &plan.attn_norm.name)?;
         lin(&mut out, &l.qkv)?;
         lin(&mut out, &l.o)?;
-        norm(&mut out, &l.mlp_norm, &format!("layers.{i}.mlp_norm"))?;
-        match &l.mlp {
-            MlpWeights::SwiGlu { gate_up, down } => {
-                lin(&mut out, gate_up)?;
-                lin(&mut out, down)?;
-            }
-            MlpWeights::Gelu { fc, proj } => {
-                lin(&mut out, fc)?;
-                lin(&mut out, proj)?;
-            }
-        }
+        norm(&mut out, &l.mlp_norm, &plan.mlp_norm.name)?;
+        lin(&mut out, &l.up)?;
+        lin(&mut out, &l.down)?;
     }
-    norm(&mut out, &w.final_norm, "final_norm")?;
+    norm(&mut out, &w.final_norm, &w.plan.final_norm.name)?;
     if !spec.tie_word_embeddings {
         lin(&mut out, &w.lm_head)?;
     }
@@ -445,8 +438,15 @@ impl MappedPayload {
 }
 
 impl Tensors<CpuOps> for MappedPayload {
-    fn weight(&self, ops: &mut CpuOps, parts: &[(&str, usize)], cols: usize) -> Result<Matrix> {
-        let dtype = match ops.precision {
+    fn weight(
+        &self,
+        _ops: &mut CpuOps,
+        parts: &[(&str, usize)],
+        cols: usize,
+        format: WeightFormat,
+    ) -> Result<Matrix> {
+        let WeightFormat::Dense(precision) = format;
+        let dtype = match precision {
             Precision::Fp32 => Dtype::F32,
             Precision::Fp16 => Dtype::F16,
             Precision::Bf16 => Dtype::Bf16,

@@ -58,11 +58,7 @@ fn matrices(b: &CpuBackend) -> Vec<&Matrix> {
     out.extend(&w.embed);
     out.extend(&w.pos_embed);
     for l in &w.layers {
-        out.extend([&l.qkv.weight, &l.o.weight]);
-        match &l.mlp {
-            MlpWeights::SwiGlu { gate_up, down } => out.extend([&gate_up.weight, &down.weight]),
-            MlpWeights::Gelu { fc, proj } => out.extend([&fc.weight, &proj.weight]),
-        }
+        out.extend(l.linears().map(|lin| &lin.weight));
     }
     out
 }

@@ -4,6 +4,7 @@
 //! memory only, so the same launches, captured once into a CUDA graph, serve every decode step.
 
 use super::device::{DevBuf, Gpu, cuda_err};
+use super::fused_layer::FusedLayer;
 use super::gemm::{GemmChoice, GemmShape, Lt, default_choice};
 use super::kernels::{DECODE_CHUNK, Kernels, tc_prefill_supported};
 use super::scratch::{Scratch, decode_splits};
@@ -20,6 +21,8 @@ pub struct Model<'a> {
     pub gpu: &'a Gpu,
     pub k: &'a Kernels,
     pub spec: &'a ModelSpec,
+    /// The layer plan's switches (the same the kernels were compiled with).
+    pub layer: FusedLayer,
     pub precision: Precision,
     pub layout: &'a Layout,
     pub mats: &'a DevBuf,

@@ -3,9 +3,11 @@
 //! compute capability, and loaded as modules.
 
 use super::device::{Gpu, check_nvrtc, cuda_err};
+use super::fused_layer::FusedLayer;
 use crate::backend_error::BackendError;
+use crate::plan::ModelPlan;
 use crate::precision::Precision;
-use crate::spec::{Mlp, ModelSpec, NormKind, Positions};
+use crate::spec::ModelSpec;
 use crate::{Error, Result};
 use askama::Template;
 use cudarc::driver::CudaFunction;
@@ -53,8 +55,10 @@ pub struct KernelConsts {
 }
 
 impl KernelConsts {
-    pub fn new(spec: &ModelSpec, precision: Precision) -> KernelConsts {
-        KernelConsts {
+    /// The constants of `spec` at `precision`, or why its layer plan cannot run on these kernels.
+    pub fn new(spec: &ModelSpec, precision: Precision) -> Result<KernelConsts> {
+        let layer = FusedLayer::of(&spec.name, &ModelPlan::new(spec))?;
+        Ok(KernelConsts {
             model: spec.name.clone(),
             dtype: match precision {
                 Precision::Fp32 => "f32",
@@ -67,10 +71,10 @@ impl KernelConsts {
             head_dim: spec.head_dim,
             inter: spec.intermediate_size,
             vocab: spec.vocab_size,
-            eps: c_float(spec.norm_eps as f32),
-            rms: spec.norm == NormKind::RmsNorm,
-            rope: matches!(spec.positions, Positions::Rope { .. }),
-            swiglu: spec.mlp == Mlp::SwiGlu,
+            eps: c_float(layer.eps),
+            rms: layer.rms,
+            rope: layer.rope,
+            swiglu: layer.swiglu,
             scale: c_float(1.0 / (spec.head_dim as f32).sqrt()),
             decode_chunk: DECODE_CHUNK,
             gemv_max_rows: GEMV_MAX_ROWS,
@@ -79,7 +83,7 @@ impl KernelConsts {
             decode_norm_regs: decode_knob("LLMFORGE_DECODE_NORM_REGS", 1, 1),
             decode_l2_after: decode_knob("LLMFORGE_DECODE_L2_AFTER", 2, 0),
             tc_attn: tc_prefill_supported(spec, precision),
-        }
+        })
     }
 }
 
@@ -181,7 +185,7 @@ fn render_err(module: &str) -> impl Fn(askama::Error) -> Error + '_ {
 
 /// The CUDA C source of every module, specialised to `spec` and `precision`.
 pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, String)>> {
-    let c = &KernelConsts::new(spec, precision);
+    let c = &KernelConsts::new(spec, precision)?;
     let sources = [
         ("norm", NormCu { c }.render().map_err(render_err("norm"))?),
         (
@@ -438,9 +442,9 @@ mod tests {
         assert_eq!(decode_vps(&spec("Llama-3.2-1B-Instruct")), 8);
         assert_eq!(decode_vps(&spec("Qwen2.5-0.5B-Instruct")), 8);
         assert_eq!(decode_vps(&spec("Llama-3.1-8B-Instruct")), 16);
-        let c = KernelConsts::new(&spec("Llama-3.1-8B-Instruct"), Precision::Fp16);
+        let c = KernelConsts::new(&spec("Llama-3.1-8B-Instruct"), Precision::Fp16).unwrap();
         assert_eq!((c.decode_vps, c.swiglu), (16, true));
-        let g = KernelConsts::new(&spec("gpt2"), Precision::Fp16);
+        let g = KernelConsts::new(&spec("gpt2"), Precision::Fp16).unwrap();
         assert_eq!((g.decode_vps, g.swiglu, g.rope), (8, false, false));
     }
 

@@ -10,7 +10,6 @@ use super::gemm::Lt;
 use super::scratch::Scratch;
 use super::weights::Vf;
 use crate::Result;
-use crate::spec::Mlp;
 
 /// Issue every launch of one call through the general path (any row count).
 pub fn encode_unfused(
@@ -36,9 +35,9 @@ pub fn encode_unfused(
         gemm(m, lt, &layer.o, s.attn.ptr(), qd, rows, s.delta.ptr())?;
         add_norm(m, s, rows, true, &layer.o_bias, &layer.mlp_norm)?;
         gemm(m, lt, &layer.up, s.normed.ptr(), h, rows, s.up.ptr())?;
-        let act = match spec.mlp {
-            Mlp::SwiGlu => (&m.k.swiglu, "swiglu"),
-            Mlp::GeluNew => (&m.k.gelu_bias, "gelu_bias"),
+        let act = match m.layer.swiglu {
+            true => (&m.k.swiglu, "swiglu"),
+            false => (&m.k.gelu_bias, "gelu_bias"),
         };
         let n = rows * spec.intermediate_size;
         launch(

@@ -37,6 +37,7 @@ pub mod cublaslt;
 pub mod decode;
 pub mod device;
 pub mod forward;
+pub mod fused_layer;
 pub mod gemm;
 pub mod graph;
 pub mod kernels;
@@ -55,6 +56,7 @@ pub mod weights;
 use crate::backend::{Backend, BackendError};
 use crate::cache::{KvStorage, KvTensor, LayerKvMut};
 use crate::options::{BuildOptions, DeviceChoice};
+use crate::plan::ModelPlan;
 use crate::progress::Progress;
 use crate::sample::Sampler;
 use crate::spec::{ModelSpec, Positions};
@@ -64,6 +66,7 @@ use crate::{Error, Result};
 use cudarc::driver::CudaGraph;
 use device::{DevBuf, Gpu};
 use forward::Call;
+use fused_layer::FusedLayer;
 use gemm::{GemmChoice, GemmShape, Lt};
 use graph::GraphCache;
 use kernels::{CompiledKernels, Kernels};
@@ -79,6 +82,8 @@ pub struct CudaBackend {
     kernels: Kernels,
     lt: Lt,
     choices: BTreeMap<GemmShape, GemmChoice>,
+    /// The layer plan's switches the kernels were compiled with.
+    layer: FusedLayer,
     layout: Layout,
     mats: DevBuf,
     vecs: DevBuf,
@@ -134,7 +139,7 @@ fn check_spec(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
             spec.name, spec.num_heads, spec.num_kv_heads
         )));
     }
-    Ok(())
+    FusedLayer::of(&spec.name, &ModelPlan::new(spec)).map(|_| ())
 }
 
 /// The engine-build step on the GPU: pack and upload weights, compile kernels for this GPU, time GEMM
@@ -181,7 +186,11 @@ impl CudaBackend {
         vecs: &[u8],
     ) -> Result<CudaBackend> {
         check_spec(spec, options)?;
+        let layer = FusedLayer::of(&spec.name, &ModelPlan::new(spec))?;
         let layout = Layout::new(spec, options.precision);
+        if let Some(problem) = layout.format_problem(options.precision) {
+            return Err(Error::invalid(format!("{}: {problem}", spec.name)));
+        }
         if mats.len() != layout.mat_bytes || vecs.len() != layout.vec_bytes {
             return Err(Error::invalid(format!(
                 "packed weights of {} bytes + {} bytes, {} at {} needs {} + {}",
@@ -196,11 +205,11 @@ impl CudaBackend {
         let kernels = Kernels::load(&gpu, &compiled)?;
         let mats = gpu.upload(mats, "weights")?;
         let vecs = gpu.upload(vecs, "norm and bias vectors")?;
-        let rope = match crate::model::rope::inv_freq(&spec.positions, spec.head_dim) {
+        let rope = match crate::rope::inv_freq(&spec.positions, spec.head_dim) {
             Some(f) if matches!(spec.positions, Positions::Rope { .. }) => {
                 // Fallible: the table length comes from the user's max_seq_len.
-                let (c, s) = crate::model::rope::try_tables(&f, options.max_seq_len)
-                    .map_err(Error::invalid)?;
+                let (c, s) =
+                    crate::rope::try_tables(&f, options.max_seq_len).map_err(Error::invalid)?;
                 Some((
                     gpu.upload(bytemuck::cast_slice(&c), "rope cos")?,
                     gpu.upload(bytemuck::cast_slice(&s), "rope sin")?,
@@ -223,6 +232,7 @@ impl CudaBackend {
             kernels,
             lt,
             choices,
+            layer,
             layout,
             mats,
             vecs,

@@ -4,8 +4,9 @@
 use super::device::{DevBuf, Gpu};
 use super::kernels::DECODE_CHUNK;
 use crate::Result;
+use crate::plan::ModelPlan;
 use crate::precision::Precision;
-use crate::spec::{Mlp, ModelSpec};
+use crate::spec::ModelSpec;
 
 /// Device activations for up to `rows` token rows (grown on demand, never shrunk).
 pub struct Scratch {
@@ -41,10 +42,12 @@ pub fn decode_splits(max_seq: usize) -> usize {
 
 /// Columns of the first MLP projection (`[gate | up]` or `fc`).
 pub fn up_cols(spec: &ModelSpec) -> usize {
-    match spec.mlp {
-        Mlp::SwiGlu => 2 * spec.intermediate_size,
-        Mlp::GeluNew => spec.intermediate_size,
-    }
+    let plan = ModelPlan::new(spec);
+    plan.layers
+        .iter()
+        .map(|l| l.up.out_features())
+        .max()
+        .unwrap_or(0)
 }
 
 impl Scratch {

@@ -3,8 +3,10 @@
 //! (norms, biases) into one f32 buffer. The [`Layout`] (byte offsets of each piece) is a pure function
 //! of the spec and precision, so the engine file stores only the two buffers and re-derives it.
 
+use crate::format::WeightFormat;
+use crate::plan::{LinearPlan, ModelPlan, NormPlan};
 use crate::precision::Precision;
-use crate::spec::{Mlp, ModelSpec, NormKind, Positions};
+use crate::spec::ModelSpec;
 use crate::weights::{HostTensor, TensorData, WeightMap};
 use crate::{Error, Result};
 use half::{bf16, f16};
@@ -12,12 +14,13 @@ use half::{bf16, f16};
 /// Matrices start on 256-byte boundaries (16-byte vector loads, cuBLASLt alignment).
 const ALIGN: usize = 256;
 
-/// A `[rows, cols]` matrix at byte `off` of the matrix buffer.
+/// A `[rows, cols]` matrix at byte `off` of the matrix buffer, stored in `format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mat {
     pub off: usize,
     pub rows: usize,
     pub cols: usize,
+    pub format: WeightFormat,
 }
 
 /// `len` f32 values at byte `off` of the vector buffer.
@@ -60,6 +63,7 @@ pub struct Layout {
 type Parts = Vec<(String, usize)>;
 
 struct Builder {
+    precision: Precision,
     elem: usize,
     mat_bytes: usize,
     vec_bytes: usize,
@@ -69,14 +73,15 @@ struct Builder {
 }
 
 impl Builder {
-    fn mat(&mut self, parts: &[(&str, usize)], cols: usize) -> Mat {
+    fn mat(&mut self, parts: &[(&str, usize)], cols: usize, format: WeightFormat) -> Mat {
         let rows = parts.iter().map(|p| p.1).sum();
         let m = Mat {
             off: self.mat_bytes,
             rows,
             cols,
+            format,
         };
-        self.mat_bytes += (rows * cols * self.elem).div_ceil(ALIGN) * ALIGN;
+        self.mat_bytes += format.matrix_bytes(rows, cols).div_ceil(ALIGN) * ALIGN;
         self.mats
             .push((m, parts.iter().map(|&(n, r)| (n.to_string(), r)).collect()));
         m
@@ -92,77 +97,58 @@ impl Builder {
             .push((v, parts.iter().map(|&(n, r)| (n.to_string(), r)).collect()));
         v
     }
-    fn norm(&mut self, prefix: &str, h: usize, layer_norm: bool) -> (Vf, Option<Vf>) {
-        let w = self.vec(&[(&format!("{prefix}.weight"), h)]);
-        let b = layer_norm.then(|| self.vec(&[(&format!("{prefix}.bias"), h)]));
+    fn norm(&mut self, plan: &NormPlan) -> (Vf, Option<Vf>) {
+        let w = self.vec(&[(&format!("{}.weight", plan.name), plan.width)]);
+        let b = plan
+            .has_bias()
+            .then(|| self.vec(&[(&format!("{}.bias", plan.name), plan.width)]));
         (w, b)
     }
-    fn bias(&mut self, on: bool, parts: &[(&str, usize)]) -> Option<Vf> {
-        on.then(|| {
-            let names: Vec<(String, usize)> = parts
+    /// A planned linear layer: its fused matrix, then its fused bias when it has one.
+    fn linear(&mut self, plan: &LinearPlan) -> (Mat, Option<Vf>) {
+        let named = |suffix: &str| -> Vec<(String, usize)> {
+            plan.parts
                 .iter()
-                .map(|&(n, r)| (format!("{n}.bias"), r))
-                .collect();
-            let refs: Vec<(&str, usize)> = names.iter().map(|(n, r)| (n.as_str(), *r)).collect();
-            self.vec(&refs)
-        })
+                .map(|p| (format!("{}.{suffix}", p.name), p.rows))
+                .collect()
+        };
+        let weights = named("weight");
+        let w: Vec<(&str, usize)> = weights.iter().map(|(n, r)| (n.as_str(), *r)).collect();
+        let format = WeightFormat::of_linear(plan, self.precision);
+        let mat = self.mat(&w, plan.in_features, format);
+        let bias = plan.bias.then(|| {
+            let biases = named("bias");
+            let b: Vec<(&str, usize)> = biases.iter().map(|(n, r)| (n.as_str(), *r)).collect();
+            self.vec(&b)
+        });
+        (mat, bias)
     }
 }
 
 fn build(spec: &ModelSpec, precision: Precision) -> (Layout, Builder) {
+    let plan = ModelPlan::new(spec);
     let mut b = Builder {
+        precision,
         elem: precision.bytes_per_element(),
         mat_bytes: 0,
         vec_bytes: 0,
         mats: Vec::new(),
         vecs: Vec::new(),
     };
-    let (h, q, kv, i) = (
-        spec.hidden_size,
-        spec.q_dim(),
-        spec.kv_dim(),
-        spec.intermediate_size,
-    );
-    let ln = spec.norm == NormKind::LayerNorm;
-    let embed = b.mat(&[("embed.weight", spec.vocab_size)], h);
-    let pos_embed = (spec.positions == Positions::Learned)
-        .then(|| b.mat(&[("pos_embed.weight", spec.max_position_embeddings)], h));
-    let mut layers = Vec::with_capacity(spec.num_layers);
-    for l in 0..spec.num_layers {
-        let p = |n: &str| format!("layers.{l}.{n}");
-        let (qn, kn, vn, on) = (p("q"), p("k"), p("v"), p("o"));
-        let attn_norm = b.norm(&p("attn_norm"), h, ln);
-        let qkv = b.mat(
-            &[
-                (&format!("{qn}.weight"), q),
-                (&format!("{kn}.weight"), kv),
-                (&format!("{vn}.weight"), kv),
-            ],
-            h,
-        );
-        let qkv_bias = b.bias(spec.qkv_bias, &[(&qn, q), (&kn, kv), (&vn, kv)]);
-        let o = b.mat(&[(&format!("{on}.weight"), h)], q);
-        let o_bias = b.bias(spec.o_bias, &[(&on, h)]);
-        let mlp_norm = b.norm(&p("mlp_norm"), h, ln);
-        let (up, up_bias, down, down_bias) = match spec.mlp {
-            Mlp::SwiGlu => {
-                let (g, u, d) = (p("gate"), p("up"), p("down"));
-                let up = b.mat(
-                    &[(&format!("{g}.weight"), i), (&format!("{u}.weight"), i)],
-                    h,
-                );
-                let up_bias = b.bias(spec.mlp_bias, &[(&g, i), (&u, i)]);
-                let down = b.mat(&[(&format!("{d}.weight"), h)], i);
-                (up, up_bias, down, b.bias(spec.mlp_bias, &[(&d, h)]))
-            }
-            Mlp::GeluNew => {
-                let (f, pr) = (p("fc"), p("proj"));
-                let up = b.mat(&[(&format!("{f}.weight"), i)], h);
-                let up_bias = b.bias(spec.mlp_bias, &[(&f, i)]);
-                let down = b.mat(&[(&format!("{pr}.weight"), h)], i);
-                (up, up_bias, down, b.bias(spec.mlp_bias, &[(&pr, h)]))
-            }
-        };
+    let h = plan.hidden_size;
+    let table = WeightFormat::of_table(precision);
+    let embed = b.mat(&[("embed.weight", plan.vocab_size)], h, table);
+    let pos_embed = plan
+        .learned_positions
+        .map(|rows| b.mat(&[("pos_embed.weight", rows)], h, table));
+    let mut layers = Vec::with_capacity(plan.layers.len());
+    for l in &plan.layers {
+        let attn_norm = b.norm(&l.attn_norm);
+        let (qkv, qkv_bias) = b.linear(&l.qkv);
+        let (o, o_bias) = b.linear(&l.o);
+        let mlp_norm = b.norm(&l.mlp_norm);
+        let (up, up_bias) = b.linear(&l.up);
+        let (down, down_bias) = b.linear(&l.down);
         layers.push(LayerLayout {
             attn_norm,
             qkv,
@@ -176,11 +162,10 @@ fn build(spec: &ModelSpec, precision: Precision) -> (Layout, Builder) {
             down_bias,
         });
     }
-    let final_norm = b.norm("final_norm", h, ln);
-    let lm_head = if spec.tie_word_embeddings {
-        embed
-    } else {
-        b.mat(&[("lm_head.weight", spec.vocab_size)], h)
+    let final_norm = b.norm(&plan.final_norm);
+    let lm_head = match plan.tied {
+        true => embed,
+        false => b.linear(&plan.lm_head).0,
     };
     let layout = Layout {
         elem: b.elem,
@@ -200,10 +185,35 @@ impl Layout {
         build(spec, precision).0
     }
 
+    /// Every matrix, embeddings first, in layout order.
+    pub fn matrices(&self) -> impl Iterator<Item = &Mat> {
+        let layers = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.qkv, &l.o, &l.up, &l.down]);
+        [&self.embed]
+            .into_iter()
+            .chain(&self.pos_embed)
+            .chain(layers)
+            .chain([&self.lm_head])
+    }
+
+    /// Why the kernels cannot multiply this layout's matrices, if they cannot: the GEMM and the
+    /// decode GEMVs read dense matrices of the engine's storage precision `T`.
+    pub fn format_problem(&self, precision: Precision) -> Option<String> {
+        let dense = WeightFormat::Dense(precision);
+        self.matrices().find(|m| m.format != dense).map(|m| {
+            format!(
+                "a {}x{} matrix is stored as {}, and the CUDA kernels of a {precision} engine take {dense}",
+                m.rows, m.cols, m.format
+            )
+        })
+    }
+
     /// Bytes of weights a decode step streams (every matrix except the embedding tables, which are
     /// only gathered from; a tied lm_head counts once).
     pub fn streamed_bytes(&self) -> usize {
-        let m = |m: &Mat| m.rows * m.cols * self.elem;
+        let m = |m: &Mat| m.format.matrix_bytes(m.rows, m.cols);
         let mut total = m(&self.lm_head);
         for l in &self.layers {
             total += m(&l.qkv) + m(&l.o) + m(&l.up) + m(&l.down);
@@ -219,7 +229,15 @@ pub struct Packed {
     pub vecs: Vec<u8>,
 }
 
-fn append(out: &mut Vec<u8>, t: &HostTensor, precision: Precision) {
+/// Append `t` to a matrix buffer in `format`.
+fn append(out: &mut Vec<u8>, t: &HostTensor, format: WeightFormat) {
+    match format {
+        WeightFormat::Dense(p) => append_dense(out, t, p),
+    }
+}
+
+/// Append `t`'s elements converted to `precision`, little-endian.
+fn append_dense(out: &mut Vec<u8>, t: &HostTensor, precision: Precision) {
     match (precision, &t.data) {
         (Precision::Fp32, TensorData::F32(v)) => out.extend_from_slice(bytemuck::cast_slice(v)),
         (Precision::Fp16, TensorData::F16(v)) => out.extend_from_slice(bytemuck::cast_slice(v)),
@@ -249,10 +267,10 @@ pub fn pack(spec: &ModelSpec, precision: Precision, weights: &WeightMap) -> Resu
     for (m, parts) in &b.mats {
         debug_assert_eq!(mats.len(), m.off);
         for (name, rows) in parts {
-            append(&mut mats, weights.get(name, &[*rows, m.cols])?, precision);
+            append(&mut mats, weights.get(name, &[*rows, m.cols])?, m.format);
         }
         mats.resize(
-            m.off + (m.rows * m.cols * b.elem).div_ceil(ALIGN) * ALIGN,
+            m.off + m.format.matrix_bytes(m.rows, m.cols).div_ceil(ALIGN) * ALIGN,
             0,
         );
     }
@@ -260,7 +278,7 @@ pub fn pack(spec: &ModelSpec, precision: Precision, weights: &WeightMap) -> Resu
     for (v, parts) in &b.vecs {
         debug_assert_eq!(vecs.len(), v.off);
         for (name, len) in parts {
-            append(&mut vecs, weights.get(name, &[*len])?, Precision::Fp32);
+            append_dense(&mut vecs, weights.get(name, &[*len])?, Precision::Fp32);
         }
         vecs.resize(v.off + (v.len * 4).div_ceil(ALIGN) * ALIGN, 0);
     }
@@ -328,5 +346,24 @@ mod tests {
         let f = Layout::new(&spec, Precision::Fp32);
         assert_eq!(f.streamed_bytes(), 2 * a.streamed_bytes());
         assert_eq!(a.lm_head == a.embed, spec.tie_word_embeddings);
+    }
+
+    #[test]
+    fn every_matrix_is_dense_in_the_engine_precision() {
+        let spec = tiny();
+        let mut a = Layout::new(&spec, Precision::Bf16);
+        let n = 1 + 4 * spec.num_layers + usize::from(!spec.tie_word_embeddings);
+        assert_eq!(a.matrices().count(), n);
+        assert!(
+            a.matrices()
+                .all(|m| m.format == WeightFormat::Dense(Precision::Bf16))
+        );
+        assert_eq!(a.format_problem(Precision::Bf16), None);
+        a.layers[1].up.format = WeightFormat::Dense(Precision::Fp32);
+        let problem = a.format_problem(Precision::Bf16).expect("refused");
+        assert!(
+            problem.contains("dense FP32") && problem.contains("dense BF16"),
+            "{problem}"
+        );
     }
 }

@@ -1,0 +1,103 @@
+//! How the layer plan (`crate::plan`) maps onto the CUDA kernels: one set of fused kernels is compiled
+//! per model, so every layer must compute the same thing (the plan's uniform layer), and each of its
+//! choices becomes a compile-time switch of the templates in `runtime/templates/kernels/`. Biases need
+//! no switch: a linear without one passes a null bias to the same kernels.
+
+use crate::Result;
+use crate::backend_error::BackendError;
+use crate::plan::{Activation, LayerPlan, ModelPlan, Residual, Window};
+use crate::spec::NormKind;
+
+/// The layer's choices, as the kernels' compile-time switches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FusedLayer {
+    /// RMSNorm (else LayerNorm with a bias).
+    pub rms: bool,
+    /// Norm epsilon of every norm of the layer and the final norm.
+    pub eps: f32,
+    /// Rotary q and k (else positions are learned and added to the embedding).
+    pub rope: bool,
+    /// `silu(gate) * up` over `[gate | up]` (else `gelu_new` of `fc`).
+    pub swiglu: bool,
+}
+
+impl FusedLayer {
+    /// The switches of `plan`, or why its layers cannot run on the fused kernels.
+    pub fn of(name: &str, plan: &ModelPlan) -> Result<FusedLayer> {
+        let unsupported = |what: String| {
+            crate::Error::Backend(BackendError::Other(format!(
+                "the CUDA backend cannot run {name}: {what}"
+            )))
+        };
+        let layer: &LayerPlan = match (plan.layers.is_empty(), plan.uniform_layer()) {
+            (true, _) => return Err(unsupported("it has no layers".into())),
+            (false, Some(l)) => l,
+            (false, None) => {
+                return Err(unsupported(
+                    "its layers differ, and the fused kernels are compiled for one layer".into(),
+                ));
+            }
+        };
+        match layer.residual {
+            Residual::PreNorm => {}
+        }
+        match layer.attention.window {
+            Window::Full => {}
+        }
+        let norms = [&layer.attn_norm, &layer.mlp_norm, &plan.final_norm];
+        if norms
+            .iter()
+            .any(|n| (n.kind, n.eps) != (plan.final_norm.kind, plan.final_norm.eps))
+        {
+            return Err(unsupported(
+                "its norms differ in kind or epsilon, and the kernels take one".into(),
+            ));
+        }
+        Ok(FusedLayer {
+            rms: plan.final_norm.kind == NormKind::RmsNorm,
+            eps: plan.final_norm.eps as f32,
+            rope: layer.attention.rotary.is_some(),
+            swiglu: match layer.activation {
+                Activation::SiluGated => true,
+                Activation::GeluTanh => false,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ModelSpec;
+
+    fn plan(model: &str) -> ModelPlan {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        ModelPlan::new(&ModelSpec::from_dir(&dir.join(model)).expect("config parses"))
+    }
+
+    #[test]
+    fn families_map_to_their_switches() {
+        let l = FusedLayer::of("llama", &plan("Llama-3.2-1B-Instruct")).unwrap();
+        assert_eq!((l.rms, l.rope, l.swiglu), (true, true, true));
+        assert_eq!(l.eps, 1e-5);
+        let g = FusedLayer::of("gpt2", &plan("gpt2")).unwrap();
+        assert_eq!((g.rms, g.rope, g.swiglu), (false, false, false));
+    }
+
+    #[test]
+    fn layers_that_differ_are_refused_by_name() {
+        let mut p = plan("tiny-llama");
+        p.layers[1].activation = Activation::GeluTanh;
+        let e = FusedLayer::of("tiny-llama", &p).unwrap_err().to_string();
+        assert!(
+            e.contains("tiny-llama") && e.contains("layers differ"),
+            "{e}"
+        );
+        let mut p = plan("tiny-llama");
+        for l in &mut p.layers {
+            l.mlp_norm.eps = 1e-3;
+        }
+        let e = FusedLayer::of("tiny-llama", &p).unwrap_err().to_string();
+        assert!(e.contains("epsilon"), "{e}");
+    }
+}

@@ -1,0 +1,124 @@
+//! Rotary position tables, computed exactly as transformers does (f32 throughout): the default
+//! `inv_freq = 1 / theta^(2i/d)` and the llama3 frequency-dependent rescaling of it.
+
+use crate::spec::{Llama3Scaling, Positions};
+
+/// HF's `inv_freq` for `head_dim` (length `head_dim / 2`), or `None` for learned positions.
+pub fn inv_freq(positions: &Positions, head_dim: usize) -> Option<Vec<f32>> {
+    let Positions::Rope { theta, llama3 } = positions else {
+        return None;
+    };
+    let base = *theta as f32;
+    let dim = head_dim as f32;
+    let plain: Vec<f32> = (0..head_dim / 2)
+        .map(|i| 1.0f32 / base.powf((2 * i) as f32 / dim))
+        .collect();
+    Some(match llama3 {
+        None => plain,
+        Some(s) => plain.into_iter().map(|f| llama3_scale(f, s)).collect(),
+    })
+}
+
+/// transformers' `_compute_llama3_parameters` applied to one frequency.
+fn llama3_scale(inv_freq: f32, s: &Llama3Scaling) -> f32 {
+    let old_context = s.original_max_position_embeddings as f32;
+    let factor = s.factor as f32;
+    let low = s.low_freq_factor as f32;
+    let high = s.high_freq_factor as f32;
+    let low_freq_wavelen = old_context / low;
+    let high_freq_wavelen = old_context / high;
+    let wavelen = (2.0 * std::f64::consts::PI) as f32 / inv_freq;
+    let scaled = if wavelen > low_freq_wavelen {
+        inv_freq / factor
+    } else {
+        inv_freq
+    };
+    // HF: `~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)` (wavelen is never NaN).
+    let is_medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
+    if is_medium {
+        let smooth = (old_context / wavelen - low) / (high - low);
+        (1.0 - smooth) * scaled / factor + smooth * scaled
+    } else {
+        scaled
+    }
+}
+
+/// `cos` and `sin` tables `[positions, head_dim / 2]` for positions `0..positions`
+/// (HF: `freqs = pos * inv_freq` in f32, then cos/sin of that f32 angle).
+pub fn tables(inv_freq: &[f32], positions: usize) -> (Vec<f32>, Vec<f32>) {
+    let half = inv_freq.len();
+    let mut cos = Vec::with_capacity(positions * half);
+    let mut sin = Vec::with_capacity(positions * half);
+    fill(inv_freq, positions, &mut cos, &mut sin);
+    (cos, sin)
+}
+
+/// [`tables`] for a `positions` that comes from the user: a size that overflows or cannot be allocated
+/// is an error naming it, not a panic or an abort.
+pub fn try_tables(inv_freq: &[f32], positions: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let n = positions.checked_mul(inv_freq.len());
+    let fail = || {
+        format!(
+            "rotary tables for {positions} positions of {} frequencies do not fit in memory",
+            inv_freq.len()
+        )
+    };
+    let n = n.ok_or_else(fail)?;
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    cos.try_reserve_exact(n).map_err(|_| fail())?;
+    sin.try_reserve_exact(n).map_err(|_| fail())?;
+    fill(inv_freq, positions, &mut cos, &mut sin);
+    Ok((cos, sin))
+}
+
+fn fill(inv_freq: &[f32], positions: usize, cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
+    for p in 0..positions {
+        for &f in inv_freq {
+            let angle = (p as f32 * f) as f64;
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values printed by transformers 5.17 `_compute_llama3_parameters` for head_dim 16, theta 1e4,
+    /// factor 8, low 1, high 4, original 32 (the tiny-llama fixture's config).
+    #[test]
+    fn llama3_matches_transformers() {
+        let p = Positions::Rope {
+            theta: 10000.0,
+            llama3: Some(Llama3Scaling {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 32,
+            }),
+        };
+        let got = inv_freq(&p, 16).unwrap_or_default();
+        let hf: [f32; 8] = HF_LLAMA3_INV_FREQ;
+        assert_eq!(got.len(), 8);
+        for (g, h) in got.iter().zip(hf) {
+            assert!(
+                (g - h).abs() <= 1e-7 * h.abs().max(1e-30),
+                "{got:?} vs {hf:?}"
+            );
+        }
+    }
+
+    // Printed by transformers 5.17 `_compute_llama3_parameters` for the config above.
+    #[allow(clippy::excessive_precision)]
+    const HF_LLAMA3_INV_FREQ: [f32; 8] = [
+        1.000000000e+00,
+        9.583997726e-02,
+        1.250000019e-02,
+        3.952847328e-03,
+        1.249999972e-03,
+        3.952847328e-04,
+        1.250000059e-04,
+        3.952847328e-05,
+    ];
+}

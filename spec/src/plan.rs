@@ -1,0 +1,317 @@
+//! The layer plan: a declarative description of what one decoder layer computes and which canonical
+//! tensors it reads, derived once from a [`ModelSpec`]. Both backends consume it: the CPU executes it op
+//! by op (`runtime/src/model/`), CUDA maps it onto its fused kernels (`runtime/src/backend/cuda/`), and
+//! the weight loaders, the engine-file writer and the synthetic weights take their tensor lists from it.
+//!
+//! Every layer of every family today is the pre-norm block
+//!
+//! ```text
+//! h   = x + o(attention(positions(qkv(norm(x)))))
+//! out = h + down(activation(up(norm(h))))
+//! ```
+//!
+//! and the plan says, per layer, which norm, which fused projections with or without biases, which
+//! positional treatment, which attention window and which activation. A field an architecture does not
+//! need is absent (`None`) rather than a flag the backends have to remember to check; an enum an
+//! architecture will extend (the attention window, the residual pattern) is matched exhaustively by
+//! both backends, so a new variant names every place that must learn it.
+
+use crate::spec::{Llama3Scaling, Mlp, ModelSpec, NormKind, Positions};
+
+/// One norm: its kind, epsilon, width and canonical name prefix (`{name}.weight`, `{name}.bias` for
+/// LayerNorm).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormPlan {
+    pub name: String,
+    pub kind: NormKind,
+    pub eps: f64,
+    pub width: usize,
+}
+
+impl NormPlan {
+    pub fn has_bias(&self) -> bool {
+        self.kind == NormKind::LayerNorm
+    }
+}
+
+/// One canonical `[rows, in_features]` tensor inside a (possibly fused) linear layer, named by its
+/// canonical prefix (`layers.0.q`: weight `layers.0.q.weight`, bias `layers.0.q.bias`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartPlan {
+    pub name: String,
+    pub rows: usize,
+}
+
+/// A linear layer `y = x · Wᵀ (+ b)`: its parts fused along the output dimension (`[q | k | v]`,
+/// `[gate | up]`), its input width, and whether every part has a bias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinearPlan {
+    pub parts: Vec<PartPlan>,
+    pub in_features: usize,
+    pub bias: bool,
+}
+
+impl LinearPlan {
+    fn new(parts: &[(String, usize)], in_features: usize, bias: bool) -> LinearPlan {
+        LinearPlan {
+            parts: parts
+                .iter()
+                .map(|(name, rows)| PartPlan {
+                    name: name.clone(),
+                    rows: *rows,
+                })
+                .collect(),
+            in_features,
+            bias,
+        }
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.parts.iter().map(|p| p.rows).sum()
+    }
+
+    /// The weight tensors `(name, [rows, in_features])`, in fused order.
+    pub fn weights(&self) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
+        self.parts
+            .iter()
+            .map(|p| (format!("{}.weight", p.name), vec![p.rows, self.in_features]))
+    }
+
+    /// The bias tensors `(name, [rows])`, in fused order (none without a bias).
+    pub fn biases(&self) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
+        self.parts
+            .iter()
+            .filter(|_| self.bias)
+            .map(|p| (format!("{}.bias", p.name), vec![p.rows]))
+    }
+}
+
+/// Rotary position embedding of q and k (HF `rotate_half` convention, over the whole head).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rotary {
+    pub theta: f64,
+    pub llama3: Option<Llama3Scaling>,
+}
+
+/// Which keys a query attends to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// Every earlier position (causal).
+    Full,
+}
+
+/// The attention of one layer: GQA geometry, positional treatment of q and k, window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionPlan {
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    /// Rotary embedding of q and k; `None` when positions are learned (added to the embedding).
+    pub rotary: Option<Rotary>,
+    pub window: Window,
+}
+
+impl AttentionPlan {
+    pub fn q_dim(&self) -> usize {
+        self.num_heads * self.head_dim
+    }
+    pub fn kv_dim(&self) -> usize {
+        self.num_kv_heads * self.head_dim
+    }
+}
+
+/// The MLP's activation between its two projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `silu(gate) * up` over the fused `[gate | up]` output (SwiGLU): half as wide as its input.
+    SiluGated,
+    /// The tanh approximation of GELU (`gelu_new`), elementwise.
+    GeluTanh,
+}
+
+/// How a layer's two halves join the residual stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Residual {
+    /// `x += f(norm(x))` for the attention half, then for the MLP half.
+    PreNorm,
+}
+
+/// One decoder layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerPlan {
+    pub residual: Residual,
+    pub attn_norm: NormPlan,
+    /// `[q | k | v]`.
+    pub qkv: LinearPlan,
+    pub attention: AttentionPlan,
+    pub o: LinearPlan,
+    pub mlp_norm: NormPlan,
+    /// `[gate | up]` (gated activations) or `fc`.
+    pub up: LinearPlan,
+    pub activation: Activation,
+    /// `down` or `proj`.
+    pub down: LinearPlan,
+}
+
+impl LayerPlan {
+    /// Width of the activation's output (the down projection's input).
+    pub fn mlp_width(&self) -> usize {
+        self.down.in_features
+    }
+
+    /// The layer's canonical tensors with their shapes, in the stable order the weight checks and the
+    /// synthetic weights use: attention norm, q/k/v weights then biases, o, MLP norm, the MLP's weights
+    /// then its biases.
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out = norm_tensors(&self.attn_norm);
+        out.extend(self.qkv.weights().chain(self.qkv.biases()));
+        out.extend(self.o.weights().chain(self.o.biases()));
+        out.extend(norm_tensors(&self.mlp_norm));
+        out.extend(self.up.weights().chain(self.down.weights()));
+        out.extend(self.up.biases().chain(self.down.biases()));
+        out
+    }
+}
+
+fn norm_tensors(n: &NormPlan) -> Vec<(String, Vec<usize>)> {
+    let mut out = vec![(format!("{}.weight", n.name), vec![n.width])];
+    if n.has_bias() {
+        out.push((format!("{}.bias", n.name), vec![n.width]));
+    }
+    out
+}
+
+/// The whole model: embeddings, layers, final norm, lm_head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelPlan {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    /// Rows of the learned position table `pos_embed.weight`, when positions are learned.
+    pub learned_positions: Option<usize>,
+    pub layers: Vec<LayerPlan>,
+    pub final_norm: NormPlan,
+    /// The output projection `lm_head` (`[vocab, hidden]`, no bias).
+    pub lm_head: LinearPlan,
+    /// `lm_head` is the token embedding (one tensor serves both).
+    pub tied: bool,
+}
+
+impl ModelPlan {
+    pub fn new(spec: &ModelSpec) -> ModelPlan {
+        let h = spec.hidden_size;
+        let norm = |name: String| NormPlan {
+            name,
+            kind: spec.norm,
+            eps: spec.norm_eps,
+            width: h,
+        };
+        let layers = (0..spec.num_layers)
+            .map(|i| layer(spec, i, &norm))
+            .collect();
+        ModelPlan {
+            vocab_size: spec.vocab_size,
+            hidden_size: h,
+            learned_positions: match spec.positions {
+                Positions::Learned => Some(spec.max_position_embeddings),
+                Positions::Rope { .. } => None,
+            },
+            layers,
+            final_norm: norm("final_norm".into()),
+            lm_head: LinearPlan::new(&[("lm_head".into(), spec.vocab_size)], h, false),
+            tied: spec.tie_word_embeddings,
+        }
+    }
+
+    /// Every canonical tensor the model reads, with its shape, in a stable order (embeddings, layers,
+    /// final norm, `lm_head.weight` — listed even when tied, where the loader fills it from the
+    /// embedding).
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let h = self.hidden_size;
+        let mut out = vec![("embed.weight".to_string(), vec![self.vocab_size, h])];
+        if let Some(rows) = self.learned_positions {
+            out.push(("pos_embed.weight".into(), vec![rows, h]));
+        }
+        for l in &self.layers {
+            out.extend(l.tensors());
+        }
+        out.extend(norm_tensors(&self.final_norm));
+        out.extend(self.lm_head.weights());
+        out
+    }
+
+    /// The layers' common plan, where every layer computes the same thing on its own weights (the
+    /// fused CUDA kernels are compiled once per model); `None` for a model whose layers differ.
+    pub fn uniform_layer(&self) -> Option<&LayerPlan> {
+        let first = self.layers.first()?;
+        self.layers
+            .iter()
+            .all(|l| same_computation(l, first))
+            .then_some(first)
+    }
+}
+
+/// Whether two layers compute the same function of their own weights (names aside).
+fn same_computation(a: &LayerPlan, b: &LayerPlan) -> bool {
+    let shape = |l: &LinearPlan| {
+        (
+            l.in_features,
+            l.bias,
+            l.parts.iter().map(|p| p.rows).collect::<Vec<_>>(),
+        )
+    };
+    let norm = |n: &NormPlan| (n.kind, n.eps.to_bits(), n.width);
+    a.residual == b.residual
+        && norm(&a.attn_norm) == norm(&b.attn_norm)
+        && norm(&a.mlp_norm) == norm(&b.mlp_norm)
+        && [&a.qkv, &a.o, &a.up, &a.down]
+            .iter()
+            .zip([&b.qkv, &b.o, &b.up, &b.down])
+            .all(|(x, y)| shape(x) == shape(y))
+        && a.attention == b.attention
+        && a.activation == b.activation
+}
+
+/// Layer `i` of `spec`: the family's choices come from the spec the family's config reader filled
+/// (`config/<family>.rs`).
+fn layer(spec: &ModelSpec, i: usize, norm: &dyn Fn(String) -> NormPlan) -> LayerPlan {
+    let (h, inter) = (spec.hidden_size, spec.intermediate_size);
+    let (q, kv) = (spec.q_dim(), spec.kv_dim());
+    let p = |n: &str| format!("layers.{i}.{n}");
+    let (up, activation) = match spec.mlp {
+        Mlp::SwiGlu => (
+            LinearPlan::new(&[(p("gate"), inter), (p("up"), inter)], h, spec.mlp_bias),
+            Activation::SiluGated,
+        ),
+        Mlp::GeluNew => (
+            LinearPlan::new(&[(p("fc"), inter)], h, spec.mlp_bias),
+            Activation::GeluTanh,
+        ),
+    };
+    let down_name = match spec.mlp {
+        Mlp::SwiGlu => p("down"),
+        Mlp::GeluNew => p("proj"),
+    };
+    LayerPlan {
+        residual: Residual::PreNorm,
+        attn_norm: norm(p("attn_norm")),
+        qkv: LinearPlan::new(&[(p("q"), q), (p("k"), kv), (p("v"), kv)], h, spec.qkv_bias),
+        attention: AttentionPlan {
+            num_heads: spec.num_heads,
+            num_kv_heads: spec.num_kv_heads,
+            head_dim: spec.head_dim,
+            rotary: match spec.positions {
+                Positions::Rope { theta, llama3 } => Some(Rotary { theta, llama3 }),
+                Positions::Learned => None,
+            },
+            window: Window::Full,
+        },
+        o: LinearPlan::new(&[(p("o"), h)], q, spec.o_bias),
+        mlp_norm: norm(p("mlp_norm")),
+        up,
+        activation,
+        down: LinearPlan::new(&[(down_name, h)], inter, spec.mlp_bias),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! The plans of the vendored models: what each family's layer computes, and the tensor list checked
+//! against the spec's own parameter count (computed separately, in `spec.rs`).
+
+use super::*;
+use crate::config::load_config_file;
+use std::path::Path;
+
+fn plan(name: &str) -> (ModelSpec, ModelPlan) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(name)
+        .join("config.json");
+    let spec = load_config_file(name, &path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let plan = ModelPlan::new(&spec);
+    (spec, plan)
+}
+
+const VENDORED: &[&str] = &[
+    "gpt2",
+    "tiny-gpt2",
+    "tiny-llama",
+    "tiny-qwen2",
+    "tiny-llama-long-h64",
+    "Llama-2-7b-chat-hf",
+    "Llama-3.1-8B-Instruct",
+    "Llama-3.2-1B-Instruct",
+    "Qwen2.5-0.5B-Instruct",
+    "Qwen2.5-7B-Instruct",
+    "SmolLM2-135M-Instruct",
+];
+
+#[test]
+fn tensor_sizes_add_up_to_the_parameter_count() {
+    for name in VENDORED {
+        let (spec, plan) = plan(name);
+        let mut total: usize = plan
+            .tensors()
+            .iter()
+            .map(|(_, shape)| shape.iter().product::<usize>())
+            .sum();
+        if plan.tied {
+            total -= spec.vocab_size * spec.hidden_size;
+        }
+        assert_eq!(total, spec.num_parameters(), "{name}");
+        let mut names: Vec<_> = plan.tensors().into_iter().map(|(n, _)| n).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            plan.tensors().len(),
+            "{name}: a tensor listed twice"
+        );
+    }
+}
+
+#[test]
+fn llama_layer() {
+    let (spec, plan) = plan("Llama-3.1-8B-Instruct");
+    let l = plan
+        .uniform_layer()
+        .expect("every Llama layer computes the same");
+    assert_eq!(plan.layers.len(), 32);
+    assert_eq!(l.residual, Residual::PreNorm);
+    assert_eq!(
+        (l.attn_norm.kind, l.attn_norm.width),
+        (NormKind::RmsNorm, 4096)
+    );
+    let rows = |lin: &LinearPlan| lin.parts.iter().map(|p| p.rows).collect::<Vec<_>>();
+    assert_eq!(rows(&l.qkv), [4096, 1024, 1024]);
+    assert_eq!(rows(&l.up), [14336, 14336]);
+    assert_eq!((l.down.in_features, l.mlp_width()), (14336, 14336));
+    assert!(!l.qkv.bias && !l.o.bias && !l.up.bias && !l.down.bias);
+    assert_eq!(l.activation, Activation::SiluGated);
+    assert_eq!(l.attention.window, Window::Full);
+    let rotary = l.attention.rotary.expect("rotary positions");
+    assert_eq!(rotary.theta, 500000.0);
+    assert!(rotary.llama3.is_some());
+    assert_eq!(plan.learned_positions, None);
+    assert!(!plan.tied);
+    assert_eq!(l.qkv.parts[1].name, "layers.0.k");
+    assert_eq!(plan.layers[31].down.parts[0].name, "layers.31.down");
+    assert_eq!(spec.num_layers, plan.layers.len());
+}
+
+#[test]
+fn qwen2_layer_has_qkv_biases_only() {
+    let (_, plan) = plan("Qwen2.5-0.5B-Instruct");
+    let l = plan.uniform_layer().unwrap();
+    assert!(l.qkv.bias && !l.o.bias && !l.up.bias && !l.down.bias);
+    assert!(plan.tied);
+    let t = l.tensors();
+    assert!(t.iter().any(|(n, s)| n == "layers.0.k.bias" && s == &[128]));
+}
+
+#[test]
+fn gpt2_layer() {
+    let (_, plan) = plan("gpt2");
+    let l = plan.uniform_layer().unwrap();
+    assert_eq!(l.attn_norm.kind, NormKind::LayerNorm);
+    assert!(l.attn_norm.has_bias());
+    assert_eq!(l.attention.rotary, None);
+    assert_eq!(l.activation, Activation::GeluTanh);
+    assert_eq!(l.up.parts[0].name, "layers.0.fc");
+    assert_eq!(l.down.parts[0].name, "layers.0.proj");
+    assert!(l.qkv.bias && l.o.bias && l.up.bias && l.down.bias);
+    assert_eq!(plan.learned_positions, Some(1024));
+    // The MLP's biases follow its weights.
+    let names: Vec<_> = l.tensors().into_iter().map(|(n, _)| n).collect();
+    let tail = &names[names.len() - 4..];
+    assert_eq!(
+        tail,
+        [
+            "layers.0.fc.weight",
+            "layers.0.proj.weight",
+            "layers.0.fc.bias",
+            "layers.0.proj.bias"
+        ]
+    );
+}
+
+#[test]
+fn layers_that_differ_are_not_uniform() {
+    let (_, mut plan) = plan("tiny-llama");
+    assert!(plan.uniform_layer().is_some());
+    plan.layers[1].attn_norm.eps *= 2.0;
+    assert!(plan.uniform_layer().is_none());
+    let (_, mut plan) = self::plan("tiny-llama");
+    plan.layers[0].qkv.bias = true;
+    assert!(plan.uniform_layer().is_none());
+}
