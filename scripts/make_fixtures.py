@@ -4,11 +4,15 @@
 # Pinned versions (see scripts/requirements-fixtures.txt): torch==2.11.0, transformers==5.17.0,
 # tokenizers==0.23.3, safetensors==0.8.0. Run from the repository root:
 #
-#     /opt/pyref/bin/python scripts/make_fixtures.py
+#     /opt/pyref/bin/python scripts/make_fixtures.py                   # every model below
+#     /opt/pyref/bin/python scripts/make_fixtures.py tiny-llama-bias   # only the models named
 #
-# For each of models/tiny-{llama,qwen2,gpt2} (config.json committed there and never rewritten here) it
+# For each of models/tiny-{llama,llama-bias,qwen2,gpt2} (config.json committed there and never rewritten
+# here; tiny-llama-bias is tiny-llama with attention_bias and mlp_bias, so q/k/v/o and gate/up/down carry
+# biases) it
 #   * builds the model from its config with a fixed torch seed, then perturbs every 1-D parameter (norm
-#     weights, biases) so that biases and norm gains are not the trivial 0/1 of HF's initialiser;
+#     weights, biases) so that biases and norm gains are not the trivial 0/1 of HF's initialiser (it
+#     refuses to write a model with a zero bias left);
 #   * writes models/<name>/model.safetensors (fp32, exactly the tensors and names save_pretrained writes;
 #     GPT-2 keeps HF's Conv1D [in, out] layout and a tied lm_head is omitted, as HF does);
 #   * writes models/<name>/tokenizer.json: a byte-level tokenizer of vocabulary 256 in which ids 0, 1, 2
@@ -33,8 +37,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = ["tiny-llama", "tiny-qwen2", "tiny-gpt2"]
-SEEDS = {"tiny-llama": 1234, "tiny-qwen2": 2345, "tiny-gpt2": 3456}
+MODELS = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-gpt2"]
+SEEDS = {"tiny-llama": 1234, "tiny-llama-bias": 4567, "tiny-qwen2": 2345, "tiny-gpt2": 3456}
 NEW_TOKENS = 24
 PROMPTS = ["Hello, tiny model. Once upon a", "The quick brown fox"]
 BATCH_PROMPTS = ["Static caches are", "Rust compiles fast"]
@@ -85,6 +89,9 @@ def build(name: str):
             if p.ndim == 1:
                 base = 1.0 if pname.endswith("weight") else 0.0
                 p.copy_(base + 0.1 * torch.randn_like(p))
+        zero = [n for n, p in model.named_parameters() if n.endswith("bias") and (p == 0).any()]
+        if zero:
+            sys.exit(f"{name}: biases with zero entries: {zero}")
     model.eval()
     return model_dir, model
 
@@ -94,8 +101,13 @@ def is_repetitive(tokens) -> bool:
 
 
 def main() -> int:
+    names = sys.argv[1:] or MODELS
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        print(f"unknown models {unknown}; known: {MODELS}", file=sys.stderr)
+        return 2
     tok = byte_tokenizer()
-    for name in MODELS:
+    for name in names:
         model_dir, model = build(name)
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp, safe_serialization=True)

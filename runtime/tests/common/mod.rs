@@ -14,7 +14,9 @@ use runtime::{ModelSpec, Precision};
 use serde_json::Value;
 use std::path::PathBuf;
 
-pub const MODELS: [&str; 3] = ["tiny-llama", "tiny-qwen2", "tiny-gpt2"];
+/// The tiny models: tiny-llama-bias is tiny-llama with `attention_bias` and `mlp_bias`, so its q, k, v,
+/// o, gate, up and down projections carry (nonzero, random) biases.
+pub const MODELS: [&str; 4] = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-gpt2"];
 pub const MAX_SEQ: usize = 64;
 
 /// FP32 bound of [`rel_err`] against transformers for each tiny model, CPU and GPU engines alike (and
@@ -27,7 +29,7 @@ pub const MAX_SEQ: usize = 64;
 /// - GPU decode graph steps (the H100 file): 2.37e-6, 1.72e-6, 1.18e-6.
 pub fn fp32_tol(name: &str) -> f32 {
     match name {
-        "tiny-llama" => 1.5e-5,
+        "tiny-llama" | "tiny-llama-bias" => 1.5e-5,
         "tiny-qwen2" => 1.2e-5,
         "tiny-gpt2" => 6e-6,
         other => panic!("no FP32 bound measured for {other}"),
