@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 /// The config text for `spec`, checked to round-trip through `runtime::config`.
 pub fn config_json(spec: &ModelSpec) -> Result<Vec<u8>> {
     let value = match spec.arch {
-        Arch::Llama | Arch::Qwen2 => llama_like(spec)?,
+        Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 => llama_like(spec)?,
         Arch::Gpt2 => gpt2(spec),
     };
     let bytes = serde_json::to_vec_pretty(&value)?;
@@ -33,7 +33,8 @@ fn llama_like(spec: &ModelSpec) -> Result<Value> {
             spec.arch.as_str()
         );
     };
-    if spec.norm != NormKind::RmsNorm || spec.mlp != Mlp::SwiGlu || spec.mlp_bias {
+    let mlp_bias_fits = !spec.mlp_bias || spec.arch == Arch::Llama;
+    if spec.norm != NormKind::RmsNorm || spec.mlp != Mlp::SwiGlu || !mlp_bias_fits {
         bail!(
             "{}: norm or MLP kind not expressible in a {} config",
             spec.name,
@@ -42,6 +43,8 @@ fn llama_like(spec: &ModelSpec) -> Result<Value> {
     }
     let (model_type, class) = match spec.arch {
         Arch::Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
+        Arch::Qwen3 => ("qwen3", "Qwen3ForCausalLM"),
+        Arch::Mistral => ("mistral", "MistralForCausalLM"),
         _ => ("llama", "LlamaForCausalLM"),
     };
     let mut v = json!({
@@ -61,8 +64,8 @@ fn llama_like(spec: &ModelSpec) -> Result<Value> {
         "tie_word_embeddings": spec.tie_word_embeddings,
         "torch_dtype": "float32",
     });
-    if spec.arch == Arch::Llama {
-        // transformers' Llama has one switch for the q, k, v and o biases.
+    if matches!(spec.arch, Arch::Llama | Arch::Qwen3) {
+        // transformers' Llama and Qwen3 have one switch for the q, k, v and o biases.
         if spec.qkv_bias != spec.o_bias {
             bail!(
                 "{}: q/k/v biases without an o bias do not fit a Llama config",
@@ -70,7 +73,9 @@ fn llama_like(spec: &ModelSpec) -> Result<Value> {
             );
         }
         v["attention_bias"] = json!(spec.qkv_bias);
-        v["mlp_bias"] = json!(false);
+    }
+    if spec.arch == Arch::Llama {
+        v["mlp_bias"] = json!(spec.mlp_bias);
     }
     if let Some(s) = llama3 {
         v["rope_scaling"] = json!({

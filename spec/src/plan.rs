@@ -100,12 +100,23 @@ pub enum Window {
     Full,
 }
 
-/// The attention of one layer: GQA geometry, positional treatment of q and k, window.
+/// Per-head norms of q and k (each `head_dim` wide, shared by every head), applied after the
+/// projection and before the rotary embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QkNorm {
+    pub q: NormPlan,
+    pub k: NormPlan,
+}
+
+/// The attention of one layer: GQA geometry, per-head q/k norms, positional treatment of q and k,
+/// window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttentionPlan {
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
+    /// Per-head norms of q and k (Qwen3); `None` when the projections feed the rotary directly.
+    pub qk_norm: Option<QkNorm>,
     /// Rotary embedding of q and k; `None` when positions are learned (added to the embedding).
     pub rotary: Option<Rotary>,
     pub window: Window,
@@ -160,11 +171,14 @@ impl LayerPlan {
     }
 
     /// The layer's canonical tensors with their shapes, in the stable order the weight checks and the
-    /// synthetic weights use: attention norm, q/k/v weights then biases, o, MLP norm, the MLP's weights
-    /// then its biases.
+    /// synthetic weights use: attention norm, q/k/v weights then biases, the q and k norms, o, MLP
+    /// norm, the MLP's weights then its biases.
     pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
         let mut out = norm_tensors(&self.attn_norm);
         out.extend(self.qkv.weights().chain(self.qkv.biases()));
+        if let Some(n) = &self.attention.qk_norm {
+            out.extend(norm_tensors(&n.q).into_iter().chain(norm_tensors(&n.k)));
+        }
         out.extend(self.o.weights().chain(self.o.biases()));
         out.extend(norm_tensors(&self.mlp_norm));
         out.extend(self.up.weights().chain(self.down.weights()));
@@ -260,6 +274,10 @@ fn same_computation(a: &LayerPlan, b: &LayerPlan) -> bool {
         )
     };
     let norm = |n: &NormPlan| (n.kind, n.eps.to_bits(), n.width);
+    let attention = |t: &AttentionPlan| {
+        let qk = t.qk_norm.as_ref().map(|n| (norm(&n.q), norm(&n.k)));
+        (t.num_heads, t.num_kv_heads, t.head_dim, qk, t.window)
+    };
     a.residual == b.residual
         && norm(&a.attn_norm) == norm(&b.attn_norm)
         && norm(&a.mlp_norm) == norm(&b.mlp_norm)
@@ -267,7 +285,8 @@ fn same_computation(a: &LayerPlan, b: &LayerPlan) -> bool {
             .iter()
             .zip([&b.qkv, &b.o, &b.up, &b.down])
             .all(|(x, y)| shape(x) == shape(y))
-        && a.attention == b.attention
+        && attention(&a.attention) == attention(&b.attention)
+        && a.attention.rotary == b.attention.rotary
         && a.activation == b.activation
 }
 
@@ -299,6 +318,16 @@ fn layer(spec: &ModelSpec, i: usize, norm: &dyn Fn(String) -> NormPlan) -> Layer
             num_heads: spec.num_heads,
             num_kv_heads: spec.num_kv_heads,
             head_dim: spec.head_dim,
+            qk_norm: spec.qk_norm.then(|| {
+                let head = |name: String| NormPlan {
+                    width: spec.head_dim,
+                    ..norm(name)
+                };
+                QkNorm {
+                    q: head(p("q_norm")),
+                    k: head(p("k_norm")),
+                }
+            }),
             rotary: match spec.positions {
                 Positions::Rope { theta, llama3 } => Some(Rotary { theta, llama3 }),
                 Positions::Learned => None,

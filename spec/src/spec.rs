@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 pub enum Arch {
     Gpt2,
     Llama,
+    Mistral,
     Qwen2,
+    Qwen3,
 }
 
 impl Arch {
@@ -20,7 +22,9 @@ impl Arch {
         match self {
             Arch::Gpt2 => "gpt2",
             Arch::Llama => "llama",
+            Arch::Mistral => "mistral",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
         }
     }
 }
@@ -91,6 +95,9 @@ pub struct ModelSpec {
     pub o_bias: bool,
     /// Biases on the MLP projections (GPT-2).
     pub mlp_bias: bool,
+    /// Per-head RMSNorm of q and k before the rotary embedding (Qwen3), with the layer's epsilon.
+    #[serde(default)]
+    pub qk_norm: bool,
     /// `lm_head.weight` is the token embedding.
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
@@ -129,6 +136,7 @@ impl ModelSpec {
             let mut layer = add(mul(2, mul(h, q)?)?, mul(2, mul(h, kv)?)?)?;
             layer = add(layer, mul(3, mul(h, i)?)?)?;
             layer = add(layer, add(add(q, mul(2, kv)?)?, add(i, mul(5, h)?)?)?)?;
+            layer = add(layer, mul(2, self.head_dim)?)?;
             let embeddings = mul(
                 add(mul(2, self.vocab_size)?, self.max_position_embeddings)?,
                 h,
@@ -177,6 +185,9 @@ impl ModelSpec {
         }
         if self.o_bias {
             layer += h;
+        }
+        if self.qk_norm {
+            layer += 2 * self.head_dim;
         }
         if self.mlp_bias {
             layer += match self.mlp {

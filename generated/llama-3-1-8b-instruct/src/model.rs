@@ -28,6 +28,7 @@ pub fn spec() -> rt::ModelSpec {
         qkv_bias: QKV_BIAS,
         o_bias: O_BIAS,
         mlp_bias: MLP_BIAS,
+        qk_norm: QK_NORM,
         tie_word_embeddings: TIE_WORD_EMBEDDINGS,
         bos_token_id: BOS_TOKEN_ID,
         eos_token_ids: EOS_TOKEN_IDS.to_vec(),

@@ -55,6 +55,8 @@ pub const QKV_BIAS: bool = false;
 pub const O_BIAS: bool = false;
 /// Biases on the MLP projections.
 pub const MLP_BIAS: bool = false;
+/// Per-head RMSNorm of q and k before the rotary embedding.
+pub const QK_NORM: bool = false;
 /// `lm_head` is the token embedding.
 pub const TIE_WORD_EMBEDDINGS: bool = true;
 /// Beginning-of-sequence token, if the config names one.

@@ -23,7 +23,9 @@ pub fn arch(a: Arch) -> TokenStream {
     match a {
         Arch::Gpt2 => quote!(rt::Arch::Gpt2),
         Arch::Llama => quote!(rt::Arch::Llama),
+        Arch::Mistral => quote!(rt::Arch::Mistral),
         Arch::Qwen2 => quote!(rt::Arch::Qwen2),
+        Arch::Qwen3 => quote!(rt::Arch::Qwen3),
     }
 }
 
@@ -134,6 +136,11 @@ fn bool_consts(s: &ModelSpec) -> TokenStream {
             s.o_bias,
         ),
         ("MLP_BIAS", "Biases on the MLP projections.", s.mlp_bias),
+        (
+            "QK_NORM",
+            "Per-head RMSNorm of q and k before the rotary embedding.",
+            s.qk_norm,
+        ),
         (
             "TIE_WORD_EMBEDDINGS",
             "`lm_head` is the token embedding.",

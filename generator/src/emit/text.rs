@@ -87,6 +87,7 @@ fn rows(m: &ModelInput) -> Vec<(&'static str, String)> {
         ("`MLP`", format!("{:?}", s.mlp)),
         ("`POSITIONS`", positions),
         ("`QKV_BIAS`", yes(s.qkv_bias)),
+        ("`QK_NORM`", yes(s.qk_norm)),
         ("`TIE_WORD_EMBEDDINGS`", yes(s.tie_word_embeddings)),
         ("`NUM_PARAMETERS`", s.num_parameters().to_string()),
     ]

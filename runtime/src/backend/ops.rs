@@ -113,6 +113,19 @@ pub trait Ops {
         bias: Option<&Self::Vector>,
         out: &mut Self::Act,
     ) -> Result<()>;
+    /// The norm of each of `heads` heads of `head_dim` starting at column `col` of every row, in
+    /// place, all heads with the same `[head_dim]` weights (Qwen3's `q_norm` and `k_norm`).
+    #[allow(clippy::too_many_arguments)]
+    fn head_norm(
+        &mut self,
+        kind: NormKind,
+        eps: f32,
+        x: &mut Self::Act,
+        col: usize,
+        heads: usize,
+        head_dim: usize,
+        w: &Norm<Self::Vector>,
+    ) -> Result<()>;
     /// Rotate `heads` heads of `head_dim` starting at column `col` of every row, HF `rotate_half`
     /// convention, row `r` at position `positions[r]`.
     fn rope(

@@ -19,6 +19,8 @@ pub struct LayerWeights<O: Ops> {
     pub attn_norm: Norm<O::Vector>,
     /// q, k and v fused as `[q | k | v]`.
     pub qkv: Linear<O::Weight, O::Vector>,
+    /// The per-head norms of q and k, when planned.
+    pub qk_norm: Option<(Norm<O::Vector>, Norm<O::Vector>)>,
     pub o: Linear<O::Weight, O::Vector>,
     pub mlp_norm: Norm<O::Vector>,
     /// `[gate | up]` or `fc`.
@@ -100,6 +102,10 @@ pub fn load<O: Ops>(spec: &ModelSpec, w: &dyn Tensors<O>, ops: &mut O) -> Result
             Ok(LayerWeights {
                 attn_norm: norm(ops, w, &l.attn_norm)?,
                 qkv: linear(ops, w, &l.qkv)?,
+                qk_norm: match &l.attention.qk_norm {
+                    Some(n) => Some((norm(ops, w, &n.q)?, norm(ops, w, &n.k)?)),
+                    None => None,
+                },
                 o: linear(ops, w, &l.o)?,
                 mlp_norm: norm(ops, w, &l.mlp_norm)?,
                 up: linear(ops, w, &l.up)?,
@@ -218,6 +224,13 @@ pub fn block<O: Ops>(
     let a = &plan.attention;
     apply_norm(ops, &plan.attn_norm, &layer.attn_norm, &s.x, &mut s.normed)?;
     apply(ops, &layer.qkv, &s.normed, &mut s.qkv)?;
+    if let (Some(plan), Some((q, k))) = (&a.qk_norm, &layer.qk_norm) {
+        let (hd, kv_col) = (a.head_dim, a.q_dim());
+        let (qp, kp) = (&plan.q, &plan.k);
+        let qkv = &mut s.qkv;
+        ops.head_norm(qp.kind, qp.eps as f32, qkv, 0, a.num_heads, hd, q)?;
+        ops.head_norm(kp.kind, kp.eps as f32, qkv, kv_col, a.num_kv_heads, hd, k)?;
+    }
     if a.rotary.is_some() {
         let positions = step.position_ids;
         ops.rope(&mut s.qkv, 0, a.num_heads, a.head_dim, positions)?;

@@ -26,6 +26,8 @@ const LLAMA_LAYER: &[(&str, &str)] = &[
     ("self_attn.v_proj.bias", "v.bias"),
     ("self_attn.o_proj.weight", "o.weight"),
     ("self_attn.o_proj.bias", "o.bias"),
+    ("self_attn.q_norm.weight", "q_norm.weight"),
+    ("self_attn.k_norm.weight", "k_norm.weight"),
     ("mlp.gate_proj.weight", "gate.weight"),
     ("mlp.up_proj.weight", "up.weight"),
     ("mlp.down_proj.weight", "down.weight"),
@@ -80,6 +82,8 @@ const GGUF_LAYER: &[(&str, &str)] = &[
     ("attn_v.bias", "v.bias"),
     ("attn_output.weight", "o.weight"),
     ("attn_output.bias", "o.bias"),
+    ("attn_q_norm.weight", "q_norm.weight"),
+    ("attn_k_norm.weight", "k_norm.weight"),
     ("ffn_gate.weight", "gate.weight"),
     ("ffn_up.weight", "up.weight"),
     ("ffn_down.weight", "down.weight"),
@@ -125,7 +129,7 @@ pub fn hf_to_canonical<'a>(
     let mut out = WeightMap::default();
     for hf in names {
         match spec.arch {
-            Arch::Llama | Arch::Qwen2 => {
+            Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 => {
                 let canonical = if let Some(c) = lookup(LLAMA_GLOBAL, hf) {
                     Some(c.to_string())
                 } else if let Some((i, rest)) = split_layer(hf, LLAMA_LAYER_PREFIX) {
@@ -226,7 +230,7 @@ pub fn canonical_to_hf(
             continue;
         }
         match spec.arch {
-            Arch::Llama | Arch::Qwen2 => {
+            Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 => {
                 let hf = if let Some((hf, _)) = LLAMA_GLOBAL.iter().find(|(_, v)| v == c) {
                     hf.to_string()
                 } else {

@@ -70,6 +70,7 @@ pub(super) fn parse(f: &Fields<'_>) -> Result<ModelSpec, ConfigError> {
         qkv_bias: true,
         o_bias: true,
         mlp_bias: true,
+        qk_norm: false,
         tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(true),
         bos_token_id: f.opt_token("bos_token_id")?,
         eos_token_ids: f.token_list("eos_token_id")?,

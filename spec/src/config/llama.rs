@@ -1,5 +1,8 @@
-//! `model_type: "llama"` and `"qwen2"`: pre-norm RMSNorm decoder, SwiGLU MLP, rotary positions, GQA.
-//! Qwen2 differs only in always having q/k/v biases and in its sliding-window fields.
+//! `model_type: "llama"`, `"mistral"`, `"qwen2"` and `"qwen3"`: pre-norm RMSNorm decoder, SwiGLU MLP,
+//! rotary positions, GQA. Qwen2 differs in always having q/k/v biases; Qwen3 in its per-head RMSNorm
+//! of q and k before the rotary embedding (`q_norm`, `k_norm`) and its explicit `head_dim`; Mistral
+//! in its `sliding_window` field (a window in use is refused until sliding windows are implemented).
+//! Qwen2 and Qwen3 carry sliding-window fields even when no layer uses them.
 
 use super::fields::Fields;
 use super::{ConfigError, divide, rope, source_dtype};
@@ -10,7 +13,7 @@ use serde_json::Value;
 const DEFAULT_RMS_EPS: f64 = 1e-6;
 
 pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError> {
-    refuse_sliding_window(f)?;
+    refuse_sliding_window(f, arch)?;
     let act = f.opt_str("hidden_act")?.unwrap_or("silu");
     if act != "silu" {
         return Err(f.unsupported(
@@ -74,6 +77,7 @@ pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError
         qkv_bias,
         o_bias,
         mlp_bias,
+        qk_norm: arch == Arch::Qwen3,
         tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
         bos_token_id: f.opt_token("bos_token_id")?,
         eos_token_ids: f.token_list("eos_token_id")?,
@@ -83,9 +87,19 @@ pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError
     })
 }
 
-/// Qwen2 configs carry `sliding_window` even when no layer uses it; refuse only a window in use:
-/// `use_sliding_window: true`, or a `layer_types` entry other than `full_attention`.
-fn refuse_sliding_window(f: &Fields<'_>) -> Result<(), ConfigError> {
+/// Qwen configs carry `sliding_window` even when no layer uses it; refuse only a window in use:
+/// `use_sliding_window: true`, a `layer_types` entry other than `full_attention`, or a Mistral
+/// `sliding_window` that is set (Mistral applies it whenever it is not null).
+fn refuse_sliding_window(f: &Fields<'_>, arch: Arch) -> Result<(), ConfigError> {
+    if arch == Arch::Mistral
+        && let Some(w) = f.get("sliding_window").filter(|w| !w.is_null())
+    {
+        return Err(f.unsupported(
+            "sliding_window",
+            w,
+            "sliding-window attention is not implemented",
+        ));
+    }
     if let Some(true) = f.opt_bool("use_sliding_window")? {
         return Err(f.unsupported(
             "use_sliding_window",

@@ -32,7 +32,9 @@ pub enum ConfigError {
     },
     #[error("model {model}: config.json must be a JSON object")]
     NotObject { model: String },
-    #[error("model {model}: unsupported model_type {value:?} (supported: gpt2, llama, qwen2)")]
+    #[error(
+        "model {model}: unsupported model_type {value:?} (supported: gpt2, llama, mistral, qwen2, qwen3)"
+    )]
     UnknownModelType { model: String, value: String },
     #[error("model {model}: required field `{field}` is missing")]
     Missing { model: String, field: String },
@@ -82,6 +84,8 @@ pub fn parse_config(name: &str, bytes: &[u8]) -> Result<ModelSpec, ConfigError> 
         "gpt2" => gpt2::parse(&f)?,
         "llama" => llama::parse(&f, Arch::Llama)?,
         "qwen2" => llama::parse(&f, Arch::Qwen2)?,
+        "qwen3" => llama::parse(&f, Arch::Qwen3)?,
+        "mistral" => llama::parse(&f, Arch::Mistral)?,
         other => {
             return Err(ConfigError::UnknownModelType {
                 model: name.to_string(),

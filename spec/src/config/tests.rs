@@ -230,11 +230,11 @@ fn the_base_test_config_parses() {
 #[test]
 fn refuses_unknown_model_type() {
     let r = parse_with(|o| {
-        o.insert("model_type".into(), "mistral".into());
+        o.insert("model_type".into(), "falcon".into());
     });
     let msg = r.err().unwrap_or_default();
     assert!(
-        msg.contains("model broken") && msg.contains("\"mistral\""),
+        msg.contains("model broken") && msg.contains("\"falcon\""),
         "{msg}"
     );
 }
@@ -394,4 +394,43 @@ fn llama_attention_bias_and_mlp_bias() {
     });
     let flags = s.map(|s| (s.qkv_bias, s.o_bias, s.mlp_bias));
     assert_eq!(flags, Ok((true, true, true)));
+}
+
+#[test]
+fn qwen3() {
+    let s = vendored("Qwen3-0.6B");
+    assert_eq!(s.arch, Arch::Qwen3);
+    // head_dim is explicit: 16 heads of 128 over a hidden size of 1024.
+    assert_eq!(geometry(&s), [151936, 1024, 28, 16, 8, 128, 3072, 40960]);
+    assert!(s.qk_norm && s.tie_word_embeddings);
+    assert!(!s.qkv_bias && !s.o_bias && !s.mlp_bias);
+    assert_eq!(s.positions, rope(1_000_000.0, None));
+    assert_eq!(s.eos_token_ids, vec![151645]);
+    let s = vendored("Qwen3-8B");
+    assert_eq!(geometry(&s), [151936, 4096, 36, 32, 8, 128, 12288, 40960]);
+    assert!(s.qk_norm && !s.tie_word_embeddings);
+}
+
+#[test]
+fn mistral() {
+    let s = vendored("Mistral-7B-Instruct-v0.3");
+    assert_eq!(s.arch, Arch::Mistral);
+    assert_eq!(geometry(&s), [32768, 4096, 32, 32, 8, 128, 14336, 32768]);
+    assert!(!s.qk_norm && !s.qkv_bias && !s.tie_word_embeddings);
+    assert_eq!(s.norm_eps, 1e-5);
+    assert_eq!(s.positions, rope(1_000_000.0, None));
+}
+
+#[test]
+fn refuses_a_mistral_sliding_window_in_use() {
+    let r = parse_with(|o| {
+        o.insert("model_type".into(), "mistral".into());
+        o.insert("sliding_window".into(), 4096.into());
+    });
+    assert_refused(r, "sliding_window", "4096");
+    let r = parse_with(|o| {
+        o.insert("model_type".into(), "mistral".into());
+        o.insert("sliding_window".into(), serde_json::Value::Null);
+    });
+    assert!(r.is_ok(), "{r:?}");
 }

@@ -27,6 +27,9 @@ const VENDORED: &[&str] = &[
     "Qwen2.5-0.5B-Instruct",
     "Qwen2.5-7B-Instruct",
     "SmolLM2-135M-Instruct",
+    "Qwen3-0.6B",
+    "Qwen3-8B",
+    "Mistral-7B-Instruct-v0.3",
 ];
 
 #[test]
@@ -126,5 +129,36 @@ fn layers_that_differ_are_not_uniform() {
     assert!(plan.uniform_layer().is_none());
     let (_, mut plan) = self::plan("tiny-llama");
     plan.layers[0].qkv.bias = true;
+    assert!(plan.uniform_layer().is_none());
+}
+
+#[test]
+fn qwen3_layer_norms_q_and_k_per_head() {
+    let (_, plan) = plan("Qwen3-0.6B");
+    let l = plan.uniform_layer().unwrap();
+    let n = l.attention.qk_norm.as_ref().expect("q/k norms");
+    assert_eq!(
+        (n.q.name.as_str(), n.k.name.as_str()),
+        ("layers.0.q_norm", "layers.0.k_norm")
+    );
+    assert_eq!(
+        (n.q.width, n.q.kind, n.q.eps),
+        (128, NormKind::RmsNorm, 1e-6)
+    );
+    assert_eq!(l.qkv.out_features(), 16 * 128 + 2 * 8 * 128);
+    assert_eq!(l.o.in_features, 2048);
+    let names: Vec<_> = l.tensors().into_iter().map(|(n, _)| n).collect();
+    let at = |t: &str| names.iter().position(|n| n == t).unwrap();
+    assert!(at("layers.0.v.weight") < at("layers.0.q_norm.weight"));
+    assert!(at("layers.0.k_norm.weight") < at("layers.0.o.weight"));
+    let (_, llama) = self::plan("tiny-llama");
+    assert!(llama.layers.iter().all(|l| l.attention.qk_norm.is_none()));
+}
+
+#[test]
+fn layers_differing_in_their_q_k_norms_are_not_uniform() {
+    let (_, mut plan) = plan("Qwen3-0.6B");
+    assert!(plan.uniform_layer().is_some());
+    plan.layers[3].attention.qk_norm.as_mut().unwrap().k.eps = 1e-5;
     assert!(plan.uniform_layer().is_none());
 }

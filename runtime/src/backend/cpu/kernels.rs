@@ -47,6 +47,31 @@ fn norm_row(kind: NormKind, eps: f32, x: &[f32], w: &[f32], b: Option<&[f32]>, o
     }
 }
 
+/// The norm of each of `heads` heads of `head_dim` starting at column `col` of each row, in place,
+/// every head with the same `head_dim` weights (`w`, `b`).
+#[allow(clippy::too_many_arguments)]
+pub fn head_norm(
+    kind: NormKind,
+    eps: f32,
+    x: &mut [f32],
+    cols: usize,
+    col: usize,
+    heads: usize,
+    head_dim: usize,
+    w: &[f32],
+    b: Option<&[f32]>,
+) {
+    x.par_chunks_mut(cols * ROW_TASK).for_each(|rows| {
+        let mut normed = vec![0.0f32; head_dim];
+        for row in rows.chunks_mut(cols) {
+            for head in row[col..col + heads * head_dim].chunks_mut(head_dim) {
+                norm_row(kind, eps, head, w, b, &mut normed);
+                head.copy_from_slice(&normed);
+            }
+        }
+    });
+}
+
 /// Rotate `heads` heads of `head_dim` starting at column `col` of each row (HF `rotate_half`):
 /// `x1' = x1·cos − x2·sin`, `x2' = x2·cos + x1·sin` over the two halves of each head.
 /// `cos`/`sin` are `[positions, head_dim/2]`; `positions[r]` is row r's position (checked by the caller).

@@ -305,6 +305,36 @@ impl Ops for CpuOps {
         Ok(())
     }
 
+    fn head_norm(
+        &mut self,
+        kind: NormKind,
+        eps: f32,
+        x: &mut CpuAct,
+        col: usize,
+        heads: usize,
+        head_dim: usize,
+        w: &Norm<Vec<f32>>,
+    ) -> Result<()> {
+        shape_check(
+            "head_norm",
+            col + heads * head_dim <= x.cols && w.weight.len() == head_dim,
+            || format!("{heads} heads of {head_dim} at column {col} of {}", x.cols),
+        )?;
+        let cols = x.cols;
+        kernels::head_norm(
+            kind,
+            eps,
+            &mut x.data,
+            cols,
+            col,
+            heads,
+            head_dim,
+            &w.weight,
+            w.bias.as_deref(),
+        );
+        Ok(())
+    }
+
     fn rope(
         &mut self,
         x: &mut CpuAct,

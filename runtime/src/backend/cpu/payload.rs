@@ -79,6 +79,10 @@ fn canonical(
     for (plan, l) in w.plan.layers.iter().zip(&w.layers) {
         norm(&mut out, &l.attn_norm, &plan.attn_norm.name)?;
         lin(&mut out, &l.qkv)?;
+        if let (Some(names), Some((q, k))) = (&plan.attention.qk_norm, &l.qk_norm) {
+            norm(&mut out, q, &names.q.name)?;
+            norm(&mut out, k, &names.k.name)?;
+        }
         lin(&mut out, &l.o)?;
         norm(&mut out, &l.mlp_norm, &plan.mlp_norm.name)?;
         lin(&mut out, &l.up)?;

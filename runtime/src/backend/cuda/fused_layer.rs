@@ -44,6 +44,13 @@ impl FusedLayer {
         match layer.attention.window {
             Window::Full => {}
         }
+        if layer.attention.qk_norm.is_some() {
+            return Err(unsupported(
+                "per-head q/k norms (q_norm, k_norm) are not in the CUDA kernels yet; run it on \
+                 the CPU"
+                    .into(),
+            ));
+        }
         let norms = [&layer.attn_norm, &layer.mlp_norm, &plan.final_norm];
         if norms
             .iter()
@@ -99,5 +106,13 @@ mod tests {
         }
         let e = FusedLayer::of("tiny-llama", &p).unwrap_err().to_string();
         assert!(e.contains("epsilon"), "{e}");
+    }
+
+    #[test]
+    fn per_head_q_k_norms_are_refused_by_name() {
+        let e = FusedLayer::of("Qwen3-0.6B", &plan("Qwen3-0.6B"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Qwen3-0.6B") && e.contains("q_norm"), "{e}");
     }
 }

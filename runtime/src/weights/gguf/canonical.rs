@@ -18,7 +18,9 @@ pub(super) fn canonical_weights(
     spec: &ModelSpec,
 ) -> Result<WeightMap, WeightsError> {
     let arch = spec::arch(file)?;
-    if arch != spec.arch {
+    // llama.cpp converts Mistral checkpoints as `llama`.
+    let same = arch == spec.arch || (arch == Arch::Llama && spec.arch == Arch::Mistral);
+    if !same {
         return Err(file.meta_err(
             "general.architecture",
             format!(

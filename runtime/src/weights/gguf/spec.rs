@@ -1,5 +1,5 @@
 //! A [`ModelSpec`] from GGUF metadata, read the way transformers' GGUF loader turns `llama.*` /
-//! `qwen2.*` keys into a config: block_count → layers, embedding_length → hidden, feed_forward_length →
+//! `qwen2.*` / `qwen3.*` keys into a config (llama.cpp files Mistral models under `llama`): block_count → layers, embedding_length → hidden, feed_forward_length →
 //! intermediate, attention.head_count(_kv) → heads, context_length → max positions,
 //! attention.layer_norm_rms_epsilon → eps, rope.freq_base → theta; the embeddings are tied when the file
 //! has no `output.weight`. What the runtime cannot run (other architectures, partial rotary dims, rope
@@ -19,9 +19,10 @@ pub(super) fn arch(file: &GgufFile) -> Result<Arch, WeightsError> {
     match file.required(key, file.get_str(key))? {
         "llama" => Ok(Arch::Llama),
         "qwen2" => Ok(Arch::Qwen2),
+        "qwen3" => Ok(Arch::Qwen3),
         other => Err(file.meta_err(
             key,
-            format!("architecture {other:?} is not supported (supported: llama, qwen2)"),
+            format!("architecture {other:?} is not supported (supported: llama, qwen2, qwen3)"),
         )),
     }
 }
@@ -165,6 +166,7 @@ pub(super) fn spec(file: &GgufFile, name: &str) -> Result<ModelSpec, WeightsErro
         qkv_bias: has("blk.0.attn_q.bias"),
         o_bias: has("blk.0.attn_output.bias"),
         mlp_bias: has("blk.0.ffn_up.bias"),
+        qk_norm: arch == Arch::Qwen3,
         tie_word_embeddings: !has("output.weight"),
         bos_token_id: token_id(file, "tokenizer.ggml.bos_token_id")?,
         eos_token_ids: token_id(file, "tokenizer.ggml.eos_token_id")?
