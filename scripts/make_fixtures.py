@@ -7,12 +7,14 @@
 #     /opt/pyref/bin/python scripts/make_fixtures.py                   # every model below
 #     /opt/pyref/bin/python scripts/make_fixtures.py tiny-llama-bias   # only the models named
 #
-# For each of models/tiny-{llama,llama-bias,qwen2,gpt2} (config.json committed there and never rewritten
-# here; tiny-llama-bias is tiny-llama with attention_bias and mlp_bias, so q/k/v/o and gate/up/down carry
-# biases) it
+# For each of models/tiny-{llama,llama-bias,qwen2,qwen3,mistral,gpt2} (config.json committed there and
+# never rewritten here; tiny-llama-bias is tiny-llama with attention_bias and mlp_bias, so q/k/v/o and
+# gate/up/down carry biases; tiny-qwen3 has per-head q/k RMSNorms and a head_dim of 32 beside a hidden size
+# of 64 over 4 heads; tiny-mistral is a Mistral with sliding_window null and tied embeddings) it
 #   * builds the model from its config with a fixed torch seed, then perturbs every 1-D parameter (norm
-#     weights, biases) so that biases and norm gains are not the trivial 0/1 of HF's initialiser (it
-#     refuses to write a model with a zero bias left);
+#     weights, including Qwen3's q_norm/k_norm, and biases) so that biases and norm gains are not the
+#     trivial 0/1 of HF's initialiser (it refuses to write a model with a bias entry of 0 or a norm weight
+#     entry of 1 left);
 #   * writes models/<name>/model.safetensors (fp32, exactly the tensors and names save_pretrained writes;
 #     GPT-2 keeps HF's Conv1D [in, out] layout and a tied lm_head is omitted, as HF does);
 #   * writes models/<name>/tokenizer.json: a byte-level tokenizer of vocabulary 256 in which ids 0, 1, 2
@@ -37,8 +39,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-gpt2"]
-SEEDS = {"tiny-llama": 1234, "tiny-llama-bias": 4567, "tiny-qwen2": 2345, "tiny-gpt2": 3456}
+MODELS = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-gpt2"]
+SEEDS = {"tiny-llama": 1234, "tiny-llama-bias": 4567, "tiny-qwen2": 2345, "tiny-qwen3": 5678,
+         "tiny-mistral": 6791, "tiny-gpt2": 3456}
 NEW_TOKENS = 24
 PROMPTS = ["Hello, tiny model. Once upon a", "The quick brown fox"]
 BATCH_PROMPTS = ["Static caches are", "Rust compiles fast"]
@@ -92,6 +95,9 @@ def build(name: str):
         zero = [n for n, p in model.named_parameters() if n.endswith("bias") and (p == 0).any()]
         if zero:
             sys.exit(f"{name}: biases with zero entries: {zero}")
+        ones = [n for n, p in model.named_parameters() if p.ndim == 1 and n.endswith("weight") and (p == 1).any()]
+        if ones:
+            sys.exit(f"{name}: norm weights with entries left at the initialiser's 1: {ones}")
     model.eval()
     return model_dir, model
 

@@ -15,8 +15,17 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 /// The tiny models: tiny-llama-bias is tiny-llama with `attention_bias` and `mlp_bias`, so its q, k, v,
-/// o, gate, up and down projections carry (nonzero, random) biases.
-pub const MODELS: [&str; 4] = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-gpt2"];
+/// o, gate, up and down projections carry (nonzero, random) biases; tiny-qwen3 has per-head RMSNorms of
+/// q and k (random gains) and a head_dim of 32 beside a hidden size of 64 over 4 heads; tiny-mistral is a
+/// Mistral (`sliding_window: null`) with tied embeddings.
+pub const MODELS: [&str; 6] = [
+    "tiny-llama",
+    "tiny-llama-bias",
+    "tiny-qwen2",
+    "tiny-qwen3",
+    "tiny-mistral",
+    "tiny-gpt2",
+];
 pub const MAX_SEQ: usize = 64;
 
 /// FP32 bound of [`rel_err`] against transformers for each tiny model, CPU and GPU engines alike (and
@@ -32,7 +41,7 @@ pub const MAX_SEQ: usize = 64;
 /// (`bench/cpu-results/2026-12-07-tiny-llama-bias/parity.txt`); the GPU has not measured it yet.
 pub fn fp32_tol(name: &str) -> f32 {
     match name {
-        "tiny-llama" | "tiny-llama-bias" => 1.5e-5,
+        "tiny-llama" | "tiny-llama-bias" | "tiny-qwen3" | "tiny-mistral" => 1.5e-5,
         "tiny-qwen2" => 1.2e-5,
         "tiny-gpt2" => 6e-6,
         other => panic!("no FP32 bound measured for {other}"),
