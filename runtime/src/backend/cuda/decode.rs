@@ -6,14 +6,14 @@
 //! with programmatic dependent launch (where the GPU has it), each GEMV streams its first weights
 //! while its predecessor still runs.
 
-use super::forward::{Arg, Call, Model, attention, embed, launch, ov, rope_cache_args, vp};
+use super::forward::{Call, LayerKv, Model, attention, embed, no_cache};
 use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps, env_usize};
+use super::launch::{Function, Grid, Kernel};
+use super::launchers::{DecDown, DecLm, DecO, DecQkv, DecUp};
 use super::scratch::Scratch;
 use super::trace::{Kind, slot};
-use super::weights::{Mat, Vf};
-use crate::backend_error::BackendError;
+use crate::Result;
 use crate::spec::ModelSpec;
-use crate::{Error, Result};
 use cudarc::driver::CudaFunction;
 
 /// Blocks per SM of a decode GEMV launch (at most; the kernel's occupancy may allow fewer): two with
@@ -51,96 +51,99 @@ fn blocks(m: &Model<'_>, f: &CudaFunction, smem: usize) -> usize {
     m.gpu.sms * per_sm
 }
 
-/// Launch one decode GEMV `f` (`k` input columns staged in shared memory) as timeline slot `slot`.
-fn gemv(
+/// Launch one decode GEMV `f` (`k` input columns of `rows` rows staged in shared memory).
+fn gemv<K: Kernel>(
     m: &Model<'_>,
-    f: &CudaFunction,
-    name: &str,
+    f: &Function<K>,
     k: usize,
     rows: usize,
-    slot: usize,
-    args: Vec<Arg>,
+    kernel: &K,
 ) -> Result<()> {
     let smem = rows * k * m.precision.bytes_per_element();
-    let mut args = args;
-    args.extend([Arg::P(m.trace), Arg::I(slot as i32)]);
-    let grid = (blocks(m, f, smem) as u32, 1, 1);
-    launch(m, f, name, grid, 256, smem, &args)
+    let grid = (blocks(m, f.cuda(), smem) as u32, 1, 1);
+    m.stream()
+        .launch(f, Grid::new(grid, 256).smem(smem), kernel)
 }
 
-/// Launch `dec_o` or `dec_down`: `(weight, input, bias)` times the input rows (as wide as the weight),
-/// added to the residual stream `x`.
-fn residual(
-    m: &Model<'_>,
-    f: &CudaFunction,
-    name: &str,
-    rows: usize,
-    slot: usize,
-    (w, input, bias): (&Mat, u64, &Option<Vf>),
-    x: u64,
-) -> Result<()> {
-    let args = vec![
-        mat(m, w),
-        Arg::P(input),
-        Arg::P(x),
-        Arg::P(ov(m, bias)),
-        Arg::I(rows as i32),
-    ];
-    gemv(m, f, name, w.cols, rows, slot, args)
-}
-
-fn mat(m: &Model<'_>, w: &Mat) -> Arg {
-    Arg::P(m.mats.at(w.off))
-}
-
-fn norm_args(m: &Model<'_>, n: &(Vf, Option<Vf>)) -> [Arg; 2] {
-    [Arg::P(vp(m, &n.0)), Arg::P(ov(m, &n.1))]
-}
-
-pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[(u64, u64)]) -> Result<()> {
+pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_>]) -> Result<()> {
     let rows = call.rows();
     let spec = m.spec;
     let k: &DecodeKernels = if rows == 1 { &m.k.dec1 } else { &m.k.decn };
-    let x = s.x.ptr();
     let h = spec.hidden_size;
     let l = m.layout;
+    let (m_rows, max_seq) = (rows as i32, m.max_seq as i32);
     embed(m, s, call)?;
     for (i, layer) in l.layers.iter().enumerate() {
-        let kv = *cache.get(i).ok_or_else(|| {
-            Error::Backend(BackendError::Other(format!(
-                "decode step without a KV cache for layer {i}"
-            )))
-        })?;
-        let mut args = vec![mat(m, &layer.qkv), Arg::P(x)];
-        args.extend(norm_args(m, &layer.attn_norm));
-        args.push(Arg::P(ov(m, &layer.qkv_bias)));
-        args.extend(rope_cache_args(m, s, kv));
-        args.extend([Arg::I(m.max_seq as i32), Arg::I(rows as i32)]);
-        gemv(m, &k.qkv, "dec_qkv", h, rows, slot(Kind::Qkv, i), args)?;
-        attention(m, s, call, kv, slot(Kind::Attention, i))?;
-        let o = (&layer.o, s.attn.ptr(), &layer.o_bias);
-        residual(m, &k.o, "dec_o", rows, slot(Kind::O, i), o, x)?;
-        let mut args = vec![mat(m, &layer.up), Arg::P(x)];
-        args.extend(norm_args(m, &layer.mlp_norm));
-        args.extend([
-            Arg::P(ov(m, &layer.up_bias)),
-            Arg::P(s.mid.ptr()),
-            Arg::I(rows as i32),
-        ]);
-        gemv(m, &k.up, "dec_up", h, rows, slot(Kind::Up, i), args)?;
-        let down = (&layer.down, s.mid.ptr(), &layer.down_bias);
-        residual(m, &k.down, "dec_down", rows, slot(Kind::Down, i), down, x)?;
+        let kv = *cache
+            .get(i)
+            .ok_or_else(|| no_cache(&format!("decode step of layer {i}")))?;
+        let qkv = DecQkv {
+            w: m.mat(&layer.qkv),
+            x: s.x.view(),
+            nw: m.vec(&layer.attn_norm.0),
+            nb: m.opt_vec(&layer.attn_norm.1),
+            bias: m.opt_vec(&layer.qkv_bias),
+            pos: s.positions(),
+            step: s.step(),
+            cos_t: m.rope_cos(),
+            sin_t: m.rope_sin(),
+            q: s.q.view_mut(),
+            new_k: s.new_k.view_mut(),
+            new_v: s.new_v.view_mut(),
+            cache_k: kv.k,
+            cache_v: kv.v,
+            max_seq,
+            m: m_rows,
+            trace: m.trace,
+            slot: slot(Kind::Qkv, i) as i32,
+        };
+        gemv(m, &k.qkv, h, rows, &qkv)?;
+        attention(m, s, call, Some(kv), slot(Kind::Attention, i))?;
+        let o = DecO {
+            w: m.mat(&layer.o),
+            a: s.attn.view(),
+            x: s.x.view_mut(),
+            bias: m.opt_vec(&layer.o_bias),
+            m: m_rows,
+            trace: m.trace,
+            slot: slot(Kind::O, i) as i32,
+        };
+        gemv(m, &k.o, layer.o.cols, rows, &o)?;
+        let up = DecUp {
+            w: m.mat(&layer.up),
+            x: s.x.view(),
+            nw: m.vec(&layer.mlp_norm.0),
+            nb: m.opt_vec(&layer.mlp_norm.1),
+            bias: m.opt_vec(&layer.up_bias),
+            mid: s.mid.view_mut(),
+            m: m_rows,
+            trace: m.trace,
+            slot: slot(Kind::Up, i) as i32,
+        };
+        gemv(m, &k.up, h, rows, &up)?;
+        let down = DecDown {
+            w: m.mat(&layer.down),
+            mid: s.mid.view(),
+            x: s.x.view_mut(),
+            bias: m.opt_vec(&layer.down_bias),
+            m: m_rows,
+            trace: m.trace,
+            slot: slot(Kind::Down, i) as i32,
+        };
+        gemv(m, &k.down, layer.down.cols, rows, &down)?;
     }
     // The greedy selection rides in the lm_head epilogue (atomicMax of argmax keys into `best`).
-    let best = if call.argmax { s.best.ptr() } else { 0 };
-    let mut args = vec![mat(m, &l.lm_head), Arg::P(x)];
-    args.extend(norm_args(m, &l.final_norm));
-    args.extend([
-        Arg::P(s.logits.ptr()),
-        Arg::P(best),
-        Arg::I(l.lm_head.rows as i32),
-        Arg::I(rows as i32),
-    ]);
-    let slot = slot(Kind::LmHead, l.layers.len());
-    gemv(m, &k.lm, "dec_lm", h, rows, slot, args)
+    let lm = DecLm {
+        w: m.mat(&l.lm_head),
+        x: s.x.view(),
+        nw: m.vec(&l.final_norm.0),
+        nb: m.opt_vec(&l.final_norm.1),
+        logits: s.logits.view_mut(),
+        best: call.argmax.then(|| s.best.view_mut()),
+        n: l.lm_head.rows as i32,
+        m: m_rows,
+        trace: m.trace,
+        slot: slot(Kind::LmHead, l.layers.len()) as i32,
+    };
+    gemv(m, &k.lm, h, rows, &lm)
 }

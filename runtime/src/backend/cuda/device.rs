@@ -1,10 +1,13 @@
 //! The GPU handle: library presence checks (so a machine without CUDA gets
 //! [`BackendError::CudaUnavailable`], never a panic from the dynamic loader), the context and its one
-//! stream, raw device buffers, and the conversion of driver errors into [`BackendError`].
+//! stream, typed device buffers ([`DevBuf`], from `memory.rs`) allocated and copied to and from the
+//! host, and the conversion of driver errors into [`BackendError`].
 
+use super::memory::{DevBuf, Elem, Fixed, Stored, fixed_bytes};
 use crate::backend_error::BackendError;
+use crate::precision::Precision;
 use crate::{Error, Result};
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{CudaContext, CudaStream};
 use std::sync::Arc;
 
 /// Free and total memory of GPU `ordinal`, in bytes (opens the device's primary context).
@@ -105,9 +108,73 @@ impl Gpu {
         })
     }
 
-    /// `bytes` of uninitialised-then-zeroed device memory.
-    pub fn zeros(&self, bytes: usize, what: &str) -> Result<DevBuf> {
-        // Refused before asking the driver when the GPU reports less free memory than `bytes`.
+    /// Zeroed device memory of [`checked_bytes`]`(dims)` elements of `E`.
+    pub fn zeros<E: Fixed>(&self, dims: &[usize], what: &str) -> Result<DevBuf<E>> {
+        self.alloc(dims, fixed_bytes::<E>(), what)
+    }
+
+    /// Zeroed device memory of [`checked_bytes`]`(dims)` storage elements of `precision`.
+    pub fn zeros_stored(
+        &self,
+        precision: Precision,
+        dims: &[usize],
+        what: &str,
+    ) -> Result<DevBuf<Stored>> {
+        self.alloc(dims, precision.bytes_per_element(), what)
+    }
+
+    /// A device copy of `data`.
+    pub fn upload<E: Fixed>(&self, data: &[E::Host], what: &str) -> Result<DevBuf<E>> {
+        self.upload_bytes(bytemuck::cast_slice(data), what)
+    }
+
+    /// A device copy of elements of `E` packed into `bytes` (little-endian, whole elements).
+    pub fn upload_bytes<E: Fixed>(&self, bytes: &[u8], what: &str) -> Result<DevBuf<E>> {
+        self.upload_packed(bytes, fixed_bytes::<E>(), what)
+    }
+
+    /// A device copy of storage elements of `precision` packed into `bytes` (whole elements).
+    pub fn upload_stored(
+        &self,
+        precision: Precision,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<DevBuf<Stored>> {
+        self.upload_packed(bytes, precision.bytes_per_element(), what)
+    }
+
+    /// Copy `data` to the start of `dst` (which must be large enough).
+    pub fn write<E: Fixed>(&self, dst: &mut DevBuf<E>, data: &[E::Host], what: &str) -> Result<()> {
+        self.copy_in(dst, bytemuck::cast_slice(data), what)
+    }
+
+    /// Copy the first `out.len()` elements of `src` to the host (synchronises the stream).
+    pub fn read<E: Fixed>(&self, src: &DevBuf<E>, out: &mut [E::Host], what: &str) -> Result<()> {
+        self.read_bytes(src, bytemuck::cast_slice_mut(out), what)
+    }
+
+    /// Copy the first `out.len()` bytes of `src` to the host (synchronises the stream).
+    pub fn read_bytes<E: Elem>(&self, src: &DevBuf<E>, out: &mut [u8], what: &str) -> Result<()> {
+        if out.len() > src.bytes() {
+            return Err(Error::Backend(BackendError::Other(format!(
+                "{what}: reading {} bytes from a {}-byte device buffer",
+                out.len(),
+                src.bytes()
+            ))));
+        }
+        let view = src.raw().slice(0..out.len());
+        self.stream
+            .memcpy_dtoh(&view, out)
+            .map_err(cuda_err(what))?;
+        self.sync(what)
+    }
+
+    /// Zeroed device memory of `dims` elements of `elem` bytes, refused before asking the driver
+    /// when the GPU reports less free memory than it needs.
+    fn alloc<E: Elem>(&self, dims: &[usize], elem: usize, what: &str) -> Result<DevBuf<E>> {
+        let mut sized = dims.to_vec();
+        sized.push(elem);
+        let bytes = checked_bytes(&sized, what)?;
         let free = self.mem_info().map_or(usize::MAX, |(free, _)| free);
         if bytes > free {
             return Err(out_of_memory(what, bytes, free));
@@ -116,57 +183,38 @@ impl Gpu {
             .stream
             .alloc_zeros::<u8>(bytes.max(1))
             .map_err(|e| oom_or(e, what, bytes, &self.ctx))?;
-        Ok(DevBuf { slice, bytes })
+        Ok(DevBuf::new(slice, bytes / elem.max(1), elem))
     }
 
-    /// Zeroed device memory of [`checked_bytes`]`(dims)` bytes.
-    pub fn zeros_of(&self, dims: &[usize], what: &str) -> Result<DevBuf> {
-        self.zeros(checked_bytes(dims, what)?, what)
-    }
-
-    /// A device copy of `data`.
-    pub fn upload(&self, data: &[u8], what: &str) -> Result<DevBuf> {
-        let mut buf = self.zeros(data.len(), what)?;
-        if !data.is_empty() {
-            self.stream
-                .memcpy_htod(data, &mut buf.slice)
-                .map_err(cuda_err(what))?;
+    /// A device copy of `bytes` as elements of `elem` bytes.
+    fn upload_packed<E: Elem>(&self, bytes: &[u8], elem: usize, what: &str) -> Result<DevBuf<E>> {
+        if !bytes.len().is_multiple_of(elem) {
+            return Err(Error::Backend(BackendError::Other(format!(
+                "{what}: {} bytes are not whole {elem}-byte elements",
+                bytes.len()
+            ))));
         }
+        let mut buf = self.alloc(&[bytes.len() / elem], elem, what)?;
+        self.copy_in(&mut buf, bytes, what)?;
         Ok(buf)
     }
 
     /// Copy `data` to the start of `dst` (which must be large enough).
-    pub fn write(&self, dst: &mut DevBuf, data: &[u8], what: &str) -> Result<()> {
-        if data.len() > dst.bytes {
+    fn copy_in<E: Elem>(&self, dst: &mut DevBuf<E>, data: &[u8], what: &str) -> Result<()> {
+        if data.len() > dst.bytes() {
             return Err(Error::Backend(BackendError::Other(format!(
                 "{what}: {} bytes do not fit a {}-byte device buffer",
                 data.len(),
-                dst.bytes
+                dst.bytes()
             ))));
         }
         if data.is_empty() {
             return Ok(());
         }
-        let mut view = dst.slice.slice_mut(0..data.len());
+        let mut view = dst.raw_mut().slice_mut(0..data.len());
         self.stream
             .memcpy_htod(data, &mut view)
             .map_err(cuda_err(what))
-    }
-
-    /// Copy the first `out.len()` bytes of `src` to the host (synchronises the stream).
-    pub fn read(&self, src: &DevBuf, out: &mut [u8], what: &str) -> Result<()> {
-        if out.len() > src.bytes {
-            return Err(Error::Backend(BackendError::Other(format!(
-                "{what}: reading {} bytes from a {}-byte device buffer",
-                out.len(),
-                src.bytes
-            ))));
-        }
-        let view = src.slice.slice(0..out.len());
-        self.stream
-            .memcpy_dtoh(&view, out)
-            .map_err(cuda_err(what))?;
-        self.sync(what)
     }
 
     pub fn sync(&self, what: &str) -> Result<()> {
@@ -207,26 +255,6 @@ fn oom_or(e: cudarc::driver::DriverError, what: &str, bytes: usize, ctx: &CudaCo
         out_of_memory(what, bytes, free)
     } else {
         cuda_err(what)(e)
-    }
-}
-
-/// An untyped device allocation; kernels receive its address.
-pub struct DevBuf {
-    slice: CudaSlice<u8>,
-    pub bytes: usize,
-}
-
-impl DevBuf {
-    /// The device address of byte 0.
-    pub fn ptr(&self) -> u64 {
-        let (p, _sync) = self.slice.device_ptr(self.slice.stream());
-        p
-    }
-
-    /// The device address of byte `offset` (which must lie inside the buffer).
-    pub fn at(&self, offset: usize) -> u64 {
-        debug_assert!(offset <= self.bytes);
-        self.ptr() + offset as u64
     }
 }
 

@@ -3,17 +3,21 @@
 //! general path (`layers.rs`). Token ids, positions and `start_idx`/`end_idx` are read from device
 //! memory only, so the same launches, captured once into a CUDA graph, serve every decode step.
 
-use super::device::{DevBuf, Gpu, cuda_err};
+use super::device::Gpu;
 use super::fused_layer::FusedLayer;
 use super::gemm::{GemmChoice, GemmShape, Lt, default_choice};
 use super::kernels::{DECODE_CHUNK, Kernels, tc_prefill_supported};
+use super::launch::{Grid, Stream};
+use super::launchers::{Argmax, AttnDecode, AttnPrefill, Embed, Gemv, QkvRope};
+use super::memory::{DevBuf, DevSlice, DevSliceMut, Mark, Stored};
 use super::scratch::{Scratch, decode_splits};
 use super::weights::{Layout, Mat, Vf};
 use crate::Result;
+use crate::backend_error::BackendError;
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
 use crate::step::CacheMode;
-use cudarc::driver::{CudaFunction, LaunchConfig, PushKernelArg};
+use cudarc::driver::CudaFunction;
 use std::collections::BTreeMap;
 
 /// Everything one engine call needs besides the scratch.
@@ -25,16 +29,63 @@ pub struct Model<'a> {
     pub layer: FusedLayer,
     pub precision: Precision,
     pub layout: &'a Layout,
-    pub mats: &'a DevBuf,
-    pub vecs: &'a DevBuf,
-    /// `(cos, sin)` tables, `[max_seq, head_dim / 2]` f32; zeros for learned positions.
-    pub rope: (u64, u64),
+    /// Every matrix of the layout, in the storage element.
+    pub mats: &'a DevBuf<Stored>,
+    /// Every norm weight and bias of the layout.
+    pub vecs: &'a DevBuf<f32>,
+    /// `(cos, sin)` tables, `[max_seq, head_dim / 2]`; absent for learned positions.
+    pub rope: Option<(DevSlice<'a, f32>, DevSlice<'a, f32>)>,
     pub max_seq: usize,
     pub choices: &'a BTreeMap<GemmShape, GemmChoice>,
     /// Launch with programmatic dependent launch (sm_90+, fused decode path only).
     pub pdl: bool,
-    /// Decode timeline buffer (`trace.rs`; 0 when not tracing, and on the general path).
-    pub trace: u64,
+    /// Decode timeline marks (`trace.rs`; absent when not tracing, and on the general path).
+    pub trace: Option<DevSliceMut<'a, Mark>>,
+}
+
+impl<'a> Model<'a> {
+    /// Where this call's launches go.
+    pub fn stream(&self) -> Stream<'a> {
+        Stream {
+            gpu: self.gpu,
+            pdl: self.pdl,
+        }
+    }
+
+    /// Matrix `w` of the layout (dense in the storage element: `CudaBackend::assemble` refuses any
+    /// other format).
+    pub fn mat(&self, w: &Mat) -> DevSlice<'a, Stored> {
+        debug_assert_eq!(w.format.dense(), Some(self.precision));
+        self.mats
+            .slice(w.off / self.mats.elem_bytes(), w.rows * w.cols)
+    }
+
+    /// Vector `v` of the layout.
+    pub fn vec(&self, v: &Vf) -> DevSlice<'a, f32> {
+        self.vecs.slice(v.off / self.vecs.elem_bytes(), v.len)
+    }
+
+    /// Vector `v` of the layout, where the model has one.
+    pub fn opt_vec(&self, v: &Option<Vf>) -> Option<DevSlice<'a, f32>> {
+        v.as_ref().map(|v| self.vec(v))
+    }
+
+    /// The RoPE cosine table, where the model rotates.
+    pub fn rope_cos(&self) -> Option<DevSlice<'a, f32>> {
+        self.rope.map(|r| r.0)
+    }
+
+    /// The RoPE sine table, where the model rotates.
+    pub fn rope_sin(&self) -> Option<DevSlice<'a, f32>> {
+        self.rope.map(|r| r.1)
+    }
+}
+
+/// The key and value cache tensors of one layer, written by the step.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerKv<'a> {
+    pub k: DevSliceMut<'a, Stored>,
+    pub v: DevSliceMut<'a, Stored>,
 }
 
 /// What one call computes.
@@ -64,110 +115,6 @@ impl Call {
             self.batch
         }
     }
-}
-
-pub enum Arg {
-    P(u64),
-    I(i32),
-    F(f32),
-}
-
-/// Launch `f` on the stream with `block` threads and `smem` bytes of dynamic shared memory; with
-/// `m.pdl` as a programmatic dependent launch (it may start while its predecessor drains; the kernels
-/// wait for it with `griddepcontrol.wait` before touching its results).
-pub fn launch(
-    m: &Model<'_>,
-    f: &CudaFunction,
-    name: &str,
-    grid: (u32, u32, u32),
-    block: u32,
-    smem: usize,
-    args: &[Arg],
-) -> Result<()> {
-    if m.pdl {
-        return launch_pdl(m.gpu, f, name, grid, block, smem, args);
-    }
-    let mut b = m.gpu.stream.launch_builder(f);
-    for a in args {
-        match a {
-            Arg::P(v) => b.arg(v),
-            Arg::I(v) => b.arg(v),
-            Arg::F(v) => b.arg(v),
-        };
-    }
-    let cfg = LaunchConfig {
-        grid_dim: grid,
-        block_dim: (block, 1, 1),
-        shared_mem_bytes: smem as u32,
-    };
-    // SAFETY: every pointer argument addresses a live device buffer sized by `Scratch::new`, the weight
-    // layout or the cache shape checked by `Engine`, for the grid launched here; the argument list
-    // matches the kernel's parameter list in runtime/templates/kernels (same order, 8-byte pointers, i32 ints,
-    // f32 floats);
-    // `smem` is within the limit set on the gemv kernels at load time (callers check).
-    unsafe { b.launch(cfg) }.map(|_| ()).map_err(cuda_err(name))
-}
-
-fn launch_pdl(
-    gpu: &Gpu,
-    f: &CudaFunction,
-    name: &str,
-    grid: (u32, u32, u32),
-    block: u32,
-    smem: usize,
-    args: &[Arg],
-) -> Result<()> {
-    use cudarc::driver::sys;
-    use std::ffi::c_void;
-    let mut params: Vec<*mut c_void> = args
-        .iter()
-        .map(|a| match a {
-            Arg::P(v) => v as *const u64 as *mut c_void,
-            Arg::I(v) => v as *const i32 as *mut c_void,
-            Arg::F(v) => v as *const f32 as *mut c_void,
-        })
-        .collect();
-    // SAFETY: all-zero bytes are a valid value of this plain C union.
-    let mut value: sys::CUlaunchAttributeValue = unsafe { std::mem::zeroed() };
-    value.programmaticStreamSerializationAllowed = 1;
-    let mut attr = sys::CUlaunchAttribute {
-        id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
-        pad: [0; 4],
-        value,
-    };
-    let cfg = sys::CUlaunchConfig {
-        gridDimX: grid.0,
-        gridDimY: grid.1,
-        gridDimZ: grid.2,
-        blockDimX: block,
-        blockDimY: 1,
-        blockDimZ: 1,
-        sharedMemBytes: smem as u32,
-        hStream: gpu.stream.cu_stream(),
-        attrs: &mut attr,
-        numAttrs: 1,
-    };
-    // SAFETY: as in `launch` for the arguments (`params` points at `args`, alive for the call, in the
-    // kernel's parameter order); `cfg` and `attr` outlive the call; the function belongs to this
-    // context, which is current (cudarc binds it when the stream is created and on every launch).
-    unsafe {
-        sys::cuLaunchKernelEx(
-            &cfg,
-            f.cu_function(),
-            params.as_mut_ptr(),
-            std::ptr::null_mut(),
-        )
-    }
-    .result()
-    .map_err(cuda_err(name))
-}
-
-pub fn vp(m: &Model<'_>, v: &Vf) -> u64 {
-    m.vecs.at(v.off)
-}
-
-pub fn ov(m: &Model<'_>, v: &Option<Vf>) -> u64 {
-    v.as_ref().map_or(0, |v| vp(m, v))
 }
 
 /// Grid of a gemv launch of `f` over `n` outputs (8 per block): one resident wave at most, so each
@@ -201,40 +148,34 @@ pub fn gemm(
     m: &Model<'_>,
     lt: &mut Lt,
     w: &Mat,
-    x: u64,
+    x: DevSlice<'_, Stored>,
     ldx: usize,
     rows: usize,
-    y: u64,
+    y: DevSliceMut<'_, f32>,
 ) -> Result<()> {
     let (shape, choice) = choice(m, w, rows);
     let e = m.precision.bytes_per_element();
     let smem = rows * w.cols * e;
     match choice {
         Some(GemmChoice::Gemv) if ldx.is_multiple_of(16 / e) && smem <= m.k.gemv_smem_limit => {
-            launch(
-                m,
-                &m.k.gemv,
-                "gemv",
-                gemv_grid(m, &m.k.gemv, w.rows, smem),
-                256,
-                smem,
-                &[
-                    Arg::P(m.mats.at(w.off)),
-                    Arg::P(x),
-                    Arg::P(y),
-                    Arg::P(0),
-                    Arg::I(0),
-                    Arg::I(w.rows as i32),
-                    Arg::I(w.cols as i32),
-                    Arg::I(rows as i32),
-                    Arg::I(ldx as i32),
-                ],
-            )
+            let grid = gemv_grid(m, m.k.gemv.cuda(), w.rows, smem);
+            Gemv {
+                w: m.mat(w),
+                x,
+                y,
+                bias: None,
+                accumulate: 0,
+                n: w.rows as i32,
+                k: w.cols as i32,
+                m: rows as i32,
+                ldx: ldx as i32,
+            }
+            .launch(&m.stream(), &m.k.gemv, Grid::new(grid, 256).smem(smem))
         }
         Some(GemmChoice::Lt { algo }) if ldx == w.cols => {
-            lt.matmul(m.gpu, shape, m.mats.at(w.off), x, ldx, y, Some(algo))
+            lt.matmul(m.gpu, shape, m.mat(w), x, ldx, y, Some(algo))
         }
-        _ => lt.matmul(m.gpu, shape, m.mats.at(w.off), x, ldx, y, None),
+        _ => lt.matmul(m.gpu, shape, m.mat(w), x, ldx, y, None),
     }
 }
 
@@ -243,76 +184,74 @@ pub fn norm_block(h: usize) -> u32 {
 }
 
 /// Attention of one layer: the split decode kernels for one-token steps against the cache, else the
-/// tiled causal kernel (on tensor cores for 16-bit storage where `tc_prefill_supported`, sm_80+). `kv` = `(cache key, cache value)` addresses.
+/// tiled causal kernel (on tensor cores for 16-bit storage where `tc_prefill_supported`, sm_80+).
+/// `kv` is the layer's cache (absent in mode none).
 pub fn attention(
     m: &Model<'_>,
     s: &Scratch,
     call: &Call,
-    kv: (u64, u64),
+    kv: Option<LayerKv<'_>>,
     slot: usize,
 ) -> Result<()> {
     let spec = m.spec;
-    let step = s.inputs.at(s.step_off());
     let mode = match call.mode {
         CacheMode::StaticV1 => 0,
         CacheMode::StaticV2 => 1,
         CacheMode::None => 2,
     };
-    let mut args = vec![
-        Arg::P(s.q.ptr()),
-        Arg::P(kv.0),
-        Arg::P(kv.1),
-        Arg::P(s.new_k.ptr()),
-        Arg::P(s.new_v.ptr()),
-        Arg::P(step),
-    ];
     if call.is_decode() {
+        let kv = kv.ok_or_else(|| no_cache("decode attention"))?;
         let splits = decode_splits(m.max_seq);
-        args.extend([
-            Arg::P(s.part_o.ptr()),
-            Arg::P(s.part_ml.ptr()),
-            Arg::P(s.counters.ptr()),
-            Arg::P(s.attn.ptr()),
-            Arg::I(m.max_seq as i32),
-            Arg::I(mode),
-            Arg::P(m.trace),
-            Arg::I(slot as i32),
-        ]);
         let grid = (splits as u32, spec.num_heads as u32, call.batch as u32);
-        launch(
-            m,
+        AttnDecode {
+            q: s.q.view(),
+            ck: kv.k.read(),
+            cv: kv.v.read(),
+            nk: s.new_k.view(),
+            nv: s.new_v.view(),
+            step: s.step(),
+            part_o: s.part_o.view_mut(),
+            part_ml: s.part_ml.view_mut(),
+            counters: s.counters.view_mut(),
+            out: s.attn.view_mut(),
+            max_seq: m.max_seq as i32,
+            mode,
+            trace: m.trace,
+            slot: slot as i32,
+        }
+        .launch(
+            &m.stream(),
             &m.k.attn_decode,
-            "attn_decode",
-            grid,
-            DECODE_CHUNK as u32,
-            0,
-            &args,
+            Grid::new(grid, DECODE_CHUNK as u32),
         )
     } else {
-        args.extend([
-            Arg::P(s.attn.ptr()),
-            Arg::I(call.seq_len as i32),
-            Arg::I(m.max_seq as i32),
-            Arg::I(mode),
-        ]);
+        let a = AttnPrefill {
+            q: s.q.view(),
+            ck: kv.map(|kv| kv.k.read()),
+            cv: kv.map(|kv| kv.v.read()),
+            nk: s.new_k.view(),
+            nv: s.new_v.view(),
+            step: s.step(),
+            out: s.attn.view_mut(),
+            seq_len: call.seq_len as i32,
+            max_seq: m.max_seq as i32,
+            mode,
+        };
         let heads = spec.num_heads as u32;
         if tc_prefill_supported(spec, m.precision) && m.gpu.sm >= 80 {
             // Tensor cores: 64 queries per block.
             let grid = (call.seq_len.div_ceil(64) as u32, heads, call.batch as u32);
-            launch(
-                m,
-                &m.k.attn_prefill_tc,
-                "attn_prefill_tc",
-                grid,
-                128,
-                0,
-                &args,
-            )
+            a.launch(&m.stream(), &m.k.attn_prefill_tc, Grid::new(grid, 128))
         } else {
             let grid = (call.seq_len.div_ceil(16) as u32, heads, call.batch as u32);
-            launch(m, &m.k.attn_prefill, "attn_prefill", grid, 128, 0, &args)
+            a.launch(&m.stream(), &m.k.attn_prefill, Grid::new(grid, 128))
         }
     }
+}
+
+/// A launch that needs the layer's KV cache was asked for without one.
+pub fn no_cache(what: &str) -> crate::Error {
+    crate::Error::Backend(BackendError::Other(format!("{what} without a KV cache")))
 }
 
 /// Work items of one row of the RoPE kernel: rotated pairs of q and k heads, then v elements.
@@ -320,83 +259,79 @@ fn rope_items(spec: &ModelSpec) -> usize {
     (spec.num_heads + spec.num_kv_heads) * spec.head_dim / 2 + spec.kv_dim()
 }
 
-/// The arguments every RoPE + KV-write kernel takes after its input and bias: positions, step,
-/// RoPE tables, the rotated-q and new-K/V outputs and the layer's cache (`qkv_rope`, `dec_qkv`).
-pub fn rope_cache_args(m: &Model<'_>, s: &Scratch, kv: (u64, u64)) -> [Arg; 9] {
-    [
-        Arg::P(s.inputs.at(s.pos_off())),
-        Arg::P(s.inputs.at(s.step_off())),
-        Arg::P(m.rope.0),
-        Arg::P(m.rope.1),
-        Arg::P(s.q.ptr()),
-        Arg::P(s.new_k.ptr()),
-        Arg::P(s.new_v.ptr()),
-        Arg::P(kv.0),
-        Arg::P(kv.1),
-    ]
-}
-
-/// Fused RoPE + bias + KV write of one layer.
-pub fn qkv_rope(m: &Model<'_>, s: &Scratch, call: &Call, bias: u64, kv: (u64, u64)) -> Result<()> {
-    let mut args = vec![Arg::P(s.qkv.ptr()), Arg::P(bias)];
-    args.extend(rope_cache_args(m, s, kv));
-    args.extend([
-        Arg::I(call.seq_len as i32),
-        Arg::I(m.max_seq as i32),
-        Arg::I((call.mode != CacheMode::None) as i32),
-    ]);
+/// Fused RoPE + bias + KV write of one layer (`kv` absent in mode none).
+pub fn qkv_rope(
+    m: &Model<'_>,
+    s: &Scratch,
+    call: &Call,
+    bias: Option<DevSlice<'_, f32>>,
+    kv: Option<LayerKv<'_>>,
+) -> Result<()> {
     let grid = (
         call.rows() as u32,
         rope_items(m.spec).div_ceil(256) as u32,
         1,
     );
-    launch(m, &m.k.qkv_rope, "qkv_rope", grid, 256, 0, &args)
+    QkvRope {
+        qkv: s.qkv.view(),
+        bias,
+        pos: s.positions(),
+        step: s.step(),
+        cos_t: m.rope_cos(),
+        sin_t: m.rope_sin(),
+        q: s.q.view_mut(),
+        new_k: s.new_k.view_mut(),
+        new_v: s.new_v.view_mut(),
+        cache_k: kv.map(|kv| kv.k),
+        cache_v: kv.map(|kv| kv.v),
+        seq_len: call.seq_len as i32,
+        max_seq: m.max_seq as i32,
+        write_cache: (call.mode != CacheMode::None) as i32,
+    }
+    .launch(&m.stream(), &m.k.qkv_rope, Grid::new(grid, 256))
 }
 
 /// Token (and learned position) embedding into the residual stream.
 pub fn embed(m: &Model<'_>, s: &Scratch, call: &Call) -> Result<()> {
     let l = m.layout;
-    launch(
-        m,
+    Embed {
+        ids: s.ids(),
+        pos: s.positions(),
+        table: m.mat(&l.embed),
+        pos_table: l.pos_embed.as_ref().map(|p| m.mat(p)),
+        x: s.x.view_mut(),
+        best: s.best.view_mut(),
+        nbest: call.batch as i32,
+        trace: m.trace,
+        slot: 0,
+    }
+    .launch(
+        &m.stream(),
         &m.k.embed,
-        "embed",
-        (call.rows() as u32, 1, 1),
-        256,
-        0,
-        &[
-            Arg::P(s.inputs.ptr()),
-            Arg::P(s.inputs.at(s.pos_off())),
-            Arg::P(m.mats.at(l.embed.off)),
-            Arg::P(l.pos_embed.as_ref().map_or(0, |p| m.mats.at(p.off))),
-            Arg::P(s.x.ptr()),
-            Arg::P(s.best.ptr()),
-            Arg::I(call.batch as i32),
-            Arg::P(m.trace),
-            Arg::I(0),
-        ],
+        Grid::new((call.rows() as u32, 1, 1), 256),
     )
 }
 
 /// Device argmax of each sequence's logits row into `best`.
 pub fn argmax(m: &Model<'_>, s: &Scratch, call: &Call) -> Result<()> {
-    launch(
-        m,
+    Argmax {
+        logits: s.logits.view(),
+        best_out: s.best.view_mut(),
+    }
+    .launch(
+        &m.stream(),
         &m.k.argmax,
-        "argmax",
-        (call.batch as u32, 1, 1),
-        1024,
-        0,
-        &[Arg::P(s.logits.ptr()), Arg::P(s.best.ptr())],
+        Grid::new((call.batch as u32, 1, 1), 1024),
     )
 }
 
-/// Issue every launch of one call. `cache[l] = (key, value)` device addresses (ignored in mode none).
+/// Issue every launch of one call. `cache[l]` is layer l's cache (empty in mode none).
 pub fn encode(
     m: &Model<'_>,
     lt: &mut Lt,
     s: &Scratch,
     call: &Call,
-    cache: &[(u64, u64)],
+    cache: &[LayerKv<'_>],
 ) -> Result<()> {
     if call.rows() > s.rows || call.batch == 0 {
         return Err(crate::Error::Backend(crate::backend::BackendError::Other(
@@ -408,7 +343,7 @@ pub fn encode(
     } else {
         let m = Model {
             pdl: false,
-            trace: 0,
+            trace: None,
             ..*m
         };
         super::layers::encode_unfused(&m, lt, s, call, cache)

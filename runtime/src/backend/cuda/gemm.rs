@@ -9,8 +9,9 @@
 //! lm_head read every `seq_len`-th row in place), and D is `[n, m]` with leading dimension n.
 
 use super::cublaslt::{Handle, MatmulDesc, MatrixLayout, Preference, lt_err};
-use super::device::{DevBuf, Gpu};
+use super::device::Gpu;
 use super::kernels::GEMV_MAX_ROWS;
+use super::memory::{DevBuf, DevSlice, DevSliceMut, Stored};
 use crate::backend_error::BackendError;
 use crate::precision::Precision;
 use crate::{Error, Result};
@@ -76,7 +77,7 @@ struct Plan {
 pub struct Lt {
     plans: HashMap<(GemmShape, usize), Plan>,
     handle: Handle,
-    workspace: DevBuf,
+    workspace: DevBuf<u8>,
     dtype: sys::cudaDataType,
 }
 
@@ -88,7 +89,7 @@ impl Lt {
     pub fn new(gpu: &Gpu, precision: Precision) -> Result<Lt> {
         Ok(Lt {
             handle: Handle::new()?,
-            workspace: gpu.zeros(WORKSPACE, "cuBLASLt workspace")?,
+            workspace: gpu.zeros(&[WORKSPACE], "cuBLASLt workspace")?,
             dtype: match precision {
                 Precision::Fp32 => sys::cudaDataType::CUDA_R_32F,
                 Precision::Fp16 => sys::cudaDataType::CUDA_R_16F,
@@ -180,13 +181,13 @@ impl Lt {
         &mut self,
         gpu: &Gpu,
         s: GemmShape,
-        w: u64,
-        x: u64,
+        w: DevSlice<'_, Stored>,
+        x: DevSlice<'_, Stored>,
         ldx: usize,
-        y: u64,
+        y: DevSliceMut<'_, f32>,
         algo: Option<[u64; 8]>,
     ) -> Result<()> {
-        let ws = self.workspace.ptr();
+        let ws = self.workspace.view_mut().ffi_mut();
         let handle = self.handle.raw();
         let plan = self.plan(s, ldx)?;
         let algo = sys::cublasLtMatmulAlgo_t {
@@ -194,23 +195,24 @@ impl Lt {
         };
         let (alpha, beta) = (1.0f32, 0.0f32);
         // SAFETY: the descriptors describe buffers the caller sized for this shape (w: n*k, x: ldx*m,
-        // y: n*m elements); the workspace is WORKSPACE bytes; everything runs on gpu's stream.
+        // y: n*m elements), each a view borrowed from a live buffer; the workspace is WORKSPACE
+        // bytes; everything runs on gpu's stream.
         unsafe {
             cudarc::cublaslt::result::matmul(
                 handle,
                 plan.desc.raw(),
                 &alpha as *const f32 as *const c_void,
                 &beta as *const f32 as *const c_void,
-                w as *const c_void,
+                w.ffi(),
                 plan.a.raw(),
-                x as *const c_void,
+                x.ffi(),
                 plan.b.raw(),
-                y as *const c_void,
+                y.ffi_mut(),
                 plan.d.raw(),
-                y as *mut c_void,
+                y.ffi_mut(),
                 plan.d.raw(),
                 &algo,
-                ws as *mut c_void,
+                ws,
                 WORKSPACE,
                 gpu.stream.cu_stream() as sys::cudaStream_t,
             )

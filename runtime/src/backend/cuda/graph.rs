@@ -2,6 +2,7 @@
 //! ends in the device argmax), valid only for the device addresses it was captured with: the scratch
 //! (its capacity identifies it) and the KV cache tensors. A graph whose addresses changed is replaced.
 
+use super::memory::Addr;
 use crate::step::CacheMode;
 
 /// Everything a captured decode graph depends on.
@@ -13,7 +14,7 @@ pub struct GraphKey {
     /// Capacity (rows) of the scratch the graph's launches address.
     pub scratch_rows: usize,
     /// `(key, value)` device addresses of every layer's cache.
-    pub cache: Vec<(u64, u64)>,
+    pub cache: Vec<(Addr, Addr)>,
 }
 
 impl GraphKey {
@@ -66,13 +67,13 @@ impl<G> GraphCache<G> {
 mod tests {
     use super::*;
 
-    fn key(batch: usize, cache: u64) -> GraphKey {
+    fn key(batch: usize, cache: usize) -> GraphKey {
         GraphKey {
             batch,
             mode: CacheMode::StaticV1,
             argmax: true,
             scratch_rows: 16,
-            cache: vec![(cache, cache + 8)],
+            cache: vec![(Addr::fake(cache), Addr::fake(cache + 8))],
         }
     }
 

@@ -4,6 +4,11 @@
 
 use super::device::{Gpu, check_nvrtc, cuda_err};
 use super::fused_layer::FusedLayer;
+use super::launch::{Function, Kernel};
+use super::launchers::{
+    Activation, AddNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO, DecQkv, DecUp,
+    Embed, Gemv, QkvRope, SampleTopK,
+};
 use crate::backend_error::BackendError;
 use crate::plan::ModelPlan;
 use crate::precision::Precision;
@@ -313,24 +318,24 @@ fn dump(build: &str, name: &str, src: &str, ptx: &str) {
     }
 }
 
-/// The loaded kernel functions.
+/// The loaded kernel functions, each typed by its launcher (`launchers.rs`).
 pub struct Kernels {
-    pub embed: CudaFunction,
-    pub add_norm: CudaFunction,
-    pub qkv_rope: CudaFunction,
-    pub attn_prefill: CudaFunction,
+    pub embed: Function<Embed<'static>>,
+    pub add_norm: Function<AddNorm<'static>>,
+    pub qkv_rope: Function<QkvRope<'static>>,
+    pub attn_prefill: Function<AttnPrefill<'static>>,
     /// Tensor-core prefill attention (a stub unless [`tc_prefill_supported`]).
-    pub attn_prefill_tc: CudaFunction,
-    pub attn_decode: CudaFunction,
-    pub swiglu: CudaFunction,
-    pub gelu_bias: CudaFunction,
-    pub gemv: CudaFunction,
+    pub attn_prefill_tc: Function<AttnPrefill<'static>>,
+    pub attn_decode: Function<AttnDecode<'static>>,
+    pub swiglu: Function<Activation<'static>>,
+    pub gelu_bias: Function<Activation<'static>>,
+    pub gemv: Function<Gemv<'static>>,
     /// The fused decode kernels for one token row, and for up to `GEMV_MAX_ROWS` rows.
     pub dec1: DecodeKernels,
     pub decn: DecodeKernels,
-    pub argmax: CudaFunction,
+    pub argmax: Function<Argmax<'static>>,
     /// Top-k sampling next to the logits (`sampling.rs`).
-    pub sample: CudaFunction,
+    pub sample: Function<SampleTopK<'static>>,
     /// Largest dynamic shared memory a gemv block may use (the device's opt-in limit).
     pub gemv_smem_limit: usize,
 }
@@ -352,7 +357,7 @@ impl Kernels {
                 funcs.insert(f, m.load_function(f).map_err(cuda_err(f))?);
             }
         }
-        let mut take = |n: &str| {
+        let mut take = |n: &'static str| {
             funcs.remove(n).ok_or_else(|| {
                 Error::Backend(BackendError::Other(format!(
                     "kernel {n} missing from its module"
@@ -360,19 +365,19 @@ impl Kernels {
             })
         };
         Ok(Kernels {
-            embed: take("embed")?,
-            add_norm: take("add_norm")?,
-            qkv_rope: take("qkv_rope")?,
-            attn_prefill: take("attn_prefill")?,
-            attn_prefill_tc: take("attn_prefill_tc")?,
-            attn_decode: take("attn_decode")?,
-            swiglu: take("swiglu")?,
-            gelu_bias: take("gelu_bias")?,
-            gemv: take("gemv")?,
-            dec1: DecodeKernels::take("1", &mut take)?,
-            decn: DecodeKernels::take("n", &mut take)?,
-            argmax: take("argmax")?,
-            sample: take("sample_top_k")?,
+            embed: typed(&mut take, "embed")?,
+            add_norm: typed(&mut take, "add_norm")?,
+            qkv_rope: typed(&mut take, "qkv_rope")?,
+            attn_prefill: typed(&mut take, "attn_prefill")?,
+            attn_prefill_tc: typed(&mut take, "attn_prefill_tc")?,
+            attn_decode: typed(&mut take, "attn_decode")?,
+            swiglu: typed(&mut take, "swiglu")?,
+            gelu_bias: typed(&mut take, "gelu_bias")?,
+            gemv: typed(&mut take, "gemv")?,
+            dec1: DecodeKernels::take(0, &mut take)?,
+            decn: DecodeKernels::take(1, &mut take)?,
+            argmax: typed(&mut take, "argmax")?,
+            sample: typed(&mut take, "sample_top_k")?,
             gemv_smem_limit: 0,
         })
         .and_then(|mut k| {
@@ -386,7 +391,7 @@ impl Kernels {
             // Leave room for the kernels' static shared memory.
             let dynamic = (limit - 1024).max(0);
             let dec = [&k.dec1, &k.decn].into_iter().flat_map(|d| d.all());
-            for f in std::iter::once(&k.gemv).chain(dec) {
+            for f in std::iter::once(k.gemv.cuda()).chain(dec) {
                 f.set_attribute(
                     CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     dynamic,
@@ -399,29 +404,47 @@ impl Kernels {
     }
 }
 
+/// Kernel `name` from the loaded functions, typed by its launcher `K`.
+fn typed<K: Kernel>(
+    take: &mut impl FnMut(&'static str) -> Result<CudaFunction>,
+    name: &'static str,
+) -> Result<Function<K>> {
+    Function::new(take(name)?, name)
+}
+
 /// The five fused decode kernels of one row-count variant (runtime/templates/kernels/decode.cu).
 pub struct DecodeKernels {
-    pub qkv: CudaFunction,
-    pub o: CudaFunction,
-    pub up: CudaFunction,
-    pub down: CudaFunction,
-    pub lm: CudaFunction,
+    pub qkv: Function<DecQkv<'static>>,
+    pub o: Function<DecO<'static>>,
+    pub up: Function<DecUp<'static>>,
+    pub down: Function<DecDown<'static>>,
+    pub lm: Function<DecLm<'static>>,
 }
 
 impl DecodeKernels {
-    fn take(suffix: &str, take: &mut impl FnMut(&str) -> Result<CudaFunction>) -> Result<Self> {
-        let mut f = |n: &str| take(&format!("dec_{n}_{suffix}"));
+    /// Variant `variant` of every decode kernel: its launcher's entry of that index (0: `_1`, one
+    /// row; 1: `_n`, up to `GEMV_MAX_ROWS` rows).
+    fn take(
+        variant: usize,
+        take: &mut impl FnMut(&'static str) -> Result<CudaFunction>,
+    ) -> Result<Self> {
         Ok(DecodeKernels {
-            qkv: f("qkv")?,
-            o: f("o")?,
-            up: f("up")?,
-            down: f("down")?,
-            lm: f("lm")?,
+            qkv: typed(take, DecQkv::ENTRIES[variant])?,
+            o: typed(take, DecO::ENTRIES[variant])?,
+            up: typed(take, DecUp::ENTRIES[variant])?,
+            down: typed(take, DecDown::ENTRIES[variant])?,
+            lm: typed(take, DecLm::ENTRIES[variant])?,
         })
     }
 
     fn all(&self) -> [&CudaFunction; 5] {
-        [&self.qkv, &self.o, &self.up, &self.down, &self.lm]
+        [
+            self.qkv.cuda(),
+            self.o.cuda(),
+            self.up.cuda(),
+            self.down.cuda(),
+            self.lm.cuda(),
+        ]
     }
 }
 

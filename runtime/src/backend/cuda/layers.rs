@@ -3,10 +3,10 @@
 //! fused residual-add + norm → gate/up (or fc) GEMM → activation → down GEMM; final norm; lm_head over
 //! the last row of each sequence (read in place through the GEMM's leading dimension); argmax.
 
-use super::forward::{
-    Arg, Call, Model, argmax, attention, embed, gemm, launch, norm_block, ov, qkv_rope, vp,
-};
+use super::forward::{Call, LayerKv, Model, argmax, attention, embed, gemm, norm_block, qkv_rope};
 use super::gemm::Lt;
+use super::launch::Grid;
+use super::launchers::{Activation, AddNorm};
 use super::scratch::Scratch;
 use super::weights::Vf;
 use crate::Result;
@@ -17,10 +17,10 @@ pub fn encode_unfused(
     lt: &mut Lt,
     s: &Scratch,
     call: &Call,
-    cache: &[(u64, u64)],
+    cache: &[LayerKv<'_>],
 ) -> Result<()> {
     let spec = m.spec;
-    let (rows, e) = (call.rows(), m.precision.bytes_per_element());
+    let rows = call.rows();
     let (h, qd) = (spec.hidden_size, spec.q_dim());
     let l = m.layout;
     embed(m, s, call)?;
@@ -28,40 +28,45 @@ pub fn encode_unfused(
     for (i, layer) in l.layers.iter().enumerate() {
         let first = i == 0;
         add_norm(m, s, rows, !first, &pending_bias, &layer.attn_norm)?;
-        gemm(m, lt, &layer.qkv, s.normed.ptr(), h, rows, s.qkv.ptr())?;
-        let kv = cache.get(i).copied().unwrap_or((0, 0));
-        qkv_rope(m, s, call, ov(m, &layer.qkv_bias), kv)?;
+        gemm(
+            m,
+            lt,
+            &layer.qkv,
+            s.normed.view(),
+            h,
+            rows,
+            s.qkv.view_mut(),
+        )?;
+        let kv = cache.get(i).copied();
+        qkv_rope(m, s, call, m.opt_vec(&layer.qkv_bias), kv)?;
         attention(m, s, call, kv, 0)?;
-        gemm(m, lt, &layer.o, s.attn.ptr(), qd, rows, s.delta.ptr())?;
+        gemm(m, lt, &layer.o, s.attn.view(), qd, rows, s.delta.view_mut())?;
         add_norm(m, s, rows, true, &layer.o_bias, &layer.mlp_norm)?;
-        gemm(m, lt, &layer.up, s.normed.ptr(), h, rows, s.up.ptr())?;
+        gemm(m, lt, &layer.up, s.normed.view(), h, rows, s.up.view_mut())?;
         let act = match m.layer.swiglu {
-            true => (&m.k.swiglu, "swiglu"),
-            false => (&m.k.gelu_bias, "gelu_bias"),
+            true => &m.k.swiglu,
+            false => &m.k.gelu_bias,
         };
         let n = rows * spec.intermediate_size;
-        launch(
-            m,
-            act.0,
-            act.1,
-            (n.div_ceil(256).min(1 << 20) as u32, 1, 1),
-            256,
-            0,
-            &[
-                Arg::P(s.up.ptr()),
-                Arg::P(ov(m, &layer.up_bias)),
-                Arg::P(s.mid.ptr()),
-                Arg::I(rows as i32),
-            ],
+        Activation {
+            x: s.up.view(),
+            bias: m.opt_vec(&layer.up_bias),
+            out: s.mid.view_mut(),
+            rows: rows as i32,
+        }
+        .launch(
+            &m.stream(),
+            act,
+            Grid::new((n.div_ceil(256).min(1 << 20) as u32, 1, 1), 256),
         )?;
         gemm(
             m,
             lt,
             &layer.down,
-            s.mid.ptr(),
+            s.mid.view(),
             spec.intermediate_size,
             rows,
-            s.delta.ptr(),
+            s.delta.view_mut(),
         )?;
         pending_bias = layer.down_bias;
     }
@@ -74,9 +79,17 @@ pub fn encode_unfused(
         &l.final_norm,
     )?;
     if call.all_rows {
-        gemm(m, lt, &l.lm_head, s.normed.ptr(), h, rows, s.logits.ptr())?;
+        gemm(
+            m,
+            lt,
+            &l.lm_head,
+            s.normed.view(),
+            h,
+            rows,
+            s.logits.view_mut(),
+        )?;
     } else {
-        let last = s.normed.at((call.seq_len - 1) * h * e);
+        let last = s.normed.view().skip((call.seq_len - 1) * h);
         gemm(
             m,
             lt,
@@ -84,7 +97,7 @@ pub fn encode_unfused(
             last,
             call.seq_len * h,
             call.batch,
-            s.logits.ptr(),
+            s.logits.view_mut(),
         )?;
     }
     if call.argmax {
@@ -103,20 +116,17 @@ fn add_norm(
     norm: &(Vf, Option<Vf>),
 ) -> Result<()> {
     let (w, b) = norm;
-    launch(
-        m,
+    AddNorm {
+        x: s.x.view_mut(),
+        delta: add.then(|| s.delta.view()),
+        bias: if add { m.opt_vec(bias) } else { None },
+        w: m.vec(w),
+        b: m.opt_vec(b),
+        out: s.normed.view_mut(),
+    }
+    .launch(
+        &m.stream(),
         &m.k.add_norm,
-        "add_norm",
-        (rows as u32, 1, 1),
-        norm_block(m.spec.hidden_size),
-        0,
-        &[
-            Arg::P(s.x.ptr()),
-            Arg::P(if add { s.delta.ptr() } else { 0 }),
-            Arg::P(if add { ov(m, bias) } else { 0 }),
-            Arg::P(vp(m, w)),
-            Arg::P(ov(m, b)),
-            Arg::P(s.normed.ptr()),
-        ],
+        Grid::new((rows as u32, 1, 1), norm_block(m.spec.hidden_size)),
     )
 }

@@ -226,6 +226,12 @@ macro_rules! view_common {
                 }
             }
 
+            /// The elements from `start` on.
+            pub fn skip(self, start: usize) -> Self {
+                debug_assert!(start <= self.len, "{} of {}", start, self.len);
+                self.slice(start, self.len - start)
+            }
+
             /// The view's address as an identity.
             pub fn addr(&self) -> Addr {
                 Addr(self.addr)

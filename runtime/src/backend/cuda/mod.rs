@@ -14,12 +14,18 @@
 //! outputs, the residual stream, softmax and norms in f32.
 //!
 //! Map of the modules:
-//! - `device`: library probes, context + one stream, raw device buffers.
+//! - `memory`: device memory typed by element (`DevBuf<E>`; `DevSlice` / `DevSliceMut` views borrowed
+//!   from it, which kernels read or write), the one module that holds raw device addresses.
+//! - `device`: library probes, context + one stream, allocation and host copies of typed buffers.
+//! - `launch` + `launchers`: one launcher per kernel, its fields the kernel's parameters in order
+//!   (the PTX compile test checks them against each `.entry`), each kernel function typed by its
+//!   launcher; plain and programmatic dependent launches.
 //! - `weights`: conversion and QKV / gate-up fusion into one matrix buffer (host side, pure).
 //! - `kernels`: askama templates `runtime/templates/kernels/*.cu` rendered with the model's constants,
 //!   compiled by NVRTC for the GPU's compute capability, loaded.
-//! - `gemm` + `tune`: cuBLASLt plans and the build-time timing of cuBLASLt candidates against the
-//!   `gemv` kernel per weight shape (decode and prefill row counts).
+//! - `gemm` + `cublaslt` + `tune`: cuBLASLt plans (handle and descriptors owned by RAII types) and the
+//!   build-time timing of cuBLASLt candidates against the `gemv` kernel per weight shape (decode and
+//!   prefill row counts).
 //! - `forward` (shared launches), `layers` (general path: prefill, multi-token, large batches) and
 //!   `decode` (fused one-token path: norms, activations, residual adds and argmax ride inside the
 //!   GEMV kernels; split attention over the valid prefix with the combine folded into its last block).
@@ -64,12 +70,13 @@ use crate::step::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
 use crate::weights::WeightMap;
 use crate::{Error, Result};
 use cudarc::driver::CudaGraph;
-use device::{DevBuf, Gpu};
+use device::Gpu;
 use forward::Call;
 use fused_layer::FusedLayer;
 use gemm::{GemmChoice, GemmShape, Lt};
 use graph::GraphCache;
 use kernels::{CompiledKernels, Kernels};
+use memory::{DevBuf, Stored};
 use scratch::Scratch;
 use std::collections::BTreeMap;
 use weights::Layout;
@@ -85,9 +92,9 @@ pub struct CudaBackend {
     /// The layer plan's switches the kernels were compiled with.
     layer: FusedLayer,
     layout: Layout,
-    mats: DevBuf,
-    vecs: DevBuf,
-    rope: Option<(DevBuf, DevBuf)>,
+    mats: DevBuf<Stored>,
+    vecs: DevBuf<f32>,
+    rope: Option<(DevBuf<f32>, DevBuf<f32>)>,
     scratch: Option<Scratch>,
     graphs: GraphCache<CudaGraph>,
     /// Programmatic dependent launch in the fused decode path (sm_90+, unless `LLMFORGE_CUDA_PDL=0`).
@@ -203,16 +210,16 @@ impl CudaBackend {
             )));
         }
         let kernels = Kernels::load(&gpu, &compiled)?;
-        let mats = gpu.upload(mats, "weights")?;
-        let vecs = gpu.upload(vecs, "norm and bias vectors")?;
+        let mats = gpu.upload_stored(options.precision, mats, "weights")?;
+        let vecs = gpu.upload_bytes(vecs, "norm and bias vectors")?;
         let rope = match crate::rope::inv_freq(&spec.positions, spec.head_dim) {
             Some(f) if matches!(spec.positions, Positions::Rope { .. }) => {
                 // Fallible: the table length comes from the user's max_seq_len.
                 let (c, s) =
                     crate::rope::try_tables(&f, options.max_seq_len).map_err(Error::invalid)?;
                 Some((
-                    gpu.upload(bytemuck::cast_slice(&c), "rope cos")?,
-                    gpu.upload(bytemuck::cast_slice(&s), "rope sin")?,
+                    gpu.upload::<f32>(&c, "rope cos")?,
+                    gpu.upload::<f32>(&s, "rope sin")?,
                 ))
             }
             _ => None,
@@ -262,9 +269,14 @@ pub(crate) fn missing_scratch() -> Error {
     Error::Backend(BackendError::Other("scratch missing".into()))
 }
 
-pub(crate) fn device_ptr(t: &KvTensor, layer: usize, what: &str) -> Result<u64> {
+/// The device buffer of cache tensor `what` of `layer`, allocated by this backend.
+pub(crate) fn device_cache<'a>(
+    t: &'a KvTensor,
+    layer: usize,
+    what: &str,
+) -> Result<&'a DevBuf<Stored>> {
     match &t.storage {
-        KvStorage::Device(b) => b.downcast_ref::<DevBuf>().map(DevBuf::ptr).ok_or_else(|| {
+        KvStorage::Device(b) => b.downcast_ref::<DevBuf<Stored>>().ok_or_else(|| {
             Error::invalid(format!(
                 "{what}_cache_{layer} belongs to another GPU backend"
             ))
@@ -293,10 +305,10 @@ impl Backend for CudaBackend {
     }
 
     fn new_cache_tensor(&self, shape: [usize; 4]) -> Result<KvTensor> {
-        let e = self.cache_element_bytes();
+        // Elements of the precision's size, `cache_element_bytes`, as the admission check counts them.
         let buf = self
             .gpu
-            .zeros_of(&[shape[0], shape[1], shape[2], shape[3], e], "KV cache")?;
+            .zeros_stored(self.options.precision, &shape, "KV cache")?;
         Ok(KvTensor {
             shape,
             storage: KvStorage::Device(Box::new(buf)),
@@ -331,8 +343,7 @@ impl Backend for CudaBackend {
         }
         let mut data = vec![0f32; n];
         let s = self.scratch.as_ref().ok_or_else(missing_scratch)?;
-        self.gpu
-            .read(&s.logits, bytemuck::cast_slice_mut(&mut data), "logits")?;
+        self.gpu.read(&s.logits, &mut data, "logits")?;
         Ok(Logits {
             batch: step.batch,
             rows: call.logit_rows() / step.batch,
@@ -389,8 +400,8 @@ impl Backend for CudaBackend {
     fn write_payload(&self, out: &mut dyn std::io::Write) -> Result<()> {
         let mut mats = vec![0u8; self.layout.mat_bytes];
         let mut vecs = vec![0u8; self.layout.vec_bytes];
-        self.gpu.read(&self.mats, &mut mats, "weights")?;
-        self.gpu.read(&self.vecs, &mut vecs, "vectors")?;
+        self.gpu.read_bytes(&self.mats, &mut mats, "weights")?;
+        self.gpu.read_bytes(&self.vecs, &mut vecs, "vectors")?;
         payload::write(out, &self.compiled, &self.choices, &mats, &vecs)
     }
 }

@@ -3,8 +3,10 @@
 //! semantics and its seeded draws, and only the ids come back. Other settings (no `top_k`, or a larger
 //! one) sample on the host from the copied logits.
 
-use super::forward::{self, Arg, Call, launch};
+use super::forward::{self, Call};
 use super::kernels::SAMPLE_MAX_K;
+use super::launch::Grid;
+use super::launchers::SampleTopK;
 use super::scratch::argmax_id;
 use super::{CudaBackend, missing_scratch};
 use crate::sample::Sampling;
@@ -35,19 +37,22 @@ impl CudaBackend {
         };
         let (m, _, scratch, _) = self.split();
         let s = scratch.as_mut().ok_or_else(missing_scratch)?;
-        m.gpu
-            .write(&mut s.draws, bytemuck::cast_slice(draws), "sampling draws")?;
-        let args = [
-            Arg::P(s.logits.ptr()),
-            Arg::P(s.draws.ptr()),
-            Arg::F(1.0 / sampling.temperature),
-            Arg::I(k as i32),
+        m.gpu.write(&mut s.draws, draws, "sampling draws")?;
+        let s = &*s;
+        SampleTopK {
+            logits: s.logits.view(),
+            draws: s.draws.view(),
+            inv_t: 1.0 / sampling.temperature,
+            k: k as i32,
             // Above 1: no top-p (the kernel applies it for values up to 1, as the host sampler does).
-            Arg::F(sampling.top_p.unwrap_or(2.0)),
-            Arg::P(s.best.ptr()),
-        ];
-        let grid = (draws.len() as u32, 1, 1);
-        launch(&m, &m.k.sample, "sample_top_k", grid, THREADS, 0, &args)?;
+            top_p: sampling.top_p.unwrap_or(2.0),
+            out: s.best.view_mut(),
+        }
+        .launch(
+            &m.stream(),
+            &m.k.sample,
+            Grid::new((draws.len() as u32, 1, 1), THREADS),
+        )?;
         self.read_ids(draws.len())
     }
 
@@ -56,11 +61,7 @@ impl CudaBackend {
     pub(super) fn read_ids(&self, n: usize) -> Result<Vec<u32>> {
         let s = self.scratch.as_ref().ok_or_else(missing_scratch)?;
         let mut keys = vec![0u64; n];
-        self.gpu.read(
-            &s.best,
-            bytemuck::cast_slice_mut(&mut keys),
-            "next token ids",
-        )?;
+        self.gpu.read(&s.best, &mut keys, "next token ids")?;
         Ok(keys.into_iter().map(argmax_id).collect())
     }
 
@@ -80,8 +81,7 @@ impl CudaBackend {
         self.ensure_scratch(rows)?;
         let (m, _, scratch, _) = self.split();
         let s = scratch.as_mut().ok_or_else(missing_scratch)?;
-        m.gpu
-            .write(&mut s.logits, bytemuck::cast_slice(logits), "logits")?;
+        m.gpu.write(&mut s.logits, logits, "logits")?;
         let call = Call {
             batch: rows,
             seq_len: 1,
@@ -119,8 +119,7 @@ impl CudaBackend {
         }
         self.ensure_scratch(rows)?;
         let s = self.scratch.as_mut().ok_or_else(missing_scratch)?;
-        self.gpu
-            .write(&mut s.logits, bytemuck::cast_slice(logits), "logits")?;
+        self.gpu.write(&mut s.logits, logits, "logits")?;
         self.sample_logits(sampling, draws)
     }
 }

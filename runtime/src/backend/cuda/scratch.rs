@@ -1,8 +1,9 @@
 //! Device activations of one engine call, allocated once for the largest call seen (grown, never
 //! shrunk: CUDA graphs address them), plus the device copy of the call's inputs.
 
-use super::device::{DevBuf, Gpu};
+use super::device::Gpu;
 use super::kernels::DECODE_CHUNK;
+use super::memory::{ArgmaxKey, DevBuf, DevSlice, Stored};
 use crate::Result;
 use crate::plan::ModelPlan;
 use crate::precision::Precision;
@@ -11,28 +12,30 @@ use crate::spec::ModelSpec;
 /// Device activations for up to `rows` token rows (grown on demand, never shrunk).
 pub struct Scratch {
     pub rows: usize,
-    pub x: DevBuf,
-    pub normed: DevBuf,
-    pub qkv: DevBuf,
-    pub q: DevBuf,
-    pub new_k: DevBuf,
-    pub new_v: DevBuf,
-    pub attn: DevBuf,
-    pub delta: DevBuf,
-    pub up: DevBuf,
-    pub mid: DevBuf,
-    pub logits: DevBuf,
-    pub part_o: DevBuf,
-    pub part_ml: DevBuf,
-    /// `ids [rows] u32 | positions [rows] u32 | start_idx, end_idx i32`.
-    pub inputs: DevBuf,
-    /// Device-side greedy selection: per sequence an `argmax_key` (u64: logit bits, inverted index).
-    pub best: DevBuf,
-    /// The host's sampling draws of a step, `[max_batch] f64` (device sampling).
-    pub draws: DevBuf,
-    /// Split-completion counters of the decode attention, `[max_batch, heads] u32` (kept at zero
+    /// The residual stream.
+    pub x: DevBuf<f32>,
+    pub normed: DevBuf<Stored>,
+    pub qkv: DevBuf<f32>,
+    pub q: DevBuf<f32>,
+    pub new_k: DevBuf<Stored>,
+    pub new_v: DevBuf<Stored>,
+    pub attn: DevBuf<Stored>,
+    pub delta: DevBuf<f32>,
+    pub up: DevBuf<f32>,
+    pub mid: DevBuf<Stored>,
+    pub logits: DevBuf<f32>,
+    pub part_o: DevBuf<f32>,
+    pub part_ml: DevBuf<f32>,
+    /// `ids [rows] | positions [rows] | start_idx, end_idx` (the last two read as i32): one copy
+    /// per call.
+    pub inputs: DevBuf<u32>,
+    /// Device-side greedy selection: per sequence an argmax key.
+    pub best: DevBuf<ArgmaxKey>,
+    /// The host's sampling draws of a step, `[max_batch]` (device sampling).
+    pub draws: DevBuf<f64>,
+    /// Split-completion counters of the decode attention, `[max_batch, heads]` (kept at zero
     /// between launches by the kernel).
-    pub counters: DevBuf,
+    pub counters: DevBuf<u32>,
 }
 
 /// Number of decode-attention splits for a cache of `max_seq` positions.
@@ -59,52 +62,57 @@ impl Scratch {
         max_batch: usize,
         max_seq: usize,
     ) -> Result<Scratch> {
-        let e = precision.bytes_per_element();
         let (h, qd, kvd) = (spec.hidden_size, spec.q_dim(), spec.kv_dim());
         let splits = decode_splits(max_seq);
         let (heads, hd) = (spec.num_heads, spec.head_dim);
-        // Row counts and max_batch come from the user: sizes are checked (`Gpu::zeros_of`).
-        let z = |dims: &[usize], what: &str| gpu.zeros_of(dims, what);
+        // Row counts and max_batch come from the user: sizes are checked (`Gpu::zeros`).
+        let st = |dims: &[usize], what: &str| gpu.zeros_stored(precision, dims, what);
         Ok(Scratch {
             rows,
-            x: z(&[rows, h, 4], "residual stream")?,
-            normed: z(&[rows, h, e], "normed activations")?,
-            qkv: z(&[rows, qd + 2 * kvd, 4], "qkv activations")?,
-            q: z(&[rows, qd, 4], "rotated queries")?,
-            new_k: z(&[rows, kvd, e], "new keys")?,
-            new_v: z(&[rows, kvd, e], "new values")?,
-            attn: z(&[rows, qd, e], "attention output")?,
-            delta: z(&[rows, h, 4], "projection output")?,
-            up: z(&[rows, up_cols(spec), 4], "mlp activations")?,
-            mid: z(&[rows, spec.intermediate_size, e], "mlp activations")?,
-            logits: z(&[rows, spec.vocab_size, 4], "logits")?,
-            part_o: z(&[max_batch, heads, splits, hd, 4], "attention splits")?,
-            part_ml: z(&[max_batch, heads, splits, 2, 4], "attention splits")?,
-            // ids and positions (4 bytes each per row), then start_idx and end_idx.
-            inputs: z(&[rows.saturating_add(1), 8], "step inputs")?,
-            best: z(&[max_batch, 8], "next token ids")?,
-            draws: z(&[max_batch, 8], "sampling draws")?,
-            counters: z(&[max_batch, heads, 4], "attention split counters")?,
+            x: gpu.zeros(&[rows, h], "residual stream")?,
+            normed: st(&[rows, h], "normed activations")?,
+            qkv: gpu.zeros(&[rows, qd + 2 * kvd], "qkv activations")?,
+            q: gpu.zeros(&[rows, qd], "rotated queries")?,
+            new_k: st(&[rows, kvd], "new keys")?,
+            new_v: st(&[rows, kvd], "new values")?,
+            attn: st(&[rows, qd], "attention output")?,
+            delta: gpu.zeros(&[rows, h], "projection output")?,
+            up: gpu.zeros(&[rows, up_cols(spec)], "mlp activations")?,
+            mid: st(&[rows, spec.intermediate_size], "mlp activations")?,
+            logits: gpu.zeros(&[rows, spec.vocab_size], "logits")?,
+            part_o: gpu.zeros(&[max_batch, heads, splits, hd], "attention splits")?,
+            part_ml: gpu.zeros(&[max_batch, heads, splits, 2], "attention splits")?,
+            // ids and positions (one word each per row), then start_idx and end_idx.
+            inputs: gpu.zeros(&[rows.saturating_add(1), 2], "step inputs")?,
+            best: gpu.zeros(&[max_batch], "next token ids")?,
+            draws: gpu.zeros(&[max_batch], "sampling draws")?,
+            counters: gpu.zeros(&[max_batch, heads], "attention split counters")?,
         })
     }
 
-    pub fn pos_off(&self) -> usize {
-        self.rows * 4
-    }
-    pub fn step_off(&self) -> usize {
-        self.rows * 8
+    /// The token ids of the call's rows.
+    pub fn ids(&self) -> DevSlice<'_, u32> {
+        self.inputs.slice(0, self.rows)
     }
 
-    /// The bytes of `inputs` for one call.
-    pub fn input_bytes(&self, ids: &[u32], pos: &[u32], start: usize, end: usize) -> Vec<u8> {
-        let mut b = vec![0u8; self.rows * 8 + 8];
-        b[..ids.len() * 4].copy_from_slice(bytemuck::cast_slice(ids));
-        let p = self.pos_off();
-        b[p..p + pos.len() * 4].copy_from_slice(bytemuck::cast_slice(pos));
-        let s = self.step_off();
-        b[s..s + 4].copy_from_slice(&(start as i32).to_le_bytes());
-        b[s + 4..s + 8].copy_from_slice(&(end as i32).to_le_bytes());
-        b
+    /// The positions of the call's rows.
+    pub fn positions(&self) -> DevSlice<'_, u32> {
+        self.inputs.slice(self.rows, self.rows)
+    }
+
+    /// `start_idx, end_idx`.
+    pub fn step(&self) -> DevSlice<'_, i32> {
+        self.inputs.slice(2 * self.rows, 2).cast()
+    }
+
+    /// The words of `inputs` for one call.
+    pub fn input_words(&self, ids: &[u32], pos: &[u32], start: usize, end: usize) -> Vec<u32> {
+        let mut w = vec![0u32; 2 * self.rows + 2];
+        w[..ids.len()].copy_from_slice(ids);
+        w[self.rows..self.rows + pos.len()].copy_from_slice(pos);
+        w[2 * self.rows] = start as i32 as u32;
+        w[2 * self.rows + 1] = end as i32 as u32;
+        w
     }
 }
 

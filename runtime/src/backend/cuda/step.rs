@@ -2,11 +2,11 @@
 //! first step of a kind, replayed afterwards; see `graph.rs` for when a graph is reused).
 
 use super::device::cuda_err;
-use super::forward::{self, Call, Model};
+use super::forward::{self, Call, LayerKv, Model};
 use super::gemm::Lt;
 use super::graph::{GraphCache, GraphKey};
 use super::scratch::Scratch;
-use super::{CudaBackend, device_ptr, missing_scratch};
+use super::{CudaBackend, device_cache, missing_scratch};
 use crate::backend_error::BackendError;
 use crate::cache::LayerKvMut;
 use crate::step::{CacheMode, StepInputs};
@@ -50,11 +50,11 @@ impl CudaBackend {
             layout,
             mats,
             vecs,
-            rope: rope.as_ref().map_or((0, 0), |(c, s)| (c.ptr(), s.ptr())),
+            rope: rope.as_ref().map(|(c, s)| (c.view(), s.view())),
             max_seq: options.max_seq_len,
             choices,
             pdl: *pdl,
-            trace: trace.as_ref().map_or(0, |t| t.ptr()),
+            trace: trace.as_ref().map(|t| t.marks()),
         };
         (model, lt, scratch, graphs)
     }
@@ -111,40 +111,40 @@ impl CudaBackend {
             self.trace_reset()?;
         }
         self.ensure_scratch(call.rows())?;
-        let mut ptrs = Vec::with_capacity(cache.len());
+        let mut kv = Vec::with_capacity(cache.len());
         if call.mode != CacheMode::None {
             for (l, layer) in cache.iter().enumerate() {
-                ptrs.push((
-                    device_ptr(layer.key, l, "key")?,
-                    device_ptr(layer.value, l, "value")?,
-                ));
+                kv.push(LayerKv {
+                    k: device_cache(layer.key, l, "key")?.view_mut(),
+                    v: device_cache(layer.value, l, "value")?.view_mut(),
+                });
             }
         }
         let (m, lt, scratch, graphs) = self.split();
         let s = scratch.as_mut().ok_or_else(missing_scratch)?;
-        let bytes = s.input_bytes(
+        let words = s.input_words(
             step.input_ids,
             step.position_ids,
             step.start_idx,
             step.end_idx,
         );
-        m.gpu.write(&mut s.inputs, &bytes, "step inputs")?;
+        m.gpu.write(&mut s.inputs, &words, "step inputs")?;
         let s = &*s;
         if !call.is_decode() {
-            return forward::encode(&m, lt, s, &call, &ptrs);
+            return forward::encode(&m, lt, s, &call, &kv);
         }
         let key = GraphKey {
             batch: call.batch,
             mode: call.mode,
             argmax: call.argmax,
             scratch_rows: s.rows,
-            cache: ptrs,
+            cache: kv.iter().map(|l| (l.k.addr(), l.v.addr())).collect(),
         };
         let fresh = graphs.get(&key).is_none();
         if fresh {
             // One eager run first: libraries load their kernels lazily, which must not happen inside
             // a capture. Replaying the same step afterwards rewrites the same K/V at the same positions.
-            forward::encode(&m, lt, s, &call, &key.cache)?;
+            forward::encode(&m, lt, s, &call, &kv)?;
             m.gpu.sync("decode warm-up")?;
             let stream = &m.gpu.stream;
             stream
@@ -152,7 +152,7 @@ impl CudaBackend {
                     cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
                 )
                 .map_err(cuda_err("cuStreamBeginCapture"))?;
-            let encoded = forward::encode(&m, lt, s, &call, &key.cache);
+            let encoded = forward::encode(&m, lt, s, &call, &kv);
             let ended = stream.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0));
             encoded?;
             let graph = ended

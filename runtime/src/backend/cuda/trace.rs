@@ -8,7 +8,8 @@
 //! from the predecessor's last exit to this kernel's first entry (negative: they overlapped). Off by
 //! default: the kernels then skip the marks (a null buffer) and nothing is read back.
 
-use super::device::{DevBuf, Gpu};
+use super::device::Gpu;
+use super::memory::{DevBuf, DevSliceMut, Mark};
 use crate::Result;
 use std::sync::OnceLock;
 
@@ -71,39 +72,35 @@ pub fn kind_of(slot: usize, layers: usize) -> Kind {
 
 /// The device buffer of one step's marks and the timeline they add up to.
 pub struct Trace {
-    buf: DevBuf,
+    buf: DevBuf<Mark>,
     pub timeline: Timeline,
 }
 
 impl Trace {
     pub fn new(gpu: &Gpu, layers: usize) -> Result<Trace> {
         Ok(Trace {
-            buf: gpu.zeros(slots(layers) * MARKS * 8, "decode trace")?,
+            buf: gpu.zeros(&[slots(layers), MARKS], "decode trace")?,
             timeline: Timeline::new(layers),
         })
     }
 
-    pub fn ptr(&self) -> u64 {
-        self.buf.ptr()
+    /// The marks, as the decode kernels write them.
+    pub fn marks(&self) -> DevSliceMut<'_, Mark> {
+        self.buf.view_mut()
     }
 
     /// Before a traced step: entries to the maximum (they are lowered by `atomicMin`), the rest to 0.
     pub fn reset(&mut self, gpu: &Gpu) -> Result<()> {
-        let init: Vec<u8> = (0..slots(self.timeline.layers))
+        let init: Vec<u64> = (0..slots(self.timeline.layers))
             .flat_map(|_| [u64::MAX, 0, 0])
-            .flat_map(u64::to_le_bytes)
             .collect();
         gpu.write(&mut self.buf, &init, "decode trace")
     }
 
     /// After a traced step (the stream synchronised): add its marks to the timeline.
     pub fn collect(&mut self, gpu: &Gpu) -> Result<()> {
-        let mut raw = vec![0u8; slots(self.timeline.layers) * MARKS * 8];
-        gpu.read(&self.buf, &mut raw, "decode trace")?;
-        let marks: Vec<u64> = raw
-            .chunks_exact(8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-            .collect();
+        let mut marks = vec![0u64; slots(self.timeline.layers) * MARKS];
+        gpu.read(&self.buf, &mut marks, "decode trace")?;
         self.timeline.add(&marks);
         Ok(())
     }

@@ -46,9 +46,10 @@ pub fn choose(
         mats.iter().map(|w| w.cols).max().unwrap_or(1),
         mats.iter().map(|w| w.rows).max().unwrap_or(1),
     );
-    let e = m.precision.bytes_per_element();
-    let x = m.gpu.zeros_of(&[m_max, k_max, e], "GEMM timing input")?;
-    let y = m.gpu.zeros_of(&[m_max, n_max, 4], "GEMM timing output")?;
+    let x = m
+        .gpu
+        .zeros_stored(m.precision, &[m_max, k_max], "GEMM timing input")?;
+    let y = m.gpu.zeros::<f32>(&[m_max, n_max], "GEMM timing output")?;
     let start = m
         .gpu
         .ctx
@@ -86,7 +87,7 @@ pub fn choose(
                     choices: &one,
                     ..*m
                 };
-                let mut run = || gemm(&mm, lt, w, x.ptr(), w.cols, rows, y.ptr());
+                let mut run = || gemm(&mm, lt, w, x.view(), w.cols, rows, y.view_mut());
                 let timed = (|| -> Result<f32> {
                     for _ in 0..WARMUP {
                         run()?;
