@@ -41,9 +41,10 @@ const BF16_TOL: f32 = 5e-2;
 /// on an H100, `bench/gpu-results/h100-2026-12-07-verify.txt`):
 /// FP16 24/24 for all three; BF16 24/24 for tiny-qwen2 and tiny-gpt2 and 8/24 for tiny-llama, which
 /// parts at step 8, where transformers' own top-2 gap is 1.8e-3 of the largest logit
-/// (`tests/fixtures/tiny-llama/greedy_top2.json`). tiny-llama-bias has no GPU measurement yet, so it
-/// must agree to the end; its closest call is step 18 of BF16, where transformers' top-2 gap is 4.0e-4
-/// (`tests/fixtures/tiny-llama-bias/greedy_top2.json`).
+/// (`tests/fixtures/tiny-llama/greedy_top2.json`). tiny-llama-bias, tiny-qwen3 and tiny-mistral have no
+/// GPU measurement yet, so they must agree to the end; their closest calls are in BF16, where
+/// transformers' top-2 gap is 4.0e-4 at step 18 (tiny-llama-bias), 4.1e-4 at step 10 (tiny-qwen3) and
+/// 9.1e-3 at step 19 (tiny-mistral) (`tests/fixtures/<model>/greedy_top2.json`).
 fn measured_agreement(name: &str, precision: Precision) -> usize {
     match (name, precision) {
         ("tiny-llama", Precision::Bf16) => 8,
