@@ -5,7 +5,9 @@
 # Pinned versions (scripts/requirements-fixtures.txt): gguf==0.19.0, torch==2.11.0, transformers==5.17.0,
 # numpy==2.4.6. Run from the repository root:
 #
-#     /opt/pyref/bin/python scripts/make_gguf_fixtures.py
+#     /opt/pyref/bin/python scripts/make_gguf_fixtures.py              # every fixture below
+#     /opt/pyref/bin/python scripts/make_gguf_fixtures.py tiny-qwen3   # only those named (quants,
+#                                                                      # tiny-llama, tiny-qwen2, tiny-qwen3)
 #
 # Writes tests/fixtures/gguf/:
 #   * quants.gguf: one [3, 64] tensor per supported type (F32, F16, BF16, Q8_0, Q4_0, Q4_1), quantised by
@@ -22,6 +24,15 @@
 #     continuation;
 #   * tiny-qwen2.gguf / tiny-qwen2.json: the same for a random 2-layer Qwen2 (q/k/v biases, tied
 #     embeddings so no output.weight, no Q/K permutation — llama.cpp permutes only `llama`).
+#   * tiny-qwen3.gguf: the committed models/tiny-qwen3 (scripts/make_fixtures.py) converted as llama.cpp's
+#     converter writes a Qwen3: qwen3.* metadata with head_dim as attention.key_length/value_length, the
+#     per-head q/k norms as blk.N.attn_q_norm.weight / attn_k_norm.weight, no Q/K permutation, untied
+#     output.weight; matrices in F16, norms in F32. So it holds exactly the model whose logits and greedy
+#     continuation tests/fixtures/tiny-qwen3/reference.json keeps under rounded.FP16 (every 2-D weight
+#     rounded to fp16, 1-D ones kept), and the script refuses to finish unless transformers, loading this
+#     file, reproduces them. transformers' GGUF loader maps no qwen3 key to head_dim (it would take
+#     Qwen3Config's default of 128), so it is given models/tiny-qwen3/config.json; the file's tensors are
+#     what it reads from the GGUF.
 import json
 import os
 import shutil
@@ -33,7 +44,15 @@ import numpy as np
 import torch
 import transformers
 from gguf import GGMLQuantizationType as Q
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from safetensors.torch import load_file
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "gguf")
@@ -220,12 +239,112 @@ def write_tiny(arch: str):
         json.dump(reference, f)
 
 
+def write_tiny_qwen3():
+    """models/tiny-qwen3 as llama.cpp writes a Qwen3, matrices in F16 and norms in F32, checked against
+    transformers loading the file (see the header)."""
+    name = "tiny-qwen3"
+    model_dir = os.path.join(ROOT, "models", name)
+    config = AutoConfig.from_pretrained(model_dir)
+    sd = {k: v.numpy() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
+
+    path = os.path.join(OUT, f"{name}.gguf")
+    w = gguf.GGUFWriter(path, arch="qwen3")
+    w.add_name(name)
+    w.add_block_count(config.num_hidden_layers)
+    w.add_context_length(config.max_position_embeddings)
+    w.add_embedding_length(config.hidden_size)
+    w.add_feed_forward_length(config.intermediate_size)
+    w.add_head_count(config.num_attention_heads)
+    w.add_head_count_kv(config.num_key_value_heads)
+    w.add_key_length(config.head_dim)
+    w.add_value_length(config.head_dim)
+    w.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    w.add_layer_norm_rms_eps(config.rms_norm_eps)
+    w.add_vocab_size(config.vocab_size)
+    w.add_bos_token_id(config.bos_token_id)
+    w.add_eos_token_id(config.eos_token_id)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+
+    written = set()
+
+    def add(gname, hname):
+        array = sd[hname]
+        qtype = Q.F16 if array.ndim == 2 else Q.F32
+        w.add_tensor(gname, gguf.quants.quantize(np.ascontiguousarray(array), qtype), raw_dtype=qtype)
+        written.add(hname)
+
+    add("token_embd.weight", "model.embed_tokens.weight")
+    add("output_norm.weight", "model.norm.weight")
+    add("output.weight", "lm_head.weight")
+    layer = {
+        "attn_norm": "input_layernorm",
+        "attn_q": "self_attn.q_proj",
+        "attn_k": "self_attn.k_proj",
+        "attn_v": "self_attn.v_proj",
+        "attn_output": "self_attn.o_proj",
+        "attn_q_norm": "self_attn.q_norm",
+        "attn_k_norm": "self_attn.k_norm",
+        "ffn_norm": "post_attention_layernorm",
+        "ffn_gate": "mlp.gate_proj",
+        "ffn_up": "mlp.up_proj",
+        "ffn_down": "mlp.down_proj",
+    }
+    for i in range(config.num_hidden_layers):
+        for gname, hname in layer.items():
+            add(f"blk.{i}.{gname}.weight", f"model.layers.{i}.{hname}.weight")
+    if written != set(sd):
+        sys.exit(f"{name}: tensors not written: {sorted(set(sd) - written)}")
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    with open(os.path.join(ROOT, "tests", "fixtures", name, "reference.json")) as f:
+        ref = json.load(f)
+    want = ref["rounded"]["FP16"]
+    ids = ref["prompts"][0]["input_ids"]
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(path, os.path.join(tmp, f"{name}.gguf"))
+        loaded = AutoModelForCausalLM.from_pretrained(
+            tmp, gguf_file=f"{name}.gguf", config=config, dtype=torch.float32
+        ).eval()
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        logits = loaded(x).logits[0]
+        out = loaded.generate(
+            x,
+            attention_mask=torch.ones_like(x),
+            do_sample=False,
+            max_new_tokens=ref["max_new_tokens"],
+            pad_token_id=0,
+        )
+    expected = torch.tensor(want["prefill_logits"])
+    rel = ((logits - expected).abs().max() / expected.abs().max()).item()
+    greedy = out[0, len(ids):].tolist()
+    if rel > 1e-6 or greedy != want["greedy"]:
+        os.remove(path)
+        sys.exit(f"{name}: transformers on the GGUF differs from reference.json's rounded.FP16 "
+                 f"(logits {rel:.2e}, greedy {greedy} vs {want['greedy']}); removed {path}")
+    print(f"{name}: transformers on the GGUF: logits within {rel:.2e} of rounded.FP16, greedy equal")
+
+
+FIXTURES = {
+    "quants": write_quants,
+    "tiny-llama": lambda: write_tiny("llama"),
+    "tiny-qwen2": lambda: write_tiny("qwen2"),
+    "tiny-qwen3": write_tiny_qwen3,
+}
+
+
 def main():
+    names = sys.argv[1:] or list(FIXTURES)
+    unknown = [n for n in names if n not in FIXTURES]
+    if unknown:
+        sys.exit(f"unknown fixtures {unknown}; known: {list(FIXTURES)}")
     check_versions()
     os.makedirs(OUT, exist_ok=True)
-    write_quants()
-    write_tiny("llama")
-    write_tiny("qwen2")
+    for name in names:
+        FIXTURES[name]()
 
 
 if __name__ == "__main__":

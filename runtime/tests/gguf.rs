@@ -1,17 +1,20 @@
 //! The GGUF reader against gguf-py and transformers (fixtures from `scripts/make_gguf_fixtures.py`):
 //! metadata of every type, every supported tensor type dequantised bit for bit as
-//! `gguf.quants.dequantize` does, versions 2 and 3, and tiny quantised Llama and Qwen2 models whose
-//! logits and greedy tokens must equal what transformers computes after loading the same files.
+//! `gguf.quants.dequantize` does, versions 2 and 3, tiny quantised Llama and Qwen2 models whose
+//! logits and greedy tokens must equal what transformers computes after loading the same files, and
+//! the tiny Qwen3 of `models/` converted to GGUF, which must be the safetensors model.
 
 mod common;
 
-use common::{MAX_SEQ, prefill_logits, rel_err, root};
+use common::greedy::{ALL_TOKENS, check_greedy};
+use common::{MAX_SEQ, fp32_tol, prefill_logits, reference, rel_err, root};
+use half::f16;
 use runtime::backend::CacheMode;
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::generate::{GenerateOptions, generate_with_static_cache};
 use runtime::progress::NoProgress;
 use runtime::weights::gguf::{GgufFile, GgufValue};
-use runtime::weights::{self, TensorData, WeightSource};
+use runtime::weights::{self, HostTensor, TensorData, WeightSource};
 use runtime::{ModelSpec, Precision};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -244,6 +247,98 @@ fn untied_output_and_unpermuted_shapes() {
     let map = weights::load(&spec, &WeightSource::Gguf(fixture("tiny-qwen2.gguf"))).unwrap();
     assert_eq!(map.tensors["lm_head.weight"], map.tensors["embed.weight"]);
     assert_eq!(map.tensors["layers.0.k.bias"].shape, vec![32]);
+}
+
+/// `models/tiny-qwen3` as llama.cpp writes a Qwen3 (`qwen3.*` metadata with head_dim as
+/// `attention.key_length`, the per-head q/k norms as `blk.N.attn_q_norm.weight` /
+/// `blk.N.attn_k_norm.weight`, matrices in F16, norms in F32): the spec its metadata gives is the one its
+/// config.json gives, every tensor is the safetensors one rounded to f16 (the norms exact), and the engine
+/// built from it computes what transformers computes on the safetensors model with its matrices rounded
+/// to fp16 (`tests/fixtures/tiny-qwen3/reference.json`, `rounded.FP16`), as the safetensors engine
+/// storing FP16 does.
+#[test]
+fn qwen3_gguf_is_the_safetensors_model() {
+    let name = "tiny-qwen3";
+    let hf_spec = common::spec(name);
+    let mut spec = tiny_spec(name);
+    assert!(spec.qk_norm && spec.head_dim == 32, "{spec:?}");
+    assert_eq!(spec.source_dtype.as_deref(), Some("float16"));
+    // What only the source tells: the hash of its config text and the checkpoint's dtype.
+    spec.config_hash.clone_from(&hf_spec.config_hash);
+    spec.source_dtype.clone_from(&hf_spec.source_dtype);
+    assert_eq!(spec, hf_spec);
+
+    let gguf =
+        weights::load(&spec, &WeightSource::Gguf(fixture("tiny-qwen3.gguf"))).expect("loads");
+    let dir = WeightSource::HfDir(root().join("models").join(name));
+    let hf = weights::load(&hf_spec, &dir).expect("safetensors load");
+    assert!(hf.tensors.contains_key("layers.1.k_norm.weight"));
+    assert_eq!(
+        gguf.tensors.keys().collect::<Vec<_>>(),
+        hf.tensors.keys().collect::<Vec<_>>()
+    );
+    for (n, t) in &hf.tensors {
+        let g = &gguf.tensors[n];
+        assert_eq!(g.shape, t.shape, "{n}");
+        let mut want = f32s(t);
+        if t.shape.len() == 2 {
+            want.iter_mut()
+                .for_each(|x| *x = f16::from_f32(*x).to_f32());
+        }
+        let same = f32s(g)
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same,
+            "{n}: the GGUF tensor is not the safetensors one in f16"
+        );
+    }
+
+    let r = reference(name);
+    let (want, want_greedy) = r.rounded(Precision::Fp16);
+    let p = &r.prompts[0];
+    let tol = fp32_tol(name);
+    let mut e = tiny_engine(name);
+    let got = prefill_logits(&mut e, &p.ids, CacheMode::StaticV1);
+    let err = rel_err(&got, &want);
+    eprintln!(
+        "{name} GGUF: relative logits error {err:.2e} against transformers (bound {tol:.1e})"
+    );
+    assert!(err <= tol, "{name} GGUF: relative logits error {err:.2e}");
+    let mut stored = common::engine(name, Precision::Fp16, 1);
+    let theirs = prefill_logits(&mut stored, &p.ids, CacheMode::StaticV1);
+    let err = rel_err(&got, &theirs);
+    eprintln!(
+        "{name} GGUF: relative logits error {err:.2e} against the safetensors engine at FP16"
+    );
+    assert!(err <= tol, "{name} GGUF against safetensors: {err:.2e}");
+
+    let opts = GenerateOptions {
+        max_new_tokens: 24,
+        ..GenerateOptions::default()
+    };
+    let mut cache = e.new_cache(1).unwrap();
+    let ids = std::slice::from_ref(&p.ids);
+    let out = generate_with_static_cache(&mut e, &mut cache, ids, &opts, &mut |_, _| {})
+        .expect("generates");
+    let top2 = r.rounded_top2(Precision::Fp16);
+    check_greedy(
+        &format!("{name} GGUF"),
+        &out.tokens[0],
+        &want_greedy,
+        &top2,
+        ALL_TOKENS,
+        0.0,
+    );
+}
+
+fn f32s(t: &HostTensor) -> Vec<f32> {
+    match &t.data {
+        TensorData::F32(v) => v.clone(),
+        TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+        TensorData::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+    }
 }
 
 /// A fresh directory under the target dir for files a test writes.
