@@ -173,7 +173,14 @@ fn ptx_parameter_lists_are_read_with_their_sizes() {
 #[ignore = "needs NVRTC (source .ci/nvrtc-setup.sh; run with --include-ignored)"]
 fn tiny_models_compile_in_every_precision() {
     require_nvrtc();
-    for model in ["tiny-llama", "tiny-qwen2", "tiny-gpt2"] {
+    for model in [
+        "tiny-llama",
+        "tiny-llama-bias",
+        "tiny-qwen2",
+        "tiny-qwen3",
+        "tiny-mistral",
+        "tiny-gpt2",
+    ] {
         compile_all(model, &Precision::ALL, 90);
     }
 }
@@ -183,7 +190,13 @@ fn tiny_models_compile_in_every_precision() {
 fn full_size_architectures_compile() {
     require_nvrtc();
     compile_all("Llama-3.2-1B-Instruct", &Precision::ALL, 90);
-    for model in ["Qwen2.5-0.5B-Instruct", "gpt2", "SmolLM2-135M-Instruct"] {
+    for model in [
+        "Qwen2.5-0.5B-Instruct",
+        "gpt2",
+        "SmolLM2-135M-Instruct",
+        "Qwen3-0.6B",
+        "Qwen3-8B",
+    ] {
         compile_all(model, &[Precision::Fp16], 90);
     }
     // Head size 128 in both 16-bit types (the tensor-core prefill attention's largest tile).

@@ -36,7 +36,9 @@ fn input_widths(m: &Model<'_>) -> [usize; 3] {
 pub fn fits(m: &Model<'_>, call: &Call) -> bool {
     let rows = call.rows();
     let e = m.precision.bytes_per_element();
-    call.is_decode()
+    // `dec_qkv` ropes each q/k pair in its GEMV epilogue, before a whole head exists to be normed.
+    !m.layer.qk_norm
+        && call.is_decode()
         && rows <= GEMV_MAX_ROWS
         && input_widths(m)
             .iter()

@@ -5,7 +5,7 @@
 
 use crate::Result;
 use crate::backend_error::BackendError;
-use crate::plan::{Activation, LayerPlan, ModelPlan, Residual, Window};
+use crate::plan::{Activation, LayerPlan, ModelPlan, NormPlan, Residual, Window};
 use crate::spec::NormKind;
 
 /// The layer's choices, as the kernels' compile-time switches.
@@ -19,6 +19,8 @@ pub struct FusedLayer {
     pub rope: bool,
     /// `silu(gate) * up` over `[gate | up]` (else `gelu_new` of `fc`).
     pub swiglu: bool,
+    /// Per-head RMSNorm of q and k after the QKV projection (`head_norm.cu`).
+    pub qk_norm: bool,
 }
 
 impl FusedLayer {
@@ -44,12 +46,20 @@ impl FusedLayer {
         match layer.attention.window {
             Window::Full => {}
         }
-        if layer.attention.qk_norm.is_some() {
-            return Err(unsupported(
-                "per-head q/k norms (q_norm, k_norm) are not in the CUDA kernels yet; run it on \
-                 the CPU"
-                    .into(),
-            ));
+        if let Some(n) = &layer.attention.qk_norm {
+            let rms = |p: &NormPlan| p.kind == NormKind::RmsNorm && p.eps == plan.final_norm.eps;
+            if !rms(&n.q) || !rms(&n.k) {
+                return Err(unsupported(
+                    "its q/k norms (q_norm, k_norm) are not RMSNorms of the layer's epsilon".into(),
+                ));
+            }
+            if layer.qkv.bias {
+                return Err(unsupported(
+                    "its q/k norms (q_norm, k_norm) follow biased projections, and the bias is \
+                     added after the norm kernel"
+                        .into(),
+                ));
+            }
         }
         let norms = [&layer.attn_norm, &layer.mlp_norm, &plan.final_norm];
         if norms
@@ -68,6 +78,7 @@ impl FusedLayer {
                 Activation::SiluGated => true,
                 Activation::GeluTanh => false,
             },
+            qk_norm: layer.attention.qk_norm.is_some(),
         })
     }
 }
@@ -109,10 +120,22 @@ mod tests {
     }
 
     #[test]
-    fn per_head_q_k_norms_are_refused_by_name() {
-        let e = FusedLayer::of("Qwen3-0.6B", &plan("Qwen3-0.6B"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("Qwen3-0.6B") && e.contains("q_norm"), "{e}");
+    fn per_head_q_k_norms_map_to_the_head_norm_kernel() {
+        let q = FusedLayer::of("Qwen3-0.6B", &plan("Qwen3-0.6B")).unwrap();
+        assert_eq!(
+            (q.rms, q.rope, q.swiglu, q.qk_norm),
+            (true, true, true, true)
+        );
+        assert!(
+            !FusedLayer::of("llama", &plan("Llama-3.2-1B-Instruct"))
+                .unwrap()
+                .qk_norm
+        );
+        let mut p = plan("Qwen3-0.6B");
+        for l in &mut p.layers {
+            l.qkv.bias = true;
+        }
+        let e = FusedLayer::of("Qwen3-0.6B", &p).unwrap_err().to_string();
+        assert!(e.contains("Qwen3-0.6B") && e.contains("biased"), "{e}");
     }
 }

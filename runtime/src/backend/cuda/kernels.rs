@@ -7,7 +7,7 @@ use super::fused_layer::FusedLayer;
 use super::launch::{Function, Kernel};
 use super::launchers::{
     Activation, AddNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO, DecQkv, DecUp,
-    Embed, Gemv, QkvRope, SampleTopK,
+    Embed, Gemv, HeadNorm, QkvRope, SampleTopK,
 };
 use crate::backend_error::BackendError;
 use crate::plan::ModelPlan;
@@ -143,6 +143,7 @@ macro_rules! kernel_template {
     };
 }
 kernel_template!(NormCu, "kernels/norm.cu");
+kernel_template!(HeadNormCu, "kernels/head_norm.cu");
 kernel_template!(RopeKvCu, "kernels/rope_kv.cu");
 kernel_template!(AttentionCu, "kernels/attention.cu");
 kernel_template!(AttnPrefillTcCu, "kernels/attn_prefill_tc.cu");
@@ -153,8 +154,9 @@ kernel_template!(ArgmaxCu, "kernels/argmax.cu");
 kernel_template!(SampleCu, "kernels/sample.cu");
 
 /// The kernel modules and the functions each defines.
-pub const MODULES: [(&str, &[&str]); 9] = [
+pub const MODULES: [(&str, &[&str]); 10] = [
     ("norm", &["embed", "add_norm"]),
+    ("head_norm", &["head_norm"]),
     ("rope_kv", &["qkv_rope"]),
     ("attention", &["attn_prefill", "attn_decode"]),
     ("attn_prefill_tc", &["attn_prefill_tc"]),
@@ -193,6 +195,10 @@ pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, Str
     let c = &KernelConsts::new(spec, precision)?;
     let sources = [
         ("norm", NormCu { c }.render().map_err(render_err("norm"))?),
+        (
+            "head_norm",
+            HeadNormCu { c }.render().map_err(render_err("head_norm"))?,
+        ),
         (
             "rope_kv",
             RopeKvCu { c }.render().map_err(render_err("rope_kv"))?,
@@ -234,8 +240,9 @@ pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, Str
 /// parameters, launch geometry). Stored with the PTX in engine files; a file with other kernels is
 /// refused by name rather than launched with the wrong arguments. 2: fused decode kernels
 /// (`decode.cu`), 128-key decode attention splits, tensor-core prefill attention; 3: decode
-/// timeline arguments (`trace.rs`); 4: the device sampler (`sample.cu`).
-pub const KERNEL_ABI: u32 = 4;
+/// timeline arguments (`trace.rs`); 4: the device sampler (`sample.cu`); 5: per-head q/k norms
+/// (`head_norm.cu`).
+pub const KERNEL_ABI: u32 = 5;
 
 /// Compiled PTX of every module for one compute capability (stored in the engine file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,6 +329,7 @@ fn dump(build: &str, name: &str, src: &str, ptx: &str) {
 pub struct Kernels {
     pub embed: Function<Embed<'static>>,
     pub add_norm: Function<AddNorm<'static>>,
+    pub head_norm: Function<HeadNorm<'static>>,
     pub qkv_rope: Function<QkvRope<'static>>,
     pub attn_prefill: Function<AttnPrefill<'static>>,
     /// Tensor-core prefill attention (a stub unless [`tc_prefill_supported`]).
@@ -367,6 +375,7 @@ impl Kernels {
         Ok(Kernels {
             embed: typed(&mut take, "embed")?,
             add_norm: typed(&mut take, "add_norm")?,
+            head_norm: typed(&mut take, "head_norm")?,
             qkv_rope: typed(&mut take, "qkv_rope")?,
             attn_prefill: typed(&mut take, "attn_prefill")?,
             attn_prefill_tc: typed(&mut take, "attn_prefill_tc")?,

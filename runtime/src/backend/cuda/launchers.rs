@@ -79,6 +79,15 @@ launchers! {
     }
 
     /// `qkv_rope` (rope_kv.cu): bias, RoPE and the K/V cache write of a QKV GEMM's output.
+    /// `head_norm` (head_norm.cu): per-head RMSNorm of the q and k heads of each QKV row, in
+    /// place, before `qkv_rope`.
+    HeadNorm ["head_norm"] {
+        qkv: DevSliceMut<'a, f32>,
+        /// `[head_dim]` gains of every q head and of every k head.
+        wq: DevSlice<'a, f32>,
+        wk: DevSlice<'a, f32>,
+    }
+
     QkvRope ["qkv_rope"] {
         qkv: DevSlice<'a, f32>,
         bias: Option<DevSlice<'a, f32>>,

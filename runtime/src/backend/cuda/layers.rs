@@ -1,12 +1,13 @@
 //! The general layer loop (prefill, multi-token steps, and decode when the fused path does not fit):
-//! per layer fused residual-add + norm → QKV GEMM → bias + RoPE + KV write → attention → O GEMM →
+//! per layer fused residual-add + norm → QKV GEMM → (per-head q/k norms) → bias + RoPE + KV write →
+//! attention → O GEMM →
 //! fused residual-add + norm → gate/up (or fc) GEMM → activation → down GEMM; final norm; lm_head over
 //! the last row of each sequence (read in place through the GEMM's leading dimension); argmax.
 
 use super::forward::{Call, LayerKv, Model, argmax, attention, embed, gemm, norm_block, qkv_rope};
 use super::gemm::Lt;
 use super::launch::Grid;
-use super::launchers::{Activation, AddNorm};
+use super::launchers::{Activation, AddNorm, HeadNorm};
 use super::scratch::Scratch;
 use super::weights::Vf;
 use crate::Result;
@@ -37,6 +38,19 @@ pub fn encode_unfused(
             rows,
             s.qkv.view_mut(),
         )?;
+        if let Some((wq, wk)) = &layer.qk_norm {
+            let heads = (spec.num_heads + spec.num_kv_heads) as u32;
+            HeadNorm {
+                qkv: s.qkv.view_mut(),
+                wq: m.vec(wq),
+                wk: m.vec(wk),
+            }
+            .launch(
+                &m.stream(),
+                &m.k.head_norm,
+                Grid::new((rows as u32, heads, 1), 32),
+            )?;
+        }
         let kv = cache.get(i).copied();
         qkv_rope(m, s, call, m.opt_vec(&layer.qkv_bias), kv)?;
         attention(m, s, call, kv, 0)?;

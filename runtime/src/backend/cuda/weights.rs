@@ -35,6 +35,8 @@ pub struct LayerLayout {
     pub attn_norm: (Vf, Option<Vf>),
     pub qkv: Mat,
     pub qkv_bias: Option<Vf>,
+    /// The per-head q and k norm gains (`[head_dim]` each), when planned.
+    pub qk_norm: Option<(Vf, Vf)>,
     pub o: Mat,
     pub o_bias: Option<Vf>,
     pub mlp_norm: (Vf, Option<Vf>),
@@ -145,6 +147,11 @@ fn build(spec: &ModelSpec, precision: Precision) -> (Layout, Builder) {
     for l in &plan.layers {
         let attn_norm = b.norm(&l.attn_norm);
         let (qkv, qkv_bias) = b.linear(&l.qkv);
+        let qk_norm = l
+            .attention
+            .qk_norm
+            .as_ref()
+            .map(|n| (b.norm(&n.q).0, b.norm(&n.k).0));
         let (o, o_bias) = b.linear(&l.o);
         let mlp_norm = b.norm(&l.mlp_norm);
         let (up, up_bias) = b.linear(&l.up);
@@ -153,6 +160,7 @@ fn build(spec: &ModelSpec, precision: Precision) -> (Layout, Builder) {
             attn_norm,
             qkv,
             qkv_bias,
+            qk_norm,
             o,
             o_bias,
             mlp_norm,
