@@ -14,13 +14,16 @@ use crate::spec::ModelSpec;
 use crate::step::{CacheMode, LogitRows, Logits, StepInputs};
 use crate::weights::{HostTensor, WeightMap};
 
+/// The per-head norms of q and k, in that order.
+pub type QkNorms<V> = (Norm<V>, Norm<V>);
+
 /// One layer's packed weights, in the plan's order.
 pub struct LayerWeights<O: Ops> {
     pub attn_norm: Norm<O::Vector>,
     /// q, k and v fused as `[q | k | v]`.
     pub qkv: Linear<O::Weight, O::Vector>,
     /// The per-head norms of q and k, when planned.
-    pub qk_norm: Option<(Norm<O::Vector>, Norm<O::Vector>)>,
+    pub qk_norm: Option<QkNorms<O::Vector>>,
     pub o: Linear<O::Weight, O::Vector>,
     pub mlp_norm: Norm<O::Vector>,
     /// `[gate | up]` or `fc`.
