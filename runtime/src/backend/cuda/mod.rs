@@ -32,6 +32,8 @@
 //! - `step` + `graph`: one call (inputs uploaded in one copy; a decode step captured once per batch
 //!   size, cache mode and cache addresses, then replayed; programmatic dependent launch on sm_90).
 //! - `payload`: the engine-file payload (PTX, GEMM choices, packed weights) and its checks.
+//! - `op_check`: kernels of a spec loaded on their own, storage buffers from and to f32, for the
+//!   op-by-op tests against the CPU reference (`runtime/tests/cuda_ops.rs`).
 //!
 //! Limits: head_dim a multiple of 8, at most 128; max_seq_len at most 2^30 (`MAX_POSITIONS`:
 //! positions and cache indices are 32-bit on the device); the fused decode path takes at most
@@ -51,6 +53,7 @@ pub mod launch;
 pub mod launchers;
 pub mod layers;
 pub mod memory;
+pub mod op_check;
 pub mod payload;
 pub mod sampling;
 pub mod scratch;

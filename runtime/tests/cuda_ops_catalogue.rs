@@ -1,0 +1,402 @@
+//! The CPU half of the op-by-op CUDA tests (`cuda_ops.rs` runs the cases on a GPU), run without a GPU:
+//! the catalogue (`op_cases/mod.rs`) covers every kernel of `kernels::MODULES` at every precision, every
+//! compile-time switch the kernel templates branch on and every runtime variant of each kernel (null
+//! biases, cache modes, split counts, row counts); and the reference of every case runs and agrees
+//! with an independent computation where one is cheap (the f64 norm against the CPU's f32 norm, the
+//! rotary against `rotate_half` built literally, the f64 attention against the CPU engine's, the
+//! activations against the CPU kernels, the f64 dot products against f32 sums, sampled ids inside
+//! the top k). The `wide` spec's references are large for a debug build and run in release only.
+#![cfg(feature = "cuda")]
+
+mod op_cases;
+
+use op_cases::*;
+use runtime::Precision;
+use runtime::backend::CacheMode;
+use runtime::backend::cpu::{attention, kernels as cpu};
+use runtime::backend::cuda::kernels::{self, KernelConsts, MODULES};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What each kernel's cases must include, beyond every precision: the model switches its template
+/// branches on and its runtime variants (`Op::tags`).
+fn required(kernel: &str) -> &'static [&'static str] {
+    match kernel {
+        "embed" => &["rope", "learned-pos"],
+        "add_norm" => &["rms", "layernorm", "delta", "no-delta", "bias", "no-bias"],
+        "head_norm" => &["qk-norm"],
+        "qkv_rope" => &[
+            "rope",
+            "learned-pos",
+            "bias",
+            "no-bias",
+            "cache",
+            "no-cache",
+        ],
+        "attn_prefill" | "attn_prefill_tc" => {
+            &["None", "StaticV1", "StaticV2", "prefix", "start-0"]
+        }
+        "attn_decode" => &["StaticV1", "StaticV2", "splits", "one-split"],
+        "swiglu" | "gelu_bias" => &["bias", "no-bias"],
+        "gemv" => &[
+            "rows",
+            "one-row",
+            "strided",
+            "dense",
+            "bias-accumulate",
+            "plain",
+        ],
+        "dec_qkv_1" | "dec_qkv_n" => {
+            &["rms", "layernorm", "rope", "learned-pos", "bias", "no-bias"]
+        }
+        "dec_up_1" | "dec_up_n" => &["rms", "layernorm", "swiglu", "gelu", "bias", "no-bias"],
+        "dec_o_1" | "dec_o_n" | "dec_down_1" | "dec_down_n" => &["bias", "no-bias"],
+        "dec_lm_1" | "dec_lm_n" => &["rms", "layernorm", "argmax", "logits"],
+        "argmax" => &[],
+        "sample_top_k" => &["top-k", "top-p"],
+        _ => &["(a kernel the catalogue does not know)"],
+    }
+}
+
+/// The precisions a kernel runs at: the tensor-core attention is a stub at FP32 (never launched).
+fn precisions_of(kernel: &str) -> Vec<Precision> {
+    if kernel == "attn_prefill_tc" {
+        vec![Precision::Fp16, Precision::Bf16]
+    } else {
+        PRECISIONS.to_vec()
+    }
+}
+
+#[test]
+fn the_catalogue_covers_every_kernel_switch_and_variant() {
+    let models = models();
+    let cases = catalogue(&models);
+    // Per (kernel, precision): every token its cases carry (model switches, runtime tags).
+    let mut seen: BTreeMap<(&str, &str), BTreeSet<String>> = BTreeMap::new();
+    for c in &cases {
+        let m = &models[c.model];
+        let tokens = seen
+            .entry((c.op.kernel(), c.precision.as_str()))
+            .or_default();
+        tokens.extend(m.flags().split(',').map(str::to_string));
+        tokens.extend(c.op.tags());
+    }
+    let mut missing = Vec::new();
+    for (_, functions) in MODULES {
+        for &f in functions {
+            for p in precisions_of(f) {
+                match seen.get(&(f, p.as_str())) {
+                    None => missing.push(format!("{f} at {p}: no case")),
+                    Some(tokens) => {
+                        for want in required(f) {
+                            if !tokens.contains(*want) {
+                                missing.push(format!("{f} at {p}: no case with {want}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "uncovered:\n  {}", missing.join("\n  "));
+    // Nothing in the catalogue launches a kernel the modules do not define.
+    let all: BTreeSet<&str> = MODULES
+        .iter()
+        .flat_map(|(_, f)| f.iter().copied())
+        .collect();
+    for c in &cases {
+        assert!(all.contains(c.op.kernel()), "{}: unknown kernel", c.name());
+    }
+    eprintln!("{} cases over {} kernels", cases.len(), all.len());
+}
+
+/// The compile-time switches of the templates (`{% if c.NAME ... %}`) and what covers each: a new
+/// switch fails here until the catalogue covers it.
+#[test]
+fn every_template_switch_is_covered() {
+    let known = ["rms", "rope", "swiglu", "tc_attn", "dtype"];
+    let dir = root().join("runtime/templates/kernels");
+    let mut found = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).expect("templates") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("template");
+        for tag in text.split("{%").skip(1) {
+            let tag = tag.split("%}").next().unwrap_or("");
+            let t = tag.trim_start();
+            if !(t.starts_with("if") || t.starts_with("elif")) {
+                continue;
+            }
+            for part in tag.split("c.").skip(1) {
+                let name: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                found.insert(name);
+            }
+        }
+    }
+    let unknown: Vec<&String> = found
+        .iter()
+        .filter(|n| !known.contains(&n.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "template switches the op catalogue does not cover: {unknown:?}"
+    );
+    let models = models();
+    let has = |f: &dyn Fn(&Model) -> bool| models.iter().any(f);
+    assert!(has(&|m| m.layer.rms) && has(&|m| !m.layer.rms), "rms");
+    assert!(has(&|m| m.layer.rope) && has(&|m| !m.layer.rope), "rope");
+    assert!(
+        has(&|m| m.layer.swiglu) && has(&|m| !m.layer.swiglu),
+        "swiglu"
+    );
+    assert!(has(&|m| m.layer.qk_norm), "qk_norm");
+    for p in [Precision::Fp16, Precision::Bf16] {
+        assert!(has(&|m| tc_attention(m, p)), "tc_attn at {p}");
+    }
+    // The decode GEMVs' depth (a template constant): 8 vectors per lane on the tiny models, 16 on
+    // `wide` (unless a tuning run overrides it).
+    if std::env::var_os("LLMFORGE_DECODE_VPS").is_none() {
+        let vps = |m: &Model| {
+            KernelConsts::new(&m.spec, Precision::Fp16)
+                .expect("consts")
+                .decode_vps
+        };
+        assert!(
+            has(&|m| vps(m) == 8) && has(&|m| vps(m) == 16),
+            "decode_vps"
+        );
+    }
+}
+
+/// Cases whose reference is cheap enough for this build (all in release).
+fn runs_here(c: &Case) -> bool {
+    !cfg!(debug_assertions) || c.model_name() != "wide"
+}
+
+fn close(what: &str, got: &[f32], want: &[f32], bound: f32) {
+    let (abs, rel) = errors(got, want);
+    assert!(
+        rel <= bound,
+        "{what}: {rel:.2e} (abs {abs:.2e}) > {bound:.1e}"
+    );
+}
+
+#[test]
+fn every_reference_runs_and_agrees_with_an_independent_computation() {
+    let models = models();
+    let mut ran = 0;
+    for c in catalogue(&models).iter().filter(|c| runs_here(c)) {
+        let m = &models[c.model];
+        let prepared = prepare(m, c);
+        let name = c.name();
+        for e in &prepared.expect {
+            assert!(
+                e.want.iter().all(|v| v.is_finite()),
+                "{name}: reference {} not finite",
+                e.name
+            );
+        }
+        independent(m, c, &prepared, &name);
+        ran += 1;
+    }
+    eprintln!("{ran} references checked");
+}
+
+fn want<'a>(p: &'a Prepared, name: &str) -> &'a [f32] {
+    &p.expect
+        .iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("no expected {name}"))
+        .want
+}
+
+/// The checks of one case's reference against another way of computing it.
+fn independent(m: &Model, c: &Case, pr: &Prepared, name: &str) {
+    let (h, d, vocab) = (m.h(), m.spec.head_dim, m.spec.vocab_size);
+    match (&c.op, &pr.data) {
+        (Op::AddNorm { .. }, Data::AddNorm { w, b, .. }) => {
+            // The f64 reference against the CPU engine's f32 norm of the same residual.
+            let x1 = want(pr, "x");
+            let mut out = vec![0.0; x1.len()];
+            cpu::norm(m.norm_kind(), m.layer.eps, x1, h, w, b.as_deref(), &mut out);
+            close(name, &out, want(pr, "out"), 1e-5);
+        }
+        (Op::HeadNorm { .. }, Data::HeadNorm { qkv, wq, wk }) => {
+            // The CPU kernel's in-place f32 head norm against the f64 norm of each head.
+            let got = want(pr, "qkv");
+            let nh = m.spec.num_heads + m.spec.num_kv_heads;
+            for (r, row) in qkv.chunks(m.qkv_dim()).enumerate() {
+                for hh in 0..nh {
+                    let w = if hh < m.spec.num_heads { wq } else { wk };
+                    let head = &row[hh * d..(hh + 1) * d];
+                    let f64_ref = cpu::reference::norm(
+                        runtime::spec::NormKind::RmsNorm,
+                        m.layer.eps as f64,
+                        head,
+                        w,
+                        None,
+                    );
+                    let at = r * m.qkv_dim() + hh * d;
+                    close(name, &got[at..at + d], &f64_ref, 1e-5);
+                }
+                let v0 = r * m.qkv_dim() + m.qd() + m.kvd();
+                assert_eq!(
+                    &got[v0..v0 + m.kvd()],
+                    &row[m.qd() + m.kvd()..],
+                    "{name}: v"
+                );
+            }
+        }
+        (Op::QkvRope { .. }, Data::QkvRope { qkv, bias, pos, .. }) => {
+            // The CPU rotary against rotate_half built literally, per head, in f64.
+            let Some(inv) = runtime::rope::inv_freq(&m.spec.positions, d) else {
+                return;
+            };
+            let q = want(pr, "q");
+            for (r, row) in qkv.chunks(m.qkv_dim()).enumerate() {
+                for hh in 0..m.spec.num_heads {
+                    let mut head = row[hh * d..(hh + 1) * d].to_vec();
+                    if let Some(b) = bias {
+                        for (i, v) in head.iter_mut().enumerate() {
+                            *v += b[hh * d + i];
+                        }
+                    }
+                    let lit = cpu::reference::rope_head(&head, &inv, pos[r]);
+                    let at = r * m.qd() + hh * d;
+                    close(name, &q[at..at + d], &lit, 1e-5);
+                }
+            }
+        }
+        (
+            Op::AttnPrefill {
+                batch,
+                seq_len,
+                start,
+                mode,
+                ..
+            },
+            Data::Attn { q, nk, nv, cache },
+        ) => attn_fast(
+            m,
+            pr,
+            name,
+            (q, nk, nv, cache),
+            *batch,
+            *seq_len,
+            *start,
+            *mode,
+        ),
+        (Op::AttnDecode { batch, start, mode }, Data::Attn { q, nk, nv, cache }) => {
+            attn_fast(m, pr, name, (q, nk, nv, cache), *batch, 1, *start, *mode)
+        }
+        (Op::Swiglu { .. }, Data::Act { x, bias }) => {
+            let inter = m.inter();
+            let mut gu = x.clone();
+            if let Some(b) = bias {
+                for row in gu.chunks_mut(2 * inter) {
+                    for (v, bv) in row.iter_mut().zip(b) {
+                        *v += bv;
+                    }
+                }
+            }
+            let mut out = vec![0.0; x.len() / 2];
+            cpu::swiglu(&gu, inter, &mut out);
+            close(name, &out, want(pr, "out"), 1e-5);
+        }
+        (Op::GeluBias { .. }, Data::Act { x, bias }) => {
+            let inter = m.inter();
+            let mut y: Vec<f32> = x
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + bias.as_ref().map_or(0.0, |b| b[i % inter]))
+                .collect();
+            cpu::gelu_new(&mut y);
+            close(name, &y, want(pr, "out"), 1e-5);
+        }
+        (Op::Gemv { k, n, seq, .. }, Data::Gemv { w, x, y0, bias }) => {
+            // f64 sums against plain f32 ones.
+            let mut y = Vec::new();
+            for (mi, g) in x.chunks(seq * k).enumerate() {
+                let xr = &g[(seq - 1) * k..];
+                for j in 0..*n {
+                    let s: f32 = xr
+                        .iter()
+                        .zip(&w[j * k..(j + 1) * k])
+                        .map(|(a, b)| a * b)
+                        .sum();
+                    y.push(y0[mi * n + j] + s + bias.as_ref().map_or(0.0, |b| b[j]));
+                }
+            }
+            close(name, &y, want(pr, "y"), 1e-5);
+        }
+        (Op::Argmax { .. }, Data::Logits { logits, .. }) => {
+            for (row, id) in logits.chunks(vocab).zip(want(pr, "best")) {
+                let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let first = row.iter().position(|&v| v == max).unwrap();
+                assert_eq!(*id as usize, first, "{name}");
+            }
+        }
+        (Op::SampleTopK { k, temperature, .. }, Data::Logits { logits, draws }) => {
+            assert_eq!(
+                draws.len(),
+                logits.len() / vocab,
+                "{name}: one draw per row"
+            );
+            for (row, id) in logits.chunks(vocab).zip(want(pr, "best")) {
+                let v = row[*id as usize] / temperature;
+                let above = row.iter().filter(|&&x| x / temperature > v).count();
+                assert!(above < *k, "{name}: sampled id {id} is not in the top {k}");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The f64 attention reference against the CPU engine's attention (f32, its own loop order).
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn attn_fast(
+    m: &Model,
+    pr: &Prepared,
+    name: &str,
+    (q, nk, nv, cache): (&[f32], &[f32], &[f32], &Option<(Vec<f32>, Vec<f32>)>),
+    batch: usize,
+    seq_len: usize,
+    start: usize,
+    mode: CacheMode,
+) {
+    let qkv = join_qkv(m, q, nk, nv, batch, seq_len);
+    let mut c = cache.clone();
+    let kv = c.as_mut().map(|(k, v)| attention::KvView {
+        key: k,
+        value: v,
+        max_seq: MAX_SEQ,
+    });
+    let st = attention::Step {
+        batch,
+        seq_len,
+        start,
+    };
+    let mut out = vec![0.0; batch * seq_len * m.qd()];
+    attention::attention(&qkv, m.geometry(), st, kv, mode, &mut out);
+    close(name, &out, want(pr, "out"), 1e-5);
+}
+
+/// The `wide` spec's kernels compile for every precision (the fixtures' are compiled by
+/// `cuda_kernels.rs`). Needs NVRTC (`source .ci/nvrtc-setup.sh`), so `#[ignore]`d like those tests.
+#[test]
+#[ignore = "needs NVRTC (source .ci/nvrtc-setup.sh; run with --include-ignored)"]
+fn the_wide_spec_compiles_at_every_precision() {
+    if let Err(e) = runtime::backend::cuda::device::check_nvrtc() {
+        panic!("{e} (source .ci/nvrtc-setup.sh)");
+    }
+    let spec = spec("wide");
+    for p in PRECISIONS {
+        let compiled = kernels::compile(&spec, p, 90).unwrap_or_else(|e| panic!("wide {p}: {e}"));
+        for (module, functions) in MODULES {
+            let ptx = compiled.module(module).expect("module");
+            for f in functions {
+                assert!(ptx.contains(&format!(".entry {f}(")), "wide {p}: {f}");
+            }
+        }
+    }
+}
