@@ -46,6 +46,8 @@ use std::path::PathBuf;
 /// Cache positions of every case: three decode-attention splits of 128 keys.
 pub const MAX_SEQ: usize = 320;
 pub const PRECISIONS: [Precision; 3] = [Precision::Fp32, Precision::Fp16, Precision::Bf16];
+/// The position of the fused decode QKV cases' step (`start_idx`; rows at distinct positions from it).
+pub const DEC_START: usize = 100;
 /// Elementwise f32 bound (module docs).
 pub const ELEM: f32 = 5e-6;
 /// f32 reduction bound (module docs).
@@ -1124,7 +1126,7 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
             }
         }
         Op::DecQkv { rows, bias, .. } => {
-            let start = 100;
+            let start = DEC_START;
             let w = r.stored(p, qkv_dim * h, -1.0, 1.0);
             let (x, nw, nb) = dec_norm_inputs(&mut r, rows, h, layernorm);
             let bias = bias.then(|| r.vec(qkv_dim, -0.5, 0.5));
