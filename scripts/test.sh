@@ -27,6 +27,8 @@ logged cargo test --release -p run_llm --no-default-features --test cuda_feature
 logged cargo test --workspace --release --no-fail-fast "$@" || status=$?
 # The PTX compile tests are #[ignore]d in a plain `cargo test` (they need NVRTC, set up above).
 logged cargo test --release -p runtime --test cuda_kernels -- --include-ignored || status=$?
+# The op-by-op catalogue's NVRTC compile of its wide spec likewise (its GPU half runs on a GPU only).
+logged cargo test --release -p runtime --test cuda_ops_catalogue -- --include-ignored || status=$?
 # So are the comparisons with transformers (they need the environment installed above).
 pyref_status=0
 wait "$pyref_pid" || pyref_status=$?
