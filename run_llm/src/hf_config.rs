@@ -77,6 +77,10 @@ fn llama_like(spec: &ModelSpec) -> Result<Value> {
     if spec.arch == Arch::Llama {
         v["mlp_bias"] = json!(spec.mlp_bias);
     }
+    if spec.arch == Arch::Mistral {
+        // Without the key transformers applies its default window.
+        v["sliding_window"] = Value::Null;
+    }
     if let Some(s) = llama3 {
         v["rope_scaling"] = json!({
             "rope_type": "llama3",

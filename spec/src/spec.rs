@@ -135,7 +135,10 @@ impl ModelSpec {
             let i = self.intermediate_size;
             let mut layer = add(mul(2, mul(h, q)?)?, mul(2, mul(h, kv)?)?)?;
             layer = add(layer, mul(3, mul(h, i)?)?)?;
-            layer = add(layer, add(add(q, mul(2, kv)?)?, add(i, mul(5, h)?)?)?)?;
+            layer = add(
+                layer,
+                add(add(q, mul(2, kv)?)?, add(mul(2, i)?, mul(5, h)?)?)?,
+            )?;
             layer = add(layer, mul(2, self.head_dim)?)?;
             let embeddings = mul(
                 add(mul(2, self.vocab_size)?, self.max_position_embeddings)?,

@@ -227,12 +227,20 @@ pub fn block<O: Ops>(
     let a = &plan.attention;
     apply_norm(ops, &plan.attn_norm, &layer.attn_norm, &s.x, &mut s.normed)?;
     apply(ops, &layer.qkv, &s.normed, &mut s.qkv)?;
-    if let (Some(plan), Some((q, k))) = (&a.qk_norm, &layer.qk_norm) {
-        let (hd, kv_col) = (a.head_dim, a.q_dim());
-        let (qp, kp) = (&plan.q, &plan.k);
-        let qkv = &mut s.qkv;
-        ops.head_norm(qp.kind, qp.eps as f32, qkv, 0, a.num_heads, hd, q)?;
-        ops.head_norm(kp.kind, kp.eps as f32, qkv, kv_col, a.num_kv_heads, hd, k)?;
+    match (&a.qk_norm, &layer.qk_norm) {
+        (Some(plan), Some((q, k))) => {
+            let (hd, kv_col) = (a.head_dim, a.q_dim());
+            let (qp, kp) = (&plan.q, &plan.k);
+            let qkv = &mut s.qkv;
+            ops.head_norm(qp.kind, qp.eps as f32, qkv, 0, a.num_heads, hd, q)?;
+            ops.head_norm(kp.kind, kp.eps as f32, qkv, kv_col, a.num_kv_heads, hd, k)?;
+        }
+        (None, None) => {}
+        _ => {
+            return Err(crate::Error::invalid(
+                "q/k norm weights do not match the layer plan",
+            ));
+        }
     }
     if a.rotary.is_some() {
         let positions = step.position_ids;

@@ -8,6 +8,7 @@
 //! | `layers.{i}.attn_norm.weight` / `.bias` | `[hidden]` | bias only for LayerNorm |
 //! | `layers.{i}.q.weight` / `k` / `v` | `[out, hidden]` | nn.Linear layout `[out_features, in_features]` |
 //! | `layers.{i}.q.bias` / `k` / `v` | `[out]` | when `spec.qkv_bias` |
+//! | `layers.{i}.q_norm.weight`, `k_norm.weight` | `[head_dim]` | per-head q/k norms, when `spec.qk_norm` (Qwen3) |
 //! | `layers.{i}.o.weight` (`.bias`) | `[hidden, q_dim]` | bias when `spec.o_bias` |
 //! | `layers.{i}.mlp_norm.weight` / `.bias` | `[hidden]` | |
 //! | `layers.{i}.gate.weight`, `up.weight` (`.bias`) | `[intermediate, hidden]` | SwiGLU; biases when `spec.mlp_bias` |

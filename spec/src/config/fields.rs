@@ -25,6 +25,11 @@ impl<'a> Fields<'a> {
         format!("{}{field}", self.prefix)
     }
 
+    /// Whether the config has the key `field` at all (`null` included).
+    pub fn has_key(&self, field: &str) -> bool {
+        self.obj.contains_key(field)
+    }
+
     /// The raw value of `field`, `None` when absent or `null`.
     pub fn get(&self, field: &str) -> Option<&'a Value> {
         self.obj.get(field).filter(|v| !v.is_null())

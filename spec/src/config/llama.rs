@@ -1,7 +1,8 @@
 //! `model_type: "llama"`, `"mistral"`, `"qwen2"` and `"qwen3"`: pre-norm RMSNorm decoder, SwiGLU MLP,
 //! rotary positions, GQA. Qwen2 differs in always having q/k/v biases; Qwen3 in its per-head RMSNorm
 //! of q and k before the rotary embedding (`q_norm`, `k_norm`) and its explicit `head_dim`; Mistral
-//! in its `sliding_window` field (a window in use is refused until sliding windows are implemented).
+//! in its `sliding_window` field (a window in use is refused: sliding-window attention is not
+//! implemented).
 //! Qwen2 and Qwen3 carry sliding-window fields even when no layer uses them.
 
 use super::fields::Fields;
@@ -9,8 +10,15 @@ use super::{ConfigError, divide, rope, source_dtype};
 use crate::spec::{Arch, Mlp, ModelSpec, NormKind};
 use serde_json::Value;
 
-/// `rms_norm_eps` when the config does not say (the transformers default for both families).
+/// `rms_norm_eps` when the config does not say (the transformers default of these families).
 const DEFAULT_RMS_EPS: f64 = 1e-6;
+
+/// transformers' `Qwen3Config` head size when the config does not say (not hidden / heads).
+const QWEN3_DEFAULT_HEAD_DIM: usize = 128;
+
+/// transformers' `MistralConfig` window when the config has no `sliding_window` key (only an explicit
+/// `null` means full attention).
+const MISTRAL_DEFAULT_WINDOW: u64 = 4096;
 
 pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError> {
     refuse_sliding_window(f, arch)?;
@@ -36,6 +44,7 @@ pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError
     )?;
     let head_dim = match f.opt_usize("head_dim")? {
         Some(d) => f.check_positive("head_dim", d)?,
+        None if arch == Arch::Qwen3 => QWEN3_DEFAULT_HEAD_DIM,
         None => divide(
             f,
             ("hidden_size", hidden_size),
@@ -44,9 +53,13 @@ pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError
     };
 
     let attention_bias = f.opt_bool("attention_bias")?.unwrap_or(false);
+    // What each family's transformers code builds: Qwen2's q/k/v projections always carry a bias,
+    // its o_proj and MLP never do; Mistral has no bias anywhere; Qwen3's attention follows
+    // `attention_bias`, its MLP has none; Llama reads both switches.
     let (qkv_bias, o_bias, mlp_bias) = match arch {
-        // Qwen2's q/k/v projections always carry a bias, its o_proj and MLP never do.
         Arch::Qwen2 => (true, false, false),
+        Arch::Mistral => (false, false, false),
+        Arch::Qwen3 => (attention_bias, attention_bias, false),
         _ => (
             attention_bias,
             attention_bias,
@@ -89,16 +102,23 @@ pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError
 
 /// Qwen configs carry `sliding_window` even when no layer uses it; refuse only a window in use:
 /// `use_sliding_window: true`, a `layer_types` entry other than `full_attention`, or a Mistral
-/// `sliding_window` that is set (Mistral applies it whenever it is not null).
+/// `sliding_window` that is not `null` (Mistral applies it whenever it is set, and a config without
+/// the key gets transformers' default window).
 fn refuse_sliding_window(f: &Fields<'_>, arch: Arch) -> Result<(), ConfigError> {
-    if arch == Arch::Mistral
-        && let Some(w) = f.get("sliding_window").filter(|w| !w.is_null())
-    {
-        return Err(f.unsupported(
-            "sliding_window",
-            w,
-            "sliding-window attention is not implemented",
-        ));
+    if arch == Arch::Mistral {
+        let default = Value::from(MISTRAL_DEFAULT_WINDOW);
+        let window = match f.has_key("sliding_window") {
+            true => f.get("sliding_window"),
+            false => Some(&default),
+        };
+        if let Some(window) = window {
+            return Err(f.unsupported(
+                "sliding_window",
+                window,
+                "sliding-window attention is not implemented (a Mistral config without the key has \
+                 transformers' default window of 4096)",
+            ));
+        }
     }
     if let Some(true) = f.opt_bool("use_sliding_window")? {
         return Err(f.unsupported(

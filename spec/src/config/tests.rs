@@ -434,3 +434,88 @@ fn refuses_a_mistral_sliding_window_in_use() {
     });
     assert!(r.is_ok(), "{r:?}");
 }
+
+#[test]
+fn a_mistral_config_without_sliding_window_has_transformers_default_window() {
+    let r = parse_with(|o| {
+        o.insert("model_type".into(), "mistral".into());
+        o.remove("sliding_window");
+    });
+    assert_refused(r, "sliding_window", "4096");
+}
+
+#[test]
+fn family_bias_switches_follow_transformers() {
+    let flags = |model_type: &str| {
+        let s = parse_with(|o| {
+            o.insert("model_type".into(), model_type.into());
+            o.insert("attention_bias".into(), true.into());
+            o.insert("mlp_bias".into(), true.into());
+            o.insert("sliding_window".into(), Value::Null);
+        })
+        .unwrap_or_else(|e| panic!("{model_type}: {e}"));
+        (s.qkv_bias, s.o_bias, s.mlp_bias)
+    };
+    assert_eq!(flags("llama"), (true, true, true));
+    assert_eq!(flags("qwen3"), (true, true, false));
+    assert_eq!(flags("mistral"), (false, false, false));
+    assert_eq!(flags("qwen2"), (true, false, false));
+}
+
+#[test]
+fn a_qwen3_config_without_head_dim_has_transformers_default() {
+    let s = parse_with(|o| {
+        o.insert("model_type".into(), "qwen3".into());
+        o.remove("head_dim");
+    })
+    .unwrap();
+    assert_eq!(s.head_dim, 128);
+    assert!(s.qk_norm);
+}
+
+#[test]
+fn sizes_the_size_check_accepts_never_overflow_the_parameter_count() {
+    // For each size field, the largest value `size_problem` accepts (it is monotonic in each field),
+    // found by bisection on a one-wide model of 4096 layers: `num_parameters` (unchecked arithmetic,
+    // which panics on overflow in this debug build) must fit there.
+    let mut base = parse_with(|_| {}).unwrap();
+    (
+        base.hidden_size,
+        base.num_heads,
+        base.num_kv_heads,
+        base.head_dim,
+    ) = (1, 1, 1, 1);
+    (
+        base.num_layers,
+        base.vocab_size,
+        base.max_position_embeddings,
+    ) = (4096, 1, 1);
+    (base.intermediate_size, base.tie_word_embeddings) = (1, false);
+    for mlp_bias in [false, true] {
+        for qk_norm in [false, true] {
+            for field in 0..4 {
+                let with = |v: usize| {
+                    let mut s = base.clone();
+                    (s.mlp_bias, s.qk_norm) = (mlp_bias, qk_norm);
+                    match field {
+                        0 => s.intermediate_size = v,
+                        1 => s.hidden_size = v,
+                        2 => s.head_dim = v,
+                        _ => s.vocab_size = v,
+                    }
+                    s
+                };
+                let (mut ok, mut bad) = (1usize, usize::MAX);
+                assert!(with(ok).size_problem().is_none());
+                while bad - ok > 1 {
+                    let mid = ok + (bad - ok) / 2;
+                    match with(mid).size_problem() {
+                        None => ok = mid,
+                        Some(_) => bad = mid,
+                    }
+                }
+                let _ = with(ok).num_parameters();
+            }
+        }
+    }
+}

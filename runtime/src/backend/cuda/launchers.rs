@@ -78,7 +78,6 @@ launchers! {
         out: DevSliceMut<'a, Stored>,
     }
 
-    /// `qkv_rope` (rope_kv.cu): bias, RoPE and the K/V cache write of a QKV GEMM's output.
     /// `head_norm` (head_norm.cu): per-head RMSNorm of the q and k heads of each QKV row, in
     /// place, before `qkv_rope`.
     HeadNorm ["head_norm"] {
@@ -88,6 +87,7 @@ launchers! {
         wk: DevSlice<'a, f32>,
     }
 
+    /// `qkv_rope` (rope_kv.cu): bias, RoPE and the K/V cache write of a QKV GEMM's output.
     QkvRope ["qkv_rope"] {
         qkv: DevSlice<'a, f32>,
         bias: Option<DevSlice<'a, f32>>,

@@ -193,7 +193,8 @@ impl Layout {
         build(spec, precision).0
     }
 
-    /// Every matrix, embeddings first, in layout order.
+    /// Every matrix, embeddings first, in layout order (a tied `lm_head` is the embedding, listed
+    /// again).
     pub fn matrices(&self) -> impl Iterator<Item = &Mat> {
         let layers = self
             .layers
@@ -360,7 +361,8 @@ mod tests {
     fn every_matrix_is_dense_in_the_engine_precision() {
         let spec = tiny();
         let mut a = Layout::new(&spec, Precision::Bf16);
-        let n = 1 + 4 * spec.num_layers + usize::from(!spec.tie_word_embeddings);
+        // embed, pos_embed when learned, four per layer, lm_head (the embedding again when tied).
+        let n = 2 + 4 * spec.num_layers + usize::from(a.pos_embed.is_some());
         assert_eq!(a.matrices().count(), n);
         assert!(
             a.matrices()
