@@ -10,6 +10,8 @@
 //! [`footprint`] is the one place the sizes are computed (per precision, batch and positions), so a
 //! caller serving several requests can ask whether one more fits without touching the running ones.
 
+use crate::format::WeightFormat;
+use crate::plan::ModelPlan;
 use crate::precision::Precision;
 use crate::spec::{Mlp, ModelSpec, Positions};
 use std::fmt;
@@ -150,9 +152,41 @@ pub fn rotary_bytes(spec: &ModelSpec, max_seq_len: usize) -> u64 {
     }
 }
 
-/// Bytes of the packed weights: every parameter at the precision's size.
+/// Bytes of the packed weights: every matrix of the layer plan (the linear layers, the embedding
+/// tables, an untied lm_head) in the weight format the build stores it in, every vector (norms,
+/// biases) at the precision's size.
 pub fn weight_bytes(spec: &ModelSpec, precision: Precision) -> u64 {
-    mul(&[spec.num_parameters(), precision.bytes_per_element()])
+    let plan = ModelPlan::new(spec);
+    let matrix = |format: WeightFormat, rows: usize, cols: usize| {
+        format
+            .checked_matrix_bytes(rows, cols)
+            .map_or(u64::MAX, |b| b as u64)
+    };
+    let mut matrices = vec![(WeightFormat::of_table(precision), plan.vocab_size)];
+    if let Some(rows) = plan.learned_positions {
+        matrices.push((WeightFormat::of_table(precision), rows));
+    }
+    if !plan.tied {
+        let lm_head = WeightFormat::of_linear(&plan.lm_head, precision);
+        matrices.push((lm_head, plan.vocab_size));
+    }
+    let tables = matrices
+        .into_iter()
+        .map(|(format, rows)| matrix(format, rows, plan.hidden_size));
+    let linears = plan.layers.iter().flat_map(|l| l.linears()).map(|lin| {
+        let format = WeightFormat::of_linear(lin, precision);
+        matrix(format, lin.out_features(), lin.in_features)
+    });
+    let vectors: usize = plan
+        .tensors()
+        .iter()
+        .filter(|(_, shape)| shape.len() == 1)
+        .map(|(_, shape)| shape[0])
+        .sum();
+    tables
+        .chain(linears)
+        .chain([mul(&[vectors, precision.bytes_per_element()])])
+        .fold(0u64, u64::saturating_add)
 }
 
 /// Bytes of the activations of one forward over `rows` token rows whose logits are taken for

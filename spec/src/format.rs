@@ -34,6 +34,13 @@ impl WeightFormat {
         }
     }
 
+    /// [`WeightFormat::matrix_bytes`], or `None` where the size overflows (sizes from user input).
+    pub fn checked_matrix_bytes(self, rows: usize, cols: usize) -> Option<usize> {
+        match self {
+            WeightFormat::Dense(p) => rows.checked_mul(cols)?.checked_mul(p.bytes_per_element()),
+        }
+    }
+
     /// The floating-point precision of the stored elements of a dense format.
     pub fn dense(self) -> Option<Precision> {
         match self {
@@ -61,5 +68,7 @@ mod tests {
         assert_eq!(WeightFormat::Dense(Precision::Fp32).matrix_bytes(3, 5), 60);
         assert_eq!(f.to_string(), "dense BF16");
         assert_eq!(f.dense(), Some(Precision::Bf16));
+        assert_eq!(f.checked_matrix_bytes(3, 5), Some(30));
+        assert_eq!(f.checked_matrix_bytes(usize::MAX / 2, 2), None);
     }
 }

@@ -165,6 +165,11 @@ pub struct LayerPlan {
 }
 
 impl LayerPlan {
+    /// The layer's linear layers, in order: `qkv`, `o`, `up`, `down`.
+    pub fn linears(&self) -> [&LinearPlan; 4] {
+        [&self.qkv, &self.o, &self.up, &self.down]
+    }
+
     /// Width of the activation's output (the down projection's input).
     pub fn mlp_width(&self) -> usize {
         self.down.in_features

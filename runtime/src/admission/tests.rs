@@ -213,3 +213,22 @@ fn meminfo_and_the_machine() {
         assert!(a.bytes > 0 && a.bytes <= total_kb * 1024, "{a:?}");
     }
 }
+
+#[test]
+fn dense_weights_are_every_parameter_at_the_precision_size() {
+    // The plan walk (matrices by their weight format, vectors by the precision) counts each
+    // parameter once: for dense formats it is the parameter count times the element size.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    for entry in std::fs::read_dir(&dir).expect("models/") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        let s = model(&name);
+        for p in Precision::ALL {
+            let expected = (s.num_parameters() * p.bytes_per_element()) as u64;
+            assert_eq!(weight_bytes(&s, p), expected, "{name} {p}");
+        }
+    }
+}
