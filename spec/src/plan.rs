@@ -3,7 +3,7 @@
 //! by op (`runtime/src/model/`), CUDA maps it onto its fused kernels (`runtime/src/backend/cuda/`), and
 //! the weight loaders, the engine-file writer and the synthetic weights take their tensor lists from it.
 //!
-//! Every layer of every family today is the pre-norm block
+//! Every layer of the supported families is the pre-norm block
 //!
 //! ```text
 //! h   = x + o(attention(positions(qkv(norm(x)))))
@@ -75,6 +75,20 @@ impl LinearPlan {
         self.parts
             .iter()
             .map(|p| (format!("{}.weight", p.name), vec![p.rows, self.in_features]))
+    }
+
+    /// The weight tensors as `(name, rows)`, in fused order (what a loader fuses along rows).
+    pub fn weight_rows(&self) -> Vec<(String, usize)> {
+        self.weights()
+            .map(|(name, shape)| (name, shape[0]))
+            .collect()
+    }
+
+    /// The bias tensors as `(name, rows)`, in fused order (empty without a bias).
+    pub fn bias_rows(&self) -> Vec<(String, usize)> {
+        self.biases()
+            .map(|(name, shape)| (name, shape[0]))
+            .collect()
     }
 
     /// The bias tensors `(name, [rows])`, in fused order (none without a bias).

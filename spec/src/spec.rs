@@ -69,7 +69,7 @@ pub enum Positions {
     Learned,
 }
 
-/// The normalised model. Per-layer geometry is uniform for every family we support today; the KV geometry
+/// The normalised model. Per-layer geometry is uniform in every supported family; the KV geometry
 /// is still exposed per layer through [`ModelSpec::kv_shape`] so that sliding-window or mixed layers can
 /// be added without changing callers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -150,16 +150,15 @@ pub fn linear<O: Ops>(
     w: &dyn Tensors<O>,
     plan: &LinearPlan,
 ) -> Result<Linear<O::Weight, O::Vector>> {
-    let named = |suffix: &str| -> Vec<(String, usize)> {
-        plan.parts
-            .iter()
-            .map(|p| (format!("{}.{suffix}", p.name), p.rows))
-            .collect()
-    };
     let format = WeightFormat::of_linear(plan, ops.precision());
-    let weight = w.weight(ops, &borrowed(&named("weight")), plan.in_features, format)?;
+    let weight = w.weight(
+        ops,
+        &borrowed(&plan.weight_rows()),
+        plan.in_features,
+        format,
+    )?;
     let bias = match plan.bias {
-        true => Some(w.vector(ops, &borrowed(&named("bias")))?),
+        true => Some(w.vector(ops, &borrowed(&plan.bias_rows()))?),
         false => None,
     };
     Ok(Linear {

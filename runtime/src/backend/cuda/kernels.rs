@@ -238,10 +238,8 @@ pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, Str
 
 /// Version of the contract between the kernels and the host code that launches them (kernel names,
 /// parameters, launch geometry). Stored with the PTX in engine files; a file with other kernels is
-/// refused by name rather than launched with the wrong arguments. 2: fused decode kernels
-/// (`decode.cu`), 128-key decode attention splits, tensor-core prefill attention; 3: decode
-/// timeline arguments (`trace.rs`); 4: the device sampler (`sample.cu`); 5: per-head q/k norms
-/// (`head_norm.cu`).
+/// refused by name rather than launched with the wrong arguments. Raised with every change to a
+/// kernel's name, parameters or launch geometry, or to the set of modules.
 pub const KERNEL_ABI: u32 = 5;
 
 /// Compiled PTX of every module for one compute capability (stored in the engine file).

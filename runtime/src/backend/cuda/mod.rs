@@ -125,8 +125,9 @@ pub(crate) fn ordinal(options: &BuildOptions) -> Result<usize> {
 /// Most positions a CUDA engine takes (`max_seq_len`).
 pub const MAX_POSITIONS: usize = 1 << 30;
 
-/// Shapes and sizes this backend's kernels are written for.
-fn check_spec(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
+/// Shapes and sizes this backend's kernels are written for; the layer plan's switches when its
+/// kernels can run it.
+fn check_spec(spec: &ModelSpec, options: &BuildOptions) -> Result<FusedLayer> {
     // Positions, `start_idx` and `end_idx` reach the kernels as 32-bit integers, and the kernels add
     // up to a chunk of keys to them: 2^30 leaves that headroom.
     if options.max_seq_len > MAX_POSITIONS {
@@ -149,7 +150,7 @@ fn check_spec(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
             spec.name, spec.num_heads, spec.num_kv_heads
         )));
     }
-    FusedLayer::of(&spec.name, &ModelPlan::new(spec)).map(|_| ())
+    FusedLayer::of(&spec.name, &ModelPlan::new(spec))
 }
 
 /// The engine-build step on the GPU: pack and upload weights, compile kernels for this GPU, time GEMM
@@ -195,8 +196,7 @@ impl CudaBackend {
         mats: &[u8],
         vecs: &[u8],
     ) -> Result<CudaBackend> {
-        check_spec(spec, options)?;
-        let layer = FusedLayer::of(&spec.name, &ModelPlan::new(spec))?;
+        let layer = check_spec(spec, options)?;
         let layout = Layout::new(spec, options.precision);
         if let Some(problem) = layout.format_problem(options.precision) {
             return Err(Error::invalid(format!("{}: {problem}", spec.name)));

@@ -108,18 +108,12 @@ impl Builder {
     }
     /// A planned linear layer: its fused matrix, then its fused bias when it has one.
     fn linear(&mut self, plan: &LinearPlan) -> (Mat, Option<Vf>) {
-        let named = |suffix: &str| -> Vec<(String, usize)> {
-            plan.parts
-                .iter()
-                .map(|p| (format!("{}.{suffix}", p.name), p.rows))
-                .collect()
-        };
-        let weights = named("weight");
+        let weights = plan.weight_rows();
         let w: Vec<(&str, usize)> = weights.iter().map(|(n, r)| (n.as_str(), *r)).collect();
         let format = WeightFormat::of_linear(plan, self.precision);
         let mat = self.mat(&w, plan.in_features, format);
         let bias = plan.bias.then(|| {
-            let biases = named("bias");
+            let biases = plan.bias_rows();
             let b: Vec<(&str, usize)> = biases.iter().map(|(n, r)| (n.as_str(), *r)).collect();
             self.vec(&b)
         });
