@@ -476,8 +476,7 @@ fn a_qwen3_config_without_head_dim_has_transformers_default() {
 #[test]
 fn sizes_the_size_check_accepts_never_overflow_the_parameter_count() {
     // For each size field, the largest value `size_problem` accepts (it is monotonic in each field),
-    // found by bisection on a one-wide model of 4096 layers: `num_parameters` (unchecked arithmetic,
-    // which panics on overflow in this debug build) must fit there.
+    // found by bisection on a one-wide model of 4096 layers: the parameter count must fit there.
     let mut base = parse_with(|_| {}).unwrap();
     (
         base.hidden_size,
@@ -514,7 +513,24 @@ fn sizes_the_size_check_accepts_never_overflow_the_parameter_count() {
                         Some(_) => bad = mid,
                     }
                 }
-                let _ = with(ok).num_parameters();
+                let s = with(ok);
+                // Independently of `num_parameters` (whose unchecked arithmetic wraps silently in a
+                // release build): the plan's tensors, multiplied and added without overflow, fit.
+                let total = crate::plan::ModelPlan::new(&s)
+                    .tensors()
+                    .iter()
+                    .map(|(_, shape)| shape.iter().map(|&d| d as u128).product::<u128>())
+                    .try_fold(0u128, |a, n| a.checked_add(n));
+                let fits = total.is_some_and(|t| t <= usize::MAX as u128);
+                assert!(
+                    fits,
+                    "field {field}: {ok} accepted, its {total:?} parameters overflow"
+                );
+                assert_eq!(
+                    s.num_parameters() as u128,
+                    total.unwrap_or(0),
+                    "field {field}"
+                );
             }
         }
     }
