@@ -7,14 +7,15 @@
 #     /opt/pyref/bin/python scripts/make_fixtures.py                   # every model below
 #     /opt/pyref/bin/python scripts/make_fixtures.py tiny-llama-bias   # only the models named
 #
-# For each of models/tiny-{llama,llama-bias,qwen2,qwen3,mistral,gpt2} (config.json committed there and
-# never rewritten here; tiny-llama-bias is tiny-llama with attention_bias and mlp_bias, so q/k/v/o and
-# gate/up/down carry biases; tiny-qwen3 has per-head q/k RMSNorms and a head_dim of 32 beside a hidden size
-# of 64 over 4 heads; tiny-mistral is a Mistral with sliding_window null and tied embeddings) it
+# For each of models/tiny-{llama,llama-bias,qwen2,qwen3,mistral,mistral-window,gemma3,gpt2} (config.json
+# committed there and never rewritten here; tiny-llama-bias is tiny-llama with attention_bias and mlp_bias,
+# so q/k/v/o and gate/up/down carry biases; tiny-qwen3 has per-head q/k RMSNorms and a head_dim of 32 beside
+# a hidden size of 64 over 4 heads; tiny-mistral is a Mistral with sliding_window null and tied embeddings;
+# tiny-mistral-window and tiny-gemma3 are described below) it
 #   * builds the model from its config with a fixed torch seed, then perturbs every 1-D parameter (norm
-#     weights, including Qwen3's q_norm/k_norm, and biases) so that biases and norm gains are not the
-#     trivial 0/1 of HF's initialiser (it refuses to write a model with a bias entry of 0 or a norm weight
-#     entry of 1 left);
+#     weights, including Qwen3's and Gemma 3's q_norm/k_norm, and biases) so that biases and norm gains are
+#     not the trivial values of HF's initialiser (it refuses to write a model with a bias entry of 0 or a
+#     norm weight entry left at the trivial value: 1, or 0 for Gemma 3, whose RMSNorm multiplies by 1 + w);
 #   * writes models/<name>/model.safetensors (fp32, exactly the tensors and names save_pretrained writes;
 #     GPT-2 keeps HF's Conv1D [in, out] layout and a tied lm_head is omitted, as HF does);
 #   * writes models/<name>/tokenizer.json: a byte-level tokenizer of vocabulary 256 in which ids 0, 1, 2
@@ -23,11 +24,62 @@
 #     position (fp32, full vocabulary), greedy continuations from model.generate(do_sample=False), and the
 #     same for a batch of two equal-length prompts; and, for the first prompt, the logits and greedy
 #     continuation of the same model with every 2-D weight rounded to fp16 and to bf16 (1-D norm weights and
-#     biases kept fp32, computed in fp32): what an engine storing matrices in 16 bits must reproduce.
+#     biases kept fp32, computed in fp32; for Gemma 3 the 2-D tied embedding, and so the lm_head, is
+#     rounded too): what an engine storing matrices in 16 bits must reproduce.
+#
+# Sliding-window attention (tiny-mistral-window, and tiny-gemma3's local layers), as transformers 5.17.0
+# computes it (masking_utils.sliding_window_overlay: kv_idx > q_idx - sliding_window): a query at position p
+# attends to the keys j with j <= p and p - j < sliding_window, i.e. to itself and the sliding_window - 1
+# positions before it (8 keys with sliding_window 8). The same holds while decoding: the dynamic cache keeps
+# the last sliding_window - 1 keys of a sliding layer. For the two windowed models this script checks, on the
+# first prompt and before writing the model, that (a) the last position's logits differ from those of the
+# same weights with the window off, while the first sliding_window positions agree; (b) in the first layer
+# alone (eager and sdpa attention), changing the token at j changes the output at p exactly when j <= p and
+# p - j < sliding_window; (d) a plain-torch forward (plain_forward) written from config.json as published and
+# the semantics below reproduces transformers' prefill logits; and, before writing the reference, that (c)
+# every greedy token of the cached generate() is the argmax of a full-sequence forward without a cache.
+#
+# tiny-mistral-window: tiny-mistral's config (MistralForCausalLM, 2 layers, GQA 4/2, head_dim 16, tied)
+# with "sliding_window": 8 in every layer; the prompts (31 and 20 tokens with BOS) and the 24 greedy tokens
+# run far past the window. Tensors as tiny-mistral.
+#
+# tiny-gemma3: Gemma3ForCausalLM ("model_type": "gemma3_text"), its config.json in the key style of the
+# published google/gemma-3-1b-it config (rope_theta, rope_local_base_freq, rope_scaling,
+# sliding_window_pattern, query_pre_attn_scalar, no tie_word_embeddings key: tied), tiny: vocabulary 256,
+# hidden 64, intermediate 128, 6 layers, 4 query heads over 2 KV heads of head_dim 32 (not 64 / 4),
+# sliding_window 8, sliding_window_pattern 3, eos_token_id [2], pad 0, and the published initializer_range
+# 0.02 (with 0.2, as the other tiny models, the tied embedding scaled by 8 dominates the residual stream and
+# greedy decoding repeats one token). What transformers 5.17.0 makes of it:
+#   * config.layer_types = [sliding, sliding, full, sliding, sliding, full] (layer i is full attention when
+#     (i + 1) % sliding_window_pattern == 0: layers 2 and 5);
+#   * RoPE per layer type (rotate-half, over the whole head_dim): the sliding layers use base
+#     rope_local_base_freq 10000 unscaled, inv_freq[i] = 10000^(-2i/32); the full layers use base rope_theta
+#     1e6 with rope_scaling {"rope_type": "linear", "factor": 8.0} (the legacy rope_scaling key lands on the
+#     full-attention layers only), inv_freq[i] = 1e6^(-2i/32) / 8, i.e. position p rotated as p / 8; the cos/sin
+#     attention scaling is 1 for both;
+#   * the embedding output is multiplied by sqrt(hidden_size) = 8 (exact in fp32 and bf16);
+#   * attention scores are scaled by query_pre_attn_scalar^-0.5 = 24^-0.5 (not head_dim^-0.5); no softcapping
+#     (attn_logit_softcapping and final_logit_softcapping null);
+#   * every RMSNorm computes x / sqrt(mean(x^2) + 1e-6) * (1 + w) in fp32, w initialised to 0 (perturbed here);
+#     per layer: h += post_attention_layernorm(attn(input_layernorm(h))), then
+#     h += post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h))); q_norm and k_norm (over head_dim,
+#     per head) are applied to q and k before RoPE; the final norm precedes the tied lm_head;
+#   * the MLP is down(gelu_tanh(gate(x)) * up(x)) (hidden_activation gelu_pytorch_tanh, GELU's tanh
+#     approximation); no biases anywhere;
+#   * the embedding row of pad id 0 is zero (HF's initialiser zeroes padding_idx), so, tied, logit 0 is 0.
+#   Tensors save_pretrained writes (lm_head.weight omitted, tied to the embedding): model.embed_tokens.weight
+#   [256, 64], model.norm.weight [64], and for each layer L in 0..5, model.layers.L.
+#   {input_layernorm, post_attention_layernorm, pre_feedforward_layernorm, post_feedforward_layernorm}.weight
+#   [64], self_attn.q_proj.weight [128, 64], self_attn.k_proj.weight [64, 64], self_attn.v_proj.weight
+#   [64, 64], self_attn.o_proj.weight [64, 128], self_attn.q_norm.weight [32], self_attn.k_norm.weight [32],
+#   mlp.gate_proj.weight [128, 64], mlp.up_proj.weight [128, 64], mlp.down_proj.weight [64, 128].
+#   transformers ignores the config's "cache_implementation": "hybrid" in generate() (it falls back to its
+#   dynamic cache, sliding layers keeping sliding_window - 1 keys).
 # The tests also read transformers' top 2 along each of those greedy continuations, from
 # tests/fixtures/<name>/greedy_top2.json: run scripts/make_greedy_top2.py after this script.
 import copy
 import json
+import math
 import os
 import shutil
 import sys
@@ -39,9 +91,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-gpt2"]
+MODELS = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-mistral-window",
+          "tiny-gemma3", "tiny-gpt2"]
 SEEDS = {"tiny-llama": 1234, "tiny-llama-bias": 4567, "tiny-qwen2": 2345, "tiny-qwen3": 5678,
-         "tiny-mistral": 6791, "tiny-gpt2": 3456}
+         "tiny-mistral": 6791, "tiny-mistral-window": 6802, "tiny-gemma3": 7901, "tiny-gpt2": 3456}
 NEW_TOKENS = 24
 PROMPTS = ["Hello, tiny model. Once upon a", "The quick brown fox"]
 BATCH_PROMPTS = ["Static caches are", "Rust compiles fast"]
@@ -82,24 +135,190 @@ def logits_json(t: torch.Tensor):
     return [[f32(v) for v in row] for row in t.tolist()]
 
 
+def trivial_norm_weight(config) -> float:
+    """The norm gain HF initialises to: 0 for Gemma 3 (its RMSNorm multiplies by 1 + w), 1 otherwise."""
+    return 0.0 if config.model_type == "gemma3_text" else 1.0
+
+
 def build(name: str):
     model_dir = os.path.join(ROOT, "models", name)
     config = AutoConfig.from_pretrained(model_dir)
     torch.manual_seed(SEEDS[name])
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    trivial = trivial_norm_weight(config)
     with torch.no_grad():
         for pname, p in model.named_parameters():
             if p.ndim == 1:
-                base = 1.0 if pname.endswith("weight") else 0.0
+                base = trivial if pname.endswith("weight") else 0.0
                 p.copy_(base + 0.1 * torch.randn_like(p))
         zero = [n for n, p in model.named_parameters() if n.endswith("bias") and (p == 0).any()]
         if zero:
             sys.exit(f"{name}: biases with zero entries: {zero}")
-        ones = [n for n, p in model.named_parameters() if p.ndim == 1 and n.endswith("weight") and (p == 1).any()]
-        if ones:
-            sys.exit(f"{name}: norm weights with entries left at the initialiser's 1: {ones}")
+        left = [n for n, p in model.named_parameters()
+                if p.ndim == 1 and n.endswith("weight") and (p == trivial).any()]
+        if left:
+            sys.exit(f"{name}: norm weights with entries left at the initialiser's {trivial:g}: {left}")
     model.eval()
     return model_dir, model
+
+
+# The models with sliding-window attention, checked by check_window before their references are written.
+WINDOWED = {"tiny-mistral-window", "tiny-gemma3"}
+
+
+def raw_config(model_dir: str) -> dict:
+    with open(os.path.join(model_dir, "config.json")) as f:
+        return json.load(f)
+
+
+def layer_plan(raw: dict):
+    """Per layer (window or None, rope base, rope position divisor), read from config.json as published."""
+    n = raw["num_hidden_layers"]
+    if raw["model_type"] == "gemma3_text":
+        factor = (raw.get("rope_scaling") or {}).get("factor", 1.0)
+        full = [(i + 1) % raw["sliding_window_pattern"] == 0 for i in range(n)]
+        return [(None, raw["rope_theta"], factor) if f else (raw["sliding_window"], raw["rope_local_base_freq"], 1.0)
+                for f in full]
+    return [(raw["sliding_window"], raw["rope_parameters"]["rope_theta"], 1.0)] * n
+
+
+@torch.no_grad()
+def plain_forward(model, raw: dict, ids) -> torch.Tensor:
+    """Prefill logits of a Mistral or Gemma 3 computed from the state dict and config.json alone, in plain
+    torch, with the semantics stated in the header."""
+    sd = model.state_dict()
+    gemma = raw["model_type"] == "gemma3_text"
+    nh, nkv, hd, eps = raw["num_attention_heads"], raw["num_key_value_heads"], raw["head_dim"], raw["rms_norm_eps"]
+    n = len(ids)
+    pos = torch.arange(n, dtype=torch.float64)
+    q_idx, k_idx = torch.arange(n)[:, None], torch.arange(n)[None, :]
+
+    def norm(x, w):
+        y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+        return y * (1.0 + w) if gemma else y * w
+
+    def rope(x, base, divisor):
+        inv = 1.0 / base ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+        ang = (pos / divisor)[:, None] * inv[None, :]
+        cos, sin = torch.cat([ang.cos()] * 2, -1).float(), torch.cat([ang.sin()] * 2, -1).float()
+        return x * cos + torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1) * sin
+
+    def act(x):
+        if gemma:
+            return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+        return x * torch.sigmoid(x)
+
+    emb = sd["model.embed_tokens.weight"]
+    h = emb[torch.tensor(ids)] * (raw["hidden_size"] ** 0.5 if gemma else 1.0)
+    scale = raw["query_pre_attn_scalar"] ** -0.5 if gemma else hd ** -0.5
+    for i, (window, base, divisor) in enumerate(layer_plan(raw)):
+        w = lambda t: sd[f"model.layers.{i}.{t}.weight"]
+        x = norm(h, w("input_layernorm"))
+        q = (x @ w("self_attn.q_proj").T).view(n, nh, hd).transpose(0, 1)
+        k = (x @ w("self_attn.k_proj").T).view(n, nkv, hd).transpose(0, 1)
+        v = (x @ w("self_attn.v_proj").T).view(n, nkv, hd).transpose(0, 1)
+        if gemma:
+            q, k = norm(q, w("self_attn.q_norm")), norm(k, w("self_attn.k_norm"))
+        q, k = rope(q, base, divisor), rope(k, base, divisor)
+        k, v = k.repeat_interleave(nh // nkv, 0), v.repeat_interleave(nh // nkv, 0)
+        allowed = k_idx <= q_idx
+        if window is not None:
+            allowed &= q_idx - k_idx < window
+        s = (q @ k.transpose(1, 2) * scale).masked_fill(~allowed, float("-inf"))
+        a = (s.softmax(-1) @ v).transpose(0, 1).reshape(n, nh * hd) @ w("self_attn.o_proj").T
+        if gemma:
+            h = h + norm(a, w("post_attention_layernorm"))
+            x = norm(h, w("pre_feedforward_layernorm"))
+        else:
+            h = h + a
+            x = norm(h, w("post_attention_layernorm"))
+        m = (act(x @ w("mlp.gate_proj").T) * (x @ w("mlp.up_proj").T)) @ w("mlp.down_proj").T
+        h = h + (norm(m, w("post_feedforward_layernorm")) if gemma else m)
+    h = norm(h, sd["model.norm.weight"])
+    head = emb if raw.get("tie_word_embeddings", gemma) else sd["lm_head.weight"]
+    return h @ head.T
+
+
+@torch.no_grad()
+def check_window(name: str, model_dir: str, model, ids):
+    """Checks (a), (b), (d) of the header and, for Gemma 3, the layer types, RoPE tables and scales that
+    transformers builds from the published-style config; exits on a failure."""
+    raw = raw_config(model_dir)
+    cfg = model.config
+    window = raw["sliding_window"]
+    assert len(ids) > 2 * window, "the prompt must run well past the window"
+    x = torch.tensor([ids])
+    if raw["model_type"] == "gemma3_text":
+        want = ["full_attention" if w is None else "sliding_attention" for w, _, _ in layer_plan(raw)]
+        if cfg.layer_types != want:
+            sys.exit(f"{name}: layer_types {cfg.layer_types}, expected {want}")
+        rot = model.model.rotary_emb
+        hd = raw["head_dim"]
+        expo = torch.arange(0, hd, 2, dtype=torch.float64) / hd
+        for kind, base, div in [("sliding_attention", raw["rope_local_base_freq"], 1.0),
+                                ("full_attention", raw["rope_theta"], raw["rope_scaling"]["factor"])]:
+            inv = getattr(rot, f"{kind}_inv_freq").double()
+            if not torch.allclose(inv, base ** -expo / div, rtol=1e-6, atol=0):
+                sys.exit(f"{name}: {kind} inv_freq {inv.tolist()} is not {base}^(-2i/{hd}) / {div}")
+            if getattr(rot, f"{kind}_attention_scaling") != 1.0:
+                sys.exit(f"{name}: {kind} RoPE attention scaling is not 1")
+        if model.model.embed_tokens.embed_scale.item() != raw["hidden_size"] ** 0.5:
+            sys.exit(f"{name}: embedding scale {model.model.embed_tokens.embed_scale.item()}")
+        for i, layer in enumerate(model.model.layers):
+            attn = layer.self_attn
+            if attn.scaling != raw["query_pre_attn_scalar"] ** -0.5 or attn.sliding_window != (
+                    window if want[i] == "sliding_attention" else None):
+                sys.exit(f"{name}: layer {i} attention scale {attn.scaling} window {attn.sliding_window}")
+        if model.get_output_embeddings().weight is not model.get_input_embeddings().weight:
+            sys.exit(f"{name}: lm_head is not tied to the embedding")
+    # (a) the window is applied: with it off, the first `window` positions agree and the last does not.
+    logits = model(input_ids=x).logits[0]
+    off = copy.deepcopy(model)
+    if raw["model_type"] == "gemma3_text":
+        off.config.sliding_window = 1 << 20
+        for layer in off.model.layers:
+            if layer.self_attn.sliding_window is not None:
+                layer.self_attn.sliding_window = 1 << 20
+    else:
+        off.config.sliding_window = None
+    unwindowed = off(input_ids=x).logits[0]
+    head_diff = (logits[:window] - unwindowed[:window]).abs().max().item()
+    last_diff = (logits[-1] - unwindowed[-1]).abs().max().item()
+    if head_diff > 1e-5 or last_diff < 1e-2:
+        sys.exit(f"{name}: window off changes the first {window} positions by {head_diff:.2e} and the last by "
+                 f"{last_diff:.2e}")
+    # (b) in the first layer alone, the token at j reaches position p exactly when j <= p and p - j < window.
+    for impl in ["eager", "sdpa"]:
+        one = copy.deepcopy(model)
+        one.model.layers = one.model.layers[:1]
+        one.config.num_hidden_layers = 1
+        one.set_attn_implementation(impl)
+        if raw["model_type"] == "gemma3_text" and one.config.layer_types[0] != "sliding_attention":
+            sys.exit(f"{name}: layer 0 is not a sliding layer")
+        base = one(input_ids=x).logits[0]
+        for j in range(len(ids)):
+            y = x.clone()
+            y[0, j] = 3 + (ids[j] - 3 + 1) % 253
+            reached = ((one(input_ids=y).logits[0] - base).abs().amax(-1) > 0).tolist()
+            want = [j <= p and p - j < window for p in range(len(ids))]
+            if reached != want:
+                sys.exit(f"{name} ({impl}): token {j} reaches positions "
+                         f"{[p for p, r in enumerate(reached) if r]}, expected {[p for p, r in enumerate(want) if r]}")
+    # (d) the plain-torch forward reproduces transformers' prefill logits.
+    plain = plain_forward(model, raw, ids)
+    rel = ((plain - logits).abs().max() / logits.abs().max()).item()
+    if rel > 1e-5:
+        sys.exit(f"{name}: plain-torch forward differs from transformers by {rel:.2e} (relative)")
+    print(f"{name}: window {window} checked; plain-torch forward matches to {rel:.1e}")
+
+
+@torch.no_grad()
+def check_cached_greedy(name: str, model, ids, new):
+    """(c): every cached greedy token is the argmax of a forward over the whole sequence without a cache."""
+    full = model(input_ids=torch.tensor([ids + new]), use_cache=False).logits[0]
+    argmax = full[len(ids) - 1:len(ids) + len(new) - 1].argmax(-1).tolist()
+    if argmax != new:
+        sys.exit(f"{name}: cached greedy {new} differs from the uncached argmax {argmax}")
 
 
 def is_repetitive(tokens) -> bool:
@@ -115,6 +334,9 @@ def main() -> int:
     tok = byte_tokenizer()
     for name in names:
         model_dir, model = build(name)
+        if name in WINDOWED:
+            check_window(name, model_dir, model, [model.config.bos_token_id]
+                         + tok.encode(PROMPTS[0], add_special_tokens=False).ids)
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             shutil.copyfile(os.path.join(tmp, "model.safetensors"), os.path.join(model_dir, "model.safetensors"))
@@ -144,6 +366,8 @@ def main() -> int:
                 if is_repetitive(new):
                     print(f"{name}: greedy output is repetitive: {new}", file=sys.stderr)
                     return 1
+                if name in WINDOWED:
+                    check_cached_greedy(name, model, ids, new)
                 ref["prompts"].append({"text": text, "input_ids": ids, "prefill_logits": logits_json(logits),
                                        "greedy": new})
             rows = [[bos] + tok.encode(t, add_special_tokens=False).ids for t in BATCH_PROMPTS]
