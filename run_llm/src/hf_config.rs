@@ -11,6 +11,10 @@ pub fn config_json(spec: &ModelSpec) -> Result<Vec<u8>> {
     let value = match spec.arch {
         Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 => llama_like(spec)?,
         Arch::Gpt2 => gpt2(spec),
+        Arch::Gemma3 => bail!(
+            "{}: writing a Gemma 3 config.json for a model known only by its spec is not implemented",
+            spec.name
+        ),
     };
     let bytes = serde_json::to_vec_pretty(&value)?;
     let mut back = runtime::config::parse_config(&spec.name, &bytes)?;
@@ -26,7 +30,8 @@ pub fn config_json(spec: &ModelSpec) -> Result<Vec<u8>> {
 }
 
 fn llama_like(spec: &ModelSpec) -> Result<Value> {
-    let Positions::Rope { theta, llama3 } = spec.positions else {
+    // A linear scaling is not written; the round-trip check above refuses a spec that has one.
+    let Positions::Rope { theta, llama3, .. } = spec.positions else {
         bail!(
             "{}: a {} model without rotary positions",
             spec.name,

@@ -13,7 +13,7 @@
 use crate::format::WeightFormat;
 use crate::plan::ModelPlan;
 use crate::precision::Precision;
-use crate::spec::{Mlp, ModelSpec, Positions};
+use crate::spec::{Mlp, ModelSpec};
 use std::fmt;
 
 /// Environment variable capping the host memory llmforge considers available (bytes, or a number
@@ -146,10 +146,8 @@ pub fn kv_cache_bytes(
 /// Bytes of the rotary cos and sin tables (f32, `[max_seq_len, head_dim / 2]` each); 0 for learned
 /// positions.
 pub fn rotary_bytes(spec: &ModelSpec, max_seq_len: usize) -> u64 {
-    match spec.positions {
-        Positions::Rope { .. } => mul(&[2, max_seq_len, spec.head_dim / 2, 4]),
-        Positions::Learned => 0,
-    }
+    let tables = ModelPlan::new(spec).rotaries().len();
+    mul(&[tables, 2, max_seq_len, spec.head_dim / 2, 4])
 }
 
 /// Bytes of the packed weights: every matrix of the layer plan (the linear layers, the embedding
@@ -202,7 +200,7 @@ pub fn activation_bytes(
     let h = spec.hidden_size;
     let i = spec.intermediate_size;
     let (mlp_in, mlp_mid) = match spec.mlp {
-        Mlp::SwiGlu => (2 * i, i),
+        Mlp::SwiGlu | Mlp::GeGlu => (2 * i, i),
         Mlp::GeluNew => (i, i),
     };
     let qkv = spec.q_dim() + 2 * spec.kv_dim();

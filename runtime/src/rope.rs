@@ -1,22 +1,39 @@
 //! Rotary position tables, computed exactly as transformers does (f32 throughout): the default
-//! `inv_freq = 1 / theta^(2i/d)` and the llama3 frequency-dependent rescaling of it.
+//! `inv_freq = 1 / theta^(2i/d)`, its linear interpolation (`inv_freq / factor`) and the llama3
+//! frequency-dependent rescaling of it.
 
+use crate::plan::Rotary;
 use crate::spec::{Llama3Scaling, Positions};
 
-/// HF's `inv_freq` for `head_dim` (length `head_dim / 2`), or `None` for learned positions.
+/// HF's `inv_freq` for `head_dim` (length `head_dim / 2`) of the spec's positions (the rotary of
+/// its layers that do not slide), or `None` for learned positions.
 pub fn inv_freq(positions: &Positions, head_dim: usize) -> Option<Vec<f32>> {
-    let Positions::Rope { theta, llama3 } = positions else {
+    let Positions::Rope {
+        theta,
+        llama3,
+        linear,
+    } = *positions
+    else {
         return None;
     };
-    let base = *theta as f32;
+    let rotary = Rotary {
+        theta,
+        llama3,
+        linear,
+    };
+    Some(rotary_inv_freq(&rotary, head_dim))
+}
+
+/// HF's `inv_freq` of one rotary embedding over `head_dim`.
+pub fn rotary_inv_freq(rotary: &Rotary, head_dim: usize) -> Vec<f32> {
+    let base = rotary.theta as f32;
     let dim = head_dim as f32;
-    let plain: Vec<f32> = (0..head_dim / 2)
-        .map(|i| 1.0f32 / base.powf((2 * i) as f32 / dim))
-        .collect();
-    Some(match llama3 {
-        None => plain,
-        Some(s) => plain.into_iter().map(|f| llama3_scale(f, s)).collect(),
-    })
+    let plain = (0..head_dim / 2).map(|i| 1.0f32 / base.powf((2 * i) as f32 / dim));
+    match (&rotary.llama3, rotary.linear) {
+        (Some(s), _) => plain.map(|f| llama3_scale(f, s)).collect(),
+        (None, Some(factor)) => plain.map(|f| f / factor as f32).collect(),
+        (None, None) => plain.collect(),
+    }
 }
 
 /// transformers' `_compute_llama3_parameters` applied to one frequency.
@@ -97,6 +114,7 @@ mod tests {
                 high_freq_factor: 4.0,
                 original_max_position_embeddings: 32,
             }),
+            linear: None,
         };
         let got = inv_freq(&p, 16).unwrap_or_default();
         let hf: [f32; 8] = HF_LLAMA3_INV_FREQ;

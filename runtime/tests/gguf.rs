@@ -162,7 +162,7 @@ fn spec_agrees(name: &str) {
         s.norm_eps as f32,
         c["rms_norm_eps"].as_f64().unwrap() as f32
     );
-    let runtime::spec::Positions::Rope { theta, llama3 } = s.positions else {
+    let runtime::spec::Positions::Rope { theta, llama3, .. } = s.positions else {
         panic!("rope expected")
     };
     assert_eq!(theta, c["rope_theta"].as_f64().unwrap());

@@ -10,6 +10,8 @@
 //! out = h + down(activation(up(norm(h))))
 //! ```
 //!
+//! or its sandwich form (Gemma 3), where each half's output is normalised once more before the add
+//! (`h = x + norm(o(…))`, `out = h + norm(down(…))`),
 //! and the plan says, per layer, which norm, which fused projections with or without biases, which
 //! positional treatment, which attention window and which activation. A field an architecture does not
 //! need is absent (`None`) rather than a flag the backends have to remember to check; an enum an
@@ -105,6 +107,8 @@ impl LinearPlan {
 pub struct Rotary {
     pub theta: f64,
     pub llama3: Option<Llama3Scaling>,
+    /// Linear position interpolation: every frequency divided by this factor.
+    pub linear: Option<f64>,
 }
 
 /// Which keys a query attends to.
@@ -112,6 +116,18 @@ pub struct Rotary {
 pub enum Window {
     /// Every earlier position (causal).
     Full,
+    /// The last `w` positions, its own included: a query at `p` sees keys `j` with `p - w < j <= p`.
+    Sliding(usize),
+}
+
+impl Window {
+    /// The first key position a query at `pos` sees.
+    pub fn first_key(self, pos: usize) -> usize {
+        match self {
+            Window::Full => 0,
+            Window::Sliding(w) => (pos + 1).saturating_sub(w),
+        }
+    }
 }
 
 /// Per-head norms of q and k (each `head_dim` wide, shared by every head), applied after the
@@ -134,6 +150,8 @@ pub struct AttentionPlan {
     /// Rotary embedding of q and k; `None` when positions are learned (added to the embedding).
     pub rotary: Option<Rotary>,
     pub window: Window,
+    /// The softmax scale of the scores `q·k` (`1 / sqrt(head_dim)` unless the family says otherwise).
+    pub scale: f64,
 }
 
 impl AttentionPlan {
@@ -152,13 +170,30 @@ pub enum Activation {
     SiluGated,
     /// The tanh approximation of GELU (`gelu_new`), elementwise.
     GeluTanh,
+    /// `gelu_tanh(gate) * up` over the fused `[gate | up]` output (GeGLU): half as wide as its input.
+    GeluTanhGated,
+}
+
+impl Activation {
+    /// Whether the activation halves its input (`[gate | up]` → `gate ⊙ up`).
+    pub fn gated(self) -> bool {
+        match self {
+            Activation::SiluGated | Activation::GeluTanhGated => true,
+            Activation::GeluTanh => false,
+        }
+    }
 }
 
 /// How a layer's two halves join the residual stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Residual {
     /// `x += f(norm(x))` for the attention half, then for the MLP half.
     PreNorm,
+    /// `x += post(f(norm(x)))`: each half's output normalised again before the add (Gemma 3).
+    Sandwich {
+        post_attn_norm: NormPlan,
+        post_mlp_norm: NormPlan,
+    },
 }
 
 /// One decoder layer.
@@ -190,8 +225,8 @@ impl LayerPlan {
     }
 
     /// The layer's canonical tensors with their shapes, in the stable order the weight checks and the
-    /// synthetic weights use: attention norm, q/k/v weights then biases, the q and k norms, o, MLP
-    /// norm, the MLP's weights then its biases.
+    /// synthetic weights use: attention norm, q/k/v weights then biases, the q and k norms, o, the
+    /// post-attention norm (sandwich), MLP norm, the MLP's weights then its biases, the post-MLP norm.
     pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
         let mut out = norm_tensors(&self.attn_norm);
         out.extend(self.qkv.weights().chain(self.qkv.biases()));
@@ -199,9 +234,22 @@ impl LayerPlan {
             out.extend(norm_tensors(&n.q).into_iter().chain(norm_tensors(&n.k)));
         }
         out.extend(self.o.weights().chain(self.o.biases()));
+        let post = match &self.residual {
+            Residual::PreNorm => None,
+            Residual::Sandwich {
+                post_attn_norm,
+                post_mlp_norm,
+            } => Some((post_attn_norm, post_mlp_norm)),
+        };
+        if let Some((attn, _)) = post {
+            out.extend(norm_tensors(attn));
+        }
         out.extend(norm_tensors(&self.mlp_norm));
         out.extend(self.up.weights().chain(self.down.weights()));
         out.extend(self.up.biases().chain(self.down.biases()));
+        if let Some((_, mlp)) = post {
+            out.extend(norm_tensors(mlp));
+        }
         out
     }
 }
@@ -227,6 +275,8 @@ pub struct ModelPlan {
     pub lm_head: LinearPlan,
     /// `lm_head` is the token embedding (one tensor serves both).
     pub tied: bool,
+    /// Token embeddings are multiplied by this before the first layer.
+    pub embed_scale: Option<f64>,
 }
 
 impl ModelPlan {
@@ -252,6 +302,7 @@ impl ModelPlan {
             final_norm: norm("final_norm".into()),
             lm_head: LinearPlan::new(&[("lm_head".into(), spec.vocab_size)], h, false),
             tied: spec.tie_word_embeddings,
+            embed_scale: spec.embed_scale,
         }
     }
 
@@ -269,6 +320,17 @@ impl ModelPlan {
         }
         out.extend(norm_tensors(&self.final_norm));
         out.extend(self.lm_head.weights());
+        out
+    }
+
+    /// The distinct rotary embeddings of the layers, in order of first use.
+    pub fn rotaries(&self) -> Vec<Rotary> {
+        let mut out: Vec<Rotary> = Vec::new();
+        for r in self.layers.iter().filter_map(|l| l.attention.rotary) {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
         out
     }
 
@@ -295,9 +357,17 @@ fn same_computation(a: &LayerPlan, b: &LayerPlan) -> bool {
     let norm = |n: &NormPlan| (n.kind, n.eps.to_bits(), n.width);
     let attention = |t: &AttentionPlan| {
         let qk = t.qk_norm.as_ref().map(|n| (norm(&n.q), norm(&n.k)));
-        (t.num_heads, t.num_kv_heads, t.head_dim, qk, t.window)
+        let scale = t.scale.to_bits();
+        (t.num_heads, t.num_kv_heads, t.head_dim, qk, t.window, scale)
     };
-    a.residual == b.residual
+    let residual = |r: &Residual| match r {
+        Residual::PreNorm => None,
+        Residual::Sandwich {
+            post_attn_norm,
+            post_mlp_norm,
+        } => Some((norm(post_attn_norm), norm(post_mlp_norm))),
+    };
+    residual(&a.residual) == residual(&b.residual)
         && norm(&a.attn_norm) == norm(&b.attn_norm)
         && norm(&a.mlp_norm) == norm(&b.mlp_norm)
         && [&a.qkv, &a.o, &a.up, &a.down]
@@ -315,22 +385,54 @@ fn layer(spec: &ModelSpec, i: usize, norm: &dyn Fn(String) -> NormPlan) -> Layer
     let (h, inter) = (spec.hidden_size, spec.intermediate_size);
     let (q, kv) = (spec.q_dim(), spec.kv_dim());
     let p = |n: &str| format!("layers.{i}.{n}");
+    let gated = |activation| {
+        let parts = [(p("gate"), inter), (p("up"), inter)];
+        (LinearPlan::new(&parts, h, spec.mlp_bias), activation)
+    };
     let (up, activation) = match spec.mlp {
-        Mlp::SwiGlu => (
-            LinearPlan::new(&[(p("gate"), inter), (p("up"), inter)], h, spec.mlp_bias),
-            Activation::SiluGated,
-        ),
+        Mlp::SwiGlu => gated(Activation::SiluGated),
+        Mlp::GeGlu => gated(Activation::GeluTanhGated),
         Mlp::GeluNew => (
             LinearPlan::new(&[(p("fc"), inter)], h, spec.mlp_bias),
             Activation::GeluTanh,
         ),
     };
     let down_name = match spec.mlp {
-        Mlp::SwiGlu => p("down"),
+        Mlp::SwiGlu | Mlp::GeGlu => p("down"),
         Mlp::GeluNew => p("proj"),
     };
+    let window = match spec.layer_window(i) {
+        Some(w) => Window::Sliding(w),
+        None => Window::Full,
+    };
+    let rotary = match spec.positions {
+        Positions::Rope { .. } if window != Window::Full && spec.local_rope_theta.is_some() => {
+            spec.local_rope_theta.map(|theta| Rotary {
+                theta,
+                llama3: None,
+                linear: None,
+            })
+        }
+        Positions::Rope {
+            theta,
+            llama3,
+            linear,
+        } => Some(Rotary {
+            theta,
+            llama3,
+            linear,
+        }),
+        Positions::Learned => None,
+    };
+    let residual = match spec.sandwich_norms {
+        false => Residual::PreNorm,
+        true => Residual::Sandwich {
+            post_attn_norm: norm(p("post_attn_norm")),
+            post_mlp_norm: norm(p("post_mlp_norm")),
+        },
+    };
     LayerPlan {
-        residual: Residual::PreNorm,
+        residual,
         attn_norm: norm(p("attn_norm")),
         qkv: LinearPlan::new(&[(p("q"), q), (p("k"), kv), (p("v"), kv)], h, spec.qkv_bias),
         attention: AttentionPlan {
@@ -347,11 +449,11 @@ fn layer(spec: &ModelSpec, i: usize, norm: &dyn Fn(String) -> NormPlan) -> Layer
                     k: head(p("k_norm")),
                 }
             }),
-            rotary: match spec.positions {
-                Positions::Rope { theta, llama3 } => Some(Rotary { theta, llama3 }),
-                Positions::Learned => None,
-            },
-            window: Window::Full,
+            rotary,
+            window,
+            scale: spec
+                .attention_scale
+                .unwrap_or(1.0 / (spec.head_dim as f64).sqrt()),
         },
         o: LinearPlan::new(&[(p("o"), h)], q, spec.o_bias),
         mlp_norm: norm(p("mlp_norm")),

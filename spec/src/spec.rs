@@ -15,6 +15,7 @@ pub enum Arch {
     Mistral,
     Qwen2,
     Qwen3,
+    Gemma3,
 }
 
 impl Arch {
@@ -25,6 +26,7 @@ impl Arch {
             Arch::Mistral => "mistral",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3",
         }
     }
 }
@@ -46,6 +48,8 @@ pub enum Mlp {
     SwiGlu,
     /// `proj(gelu_new(fc(x)))` with biases (GPT-2), gelu_new being the tanh approximation.
     GeluNew,
+    /// `down(gelu_tanh(gate(x)) * up(x))` (Gemma 3's `gelu_pytorch_tanh`, the same tanh approximation).
+    GeGlu,
 }
 
 /// Llama 3 frequency-dependent RoPE scaling (`rope_type: "llama3"`).
@@ -64,6 +68,9 @@ pub enum Positions {
     Rope {
         theta: f64,
         llama3: Option<Llama3Scaling>,
+        /// Linear position interpolation (`rope_type: "linear"`): every frequency divided by this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        linear: Option<f64>,
     },
     /// Learned absolute position embeddings (GPT-2's `wpe`).
     Learned,
@@ -98,6 +105,33 @@ pub struct ModelSpec {
     /// Per-head RMSNorm of q and k before the rotary embedding (Qwen3), with the layer's epsilon.
     #[serde(default)]
     pub qk_norm: bool,
+    /// The window of the sliding-window layers: a query at position `p` sees the keys `j` with
+    /// `p - w < j <= p` (HF's `sliding_window`); `None` when every layer attends to every earlier key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<usize>,
+    /// Which layers use `sliding_window`, one entry per layer when it is set, empty otherwise (HF's
+    /// `layer_types`: Mistral and Phi-3 slide in every layer, Gemma 3 in five of every six).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sliding_layers: Vec<bool>,
+    /// The rotary base of the sliding layers, without scaling, where it differs from the other
+    /// layers' (Gemma 3's `rope_local_base_freq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_rope_theta: Option<f64>,
+    /// Softmax scale of the attention scores; `None` is `1 / sqrt(head_dim)` (Gemma 3:
+    /// `query_pre_attn_scalar^-1/2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_scale: Option<f64>,
+    /// Token embeddings are multiplied by this (Gemma 3: `sqrt(hidden_size)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed_scale: Option<f64>,
+    /// Each half of a layer also normalises its output before adding it to the residual stream
+    /// (Gemma 3's `post_attention_layernorm` and `post_feedforward_layernorm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sandwich_norms: bool,
+    /// The checkpoint stores each norm's gain minus one (Gemma computes `x * (1 + w)`); the loader
+    /// adds the one, so the engines apply an ordinary gain.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub norm_gain_offset: bool,
     /// `lm_head.weight` is the token embedding.
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
@@ -159,6 +193,12 @@ impl ModelSpec {
         })
     }
 
+    /// The window of layer `layer`'s attention, `None` where it sees every earlier key.
+    pub fn layer_window(&self, layer: usize) -> Option<usize> {
+        let slides = self.sliding_layers.get(layer).copied().unwrap_or(false);
+        self.sliding_window.filter(|_| slides)
+    }
+
     /// Width of the query projection output (`num_heads * head_dim`).
     pub fn q_dim(&self) -> usize {
         self.num_heads * self.head_dim
@@ -180,7 +220,7 @@ impl ModelSpec {
         let i = self.intermediate_size;
         let mut layer = h * self.q_dim() + 2 * h * self.kv_dim() + self.q_dim() * h;
         layer += match self.mlp {
-            Mlp::SwiGlu => 3 * h * i,
+            Mlp::SwiGlu | Mlp::GeGlu => 3 * h * i,
             Mlp::GeluNew => 2 * h * i,
         };
         if self.qkv_bias {
@@ -194,7 +234,7 @@ impl ModelSpec {
         }
         if self.mlp_bias {
             layer += match self.mlp {
-                Mlp::SwiGlu => 2 * i + h,
+                Mlp::SwiGlu | Mlp::GeGlu => 2 * i + h,
                 Mlp::GeluNew => i + h,
             };
         }
@@ -202,7 +242,7 @@ impl ModelSpec {
             NormKind::RmsNorm => h,
             NormKind::LayerNorm => 2 * h,
         };
-        layer += 2 * norm_params;
+        layer += norm_params * if self.sandwich_norms { 4 } else { 2 };
         let mut total = self.num_layers * layer + norm_params + self.vocab_size * h;
         if !self.tie_word_embeddings {
             total += self.vocab_size * h;

@@ -37,6 +37,17 @@ pub const NORM_EPS: f64 = 0.00001;
 pub const MLP: rt::Mlp = rt::Mlp::GeluNew;
 /// Position encoding.
 pub const POSITIONS: rt::Positions = rt::Positions::Learned;
+/// The window of the sliding-window layers: a query at position `p` sees keys `p - w < j <= p`.
+pub const SLIDING_WINDOW: Option<usize> = None;
+/// Which layers attend over `SLIDING_WINDOW` (the local layers), one entry per layer; empty
+/// when every layer sees every earlier key.
+pub const SLIDING_LAYERS: &[bool] = &[];
+/// The rotary base of the sliding layers, unscaled, where it differs from `ROPE_THETA`.
+pub const LOCAL_ROPE_THETA: Option<f64> = None;
+/// Softmax scale of the attention scores, where it is not `1 / sqrt(HEAD_DIM)`.
+pub const ATTENTION_SCALE: Option<f64> = None;
+/// Factor the token embeddings are multiplied by, when the family scales them.
+pub const EMBED_SCALE: Option<f64> = None;
 /// Bias on the q, k and v projections.
 pub const QKV_BIAS: bool = true;
 /// Bias on the attention output projection.
@@ -45,6 +56,10 @@ pub const O_BIAS: bool = true;
 pub const MLP_BIAS: bool = true;
 /// Per-head RMSNorm of q and k before the rotary embedding.
 pub const QK_NORM: bool = false;
+/// Each half of a layer normalises its output again before the residual add.
+pub const SANDWICH_NORMS: bool = false;
+/// The checkpoint stores norm gains minus one (`x * (1 + w)`).
+pub const NORM_GAIN_OFFSET: bool = false;
 /// `lm_head` is the token embedding.
 pub const TIE_WORD_EMBEDDINGS: bool = true;
 /// Beginning-of-sequence token, if the config names one.

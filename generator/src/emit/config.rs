@@ -26,6 +26,7 @@ pub fn arch(a: Arch) -> TokenStream {
         Arch::Mistral => quote!(rt::Arch::Mistral),
         Arch::Qwen2 => quote!(rt::Arch::Qwen2),
         Arch::Qwen3 => quote!(rt::Arch::Qwen3),
+        Arch::Gemma3 => quote!(rt::Arch::Gemma3),
     }
 }
 
@@ -43,8 +44,13 @@ pub fn precision_value(p: Precision) -> TokenStream {
 fn positions(m: &ModelInput) -> Result<(TokenStream, TokenStream), GenError> {
     match m.spec.positions {
         Positions::Learned => Ok((quote!(rt::Positions::Learned), TokenStream::new())),
-        Positions::Rope { theta, llama3 } => {
+        Positions::Rope {
+            theta,
+            llama3,
+            linear,
+        } => {
             let theta = finite(m, "rope theta", theta)?;
+            let linear = opt_f64(m, "rope_scaling.factor", linear)?;
             let scaling = match llama3 {
                 None => quote!(None),
                 Some(s) => {
@@ -65,16 +71,53 @@ fn positions(m: &ModelInput) -> Result<(TokenStream, TokenStream), GenError> {
                 pub const ROPE_THETA: f64 = #theta;
                 /// Llama 3 frequency-dependent RoPE scaling, when the config has one.
                 pub const ROPE_SCALING: Option<rt::Llama3Scaling> = #scaling;
+                /// Linear RoPE interpolation (every frequency divided by it), when the config has one.
+                pub const ROPE_LINEAR: Option<f64> = #linear;
             };
             Ok((
                 quote!(rt::Positions::Rope {
                     theta: ROPE_THETA,
-                    llama3: ROPE_SCALING
+                    llama3: ROPE_SCALING,
+                    linear: ROPE_LINEAR,
                 }),
                 consts,
             ))
         }
     }
+}
+
+fn opt_f64(m: &ModelInput, field: &str, x: Option<f64>) -> Result<TokenStream, GenError> {
+    Ok(match x {
+        Some(x) => {
+            let x = finite(m, field, x)?;
+            quote!(Some(#x))
+        }
+        None => quote!(None),
+    })
+}
+
+/// The attention window of each layer, and what differs between the layers that slide and the
+/// others.
+fn window_consts(m: &ModelInput) -> Result<TokenStream, GenError> {
+    let s = &m.spec;
+    let window = match s.sliding_window {
+        Some(w) => {
+            let w = lit::usize(w);
+            quote!(Some(#w))
+        }
+        None => quote!(None),
+    };
+    let layers = s.sliding_layers.iter();
+    let local_theta = opt_f64(m, "rope_local_base_freq", s.local_rope_theta)?;
+    Ok(quote! {
+        /// The window of the sliding-window layers: a query at position `p` sees keys `p - w < j <= p`.
+        pub const SLIDING_WINDOW: Option<usize> = #window;
+        /// Which layers attend over `SLIDING_WINDOW` (the local layers), one entry per layer; empty
+        /// when every layer sees every earlier key.
+        pub const SLIDING_LAYERS: &[bool] = &[#(#layers),*];
+        /// The rotary base of the sliding layers, unscaled, where it differs from `ROPE_THETA`.
+        pub const LOCAL_ROPE_THETA: Option<f64> = #local_theta;
+    })
 }
 
 fn usize_consts(s: &ModelSpec) -> TokenStream {
@@ -142,6 +185,16 @@ fn bool_consts(s: &ModelSpec) -> TokenStream {
             s.qk_norm,
         ),
         (
+            "SANDWICH_NORMS",
+            "Each half of a layer normalises its output again before the residual add.",
+            s.sandwich_norms,
+        ),
+        (
+            "NORM_GAIN_OFFSET",
+            "The checkpoint stores norm gains minus one (`x * (1 + w)`).",
+            s.norm_gain_offset,
+        ),
+        (
             "TIE_WORD_EMBEDDINGS",
             "`lm_head` is the token embedding.",
             s.tie_word_embeddings,
@@ -173,7 +226,11 @@ pub fn config_rs(m: &ModelInput) -> Result<TokenStream, GenError> {
     let mlp = match s.mlp {
         Mlp::SwiGlu => quote!(rt::Mlp::SwiGlu),
         Mlp::GeluNew => quote!(rt::Mlp::GeluNew),
+        Mlp::GeGlu => quote!(rt::Mlp::GeGlu),
     };
+    let windows = window_consts(m)?;
+    let attention_scale = opt_f64(m, "query_pre_attn_scalar", s.attention_scale)?;
+    let embed_scale = opt_f64(m, "embed scale", s.embed_scale)?;
     let eps = finite(m, "norm epsilon", s.norm_eps)?;
     let (positions, rope_consts) = positions(m)?;
     let sizes = usize_consts(s);
@@ -210,6 +267,11 @@ pub fn config_rs(m: &ModelInput) -> Result<TokenStream, GenError> {
         #rope_consts
         /// Position encoding.
         pub const POSITIONS: rt::Positions = #positions;
+        #windows
+        /// Softmax scale of the attention scores, where it is not `1 / sqrt(HEAD_DIM)`.
+        pub const ATTENTION_SCALE: Option<f64> = #attention_scale;
+        /// Factor the token embeddings are multiplied by, when the family scales them.
+        pub const EMBED_SCALE: Option<f64> = #embed_scale;
         #flags
         /// Beginning-of-sequence token, if the config names one.
         pub const BOS_TOKEN_ID: Option<u32> = #bos;

@@ -58,10 +58,17 @@ fn rows(m: &ModelInput) -> Vec<(&'static str, String)> {
         Positions::Rope {
             theta,
             llama3: None,
+            linear: None,
         } => format!("RoPE, theta {theta}"),
         Positions::Rope {
             theta,
+            llama3: None,
+            linear: Some(f),
+        } => format!("RoPE, theta {theta}, linear scaling (factor {f})"),
+        Positions::Rope {
+            theta,
             llama3: Some(l),
+            ..
         } => format!(
             "RoPE, theta {theta}, llama3 scaling (factor {}, low {}, high {}, original {})",
             l.factor, l.low_freq_factor, l.high_freq_factor, l.original_max_position_embeddings
@@ -88,9 +95,32 @@ fn rows(m: &ModelInput) -> Vec<(&'static str, String)> {
         ("`POSITIONS`", positions),
         ("`QKV_BIAS`", yes(s.qkv_bias)),
         ("`QK_NORM`", yes(s.qk_norm)),
+        ("`SLIDING_WINDOW`", window(s)),
         ("`TIE_WORD_EMBEDDINGS`", yes(s.tie_word_embeddings)),
         ("`NUM_PARAMETERS`", s.num_parameters().to_string()),
     ]
+}
+
+/// The attention window in words: which layers slide over how many keys.
+fn window(s: &llmforge_spec::ModelSpec) -> String {
+    let Some(w) = s.sliding_window else {
+        return "none: every layer sees every earlier key".to_string();
+    };
+    let list = |slides: bool| {
+        let layers: Vec<String> = (0..s.num_layers)
+            .filter(|&i| s.layer_window(i).is_some() == slides)
+            .map(|i| i.to_string())
+            .collect();
+        layers.join(", ")
+    };
+    let global = list(false);
+    match global.is_empty() {
+        true => format!("{w} keys in every layer"),
+        false => format!(
+            "{w} keys in layers {} (local); layers {global} see every earlier key",
+            list(true)
+        ),
+    }
 }
 
 fn weight_line(w: &WeightEntry) -> String {

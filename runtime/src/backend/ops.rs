@@ -9,17 +9,20 @@
 use crate::Result;
 use crate::cache::LayerKvMut;
 use crate::format::WeightFormat;
+use crate::plan::{Rotary, Window};
 use crate::precision::Precision;
 use crate::spec::NormKind;
 use crate::step::{CacheMode, StepInputs};
 use crate::weights::HostTensor;
 
-/// Attention geometry of one layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Attention geometry of one layer: heads, the softmax scale of the scores, the keys a query sees.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttnGeometry {
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
+    pub scale: f32,
+    pub window: Window,
 }
 
 impl AttnGeometry {
@@ -126,10 +129,12 @@ pub trait Ops {
         head_dim: usize,
         w: &Norm<Self::Vector>,
     ) -> Result<()>;
-    /// Rotate `heads` heads of `head_dim` starting at column `col` of every row, HF `rotate_half`
-    /// convention, row `r` at position `positions[r]`.
+    /// Rotate `heads` heads of `head_dim` starting at column `col` of every row by `rotary`, HF
+    /// `rotate_half` convention, row `r` at position `positions[r]`.
+    #[allow(clippy::too_many_arguments)]
     fn rope(
         &mut self,
+        rotary: &Rotary,
         x: &mut Self::Act,
         col: usize,
         heads: usize,
@@ -149,8 +154,12 @@ pub trait Ops {
     ) -> Result<()>;
     /// `out = silu(gate) * up` where `gate_up` rows are `[gate | up]`.
     fn swiglu(&mut self, gate_up: &Self::Act, out: &mut Self::Act) -> Result<()>;
+    /// `out = gelu_tanh(gate) * up` where `gate_up` rows are `[gate | up]` (GeGLU).
+    fn geglu(&mut self, gate_up: &Self::Act, out: &mut Self::Act) -> Result<()>;
     /// In-place tanh-approximated GELU (`gelu_new`).
     fn gelu_new(&mut self, x: &mut Self::Act) -> Result<()>;
+    /// `x *= factor`, every element.
+    fn scale(&mut self, x: &mut Self::Act, factor: f32) -> Result<()>;
     /// `x += y`.
     fn add(&mut self, x: &mut Self::Act, y: &Self::Act) -> Result<()>;
     /// `out[i] = x[rows[i]]`.

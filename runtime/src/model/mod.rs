@@ -8,7 +8,7 @@ use crate::backend::ops::{AttnGeometry, Linear, Norm, Ops, Part};
 use crate::cache::LayerKvMut;
 use crate::format::WeightFormat;
 use crate::plan::{
-    Activation, AttentionPlan, LayerPlan, LinearPlan, ModelPlan, NormPlan, Residual, Window,
+    Activation, AttentionPlan, LayerPlan, LinearPlan, ModelPlan, NormPlan, Residual,
 };
 use crate::spec::ModelSpec;
 use crate::step::{CacheMode, LogitRows, Logits, StepInputs};
@@ -17,9 +17,14 @@ use crate::weights::{HostTensor, WeightMap};
 /// The per-head norms of q and k, in that order.
 pub type QkNorms<V> = (Norm<V>, Norm<V>);
 
+/// The norms a sandwich layer applies to each half's output: after attention, after the MLP.
+pub type PostNorms<V> = (Norm<V>, Norm<V>);
+
 /// One layer's packed weights, in the plan's order.
 pub struct LayerWeights<O: Ops> {
     pub attn_norm: Norm<O::Vector>,
+    /// The sandwich layer's post-attention and post-MLP norms, when planned.
+    pub post_norms: Option<PostNorms<O::Vector>>,
     /// q, k and v fused as `[q | k | v]`.
     pub qkv: Linear<O::Weight, O::Vector>,
     /// The per-head norms of q and k, when planned.
@@ -104,6 +109,13 @@ pub fn load<O: Ops>(spec: &ModelSpec, w: &dyn Tensors<O>, ops: &mut O) -> Result
         .map(|l| {
             Ok(LayerWeights {
                 attn_norm: norm(ops, w, &l.attn_norm)?,
+                post_norms: match &l.residual {
+                    Residual::PreNorm => None,
+                    Residual::Sandwich {
+                        post_attn_norm,
+                        post_mlp_norm,
+                    } => Some((norm(ops, w, post_attn_norm)?, norm(ops, w, post_mlp_norm)?)),
+                },
                 qkv: linear(ops, w, &l.qkv)?,
                 qk_norm: match &l.attention.qk_norm {
                     Some(n) => Some((norm(ops, w, &n.q)?, norm(ops, w, &n.k)?)),
@@ -220,9 +232,21 @@ pub fn block<O: Ops>(
     cache: Option<&mut LayerKvMut<'_>>,
     mode: CacheMode,
 ) -> Result<()> {
-    match plan.residual {
-        Residual::PreNorm => {}
-    }
+    let post = match (&plan.residual, &layer.post_norms) {
+        (Residual::PreNorm, None) => None,
+        (
+            Residual::Sandwich {
+                post_attn_norm,
+                post_mlp_norm,
+            },
+            Some((attn, mlp)),
+        ) => Some(((post_attn_norm, attn), (post_mlp_norm, mlp))),
+        _ => {
+            return Err(crate::Error::invalid(
+                "post-norm weights do not match the layer plan",
+            ));
+        }
+    };
     let a = &plan.attention;
     apply_norm(ops, &plan.attn_norm, &layer.attn_norm, &s.x, &mut s.normed)?;
     apply(ops, &layer.qkv, &s.normed, &mut s.qkv)?;
@@ -241,22 +265,30 @@ pub fn block<O: Ops>(
             ));
         }
     }
-    if a.rotary.is_some() {
+    if let Some(r) = &a.rotary {
         let positions = step.position_ids;
-        ops.rope(&mut s.qkv, 0, a.num_heads, a.head_dim, positions)?;
-        ops.rope(&mut s.qkv, a.q_dim(), a.num_kv_heads, a.head_dim, positions)?;
-    }
-    match a.window {
-        Window::Full => {}
+        ops.rope(r, &mut s.qkv, 0, a.num_heads, a.head_dim, positions)?;
+        ops.rope(
+            r,
+            &mut s.qkv,
+            a.q_dim(),
+            a.num_kv_heads,
+            a.head_dim,
+            positions,
+        )?;
     }
     ops.attention(&s.qkv, geometry(a), step, cache, mode, &mut s.attn)?;
     apply(ops, &layer.o, &s.attn, &mut s.proj)?;
-    ops.add(&mut s.x, &s.proj)?;
+    add_residual(ops, post.map(|p| p.0), s)?;
     apply_norm(ops, &plan.mlp_norm, &layer.mlp_norm, &s.x, &mut s.normed)?;
     apply(ops, &layer.up, &s.normed, &mut s.mlp_in)?;
     let mid = match plan.activation {
         Activation::SiluGated => {
             ops.swiglu(&s.mlp_in, &mut s.mlp_mid)?;
+            &s.mlp_mid
+        }
+        Activation::GeluTanhGated => {
+            ops.geglu(&s.mlp_in, &mut s.mlp_mid)?;
             &s.mlp_mid
         }
         Activation::GeluTanh => {
@@ -265,7 +297,22 @@ pub fn block<O: Ops>(
         }
     };
     apply(ops, &layer.down, mid, &mut s.proj)?;
-    ops.add(&mut s.x, &s.proj)
+    add_residual(ops, post.map(|p| p.1), s)
+}
+
+/// `x += proj`, or `x += norm(proj)` with a sandwich layer's post norm.
+fn add_residual<O: Ops>(
+    ops: &mut O,
+    post: Option<(&NormPlan, &Norm<O::Vector>)>,
+    s: &mut Scratch<O>,
+) -> Result<()> {
+    match post {
+        None => ops.add(&mut s.x, &s.proj),
+        Some((plan, w)) => {
+            apply_norm(ops, plan, w, &s.proj, &mut s.normed)?;
+            ops.add(&mut s.x, &s.normed)
+        }
+    }
 }
 
 /// Activation buffers for one forward of `rows` token rows, reused across calls of the same shape.
@@ -310,6 +357,19 @@ pub fn geometry(a: &AttentionPlan) -> AttnGeometry {
         num_heads: a.num_heads,
         num_kv_heads: a.num_kv_heads,
         head_dim: a.head_dim,
+        scale: a.scale as f32,
+        window: a.window,
+    }
+}
+
+/// The embedding scale as the engine applies it: rounded to the precision the table is stored in,
+/// as transformers casts it to the embedding's dtype before multiplying.
+fn embed_scale(scale: f64, precision: crate::precision::Precision) -> f32 {
+    use crate::precision::Precision;
+    match precision {
+        Precision::Fp32 => scale as f32,
+        Precision::Fp16 => half::f16::from_f64(scale).to_f32(),
+        Precision::Bf16 => half::bf16::from_f64(scale).to_f32(),
     }
 }
 
@@ -326,6 +386,10 @@ pub fn forward<O: Ops>(
 ) -> Result<Logits> {
     let plan = &w.plan;
     ops.embed(w.embed_table(), step.input_ids, &mut s.x)?;
+    if let Some(scale) = plan.embed_scale {
+        let factor = embed_scale(scale, ops.precision());
+        ops.scale(&mut s.x, factor)?;
+    }
     if let Some(pos) = &w.pos_embed {
         ops.add_embed(pos, step.position_ids, &mut s.x)?;
     }

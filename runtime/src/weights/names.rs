@@ -1,7 +1,10 @@
 //! Source tensor names ↔ canonical names (see the table in `weights/mod.rs`), per architecture.
 //!
-//! - Llama / Qwen2 (HF): `model.layers.N.self_attn.q_proj.weight` …, `model.embed_tokens.weight`,
-//!   `model.norm.weight`, `lm_head.weight` (absent when tied).
+//! - Llama / Mistral / Qwen2 / Qwen3 (HF): `model.layers.N.self_attn.q_proj.weight` …,
+//!   `model.embed_tokens.weight`, `model.norm.weight`, `lm_head.weight` (absent when tied).
+//! - Gemma 3 (HF): the same, with four norms per layer (`input_layernorm`, `post_attention_layernorm`,
+//!   `pre_feedforward_layernorm`, `post_feedforward_layernorm`), each stored as `gain - 1`: the
+//!   loader adds the one (in f32, as transformers computes `1 + w`) and the writer takes it away.
 //! - GPT-2 (HF): with or without the `transformer.` prefix; Conv1D weights are `[in, out]` and are
 //!   transposed; `attn.c_attn` holds q, k and v fused along its output dimension and is split.
 //!   The `attn.bias` / `attn.masked_bias` buffers are not weights and are ignored.
@@ -10,14 +13,27 @@
 //! One table per family serves both directions, so the safetensors writer produces exactly what the
 //! loader reads.
 
-use super::{HostTensor, WeightMap, WeightsError};
+use super::{HostTensor, TensorData, WeightMap, WeightsError};
 use crate::spec::{Arch, ModelSpec};
 use std::collections::BTreeMap;
 
-/// `(hf suffix, canonical suffix)` inside one Llama/Qwen2 layer `model.layers.N.`.
-const LLAMA_LAYER: &[(&str, &str)] = &[
+/// `(hf suffix, canonical suffix)` of the norms inside one Llama/Mistral/Qwen layer
+/// `model.layers.N.` (transformers' `post_attention_layernorm` is the MLP's pre-norm there).
+const LLAMA_NORMS: &[(&str, &str)] = &[
     ("input_layernorm.weight", "attn_norm.weight"),
     ("post_attention_layernorm.weight", "mlp_norm.weight"),
+];
+
+/// The norms inside one Gemma 3 layer: a pre- and a post-norm around each half.
+const GEMMA3_NORMS: &[(&str, &str)] = &[
+    ("input_layernorm.weight", "attn_norm.weight"),
+    ("post_attention_layernorm.weight", "post_attn_norm.weight"),
+    ("pre_feedforward_layernorm.weight", "mlp_norm.weight"),
+    ("post_feedforward_layernorm.weight", "post_mlp_norm.weight"),
+];
+
+/// The projections and per-head norms inside one layer `model.layers.N.` of every family but GPT-2.
+const LLAMA_LAYER: &[(&str, &str)] = &[
     ("self_attn.q_proj.weight", "q.weight"),
     ("self_attn.k_proj.weight", "k.weight"),
     ("self_attn.v_proj.weight", "v.weight"),
@@ -43,6 +59,36 @@ const LLAMA_GLOBAL: &[(&str, &str)] = &[
 ];
 
 const LLAMA_LAYER_PREFIX: &str = "model.layers.";
+
+/// The `(hf suffix, canonical suffix)` tables of one layer of `arch` (not GPT-2).
+fn layer_tables(arch: Arch) -> [&'static [(&'static str, &'static str)]; 2] {
+    match arch {
+        Arch::Gemma3 => [GEMMA3_NORMS, LLAMA_LAYER],
+        _ => [LLAMA_NORMS, LLAMA_LAYER],
+    }
+}
+
+/// A canonical norm gain, for a checkpoint storing `gain - 1` (`spec.norm_gain_offset`): the gain
+/// in f32, `1 + w` computed as transformers does.
+fn is_norm_gain(canonical: &str) -> bool {
+    canonical.ends_with("norm.weight")
+}
+
+fn add_one(t: HostTensor) -> HostTensor {
+    let data = t.to_f32().into_iter().map(|w| 1.0 + w).collect();
+    HostTensor {
+        shape: t.shape,
+        data: TensorData::F32(data),
+    }
+}
+
+fn sub_one(t: &HostTensor) -> HostTensor {
+    let data = t.to_f32().into_iter().map(|g| g - 1.0).collect();
+    HostTensor {
+        shape: t.shape.clone(),
+        data: TensorData::F32(data),
+    }
+}
 
 /// `(hf suffix, canonical suffix, Conv1D-transposed)` inside one GPT-2 block `h.N.`; `c_attn` is
 /// handled separately.
@@ -129,16 +175,24 @@ pub fn hf_to_canonical<'a>(
     let mut out = WeightMap::default();
     for hf in names {
         match spec.arch {
-            Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 => {
+            Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => {
                 let canonical = if let Some(c) = lookup(LLAMA_GLOBAL, hf) {
                     Some(c.to_string())
                 } else if let Some((i, rest)) = split_layer(hf, LLAMA_LAYER_PREFIX) {
-                    lookup(LLAMA_LAYER, rest).map(|c| format!("layers.{i}.{c}"))
+                    layer_tables(spec.arch)
+                        .iter()
+                        .find_map(|t| lookup(t, rest))
+                        .map(|c| format!("layers.{i}.{c}"))
                 } else {
                     None
                 };
                 if let Some(c) = canonical {
-                    out.tensors.insert(c, load(hf)?);
+                    let t = load(hf)?;
+                    let t = match spec.norm_gain_offset && is_norm_gain(&c) {
+                        true => add_one(t),
+                        false => t,
+                    };
+                    out.tensors.insert(c, t);
                 }
             }
             Arch::Gpt2 => gpt2_one(spec, hf, load, &mut out)?,
@@ -230,18 +284,22 @@ pub fn canonical_to_hf(
             continue;
         }
         match spec.arch {
-            Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 => {
+            Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => {
                 let hf = if let Some((hf, _)) = LLAMA_GLOBAL.iter().find(|(_, v)| v == c) {
                     hf.to_string()
                 } else {
                     let (i, rest) = split_layer(c, "layers.").ok_or_else(|| unmapped(c))?;
-                    let (hf, _) = LLAMA_LAYER
+                    let (hf, _) = layer_tables(spec.arch)
                         .iter()
-                        .find(|(_, v)| *v == rest)
+                        .find_map(|t| t.iter().find(|(_, v)| *v == rest))
                         .ok_or_else(|| unmapped(c))?;
                     format!("{LLAMA_LAYER_PREFIX}{i}.{hf}")
                 };
-                out.insert(hf, t.clone());
+                let t = match spec.norm_gain_offset && is_norm_gain(c) {
+                    true => sub_one(t),
+                    false => t.clone(),
+                };
+                out.insert(hf, t);
             }
             Arch::Gpt2 => gpt2_reverse(map, c, t, &mut out)?,
         }

@@ -17,13 +17,19 @@ use std::path::PathBuf;
 /// The tiny models: tiny-llama-bias is tiny-llama with `attention_bias` and `mlp_bias`, so its q, k, v,
 /// o, gate, up and down projections carry (nonzero, random) biases; tiny-qwen3 has per-head RMSNorms of
 /// q and k (random gains) and a head_dim of 32 beside a hidden size of 64 over 4 heads; tiny-mistral is a
-/// Mistral (`sliding_window: null`) with tied embeddings.
-pub const MODELS: [&str; 6] = [
+/// Mistral (`sliding_window: null`) with tied embeddings; tiny-mistral-window is a Mistral whose every
+/// layer slides over 8 keys (the prompts and continuations are far longer); tiny-gemma3 is a Gemma 3
+/// (sandwich norms stored as `gain - 1`, GeGLU, q/k norms, attention scale 24^-1/2, embeddings scaled
+/// by 8) whose layers 2 and 5 attend globally with linearly scaled RoPE and the others over a window
+/// of 8 with their own base.
+pub const MODELS: [&str; 8] = [
     "tiny-llama",
     "tiny-llama-bias",
     "tiny-qwen2",
     "tiny-qwen3",
     "tiny-mistral",
+    "tiny-mistral-window",
+    "tiny-gemma3",
     "tiny-gpt2",
 ];
 pub const MAX_SEQ: usize = 64;
@@ -43,6 +49,7 @@ pub const MAX_SEQ: usize = 64;
 pub fn fp32_tol(name: &str) -> f32 {
     match name {
         "tiny-llama" | "tiny-llama-bias" | "tiny-qwen3" | "tiny-mistral" => 1.5e-5,
+        "tiny-mistral-window" | "tiny-gemma3" => 1.5e-5,
         "tiny-qwen2" => 1.2e-5,
         "tiny-gpt2" => 6e-6,
         other => panic!("no FP32 bound measured for {other}"),
@@ -127,7 +134,12 @@ fn json(name: &str, file: &str, script: &str) -> Value {
 pub fn reference(name: &str) -> Reference {
     let v = json(name, "reference.json", "scripts/make_fixtures.py");
     let top2 = json(name, "greedy_top2.json", "scripts/make_greedy_top2.py");
-    let eos = v["eos_token_id"].as_u64().expect("eos") as u32;
+    // transformers writes a scalar or, for Gemma 3, a one-element list.
+    let eos = match &v["eos_token_id"] {
+        Value::Array(ids) if ids.len() == 1 => ids[0].as_u64(),
+        one => one.as_u64(),
+    };
+    let eos = eos.expect("one eos token id") as u32;
     let prompts = v["prompts"]
         .as_array()
         .expect("prompts")

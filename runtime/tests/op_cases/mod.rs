@@ -128,6 +128,8 @@ impl Model {
             num_heads: self.spec.num_heads,
             num_kv_heads: self.spec.num_kv_heads,
             head_dim: self.spec.head_dim,
+            scale: 1.0 / (self.spec.head_dim as f32).sqrt(),
+            window: runtime::plan::Window::Full,
         }
     }
 

@@ -1,12 +1,11 @@
 //! `model_type: "llama"`, `"mistral"`, `"qwen2"` and `"qwen3"`: pre-norm RMSNorm decoder, SwiGLU MLP,
 //! rotary positions, GQA. Qwen2 differs in always having q/k/v biases; Qwen3 in its per-head RMSNorm
 //! of q and k before the rotary embedding (`q_norm`, `k_norm`) and its explicit `head_dim`; Mistral
-//! in its `sliding_window` field (a window in use is refused: sliding-window attention is not
-//! implemented).
-//! Qwen2 and Qwen3 carry sliding-window fields even when no layer uses them.
+//! in its `sliding_window`, applied in every layer unless it is `null`. Qwen2 and Qwen3 carry
+//! sliding-window fields even when no layer uses them (`use_sliding_window: false`).
 
 use super::fields::Fields;
-use super::{ConfigError, divide, rope, source_dtype};
+use super::{ConfigError, divide, rope, source_dtype, windows};
 use crate::spec::{Arch, Mlp, ModelSpec, NormKind};
 use serde_json::Value;
 
@@ -18,10 +17,12 @@ const QWEN3_DEFAULT_HEAD_DIM: usize = 128;
 
 /// transformers' `MistralConfig` window when the config has no `sliding_window` key (only an explicit
 /// `null` means full attention).
-const MISTRAL_DEFAULT_WINDOW: u64 = 4096;
+const MISTRAL_DEFAULT_WINDOW: usize = 4096;
+
+/// transformers' `Qwen2Config.max_window_layers` when the config does not say.
+const QWEN_DEFAULT_MAX_WINDOW_LAYERS: usize = 28;
 
 pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError> {
-    refuse_sliding_window(f, arch)?;
     let act = f.opt_str("hidden_act")?.unwrap_or("silu");
     if act != "silu" {
         return Err(f.unsupported(
@@ -72,12 +73,14 @@ pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError
         None => DEFAULT_RMS_EPS,
     };
 
+    let num_layers = f.positive("num_hidden_layers")?;
+    let (sliding_window, sliding_layers) = sliding(f, arch, num_layers)?;
     Ok(ModelSpec {
         name: f.model.to_string(),
         arch,
         vocab_size: f.positive("vocab_size")?,
         hidden_size,
-        num_layers: f.positive("num_hidden_layers")?,
+        num_layers,
         num_heads,
         num_kv_heads,
         head_dim,
@@ -91,6 +94,13 @@ pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError
         o_bias,
         mlp_bias,
         qk_norm: arch == Arch::Qwen3,
+        sliding_window,
+        sliding_layers,
+        local_rope_theta: None,
+        attention_scale: None,
+        embed_scale: None,
+        sandwich_norms: false,
+        norm_gain_offset: false,
         tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
         bos_token_id: f.opt_token("bos_token_id")?,
         eos_token_ids: f.token_list("eos_token_id")?,
@@ -100,47 +110,55 @@ pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError
     })
 }
 
-/// Qwen configs carry `sliding_window` even when no layer uses it; refuse only a window in use:
-/// `use_sliding_window: true`, a `layer_types` entry other than `full_attention`, or a Mistral
-/// `sliding_window` that is not `null` (Mistral applies it whenever it is set, and a config without
-/// the key gets transformers' default window).
-fn refuse_sliding_window(f: &Fields<'_>, arch: Arch) -> Result<(), ConfigError> {
-    if arch == Arch::Mistral {
-        let default = Value::from(MISTRAL_DEFAULT_WINDOW);
-        let window = match f.has_key("sliding_window") {
-            true => f.get("sliding_window"),
-            false => Some(&default),
-        };
-        if let Some(window) = window {
-            return Err(f.unsupported(
-                "sliding_window",
-                window,
-                "sliding-window attention is not implemented (a Mistral config without the key has \
-                 transformers' default window of 4096)",
-            ));
-        }
-    }
-    if let Some(true) = f.opt_bool("use_sliding_window")? {
-        return Err(f.unsupported(
-            "use_sliding_window",
-            &Value::Bool(true),
-            "sliding-window attention is not implemented",
-        ));
-    }
-    match f.get("layer_types") {
-        None => Ok(()),
-        Some(Value::Array(types)) => {
-            for (i, t) in types.iter().enumerate() {
-                if t.as_str() != Some("full_attention") {
-                    return Err(f.unsupported(
-                        &format!("layer_types[{i}]"),
-                        t,
-                        "only `full_attention` layers are implemented (no sliding window)",
-                    ));
-                }
+/// The window and the layers that use it, as each family's transformers code decides:
+/// - Mistral slides in every layer unless `sliding_window` is `null` (a config without the key gets
+///   transformers' default window) and ignores `layer_types`;
+/// - Qwen2 and Qwen3 take `layer_types` when written, else slide in layers `max_window_layers..`
+///   when `use_sliding_window` is true;
+/// - Llama has no sliding window: a `layer_types` entry other than `full_attention` is refused.
+fn sliding(
+    f: &Fields<'_>,
+    arch: Arch,
+    num_layers: usize,
+) -> Result<(Option<usize>, Vec<bool>), ConfigError> {
+    match arch {
+        Arch::Mistral => {
+            let window = match f.has_key("sliding_window") {
+                true => f.opt_usize("sliding_window")?,
+                false => Some(MISTRAL_DEFAULT_WINDOW),
+            };
+            match window {
+                Some(w) => windows::every_layer(f, w, num_layers),
+                None => Ok((None, Vec::new())),
             }
-            Ok(())
         }
-        Some(other) => Err(f.invalid("layer_types", other, "expected a list of layer types")),
+        Arch::Qwen2 | Arch::Qwen3 => {
+            if f.has_key("layer_types") {
+                return windows::from_layer_types(f, num_layers);
+            }
+            let used = f.opt_bool("use_sliding_window")?.unwrap_or(false);
+            match (used, f.opt_usize("sliding_window")?) {
+                (true, Some(w)) => {
+                    let first = f
+                        .opt_usize("max_window_layers")?
+                        .unwrap_or(QWEN_DEFAULT_MAX_WINDOW_LAYERS);
+                    let layers = (0..num_layers).map(|i| i >= first).collect();
+                    windows::checked(f, w, layers)
+                }
+                _ => Ok((None, Vec::new())),
+            }
+        }
+        _ => {
+            let (window, layers) = windows::from_layer_types(f, num_layers)?;
+            if window.is_some() {
+                let t = f.get("layer_types").cloned().unwrap_or_default();
+                return Err(f.unsupported(
+                    "layer_types",
+                    &t,
+                    "this family has no sliding-window layers",
+                ));
+            }
+            Ok((window, layers))
+        }
     }
 }

@@ -4,11 +4,13 @@
 //! with a [`ConfigError`] naming the model, the field and the value.
 
 mod fields;
+mod gemma3;
 mod gpt2;
 mod llama;
 mod rope;
 #[cfg(test)]
 mod tests;
+mod windows;
 
 use crate::spec::{Arch, ModelSpec};
 use fields::Fields;
@@ -33,7 +35,7 @@ pub enum ConfigError {
     #[error("model {model}: config.json must be a JSON object")]
     NotObject { model: String },
     #[error(
-        "model {model}: unsupported model_type {value:?} (supported: gpt2, llama, mistral, qwen2, qwen3)"
+        "model {model}: unsupported model_type {value:?} (supported: gemma3_text, gpt2, llama, mistral, qwen2, qwen3)"
     )]
     UnknownModelType { model: String, value: String },
     #[error("model {model}: required field `{field}` is missing")]
@@ -86,6 +88,15 @@ pub fn parse_config(name: &str, bytes: &[u8]) -> Result<ModelSpec, ConfigError> 
         "qwen2" => llama::parse(&f, Arch::Qwen2)?,
         "qwen3" => llama::parse(&f, Arch::Qwen3)?,
         "mistral" => llama::parse(&f, Arch::Mistral)?,
+        "gemma3_text" => gemma3::parse(&f)?,
+        "gemma3" => {
+            return Err(f.unsupported(
+                "model_type",
+                &Value::from("gemma3"),
+                "the multimodal Gemma 3 (`Gemma3ForConditionalGeneration`) is not supported; the \
+                 text-only `gemma3_text` models (Gemma3ForCausalLM, e.g. gemma-3-1b) are",
+            ));
+        }
         other => {
             return Err(ConfigError::UnknownModelType {
                 model: name.to_string(),

@@ -32,16 +32,39 @@ pub(super) fn parse(f: &Fields<'_>) -> Result<Positions, ConfigError> {
             Some(t) => params.check_positive_f64("rope_theta", t)?,
             None => top_level_theta(f)?,
         };
-        let llama3 = scaling(&params)?;
-        return Ok(Positions::Rope { theta, llama3 });
+        let (llama3, linear) = scaling(&params)?;
+        return Ok(Positions::Rope {
+            theta,
+            llama3,
+            linear,
+        });
     }
     // transformers 4: `rope_theta` at the top, optional `rope_scaling` object.
     let theta = top_level_theta(f)?;
-    let llama3 = match f.object("rope_scaling")? {
+    let (llama3, linear) = match f.object("rope_scaling")? {
         Some(s) => scaling(&s)?,
-        None => None,
+        None => (None, None),
     };
-    Ok(Positions::Rope { theta, llama3 })
+    Ok(Positions::Rope {
+        theta,
+        llama3,
+        linear,
+    })
+}
+
+/// The rotary embedding of one kind of layer from a transformers-5 `rope_parameters` entry (Gemma 3
+/// keys them by layer type), its `rope_theta` defaulting to `default_theta`.
+pub(super) fn parse_entry(p: &Fields<'_>, default_theta: f64) -> Result<Positions, ConfigError> {
+    let theta = match p.opt_f64("rope_theta")? {
+        Some(t) => p.check_positive_f64("rope_theta", t)?,
+        None => default_theta,
+    };
+    let (llama3, linear) = scaling(p)?;
+    Ok(Positions::Rope {
+        theta,
+        llama3,
+        linear,
+    })
 }
 
 fn top_level_theta(f: &Fields<'_>) -> Result<f64, ConfigError> {
@@ -51,8 +74,9 @@ fn top_level_theta(f: &Fields<'_>) -> Result<f64, ConfigError> {
     }
 }
 
-/// The scaling described by a `rope_scaling` / `rope_parameters` object: `default` (none) or `llama3`.
-fn scaling(s: &Fields<'_>) -> Result<Option<Llama3Scaling>, ConfigError> {
+/// The scaling described by a `rope_scaling` / `rope_parameters` object: `default` (none), `linear`
+/// (the factor) or `llama3`.
+pub(super) fn scaling(s: &Fields<'_>) -> Result<(Option<Llama3Scaling>, Option<f64>), ConfigError> {
     // transformers 4.3x wrote `type`, later versions `rope_type`.
     let (field, kind) = match s.opt_str("rope_type")? {
         Some(k) => ("rope_type", k),
@@ -62,7 +86,8 @@ fn scaling(s: &Fields<'_>) -> Result<Option<Llama3Scaling>, ConfigError> {
         },
     };
     match kind {
-        "default" => Ok(None),
+        "default" => Ok((None, None)),
+        "linear" => Ok((None, Some(s.positive_f64("factor")?))),
         "llama3" => {
             let scaling = Llama3Scaling {
                 factor: s.positive_f64("factor")?,
@@ -78,12 +103,12 @@ fn scaling(s: &Fields<'_>) -> Result<Option<Llama3Scaling>, ConfigError> {
                     "must be greater than `low_freq_factor`",
                 ));
             }
-            Ok(Some(scaling))
+            Ok((Some(scaling), None))
         }
         other => Err(s.unsupported(
             field,
             &Value::from(other),
-            "only `default` and `llama3` rotary embeddings are implemented",
+            "only `default`, `linear` and `llama3` rotary embeddings are implemented",
         )),
     }
 }

@@ -39,6 +39,7 @@ fn rope(theta: f64, llama3: Option<(f64, usize)>) -> Positions {
             high_freq_factor: 4.0,
             original_max_position_embeddings: original,
         }),
+        linear: None,
     }
 }
 
@@ -239,19 +240,69 @@ fn refuses_unknown_model_type() {
     );
 }
 
+/// Qwen2's rule (transformers' `Qwen2Config`): with `use_sliding_window`, the layers from
+/// `max_window_layers` on slide; a written `layer_types` takes precedence.
 #[test]
-fn refuses_sliding_window_in_use() {
-    let r = parse_with(|o| {
+fn qwen_sliding_layers_follow_transformers() {
+    let s = parse_with(|o| {
         o.insert("model_type".into(), "qwen2".into());
         o.insert("use_sliding_window".into(), true.into());
         o.insert("sliding_window".into(), 4096.into());
-    });
-    assert_refused(r, "use_sliding_window", "true");
+        o.insert("max_window_layers".into(), 1.into());
+    })
+    .unwrap();
+    assert_eq!(s.sliding_window, Some(4096));
+    assert_eq!(s.sliding_layers, vec![false, true]);
+    assert_eq!((s.layer_window(0), s.layer_window(1)), (None, Some(4096)));
+    let s = parse_with(|o| {
+        o.insert("model_type".into(), "qwen3".into());
+        o.insert("sliding_window".into(), 16.into());
+        let types = serde_json::json!(["sliding_attention", "full_attention"]);
+        o.insert("layer_types".into(), types);
+    })
+    .unwrap();
+    assert_eq!(
+        (s.sliding_window, s.sliding_layers),
+        (Some(16), vec![true, false])
+    );
+}
+
+#[test]
+fn refuses_windows_a_family_does_not_have_or_cannot_be() {
+    // Llama has no sliding layers.
     let r = parse_with(|o| {
         let types = serde_json::json!(["full_attention", "sliding_attention"]);
         o.insert("layer_types".into(), types);
+        o.insert("sliding_window".into(), 16.into());
     });
-    assert_refused(r, "layer_types[1]", "\"sliding_attention\"");
+    assert_refused(r, "layer_types", "sliding_attention");
+    let r = parse_with(|o| {
+        o.insert("model_type".into(), "qwen2".into());
+        let types = serde_json::json!(["full_attention", "chunked_attention"]);
+        o.insert("layer_types".into(), types);
+    });
+    assert_refused(r, "layer_types[1]", "\"chunked_attention\"");
+    let r = parse_with(|o| {
+        o.insert("model_type".into(), "qwen2".into());
+        o.insert(
+            "layer_types".into(),
+            serde_json::json!(["sliding_attention"]),
+        );
+        o.insert("sliding_window".into(), 16.into());
+    });
+    assert_refused(r, "layer_types", "1");
+    let r = parse_with(|o| {
+        o.insert("model_type".into(), "qwen2".into());
+        let types = serde_json::json!(["sliding_attention", "full_attention"]);
+        o.insert("layer_types".into(), types);
+        o.insert("sliding_window".into(), Value::Null);
+    });
+    assert_refused(r, "sliding_window", "null");
+    let r = parse_with(|o| {
+        o.insert("model_type".into(), "mistral".into());
+        o.insert("sliding_window".into(), 0.into());
+    });
+    assert_refused(r, "sliding_window", "0");
 }
 
 #[test]
@@ -268,9 +319,34 @@ fn accepts_sliding_window_fields_not_in_use() {
     assert!(r.is_ok(), "{r:?}");
 }
 
+/// Linear interpolation (transformers' `_compute_linear_scaling_rope_parameters`), in either
+/// layout and under either key.
+#[test]
+fn reads_linear_rope_scaling() {
+    let linear = |s: ModelSpec| match s.positions {
+        Positions::Rope { linear, .. } => linear,
+        Positions::Learned => None,
+    };
+    let s = parse_with(|o| {
+        let s = serde_json::json!({"type": "linear", "factor": 2.0});
+        o.insert("rope_scaling".into(), s);
+    });
+    assert_eq!(linear(s.unwrap()), Some(2.0));
+    let s = parse_with(|o| {
+        let p = serde_json::json!({"rope_type": "linear", "rope_theta": 1e6, "factor": 4.0});
+        o.insert("rope_parameters".into(), p);
+    });
+    assert_eq!(linear(s.unwrap()), Some(4.0));
+    let r = parse_with(|o| {
+        let s = serde_json::json!({"rope_type": "linear"});
+        o.insert("rope_scaling".into(), s);
+    });
+    assert_refused(r, "rope_scaling.factor", "");
+}
+
 #[test]
 fn refuses_unsupported_rope_types() {
-    for kind in ["yarn", "dynamic", "linear"] {
+    for kind in ["yarn", "dynamic"] {
         let r = parse_with(|o| {
             let s = serde_json::json!({"rope_type": kind, "factor": 4.0});
             o.insert("rope_scaling".into(), s);
@@ -286,10 +362,10 @@ fn refuses_unsupported_rope_types() {
     let r = parse_with(|o| {
         o.insert(
             "rope_scaling".into(),
-            serde_json::json!({"type": "linear", "factor": 2.0}),
+            serde_json::json!({"type": "longrope", "factor": 2.0}),
         );
     });
-    assert_refused(r, "rope_scaling.type", "\"linear\"");
+    assert_refused(r, "rope_scaling.type", "\"longrope\"");
 }
 
 #[test]
@@ -421,27 +497,46 @@ fn mistral() {
     assert_eq!(s.positions, rope(1_000_000.0, None));
 }
 
+/// Mistral slides in every layer unless `sliding_window` is `null`; a config without the key has
+/// transformers' default window of 4096; `layer_types` is ignored, as transformers ignores it.
 #[test]
-fn refuses_a_mistral_sliding_window_in_use() {
-    let r = parse_with(|o| {
-        o.insert("model_type".into(), "mistral".into());
-        o.insert("sliding_window".into(), 4096.into());
-    });
-    assert_refused(r, "sliding_window", "4096");
-    let r = parse_with(|o| {
-        o.insert("model_type".into(), "mistral".into());
-        o.insert("sliding_window".into(), serde_json::Value::Null);
-    });
-    assert!(r.is_ok(), "{r:?}");
-}
-
-#[test]
-fn a_mistral_config_without_sliding_window_has_transformers_default_window() {
-    let r = parse_with(|o| {
-        o.insert("model_type".into(), "mistral".into());
-        o.remove("sliding_window");
-    });
-    assert_refused(r, "sliding_window", "4096");
+fn mistral_windows_follow_transformers() {
+    let window = |edit: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+        let s = parse_with(|o| {
+            o.insert("model_type".into(), "mistral".into());
+            edit(o);
+        })
+        .unwrap();
+        (s.sliding_window, s.sliding_layers)
+    };
+    let every = |w| (Some(w), vec![true, true]);
+    assert_eq!(
+        window(&|o| {
+            o.insert("sliding_window".into(), 4096.into());
+        }),
+        every(4096)
+    );
+    assert_eq!(
+        window(&|o| {
+            o.insert("sliding_window".into(), Value::Null);
+        }),
+        (None, vec![])
+    );
+    assert_eq!(
+        window(&|o| {
+            o.remove("sliding_window");
+        }),
+        every(4096)
+    );
+    let with_types = |o: &mut serde_json::Map<String, Value>| {
+        o.insert("sliding_window".into(), 8.into());
+        let types = serde_json::json!(["full_attention", "full_attention"]);
+        o.insert("layer_types".into(), types);
+    };
+    assert_eq!(window(&with_types), every(8));
+    let s = vendored("tiny-mistral-window");
+    assert_eq!((s.sliding_window, s.sliding_layers.len()), (Some(8), 2));
+    assert!(s.sliding_layers.iter().all(|&l| l));
 }
 
 #[test]
@@ -534,4 +629,116 @@ fn sizes_the_size_check_accepts_never_overflow_the_parameter_count() {
             }
         }
     }
+}
+
+/// gemma-3-1b-it's published config (transformers-4 layout): layers 5, 11, 17 and 23 attend globally
+/// (`sliding_window_pattern` 6), the others over 512 keys with base 10000.
+#[test]
+fn gemma3() {
+    let s = vendored("gemma-3-1b-it");
+    assert_eq!(s.arch, Arch::Gemma3);
+    assert_eq!(geometry(&s), [262144, 1152, 26, 4, 1, 256, 6912, 32768]);
+    assert_eq!(s.mlp, Mlp::GeGlu);
+    assert!(s.qk_norm && s.sandwich_norms && s.norm_gain_offset && s.tie_word_embeddings);
+    assert!(!s.qkv_bias && !s.o_bias && !s.mlp_bias);
+    assert_eq!(s.norm_eps, 1e-6);
+    assert_eq!(s.positions, rope(1_000_000.0, None));
+    assert_eq!(s.local_rope_theta, Some(10_000.0));
+    assert_eq!(s.sliding_window, Some(512));
+    let global: Vec<usize> = (0..26).filter(|&i| s.layer_window(i).is_none()).collect();
+    assert_eq!(global, [5, 11, 17, 23]);
+    assert_eq!(s.attention_scale, Some(1.0 / 16.0));
+    assert_eq!(s.embed_scale, Some(1152f64.sqrt()));
+    assert_eq!(s.eos_token_ids, vec![1, 106]);
+    assert_eq!((s.bos_token_id, s.pad_token_id), (Some(2), Some(0)));
+}
+
+fn gemma_json() -> serde_json::Map<String, Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny-gemma3/config.json");
+    match serde_json::from_slice(&std::fs::read(path).unwrap()) {
+        Ok(Value::Object(m)) => m,
+        _ => panic!("tiny-gemma3 config"),
+    }
+}
+
+fn parse_gemma(
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> Result<ModelSpec, String> {
+    let mut obj = gemma_json();
+    edit(&mut obj);
+    let bytes = Value::Object(obj).to_string();
+    parse_config("broken", bytes.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// The same model in transformers 5's layout (what `save_pretrained` writes for tiny-gemma3 today:
+/// `rope_parameters` keyed by layer type, `layer_types` spelled out) parses to the same spec.
+#[test]
+fn gemma3_transformers5_layout_parses_the_same() {
+    let old = parse_gemma(|_| {}).unwrap();
+    let new = parse_gemma(|o| {
+        for k in [
+            "rope_theta",
+            "rope_scaling",
+            "rope_local_base_freq",
+            "sliding_window_pattern",
+        ] {
+            o.remove(k);
+        }
+        let p = serde_json::json!({
+            "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+        });
+        o.insert("rope_parameters".into(), p);
+        let types = ["sliding_attention", "sliding_attention", "full_attention"].repeat(2);
+        o.insert("layer_types".into(), serde_json::json!(types));
+    })
+    .unwrap();
+    assert_eq!(
+        new,
+        ModelSpec {
+            config_hash: new.config_hash.clone(),
+            ..old.clone()
+        }
+    );
+    match old.positions {
+        Positions::Rope { theta, linear, .. } => assert_eq!((theta, linear), (1e6, Some(8.0))),
+        Positions::Learned => panic!("rotary"),
+    }
+    assert_eq!(old.sliding_layers, [true, true, false, true, true, false]);
+}
+
+#[test]
+fn refuses_what_gemma3_needs_and_we_do_not_implement() {
+    let r = parse_gemma(|o| {
+        o.insert("final_logit_softcapping".into(), 30.0.into());
+    });
+    assert_refused(r, "final_logit_softcapping", "30");
+    let r = parse_gemma(|o| {
+        o.insert("attn_logit_softcapping".into(), 50.0.into());
+    });
+    assert_refused(r, "attn_logit_softcapping", "50");
+    let r = parse_gemma(|o| {
+        o.insert("hidden_activation".into(), "gelu".into());
+    });
+    assert_refused(r, "hidden_activation", "\"gelu\"");
+    let r = parse_gemma(|o| {
+        o.insert("use_bidirectional_attention".into(), true.into());
+    });
+    assert_refused(r, "use_bidirectional_attention", "true");
+    let r = parse_gemma(|o| {
+        o.insert("model_type".into(), "gemma3".into());
+    });
+    assert_refused(r, "model_type", "\"gemma3\"");
+    let r = parse_gemma(|o| {
+        let p = serde_json::json!({
+            "full_attention": {"rope_type": "default"},
+            "sliding_attention": {"rope_type": "linear", "factor": 2.0},
+        });
+        o.insert("rope_parameters".into(), p);
+    });
+    assert_refused(
+        r,
+        "rope_parameters.sliding_attention.rope_type",
+        "\"linear\"",
+    );
 }

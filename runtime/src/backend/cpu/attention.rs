@@ -4,7 +4,8 @@
 //! - `static_v2`: attend over `concat(cache[:start], new)`, then write the new K/V;
 //! - `none`: attend over the new K/V only (`start == 0`), cache untouched.
 //!
-//! Query `s` of a step sits at absolute position `start + s` and sees keys `0..=start + s`.
+//! Query `s` of a step sits at absolute position `p = start + s` and sees keys `first..=p`, `first`
+//! being 0 or, in a sliding-window layer of window `w`, `p + 1 - w` (`Window::first_key`).
 //! The cache tensors are `[cache_batch, num_kv_heads, max_seq, head_dim]`, f32.
 //!
 //! One new row per sequence (decode) takes the one-row path here: one parallel task per (row, query
@@ -126,7 +127,7 @@ fn rowwise(
     let cols = g.q_dim() + 2 * g.kv_dim();
     let d = g.head_dim;
     let group = g.num_heads / g.num_kv_heads;
-    let scale = 1.0 / (d as f32).sqrt();
+    let scale = g.scale;
     out.par_chunks_mut(d).enumerate().for_each_init(
         || Vec::with_capacity(st.start + st.seq_len),
         |scores: &mut Vec<f32>, (t, o)| {
@@ -146,9 +147,10 @@ fn rowwise(
                 }
             };
             let visible = st.start + s + 1;
+            let first = g.window.first_key(st.start + s);
             scores.clear();
             let mut max = f32::NEG_INFINITY;
-            for j in 0..visible {
+            for j in first..visible {
                 let sc = dot(q, key(j).0) * scale;
                 max = max.max(sc);
                 scores.push(sc);
@@ -159,7 +161,7 @@ fn rowwise(
                 sum += *sc;
             }
             o.fill(0.0);
-            for (j, p) in scores.iter().enumerate() {
+            for (j, p) in (first..).zip(scores.iter()) {
                 let v = key(j).1;
                 let w = p / sum;
                 for (ov, vv) in o.iter_mut().zip(v) {
@@ -172,7 +174,7 @@ fn rowwise(
 
 /// The slow obvious reference: builds each mode's key/value sequence literally (`cache[:end]` after
 /// the write for v1, `concat(cache[:start], new)` for v2, `new` for none) and attends in f64 with an
-/// explicit causal mask. Returns the output; updates `cache` (key, value) as the mode prescribes.
+/// explicit causal (and window) mask. Returns the output; updates `cache` (key, value) as the mode prescribes.
 pub fn reference(
     qkv: &[f32],
     g: AttnGeometry,
@@ -233,18 +235,19 @@ pub fn reference(
                     let r = b * st.seq_len + s;
                     let q = &qkv[r * cols + h * d..r * cols + (h + 1) * d];
                     let pos = st.start + s;
+                    let first = g.window.first_key(pos);
                     let scores: Vec<f64> = keys
                         .iter()
                         .enumerate()
                         .map(|(j, k)| {
-                            if j > pos {
+                            if j > pos || j < first {
                                 f64::NEG_INFINITY
                             } else {
                                 q.iter()
                                     .zip(k)
                                     .map(|(a, b)| *a as f64 * *b as f64)
                                     .sum::<f64>()
-                                    / (d as f64).sqrt()
+                                    * g.scale as f64
                             }
                         })
                         .collect();

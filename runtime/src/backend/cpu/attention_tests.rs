@@ -3,65 +3,77 @@
 
 use super::*;
 use crate::backend::cpu::test_data::data;
+use crate::plan::Window;
 
+/// Every mode, full attention and sliding windows (of one key, of three, the softmax scale not
+/// 1/sqrt(head_dim) with them), against the f64 reference.
 #[test]
 fn all_modes_match_reference() {
-    let g = AttnGeometry {
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-    };
-    let (cache_batch, max_seq) = (3, 20);
-    let cols = g.q_dim() + 2 * g.kv_dim();
-    for mode in CacheMode::ALL {
-        for (batch, seq_len, start) in [(1, 6, 0), (2, 5, 0), (2, 1, 9), (1, 3, 4), (3, 1, 19)] {
-            if mode == CacheMode::None && start != 0 {
-                continue;
-            }
-            let qkv = data(batch * seq_len * cols, 11 + start as u64);
-            let n = cache_batch * g.num_kv_heads * max_seq * g.head_dim;
-            let (k0, v0) = (data(n, 1), data(n, 2));
-            let (mut k_ref, mut v_ref) = (k0.clone(), v0.clone());
-            let want = reference(
-                &qkv,
-                g,
-                Step {
-                    batch,
-                    seq_len,
-                    start,
-                },
-                Some((&mut k_ref, &mut v_ref, max_seq)),
-                mode,
-            );
-            let (mut k, mut v) = (k0.clone(), v0.clone());
-            let mut got = vec![0.0; batch * seq_len * g.q_dim()];
-            let view = KvView {
-                key: &mut k,
-                value: &mut v,
-                max_seq,
-            };
-            attention(
-                &qkv,
-                g,
-                Step {
-                    batch,
-                    seq_len,
-                    start,
-                },
-                Some(view),
-                mode,
-                &mut got,
-            );
-            for (a, b) in got.iter().zip(&want) {
-                assert!(
-                    (a - b).abs() <= 1e-5,
-                    "{mode:?} {batch}x{seq_len}@{start}: {a} vs {b}"
+    for (window, scale) in [
+        (Window::Full, 1.0 / 8f32.sqrt()),
+        (Window::Sliding(1), 0.3),
+        (Window::Sliding(3), 0.3),
+    ] {
+        let g = AttnGeometry {
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+            scale,
+            window,
+        };
+        let (cache_batch, max_seq) = (3, 20);
+        let cols = g.q_dim() + 2 * g.kv_dim();
+        for mode in CacheMode::ALL {
+            for (batch, seq_len, start) in [(1, 6, 0), (2, 5, 0), (2, 1, 9), (1, 3, 4), (3, 1, 19)]
+            {
+                if mode == CacheMode::None && start != 0 {
+                    continue;
+                }
+                let qkv = data(batch * seq_len * cols, 11 + start as u64);
+                let n = cache_batch * g.num_kv_heads * max_seq * g.head_dim;
+                let (k0, v0) = (data(n, 1), data(n, 2));
+                let (mut k_ref, mut v_ref) = (k0.clone(), v0.clone());
+                let want = reference(
+                    &qkv,
+                    g,
+                    Step {
+                        batch,
+                        seq_len,
+                        start,
+                    },
+                    Some((&mut k_ref, &mut v_ref, max_seq)),
+                    mode,
                 );
-            }
-            assert_eq!(k, k_ref, "{mode:?} key cache");
-            assert_eq!(v, v_ref, "{mode:?} value cache");
-            if mode == CacheMode::None {
-                assert_eq!(k, k0, "mode none must not touch the cache");
+                let (mut k, mut v) = (k0.clone(), v0.clone());
+                let mut got = vec![0.0; batch * seq_len * g.q_dim()];
+                let view = KvView {
+                    key: &mut k,
+                    value: &mut v,
+                    max_seq,
+                };
+                attention(
+                    &qkv,
+                    g,
+                    Step {
+                        batch,
+                        seq_len,
+                        start,
+                    },
+                    Some(view),
+                    mode,
+                    &mut got,
+                );
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() <= 1e-5,
+                        "{mode:?} {window:?} {batch}x{seq_len}@{start}: {a} vs {b}"
+                    );
+                }
+                assert_eq!(k, k_ref, "{mode:?} key cache");
+                assert_eq!(v, v_ref, "{mode:?} value cache");
+                if mode == CacheMode::None {
+                    assert_eq!(k, k0, "mode none must not touch the cache");
+                }
             }
         }
     }
@@ -92,18 +104,25 @@ fn run_path(
 
 /// Long steps through the blocked path: several query blocks (`attn_prefill::BQ` rows), partial
 /// blocks, chunked steps whose keys come from the cache and the new rows, batch 2, GQA groups of 1
-/// and 3, head sizes with and without a tail past the 16-column SIMD width. Bound: |blocked −
+/// and 3, head sizes with and without a tail past the 16-column SIMD width, full attention and two
+/// sliding windows (one shorter than a query block, one longer). Bound: |blocked −
 /// f64 reference| ≤ 1e-6 (outputs are convex combinations of values in [-1, 1]; the largest error
 /// measured here is 9e-8, f32 rounding of the scores and sums), and the blocked path equals the
 /// one-row (decode) path bit for bit, caches included.
 #[test]
 fn long_steps_blocked_match_reference_and_one_row_path() {
     let bq = super::attn_prefill::BQ;
-    for (heads, kv_heads, head_dim) in [(6, 2, 64), (4, 4, 40), (3, 1, 5)] {
+    let shapes = [(6, 2, 64), (4, 4, 40), (3, 1, 5)];
+    let windows = [Window::Full, Window::Sliding(5), Window::Sliding(bq + 1)];
+    for ((heads, kv_heads, head_dim), window) in
+        shapes.into_iter().flat_map(|s| windows.map(|w| (s, w)))
+    {
         let g = AttnGeometry {
             num_heads: heads,
             num_kv_heads: kv_heads,
             head_dim,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            window,
         };
         let (cache_batch, max_seq) = (2, 3 * bq + 40);
         let cols = g.q_dim() + 2 * g.kv_dim();
@@ -134,8 +153,9 @@ fn long_steps_blocked_match_reference_and_one_row_path() {
                 let c = (&k0[..], &v0[..], max_seq);
                 let blocked = run_path(&qkv, g, st, c, mode, true);
                 let one_row = run_path(&qkv, g, st, c, mode, false);
-                let what =
-                    format!("{mode:?} {heads}/{kv_heads}x{head_dim} {batch}x{seq_len}@{start}");
+                let what = format!(
+                    "{mode:?} {window:?} {heads}/{kv_heads}x{head_dim} {batch}x{seq_len}@{start}"
+                );
                 let worst = blocked
                     .0
                     .iter()

@@ -137,9 +137,13 @@ fn block(
     sc.t.clear();
     sc.t.resize(nq * nk, 0.0);
     gemm_rows_exact(&p.key[..nk * d], nk, &sc.q, nq, d, &mut sc.t);
-    let scale = 1.0 / (d as f32).sqrt();
     for (qi, row) in sc.t.chunks_mut(nk).enumerate() {
-        softmax(&mut row[..st.start + s0 + qi % rows + 1], scale);
+        let pos = st.start + s0 + qi % rows;
+        let first = g.window.first_key(pos);
+        // Keys before the window weigh exactly zero: P·V below adds `0 · v`, leaving its sums
+        // as the one-row path's, which starts at the window.
+        row[..first].fill(0.0);
+        softmax(&mut row[first..pos + 1], g.scale);
     }
     sc.acc.resize(PR * d, 0.0);
     for hi in 0..group {

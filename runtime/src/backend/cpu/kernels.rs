@@ -116,6 +116,18 @@ pub fn swiglu(gate_up: &[f32], inter: usize, out: &mut [f32]) {
         });
 }
 
+/// `out[r] = gelu_tanh(gate[r]) * up[r]` over `[gate | up]` rows of `2 * inter`.
+pub fn geglu(gate_up: &[f32], inter: usize, out: &mut [f32]) {
+    out.par_chunks_mut(inter)
+        .zip(gate_up.par_chunks(2 * inter))
+        .for_each(|(o, gu)| {
+            let (g, u) = gu.split_at(inter);
+            for ((ov, gv), uv) in o.iter_mut().zip(g).zip(u) {
+                *ov = gelu_new_scalar(*gv) * uv;
+            }
+        });
+}
+
 /// In place `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
 pub fn gelu_new(x: &mut [f32]) {
     x.par_chunks_mut(4096).for_each(|c| {

@@ -132,8 +132,13 @@ fn backend(
         host.as_ref(),
         admission::Knob::Model,
     )?;
-    let inv_freq = crate::rope::inv_freq(&spec.positions, spec.head_dim);
-    let mut ops = CpuOps::new(options.precision, inv_freq.as_deref(), options.max_seq_len)?;
+    let rotaries = crate::plan::ModelPlan::new(spec).rotaries();
+    let mut ops = CpuOps::new(
+        options.precision,
+        &rotaries,
+        spec.head_dim,
+        options.max_seq_len,
+    )?;
     let packed = pool.install(|| pack(&mut ops))?;
     Ok(CpuBackend {
         spec: spec.clone(),

@@ -8,6 +8,7 @@ use crate::backend::ops::{AttnGeometry, Norm, Ops};
 use crate::backend_error::BackendError;
 use crate::cache::{KvStorage, LayerKvMut};
 use crate::format::WeightFormat;
+use crate::plan::Rotary;
 use crate::precision::Precision;
 use crate::spec::NormKind;
 use crate::step::{CacheMode, StepInputs};
@@ -25,8 +26,11 @@ pub struct CpuAct {
 
 pub struct CpuOps {
     pub precision: Precision,
-    /// `(cos, sin, positions)`, each table `[positions, head_dim / 2]`.
-    rope: Option<(Vec<f32>, Vec<f32>, usize)>,
+    /// Per rotary embedding of the model: `(rotary, cos, sin)`, each table `[positions, head_dim /
+    /// 2]`.
+    rope: Vec<(Rotary, Vec<f32>, Vec<f32>)>,
+    /// Positions the rotary tables cover.
+    rope_positions: usize,
     /// Reused transposition buffer of the prefill matmul.
     tmp: Vec<f32>,
 }
@@ -47,17 +51,24 @@ fn shape_check(what: &str, ok: bool, detail: impl FnOnce() -> String) -> Result<
 }
 
 impl CpuOps {
-    pub fn new(precision: Precision, inv_freq: Option<&[f32]>, positions: usize) -> Result<CpuOps> {
-        let rope = match inv_freq {
-            Some(f) => {
-                let (c, s) = crate::rope::try_tables(f, positions).map_err(Error::invalid)?;
-                Some((c, s, positions))
-            }
-            None => None,
-        };
+    /// Ops storing weights at `precision`, with tables for each of `rotaries` (over `head_dim`)
+    /// covering positions `0..positions`.
+    pub fn new(
+        precision: Precision,
+        rotaries: &[Rotary],
+        head_dim: usize,
+        positions: usize,
+    ) -> Result<CpuOps> {
+        let mut rope = Vec::with_capacity(rotaries.len());
+        for r in rotaries {
+            let inv_freq = crate::rope::rotary_inv_freq(r, head_dim);
+            let (c, s) = crate::rope::try_tables(&inv_freq, positions).map_err(Error::invalid)?;
+            rope.push((*r, c, s));
+        }
         Ok(CpuOps {
             precision,
             rope,
+            rope_positions: positions,
             tmp: Vec::new(),
         })
     }
@@ -337,15 +348,17 @@ impl Ops for CpuOps {
 
     fn rope(
         &mut self,
+        rotary: &Rotary,
         x: &mut CpuAct,
         col: usize,
         heads: usize,
         head_dim: usize,
         positions: &[u32],
     ) -> Result<()> {
-        let Some((cos, sin, n)) = &self.rope else {
-            return Err(internal("rope op on a model without rotary tables".into()));
+        let Some((_, cos, sin)) = self.rope.iter().find(|(r, _, _)| r == rotary) else {
+            return Err(internal(format!("no rotary table for {rotary:?}")));
         };
+        let n = &self.rope_positions;
         shape_check(
             "rope",
             positions.len() == x.rows && col + heads * head_dim <= x.cols,
@@ -427,8 +440,30 @@ impl Ops for CpuOps {
         Ok(())
     }
 
+    fn geglu(&mut self, gate_up: &CpuAct, out: &mut CpuAct) -> Result<()> {
+        shape_check(
+            "geglu",
+            gate_up.rows == out.rows && gate_up.cols == 2 * out.cols,
+            || {
+                format!(
+                    "{}x{} -> {}x{}",
+                    gate_up.rows, gate_up.cols, out.rows, out.cols
+                )
+            },
+        )?;
+        kernels::geglu(&gate_up.data, out.cols, &mut out.data);
+        Ok(())
+    }
+
     fn gelu_new(&mut self, x: &mut CpuAct) -> Result<()> {
         kernels::gelu_new(&mut x.data);
+        Ok(())
+    }
+
+    fn scale(&mut self, x: &mut CpuAct, factor: f32) -> Result<()> {
+        for v in &mut x.data {
+            *v *= factor;
+        }
         Ok(())
     }
 

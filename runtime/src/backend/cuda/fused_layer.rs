@@ -42,9 +42,34 @@ impl FusedLayer {
         };
         match layer.residual {
             Residual::PreNorm => {}
+            Residual::Sandwich { .. } => {
+                return Err(unsupported(
+                    "its layers normalise each half's output before the residual add (sandwich \
+                     norms), which the fused kernels do not"
+                        .into(),
+                ));
+            }
         }
         match layer.attention.window {
             Window::Full => {}
+            Window::Sliding(w) => {
+                return Err(unsupported(format!(
+                    "its attention slides over a window of {w} keys, which the CUDA attention \
+                     kernels do not implement"
+                )));
+            }
+        }
+        let default_scale = 1.0 / (layer.attention.head_dim as f64).sqrt();
+        if layer.attention.scale != default_scale {
+            return Err(unsupported(format!(
+                "its attention scale {} is not 1/sqrt(head_dim)",
+                layer.attention.scale
+            )));
+        }
+        if let Some(s) = plan.embed_scale {
+            return Err(unsupported(format!(
+                "its embeddings are scaled by {s}, which the embedding kernel does not do"
+            )));
         }
         if let Some(n) = &layer.attention.qk_norm {
             let rms = |p: &NormPlan| p.kind == NormKind::RmsNorm && p.eps == plan.final_norm.eps;
@@ -77,6 +102,13 @@ impl FusedLayer {
             swiglu: match layer.activation {
                 Activation::SiluGated => true,
                 Activation::GeluTanh => false,
+                Activation::GeluTanhGated => {
+                    return Err(unsupported(
+                        "its MLP is GeGLU (gelu_tanh(gate) * up), which the MLP kernel does not \
+                         implement"
+                            .into(),
+                    ));
+                }
             },
             qk_norm: layer.attention.qk_norm.is_some(),
         })
