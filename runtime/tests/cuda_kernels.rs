@@ -18,6 +18,9 @@ use runtime::weights::WeightSource;
 use runtime::{Error, ModelSpec};
 use std::path::PathBuf;
 
+/// The cache length the kernels are compiled for here (none of these models slides).
+const CACHE: usize = 2048;
+
 fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
@@ -38,7 +41,7 @@ fn compile_spec(spec: &ModelSpec, precisions: &[Precision], sm: u32) {
     let model = &spec.name;
     for &p in precisions {
         let compiled =
-            kernels::compile(spec, p, sm).unwrap_or_else(|e| panic!("{model} {p} sm_{sm}: {e}"));
+            kernels::compile(spec, p, CACHE, sm).unwrap_or_else(|e| panic!("{model} {p} sm_{sm}: {e}"));
         assert_eq!(compiled.ptx.len(), kernels::MODULES.len());
         for ((module, functions), (name, ptx)) in kernels::MODULES.iter().zip(&compiled.ptx) {
             assert_eq!(module, name);
@@ -235,7 +238,7 @@ fn tensor_core_prefill_attention_compiles_for_16_bit_head_dims_64_and_128() {
         for (p, kind) in [(Precision::Fp16, "f16"), (Precision::Bf16, "bf16")] {
             assert!(kernels::tc_prefill_supported(&spec, p), "{model} {p}");
             for sm in [90, 80] {
-                let compiled = kernels::compile(&spec, p, sm)
+                let compiled = kernels::compile(&spec, p, CACHE, sm)
                     .unwrap_or_else(|e| panic!("{model} {p} sm_{sm}: {e}"));
                 let ptx = compiled
                     .module("attn_prefill_tc")
@@ -249,7 +252,7 @@ fn tensor_core_prefill_attention_compiles_for_16_bit_head_dims_64_and_128() {
             }
         }
         assert!(!kernels::tc_prefill_supported(&spec, Precision::Fp32));
-        let compiled = kernels::compile(&spec, Precision::Fp32, 90).expect("fp32 compiles");
+        let compiled = kernels::compile(&spec, Precision::Fp32, CACHE, 90).expect("fp32 compiles");
         let ptx = compiled
             .module("attn_prefill_tc")
             .expect("attn_prefill_tc module");
@@ -263,7 +266,7 @@ fn tensor_core_prefill_attention_compiles_for_16_bit_head_dims_64_and_128() {
 #[test]
 fn template_constants_are_the_models() {
     let spec = ModelSpec::from_dir(&models_dir().join("Llama-3.2-1B-Instruct")).expect("config");
-    let sources = kernels::render(&spec, Precision::Bf16).expect("render");
+    let sources = kernels::render(&spec, Precision::Bf16, CACHE).expect("render");
     let (_, attn) = sources
         .iter()
         .find(|(n, _)| n == "attention")
@@ -324,7 +327,7 @@ fn decode_kernels_stream_weights_before_waiting_for_their_predecessor() {
     require_nvrtc();
     let spec =
         ModelSpec::from_dir(&models_dir().join("Llama-3.2-1B-Instruct")).expect("config parses");
-    let compiled = kernels::compile(&spec, Precision::Fp16, 90).expect("compiles");
+    let compiled = kernels::compile(&spec, Precision::Fp16, CACHE, 90).expect("compiles");
     let ptx = compiled.module("decode").expect("decode module");
     for f in [
         "dec_qkv_1",
@@ -351,7 +354,7 @@ fn decode_kernels_stream_weights_before_waiting_for_their_predecessor() {
     }
     // Before sm_90 there is no programmatic dependent launch: the same kernels carry no such
     // instruction (and run as plain launches).
-    let ampere = kernels::compile(&spec, Precision::Fp16, 80).expect("compiles for sm_80");
+    let ampere = kernels::compile(&spec, Precision::Fp16, CACHE, 80).expect("compiles for sm_80");
     let ptx = ampere.module("decode").expect("decode");
     assert!(!ptx.contains("griddepcontrol"));
 }

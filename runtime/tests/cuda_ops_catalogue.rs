@@ -157,7 +157,7 @@ fn every_template_switch_is_covered() {
     // `wide` (unless a tuning run overrides it).
     if std::env::var_os("LLMFORGE_DECODE_VPS").is_none() {
         let vps = |m: &Model| {
-            KernelConsts::new(&m.spec, Precision::Fp16)
+            KernelConsts::new(&m.spec, Precision::Fp16, m.spec.max_position_embeddings)
                 .expect("consts")
                 .decode_vps
         };
@@ -391,7 +391,7 @@ fn the_wide_spec_compiles_at_every_precision() {
     }
     let spec = spec("wide");
     for p in PRECISIONS {
-        let compiled = kernels::compile(&spec, p, 90).unwrap_or_else(|e| panic!("wide {p}: {e}"));
+        let compiled = kernels::compile(&spec, p, spec.max_position_embeddings, 90).unwrap_or_else(|e| panic!("wide {p}: {e}"));
         for (module, functions) in MODULES {
             let ptx = compiled.module(module).expect("module");
             for f in functions {

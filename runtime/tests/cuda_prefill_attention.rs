@@ -112,7 +112,7 @@ fn long_prompt_prefill_matches_cpu_engine_in_every_precision_and_mode() {
         panic!("{e}");
     }
     let sm = device::Gpu::open(0).expect("GPU 0").sm;
-    for name in MODELS {
+    for name in cuda_models() {
         let spec = spec(name);
         let max_seq_len = max_seq(&spec);
         // Several tiles, the last partial; the second chunk starts inside a tile.
@@ -193,7 +193,7 @@ fn decode_steps_over_several_attention_splits_match_cpu_engine() {
     if let Err(e) = device::check_libraries() {
         panic!("{e}");
     }
-    for name in MODELS {
+    for name in cuda_models() {
         let max_seq_len = max_seq(&spec(name));
         for (precision, tol) in TOLERANCES {
             let gpu_device = DeviceChoice::Cuda { ordinal: 0 };

@@ -323,6 +323,19 @@ impl ModelPlan {
         out
     }
 
+    /// This plan over a cache of `max_seq_len` positions: a sliding window at least that long sees
+    /// every earlier key there, so it becomes [`Window::Full`] (the same function on that cache).
+    pub fn within(mut self, max_seq_len: usize) -> ModelPlan {
+        for l in &mut self.layers {
+            if let Window::Sliding(w) = l.attention.window
+                && w >= max_seq_len
+            {
+                l.attention.window = Window::Full;
+            }
+        }
+        self
+    }
+
     /// The distinct rotary embeddings of the layers, in order of first use.
     pub fn rotaries(&self) -> Vec<Rotary> {
         let mut out: Vec<Rotary> = Vec::new();

@@ -54,8 +54,9 @@ impl FusedLayer {
             Window::Full => {}
             Window::Sliding(w) => {
                 return Err(unsupported(format!(
-                    "its attention slides over a window of {w} keys, which the CUDA attention \
-                     kernels do not implement"
+                    "its attention slides over a window of {w} keys, shorter than the cache, and \
+                     the CUDA attention kernels see every earlier key (a cache of at most {w} \
+                     positions would do)"
                 )));
             }
         }
@@ -169,5 +170,22 @@ mod tests {
         }
         let e = FusedLayer::of("Qwen3-0.6B", &p).unwrap_err().to_string();
         assert!(e.contains("Qwen3-0.6B") && e.contains("biased"), "{e}");
+    }
+
+    /// A window is full attention over a cache no longer than it; over a longer cache it is refused
+    /// naming the window. Gemma 3's local and global layers differ, which one set of kernels is not.
+    #[test]
+    fn windows_run_only_where_they_cover_the_cache() {
+        let p = plan("tiny-mistral-window");
+        assert!(FusedLayer::of("w", &p.clone().within(8)).is_ok());
+        let e = FusedLayer::of("w", &p.within(9)).unwrap_err().to_string();
+        assert!(e.contains("window of 8 keys"), "{e}");
+        let e = FusedLayer::of("g", &plan("tiny-gemma3").within(64)).unwrap_err();
+        assert!(e.to_string().contains("layers differ"), "{e}");
+        // One Gemma layer alone is still refused by name, for its sandwich norms.
+        let mut g = plan("tiny-gemma3").within(8);
+        g.layers.truncate(1);
+        let e = FusedLayer::of("g", &g).unwrap_err();
+        assert!(e.to_string().contains("sandwich"), "{e}");
     }
 }

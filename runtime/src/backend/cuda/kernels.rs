@@ -60,9 +60,11 @@ pub struct KernelConsts {
 }
 
 impl KernelConsts {
-    /// The constants of `spec` at `precision`, or why its layer plan cannot run on these kernels.
-    pub fn new(spec: &ModelSpec, precision: Precision) -> Result<KernelConsts> {
-        let layer = FusedLayer::of(&spec.name, &ModelPlan::new(spec))?;
+    /// The constants of `spec` at `precision` over a cache of `max_seq_len` positions, or why its
+    /// layer plan cannot run on these kernels there.
+    pub fn new(spec: &ModelSpec, precision: Precision, max_seq_len: usize) -> Result<KernelConsts> {
+        let plan = ModelPlan::new(spec).within(max_seq_len);
+        let layer = FusedLayer::of(&spec.name, &plan)?;
         Ok(KernelConsts {
             model: spec.name.clone(),
             dtype: match precision {
@@ -190,9 +192,14 @@ fn render_err(module: &str) -> impl Fn(askama::Error) -> Error + '_ {
     }
 }
 
-/// The CUDA C source of every module, specialised to `spec` and `precision`.
-pub fn render(spec: &ModelSpec, precision: Precision) -> Result<Vec<(String, String)>> {
-    let c = &KernelConsts::new(spec, precision)?;
+/// The CUDA C source of every module, specialised to `spec` and `precision` (over a cache of
+/// `max_seq_len` positions).
+pub fn render(
+    spec: &ModelSpec,
+    precision: Precision,
+    max_seq_len: usize,
+) -> Result<Vec<(String, String)>> {
+    let c = &KernelConsts::new(spec, precision, max_seq_len)?;
     let sources = [
         ("norm", NormCu { c }.render().map_err(render_err("norm"))?),
         (
@@ -268,10 +275,15 @@ fn first_abi() -> u32 {
 }
 
 /// Render and compile every module to PTX for `compute_<sm>` with NVRTC (no GPU needed).
-pub fn compile(spec: &ModelSpec, precision: Precision, sm: u32) -> Result<CompiledKernels> {
+pub fn compile(
+    spec: &ModelSpec,
+    precision: Precision,
+    max_seq_len: usize,
+    sm: u32,
+) -> Result<CompiledKernels> {
     check_nvrtc()?;
     let mut ptx = Vec::new();
-    for (name, src) in render(spec, precision)? {
+    for (name, src) in render(spec, precision, max_seq_len)? {
         let opts = cudarc::nvrtc::CompileOptions {
             options: vec![
                 format!("--gpu-architecture=compute_{sm}"),
@@ -472,9 +484,9 @@ mod tests {
         assert_eq!(decode_vps(&spec("Llama-3.2-1B-Instruct")), 8);
         assert_eq!(decode_vps(&spec("Qwen2.5-0.5B-Instruct")), 8);
         assert_eq!(decode_vps(&spec("Llama-3.1-8B-Instruct")), 16);
-        let c = KernelConsts::new(&spec("Llama-3.1-8B-Instruct"), Precision::Fp16).unwrap();
+        let c = KernelConsts::new(&spec("Llama-3.1-8B-Instruct"), Precision::Fp16, 2048).unwrap();
         assert_eq!((c.decode_vps, c.swiglu), (16, true));
-        let g = KernelConsts::new(&spec("gpt2"), Precision::Fp16).unwrap();
+        let g = KernelConsts::new(&spec("gpt2"), Precision::Fp16, 1024).unwrap();
         assert_eq!((g.decode_vps, g.swiglu, g.rope), (8, false, false));
     }
 

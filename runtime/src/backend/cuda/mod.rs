@@ -150,7 +150,7 @@ fn check_spec(spec: &ModelSpec, options: &BuildOptions) -> Result<FusedLayer> {
             spec.name, spec.num_heads, spec.num_kv_heads
         )));
     }
-    FusedLayer::of(&spec.name, &ModelPlan::new(spec))
+    FusedLayer::of(&spec.name, &ModelPlan::new(spec).within(options.max_seq_len))
 }
 
 /// The engine-build step on the GPU: pack and upload weights, compile kernels for this GPU, time GEMM
@@ -164,7 +164,7 @@ pub fn build(
     check_spec(spec, options)?;
     let gpu = Gpu::open(ordinal(options)?)?;
     progress.stage("compile kernels (NVRTC)", 0);
-    let compiled = kernels::compile(spec, options.precision, gpu.sm)?;
+    let compiled = kernels::compile(spec, options.precision, options.max_seq_len, gpu.sm)?;
     progress.stage("pack weights", 0);
     let packed = weights::pack(spec, options.precision, weights)?;
     let mut backend = CudaBackend::assemble(

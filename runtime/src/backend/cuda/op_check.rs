@@ -56,10 +56,12 @@ pub struct OpGpu {
 }
 
 impl OpGpu {
-    /// Compile `spec`'s kernels at `precision` for GPU 0's compute capability and load them.
+    /// Compile `spec`'s kernels at `precision` (over its whole context) for GPU 0's compute
+    /// capability and load them.
     pub fn open(spec: &ModelSpec, precision: Precision) -> Result<OpGpu> {
         let gpu = Gpu::open(0)?;
-        let compiled = kernels::compile(spec, precision, gpu.sm)?;
+        let context = spec.max_position_embeddings;
+        let compiled = kernels::compile(spec, precision, context, gpu.sm)?;
         let kernels = Kernels::load(&gpu, &compiled)?;
         Ok(OpGpu {
             gpu,
