@@ -11,10 +11,7 @@ pub fn config_json(spec: &ModelSpec) -> Result<Vec<u8>> {
     let value = match spec.arch {
         Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 => llama_like(spec)?,
         Arch::Gpt2 => gpt2(spec),
-        Arch::Gemma3 => bail!(
-            "{}: writing a Gemma 3 config.json for a model known only by its spec is not implemented",
-            spec.name
-        ),
+        Arch::Gemma3 => gemma3(spec)?,
     };
     let bytes = serde_json::to_vec_pretty(&value)?;
     let mut back = runtime::config::parse_config(&spec.name, &bytes)?;
@@ -30,8 +27,12 @@ pub fn config_json(spec: &ModelSpec) -> Result<Vec<u8>> {
 }
 
 fn llama_like(spec: &ModelSpec) -> Result<Value> {
-    // A linear scaling is not written; the round-trip check above refuses a spec that has one.
-    let Positions::Rope { theta, llama3, .. } = spec.positions else {
+    let Positions::Rope {
+        theta,
+        llama3,
+        linear,
+    } = spec.positions
+    else {
         bail!(
             "{}: a {} model without rotary positions",
             spec.name,
@@ -82,9 +83,17 @@ fn llama_like(spec: &ModelSpec) -> Result<Value> {
     if spec.arch == Arch::Llama {
         v["mlp_bias"] = json!(spec.mlp_bias);
     }
-    if spec.arch == Arch::Mistral {
-        // Without the key transformers applies its default window.
-        v["sliding_window"] = Value::Null;
+    match spec.arch {
+        // Without the key transformers applies its default window; `null` is none.
+        Arch::Mistral => v["sliding_window"] = json!(spec.sliding_window),
+        Arch::Qwen2 | Arch::Qwen3 if spec.sliding_window.is_some() => {
+            v["sliding_window"] = json!(spec.sliding_window);
+            v["layer_types"] = layer_types(spec);
+        }
+        _ => {}
+    }
+    if let Some(factor) = linear {
+        v["rope_scaling"] = json!({"rope_type": "linear", "factor": factor});
     }
     if let Some(s) = llama3 {
         v["rope_scaling"] = json!({
@@ -94,6 +103,62 @@ fn llama_like(spec: &ModelSpec) -> Result<Value> {
             "high_freq_factor": s.high_freq_factor,
             "original_max_position_embeddings": s.original_max_position_embeddings,
         });
+    }
+    ids(&mut v, spec);
+    Ok(v)
+}
+
+/// HF's `layer_types`: each layer `sliding_attention` or `full_attention`.
+fn layer_types(spec: &ModelSpec) -> Value {
+    let types: Vec<&str> = (0..spec.num_layers)
+        .map(|i| match spec.layer_window(i) {
+            Some(_) => "sliding_attention",
+            None => "full_attention",
+        })
+        .collect();
+    json!(types)
+}
+
+fn gemma3(spec: &ModelSpec) -> Result<Value> {
+    let Positions::Rope {
+        theta,
+        llama3: None,
+        linear,
+    } = spec.positions
+    else {
+        bail!(
+            "{}: a Gemma 3 model without its rotary embedding",
+            spec.name
+        );
+    };
+    // `query_pre_attn_scalar` is an integer in transformers' config.
+    let scalar = spec.attention_scale.map(|s| (1.0 / (s * s)).round());
+    let mut v = json!({
+        "architectures": ["Gemma3ForCausalLM"],
+        "model_type": "gemma3_text",
+        "vocab_size": spec.vocab_size,
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_kv_heads,
+        "head_dim": spec.head_dim,
+        "max_position_embeddings": spec.max_position_embeddings,
+        "rms_norm_eps": spec.norm_eps,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "query_pre_attn_scalar": scalar,
+        "rope_theta": theta,
+        "rope_local_base_freq": spec.local_rope_theta,
+        "sliding_window": spec.sliding_window,
+        "layer_types": layer_types(spec),
+        "attention_bias": spec.qkv_bias,
+        "final_logit_softcapping": null,
+        "attn_logit_softcapping": null,
+        "tie_word_embeddings": spec.tie_word_embeddings,
+        "torch_dtype": "float32",
+    });
+    if let Some(factor) = linear {
+        v["rope_scaling"] = json!({"rope_type": "linear", "factor": factor});
     }
     ids(&mut v, spec);
     Ok(v)

@@ -17,6 +17,7 @@ use crate::backend::ops::{Linear, Norm, Ops};
 use crate::engine_file::EngineFileError;
 use crate::format::WeightFormat;
 use crate::model::{ModelWeights, Tensors};
+use crate::plan::Residual;
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
 use crate::weights::{HostTensor, TensorData, WeightMap, WeightsError};
@@ -84,9 +85,25 @@ fn canonical(
             norm(&mut out, k, &names.k.name)?;
         }
         lin(&mut out, &l.o)?;
+        let post = match (&plan.residual, &l.post_norms) {
+            (
+                Residual::Sandwich {
+                    post_attn_norm,
+                    post_mlp_norm,
+                },
+                Some((attn, mlp)),
+            ) => Some(((attn, &post_attn_norm.name), (mlp, &post_mlp_norm.name))),
+            _ => None,
+        };
+        if let Some(((w, name), _)) = post {
+            norm(&mut out, w, name)?;
+        }
         norm(&mut out, &l.mlp_norm, &plan.mlp_norm.name)?;
         lin(&mut out, &l.up)?;
         lin(&mut out, &l.down)?;
+        if let Some((_, (w, name))) = post {
+            norm(&mut out, w, name)?;
+        }
     }
     norm(&mut out, &w.final_norm, &w.plan.final_norm.name)?;
     if !spec.tie_word_embeddings {
