@@ -76,9 +76,8 @@ pub enum Positions {
     Learned,
 }
 
-/// The normalised model. Per-layer geometry is uniform in every supported family; the KV geometry
-/// is still exposed per layer through [`ModelSpec::kv_shape`] so that sliding-window or mixed layers can
-/// be added without changing callers.
+/// The normalised model. Heads and widths are the same in every layer; a layer's cache holds the
+/// positions it can attend to ([`ModelSpec::kv_shape`]: a sliding-window layer keeps only its window).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     /// The `models.toml` name (or the directory/file name for ad-hoc models).
@@ -209,9 +208,15 @@ impl ModelSpec {
         self.num_kv_heads * self.head_dim
     }
 
-    /// Shape of one layer's key (or value) cache: `[batch, num_kv_heads, max_seq_len, head_dim]`.
-    pub fn kv_shape(&self, _layer: usize, batch: usize, max_seq_len: usize) -> [usize; 4] {
-        [batch, self.num_kv_heads, max_seq_len, self.head_dim]
+    /// Shape of one layer's key (or value) cache: `[batch, num_kv_heads, positions, head_dim]`, where
+    /// `positions` is `max_seq_len`, or for a sliding-window layer the window when it is shorter: a
+    /// ring buffer in which position `p` sits in slot `p % window`.
+    pub fn kv_shape(&self, layer: usize, batch: usize, max_seq_len: usize) -> [usize; 4] {
+        let positions = match self.layer_window(layer) {
+            Some(w) => w.min(max_seq_len),
+            None => max_seq_len,
+        };
+        [batch, self.num_kv_heads, positions, self.head_dim]
     }
 
     /// Number of parameters (including the untied lm_head once, tied embeddings once).

@@ -5,112 +5,114 @@ use crate::model::Model;
 use ::runtime::codegen as rt;
 /// The static KV cache of `gemma-3-1b-it`: 26 layers, each with a key and a value tensor of shape
 /// `[batch, 1, max_seq_len, 256]`, allocated once by
-/// [`Engine::new_cache`](crate::Engine::new_cache) for an engine of precision `P`.
+/// [`Engine::new_cache`](crate::Engine::new_cache) for an engine of precision `P`. 22 of them are
+/// local layers (`config::SLIDING_LAYERS`), whose tensors hold only the last 512 positions when
+/// `max_seq_len` is longer.
 #[derive(Debug)]
 pub struct KvCache<P: rt::PrecisionMarker> {
-    /// Layer 0 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 0 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_0: rt::Kv<Model, P>,
-    /// Layer 0 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 0 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_0: rt::Kv<Model, P>,
-    /// Layer 1 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 1 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_1: rt::Kv<Model, P>,
-    /// Layer 1 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 1 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_1: rt::Kv<Model, P>,
-    /// Layer 2 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 2 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_2: rt::Kv<Model, P>,
-    /// Layer 2 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 2 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_2: rt::Kv<Model, P>,
-    /// Layer 3 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 3 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_3: rt::Kv<Model, P>,
-    /// Layer 3 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 3 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_3: rt::Kv<Model, P>,
-    /// Layer 4 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 4 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_4: rt::Kv<Model, P>,
-    /// Layer 4 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 4 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_4: rt::Kv<Model, P>,
     /// Layer 5 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
     pub key_cache_5: rt::Kv<Model, P>,
     /// Layer 5 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
     pub value_cache_5: rt::Kv<Model, P>,
-    /// Layer 6 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 6 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_6: rt::Kv<Model, P>,
-    /// Layer 6 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 6 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_6: rt::Kv<Model, P>,
-    /// Layer 7 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 7 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_7: rt::Kv<Model, P>,
-    /// Layer 7 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 7 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_7: rt::Kv<Model, P>,
-    /// Layer 8 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 8 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_8: rt::Kv<Model, P>,
-    /// Layer 8 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 8 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_8: rt::Kv<Model, P>,
-    /// Layer 9 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 9 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_9: rt::Kv<Model, P>,
-    /// Layer 9 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 9 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_9: rt::Kv<Model, P>,
-    /// Layer 10 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 10 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_10: rt::Kv<Model, P>,
-    /// Layer 10 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 10 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_10: rt::Kv<Model, P>,
     /// Layer 11 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
     pub key_cache_11: rt::Kv<Model, P>,
     /// Layer 11 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
     pub value_cache_11: rt::Kv<Model, P>,
-    /// Layer 12 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 12 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_12: rt::Kv<Model, P>,
-    /// Layer 12 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 12 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_12: rt::Kv<Model, P>,
-    /// Layer 13 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 13 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_13: rt::Kv<Model, P>,
-    /// Layer 13 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 13 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_13: rt::Kv<Model, P>,
-    /// Layer 14 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 14 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_14: rt::Kv<Model, P>,
-    /// Layer 14 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 14 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_14: rt::Kv<Model, P>,
-    /// Layer 15 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 15 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_15: rt::Kv<Model, P>,
-    /// Layer 15 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 15 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_15: rt::Kv<Model, P>,
-    /// Layer 16 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 16 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_16: rt::Kv<Model, P>,
-    /// Layer 16 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 16 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_16: rt::Kv<Model, P>,
     /// Layer 17 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
     pub key_cache_17: rt::Kv<Model, P>,
     /// Layer 17 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
     pub value_cache_17: rt::Kv<Model, P>,
-    /// Layer 18 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 18 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_18: rt::Kv<Model, P>,
-    /// Layer 18 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 18 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_18: rt::Kv<Model, P>,
-    /// Layer 19 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 19 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_19: rt::Kv<Model, P>,
-    /// Layer 19 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 19 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_19: rt::Kv<Model, P>,
-    /// Layer 20 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 20 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_20: rt::Kv<Model, P>,
-    /// Layer 20 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 20 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_20: rt::Kv<Model, P>,
-    /// Layer 21 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 21 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_21: rt::Kv<Model, P>,
-    /// Layer 21 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 21 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_21: rt::Kv<Model, P>,
-    /// Layer 22 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 22 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_22: rt::Kv<Model, P>,
-    /// Layer 22 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 22 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_22: rt::Kv<Model, P>,
     /// Layer 23 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
     pub key_cache_23: rt::Kv<Model, P>,
     /// Layer 23 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
     pub value_cache_23: rt::Kv<Model, P>,
-    /// Layer 24 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 24 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_24: rt::Kv<Model, P>,
-    /// Layer 24 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 24 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_24: rt::Kv<Model, P>,
-    /// Layer 25 keys, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 25 keys (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub key_cache_25: rt::Kv<Model, P>,
-    /// Layer 25 values, `[batch, 1, max_seq_len, 256]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).
+    /// Layer 25 values (a local layer: it attends over the last 512 positions), `[batch, 1, min(512, max_seq_len), 256]`: a ring buffer, position `p` in slot `p % 512` when the window is the shorter.
     pub value_cache_25: rt::Kv<Model, P>,
 }
 impl<P: rt::PrecisionMarker> KvCache<P> {

@@ -16,19 +16,35 @@ pub fn cache_rs(m: &ModelInput) -> TokenStream {
         .clone()
         .map(|l| format_ident!("value_cache_{l}"))
         .collect();
-    let shape = |what: &str, l: usize| {
-        format!(
+    let shape = |what: &str, l: usize| match s.layer_window(l) {
+        None => format!(
             " Layer {l} {what}, `[batch, {}, max_seq_len, {}]` (`[batch, NUM_KV_HEADS, max_seq_len, HEAD_DIM]`).",
             s.num_kv_heads, s.head_dim
-        )
+        ),
+        Some(w) => format!(
+            " Layer {l} {what} (a local layer: it attends over the last {w} positions), `[batch, {}, \
+             min({w}, max_seq_len), {}]`: a ring buffer, position `p` in slot `p % {w}` when the \
+             window is the shorter.",
+            s.num_kv_heads, s.head_dim
+        ),
     };
     let key_docs = layers.clone().map(|l| shape("keys", l));
     let value_docs = layers.clone().map(|l| shape("values", l));
     let indices = layers.map(proc_macro2::Literal::usize_unsuffixed);
+    let local = (0..s.num_layers)
+        .filter(|&l| s.layer_window(l).is_some())
+        .count();
+    let rings = match (local, s.sliding_window) {
+        (0, _) | (_, None) => String::new(),
+        (n, Some(w)) => format!(
+            " {n} of them are local layers (`config::SLIDING_LAYERS`), whose tensors hold only the last \
+             {w} positions when `max_seq_len` is longer."
+        ),
+    };
     let doc = super::lit::doc_lines(&format!(
         "The static KV cache of `{}`: {} layers, each with a key and a value tensor of shape \
          `[batch, {}, max_seq_len, {}]`, allocated once by [`Engine::new_cache`](crate::Engine::new_cache) \
-         for an engine of precision `P`.",
+         for an engine of precision `P`.{rings}",
         m.entry.name, s.num_layers, s.num_kv_heads, s.head_dim
     ));
     quote! {

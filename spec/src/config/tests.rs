@@ -647,6 +647,10 @@ fn gemma3() {
     assert_eq!(s.sliding_window, Some(512));
     let global: Vec<usize> = (0..26).filter(|&i| s.layer_window(i).is_none()).collect();
     assert_eq!(global, [5, 11, 17, 23]);
+    // A local layer's cache is a ring of the window, when the window is the shorter.
+    assert_eq!(s.kv_shape(0, 1, 2048), [1, 1, 512, 256]);
+    assert_eq!(s.kv_shape(5, 1, 2048), [1, 1, 2048, 256]);
+    assert_eq!(s.kv_shape(0, 2, 100), [2, 1, 100, 256]);
     assert_eq!(s.attention_scale, Some(1.0 / 16.0));
     assert_eq!(s.embed_scale, Some(1152f64.sqrt()));
     assert_eq!(s.eos_token_ids, vec![1, 106]);

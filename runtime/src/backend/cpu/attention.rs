@@ -6,7 +6,11 @@
 //!
 //! Query `s` of a step sits at absolute position `p = start + s` and sees keys `first..=p`, `first`
 //! being 0 or, in a sliding-window layer of window `w`, `p + 1 - w` (`Window::first_key`).
-//! The cache tensors are `[cache_batch, num_kv_heads, max_seq, head_dim]`, f32.
+//! The cache tensors are `[cache_batch, num_kv_heads, slots, head_dim]`, f32, position `p` in slot
+//! `p % slots`: `slots` is the cache length, or for a sliding-window layer its window, a ring buffer
+//! that only ever holds the keys a query can still see. A step whose rows would wrap that ring attends
+//! first (old keys from the ring, its own from `qkv`) and writes after, whatever the mode: written
+//! first, its later rows would overwrite keys its earlier rows still see.
 //!
 //! One new row per sequence (decode) takes the one-row path here: one parallel task per (row, query
 //! head). Several rows (prefill, chunked steps) take the blocked path of `attn_prefill.rs`, which
@@ -23,6 +27,7 @@ use rayon::prelude::*;
 pub struct KvView<'a> {
     pub key: &'a mut [f32],
     pub value: &'a mut [f32],
+    /// Positions the cache holds (slots of the ring).
     pub max_seq: usize,
 }
 
@@ -34,6 +39,7 @@ pub struct Step {
     pub start: usize,
 }
 
+/// Offset of position `t`'s row in a cache of `max_seq` slots (slot `t % max_seq`).
 pub(super) fn cache_offset(
     g: &AttnGeometry,
     max_seq: usize,
@@ -41,7 +47,7 @@ pub(super) fn cache_offset(
     h: usize,
     t: usize,
 ) -> usize {
-    ((b * g.num_kv_heads + h) * max_seq + t) * g.head_dim
+    ((b * g.num_kv_heads + h) * max_seq + t % max_seq) * g.head_dim
 }
 
 /// Copy the new keys/values of `qkv` into the cache at `[start, start + seq_len)`.
@@ -86,12 +92,17 @@ pub(super) fn attention_with(
     out: &mut [f32],
     blocked: bool,
 ) {
-    if let (CacheMode::StaticV1, Some(kv)) = (mode, kv.as_mut()) {
+    let wraps = kv
+        .as_ref()
+        .is_some_and(|v| v.max_seq < st.start + st.seq_len);
+    let write_first = mode == CacheMode::StaticV1 && !wraps;
+    let write_after = mode == CacheMode::StaticV2 || (mode == CacheMode::StaticV1 && wraps);
+    if let (true, Some(kv)) = (write_first, kv.as_mut()) {
         write_cache(qkv, &g, st, kv);
     }
     let prefix = match mode {
-        CacheMode::StaticV1 => st.start + st.seq_len,
-        CacheMode::StaticV2 => st.start,
+        CacheMode::StaticV1 if write_first => st.start + st.seq_len,
+        CacheMode::StaticV1 | CacheMode::StaticV2 => st.start,
         CacheMode::None => 0,
     };
     let (ck, cv, max_seq): (&[f32], &[f32], usize) = match &kv {
@@ -110,7 +121,7 @@ pub(super) fn attention_with(
     } else {
         rowwise(qkv, g, st, (ck, cv, max_seq), prefix, out);
     }
-    if let (CacheMode::StaticV2, Some(kv)) = (mode, kv.as_mut()) {
+    if let (true, Some(kv)) = (write_after, kv.as_mut()) {
         write_cache(qkv, &g, st, kv);
     }
 }

@@ -179,3 +179,66 @@ fn long_steps_blocked_match_reference_and_one_row_path() {
         }
     }
 }
+
+/// A sliding-window layer's ring cache (window slots, position p in slot p % window) gives exactly
+/// the outputs of a full-length cache, step after step: chunks that wrap the ring, that fit in it,
+/// single decode rows; both cache modes, both paths, batch 2, GQA. After every step the ring holds
+/// the last `window` positions' rows of the full cache.
+#[test]
+fn ring_cache_equals_full_cache_bit_for_bit() {
+    let window = 5;
+    let g = AttnGeometry {
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        scale: 0.3,
+        window: Window::Sliding(window),
+    };
+    let (batch, full) = (2, 24);
+    let cols = g.q_dim() + 2 * g.kv_dim();
+    let steps = [(0, 7), (7, 1), (8, 3), (11, 1), (12, 6), (18, 1), (19, 2)];
+    for mode in [CacheMode::StaticV1, CacheMode::StaticV2] {
+        for blocked in [true, false] {
+            let cache = |slots: usize| vec![0.0f32; batch * g.num_kv_heads * slots * g.head_dim];
+            let (mut fk, mut fv) = (cache(full), cache(full));
+            let (mut rk, mut rv) = (cache(window), cache(window));
+            for (start, seq_len) in steps {
+                let st = Step {
+                    batch,
+                    seq_len,
+                    start,
+                };
+                let qkv = data(batch * seq_len * cols, 500 + start as u64);
+                let mut run = |k: &mut Vec<f32>, v: &mut Vec<f32>, slots: usize| {
+                    let mut out = vec![f32::NAN; batch * seq_len * g.q_dim()];
+                    let view = KvView {
+                        key: k,
+                        value: v,
+                        max_seq: slots,
+                    };
+                    attention_with(&qkv, g, st, Some(view), mode, &mut out, blocked);
+                    out
+                };
+                let want = run(&mut fk, &mut fv, full);
+                let got = run(&mut rk, &mut rv, window);
+                let what = format!("{mode:?} blocked {blocked} step {start}+{seq_len}");
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert!(bits(&got) == bits(&want), "{what}: ring output differs");
+                let end = start + seq_len;
+                for b in 0..batch {
+                    for h in 0..g.num_kv_heads {
+                        for p in end.saturating_sub(window)..end {
+                            let (r, f) = (
+                                cache_offset(&g, window, b, h, p),
+                                cache_offset(&g, full, b, h, p),
+                            );
+                            let d = g.head_dim;
+                            assert_eq!(rk[r..r + d], fk[f..f + d], "{what}: key of {p}");
+                            assert_eq!(rv[r..r + d], fv[f..f + d], "{what}: value of {p}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -60,7 +60,15 @@ fn pack<'a>(src: &Sources<'a>, g: &AttnGeometry, st: Step, b: usize, kvh: usize)
         };
     }
     let (mut key, mut value) = (Vec::with_capacity(n * d), Vec::with_capacity(n * d));
-    if cached > 0 {
+    if cached > src.max_seq {
+        // A ring: position j in slot j % max_seq. The rows before the last `max_seq` hold newer
+        // positions; no query's window reaches them, so their weights are exactly zero.
+        for j in 0..cached {
+            let at = cache_offset(g, src.max_seq, b, kvh, j);
+            key.extend_from_slice(&src.cache_key[at..at + d]);
+            value.extend_from_slice(&src.cache_value[at..at + d]);
+        }
+    } else if cached > 0 {
         let at = cache_offset(g, src.max_seq, b, kvh, 0);
         key.extend_from_slice(&src.cache_key[at..at + cached * d]);
         value.extend_from_slice(&src.cache_value[at..at + cached * d]);
