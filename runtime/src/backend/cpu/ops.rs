@@ -136,7 +136,14 @@ impl Ops for CpuOps {
             })?;
         }
         let n = rows * cols;
-        let WeightFormat::Dense(precision) = format;
+        let precision = match format {
+            WeightFormat::Dense(p) => p,
+            WeightFormat::Blocks(_) => {
+                return Err(internal(format!(
+                    "the CPU cannot pack a matrix as {format} yet"
+                )));
+            }
+        };
         let store = match precision {
             Precision::Fp32 => Store::F32(pack(
                 parts,

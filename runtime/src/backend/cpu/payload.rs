@@ -466,7 +466,14 @@ impl Tensors<CpuOps> for MappedPayload {
         cols: usize,
         format: WeightFormat,
     ) -> Result<Matrix> {
-        let WeightFormat::Dense(precision) = format;
+        let precision = match format {
+            WeightFormat::Dense(p) => p,
+            WeightFormat::Blocks(_) => {
+                return Err(Error::invalid(format!(
+                    "an engine file cannot hold a matrix as {format} yet"
+                )));
+            }
+        };
         let dtype = match precision {
             Precision::Fp32 => Dtype::F32,
             Precision::Fp16 => Dtype::F16,

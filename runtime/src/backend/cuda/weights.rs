@@ -232,10 +232,16 @@ pub struct Packed {
     pub vecs: Vec<u8>,
 }
 
-/// Append `t` to a matrix buffer in `format`.
-fn append(out: &mut Vec<u8>, t: &HostTensor, format: WeightFormat) {
+/// Append `t` to a matrix buffer in `format` (the CUDA kernels multiply dense formats only).
+fn append(out: &mut Vec<u8>, t: &HostTensor, format: WeightFormat) -> Result<()> {
     match format {
-        WeightFormat::Dense(p) => append_dense(out, t, p),
+        WeightFormat::Dense(p) => {
+            append_dense(out, t, p);
+            Ok(())
+        }
+        WeightFormat::Blocks(_) => Err(Error::invalid(format!(
+            "the CUDA backend cannot store a matrix as {format}"
+        ))),
     }
 }
 
@@ -270,7 +276,7 @@ pub fn pack(spec: &ModelSpec, precision: Precision, weights: &WeightMap) -> Resu
     for (m, parts) in &b.mats {
         debug_assert_eq!(mats.len(), m.off);
         for (name, rows) in parts {
-            append(&mut mats, weights.get(name, &[*rows, m.cols])?, m.format);
+            append(&mut mats, weights.get(name, &[*rows, m.cols])?, m.format)?;
         }
         mats.resize(
             m.off + m.format.matrix_bytes(m.rows, m.cols).div_ceil(ALIGN) * ALIGN,
