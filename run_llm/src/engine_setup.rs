@@ -128,6 +128,7 @@ pub fn obtain(
         max_seq_len: seq,
         max_batch: need.batch,
         device: need.device,
+        quant: runtime::format::QuantFormat::None,
     };
     let mut fallback_note = None;
     let engine = match Engine::build_from_weights(model.spec.clone(), &weights, options, progress) {
@@ -189,6 +190,7 @@ fn load(model: &Model, need: &Need, path: &Path) -> Result<Obtained> {
         max_seq_len: header.max_seq_len,
         max_batch: header.max_batch,
         device,
+        quant: runtime::format::QuantFormat::None,
     };
     header
         .check(path, &model.spec, &expect)

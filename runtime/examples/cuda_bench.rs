@@ -57,6 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_seq_len: prompt.len() + new_tokens,
         max_batch: 1,
         device: DeviceChoice::Cuda { ordinal: 0 },
+        quant: runtime::format::QuantFormat::None,
     };
     let t0 = Instant::now();
     let mut engine = if random {

@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         device: DeviceChoice::Cpu {
             threads: Some(threads),
         },
+        quant: runtime::format::QuantFormat::None,
     };
     let weights = random_weights(&spec);
     let mut engine = Engine::build_from_weights(spec, &weights, options, &NoProgress)?;

@@ -30,7 +30,7 @@ impl Engine {
         progress: &dyn Progress,
     ) -> Result<Engine> {
         progress.stage("load weights", 0);
-        let map = crate::weights::load(&spec, weights)?;
+        let map = crate::weights::load_as(&spec, weights, options.quant)?;
         progress.finish();
         Engine::build_from_weights(spec, &map, options, progress)
     }
@@ -178,6 +178,15 @@ fn check_options(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
             "max_seq_len ({}) and max_batch ({}) must both be at least 1",
             options.max_seq_len, options.max_batch
         )));
+    }
+    if options.quant == crate::format::QuantFormat::Gguf
+        && let DeviceChoice::Cuda { .. } = options.device
+    {
+        return Err(Error::invalid(
+            "--quant_format gguf (GGUF blocks kept packed) is implemented on the CPU backend only; \
+             the CUDA backend takes --quant_format none"
+                .to_string(),
+        ));
     }
     if spec.positions == crate::spec::Positions::Learned
         && options.max_seq_len > spec.max_position_embeddings

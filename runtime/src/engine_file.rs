@@ -7,6 +7,7 @@
 //! payload starts at a multiple of [`PAYLOAD_ALIGN`] bytes. Saving writes a temporary file in the
 //! destination directory and renames it into place, so a reader never sees half a file.
 
+use crate::format::QuantFormat;
 use crate::options::BuildOptions;
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
@@ -32,6 +33,9 @@ pub struct EngineHeader {
     pub precision: Precision,
     pub max_seq_len: usize,
     pub max_batch: usize,
+    /// How the linear layers are stored; files from before the field are `none`.
+    #[serde(default)]
+    pub quant: QuantFormat,
     pub backend: BackendKind,
     /// GPU compute capability (e.g. 90 for sm_90); `None` for the CPU.
     pub target_sm: Option<u32>,
@@ -83,6 +87,7 @@ impl EngineHeader {
             precision: options.precision,
             max_seq_len: options.max_seq_len,
             max_batch: options.max_batch,
+            quant: options.quant,
             backend: options.device.backend_kind(),
             target_sm,
             gemm_algorithms: Vec::new(),
@@ -119,6 +124,13 @@ impl EngineHeader {
                 "precision",
                 self.precision.to_string(),
                 expect.precision.to_string(),
+            );
+        }
+        if self.quant != expect.quant {
+            return mismatch(
+                "quant format",
+                self.quant.to_string(),
+                expect.quant.to_string(),
             );
         }
         let want_backend = expect.device.backend_kind();

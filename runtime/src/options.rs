@@ -1,6 +1,7 @@
 //! What an engine is built for and where it runs: recorded in engine files and checked on load.
 //! Shared by every floor above it.
 
+use crate::format::QuantFormat;
 use crate::precision::Precision;
 use crate::step::BackendKind;
 use serde::{Deserialize, Serialize};
@@ -32,4 +33,8 @@ pub struct BuildOptions {
     /// Largest batch the engine accepts.
     pub max_batch: usize,
     pub device: DeviceChoice,
+    /// How linear layers' weights are stored (`--quant_format`); engine files from before the field
+    /// read as `none`.
+    #[serde(default)]
+    pub quant: QuantFormat,
 }

@@ -201,6 +201,7 @@ impl EngineOptions {
             max_seq_len: self.max_seq_len,
             max_batch: self.max_batch,
             device: self.device,
+            quant: crate::format::QuantFormat::None,
         }
     }
 }

@@ -40,8 +40,8 @@ fn compile_all(model: &str, precisions: &[Precision], sm: u32) {
 fn compile_spec(spec: &ModelSpec, precisions: &[Precision], sm: u32) {
     let model = &spec.name;
     for &p in precisions {
-        let compiled =
-            kernels::compile(spec, p, CACHE, sm).unwrap_or_else(|e| panic!("{model} {p} sm_{sm}: {e}"));
+        let compiled = kernels::compile(spec, p, CACHE, sm)
+            .unwrap_or_else(|e| panic!("{model} {p} sm_{sm}: {e}"));
         assert_eq!(compiled.ptx.len(), kernels::MODULES.len());
         for ((module, functions), (name, ptx)) in kernels::MODULES.iter().zip(&compiled.ptx) {
             assert_eq!(module, name);
@@ -288,6 +288,7 @@ fn no_driver_means_cuda_unavailable_not_a_panic() {
         max_seq_len: 16,
         max_batch: 1,
         device: DeviceChoice::Cuda { ordinal: 0 },
+        quant: runtime::format::QuantFormat::None,
     };
     let built = Engine::build(spec, &WeightSource::HfDir(dir), options, &NoProgress);
     match device::check_libraries() {

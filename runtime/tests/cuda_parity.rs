@@ -65,6 +65,7 @@ fn gpu_options(precision: Precision, max_batch: usize) -> BuildOptions {
         max_seq_len: MAX_SEQ,
         max_batch,
         device: DeviceChoice::Cuda { ordinal: 0 },
+        quant: runtime::format::QuantFormat::None,
     }
 }
 

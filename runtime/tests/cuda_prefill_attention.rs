@@ -52,6 +52,7 @@ fn build(name: &str, precision: Precision, max_seq_len: usize, device: DeviceCho
         max_seq_len,
         max_batch: BATCH,
         device,
+        quant: runtime::format::QuantFormat::None,
     };
     Engine::build(spec(name), &source, options, &NoProgress)
         .unwrap_or_else(|e| panic!("{name} {precision} {device:?}: engine build: {e}"))
@@ -235,6 +236,7 @@ fn decode_steps_with_128_and_96_wide_heads_match_cpu_engine() {
                 max_seq_len: max_seq(&spec),
                 max_batch: BATCH,
                 device,
+                quant: runtime::format::QuantFormat::None,
             };
             Engine::build(spec.clone(), &weights, options, &NoProgress)
                 .unwrap_or_else(|e| panic!("{} {precision} {device:?}: {e}", spec.name))

@@ -18,6 +18,7 @@ fn plans_the_kernels_cannot_run_are_refused_by_name() {
             max_seq_len: MAX_SEQ,
             max_batch: 1,
             device: DeviceChoice::Cuda { ordinal: 0 },
+            quant: runtime::format::QuantFormat::None,
         };
         let source = WeightSource::HfDir(root().join("models").join(name));
         let e = match Engine::build(spec(name), &source, options, &NoProgress) {
@@ -41,6 +42,7 @@ fn a_window_as_long_as_the_cache_is_not_refused() {
         max_seq_len: 8,
         max_batch: 1,
         device: DeviceChoice::Cuda { ordinal: 0 },
+        quant: runtime::format::QuantFormat::None,
     };
     let name = "tiny-mistral-window";
     let source = WeightSource::HfDir(root().join("models").join(name));

@@ -93,6 +93,7 @@ fn wide_backend(vocab: usize) -> cuda::CudaBackend {
         max_seq_len: 16,
         max_batch: ROWS,
         device: DeviceChoice::Cuda { ordinal: 0 },
+        quant: runtime::format::QuantFormat::None,
     };
     cuda::build(&spec, &weights, &options, &NoProgress).expect("CUDA backend of the wide spec")
 }

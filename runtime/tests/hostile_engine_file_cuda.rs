@@ -29,6 +29,7 @@ fn gpu() -> BuildOptions {
         max_seq_len: MAX_SEQ,
         max_batch: 1,
         device: DeviceChoice::Cuda { ordinal: 0 },
+        quant: runtime::format::QuantFormat::None,
     }
 }
 

@@ -30,6 +30,7 @@ fn build(max_seq_len: usize, max_batch: usize) -> runtime::Result<Engine> {
         max_seq_len,
         max_batch,
         device: DeviceChoice::Cuda { ordinal: 0 },
+        quant: runtime::format::QuantFormat::None,
     };
     Engine::build(spec("tiny-llama"), &source, options, &NoProgress)
 }

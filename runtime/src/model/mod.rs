@@ -6,7 +6,7 @@
 use crate::Result;
 use crate::backend::ops::{AttnGeometry, Linear, Norm, Ops, Part};
 use crate::cache::LayerKvMut;
-use crate::format::WeightFormat;
+use crate::format::{BlockType, WeightFormat};
 use crate::plan::{
     Activation, AttentionPlan, LayerPlan, LinearPlan, ModelPlan, NormPlan, Residual,
 };
@@ -73,6 +73,11 @@ pub trait Tensors<O: Ops> {
     ) -> Result<O::Weight>;
     /// The 1-D tensors `parts` (`(name, len)`), concatenated.
     fn vector(&self, ops: &mut O, parts: &[(&str, usize)]) -> Result<O::Vector>;
+    /// The GGML block type every one of the 2-D tensors `parts` is held in, when they share one (a
+    /// source that keeps a GGUF file's blocks); `None` for dense tensors.
+    fn stored_blocks(&self, _parts: &[(&str, usize)]) -> Option<BlockType> {
+        None
+    }
 }
 
 impl<O: Ops> Tensors<O> for WeightMap {
@@ -96,6 +101,14 @@ impl<O: Ops> Tensors<O> for WeightMap {
             .map(|&(name, len)| self.get(name, &[len]))
             .collect::<std::result::Result<Vec<&HostTensor>, _>>()?;
         ops.vector(&tensors)
+    }
+
+    fn stored_blocks(&self, parts: &[(&str, usize)]) -> Option<BlockType> {
+        let mut types = parts
+            .iter()
+            .map(|(name, _)| self.tensors.get(*name).and_then(HostTensor::blocks));
+        let first = types.next()??;
+        types.all(|t| t == Some(first)).then_some(first)
     }
 }
 
@@ -162,13 +175,15 @@ pub fn linear<O: Ops>(
     w: &dyn Tensors<O>,
     plan: &LinearPlan,
 ) -> Result<Linear<O::Weight, O::Vector>> {
-    let format = WeightFormat::of_linear(plan, ops.precision());
-    let weight = w.weight(
-        ops,
-        &borrowed(&plan.weight_rows()),
-        plan.in_features,
-        format,
-    )?;
+    let rows = plan.weight_rows();
+    let parts = borrowed(&rows);
+    // A source keeping GGUF blocks keeps them where the fused parts share one type (a matrix is one
+    // format); otherwise the linear is dense in the engine precision.
+    let format = match w.stored_blocks(&parts) {
+        Some(t) if t.row_bytes(plan.in_features).is_some() => WeightFormat::Blocks(t),
+        _ => WeightFormat::of_linear(plan, ops.precision()),
+    };
+    let weight = w.weight(ops, &parts, plan.in_features, format)?;
     let bias = match plan.bias {
         true => Some(w.vector(ops, &borrowed(&plan.bias_rows()))?),
         false => None,

@@ -5,7 +5,7 @@
 
 mod canonical;
 mod cursor;
-mod dequant;
+pub(crate) mod dequant;
 mod reader;
 mod spec;
 mod types;
@@ -96,7 +96,13 @@ impl GgufFile {
 
     /// All tensors dequantised to f32 under canonical names, with llama.cpp's Q/K permutation undone.
     pub fn canonical_weights(&self, spec: &ModelSpec) -> Result<WeightMap, WeightsError> {
-        canonical::canonical_weights(self, spec)
+        canonical::canonical_weights(self, spec, false)
+    }
+
+    /// [`GgufFile::canonical_weights`], but every 2-D tensor of a GGML block type kept as its
+    /// blocks (`TensorData::Blocks`, rows permuted whole where llama.cpp permuted them).
+    pub fn canonical_blocks(&self, spec: &ModelSpec) -> Result<WeightMap, WeightsError> {
+        canonical::canonical_weights(self, spec, true)
     }
 
     pub fn path(&self) -> &Path {
@@ -130,6 +136,12 @@ impl GgufFile {
     /// The tensor `name` (llama.cpp's name) dequantised to f32, in its row-major shape, as stored (no
     /// permutation undone).
     pub fn tensor(&self, name: &str) -> Result<HostTensor, WeightsError> {
+        self.tensor_as(name, false)
+    }
+
+    /// The tensor `name` as stored, no permutation undone: with `keep_blocks`, a 2-D tensor of a GGML
+    /// block type whose rows are whole blocks stays blocks; everything else is dequantised to f32.
+    pub fn tensor_as(&self, name: &str, keep_blocks: bool) -> Result<HostTensor, WeightsError> {
         let info = self
             .tensor_info(name)
             .ok_or_else(|| WeightsError::Missing {
@@ -142,6 +154,20 @@ impl GgufFile {
         })?;
         // In range: `reader::place` checked start + len against the file length.
         let bytes = &self.mmap[info.start..info.start + info.len];
+        let block = crate::format::BlockType::ALL
+            .into_iter()
+            .find(|b| b.ggml_id() == ty.id());
+        if let (true, Some(b), [_, cols]) = (keep_blocks, block, &info.shape[..])
+            && b.row_bytes(*cols).is_some()
+        {
+            return Ok(HostTensor {
+                shape: info.shape.clone(),
+                data: TensorData::Blocks {
+                    ty: b,
+                    bytes: bytes.to_vec(),
+                },
+            });
+        }
         Ok(HostTensor {
             shape: info.shape.clone(),
             data: TensorData::F32(dequant::dequantize(ty, bytes)),

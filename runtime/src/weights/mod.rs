@@ -27,6 +27,7 @@ pub mod names;
 pub mod safetensors;
 pub mod synthetic;
 
+use crate::format::{BlockType, QuantFormat};
 use crate::spec::ModelSpec;
 use half::{bf16, f16};
 use std::collections::BTreeMap;
@@ -36,12 +37,28 @@ use std::path::PathBuf;
 /// needs is present with the right shape (and nothing the spec does not use), and filling a tied
 /// `lm_head.weight` from `embed.weight`.
 pub fn load(spec: &ModelSpec, source: &WeightSource) -> Result<WeightMap, WeightsError> {
+    load_as(spec, source, QuantFormat::None)
+}
+
+/// [`load`], keeping a GGUF file's block-quantized matrices as their blocks when `quant` is
+/// [`QuantFormat::Gguf`] (other sources have none).
+pub fn load_as(
+    spec: &ModelSpec,
+    source: &WeightSource,
+    quant: QuantFormat,
+) -> Result<WeightMap, WeightsError> {
     let map = match source {
         WeightSource::HfDir(dir) => {
             let set = safetensors::SafetensorsSet::open_dir(dir)?;
             names::hf_to_canonical(spec, set.names(), &|n| set.tensor(n))?
         }
-        WeightSource::Gguf(path) => gguf::GgufFile::open(path)?.canonical_weights(spec)?,
+        WeightSource::Gguf(path) => {
+            let file = gguf::GgufFile::open(path)?;
+            match quant {
+                QuantFormat::None => file.canonical_weights(spec)?,
+                QuantFormat::Gguf => file.canonical_blocks(spec)?,
+            }
+        }
         WeightSource::Synthetic { seed } => synthetic::generate(spec, *seed)?,
     };
     finish(spec, map)
@@ -96,6 +113,20 @@ pub enum TensorData {
     F32(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
+    /// GGML blocks as the GGUF file holds them, each row of a 2-D tensor a whole number of blocks.
+    Blocks {
+        ty: BlockType,
+        bytes: Vec<u8>,
+    },
+}
+
+/// The elements of `bytes`, blocks of `ty`, as f32: exactly the GGUF loader's dequantisation.
+pub fn dequantize_blocks(ty: BlockType, bytes: &[u8]) -> Vec<f32> {
+    match gguf::GgmlType::from_id(ty.ggml_id()) {
+        Ok(t) => gguf::dequant::dequantize(t, bytes),
+        // Every block type the format axis names is one the GGUF reader dequantises.
+        Err(_) => Vec::new(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +159,12 @@ impl HostTensor {
             TensorData::F32(v) => TensorData::F32(tr(v, r, c)),
             TensorData::F16(v) => TensorData::F16(tr(v, r, c)),
             TensorData::BF16(v) => TensorData::BF16(tr(v, r, c)),
+            TensorData::Blocks { ty, .. } => {
+                return Err(WeightsError::Other(format!(
+                    "cannot transpose a tensor stored as {} blocks",
+                    ty.name()
+                )));
+            }
         };
         Ok(HostTensor {
             shape: vec![c, r],
@@ -152,6 +189,18 @@ impl HostTensor {
             TensorData::F32(v) => TensorData::F32(v[a..b].to_vec()),
             TensorData::F16(v) => TensorData::F16(v[a..b].to_vec()),
             TensorData::BF16(v) => TensorData::BF16(v[a..b].to_vec()),
+            TensorData::Blocks { ty, bytes } => {
+                let row = ty.row_bytes(inner).ok_or_else(|| {
+                    WeightsError::Other(format!(
+                        "rows of {inner} elements are not whole {} blocks",
+                        ty.name()
+                    ))
+                })?;
+                TensorData::Blocks {
+                    ty: *ty,
+                    bytes: bytes[start * row..end * row].to_vec(),
+                }
+            }
         };
         let mut shape = self.shape.clone();
         shape[0] = end - start;
@@ -174,6 +223,10 @@ impl HostTensor {
             TensorData::F32(_) => TensorData::F32(Vec::new()),
             TensorData::F16(_) => TensorData::F16(Vec::new()),
             TensorData::BF16(_) => TensorData::BF16(Vec::new()),
+            TensorData::Blocks { ty, .. } => TensorData::Blocks {
+                ty: *ty,
+                bytes: Vec::new(),
+            },
         };
         for p in parts {
             if p.shape.len() != shape.len() || p.shape[1..] != shape[1..] {
@@ -187,6 +240,11 @@ impl HostTensor {
                 (TensorData::F32(d), TensorData::F32(s)) => d.extend_from_slice(s),
                 (TensorData::F16(d), TensorData::F16(s)) => d.extend_from_slice(s),
                 (TensorData::BF16(d), TensorData::BF16(s)) => d.extend_from_slice(s),
+                (TensorData::Blocks { ty, bytes: d }, TensorData::Blocks { ty: t, bytes: s })
+                    if ty == t =>
+                {
+                    d.extend_from_slice(s)
+                }
                 _ => {
                     return Err(WeightsError::Other(
                         "cannot concatenate mixed dtypes".into(),
@@ -197,12 +255,21 @@ impl HostTensor {
         Ok(HostTensor { shape, data })
     }
 
-    /// The elements as f32 (copying unless already f32).
+    /// The elements as f32 (copying unless already f32; blocks dequantised).
     pub fn to_f32(&self) -> Vec<f32> {
         match &self.data {
             TensorData::F32(v) => v.clone(),
             TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
             TensorData::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            TensorData::Blocks { ty, bytes } => dequantize_blocks(*ty, bytes),
+        }
+    }
+
+    /// The block type, when the tensor is stored as GGML blocks.
+    pub fn blocks(&self) -> Option<BlockType> {
+        match &self.data {
+            TensorData::Blocks { ty, .. } => Some(*ty),
+            _ => None,
         }
     }
 }
@@ -233,6 +300,16 @@ impl WeightMap {
             TensorData::F32(v) => v.len(),
             TensorData::F16(v) => v.len(),
             TensorData::BF16(v) => v.len(),
+            TensorData::Blocks { ty, bytes } => {
+                let cols = shape.last().copied().unwrap_or(1);
+                if ty.row_bytes(cols).is_none() || !bytes.len().is_multiple_of(ty.block_bytes()) {
+                    return Err(WeightsError::Other(format!(
+                        "tensor {name} of shape {shape:?} is not whole rows of {} blocks",
+                        ty.name()
+                    )));
+                }
+                bytes.len() / ty.block_bytes() * ty.block_elems()
+            }
         };
         if len != t.numel() {
             return Err(WeightsError::Other(format!(

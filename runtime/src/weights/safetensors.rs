@@ -394,6 +394,11 @@ fn to_view(t: &HostTensor) -> ByteView {
             Dtype::BF16,
             v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         ),
+        // safetensors has no GGML block types: the values, dequantised.
+        TensorData::Blocks { .. } => (
+            Dtype::F32,
+            t.to_f32().iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ),
     };
     ByteView {
         dtype,

@@ -139,6 +139,7 @@ pub fn build(name: &str, precision: Precision, device: DeviceChoice) -> Engine {
         max_seq_len: MAX_SEQ,
         max_batch: 1,
         device,
+        quant: runtime::format::QuantFormat::None,
     };
     Engine::build(spec, &source, options, &NoProgress)
         .unwrap_or_else(|e| panic!("{name} {precision} {device:?}: engine build: {e}"))

@@ -92,6 +92,7 @@ pub fn check(path: PathBuf, device: DeviceChoice, precision: Precision, tol: f32
         max_seq_len: MAX_SEQ,
         max_batch: 1,
         device,
+        quant: runtime::format::QuantFormat::None,
     };
     let vocab = spec.vocab_size;
     let mut engine = Engine::build(spec, &WeightSource::Gguf(path), options, &NoProgress).unwrap();

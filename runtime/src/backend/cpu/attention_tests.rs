@@ -209,7 +209,7 @@ fn ring_cache_equals_full_cache_bit_for_bit() {
                     start,
                 };
                 let qkv = data(batch * seq_len * cols, 500 + start as u64);
-                let mut run = |k: &mut Vec<f32>, v: &mut Vec<f32>, slots: usize| {
+                let run = |k: &mut Vec<f32>, v: &mut Vec<f32>, slots: usize| {
                     let mut out = vec![f32::NAN; batch * seq_len * g.q_dim()];
                     let view = KvView {
                         key: k,

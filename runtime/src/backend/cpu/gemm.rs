@@ -266,8 +266,9 @@ fn gemm_with(kernel: Kernel, m: &Matrix, x: &[f32], n: usize, out: &mut [f32], t
         return;
     }
     let cap = match m.store.dtype() {
-        Dtype::F32 => BLOCK_BYTES,
-        Dtype::F16 | Dtype::Bf16 => WIDENED_BLOCK_BYTES,
+        Some(Dtype::F32) => BLOCK_BYTES,
+        // Rows widened (or dequantised) into the block buffer first.
+        Some(Dtype::F16 | Dtype::Bf16) | None => WIDENED_BLOCK_BYTES,
     };
     let nb = block_rows(rows, k, cap);
     tmp.clear();

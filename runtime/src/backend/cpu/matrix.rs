@@ -4,8 +4,13 @@
 //! Decode is memory-bound: each output element is the dot product of one contiguous weight row with
 //! the input, output rows are split in chunks over the rayon pool, and each dot product keeps 16
 //! independent lane accumulators (`simd.rs`: SIMD intrinsics on x86-64, portable loops elsewhere).
+//!
+//! A matrix kept as GGUF blocks (`WeightFormat::Blocks`) streams its packed rows: each row is
+//! dequantised into a per-thread f32 buffer (exactly as the GGUF loader dequantises) and dotted with
+//! the input as an f32 row would be, so prefill (which dequantises whole row blocks) and decode agree
+//! bit for bit, and both equal the dense f32 engine on the dequantised weights.
 
-use crate::format::WeightFormat;
+use crate::format::{BlockType, WeightFormat};
 use crate::precision::Precision;
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -16,6 +21,8 @@ pub enum Store {
     F32(Vec<f32>),
     F16(Vec<f16>),
     Bf16(Vec<bf16>),
+    /// GGML blocks, each row `cols / block_elems` of them.
+    Blocks(BlockType, Vec<u8>),
     /// The rows in place in a mapped engine file (a loaded engine).
     Mapped(super::mapped::Mapped),
 }
@@ -44,6 +51,8 @@ pub enum Elems<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
     Bf16(&'a [bf16]),
+    /// Whole rows of GGML blocks.
+    Blocks(BlockType, &'a [u8]),
 }
 
 impl Elems<'_> {
@@ -53,6 +62,7 @@ impl Elems<'_> {
             Elems::F32(v) => v.len(),
             Elems::F16(v) => v.len(),
             Elems::Bf16(v) => v.len(),
+            Elems::Blocks(t, v) => v.len() / t.block_bytes() * t.block_elems(),
         }
     }
 
@@ -62,12 +72,14 @@ impl Elems<'_> {
 }
 
 impl Store {
-    pub fn dtype(&self) -> Dtype {
+    /// The element type of a dense store; `None` for blocks.
+    pub fn dtype(&self) -> Option<Dtype> {
         match self {
-            Store::F32(_) => Dtype::F32,
-            Store::F16(_) => Dtype::F16,
-            Store::Bf16(_) => Dtype::Bf16,
-            Store::Mapped(m) => m.dtype(),
+            Store::F32(_) => Some(Dtype::F32),
+            Store::F16(_) => Some(Dtype::F16),
+            Store::Bf16(_) => Some(Dtype::Bf16),
+            Store::Blocks(..) => None,
+            Store::Mapped(m) => Some(m.dtype()),
         }
     }
 }
@@ -99,6 +111,10 @@ impl<'a> Iterator for Runs<'a> {
             Store::F32(v) => (end - r, Elems::F32(&v[r * c..end * c])),
             Store::F16(v) => (end - r, Elems::F16(&v[r * c..end * c])),
             Store::Bf16(v) => (end - r, Elems::Bf16(&v[r * c..end * c])),
+            Store::Blocks(t, v) => {
+                let rb = t.row_bytes(c).unwrap_or(0);
+                (end - r, Elems::Blocks(*t, &v[r * rb..end * rb]))
+            }
             Store::Mapped(m) => m.run(r, end),
         };
         self.r += run.0;
@@ -109,11 +125,12 @@ impl<'a> Iterator for Runs<'a> {
 impl Matrix {
     /// How the matrix is stored (`crate::format`): dense in its element type.
     pub fn format(&self) -> WeightFormat {
-        WeightFormat::Dense(match self.store.dtype() {
-            Dtype::F32 => Precision::Fp32,
-            Dtype::F16 => Precision::Fp16,
-            Dtype::Bf16 => Precision::Bf16,
-        })
+        match (&self.store, self.store.dtype()) {
+            (Store::Blocks(t, _), _) => WeightFormat::Blocks(*t),
+            (_, Some(Dtype::F16)) => WeightFormat::Dense(Precision::Fp16),
+            (_, Some(Dtype::Bf16)) => WeightFormat::Dense(Precision::Bf16),
+            (_, _) => WeightFormat::Dense(Precision::Fp32),
+        }
     }
 
     pub fn bytes(&self) -> usize {
@@ -145,6 +162,7 @@ impl Matrix {
             Elems::F32(v) => out.copy_from_slice(v),
             Elems::F16(v) => f16_to_f32(v, out),
             Elems::Bf16(v) => bf16_to_f32(v, out),
+            Elems::Blocks(t, v) => blocks_to_f32(t, v, out),
         }
     }
 
@@ -155,6 +173,11 @@ impl Matrix {
             Elems::F32(v) => dot(v, x),
             Elems::F16(v) => super::simd::dot_f16(v, x),
             Elems::Bf16(v) => super::simd::dot_bf16(v, x),
+            Elems::Blocks(t, v) => {
+                let mut row = vec![0.0; self.cols];
+                blocks_to_f32(t, v, &mut row);
+                dot(&row, x)
+            }
         }
     }
 
@@ -175,6 +198,7 @@ impl Matrix {
                 Elems::F32(v) => dst.copy_from_slice(v),
                 Elems::F16(v) => f16_to_f32(v, dst),
                 Elems::Bf16(v) => bf16_to_f32(v, dst),
+                Elems::Blocks(t, v) => blocks_to_f32(t, v, dst),
             }
             at += e.len();
         }
@@ -208,7 +232,27 @@ fn dot_rows(e: Elems<'_>, cols: usize, x: &[f32], out: &mut [f32]) {
                 *o = super::simd::dot_bf16(&v[row(j)], x);
             }
         }
+        Elems::Blocks(t, v) => {
+            let rb = v.len() / out.len().max(1);
+            BLOCK_ROW.with_borrow_mut(|buf| {
+                buf.resize(cols, 0.0);
+                for (j, o) in out.iter_mut().enumerate() {
+                    blocks_to_f32(t, &v[j * rb..(j + 1) * rb], buf);
+                    *o = dot(buf, x);
+                }
+            });
+        }
     }
+}
+
+thread_local! {
+    /// One dequantised row of a block matrix, per thread.
+    static BLOCK_ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whole rows of blocks to f32, exactly as the GGUF loader dequantises them.
+pub(super) fn blocks_to_f32(t: BlockType, src: &[u8], dst: &mut [f32]) {
+    dst.copy_from_slice(&crate::weights::dequantize_blocks(t, src));
 }
 
 /// f16 rows to f32 (exact; F16C where the CPU has it).

@@ -251,3 +251,40 @@ impl Backend for CpuBackend {
         payload::write(&self.spec, &self.ops, &self.weights, out)
     }
 }
+
+#[cfg(test)]
+mod block_tests {
+    use super::*;
+    use crate::format::{BlockType, QuantFormat, WeightFormat};
+    use crate::precision::Precision;
+    use crate::weights::{WeightSource, gguf::GgufFile, load_as};
+
+    /// tiny-llama's GGUF (Q8_0 embedding, Q4_0/Q4_1/Q8_0 projections, some f16/bf16/f32) packed for
+    /// `--quant_format gguf`: the linears whose fused parts share a block type are kept as those
+    /// blocks, at the blocks' size; the others are dense FP32.
+    #[test]
+    fn fused_linears_of_one_block_type_stay_blocks() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/gguf/tiny-llama.gguf");
+        let spec = GgufFile::open(&path).unwrap().spec("tiny-llama").unwrap();
+        let map = load_as(&spec, &WeightSource::Gguf(path), QuantFormat::Gguf).unwrap();
+        let rotaries = crate::plan::ModelPlan::new(&spec).rotaries();
+        let mut ops = CpuOps::new(Precision::Fp32, &rotaries, spec.head_dim, 16).unwrap();
+        let w = crate::model::load(&spec, &map, &mut ops).unwrap();
+        let mut kept = Vec::new();
+        for l in &w.layers {
+            for lin in l.linears() {
+                let m = &lin.weight;
+                if let WeightFormat::Blocks(t) = m.format() {
+                    assert_eq!(m.bytes(), t.row_bytes(m.cols).unwrap() * m.rows);
+                    kept.push(t);
+                }
+            }
+        }
+        assert!(
+            kept.contains(&BlockType::Q4_0) || kept.contains(&BlockType::Q4_1),
+            "{kept:?}"
+        );
+        assert!(kept.len() >= 2, "only {kept:?} kept as blocks");
+    }
+}

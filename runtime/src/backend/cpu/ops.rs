@@ -138,10 +138,32 @@ impl Ops for CpuOps {
         let n = rows * cols;
         let precision = match format {
             WeightFormat::Dense(p) => p,
-            WeightFormat::Blocks(_) => {
-                return Err(internal(format!(
-                    "the CPU cannot pack a matrix as {format} yet"
-                )));
+            WeightFormat::Blocks(t) => {
+                // Kept as the source holds them: every part already blocks of `t`.
+                let mut bytes = Vec::with_capacity(format.matrix_bytes(rows, cols));
+                for p in parts {
+                    match &p.data {
+                        TensorData::Blocks { ty, bytes: b } if *ty == t => {
+                            bytes.extend_from_slice(b)
+                        }
+                        _ => {
+                            return Err(internal(format!(
+                                "a matrix to keep as {format} has a part stored otherwise"
+                            )));
+                        }
+                    }
+                }
+                if t.row_bytes(cols).map(|r| r * rows) != Some(bytes.len()) {
+                    return Err(internal(format!(
+                        "{rows}x{cols} as {format}: {} bytes of blocks",
+                        bytes.len()
+                    )));
+                }
+                return Ok(Matrix {
+                    rows,
+                    cols,
+                    store: Store::Blocks(t, bytes),
+                });
             }
         };
         let store = match precision {
@@ -185,16 +207,23 @@ impl Ops for CpuOps {
             format!("{start}+{rows} > {}", w.rows)
         })?;
         let n = rows * w.cols;
-        let mut data = match w.store.dtype() {
-            Dtype::F32 => TensorData::F32(Vec::with_capacity(n)),
-            Dtype::F16 => TensorData::F16(Vec::with_capacity(n)),
-            Dtype::Bf16 => TensorData::BF16(Vec::with_capacity(n)),
+        let mut data = match (&w.store, w.store.dtype()) {
+            (Store::Blocks(t, _), _) => TensorData::Blocks {
+                ty: *t,
+                bytes: Vec::new(),
+            },
+            (_, Some(Dtype::F16)) => TensorData::F16(Vec::with_capacity(n)),
+            (_, Some(Dtype::Bf16)) => TensorData::BF16(Vec::with_capacity(n)),
+            (_, _) => TensorData::F32(Vec::with_capacity(n)),
         };
         for (_, e) in w.runs(start, start + rows) {
             match (&mut data, e) {
                 (TensorData::F32(d), Elems::F32(s)) => d.extend_from_slice(s),
                 (TensorData::F16(d), Elems::F16(s)) => d.extend_from_slice(s),
                 (TensorData::BF16(d), Elems::Bf16(s)) => d.extend_from_slice(s),
+                (TensorData::Blocks { bytes: d, .. }, Elems::Blocks(_, s)) => {
+                    d.extend_from_slice(s)
+                }
                 _ => {
                     return Err(internal(
                         "weight_rows: a matrix of mixed element types".into(),

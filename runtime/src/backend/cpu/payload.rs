@@ -116,11 +116,16 @@ fn io(e: std::io::Error) -> Error {
     Error::invalid(format!("writing engine payload: {e}"))
 }
 
-fn dtype_code(d: &TensorData) -> u8 {
+fn dtype_code(d: &TensorData) -> Result<u8> {
     match d {
-        TensorData::F32(_) => 0,
-        TensorData::F16(_) => 1,
-        TensorData::BF16(_) => 2,
+        TensorData::F32(_) => Ok(0),
+        TensorData::F16(_) => Ok(1),
+        TensorData::BF16(_) => Ok(2),
+        TensorData::Blocks { ty, .. } => Err(Error::invalid(format!(
+            "an engine file cannot hold weights kept as GGUF {} blocks yet (build with \
+             --quant_format none to save an engine)",
+            ty.name()
+        ))),
     }
 }
 
@@ -144,11 +149,11 @@ fn padding(k: usize, gap: usize) -> (String, usize) {
 }
 
 fn write_record(out: &mut dyn Write, name: &str, t: &HostTensor) -> Result<()> {
+    let code = dtype_code(&t.data)?;
     out.write_all(&(name.len() as u16).to_le_bytes())
         .map_err(io)?;
     out.write_all(name.as_bytes()).map_err(io)?;
-    out.write_all(&[dtype_code(&t.data), t.shape.len() as u8])
-        .map_err(io)?;
+    out.write_all(&[code, t.shape.len() as u8]).map_err(io)?;
     for d in &t.shape {
         out.write_all(&(*d as u64).to_le_bytes()).map_err(io)?;
     }
@@ -156,6 +161,7 @@ fn write_record(out: &mut dyn Write, name: &str, t: &HostTensor) -> Result<()> {
         TensorData::F32(v) => write_elems(out, v, f32::to_le_bytes),
         TensorData::F16(v) => write_elems(out, v, f16::to_le_bytes),
         TensorData::BF16(v) => write_elems(out, v, bf16::to_le_bytes),
+        TensorData::Blocks { .. } => Ok(()),
     }
 }
 
@@ -181,6 +187,10 @@ pub fn write(
     out: &mut dyn Write,
 ) -> Result<()> {
     let tensors = canonical(spec, ops, w)?;
+    // Refused before a byte is written.
+    for (_, t) in &tensors {
+        dtype_code(&t.data)?;
+    }
     // The records in order, padding included, laid out from the count on.
     let mut records: Vec<(String, Option<&HostTensor>, usize)> = Vec::new();
     let mut at = 4;
@@ -215,6 +225,8 @@ fn dtype_width(d: &TensorData) -> usize {
     match d {
         TensorData::F32(_) => 4,
         TensorData::F16(_) | TensorData::BF16(_) => 2,
+        // Refused by `write` before sizes are laid out.
+        TensorData::Blocks { .. } => 0,
     }
 }
 

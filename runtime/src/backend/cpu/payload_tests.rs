@@ -25,6 +25,7 @@ fn options(precision: Precision) -> BuildOptions {
         max_seq_len: 16,
         max_batch: 1,
         device: DeviceChoice::Cpu { threads: Some(2) },
+        quant: crate::format::QuantFormat::None,
     }
 }
 

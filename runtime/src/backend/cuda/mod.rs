@@ -150,7 +150,10 @@ fn check_spec(spec: &ModelSpec, options: &BuildOptions) -> Result<FusedLayer> {
             spec.name, spec.num_heads, spec.num_kv_heads
         )));
     }
-    FusedLayer::of(&spec.name, &ModelPlan::new(spec).within(options.max_seq_len))
+    FusedLayer::of(
+        &spec.name,
+        &ModelPlan::new(spec).within(options.max_seq_len),
+    )
 }
 
 /// The engine-build step on the GPU: pack and upload weights, compile kernels for this GPU, time GEMM
@@ -425,6 +428,7 @@ mod tests {
             max_seq_len,
             max_batch: 1,
             device: DeviceChoice::Cuda { ordinal: 0 },
+            quant: crate::format::QuantFormat::None,
         }
     }
 

@@ -133,6 +133,7 @@ mod tests {
             max_seq_len,
             max_batch,
             device: DeviceChoice::Cuda { ordinal: 0 },
+            quant: crate::format::QuantFormat::None,
         };
         assert_eq!(timed_rows(&o(1, 2176)), vec![1, 512]);
         assert_eq!(timed_rows(&o(4, 64)), vec![1, 4, 256]);

@@ -16,6 +16,7 @@ use crate::weights::{HostTensor, TensorData, WeightMap, WeightsError};
 pub(super) fn canonical_weights(
     file: &GgufFile,
     spec: &ModelSpec,
+    keep_blocks: bool,
 ) -> Result<WeightMap, WeightsError> {
     let arch = spec::arch(file)?;
     // llama.cpp converts Mistral checkpoints as `llama`.
@@ -52,7 +53,7 @@ pub(super) fn canonical_weights(
         let Some(canonical) = gguf_to_canonical(&info.name) else {
             continue;
         };
-        let mut t = file.tensor(&info.name)?;
+        let mut t = file.tensor_as(&info.name, keep_blocks)?;
         if permuted {
             let n_head = if info.name.contains(".attn_q.") {
                 Some(heads.0)
@@ -91,26 +92,36 @@ pub fn reverse_permute(
             "tensor {name}: {rows} rows cannot be split into {n_head} rotary heads of pairs"
         )));
     }
-    let TensorData::F32(src) = &t.data else {
-        return Err(WeightsError::Other(format!(
-            "tensor {name}: expected f32 data after dequantisation"
-        )));
-    };
-    let cols = t.numel() / rows;
     let d = rows / n_head / 2;
-    let mut dst = vec![0f32; src.len()];
-    for h in 0..n_head {
-        for i in 0..2 {
-            for j in 0..d {
-                let to = (h * 2 * d + i * d + j) * cols;
-                let from = (h * 2 * d + j * 2 + i) * cols;
-                dst[to..to + cols].copy_from_slice(&src[from..from + cols]);
+    // Whole rows move: `width` elements (f32) or bytes (blocks) each.
+    fn moved<T: Copy + Default>(src: &[T], width: usize, n_head: usize, d: usize) -> Vec<T> {
+        let mut dst = vec![T::default(); src.len()];
+        for h in 0..n_head {
+            for i in 0..2 {
+                for j in 0..d {
+                    let to = (h * 2 * d + i * d + j) * width;
+                    let from = (h * 2 * d + j * 2 + i) * width;
+                    dst[to..to + width].copy_from_slice(&src[from..from + width]);
+                }
             }
         }
+        dst
     }
+    let data = match &t.data {
+        TensorData::F32(src) => TensorData::F32(moved(src, t.numel() / rows, n_head, d)),
+        TensorData::Blocks { ty, bytes } => TensorData::Blocks {
+            ty: *ty,
+            bytes: moved(bytes, bytes.len() / rows, n_head, d),
+        },
+        _ => {
+            return Err(WeightsError::Other(format!(
+                "tensor {name}: expected f32 data or blocks after reading"
+            )));
+        }
+    };
     Ok(HostTensor {
         shape: t.shape.clone(),
-        data: TensorData::F32(dst),
+        data,
     })
 }
 
