@@ -41,6 +41,12 @@ pub struct Args {
     #[arg(long, value_enum, ignore_case = true)]
     pub precision: Option<PrecisionArg>,
 
+    /// How linear layers' weights are stored: none (dense at --precision; a quantized GGUF is
+    /// dequantised at load) or gguf (a GGUF file's block-quantized matrices kept as their blocks and
+    /// dequantised inside the products; CPU only).
+    #[arg(long, value_enum, default_value_t = QuantArg::None)]
+    pub quant_format: QuantArg,
+
     /// Number of tokens to generate.
     #[arg(long, default_value_t = 128)]
     pub num_tokens: usize,
@@ -133,6 +139,22 @@ pub enum PrecisionArg {
     Bf16,
     #[value(name = "FP32")]
     Fp32,
+}
+
+/// `--quant_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QuantArg {
+    None,
+    Gguf,
+}
+
+impl From<QuantArg> for runtime::format::QuantFormat {
+    fn from(q: QuantArg) -> Self {
+        match q {
+            QuantArg::None => runtime::format::QuantFormat::None,
+            QuantArg::Gguf => runtime::format::QuantFormat::Gguf,
+        }
+    }
 }
 
 impl From<PrecisionArg> for Precision {

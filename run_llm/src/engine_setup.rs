@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use runtime::backend::BackendError;
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::engine_file;
+use runtime::format::QuantFormat;
 use runtime::progress::Progress;
 use runtime::spec::Positions;
 use runtime::weights::WeightMap;
@@ -36,6 +37,8 @@ pub struct Need {
     pub cpu_threads: Option<usize>,
     /// Keep the loaded weights (for writing them out for the PyTorch baseline).
     pub keep_weights: bool,
+    /// `--quant_format`.
+    pub quant: QuantFormat,
 }
 
 /// How the engine was obtained.
@@ -107,13 +110,14 @@ pub fn obtain(
     crate::limits::admit(model, need, seq)?;
     let t = Instant::now();
     progress.stage("load weights", 0);
-    let weights = runtime::weights::load(&model.spec, &model.source).with_context(|| {
-        format!(
-            "loading the weights of {} ({})",
-            model.spec.name,
-            model.weights_label()
-        )
-    });
+    let weights =
+        runtime::weights::load_as(&model.spec, &model.source, need.quant).with_context(|| {
+            format!(
+                "loading the weights of {} ({})",
+                model.spec.name,
+                model.weights_label()
+            )
+        });
     progress.finish();
     let weights = weights?;
     let weights_s = t.elapsed().as_secs_f64();
@@ -128,7 +132,7 @@ pub fn obtain(
         max_seq_len: seq,
         max_batch: need.batch,
         device: need.device,
-        quant: runtime::format::QuantFormat::None,
+        quant: need.quant,
     };
     let mut fallback_note = None;
     let engine = match Engine::build_from_weights(model.spec.clone(), &weights, options, progress) {
@@ -190,7 +194,7 @@ fn load(model: &Model, need: &Need, path: &Path) -> Result<Obtained> {
         max_seq_len: header.max_seq_len,
         max_batch: header.max_batch,
         device,
-        quant: runtime::format::QuantFormat::None,
+        quant: need.quant,
     };
     header
         .check(path, &model.spec, &expect)

@@ -81,7 +81,12 @@ fn run(args: &Args) -> Result<()> {
     let threads = args
         .threads
         .map(|n| n.min(runtime::backend::cpu::max_threads()));
-    let (device, chosen) = device::choose(args.device, threads)?;
+    let (mut device, chosen) = device::choose(args.device, threads)?;
+    // Kept GGUF blocks run on the CPU only: an automatic choice takes it; `--device cuda` is refused
+    // by the engine build, naming the flag.
+    if !chosen && args.quant_format == args::QuantArg::Gguf {
+        device = runtime::engine::DeviceChoice::Cpu { threads };
+    }
     let mode = if args.benchmark {
         limits::Mode::Benchmark
     } else {
@@ -102,6 +107,7 @@ fn run(args: &Args) -> Result<()> {
         auto_device: !chosen,
         cpu_threads: threads,
         keep_weights: false,
+        quant: args.quant_format.into(),
     };
     debug::debug!(
         "precision {} (from {}), device {:?}{}",
