@@ -7,14 +7,20 @@
 #
 #     /opt/pyref/bin/python scripts/make_gguf_fixtures.py              # every fixture below
 #     /opt/pyref/bin/python scripts/make_gguf_fixtures.py tiny-qwen3   # only those named (quants,
-#                                                                      # tiny-llama, tiny-qwen2, tiny-qwen3)
+#                                                                      # kquants, tiny-llama, tiny-qwen2,
+#                                                                      # tiny-qwen3)
 #
 # Writes tests/fixtures/gguf/:
-#   * quants.gguf: one [3, 64] tensor per supported type (F32, F16, BF16, Q8_0, Q4_0, Q4_1), quantised by
+#   * quants.gguf: one [3, 64] tensor of each of F32, F16, BF16, Q8_0, Q4_0 and Q4_1, quantised by
 #     gguf.quants.quantize from seeded normal values, with general.alignment = 64 and a few metadata
 #     values of every scalar type and an array;
 #   * quants.json: gguf.quants.dequantize of each tensor as GGUFReader reads it back (the values our
 #     dequantiser must reproduce bit for bit), their shapes, and the metadata values written;
+#   * kquants.gguf: for each of Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, a tensor of 3 rows of two
+#     blocks (two 256-element super-blocks per row for the K-quants) made of random bytes, written raw —
+#     every bit pattern is a valid block except that the f16 scales (d, dmin, Q5_1's m) must be finite,
+#     so those are random f16s of magnitude 1e-4..1e-1 with either sign;
+#   * kquants.json: gguf.quants.dequantize of each tensor as GGUFReader reads it back, and their shapes;
 #   * tiny-llama.gguf: a random 2-layer Llama (GQA 4/2 heads, untied output) converted as llama.cpp's
 #     converter does (Q/K rows permuted, llama.* metadata), its matrices stored in a mix of Q8_0, Q4_0,
 #     Q4_1, F16 and BF16, norms in F32;
@@ -117,6 +123,54 @@ def write_quants():
     meta["test.f32"] = float(np.float32(meta["test.f32"]))
     with open(os.path.join(OUT, "quants.json"), "w") as f:
         json.dump({"alignment": 64, "metadata": meta, "tensors": tensors}, f)
+
+
+# Byte offsets of the f16 scale fields in one block of each randomly filled type (gguf-py's and
+# GGML's layouts; everything else in the block is codes and packed integer scales).
+RANDOM_BLOCK_SCALES = {
+    Q.Q5_0: [0],  # d, qh, qs
+    Q.Q5_1: [0, 2],  # d, m, qh, qs
+    Q.Q2_K: [80, 82],  # scales, qs, d, dmin
+    Q.Q3_K: [108],  # hmask, qs, scales, d
+    Q.Q4_K: [0, 2],  # d, dmin, scales, qs
+    Q.Q5_K: [0, 2],  # d, dmin, scales, qh, qs
+    Q.Q6_K: [208],  # ql, qh, scales, d
+}
+
+
+def write_kquants():
+    rng = np.random.default_rng(20261207)
+    path = os.path.join(OUT, "kquants.gguf")
+    w = gguf.GGUFWriter(path, arch="test")
+    rows, blocks_per_row = 3, 2
+    for qtype, scale_at in RANDOM_BLOCK_SCALES.items():
+        _, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+        raw = rng.integers(0, 256, size=(rows, blocks_per_row, block_bytes), dtype=np.uint8)
+        for at in scale_at:
+            n = rows * blocks_per_row
+            magnitude = 10.0 ** rng.uniform(-4, -1, size=n)
+            sign = rng.choice([-1.0, 1.0], size=n)
+            scale = (sign * magnitude).astype(np.float16).reshape(rows, blocks_per_row, 1)
+            raw[:, :, at:at + 2] = scale.view(np.uint8)
+        data = raw.reshape(rows, blocks_per_row * block_bytes)
+        w.add_tensor(f"t.{qtype.name.lower()}", data, raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    reader = gguf.GGUFReader(path)
+    tensors = {}
+    for t in reader.tensors:
+        values = gguf.quants.dequantize(t.data, t.tensor_type)
+        assert values.dtype == np.float32 and np.isfinite(values).all(), t.name
+        tensors[t.name] = {
+            "type": t.tensor_type.name,
+            "shape": list(values.shape),
+            "values": [float(x) for x in values.reshape(-1)],
+        }
+    with open(os.path.join(OUT, "kquants.json"), "w") as f:
+        json.dump({"tensors": tensors}, f)
 
 
 def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -330,6 +384,7 @@ def write_tiny_qwen3():
 
 FIXTURES = {
     "quants": write_quants,
+    "kquants": write_kquants,
     "tiny-llama": lambda: write_tiny("llama"),
     "tiny-qwen2": lambda: write_tiny("qwen2"),
     "tiny-qwen3": write_tiny_qwen3,

@@ -1,8 +1,9 @@
 //! The GGUF reader against gguf-py and transformers (fixtures from `scripts/make_gguf_fixtures.py`):
-//! metadata of every type, every supported tensor type dequantised bit for bit as
-//! `gguf.quants.dequantize` does, versions 2 and 3, tiny quantised Llama and Qwen2 models whose
-//! logits and greedy tokens must equal what transformers computes after loading the same files, and
-//! the tiny Qwen3 of `models/` converted to GGUF, which must be the safetensors model.
+//! metadata of every type, every supported tensor type (Q5_0/Q5_1 and the K-quants from random-byte
+//! blocks) dequantised bit for bit as `gguf.quants.dequantize` does, versions 2 and 3, tiny quantised
+//! Llama and Qwen2 models whose logits and greedy tokens must equal what transformers computes after
+//! loading the same files, and the tiny Qwen3 of `models/` converted to GGUF, which must be the
+//! safetensors model.
 
 mod common;
 
@@ -52,15 +53,17 @@ fn check_quants(file: &GgufFile, reference: &Value) {
         let TensorData::F32(got) = got.data else {
             panic!("{name}: not f32")
         };
-        let same = got
+        assert_eq!(got.len(), want.len(), "{name}");
+        let first_diff = got
             .iter()
             .zip(&want)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(
-            same && got.len() == want.len(),
-            "{name} ({}) differs from gguf-py",
-            t["type"]
-        );
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        if let Some(i) = first_diff {
+            panic!(
+                "{name} ({}) differs from gguf-py first at element {i}: {:e} vs {:e}",
+                t["type"], got[i], want[i]
+            );
+        }
     }
 }
 
@@ -72,6 +75,40 @@ fn every_tensor_type_dequantises_like_gguf_py() {
     assert_eq!(file.alignment(), 64);
     assert_eq!(file.tensor_infos().len(), 6);
     check_quants(&file, &reference);
+}
+
+/// Q5_0, Q5_1 and the K-quants Q2_K..Q6_K: random-byte blocks (finite random f16 scales of either sign),
+/// three rows of two blocks (two 256-element super-blocks for the K-quants), each element bit for bit
+/// what `gguf.quants.dequantize` computes — `-0.0` included.
+#[test]
+fn every_k_quant_dequantises_like_gguf_py() {
+    let reference = json("kquants.json");
+    let file = GgufFile::open(&fixture("kquants.gguf")).expect("opens");
+    let types: Vec<&str> = file
+        .tensor_infos()
+        .iter()
+        .map(|t| t.ty.as_ref().expect("supported").name())
+        .collect();
+    assert_eq!(
+        types,
+        ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+    );
+    assert_eq!(reference["tensors"].as_object().unwrap().len(), 7);
+    assert_eq!(file.tensor_info("t.q6_k").unwrap().shape, vec![3, 512]);
+    check_quants(&file, &reference);
+    // The model loader's read (`--quant_format gguf` keeps the block types it packs, dequantises the
+    // rest at load): the same values either way.
+    for info in file.tensor_infos() {
+        let kept = file.tensor_as(&info.name, true).expect("loads");
+        let f32s = file.tensor(&info.name).unwrap().to_f32();
+        assert_eq!(kept.shape, info.shape, "{}", info.name);
+        let same = kept
+            .to_f32()
+            .iter()
+            .map(|x| x.to_bits())
+            .eq(f32s.iter().map(|x| x.to_bits()));
+        assert!(same, "{}: the loader's read differs", info.name);
+    }
 }
 
 #[test]

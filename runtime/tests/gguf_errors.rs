@@ -1,13 +1,19 @@
 //! Damaged GGUF files are refused with an error naming the file and the problem — never a panic, never
-//! an allocation sized by an unchecked count. Each case patches the gguf-py-written fixture
-//! `tests/fixtures/gguf/quants.gguf`.
+//! an allocation sized by an unchecked count. Each case patches a gguf-py-written fixture:
+//! `tests/fixtures/gguf/quants.gguf`, or `kquants.gguf` for the K-quant block geometry.
 
 use runtime::weights::WeightsError;
 use runtime::weights::gguf::GgufFile;
 use std::path::PathBuf;
 
 fn original() -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/gguf/quants.gguf");
+    fixture("quants.gguf")
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/gguf")
+        .join(name);
     std::fs::read(path).expect("fixture (run scripts/make_gguf_fixtures.py)")
 }
 
@@ -205,17 +211,63 @@ fn tensor_info_problems_are_named() {
 
 #[test]
 fn unknown_quantisation_is_refused_when_read() {
-    let mut b = original();
-    let at = info_at(&b, "t.q8_0");
-    put_u32(&mut b, at + 20, 12);
-    let (_, r) = open_bytes(&b, "q4k");
-    let file = r.expect("the header is still valid");
-    let Err(e) = file.tensor("t.q8_0") else {
-        panic!("a Q4_K tensor was dequantised")
-    };
-    let msg = e.to_string();
-    assert!(msg.contains("t.q8_0") && msg.contains("Q4_K"), "{msg}");
-    assert!(file.tensor("t.f32").is_ok(), "other tensors still read");
+    for (id, name) in [(23, "IQ4_XS"), (9, "Q8_1"), (15, "Q8_K"), (20, "IQ4_NL")] {
+        let mut b = original();
+        let at = info_at(&b, "t.q8_0");
+        put_u32(&mut b, at + 20, id);
+        let (_, r) = open_bytes(&b, name);
+        let file = r.expect("the header is still valid");
+        let Err(e) = file.tensor("t.q8_0") else {
+            panic!("a {name} tensor was dequantised")
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("t.q8_0") && msg.contains(&format!("{name} (type id {id}; supported: ")),
+            "{msg}"
+        );
+        assert!(file.tensor("t.f32").is_ok(), "other tensors still read");
+    }
+}
+
+/// K-quant tensors (super-blocks of 256): a row that is not whole super-blocks is refused naming the
+/// type; each tensor's byte size is the one gguf-py laid out; a file cut inside a tensor's data — even
+/// by a single byte — is refused naming that tensor.
+#[test]
+fn k_quant_geometry_is_checked() {
+    let o = fixture("kquants.gguf");
+    let mut b = o.clone();
+    let at = info_at(&b, "t.q4_k");
+    put_u64(&mut b, at + 4, 128);
+    let msg = error_of(&b, "k-row");
+    assert!(
+        msg.contains("tensor t.q4_k: row length 128 is not a multiple of the Q4_K block size 256"),
+        "{msg}"
+    );
+
+    let (_, r) = open_bytes(&o, "k-whole");
+    let file = r.expect("original opens");
+    let mut infos = file.tensor_infos().to_vec();
+    infos.sort_by_key(|t| t.start);
+    // gguf-py placed each tensor right after the previous one's bytes (padded to the alignment).
+    for pair in infos.windows(2) {
+        let end = (pair[0].start + pair[0].len).div_ceil(file.alignment()) * file.alignment();
+        assert_eq!(end, pair[1].start, "{} size", pair[0].name);
+    }
+    for t in &infos {
+        for cut in [t.start + 1, t.start + t.len - 1] {
+            let msg = error_of(&o[..cut], "k-cut");
+            let want = format!("tensor {} occupies bytes {}..", t.name, t.start);
+            assert!(
+                msg.contains(&want),
+                "cut to {cut}: {msg:?} does not say {want:?}"
+            );
+        }
+    }
+    let end = infos.last().map(|t| t.start + t.len).unwrap();
+    assert!(
+        open_bytes(&o[..end], "k-end").1.is_ok(),
+        "cut just after the data"
+    );
 }
 
 #[test]
