@@ -212,6 +212,7 @@ fn tiny_engine(name: &str) -> Engine {
         max_seq_len: MAX_SEQ,
         max_batch: 1,
         device: DeviceChoice::Cpu { threads: Some(2) },
+        quant: runtime::format::QuantFormat::None,
     };
     let source = WeightSource::Gguf(fixture(&format!("{name}.gguf")));
     Engine::build(tiny_spec(name), &source, options, &NoProgress).expect("engine builds")
@@ -375,6 +376,7 @@ fn f32s(t: &HostTensor) -> Vec<f32> {
         TensorData::F32(v) => v.clone(),
         TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
         TensorData::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+        TensorData::Blocks { .. } => t.to_f32(),
     }
 }
 

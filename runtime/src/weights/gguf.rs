@@ -1,5 +1,6 @@
 //! GGUF files (llama.cpp's format, versions 2 and 3): a validated, memory-mapped reader (`reader`), the
-//! dequantisation of F32/F16/BF16/Q8_0/Q4_0/Q4_1 to f32 (`dequant`), the model spec from `llama.*` /
+//! dequantisation of F32/F16/BF16, the legacy Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and the K-quants Q2_K..Q6_K to
+//! f32 (`dequant`; or the block types kept as blocks, `tensor_as`), the model spec from `llama.*` /
 //! `qwen2.*` metadata (`spec`) and the canonical weights with llama.cpp's Q/K rotary permutation undone
 //! (`canonical`).
 
