@@ -124,3 +124,56 @@ fn a_cuda_engine_refuses_kept_blocks_by_name() {
         "{err}"
     );
 }
+
+/// Every block type the fixtures hold (the legacy types of `quants.gguf`, Q5_0/Q5_1 and the K-quants
+/// of `kquants.gguf`, random-byte blocks checked against gguf-py in `gguf.rs`) as a kept-blocks
+/// matrix multiplies exactly as the dense f32 matrix of its dequantised values: one input (decode)
+/// and three (prefill), bit for bit.
+#[test]
+fn every_block_type_multiplies_as_its_dequantised_matrix() {
+    use runtime::backend::cpu::matrix::{Matrix, Store, matmul};
+    let mut seen = Vec::new();
+    for file in ["quants", "kquants"] {
+        let f = GgufFile::open(&root().join(format!("tests/fixtures/gguf/{file}.gguf"))).unwrap();
+        for info in f.tensor_infos() {
+            let kept = f.tensor_as(&info.name, true).expect("reads");
+            let TensorData::Blocks { ty, bytes } = &kept.data else {
+                continue;
+            };
+            let [rows, cols] = kept.shape[..] else {
+                continue;
+            };
+            seen.push(*ty);
+            let blocks = Matrix {
+                rows,
+                cols,
+                store: Store::Blocks(*ty, bytes.clone()),
+            };
+            let dense = Matrix {
+                rows,
+                cols,
+                store: Store::F32(kept.to_f32()),
+            };
+            for n in [1, 3] {
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| ((i * 7919) % 199) as f32 / 99.0 - 1.0)
+                    .collect();
+                let run = |m: &Matrix| {
+                    let mut out = vec![0.0; n * rows];
+                    matmul(m, &x, n, None, &mut out, &mut Vec::new());
+                    out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    run(&blocks),
+                    run(&dense),
+                    "{} ({}) n={n}",
+                    info.name,
+                    ty.name()
+                );
+            }
+        }
+    }
+    for t in runtime::format::BlockType::ALL {
+        assert!(seen.contains(&t), "no fixture tensor of {}", t.name());
+    }
+}
