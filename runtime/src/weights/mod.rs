@@ -122,10 +122,17 @@ pub enum TensorData {
 
 /// The elements of `bytes`, blocks of `ty`, as f32: exactly the GGUF loader's dequantisation.
 pub fn dequantize_blocks(ty: BlockType, bytes: &[u8]) -> Vec<f32> {
-    match gguf::GgmlType::from_id(ty.ggml_id()) {
-        Ok(t) => gguf::dequant::dequantize(t, bytes),
-        // Every block type the format axis names is one the GGUF reader dequantises.
-        Err(_) => Vec::new(),
+    let mut out = vec![0f32; bytes.len() / ty.block_bytes() * ty.block_elems()];
+    dequantize_blocks_into(ty, bytes, &mut out);
+    out
+}
+
+/// [`dequantize_blocks`] into `dst`, allocating nothing.
+pub fn dequantize_blocks_into(ty: BlockType, bytes: &[u8], dst: &mut [f32]) {
+    // Every block type the format axis names is one the GGUF reader dequantises (a test in
+    // `gguf_blocks.rs` multiplies each).
+    if let Ok(t) = gguf::GgmlType::from_id(ty.ggml_id()) {
+        gguf::dequant::dequantize_into(t, bytes, dst);
     }
 }
 

@@ -287,7 +287,7 @@ pub(super) fn blocks_to_f32(t: BlockType, src: &[u8], dst: &mut [f32]) {
                 }
             }
         }
-        _ => dst.copy_from_slice(&crate::weights::dequantize_blocks(t, src)),
+        _ => crate::weights::dequantize_blocks_into(t, src, dst),
     }
 }
 

@@ -61,65 +61,73 @@ use half::{bf16, f16};
 /// Dequantise `bytes` (exactly the tensor's data) holding `numel` values of type `ty`.
 /// The caller has checked `bytes.len() == numel / block_elems * block_bytes`.
 pub fn dequantize(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
+    let mut out = vec![0f32; bytes.len() / ty.block_bytes() * ty.block_elems()];
+    dequantize_into(ty, bytes, &mut out);
+    out
+}
+
+/// [`dequantize`] into `dst` (as many values as `bytes` holds), allocating nothing: the CPU engine
+/// dequantises rows of kept blocks with it.
+pub fn dequantize_into(ty: GgmlType, bytes: &[u8], dst: &mut [f32]) {
     match ty {
-        GgmlType::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        GgmlType::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        GgmlType::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        GgmlType::Q8_0 => blocks(ty, bytes, |b, out| {
+        GgmlType::F32 => {
+            for (o, b) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        GgmlType::F16 => {
+            for (o, b) in dst.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        GgmlType::BF16 => {
+            for (o, b) in dst.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = bf16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        GgmlType::Q8_0 => blocks(ty, bytes, dst, |b, out| {
             let d = half16(b, 0);
             for (o, &q) in out.iter_mut().zip(&b[2..34]) {
                 *o = (q as i8) as f32 * d;
             }
         }),
-        GgmlType::Q4_0 => blocks(ty, bytes, |b, out| {
+        GgmlType::Q4_0 => blocks(ty, bytes, dst, |b, out| {
             let d = half16(b, 0);
             nibbles(&b[2..18], out, |q| (q as f32 - 8.0) * d);
         }),
-        GgmlType::Q4_1 => blocks(ty, bytes, |b, out| {
+        GgmlType::Q4_1 => blocks(ty, bytes, dst, |b, out| {
             let d = half16(b, 0);
             let m = half16(b, 2);
             nibbles(&b[4..20], out, |q| q as f32 * d + m);
         }),
-        GgmlType::Q5_0 => blocks(ty, bytes, |b, out| {
+        GgmlType::Q5_0 => blocks(ty, bytes, dst, |b, out| {
             let d = half16(b, 0);
             five_bits(le32(b, 2), &b[6..22], out, |q| (q as f32 - 16.0) * d);
         }),
-        GgmlType::Q5_1 => blocks(ty, bytes, |b, out| {
+        GgmlType::Q5_1 => blocks(ty, bytes, dst, |b, out| {
             let d = half16(b, 0);
             let m = half16(b, 2);
             five_bits(le32(b, 4), &b[8..24], out, |q| q as f32 * d + m);
         }),
-        GgmlType::Q2_K => blocks(ty, bytes, q2_k),
-        GgmlType::Q3_K => blocks(ty, bytes, q3_k),
-        GgmlType::Q4_K => blocks(ty, bytes, |b, out| q45_k(b, None, &b[16..144], out)),
-        GgmlType::Q5_K => blocks(ty, bytes, |b, out| {
+        GgmlType::Q2_K => blocks(ty, bytes, dst, q2_k),
+        GgmlType::Q3_K => blocks(ty, bytes, dst, q3_k),
+        GgmlType::Q4_K => blocks(ty, bytes, dst, |b, out| q45_k(b, None, &b[16..144], out)),
+        GgmlType::Q5_K => blocks(ty, bytes, dst, |b, out| {
             q45_k(b, Some(&b[16..48]), &b[48..176], out)
         }),
-        GgmlType::Q6_K => blocks(ty, bytes, q6_k),
+        GgmlType::Q6_K => blocks(ty, bytes, dst, q6_k),
     }
 }
 
-/// Apply `one` to each block of `ty` in `bytes`, writing its `block_elems` outputs.
-fn blocks(ty: GgmlType, bytes: &[u8], one: impl Fn(&[u8], &mut [f32])) -> Vec<f32> {
+/// Apply `one` to each block of `ty` in `bytes`, writing its `block_elems` outputs into `dst`.
+fn blocks(ty: GgmlType, bytes: &[u8], dst: &mut [f32], one: impl Fn(&[u8], &mut [f32])) {
     let per = ty.block_elems();
-    let n_blocks = bytes.len() / ty.block_bytes();
-    let mut out = vec![0f32; n_blocks * per];
     for (b, o) in bytes
         .chunks_exact(ty.block_bytes())
-        .zip(out.chunks_exact_mut(per))
+        .zip(dst.chunks_exact_mut(per))
     {
         one(b, o);
     }
-    out
 }
 
 fn half16(b: &[u8], at: usize) -> f32 {
