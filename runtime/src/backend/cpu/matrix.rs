@@ -173,11 +173,9 @@ impl Matrix {
             Elems::F32(v) => dot(v, x),
             Elems::F16(v) => super::simd::dot_f16(v, x),
             Elems::Bf16(v) => super::simd::dot_bf16(v, x),
-            Elems::Blocks(t, v) => BLOCK_ROW.with_borrow_mut(|row| {
-                row.resize(self.cols, 0.0);
-                blocks_to_f32(t, v, row);
-                dot(row, x)
-            }),
+            Elems::Blocks(t, v) => {
+                BLOCK_ROW.with_borrow_mut(|buf| super::block_dot::row_dot(t, v, x, buf))
+            }
         }
     }
 
@@ -235,10 +233,8 @@ fn dot_rows(e: Elems<'_>, cols: usize, x: &[f32], out: &mut [f32]) {
         Elems::Blocks(t, v) => {
             let rb = v.len() / out.len().max(1);
             BLOCK_ROW.with_borrow_mut(|buf| {
-                buf.resize(cols, 0.0);
                 for (j, o) in out.iter_mut().enumerate() {
-                    blocks_to_f32(t, &v[j * rb..(j + 1) * rb], buf);
-                    *o = dot(buf, x);
+                    *o = super::block_dot::row_dot(t, &v[j * rb..(j + 1) * rb], x, buf);
                 }
             });
         }

@@ -5,6 +5,7 @@
 
 pub mod attention;
 mod attn_prefill;
+pub mod block_dot;
 pub mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
