@@ -12,6 +12,7 @@ pub fn config_json(spec: &ModelSpec) -> Result<Vec<u8>> {
         Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 => llama_like(spec)?,
         Arch::Gpt2 => gpt2(spec),
         Arch::Gemma3 => gemma3(spec)?,
+        Arch::Phi3 => phi3(spec)?,
     };
     let bytes = serde_json::to_vec_pretty(&value)?;
     let mut back = runtime::config::parse_config(&spec.name, &bytes)?;
@@ -164,6 +165,55 @@ fn gemma3(spec: &ModelSpec) -> Result<Value> {
     Ok(v)
 }
 
+/// A Phi-3 config in the published key style (transformers-4 layout). transformers builds Phi-3
+/// without biases or q/k norms and with every layer sliding when `sliding_window` is not `null`.
+fn phi3(spec: &ModelSpec) -> Result<Value> {
+    let Positions::Rope {
+        theta,
+        llama3: None,
+        linear: None,
+    } = spec.positions
+    else {
+        bail!(
+            "{}: a Phi-3 model without its unscaled rotary embedding",
+            spec.name
+        );
+    };
+    let extras = spec.qkv_bias || spec.o_bias || spec.mlp_bias || spec.qk_norm;
+    if spec.norm != NormKind::RmsNorm || spec.mlp != Mlp::SwiGlu || extras {
+        bail!(
+            "{}: norms, biases or MLP kind not expressible in a Phi-3 config",
+            spec.name
+        );
+    }
+    let mut v = json!({
+        "architectures": ["Phi3ForCausalLM"],
+        "model_type": "phi3",
+        "vocab_size": spec.vocab_size,
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_kv_heads,
+        "max_position_embeddings": spec.max_position_embeddings,
+        "original_max_position_embeddings": spec.max_position_embeddings,
+        "rms_norm_eps": spec.norm_eps,
+        "hidden_act": "silu",
+        "rope_theta": theta,
+        "rope_scaling": null,
+        // `null` (transformers' default) is full attention in every layer.
+        "sliding_window": spec.sliding_window,
+        "tie_word_embeddings": spec.tie_word_embeddings,
+        "torch_dtype": "float32",
+    });
+    // transformers takes `head_dim` where the config has one, else hidden / heads.
+    if spec.num_heads * spec.head_dim != spec.hidden_size {
+        v["head_dim"] = json!(spec.head_dim);
+    }
+    ids(&mut v, spec);
+    Ok(v)
+}
+
 fn gpt2(spec: &ModelSpec) -> Value {
     let mut v = json!({
         "architectures": ["GPT2LMHeadModel"],
@@ -214,5 +264,20 @@ mod tests {
             n += 1;
         }
         assert!(n >= 13, "only {n} model directories");
+    }
+
+    /// A Phi-3 without a window and with a head size other than hidden / heads round-trips too.
+    #[test]
+    fn a_phi3_without_a_window_round_trips() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/Phi-3-mini-4k-instruct");
+        let mut spec = ModelSpec::from_dir(&dir).unwrap();
+        (spec.sliding_window, spec.sliding_layers) = (None, Vec::new());
+        spec.head_dim = 64;
+        let text = config_json(&spec).unwrap();
+        let v: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(
+            (&v["sliding_window"], &v["head_dim"]),
+            (&Value::Null, &json!(64))
+        );
     }
 }

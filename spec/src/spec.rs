@@ -16,6 +16,7 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Gemma3,
+    Phi3,
 }
 
 impl Arch {
@@ -27,6 +28,7 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
+            Arch::Phi3 => "phi3",
         }
     }
 }

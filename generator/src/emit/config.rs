@@ -27,6 +27,7 @@ pub fn arch(a: Arch) -> TokenStream {
         Arch::Qwen2 => quote!(rt::Arch::Qwen2),
         Arch::Qwen3 => quote!(rt::Arch::Qwen3),
         Arch::Gemma3 => quote!(rt::Arch::Gemma3),
+        Arch::Phi3 => quote!(rt::Arch::Phi3),
     }
 }
 

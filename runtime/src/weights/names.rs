@@ -5,6 +5,9 @@
 //! - Gemma 3 (HF): the same, with four norms per layer (`input_layernorm`, `post_attention_layernorm`,
 //!   `pre_feedforward_layernorm`, `post_feedforward_layernorm`), each stored as `gain - 1`: the
 //!   loader adds the one (in f32, as transformers computes `1 + w`) and the writer takes it away.
+//! - Phi-3 (HF): Llama's names, but each layer's q, k and v are one tensor fused along its rows,
+//!   `self_attn.qkv_proj.weight` = `[q | k | v]`, and gate and up another, `mlp.gate_up_proj.weight` =
+//!   `[gate | up]`: the loader splits them, the writer fuses them back.
 //! - GPT-2 (HF): with or without the `transformer.` prefix; Conv1D weights are `[in, out]` and are
 //!   transposed; `attn.c_attn` holds q, k and v fused along its output dimension and is split.
 //!   The `attn.bias` / `attn.masked_bias` buffers are not weights and are ignored.
@@ -59,6 +62,22 @@ const LLAMA_GLOBAL: &[(&str, &str)] = &[
 ];
 
 const LLAMA_LAYER_PREFIX: &str = "model.layers.";
+
+/// The unfused projections inside one Phi-3 layer `model.layers.N.` (its norms are Llama's).
+const PHI3_LAYER: &[(&str, &str)] = &[
+    ("self_attn.o_proj.weight", "o.weight"),
+    ("mlp.down_proj.weight", "down.weight"),
+];
+
+/// `(hf suffix, canonical parts in fused order)` of the tensors a Phi-3 layer stores fused along
+/// their rows; the first part carries the fused tensor on the way back.
+const PHI3_FUSED: &[(&str, &[&str])] = &[
+    (
+        "self_attn.qkv_proj.weight",
+        &["q.weight", "k.weight", "v.weight"],
+    ),
+    ("mlp.gate_up_proj.weight", &["gate.weight", "up.weight"]),
+];
 
 /// The `(hf suffix, canonical suffix)` tables of one layer of `arch` (not GPT-2).
 fn layer_tables(arch: Arch) -> [&'static [(&'static str, &'static str)]; 2] {
@@ -195,10 +214,55 @@ pub fn hf_to_canonical<'a>(
                     out.tensors.insert(c, t);
                 }
             }
+            Arch::Phi3 => phi3_one(spec, hf, load, &mut out)?,
             Arch::Gpt2 => gpt2_one(spec, hf, load, &mut out)?,
         }
     }
     Ok(out)
+}
+
+/// Rows of the canonical part `part` (`q.weight`, `gate.weight`, …) of a fused Phi-3 tensor.
+fn phi3_part_rows(spec: &ModelSpec, part: &str) -> usize {
+    match part {
+        "q.weight" => spec.q_dim(),
+        "k.weight" | "v.weight" => spec.kv_dim(),
+        _ => spec.intermediate_size,
+    }
+}
+
+fn phi3_one(
+    spec: &ModelSpec,
+    hf: &str,
+    load: &dyn Fn(&str) -> Result<HostTensor, WeightsError>,
+    out: &mut WeightMap,
+) -> Result<(), WeightsError> {
+    if let Some(c) = lookup(LLAMA_GLOBAL, hf) {
+        out.tensors.insert(c.to_string(), load(hf)?);
+        return Ok(());
+    }
+    let Some((i, rest)) = split_layer(hf, LLAMA_LAYER_PREFIX) else {
+        return Ok(());
+    };
+    if let Some(c) = lookup(LLAMA_NORMS, rest).or_else(|| lookup(PHI3_LAYER, rest)) {
+        out.tensors.insert(format!("layers.{i}.{c}"), load(hf)?);
+        return Ok(());
+    }
+    let Some((_, parts)) = PHI3_FUSED.iter().find(|(k, _)| *k == rest) else {
+        return Ok(());
+    };
+    let t = load(hf)?;
+    let rows: Vec<usize> = parts.iter().map(|p| phi3_part_rows(spec, p)).collect();
+    let want = [rows.iter().sum(), spec.hidden_size];
+    if t.shape != want {
+        return Err(shape_err(hf, &want, &t.shape));
+    }
+    let mut start = 0;
+    for (part, n) in parts.iter().zip(rows) {
+        out.tensors
+            .insert(format!("layers.{i}.{part}"), t.rows(start, start + n)?);
+        start += n;
+    }
+    Ok(())
 }
 
 fn gpt2_one(
@@ -301,10 +365,56 @@ pub fn canonical_to_hf(
                 };
                 out.insert(hf, t);
             }
+            Arch::Phi3 => phi3_reverse(spec, map, c, t, &mut out)?,
             Arch::Gpt2 => gpt2_reverse(map, c, t, &mut out)?,
         }
     }
     Ok(out)
+}
+
+fn phi3_reverse(
+    spec: &ModelSpec,
+    map: &WeightMap,
+    c: &str,
+    t: &HostTensor,
+    out: &mut BTreeMap<String, HostTensor>,
+) -> Result<(), WeightsError> {
+    if let Some((hf, _)) = LLAMA_GLOBAL.iter().find(|(_, v)| *v == c) {
+        out.insert(hf.to_string(), t.clone());
+        return Ok(());
+    }
+    let (i, rest) = split_layer(c, "layers.").ok_or_else(|| unmapped(c))?;
+    let plain = LLAMA_NORMS.iter().chain(PHI3_LAYER);
+    if let Some((hf, _)) = plain.clone().find(|(_, v)| *v == rest) {
+        out.insert(format!("{LLAMA_LAYER_PREFIX}{i}.{hf}"), t.clone());
+        return Ok(());
+    }
+    let (hf, parts) = PHI3_FUSED
+        .iter()
+        .find(|(_, parts)| parts.contains(&rest))
+        .ok_or_else(|| unmapped(c))?;
+    // The first part carries the fused tensor; the others are folded into it.
+    if parts[0] != rest {
+        return Ok(());
+    }
+    let hf = format!("{LLAMA_LAYER_PREFIX}{i}.{hf}");
+    let mut tensors = Vec::with_capacity(parts.len());
+    for p in *parts {
+        let name = format!("layers.{i}.{p}");
+        let t = map
+            .tensors
+            .get(&name)
+            .ok_or_else(|| WeightsError::Missing { name: name.clone() })?;
+        let want = [phi3_part_rows(spec, p), spec.hidden_size];
+        if t.shape != want {
+            return Err(shape_err(&name, &want, &t.shape));
+        }
+        tensors.push(t);
+    }
+    let fused =
+        HostTensor::concat_rows(&tensors).map_err(|e| WeightsError::Other(format!("{hf}: {e}")))?;
+    out.insert(hf, fused);
+    Ok(())
 }
 
 fn unmapped(c: &str) -> WeightsError {

@@ -1,12 +1,14 @@
 //! Hugging Face `config.json` → [`ModelSpec`]: one parser per architecture family (`gpt2`, `llama`
-//! (also `qwen2`)), both the transformers-4 layout (`rope_theta`, `rope_scaling`, `torch_dtype`) and the
-//! transformers-5 layout (`rope_parameters`, `dtype`). Anything the runtime does not implement is refused
-//! with a [`ConfigError`] naming the model, the field and the value.
+//! (also `mistral`, `qwen2`, `qwen3`), `gemma3`, `phi3`), both the transformers-4 layout (`rope_theta`,
+//! `rope_scaling`, `torch_dtype`) and the transformers-5 layout (`rope_parameters`, `dtype`). Anything
+//! the runtime does not implement is refused with a [`ConfigError`] naming the model, the field and the
+//! value.
 
 mod fields;
 mod gemma3;
 mod gpt2;
 mod llama;
+mod phi3;
 mod rope;
 #[cfg(test)]
 mod tests;
@@ -35,7 +37,7 @@ pub enum ConfigError {
     #[error("model {model}: config.json must be a JSON object")]
     NotObject { model: String },
     #[error(
-        "model {model}: unsupported model_type {value:?} (supported: gemma3_text, gpt2, llama, mistral, qwen2, qwen3)"
+        "model {model}: unsupported model_type {value:?} (supported: gemma3_text, gpt2, llama, mistral, phi3, qwen2, qwen3)"
     )]
     UnknownModelType { model: String, value: String },
     #[error("model {model}: required field `{field}` is missing")]
@@ -89,6 +91,7 @@ pub fn parse_config(name: &str, bytes: &[u8]) -> Result<ModelSpec, ConfigError> 
         "qwen3" => llama::parse(&f, Arch::Qwen3)?,
         "mistral" => llama::parse(&f, Arch::Mistral)?,
         "gemma3_text" => gemma3::parse(&f)?,
+        "phi3" => phi3::parse(&f)?,
         "gemma3" => {
             return Err(f.unsupported(
                 "model_type",

@@ -746,3 +746,173 @@ fn refuses_what_gemma3_needs_and_we_do_not_implement() {
         "\"linear\"",
     );
 }
+
+/// Phi-3-mini-4k-instruct's published config (transformers-4 layout): Llama's geometry with a window
+/// of 2047 keys in every layer, so each layer's cache is a ring of 2047 positions at 4096.
+#[test]
+fn phi3() {
+    let s = vendored("Phi-3-mini-4k-instruct");
+    assert_eq!(s.arch, Arch::Phi3);
+    assert_eq!(geometry(&s), [32064, 3072, 32, 32, 32, 96, 8192, 4096]);
+    assert_eq!(
+        (s.norm, s.norm_eps, s.mlp),
+        (NormKind::RmsNorm, 1e-5, Mlp::SwiGlu)
+    );
+    assert_eq!(s.positions, rope(10_000.0, None));
+    assert!(!s.qkv_bias && !s.o_bias && !s.mlp_bias && !s.qk_norm);
+    assert!(!s.tie_word_embeddings && !s.sandwich_norms && !s.norm_gain_offset);
+    assert_eq!(
+        (s.attention_scale, s.embed_scale, s.local_rope_theta),
+        (None, None, None)
+    );
+    assert_eq!(s.sliding_window, Some(2047));
+    assert_eq!(s.sliding_layers, vec![true; 32]);
+    assert!((0..32).all(|i| s.layer_window(i) == Some(2047)));
+    assert_eq!(s.kv_shape(0, 1, 4096), [1, 32, 2047, 96]);
+    assert_eq!(s.kv_shape(31, 1, 4096), [1, 32, 2047, 96]);
+    assert_eq!(s.kv_shape(0, 1, 1024), [1, 32, 1024, 96]);
+    let plan = crate::plan::ModelPlan::new(&s);
+    let windows: Vec<_> = plan.layers.iter().map(|l| l.attention.window).collect();
+    assert_eq!(windows, vec![crate::plan::Window::Sliding(2047); 32]);
+    assert_eq!(s.num_parameters(), 3_821_079_552);
+    assert_eq!(
+        (s.bos_token_id, s.eos_token_ids.clone(), s.pad_token_id),
+        (Some(1), vec![32000], Some(32000))
+    );
+    assert_eq!(s.source_dtype.as_deref(), Some("bfloat16"));
+}
+
+fn phi3_json() -> serde_json::Map<String, Value> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/Phi-3-mini-4k-instruct/config.json");
+    match serde_json::from_slice(&std::fs::read(path).unwrap()) {
+        Ok(Value::Object(m)) => m,
+        _ => panic!("Phi-3 config"),
+    }
+}
+
+fn parse_phi3(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Result<ModelSpec, String> {
+    let mut obj = phi3_json();
+    edit(&mut obj);
+    let bytes = Value::Object(obj).to_string();
+    parse_config("broken", bytes.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// What transformers' Phi3Config and Phi3Model make of the window, the biases and the layouts: the
+/// window is in every layer unless `null` or absent (its default), `layer_types` does not change it,
+/// `attention_bias` builds nothing, and the transformers-5 layout reads the same.
+#[test]
+fn phi3_follows_transformers() {
+    let window = |edit: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+        let s = parse_phi3(|o| edit(o)).unwrap();
+        (s.sliding_window, s.sliding_layers)
+    };
+    assert_eq!(
+        window(&|o| {
+            o.insert("sliding_window".into(), Value::Null);
+        }),
+        (None, vec![])
+    );
+    assert_eq!(
+        window(&|o| {
+            o.remove("sliding_window");
+        }),
+        (None, vec![])
+    );
+    assert_eq!(
+        window(&|o| {
+            let types = serde_json::json!(vec!["full_attention"; 32]);
+            o.insert("layer_types".into(), types);
+        }),
+        (Some(2047), vec![true; 32])
+    );
+    let s = parse_phi3(|o| {
+        o.insert("attention_bias".into(), true.into());
+        o.insert("mlp_bias".into(), true.into());
+    })
+    .unwrap();
+    assert!(!s.qkv_bias && !s.o_bias && !s.mlp_bias);
+    let old = parse_phi3(|_| {}).unwrap();
+    let new = parse_phi3(|o| {
+        o.remove("rope_scaling");
+        o.remove("rope_theta");
+        o.remove("torch_dtype");
+        o.insert("dtype".into(), "bfloat16".into());
+        let p = serde_json::json!({"rope_type": "default", "rope_theta": 10000.0,
+            "partial_rotary_factor": 1.0});
+        o.insert("rope_parameters".into(), p);
+    })
+    .unwrap();
+    assert_eq!(
+        new,
+        ModelSpec {
+            config_hash: new.config_hash.clone(),
+            ..old
+        }
+    );
+    // A config without the optional keys has Phi3Config's defaults.
+    let s = parse_phi3(|o| {
+        for k in [
+            "rms_norm_eps",
+            "num_key_value_heads",
+            "tie_word_embeddings",
+            "rope_theta",
+        ] {
+            o.remove(k);
+        }
+    })
+    .unwrap();
+    assert_eq!((s.norm_eps, s.num_kv_heads), (1e-5, 32));
+    assert!(!s.tie_word_embeddings);
+    assert_eq!(s.positions, rope(10_000.0, None));
+}
+
+/// The 128k-context models' `longrope` (also written `su` and `yarn`), a partial rotary embedding
+/// (top level or in `rope_parameters`), scalings Phi3Config refuses and other activations.
+#[test]
+fn refuses_what_phi3_needs_and_we_do_not_implement() {
+    for (kind, key) in [
+        ("su", "type"),
+        ("longrope", "type"),
+        ("longrope", "rope_type"),
+    ] {
+        let r = parse_phi3(|o| {
+            let mut s = serde_json::json!({"short_factor": [1.0], "long_factor": [1.0]});
+            s[key] = kind.into();
+            o.insert("rope_scaling".into(), s);
+        });
+        let msg = r.clone().err().unwrap_or_default();
+        assert!(msg.contains("longrope"), "{msg}");
+        assert_refused(r, &format!("rope_scaling.{key}"), &format!("\"{kind}\""));
+    }
+    let r = parse_phi3(|o| {
+        let p = serde_json::json!({"rope_type": "longrope", "rope_theta": 1e4, "factor": 32.0});
+        o.insert("rope_parameters".into(), p);
+    });
+    assert_refused(r, "rope_parameters.rope_type", "\"longrope\"");
+    let r = parse_phi3(|o| {
+        o.insert(
+            "rope_scaling".into(),
+            serde_json::json!({"rope_type": "linear", "factor": 2.0}),
+        );
+    });
+    assert_refused(r, "rope_scaling.rope_type", "\"linear\"");
+    let r = parse_phi3(|o| {
+        o.insert("partial_rotary_factor".into(), 0.75.into());
+    });
+    assert_refused(r, "partial_rotary_factor", "0.75");
+    let r = parse_phi3(|o| {
+        let p = serde_json::json!({"rope_type": "default", "rope_theta": 1e4,
+            "partial_rotary_factor": 0.5});
+        o.insert("rope_parameters".into(), p);
+    });
+    assert_refused(r, "rope_parameters.partial_rotary_factor", "0.5");
+    let r = parse_phi3(|o| {
+        o.insert("hidden_act".into(), "gelu".into());
+    });
+    assert_refused(r, "hidden_act", "\"gelu\"");
+    let r = parse_phi3(|o| {
+        o.insert("sliding_window".into(), 0.into());
+    });
+    assert_refused(r, "sliding_window", "0");
+}
