@@ -7,11 +7,11 @@
 #     /opt/pyref/bin/python scripts/make_fixtures.py                   # every model below
 #     /opt/pyref/bin/python scripts/make_fixtures.py tiny-llama-bias   # only the models named
 #
-# For each of models/tiny-{llama,llama-bias,qwen2,qwen3,mistral,mistral-window,gemma3,gpt2} (config.json
+# For each of models/tiny-{llama,llama-bias,qwen2,qwen3,mistral,mistral-window,gemma3,phi3,gpt2} (config.json
 # committed there and never rewritten here; tiny-llama-bias is tiny-llama with attention_bias and mlp_bias,
 # so q/k/v/o and gate/up/down carry biases; tiny-qwen3 has per-head q/k RMSNorms and a head_dim of 32 beside
 # a hidden size of 64 over 4 heads; tiny-mistral is a Mistral with sliding_window null and tied embeddings;
-# tiny-mistral-window and tiny-gemma3 are described below) it
+# tiny-mistral-window, tiny-gemma3 and tiny-phi3 are described below) it
 #   * builds the model from its config with a fixed torch seed, then perturbs every 1-D parameter (norm
 #     weights, including Qwen3's and Gemma 3's q_norm/k_norm, and biases) so that biases and norm gains are
 #     not the trivial values of HF's initialiser (it refuses to write a model with a bias entry of 0 or a
@@ -27,11 +27,11 @@
 #     biases kept fp32, computed in fp32; for Gemma 3 the 2-D tied embedding, and so the lm_head, is
 #     rounded too): what an engine storing matrices in 16 bits must reproduce.
 #
-# Sliding-window attention (tiny-mistral-window, and tiny-gemma3's local layers), as transformers 5.17.0
-# computes it (masking_utils.sliding_window_overlay: kv_idx > q_idx - sliding_window): a query at position p
+# Sliding-window attention (tiny-mistral-window, tiny-phi3, and tiny-gemma3's local layers), as transformers
+# 5.17.0 computes it (masking_utils.sliding_window_overlay: kv_idx > q_idx - sliding_window): a query at position p
 # attends to the keys j with j <= p and p - j < sliding_window, i.e. to itself and the sliding_window - 1
 # positions before it (8 keys with sliding_window 8). The same holds while decoding: the dynamic cache keeps
-# the last sliding_window - 1 keys of a sliding layer. For the two windowed models this script checks, on the
+# the last sliding_window - 1 keys of a sliding layer. For the windowed models this script checks, on the
 # first prompt and before writing the model, that (a) the last position's logits differ from those of the
 # same weights with the window off, while the first sliding_window positions agree; (b) in the first layer
 # alone (eager and sdpa attention), changing the token at j changes the output at p exactly when j <= p and
@@ -75,6 +75,25 @@
 #   mlp.gate_proj.weight [128, 64], mlp.up_proj.weight [128, 64], mlp.down_proj.weight [64, 128].
 #   transformers ignores the config's "cache_implementation": "hybrid" in generate() (it falls back to its
 #   dynamic cache, sliding layers keeping sliding_window - 1 keys).
+# tiny-phi3: Phi3ForCausalLM ("model_type": "phi3"), its config.json in the key style of the published
+# microsoft/Phi-3-mini-4k-instruct config (rope_theta, "rope_scaling": null, original_max_position_embeddings,
+# resid_pdrop, embd_pdrop, attention_bias, no head_dim key), tiny: vocabulary 256, hidden 64, intermediate 128,
+# 2 layers, 4 query heads over 2 KV heads (head_dim 64 / 4 = 16), sliding_window 8, untied, rope_theta 10000,
+# eos 2, pad 0. What transformers 5.17.0 makes of it:
+#   * every layer attends over the window (Phi3Model takes create_sliding_window_causal_mask for all layers
+#     whenever config.sliding_window is not None; the dynamic cache infers every layer "sliding_attention"
+#     from sliding_window when the config has no layer_types);
+#   * RoPE over the whole head (rope_type default, partial_rotary_factor 1), inv_freq[i] = 10000^(-2i/16),
+#     attention scaling 1; scores scaled by head_dim^-0.5;
+#   * each layer: h += o_proj(attn(input_layernorm(h))), then h += down_proj(silu(gate) * up) of
+#     post_attention_layernorm(h), where self_attn.qkv_proj's output is [q | k | v] (64, 32, 32 rows) and
+#     mlp.gate_up_proj's is [gate | up] (128 rows each, gate first: up_states.chunk(2)); no biases anywhere;
+#     dropout (resid_pdrop, embd_pdrop, attention_dropout) is 0 and off in eval;
+#   * the embedding row of pad id 0 is zero (HF's initialiser zeroes padding_idx).
+#   Tensors save_pretrained writes: model.embed_tokens.weight [256, 64], model.norm.weight [64], lm_head.weight
+#   [256, 64], and for each layer L in 0..1, model.layers.L.{input_layernorm, post_attention_layernorm}.weight
+#   [64], self_attn.qkv_proj.weight [128, 64], self_attn.o_proj.weight [64, 64], mlp.gate_up_proj.weight
+#   [256, 64], mlp.down_proj.weight [64, 128].
 # The tests also read transformers' top 2 along each of those greedy continuations, from
 # tests/fixtures/<name>/greedy_top2.json: run scripts/make_greedy_top2.py after this script.
 import copy
@@ -92,9 +111,10 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-mistral-window",
-          "tiny-gemma3", "tiny-gpt2"]
+          "tiny-gemma3", "tiny-phi3", "tiny-gpt2"]
 SEEDS = {"tiny-llama": 1234, "tiny-llama-bias": 4567, "tiny-qwen2": 2345, "tiny-qwen3": 5678,
-         "tiny-mistral": 6791, "tiny-mistral-window": 6802, "tiny-gemma3": 7901, "tiny-gpt2": 3456}
+         "tiny-mistral": 6791, "tiny-mistral-window": 6802, "tiny-gemma3": 7901, "tiny-phi3": 8102,
+         "tiny-gpt2": 3456}
 NEW_TOKENS = 24
 PROMPTS = ["Hello, tiny model. Once upon a", "The quick brown fox"]
 BATCH_PROMPTS = ["Static caches are", "Rust compiles fast"]
@@ -163,7 +183,7 @@ def build(name: str):
 
 
 # The models with sliding-window attention, checked by check_window before their references are written.
-WINDOWED = {"tiny-mistral-window", "tiny-gemma3"}
+WINDOWED = {"tiny-mistral-window", "tiny-gemma3", "tiny-phi3"}
 
 
 def raw_config(model_dir: str) -> dict:
@@ -179,16 +199,20 @@ def layer_plan(raw: dict):
         full = [(i + 1) % raw["sliding_window_pattern"] == 0 for i in range(n)]
         return [(None, raw["rope_theta"], factor) if f else (raw["sliding_window"], raw["rope_local_base_freq"], 1.0)
                 for f in full]
+    if raw["model_type"] == "phi3":
+        return [(raw["sliding_window"], raw["rope_theta"], 1.0)] * n
     return [(raw["sliding_window"], raw["rope_parameters"]["rope_theta"], 1.0)] * n
 
 
 @torch.no_grad()
 def plain_forward(model, raw: dict, ids) -> torch.Tensor:
-    """Prefill logits of a Mistral or Gemma 3 computed from the state dict and config.json alone, in plain
-    torch, with the semantics stated in the header."""
+    """Prefill logits of a Mistral, Gemma 3 or Phi-3 computed from the state dict and config.json alone, in
+    plain torch, with the semantics stated in the header."""
     sd = model.state_dict()
     gemma = raw["model_type"] == "gemma3_text"
-    nh, nkv, hd, eps = raw["num_attention_heads"], raw["num_key_value_heads"], raw["head_dim"], raw["rms_norm_eps"]
+    phi3 = raw["model_type"] == "phi3"
+    nh, nkv, eps = raw["num_attention_heads"], raw["num_key_value_heads"], raw["rms_norm_eps"]
+    hd = raw.get("head_dim") or raw["hidden_size"] // nh
     n = len(ids)
     pos = torch.arange(n, dtype=torch.float64)
     q_idx, k_idx = torch.arange(n)[:, None], torch.arange(n)[None, :]
@@ -213,10 +237,21 @@ def plain_forward(model, raw: dict, ids) -> torch.Tensor:
     scale = raw["query_pre_attn_scalar"] ** -0.5 if gemma else hd ** -0.5
     for i, (window, base, divisor) in enumerate(layer_plan(raw)):
         w = lambda t: sd[f"model.layers.{i}.{t}.weight"]
+        if phi3:
+            # Phi-3's fused rows: qkv_proj = [q | k | v], gate_up_proj = [gate | up].
+            qkv, gate_up = w("self_attn.qkv_proj"), w("mlp.gate_up_proj")
+            wq, wk, wv = qkv[:nh * hd], qkv[nh * hd:(nh + nkv) * hd], qkv[(nh + nkv) * hd:]
+            assert qkv.shape[0] == (nh + 2 * nkv) * hd
+            inter = raw["intermediate_size"]
+            wg, wu = gate_up[:inter], gate_up[inter:]
+            assert gate_up.shape[0] == 2 * inter
+        else:
+            wq, wk, wv = w("self_attn.q_proj"), w("self_attn.k_proj"), w("self_attn.v_proj")
+            wg, wu = w("mlp.gate_proj"), w("mlp.up_proj")
         x = norm(h, w("input_layernorm"))
-        q = (x @ w("self_attn.q_proj").T).view(n, nh, hd).transpose(0, 1)
-        k = (x @ w("self_attn.k_proj").T).view(n, nkv, hd).transpose(0, 1)
-        v = (x @ w("self_attn.v_proj").T).view(n, nkv, hd).transpose(0, 1)
+        q = (x @ wq.T).view(n, nh, hd).transpose(0, 1)
+        k = (x @ wk.T).view(n, nkv, hd).transpose(0, 1)
+        v = (x @ wv.T).view(n, nkv, hd).transpose(0, 1)
         if gemma:
             q, k = norm(q, w("self_attn.q_norm")), norm(k, w("self_attn.k_norm"))
         q, k = rope(q, base, divisor), rope(k, base, divisor)
@@ -232,17 +267,47 @@ def plain_forward(model, raw: dict, ids) -> torch.Tensor:
         else:
             h = h + a
             x = norm(h, w("post_attention_layernorm"))
-        m = (act(x @ w("mlp.gate_proj").T) * (x @ w("mlp.up_proj").T)) @ w("mlp.down_proj").T
+        m = (act(x @ wg.T) * (x @ wu.T)) @ w("mlp.down_proj").T
         h = h + (norm(m, w("post_feedforward_layernorm")) if gemma else m)
     h = norm(h, sd["model.norm.weight"])
     head = emb if raw.get("tie_word_embeddings", gemma) else sd["lm_head.weight"]
     return h @ head.T
 
 
+def check_phi3(name: str, raw: dict, model):
+    """What transformers 5.17.0 builds from tiny-phi3's published-style config (see the header)."""
+    cfg = model.config
+    hd = raw["hidden_size"] // raw["num_attention_heads"]
+    if cfg.sliding_window != raw["sliding_window"] or getattr(cfg, "layer_types", None) is not None:
+        sys.exit(f"{name}: sliding_window {cfg.sliding_window}, layer_types {getattr(cfg, 'layer_types', None)}")
+    rope = cfg.rope_parameters
+    if rope.get("rope_type") != "default" or rope.get("partial_rotary_factor", 1.0) != 1.0:
+        sys.exit(f"{name}: rope_parameters {rope}")
+    rot = model.model.rotary_emb
+    inv = rot.inv_freq.double()
+    want = raw["rope_theta"] ** -(torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+    if not torch.allclose(inv, want, rtol=1e-6, atol=0) or rot.attention_scaling != 1.0:
+        sys.exit(f"{name}: inv_freq {inv.tolist()} (scaling {rot.attention_scaling}) is not "
+                 f"{raw['rope_theta']}^(-2i/{hd}) over the whole head")
+    q, kv = raw["num_attention_heads"] * hd, raw["num_key_value_heads"] * hd
+    for i, layer in enumerate(model.model.layers):
+        attn = layer.self_attn
+        shapes = (tuple(attn.qkv_proj.weight.shape), tuple(layer.mlp.gate_up_proj.weight.shape))
+        if shapes != ((q + 2 * kv, raw["hidden_size"]), (2 * raw["intermediate_size"], raw["hidden_size"])):
+            sys.exit(f"{name}: layer {i} fused shapes {shapes}")
+        if attn.scaling != hd ** -0.5 or attn.head_dim != hd:
+            sys.exit(f"{name}: layer {i} attention scale {attn.scaling}, head_dim {attn.head_dim}")
+    biases = [n for n, _ in model.named_parameters() if n.endswith("bias")]
+    if biases:
+        sys.exit(f"{name}: biases {biases}")
+    if model.get_output_embeddings().weight is model.get_input_embeddings().weight:
+        sys.exit(f"{name}: lm_head is tied to the embedding")
+
+
 @torch.no_grad()
 def check_window(name: str, model_dir: str, model, ids):
-    """Checks (a), (b), (d) of the header and, for Gemma 3, the layer types, RoPE tables and scales that
-    transformers builds from the published-style config; exits on a failure."""
+    """Checks (a), (b), (d) of the header and, for Gemma 3 and Phi-3, the layer types, RoPE tables and scales
+    that transformers builds from the published-style config; exits on a failure."""
     raw = raw_config(model_dir)
     cfg = model.config
     window = raw["sliding_window"]
@@ -271,6 +336,8 @@ def check_window(name: str, model_dir: str, model, ids):
                 sys.exit(f"{name}: layer {i} attention scale {attn.scaling} window {attn.sliding_window}")
         if model.get_output_embeddings().weight is not model.get_input_embeddings().weight:
             sys.exit(f"{name}: lm_head is not tied to the embedding")
+    if raw["model_type"] == "phi3":
+        check_phi3(name, raw, model)
     # (a) the window is applied: with it off, the first `window` positions agree and the last does not.
     logits = model(input_ids=x).logits[0]
     off = copy.deepcopy(model)

@@ -32,7 +32,7 @@ from transformers import AutoModelForCausalLM, GenerationConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-mistral-window", "tiny-gemma3",
-        "tiny-gpt2"]
+        "tiny-phi3", "tiny-gpt2"]
 
 
 def f32(x: float) -> float:
@@ -111,6 +111,10 @@ def tiny(name, vers):
         prompt = ref["prompts"][0]["input_ids"]
         out["rounded"][label] = continuations(rounded, [prompt], [ref["rounded"][label]["greedy"]], **gen)[0]
     write(os.path.join(fixture, "greedy_top2.json"), out)
+    for label, cases in [("FP32", out["prompts"] + out["batch"]), ("FP16", [out["rounded"]["FP16"]]),
+                         ("BF16", [out["rounded"]["BF16"]])]:
+        gap = min((a - b) / m for c in cases for (a, b), m in zip(c["top2_logits"], c["max_abs"]))
+        print(f"  {name} {label}: smallest relative top-2 gap {gap:.2e}")
 
 
 def smollm2(vers):

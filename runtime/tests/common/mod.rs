@@ -21,8 +21,9 @@ use std::path::PathBuf;
 /// layer slides over 8 keys (the prompts and continuations are far longer); tiny-gemma3 is a Gemma 3
 /// (sandwich norms stored as `gain - 1`, GeGLU, q/k norms, attention scale 24^-1/2, embeddings scaled
 /// by 8) whose layers 2 and 5 attend globally with linearly scaled RoPE and the others over a window
-/// of 8 with their own base.
-pub const MODELS: [&str; 8] = [
+/// of 8 with their own base; tiny-phi3 is a Phi-3 (q/k/v and gate/up stored fused, GQA 4/2, untied)
+/// whose every layer slides over 8 keys.
+pub const MODELS: [&str; 9] = [
     "tiny-llama",
     "tiny-llama-bias",
     "tiny-qwen2",
@@ -30,15 +31,18 @@ pub const MODELS: [&str; 8] = [
     "tiny-mistral",
     "tiny-mistral-window",
     "tiny-gemma3",
+    "tiny-phi3",
     "tiny-gpt2",
 ];
 pub const MAX_SEQ: usize = 64;
 
-/// The tiny models the CUDA kernels refuse, with what the refusal names: tiny-mistral-window's window
-/// is shorter than the tests' cache, and tiny-gemma3's local and global layers differ.
-pub const CUDA_REFUSED: [(&str, &str); 2] = [
+/// The tiny models the CUDA kernels refuse, with what the refusal names: tiny-mistral-window's and
+/// tiny-phi3's windows are shorter than the tests' cache, and tiny-gemma3's local and global layers
+/// differ.
+pub const CUDA_REFUSED: [(&str, &str); 3] = [
     ("tiny-mistral-window", "window of 8 keys"),
     ("tiny-gemma3", "layers differ"),
+    ("tiny-phi3", "window of 8 keys"),
 ];
 
 /// The tiny models the CUDA engine runs: [`MODELS`] but [`CUDA_REFUSED`].
@@ -63,7 +67,7 @@ pub fn cuda_models() -> impl Iterator<Item = &'static str> {
 pub fn fp32_tol(name: &str) -> f32 {
     match name {
         "tiny-llama" | "tiny-llama-bias" | "tiny-qwen3" | "tiny-mistral" => 1.5e-5,
-        "tiny-mistral-window" | "tiny-gemma3" => 1.5e-5,
+        "tiny-mistral-window" | "tiny-gemma3" | "tiny-phi3" => 1.5e-5,
         "tiny-qwen2" => 1.2e-5,
         "tiny-gpt2" => 6e-6,
         other => panic!("no FP32 bound measured for {other}"),

@@ -2,7 +2,7 @@ use super::*;
 use crate::weights::{TensorData, WeightSource, finish, load};
 use std::path::PathBuf;
 
-const TINY: [&str; 3] = ["tiny-llama", "tiny-qwen2", "tiny-gpt2"];
+const TINY: [&str; 4] = ["tiny-llama", "tiny-qwen2", "tiny-gpt2", "tiny-phi3"];
 
 fn model_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
