@@ -218,6 +218,7 @@ pub fn options(precision: Precision, max_batch: usize) -> BuildOptions {
         max_seq_len: MAX_SEQ,
         max_batch,
         device: DeviceChoice::Cpu { threads: Some(2) },
+        quant: runtime::format::QuantFormat::None,
     }
 }
 
