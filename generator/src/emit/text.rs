@@ -48,6 +48,8 @@ struct ModelReadme<'a> {
     rows: Vec<(&'static str, String)>,
     weights: Vec<String>,
     default_precision: String,
+    /// How a local layer's cache differs, for a model with sliding-window layers.
+    ring_note: String,
 }
 
 fn rows(m: &ModelInput) -> Vec<(&'static str, String)> {
@@ -141,6 +143,13 @@ pub fn model_readme(m: &ModelInput) -> Result<String, GenError> {
         rows: rows(m),
         weights: m.entry.weights.iter().map(weight_line).collect(),
         default_precision: m.entry.precision.as_str().to_string(),
+        ring_note: match m.spec.sliding_window {
+            Some(w) => format!(
+                ", except in the local layers (`SLIDING_LAYERS`), whose caches hold \
+                 `min({w}, max_seq_len)` positions: a ring buffer, position `p` in slot `p % {w}`"
+            ),
+            None => String::new(),
+        },
     };
     render("crate/README.md", &t)
 }
