@@ -98,16 +98,51 @@ fn kept_blocks_give_the_dense_engines_logits_bit_for_bit() {
     }
 }
 
+/// An engine keeping blocks saves them as blocks and loads back to the same logits, bit for bit;
+/// asked for as a `none` engine, the file is refused naming the quant format.
 #[test]
-fn an_engine_file_of_blocks_is_refused_before_anything_is_written() {
-    let e = engine("tiny-llama", QuantFormat::Gguf);
-    let path = std::env::temp_dir().join(format!("llmforge-blocks-{}.engine", std::process::id()));
-    let err = e.save(&path).expect_err("refused").to_string();
-    assert!(
-        err.contains("GGUF") && err.contains("quant_format"),
-        "{err}"
-    );
-    assert!(!path.exists(), "{} was written", path.display());
+fn an_engine_file_keeps_blocks_and_its_quant_format() {
+    let ids: Vec<u32> = (0..12).map(|i| (i * 53 + 7) % 256).collect();
+    for name in TINY {
+        let mut built = engine(name, QuantFormat::Gguf);
+        let path = std::env::temp_dir().join(format!(
+            "llmforge-blocks-{name}-{}.engine",
+            std::process::id()
+        ));
+        built.save(&path).expect("saves");
+        let cpu = DeviceChoice::Cpu { threads: Some(2) };
+        let mut loaded =
+            Engine::load(&path, &spec(name), &options(QuantFormat::Gguf, cpu)).expect("loads");
+        for mode in CacheMode::ALL {
+            let want = prefill_logits(&mut built, &ids, mode);
+            let got = prefill_logits(&mut loaded, &ids, mode);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(
+                bits(&got) == bits(&want),
+                "{name} {mode:?}: loaded logits differ"
+            );
+        }
+        let err = match Engine::load(&path, &spec(name), &options(QuantFormat::None, cpu)) {
+            Ok(_) => panic!("{name}: a gguf engine file loaded as a none engine"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("quant format") && err.contains("gguf"),
+            "{err}"
+        );
+        // Smaller than the dense engine's file: the blocks are kept.
+        let dense_path = path.with_extension("dense");
+        engine(name, QuantFormat::None)
+            .save(&dense_path)
+            .expect("saves");
+        let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+        assert!(
+            size(&path) < size(&dense_path),
+            "{name}: no smaller than dense"
+        );
+        std::fs::remove_file(&path).ok();
+        std::fs::remove_file(&dense_path).ok();
+    }
 }
 
 #[cfg(feature = "cuda")]
@@ -175,5 +210,36 @@ fn every_block_type_multiplies_as_its_dequantised_matrix() {
     }
     for t in runtime::format::BlockType::ALL {
         assert!(seen.contains(&t), "no fixture tensor of {}", t.name());
+    }
+}
+
+/// A block record whose type code is no block type, whose rows are not whole blocks, or which is not
+/// a matrix is refused naming the tensor; a well-formed one is indexed with its type.
+#[test]
+fn malformed_block_records_are_refused_by_name() {
+    use runtime::backend::cpu::payload::{PayloadError, index};
+    let record = |code: u8, dims: &[u64], data: usize| {
+        let mut p = 1u32.to_le_bytes().to_vec();
+        p.extend_from_slice(&1u16.to_le_bytes());
+        p.push(b'w');
+        p.extend_from_slice(&[code, dims.len() as u8]);
+        for d in dims {
+            p.extend_from_slice(&d.to_le_bytes());
+        }
+        p.extend(std::iter::repeat_n(0u8, data));
+        index(&p)
+    };
+    let q4_0 = 16 + 2;
+    let ok = record(q4_0, &[2, 64], 2 * 2 * 18).expect("a Q4_0 matrix");
+    assert_eq!(ok["w"].blocks, Some(runtime::format::BlockType::Q4_0));
+    for (code, dims, data, says) in [
+        (16 + 9, &[1u64, 32][..], 34, "unknown block type code"),
+        (q4_0, &[1, 48][..], 27, "not whole blocks"),
+        (q4_0, &[64][..], 36, "not a matrix"),
+    ] {
+        match record(code, dims, data) {
+            Err(PayloadError::Corrupt(m)) => assert!(m.contains('w') && m.contains(says), "{m}"),
+            other => panic!("code {code} {dims:?}: {other:?}"),
+        }
     }
 }

@@ -15,7 +15,7 @@ use super::matrix::{Dtype, Matrix, Store};
 use super::ops::CpuOps;
 use crate::backend::ops::{Linear, Norm, Ops};
 use crate::engine_file::EngineFileError;
-use crate::format::WeightFormat;
+use crate::format::{BlockType, WeightFormat};
 use crate::model::{ModelWeights, Tensors};
 use crate::plan::Residual;
 use crate::precision::Precision;
@@ -116,16 +116,25 @@ fn io(e: std::io::Error) -> Error {
     Error::invalid(format!("writing engine payload: {e}"))
 }
 
-fn dtype_code(d: &TensorData) -> Result<u8> {
+/// A record's type code: 0, 1, 2 for f32, f16, bf16 elements; [`BLOCK_CODES`] plus the GGML id for
+/// a matrix of GGML blocks.
+fn dtype_code(d: &TensorData) -> u8 {
     match d {
-        TensorData::F32(_) => Ok(0),
-        TensorData::F16(_) => Ok(1),
-        TensorData::BF16(_) => Ok(2),
-        TensorData::Blocks { ty, .. } => Err(Error::invalid(format!(
-            "an engine file cannot hold weights kept as GGUF {} blocks yet (build with \
-             --quant_format none to save an engine)",
-            ty.name()
-        ))),
+        TensorData::F32(_) => 0,
+        TensorData::F16(_) => 1,
+        TensorData::BF16(_) => 2,
+        TensorData::Blocks { ty, .. } => BLOCK_CODES + ty.ggml_id() as u8,
+    }
+}
+
+/// Type codes from here on are GGML block types (the code less this is the GGML id).
+const BLOCK_CODES: u8 = 16;
+
+/// Bytes of a tensor's data in its record.
+fn data_len(t: &HostTensor) -> usize {
+    match &t.data {
+        TensorData::Blocks { bytes, .. } => bytes.len(),
+        d => t.numel() * dtype_width(d),
     }
 }
 
@@ -149,7 +158,7 @@ fn padding(k: usize, gap: usize) -> (String, usize) {
 }
 
 fn write_record(out: &mut dyn Write, name: &str, t: &HostTensor) -> Result<()> {
-    let code = dtype_code(&t.data)?;
+    let code = dtype_code(&t.data);
     out.write_all(&(name.len() as u16).to_le_bytes())
         .map_err(io)?;
     out.write_all(name.as_bytes()).map_err(io)?;
@@ -161,7 +170,7 @@ fn write_record(out: &mut dyn Write, name: &str, t: &HostTensor) -> Result<()> {
         TensorData::F32(v) => write_elems(out, v, f32::to_le_bytes),
         TensorData::F16(v) => write_elems(out, v, f16::to_le_bytes),
         TensorData::BF16(v) => write_elems(out, v, bf16::to_le_bytes),
-        TensorData::Blocks { .. } => Ok(()),
+        TensorData::Blocks { bytes, .. } => out.write_all(bytes).map_err(io),
     }
 }
 
@@ -187,10 +196,6 @@ pub fn write(
     out: &mut dyn Write,
 ) -> Result<()> {
     let tensors = canonical(spec, ops, w)?;
-    // Refused before a byte is written.
-    for (_, t) in &tensors {
-        dtype_code(&t.data)?;
-    }
     // The records in order, padding included, laid out from the count on.
     let mut records: Vec<(String, Option<&HostTensor>, usize)> = Vec::new();
     let mut at = 4;
@@ -201,7 +206,7 @@ pub fn write(
             at += header_len(&pad, 1) + 4 * elements;
             records.push((pad, None, elements));
         }
-        at += header_len(name, t.shape.len()) + t.numel() * dtype_width(&t.data);
+        at += header_len(name, t.shape.len()) + data_len(t);
         records.push((name.clone(), Some(t), 0));
     }
     out.write_all(&(records.len() as u32).to_le_bytes())
@@ -225,7 +230,7 @@ fn dtype_width(d: &TensorData) -> usize {
     match d {
         TensorData::F32(_) => 4,
         TensorData::F16(_) | TensorData::BF16(_) => 2,
-        // Refused by `write` before sizes are laid out.
+        // Sized by their bytes (`data_len`).
         TensorData::Blocks { .. } => 0,
     }
 }
@@ -252,7 +257,10 @@ impl PayloadError {
 /// One tensor record of a payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
+    /// The element type (of a dense record).
     pub dtype: Dtype,
+    /// The GGML block type of a matrix kept as blocks (then `dtype` is not used).
+    pub blocks: Option<BlockType>,
     pub shape: Vec<usize>,
     /// Where its elements are, in bytes from the start of the payload.
     pub data: Range<usize>,
@@ -317,21 +325,50 @@ pub fn index(payload: &[u8]) -> Result<BTreeMap<String, Record>, PayloadError> {
             .iter()
             .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
             .ok_or_else(|| PayloadError::Corrupt(format!("{name}: shape {shape:?} overflows")))?;
-        let dtype = match code {
-            0 => Dtype::F32,
-            1 => Dtype::F16,
-            2 => Dtype::Bf16,
+        let (dtype, blocks) = match code {
+            0 => (Dtype::F32, None),
+            1 => (Dtype::F16, None),
+            2 => (Dtype::Bf16, None),
+            c if c >= BLOCK_CODES => {
+                let id = (c - BLOCK_CODES) as u32;
+                let t = BlockType::ALL
+                    .into_iter()
+                    .find(|t| t.ggml_id() == id)
+                    .ok_or_else(|| {
+                        PayloadError::Corrupt(format!("{name}: unknown block type code {c}"))
+                    })?;
+                (Dtype::F32, Some(t))
+            }
             c => {
                 return Err(PayloadError::Corrupt(format!(
                     "{name}: unknown dtype code {c}"
                 )));
             }
         };
-        let nbytes = numel
-            .checked_mul(dtype.width() as u64)
-            .ok_or_else(|| PayloadError::Corrupt(format!("{name}: size overflows")))?;
+        let nbytes = match (blocks, &shape[..]) {
+            (None, _) => numel.checked_mul(dtype.width() as u64),
+            (Some(t), [rows, cols]) => t
+                .row_bytes(*cols)
+                .and_then(|r| (r as u64).checked_mul(*rows as u64)),
+            (Some(t), _) => {
+                return Err(PayloadError::Corrupt(format!(
+                    "{name}: {} blocks in a tensor of shape {shape:?}, not a matrix",
+                    t.name()
+                )));
+            }
+        }
+        .ok_or_else(|| {
+            PayloadError::Corrupt(format!(
+                "{name}: shape {shape:?}: its size overflows or its rows are not whole blocks"
+            ))
+        })?;
         let data = c.take(nbytes, &name)?;
-        let record = Record { dtype, shape, data };
+        let record = Record {
+            dtype,
+            blocks,
+            shape,
+            data,
+        };
         if records.insert(name.clone(), record).is_some() {
             return Err(PayloadError::Corrupt(format!(
                 "tensor {name} appears twice"
@@ -347,14 +384,21 @@ pub fn index(payload: &[u8]) -> Result<BTreeMap<String, Record>, PayloadError> {
     Ok(records)
 }
 
-/// The elements of `bytes` (little endian, `dtype`) as a host tensor of `shape`.
-fn host_tensor(dtype: Dtype, shape: Vec<usize>, bytes: &[u8]) -> HostTensor {
-    let data = match dtype {
-        Dtype::F32 => TensorData::F32(from_le(bytes, f32::from_le_bytes)),
-        Dtype::F16 => TensorData::F16(from_le(bytes, f16::from_le_bytes)),
-        Dtype::Bf16 => TensorData::BF16(from_le(bytes, bf16::from_le_bytes)),
+/// The data of record `r` (`bytes`: little-endian elements, or GGML blocks) as a host tensor.
+fn host_tensor(r: &Record, bytes: &[u8]) -> HostTensor {
+    let data = match (r.blocks, r.dtype) {
+        (Some(ty), _) => TensorData::Blocks {
+            ty,
+            bytes: bytes.to_vec(),
+        },
+        (None, Dtype::F32) => TensorData::F32(from_le(bytes, f32::from_le_bytes)),
+        (None, Dtype::F16) => TensorData::F16(from_le(bytes, f16::from_le_bytes)),
+        (None, Dtype::Bf16) => TensorData::BF16(from_le(bytes, bf16::from_le_bytes)),
     };
-    HostTensor { shape, data }
+    HostTensor {
+        shape: r.shape.clone(),
+        data,
+    }
 }
 
 /// Little-endian elements of `N` bytes each.
@@ -403,7 +447,7 @@ pub fn read(r: &mut dyn Read, limit: u64) -> Result<WeightMap, PayloadError> {
     }
     let mut map = WeightMap::default();
     for (name, rec) in index(&payload)? {
-        let t = host_tensor(rec.dtype, rec.shape, &payload[rec.data]);
+        let t = host_tensor(&rec, &payload[rec.data.clone()]);
         map.tensors.insert(name, t);
     }
     Ok(map)
@@ -439,6 +483,8 @@ impl MappedPayload {
         self.records
             .iter()
             .find(|(_, r)| !match r.dtype {
+                // Kept blocks serve an engine of any precision.
+                _ if r.blocks.is_some() => true,
                 Dtype::F32 => r.shape.len() == 1 || precision == Precision::Fp32,
                 Dtype::F16 => precision == Precision::Fp16,
                 Dtype::Bf16 => precision == Precision::Bf16,
@@ -480,10 +526,24 @@ impl Tensors<CpuOps> for MappedPayload {
     ) -> Result<Matrix> {
         let precision = match format {
             WeightFormat::Dense(p) => p,
-            WeightFormat::Blocks(_) => {
-                return Err(Error::invalid(format!(
-                    "an engine file cannot hold a matrix as {format} yet"
-                )));
+            WeightFormat::Blocks(t) => {
+                // Kept blocks are copied out of the file (the product kernels read owned rows).
+                let mut bytes = Vec::new();
+                for &(name, rows) in parts {
+                    let r = self.get(name, &[rows, cols])?;
+                    if r.blocks != Some(t) {
+                        return Err(Error::Weights(WeightsError::Other(format!(
+                            "tensor {name} is not stored as {format}"
+                        ))));
+                    }
+                    bytes.extend_from_slice(&self.map.bytes()[self.file_range(r)]);
+                }
+                let rows = parts.iter().map(|p| p.1).sum();
+                return Ok(Matrix {
+                    rows,
+                    cols,
+                    store: Store::Blocks(t, bytes),
+                });
             }
         };
         let dtype = match precision {
@@ -494,7 +554,7 @@ impl Tensors<CpuOps> for MappedPayload {
         let mut ranges = Vec::with_capacity(parts.len());
         for &(name, rows) in parts {
             let r = self.get(name, &[rows, cols])?;
-            if r.dtype != dtype {
+            if r.blocks.is_some() || r.dtype != dtype {
                 return Err(Error::Weights(WeightsError::Other(format!(
                     "tensor {name} is stored as {:?}, the engine computes from {:?}",
                     r.dtype, dtype
@@ -528,14 +588,18 @@ impl Tensors<CpuOps> for MappedPayload {
         let mut out = Vec::new();
         for &(name, len) in parts {
             let r = self.get(name, &[len])?;
-            let t = host_tensor(
-                r.dtype,
-                r.shape.clone(),
-                &self.map.bytes()[self.file_range(r)],
-            );
+            let t = host_tensor(r, &self.map.bytes()[self.file_range(r)]);
             out.extend(t.to_f32());
         }
         Ok(out)
+    }
+
+    fn stored_blocks(&self, parts: &[(&str, usize)]) -> Option<BlockType> {
+        let mut types = parts
+            .iter()
+            .map(|(name, _)| self.records.get(*name).and_then(|r| r.blocks));
+        let first = types.next()??;
+        types.all(|t| t == Some(first)).then_some(first)
     }
 }
 
