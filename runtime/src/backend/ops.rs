@@ -85,6 +85,9 @@ pub trait Ops {
     ) -> Result<Self::Weight>;
     /// Concatenate 1-D tensors into one f32 vector.
     fn vector(&mut self, parts: &[&HostTensor]) -> Result<Self::Vector>;
+    /// Matrices of the same width stacked along rows into one, each kept as it is stored (the parts
+    /// of a fused linear in different formats).
+    fn stack(&mut self, parts: Vec<Self::Weight>) -> Result<Self::Weight>;
     /// Rows `[start, start + rows)` of a packed weight, in its storage dtype (engine-file payload).
     fn weight_rows(&self, w: &Self::Weight, start: usize, rows: usize) -> Result<HostTensor>;
     /// Elements `[start, start + len)` of a vector as an f32 tensor.

@@ -177,13 +177,27 @@ pub fn linear<O: Ops>(
 ) -> Result<Linear<O::Weight, O::Vector>> {
     let rows = plan.weight_rows();
     let parts = borrowed(&rows);
-    // A source keeping GGUF blocks keeps them where the fused parts share one type (a matrix is one
-    // format); otherwise the linear is dense in the engine precision.
-    let format = match w.stored_blocks(&parts) {
-        Some(t) if t.row_bytes(plan.in_features).is_some() => WeightFormat::Blocks(t),
-        _ => WeightFormat::of_linear(plan, ops.precision()),
+    let cols = plan.in_features;
+    let dense = WeightFormat::of_linear(plan, ops.precision());
+    // A source keeping GGUF blocks keeps them: one matrix where the fused parts share a block type,
+    // else a stack of the parts, each in its own format. Otherwise the linear is dense.
+    let kept = |p: &[(&str, usize)]| {
+        w.stored_blocks(p)
+            .filter(|t| t.row_bytes(cols).is_some())
+            .map(WeightFormat::Blocks)
     };
-    let weight = w.weight(ops, &parts, plan.in_features, format)?;
+    let weight = match kept(&parts) {
+        Some(format) => w.weight(ops, &parts, cols, format)?,
+        None if parts.len() > 1 && parts.iter().any(|p| kept(&[*p]).is_some()) => {
+            let mut each = Vec::with_capacity(parts.len());
+            for p in &parts {
+                let format = kept(&[*p]).unwrap_or(dense);
+                each.push(w.weight(ops, &[*p], cols, format)?);
+            }
+            ops.stack(each)?
+        }
+        None => w.weight(ops, &parts, cols, dense)?,
+    };
     let bias = match plan.bias {
         true => Some(w.vector(ops, &borrowed(&plan.bias_rows()))?),
         false => None,

@@ -23,6 +23,9 @@ pub enum Store {
     Bf16(Vec<bf16>),
     /// GGML blocks, each row `cols / block_elems` of them.
     Blocks(BlockType, Vec<u8>),
+    /// Matrices of the same width stacked along rows, each stored its own way (a fused linear whose
+    /// parts a GGUF file holds in different block types).
+    Stack(Vec<Matrix>),
     /// The rows in place in a mapped engine file (a loaded engine).
     Mapped(super::mapped::Mapped),
 }
@@ -78,7 +81,7 @@ impl Store {
             Store::F32(_) => Some(Dtype::F32),
             Store::F16(_) => Some(Dtype::F16),
             Store::Bf16(_) => Some(Dtype::Bf16),
-            Store::Blocks(..) => None,
+            Store::Blocks(..) | Store::Stack(_) => None,
             Store::Mapped(m) => Some(m.dtype()),
         }
     }
@@ -115,6 +118,22 @@ impl<'a> Iterator for Runs<'a> {
                 let rb = t.row_bytes(c).unwrap_or(0);
                 (end - r, Elems::Blocks(*t, &v[r * rb..end * rb]))
             }
+            Store::Stack(parts) => {
+                // The part holding row `r`, and the run of it up to `end` or its last row.
+                let mut first = 0;
+                let mut run = (end - r, Elems::F32(&[]));
+                for p in parts {
+                    if r < first + p.rows {
+                        let to = end.min(first + p.rows) - first;
+                        if let Some(found) = p.runs(r - first, to).next() {
+                            run = found;
+                        }
+                        break;
+                    }
+                    first += p.rows;
+                }
+                run
+            }
             Store::Mapped(m) => m.run(r, end),
         };
         self.r += run.0;
@@ -123,10 +142,12 @@ impl<'a> Iterator for Runs<'a> {
 }
 
 impl Matrix {
-    /// How the matrix is stored (`crate::format`): dense in its element type.
+    /// How the matrix is stored (`crate::format`): dense in its element type, or its blocks (a stack:
+    /// its first part's format; [`Matrix::bytes`] sums the parts).
     pub fn format(&self) -> WeightFormat {
         match (&self.store, self.store.dtype()) {
             (Store::Blocks(t, _), _) => WeightFormat::Blocks(*t),
+            (Store::Stack(parts), _) if !parts.is_empty() => parts[0].format(),
             (_, Some(Dtype::F16)) => WeightFormat::Dense(Precision::Fp16),
             (_, Some(Dtype::Bf16)) => WeightFormat::Dense(Precision::Bf16),
             (_, _) => WeightFormat::Dense(Precision::Fp32),
@@ -134,7 +155,10 @@ impl Matrix {
     }
 
     pub fn bytes(&self) -> usize {
-        self.format().matrix_bytes(self.rows, self.cols)
+        match &self.store {
+            Store::Stack(parts) => parts.iter().map(Matrix::bytes).sum(),
+            _ => self.format().matrix_bytes(self.rows, self.cols),
+        }
     }
 
     /// Rows `r0..r1` (`r1 <= rows`), in order, as runs of rows contiguous in memory: one run, unless

@@ -202,10 +202,38 @@ impl Ops for CpuOps {
         Ok(parts.iter().flat_map(|t| t.to_f32()).collect())
     }
 
+    fn stack(&mut self, parts: Vec<Matrix>) -> Result<Matrix> {
+        let cols = parts.first().map_or(0, |m| m.cols);
+        shape_check("stack", parts.iter().all(|m| m.cols == cols), || {
+            format!(
+                "widths {:?}",
+                parts.iter().map(|m| m.cols).collect::<Vec<_>>()
+            )
+        })?;
+        Ok(Matrix {
+            rows: parts.iter().map(|m| m.rows).sum(),
+            cols,
+            store: Store::Stack(parts),
+        })
+    }
+
     fn weight_rows(&self, w: &Matrix, start: usize, rows: usize) -> Result<HostTensor> {
         shape_check("weight_rows", start + rows <= w.rows, || {
             format!("{start}+{rows} > {}", w.rows)
         })?;
+        if let Store::Stack(parts) = &w.store {
+            // Rows of one part (the payload asks for each canonical part in turn).
+            let mut first = 0;
+            for p in parts {
+                if start >= first && start + rows <= first + p.rows {
+                    return self.weight_rows(p, start - first, rows);
+                }
+                first += p.rows;
+            }
+            return Err(internal(format!(
+                "weight_rows {start}+{rows} crosses the parts of a stacked matrix"
+            )));
+        }
         let n = rows * w.cols;
         let mut data = match (&w.store, w.store.dtype()) {
             (Store::Blocks(t, _), _) => TensorData::Blocks {
