@@ -88,6 +88,7 @@ fn llama_like(spec: &ModelSpec) -> Result<Value> {
         // Without the key transformers applies its default window; `null` is none.
         Arch::Mistral => v["sliding_window"] = json!(spec.sliding_window),
         Arch::Qwen2 | Arch::Qwen3 if spec.sliding_window.is_some() => {
+            v["use_sliding_window"] = json!(true);
             v["sliding_window"] = json!(spec.sliding_window);
             v["layer_types"] = layer_types(spec);
         }

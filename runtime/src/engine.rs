@@ -179,6 +179,12 @@ fn check_options(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
             options.max_seq_len, options.max_batch
         )));
     }
+    if spec.sliding_window == Some(0) {
+        return Err(Error::invalid(format!(
+            "{}: a sliding window of 0 keys (a window holds at least one)",
+            spec.name
+        )));
+    }
     if options.quant == crate::format::QuantFormat::Gguf
         && let DeviceChoice::Cuda { .. } = options.device
     {

@@ -13,7 +13,7 @@ pub enum WeightFormat {
     /// Every element in a floating-point precision, row-major `[out_features, in_features]`.
     Dense(Precision),
     /// GGML's blocks as a GGUF file stores them: each row `in_features / block_elems` blocks, rows in
-    /// order; dequantised inside the product kernels, never widened in memory.
+    /// order; the matrix stays packed, its rows dequantised by the product kernels as they go.
     Blocks(BlockType),
 }
 

@@ -391,14 +391,15 @@ pub fn geometry(a: &AttentionPlan) -> AttnGeometry {
     }
 }
 
-/// The embedding scale as the engine applies it: rounded to the precision the table is stored in,
-/// as transformers casts it to the embedding's dtype before multiplying.
+/// The embedding scale as the engine applies it: rounded to f32, then to the precision the table is
+/// stored in, as transformers makes it (an f32 tensor cast to the embedding's dtype).
 fn embed_scale(scale: f64, precision: crate::precision::Precision) -> f32 {
     use crate::precision::Precision;
+    let s = scale as f32;
     match precision {
-        Precision::Fp32 => scale as f32,
-        Precision::Fp16 => half::f16::from_f64(scale).to_f32(),
-        Precision::Bf16 => half::bf16::from_f64(scale).to_f32(),
+        Precision::Fp32 => s,
+        Precision::Fp16 => half::f16::from_f32(s).to_f32(),
+        Precision::Bf16 => half::bf16::from_f32(s).to_f32(),
     }
 }
 
@@ -445,4 +446,26 @@ pub fn forward<O: Ops>(
         vocab: plan.vocab_size,
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::precision::Precision;
+
+    /// `torch.tensor(h ** 0.5).to(dtype)` as transformers 5.17 / torch 2.11 print it, for Gemma 3's
+    /// hidden sizes 1152 (1B), 2560 (4B) and 640.
+    #[test]
+    fn embedding_scales_round_as_transformers_does() {
+        let torch = [
+            (1152.0, 34.0, 33.9375, 33.941123962402344),
+            (2560.0, 50.5, 50.59375, 50.59644317626953),
+            (640.0, 25.25, 25.296875, 25.298221588134766),
+        ];
+        for (h, bf16, f16, f32) in torch {
+            let s = f64::sqrt(h);
+            assert_eq!(super::embed_scale(s, Precision::Bf16), bf16 as f32, "{h}");
+            assert_eq!(super::embed_scale(s, Precision::Fp16), f16 as f32, "{h}");
+            assert_eq!(super::embed_scale(s, Precision::Fp32), f32 as f32, "{h}");
+        }
+    }
 }

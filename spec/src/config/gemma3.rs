@@ -15,6 +15,8 @@ const DEFAULT_RMS_EPS: f64 = 1e-6;
 const DEFAULT_GLOBAL_THETA: f64 = 1_000_000.0;
 const DEFAULT_LOCAL_THETA: f64 = 10_000.0;
 const DEFAULT_WINDOW: usize = 4096;
+/// transformers' `Gemma3TextConfig.head_dim` when the config does not say (not hidden / heads).
+const DEFAULT_HEAD_DIM: usize = 256;
 const DEFAULT_WINDOW_PATTERN: usize = 6;
 const DEFAULT_QUERY_PRE_ATTN_SCALAR: f64 = 256.0;
 
@@ -43,11 +45,7 @@ pub(super) fn parse(f: &Fields<'_>) -> Result<ModelSpec, ConfigError> {
     )?;
     let head_dim = match f.opt_usize("head_dim")? {
         Some(d) => f.check_positive("head_dim", d)?,
-        None => divide(
-            f,
-            ("hidden_size", hidden_size),
-            ("num_attention_heads", num_heads),
-        )?,
+        None => DEFAULT_HEAD_DIM,
     };
     let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
     let norm_eps = match f.opt_f64("rms_norm_eps")? {
@@ -117,7 +115,7 @@ fn refuse_unimplemented(f: &Fields<'_>) -> Result<(), ConfigError> {
 /// `sliding_window_pattern`.
 fn sliding(f: &Fields<'_>, num_layers: usize) -> Result<windows::Sliding, ConfigError> {
     if f.get("layer_types").is_some() {
-        return windows::from_layer_types(f, num_layers);
+        return windows::from_layer_types_or(f, num_layers, Some(DEFAULT_WINDOW));
     }
     let pattern = match f.opt_usize("sliding_window_pattern")? {
         Some(p) => f.check_positive("sliding_window_pattern", p)?,

@@ -133,10 +133,22 @@ fn sliding(
             }
         }
         Arch::Qwen2 | Arch::Qwen3 => {
-            if f.has_key("layer_types") {
-                return windows::from_layer_types(f, num_layers);
-            }
+            // transformers drops the window unless `use_sliding_window` is true, and then refuses a
+            // `layer_types` with sliding layers.
             let used = f.opt_bool("use_sliding_window")?.unwrap_or(false);
+            if f.has_key("layer_types") {
+                let (window, layers) = windows::from_layer_types(f, num_layers)?;
+                if window.is_some() && !used {
+                    let t = f.get("layer_types").cloned().unwrap_or_default();
+                    return Err(f.invalid(
+                        "layer_types",
+                        &t,
+                        "has sliding layers but `use_sliding_window` is not true, so there is no \
+                         window for them",
+                    ));
+                }
+                return Ok((window, layers));
+            }
             match (used, f.opt_usize("sliding_window")?) {
                 (true, Some(w)) => {
                     let first = f

@@ -256,6 +256,7 @@ fn qwen_sliding_layers_follow_transformers() {
     assert_eq!((s.layer_window(0), s.layer_window(1)), (None, Some(4096)));
     let s = parse_with(|o| {
         o.insert("model_type".into(), "qwen3".into());
+        o.insert("use_sliding_window".into(), true.into());
         o.insert("sliding_window".into(), 16.into());
         let types = serde_json::json!(["sliding_attention", "full_attention"]);
         o.insert("layer_types".into(), types);
@@ -265,6 +266,14 @@ fn qwen_sliding_layers_follow_transformers() {
         (s.sliding_window, s.sliding_layers),
         (Some(16), vec![true, false])
     );
+    // Without `use_sliding_window` transformers has no window for the sliding layers.
+    let r = parse_with(|o| {
+        o.insert("model_type".into(), "qwen3".into());
+        o.insert("sliding_window".into(), 16.into());
+        let types = serde_json::json!(["sliding_attention", "full_attention"]);
+        o.insert("layer_types".into(), types);
+    });
+    assert_refused(r, "layer_types", "sliding_attention");
 }
 
 #[test]
@@ -316,7 +325,8 @@ fn accepts_sliding_window_fields_not_in_use() {
             serde_json::json!(["full_attention", "full_attention"]),
         );
     });
-    assert!(r.is_ok(), "{r:?}");
+    let s = r.unwrap();
+    assert_eq!((s.sliding_window, s.sliding_layers.len()), (None, 0));
 }
 
 /// Linear interpolation (transformers' `_compute_linear_scaling_rope_parameters`), in either

@@ -40,6 +40,15 @@ pub(super) fn checked(
 /// The layers `layer_types` marks `sliding_attention`, over `sliding_window`; no window when the key
 /// is absent or every layer is `full_attention`.
 pub(super) fn from_layer_types(f: &Fields<'_>, num_layers: usize) -> Result<Sliding, ConfigError> {
+    from_layer_types_or(f, num_layers, None)
+}
+
+/// [`from_layer_types`], with `default` as the window when the config has no `sliding_window` key.
+pub(super) fn from_layer_types_or(
+    f: &Fields<'_>,
+    num_layers: usize,
+    default: Option<usize>,
+) -> Result<Sliding, ConfigError> {
     let types = match f.get("layer_types") {
         None | Some(Value::Null) => return Ok((None, Vec::new())),
         Some(Value::Array(types)) => types,
@@ -71,7 +80,11 @@ pub(super) fn from_layer_types(f: &Fields<'_>, num_layers: usize) -> Result<Slid
     if !layers.contains(&true) {
         return Ok((None, Vec::new()));
     }
-    match f.opt_usize("sliding_window")? {
+    let window = match f.has_key("sliding_window") {
+        true => f.opt_usize("sliding_window")?,
+        false => default,
+    };
+    match window {
         Some(w) => checked(f, w, layers),
         None => Err(f.invalid(
             "sliding_window",

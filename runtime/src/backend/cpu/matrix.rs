@@ -5,10 +5,10 @@
 //! the input, output rows are split in chunks over the rayon pool, and each dot product keeps 16
 //! independent lane accumulators (`simd.rs`: SIMD intrinsics on x86-64, portable loops elsewhere).
 //!
-//! A matrix kept as GGUF blocks (`WeightFormat::Blocks`) streams its packed rows: each row is
-//! dequantised into a per-thread f32 buffer (exactly as the GGUF loader dequantises) and dotted with
-//! the input as an f32 row would be, so prefill (which dequantises whole row blocks) and decode agree
-//! bit for bit, and both equal the dense f32 engine on the dequantised weights.
+//! A matrix kept as GGUF blocks (`WeightFormat::Blocks`) streams its packed rows: decode dots each row
+//! with the input in `block_dot.rs` (Q8_0/Q4_0/Q4_1 dequantised in registers; other types into a
+//! per-thread f32 row buffer, exactly as the GGUF loader dequantises), prefill dequantises whole rows
+//! for the GEMM, and both agree bit for bit with the dense f32 engine on the dequantised weights.
 
 use crate::format::{BlockType, WeightFormat};
 use crate::precision::Precision;

@@ -554,7 +554,14 @@ impl Tensors<CpuOps> for MappedPayload {
         let mut ranges = Vec::with_capacity(parts.len());
         for &(name, rows) in parts {
             let r = self.get(name, &[rows, cols])?;
-            if r.blocks.is_some() || r.dtype != dtype {
+            if let Some(t) = r.blocks {
+                return Err(Error::Weights(WeightsError::Other(format!(
+                    "tensor {name} is stored as GGUF {} blocks, the engine computes from {:?}",
+                    t.name(),
+                    dtype
+                ))));
+            }
+            if r.dtype != dtype {
                 return Err(Error::Weights(WeightsError::Other(format!(
                     "tensor {name} is stored as {:?}, the engine computes from {:?}",
                     r.dtype, dtype
