@@ -136,8 +136,15 @@ pub fn obtain(
     };
     let mut fallback_note = None;
     let engine = match Engine::build_from_weights(model.spec.clone(), &weights, options, progress) {
-        Err(Error::Backend(BackendError::CudaUnavailable(why))) if need.auto_device => {
-            fallback_note = Some(format!("no usable GPU ({why}); running on the CPU"));
+        Err(Error::Backend(
+            e @ (BackendError::CudaUnavailable(_) | BackendError::Unsupported(_)),
+        )) if need.auto_device => {
+            fallback_note = Some(match e {
+                BackendError::CudaUnavailable(why) => {
+                    format!("no usable GPU ({why}); running on the CPU")
+                }
+                other => format!("{other}; running on the CPU"),
+            });
             options.device = DeviceChoice::Cpu {
                 threads: need.cpu_threads,
             };

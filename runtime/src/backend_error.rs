@@ -18,6 +18,10 @@ pub enum BackendError {
     },
     #[error("kernel compilation failed for {kernel}: {log}")]
     KernelCompile { kernel: String, log: String },
+    /// The backend's kernels cannot compute this model's layers (named in the message); another
+    /// backend may.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{0}")]
     Other(String),
 }

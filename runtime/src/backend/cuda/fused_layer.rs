@@ -27,7 +27,7 @@ impl FusedLayer {
     /// The switches of `plan`, or why its layers cannot run on the fused kernels.
     pub fn of(name: &str, plan: &ModelPlan) -> Result<FusedLayer> {
         let unsupported = |what: String| {
-            crate::Error::Backend(BackendError::Other(format!(
+            crate::Error::Backend(BackendError::Unsupported(format!(
                 "the CUDA backend cannot run {name}: {what}"
             )))
         };

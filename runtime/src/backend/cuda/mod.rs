@@ -139,10 +139,10 @@ fn check_spec(spec: &ModelSpec, options: &BuildOptions) -> Result<FusedLayer> {
     }
     // Key and value rows are read as whole 16-byte vectors (8 halves, 4 floats).
     if spec.head_dim > 128 || !spec.head_dim.is_multiple_of(8) || spec.head_dim == 0 {
-        return Err(Error::invalid(format!(
+        return Err(Error::Backend(BackendError::Unsupported(format!(
             "{}: head_dim {} is not supported by the CUDA kernels (a multiple of 8, at most 128)",
             spec.name, spec.head_dim
-        )));
+        ))));
     }
     if spec.num_kv_heads == 0 || !spec.num_heads.is_multiple_of(spec.num_kv_heads) {
         return Err(Error::invalid(format!(
