@@ -29,6 +29,10 @@ impl std::fmt::Debug for KvStorage {
 pub struct KvTensor {
     pub shape: [usize; 4],
     pub storage: KvStorage,
+    /// The end of the positions the last cache-writing step wrote (0 for a new cache). A ring (a
+    /// sliding-window layer's cache shorter than `max_seq_len`) holds only the last positions
+    /// written, so a step may start at 0 or where the last one ended (or one before it), not earlier.
+    pub written: usize,
 }
 
 impl KvTensor {
@@ -167,7 +171,29 @@ pub fn check_step(
                     t.shape
                 ));
             }
+            let ring = t.shape[2] < options.max_seq_len;
+            let (start, written) = (step.start_idx, t.written);
+            let follows = start == 0 || (written >= start && written <= start + 1);
+            if ring && mode != CacheMode::None && !follows {
+                return bad(format!(
+                    "{what}_cache_{l} keeps only the last {} positions (a sliding-window layer), \
+                     written up to {written}: a step must start at 0 or at {written}, not at \
+                     {start}",
+                    t.shape[2]
+                ));
+            }
         }
     }
     Ok(())
+}
+
+/// After a step that wrote the cache: every tensor's written end is the step's end.
+pub fn mark_written(step: &StepInputs<'_>, cache: &mut [LayerKvMut<'_>], mode: CacheMode) {
+    if mode == CacheMode::None {
+        return;
+    }
+    for layer in cache {
+        layer.key.written = step.end_idx;
+        layer.value.written = step.end_idx;
+    }
 }

@@ -154,7 +154,9 @@ impl Engine {
         rows: LogitRows,
     ) -> Result<Logits> {
         crate::cache::check_step(&self.spec, &self.options, step, cache, mode)?;
-        self.backend.forward(step, cache, mode, rows)
+        let out = self.backend.forward(step, cache, mode, rows)?;
+        crate::cache::mark_written(step, cache, mode);
+        Ok(out)
     }
 
     /// The engine signature followed by token selection (on the device where the backend can).
@@ -167,7 +169,9 @@ impl Engine {
         sampler: &mut Sampler,
     ) -> Result<Vec<u32>> {
         crate::cache::check_step(&self.spec, &self.options, step, cache, mode)?;
-        self.backend.next_tokens(step, cache, mode, sampler)
+        let out = self.backend.next_tokens(step, cache, mode, sampler)?;
+        crate::cache::mark_written(step, cache, mode);
+        Ok(out)
     }
 }
 

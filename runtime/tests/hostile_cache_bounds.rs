@@ -135,6 +135,7 @@ fn marked_cache(e: &runtime::engine::Engine, b: usize) -> KvCache {
                     let t = || runtime::cache::KvTensor {
                         shape,
                         storage: KvStorage::Host(vec![0.0; shape.iter().product()]),
+                        written: 0,
                     };
                     (t(), t())
                 })

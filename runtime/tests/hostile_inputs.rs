@@ -233,6 +233,7 @@ fn caches_of_another_geometry_or_device() {
     let short = || KvTensor {
         shape,
         storage: KvStorage::Host(vec![0.0; 10]),
+        written: 0,
     };
     let mut tensors: Vec<(KvTensor, KvTensor)> = (0..2).map(|_| (short(), short())).collect();
     let mut layers: Vec<LayerKvMut<'_>> = tensors
@@ -250,6 +251,7 @@ fn caches_of_another_geometry_or_device() {
     let gpu = || KvTensor {
         shape,
         storage: KvStorage::Device(Box::new(0u8)),
+        written: 0,
     };
     let mut tensors: Vec<(KvTensor, KvTensor)> = (0..2).map(|_| (gpu(), gpu())).collect();
     let mut layers: Vec<LayerKvMut<'_>> = tensors

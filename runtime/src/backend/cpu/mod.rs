@@ -187,6 +187,7 @@ impl Backend for CpuBackend {
         Ok(KvTensor {
             shape,
             storage: KvStorage::Host(data),
+            written: 0,
         })
     }
 

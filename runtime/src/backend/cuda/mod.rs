@@ -318,6 +318,7 @@ impl Backend for CudaBackend {
         Ok(KvTensor {
             shape,
             storage: KvStorage::Device(Box::new(buf)),
+            written: 0,
         })
     }
 
