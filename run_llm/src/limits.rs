@@ -8,6 +8,11 @@ use anyhow::Result;
 use runtime::admission::{self, Knob, Memory, RunShape, TooLarge};
 use runtime::backend::CacheMode;
 use runtime::engine::DeviceChoice;
+use runtime::format::{BlockType, QuantFormat};
+use runtime::weights::WeightSource;
+use runtime::weights::gguf::GgufFile;
+use runtime::weights::names::gguf_to_canonical;
+use std::collections::BTreeMap;
 
 /// Which flags size a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +48,32 @@ impl Mode {
 /// rotary tables, activations of the prefill, the prompts) against host memory on the CPU, and
 /// against the GPU's free memory (with the weights, which pass through host memory, against both)
 /// on a GPU.
+/// The GGML block types a `--quant_format gguf` engine keeps, by canonical tensor name, read from the
+/// GGUF header (nothing for other formats and sources).
+fn kept_blocks(model: &Model, need: &Need) -> BTreeMap<String, BlockType> {
+    let mut kept = BTreeMap::new();
+    let (QuantFormat::Gguf, WeightSource::Gguf(path)) = (need.quant, &model.source) else {
+        return kept;
+    };
+    // A file that does not open is reported by the weight loading that follows.
+    let Ok(file) = GgufFile::open(path) else {
+        return kept;
+    };
+    for info in file.tensor_infos() {
+        let (Some(name), Ok(ty)) = (gguf_to_canonical(&info.name), &info.ty) else {
+            continue;
+        };
+        let block = BlockType::ALL.into_iter().find(|b| b.ggml_id() == ty.id());
+        if let (Some(b), 2) = (block, info.shape.len()) {
+            kept.insert(name, b);
+        }
+    }
+    kept
+}
+
 pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
+    let kept = kept_blocks(model, need);
+    let stored = |name: &str| kept.get(name).copied();
     let recompute = need.cache == CacheMode::None;
     let rows_per_seq = if recompute {
         max_seq_len
@@ -62,9 +92,10 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
     let advise = |e: TooLarge| anyhow::anyhow!("this run does not fit: {}", advice(&e, need.mode));
     let footprint = match need.device {
         DeviceChoice::Cpu { .. } => {
-            let f = admission::admit(
+            let f = admission::admit_kept(
                 &model.spec,
                 need.precision,
+                &stored,
                 Memory::Host,
                 shape,
                 host.as_ref(),

@@ -10,8 +10,8 @@
 //! [`footprint`] is the one place the sizes are computed (per precision, batch and positions), so a
 //! caller serving several requests can ask whether one more fits without touching the running ones.
 
-use crate::format::WeightFormat;
-use crate::plan::ModelPlan;
+use crate::format::{BlockType, WeightFormat};
+use crate::plan::{LinearPlan, ModelPlan};
 use crate::precision::Precision;
 use crate::spec::{Mlp, ModelSpec};
 use std::fmt;
@@ -154,27 +154,52 @@ pub fn rotary_bytes(spec: &ModelSpec, max_seq_len: usize) -> u64 {
 /// tables, an untied lm_head) in the weight format the build stores it in, every vector (norms,
 /// biases) at the precision's size.
 pub fn weight_bytes(spec: &ModelSpec, precision: Precision) -> u64 {
+    weight_bytes_kept(spec, precision, &|_| None)
+}
+
+/// The GGML block type a source keeps a canonical tensor in (`--quant_format gguf`), if any.
+pub type StoredBlocks<'a> = &'a dyn Fn(&str) -> Option<BlockType>;
+
+/// [`weight_bytes`] of an engine whose source keeps some matrices as GGML blocks (`stored`): each
+/// part of a linear the source holds as whole-row blocks is kept at their size (as
+/// `model::linear` keeps it), everything else dense; a tied embedding is the lm_head.
+pub fn weight_bytes_kept(spec: &ModelSpec, precision: Precision, stored: StoredBlocks<'_>) -> u64 {
     let plan = ModelPlan::new(spec);
     let matrix = |format: WeightFormat, rows: usize, cols: usize| {
         format
             .checked_matrix_bytes(rows, cols)
             .map_or(u64::MAX, |b| b as u64)
     };
-    let mut matrices = vec![(WeightFormat::of_table(precision), plan.vocab_size)];
+    // A linear, part by part: its blocks where the source keeps them, else dense.
+    let linear = |lin: &LinearPlan| -> u64 {
+        let dense = WeightFormat::of_linear(lin, precision);
+        lin.weight_rows()
+            .iter()
+            .map(|(name, rows)| {
+                let format = stored(name)
+                    .filter(|t| t.row_bytes(lin.in_features).is_some())
+                    .map_or(dense, WeightFormat::Blocks);
+                matrix(format, *rows, lin.in_features)
+            })
+            .fold(0u64, u64::saturating_add)
+    };
+    let mut tables = Vec::new();
     if let Some(rows) = plan.learned_positions {
-        matrices.push((WeightFormat::of_table(precision), rows));
+        tables.push(matrix(
+            WeightFormat::of_table(precision),
+            rows,
+            plan.hidden_size,
+        ));
     }
+    // The token embedding sized as a linear (kept as blocks alike); untied, the lm_head besides.
+    let mut embed = plan.lm_head.clone();
+    embed.parts[0].name = "embed".into();
+    tables.push(linear(&embed));
     if !plan.tied {
-        let lm_head = WeightFormat::of_linear(&plan.lm_head, precision);
-        matrices.push((lm_head, plan.vocab_size));
+        tables.push(linear(&plan.lm_head));
     }
-    let tables = matrices
-        .into_iter()
-        .map(|(format, rows)| matrix(format, rows, plan.hidden_size));
-    let linears = plan.layers.iter().flat_map(|l| l.linears()).map(|lin| {
-        let format = WeightFormat::of_linear(lin, precision);
-        matrix(format, lin.out_features(), lin.in_features)
-    });
+    let tables = tables.into_iter();
+    let linears = plan.layers.iter().flat_map(|l| l.linears()).map(linear);
     let vectors: usize = plan
         .tensors()
         .iter()
@@ -229,6 +254,17 @@ pub fn footprint(
     memory: Memory,
     shape: RunShape,
 ) -> Footprint {
+    footprint_kept(spec, precision, &|_| None, memory, shape)
+}
+
+/// [`footprint`] with the weights of [`weight_bytes_kept`].
+pub fn footprint_kept(
+    spec: &ModelSpec,
+    precision: Precision,
+    stored: StoredBlocks<'_>,
+    memory: Memory,
+    shape: RunShape,
+) -> Footprint {
     let elem = match memory {
         Memory::Host => 4,
         Memory::Device => precision.bytes_per_element(),
@@ -239,7 +275,7 @@ pub fn footprint(
             activations.saturating_add(attention_bytes(spec, shape.batch, shape.max_seq_len));
     }
     Footprint {
-        weights: weight_bytes(spec, precision),
+        weights: weight_bytes_kept(spec, precision, stored),
         kv_cache: kv_cache_bytes(spec, shape.batch, shape.max_seq_len, elem),
         rotary: rotary_bytes(spec, shape.max_seq_len),
         activations,
@@ -274,7 +310,19 @@ pub fn admit(
     shape: RunShape,
     available: Option<&Available>,
 ) -> Result<Footprint, TooLarge> {
-    let f = footprint(spec, precision, memory, shape);
+    admit_kept(spec, precision, &|_| None, memory, shape, available)
+}
+
+/// [`admit`] with the weights of [`weight_bytes_kept`].
+pub fn admit_kept(
+    spec: &ModelSpec,
+    precision: Precision,
+    stored: StoredBlocks<'_>,
+    memory: Memory,
+    shape: RunShape,
+    available: Option<&Available>,
+) -> Result<Footprint, TooLarge> {
+    let f = footprint_kept(spec, precision, stored, memory, shape);
     let knob = if available.is_some_and(|a| f.weights > a.bytes) {
         Knob::Model
     } else if f.activations > f.kv_cache.saturating_add(f.rotary) {

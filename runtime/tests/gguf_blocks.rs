@@ -243,3 +243,40 @@ fn malformed_block_records_are_refused_by_name() {
         }
     }
 }
+
+/// The memory check sizes a kept-blocks engine by what it keeps: the file's own bytes for every
+/// matrix it holds as blocks, f32 for the rest (FP32 engine), each tensor once (a tied embedding
+/// is the lm_head) — computed here from the GGUF header's tensor sizes.
+#[test]
+fn the_memory_check_sizes_kept_blocks_by_the_file() {
+    use runtime::admission::{weight_bytes, weight_bytes_kept};
+    use runtime::format::BlockType;
+    use runtime::weights::names::gguf_to_canonical;
+    for name in TINY {
+        let file = GgufFile::open(&fixture(name)).unwrap();
+        let s = spec(name);
+        let mut kept = std::collections::BTreeMap::new();
+        let mut want = 0u64;
+        for info in file.tensor_infos() {
+            let Some(canonical) = gguf_to_canonical(&info.name) else {
+                continue;
+            };
+            let id = info.ty.as_ref().unwrap().id();
+            let block = BlockType::ALL.into_iter().find(|b| b.ggml_id() == id);
+            match block {
+                Some(b) if info.shape.len() == 2 => {
+                    kept.insert(canonical, b);
+                    want += info.len as u64;
+                }
+                _ => want += 4 * info.numel() as u64,
+            }
+        }
+        let stored = |n: &str| kept.get(n).copied();
+        assert_eq!(
+            weight_bytes_kept(&s, Precision::Fp32, &stored),
+            want,
+            "{name}"
+        );
+        assert!(want < weight_bytes(&s, Precision::Fp32), "{name}");
+    }
+}

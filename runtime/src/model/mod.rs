@@ -152,7 +152,15 @@ pub fn load<O: Ops>(spec: &ModelSpec, w: &dyn Tensors<O>, ops: &mut O) -> Result
     let table = WeightFormat::of_table(ops.precision());
     let embed = match plan.tied {
         true => None,
-        false => Some(w.weight(ops, &[("embed.weight", plan.vocab_size)], h, table)?),
+        false => {
+            // Kept as blocks where the source keeps them (the lookup dequantises a row).
+            let part = [("embed.weight", plan.vocab_size)];
+            let format = w
+                .stored_blocks(&part)
+                .filter(|t| t.row_bytes(h).is_some())
+                .map_or(table, WeightFormat::Blocks);
+            Some(w.weight(ops, &part, h, format)?)
+        }
     };
     let pos_embed = match plan.learned_positions {
         Some(rows) => Some(w.weight(ops, &[("pos_embed.weight", rows)], h, table)?),

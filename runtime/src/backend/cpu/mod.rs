@@ -27,7 +27,7 @@ use crate::options::BuildOptions;
 use crate::progress::Progress;
 use crate::spec::ModelSpec;
 use crate::step::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
-use crate::weights::WeightMap;
+use crate::weights::{HostTensor, WeightMap};
 use crate::{Error, Result};
 pub use ops::{CpuAct, CpuOps};
 use payload::PayloadError;
@@ -48,7 +48,8 @@ pub fn build(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<CpuBackend> {
-    backend(spec, options, |ops| {
+    let stored = |name: &str| weights.tensors.get(name).and_then(HostTensor::blocks);
+    backend(spec, options, &stored, |ops| {
         progress.stage("pack weights", spec.num_layers as u64);
         let packed = model::load(spec, weights, ops)?;
         progress.advance(spec.num_layers as u64);
@@ -66,16 +67,16 @@ pub fn load(
     spec: &ModelSpec,
     options: &BuildOptions,
 ) -> Result<CpuBackend> {
-    backend(spec, options, |ops| {
-        let map = mapped::EngineMap::new(opened.reader.get_ref()).map_err(|source| {
-            EngineFileError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
+    let map =
+        mapped::EngineMap::new(opened.reader.get_ref()).map_err(|source| EngineFileError::Io {
+            path: path.to_path_buf(),
+            source,
         })?;
-        let start = usize::try_from(opened.payload_offset)
-            .map_err(|_| PayloadError::Truncated("payload".into()).at(path))?;
-        let payload = payload::MappedPayload::new(map, start).map_err(|e| e.at(path))?;
+    let start = usize::try_from(opened.payload_offset)
+        .map_err(|_| PayloadError::Truncated("payload".into()).at(path))?;
+    let payload = payload::MappedPayload::new(map, start).map_err(|e| e.at(path))?;
+    let stored = |name: &str| payload.stored_block(name);
+    backend(spec, options, &stored, |ops| {
         if let Some(name) = payload.precision_mismatch(options.precision) {
             return Err(Error::EngineFile(EngineFileError::Corrupt {
                 path: path.to_path_buf(),
@@ -100,6 +101,7 @@ pub fn load(
 fn backend(
     spec: &ModelSpec,
     options: &BuildOptions,
+    stored: admission::StoredBlocks<'_>,
     pack: impl FnOnce(&mut CpuOps) -> Result<ModelWeights<CpuOps>> + Send,
 ) -> Result<CpuBackend> {
     let threads = match options.device {
@@ -129,7 +131,7 @@ fn backend(
     )?;
     admission::check(
         || format!("the weights of {} in {}", spec.name, options.precision),
-        admission::weight_bytes(spec, options.precision),
+        admission::weight_bytes_kept(spec, options.precision, stored),
         host.as_ref(),
         admission::Knob::Model,
     )?;

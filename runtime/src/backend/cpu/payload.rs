@@ -492,6 +492,11 @@ impl MappedPayload {
             .map(|(name, _)| name.as_str())
     }
 
+    /// The GGML block type the record `name` holds, if it holds blocks.
+    pub fn stored_block(&self, name: &str) -> Option<BlockType> {
+        self.records.get(name).and_then(|r| r.blocks)
+    }
+
     /// The record `name` with exactly `shape` (the errors of `WeightMap::get`).
     fn get(&self, name: &str, shape: &[usize]) -> Result<&Record, WeightsError> {
         let r = self
