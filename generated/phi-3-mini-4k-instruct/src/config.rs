@@ -87,6 +87,6 @@ pub const SOURCE_DTYPE: Option<&str> = Some("bfloat16");
 /// The default precision of an engine (`models.toml`), as a type.
 pub type DefaultPrecision = rt::Bf16;
 /// The default static cache length (`models.toml`).
-pub const DEFAULT_MAX_SEQ_LEN: usize = 2048;
+pub const DEFAULT_MAX_SEQ_LEN: usize = 2047;
 /// The default batch size (`models.toml`).
 pub const DEFAULT_BATCH_SIZE: usize = 1;
