@@ -7,7 +7,7 @@
 //! key with `rope_theta` and `rope_scaling`. Defaults are transformers' `Gemma3TextConfig`'s.
 
 use super::fields::Fields;
-use super::{ConfigError, divide, rope, source_dtype, windows};
+use super::{ConfigError, geometry, rope, source_dtype, windows};
 use crate::spec::{Arch, Mlp, ModelSpec, NormKind, Positions};
 use serde_json::Value;
 
@@ -32,21 +32,7 @@ pub(super) fn parse(f: &Fields<'_>) -> Result<ModelSpec, ConfigError> {
             "only `gelu_pytorch_tanh` (GeGLU) is implemented for Gemma 3",
         ));
     }
-    let hidden_size = f.positive("hidden_size")?;
-    let num_heads = f.positive("num_attention_heads")?;
-    let num_kv_heads = match f.opt_usize("num_key_value_heads")? {
-        Some(n) => f.check_positive("num_key_value_heads", n)?,
-        None => num_heads,
-    };
-    divide(
-        f,
-        ("num_attention_heads", num_heads),
-        ("num_key_value_heads", num_kv_heads),
-    )?;
-    let head_dim = match f.opt_usize("head_dim")? {
-        Some(d) => f.check_positive("head_dim", d)?,
-        None => DEFAULT_HEAD_DIM,
-    };
+    let (hidden_size, num_heads, num_kv_heads, head_dim) = geometry(f, Some(DEFAULT_HEAD_DIM))?;
     let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
     let norm_eps = match f.opt_f64("rms_norm_eps")? {
         Some(e) => f.check_positive_f64("rms_norm_eps", e)?,

@@ -5,7 +5,7 @@
 //! sliding-window fields even when no layer uses them (`use_sliding_window: false`).
 
 use super::fields::Fields;
-use super::{ConfigError, divide, rope, source_dtype, windows};
+use super::{ConfigError, geometry, rope, source_dtype, windows};
 use crate::spec::{Arch, Mlp, ModelSpec, NormKind};
 use serde_json::Value;
 
@@ -32,26 +32,8 @@ pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError
         ));
     }
 
-    let hidden_size = f.positive("hidden_size")?;
-    let num_heads = f.positive("num_attention_heads")?;
-    let num_kv_heads = match f.opt_usize("num_key_value_heads")? {
-        Some(n) => f.check_positive("num_key_value_heads", n)?,
-        None => num_heads,
-    };
-    divide(
-        f,
-        ("num_attention_heads", num_heads),
-        ("num_key_value_heads", num_kv_heads),
-    )?;
-    let head_dim = match f.opt_usize("head_dim")? {
-        Some(d) => f.check_positive("head_dim", d)?,
-        None if arch == Arch::Qwen3 => QWEN3_DEFAULT_HEAD_DIM,
-        None => divide(
-            f,
-            ("hidden_size", hidden_size),
-            ("num_attention_heads", num_heads),
-        )?,
-    };
+    let default_head_dim = (arch == Arch::Qwen3).then_some(QWEN3_DEFAULT_HEAD_DIM);
+    let (hidden_size, num_heads, num_kv_heads, head_dim) = geometry(f, default_head_dim)?;
 
     let attention_bias = f.opt_bool("attention_bias")?.unwrap_or(false);
     // What each family's transformers code builds: Qwen2's q/k/v projections always carry a bias,

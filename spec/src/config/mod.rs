@@ -167,6 +167,36 @@ fn source_dtype(f: &Fields<'_>) -> Result<Option<String>, ConfigError> {
     })
 }
 
+/// `(hidden_size, num_heads, num_kv_heads, head_dim)` of a rotary decoder's config: KV heads default
+/// to the heads and divide them; `head_dim` is the config's, else the family's `default_head_dim`,
+/// else hidden / heads.
+fn geometry(
+    f: &Fields<'_>,
+    default_head_dim: Option<usize>,
+) -> Result<(usize, usize, usize, usize), ConfigError> {
+    let hidden_size = f.positive("hidden_size")?;
+    let num_heads = f.positive("num_attention_heads")?;
+    let num_kv_heads = match f.opt_usize("num_key_value_heads")? {
+        Some(n) => f.check_positive("num_key_value_heads", n)?,
+        None => num_heads,
+    };
+    divide(
+        f,
+        ("num_attention_heads", num_heads),
+        ("num_key_value_heads", num_kv_heads),
+    )?;
+    let head_dim = match (f.opt_usize("head_dim")?, default_head_dim) {
+        (Some(d), _) => f.check_positive("head_dim", d)?,
+        (None, Some(d)) => d,
+        (None, None) => divide(
+            f,
+            ("hidden_size", hidden_size),
+            ("num_attention_heads", num_heads),
+        )?,
+    };
+    Ok((hidden_size, num_heads, num_kv_heads, head_dim))
+}
+
 /// `head_dim` divides into `what` exactly, or an error naming both fields.
 fn divide(
     f: &Fields<'_>,
