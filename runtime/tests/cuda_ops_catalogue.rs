@@ -391,7 +391,8 @@ fn the_wide_spec_compiles_at_every_precision() {
     }
     let spec = spec("wide");
     for p in PRECISIONS {
-        let compiled = kernels::compile(&spec, p, spec.max_position_embeddings, 90).unwrap_or_else(|e| panic!("wide {p}: {e}"));
+        let compiled = kernels::compile(&spec, p, spec.max_position_embeddings, 90)
+            .unwrap_or_else(|e| panic!("wide {p}: {e}"));
         for (module, functions) in MODULES {
             let ptx = compiled.module(module).expect("module");
             for f in functions {
