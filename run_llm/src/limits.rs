@@ -63,7 +63,7 @@ fn kept_blocks(model: &Model, need: &Need) -> BTreeMap<String, BlockType> {
         let (Some(name), Ok(ty)) = (gguf_to_canonical(&info.name), &info.ty) else {
             continue;
         };
-        let block = BlockType::ALL.into_iter().find(|b| b.ggml_id() == ty.id());
+        let block = BlockType::from_ggml_id(ty.id());
         if let (Some(b), 2) = (block, info.shape.len()) {
             kept.insert(name, b);
         }

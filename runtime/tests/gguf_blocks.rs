@@ -262,7 +262,7 @@ fn the_memory_check_sizes_kept_blocks_by_the_file() {
                 continue;
             };
             let id = info.ty.as_ref().unwrap().id();
-            let block = BlockType::ALL.into_iter().find(|b| b.ggml_id() == id);
+            let block = BlockType::from_ggml_id(id);
             match block {
                 Some(b) if info.shape.len() == 2 => {
                     kept.insert(canonical, b);

@@ -101,6 +101,11 @@ impl BlockType {
         }
     }
 
+    /// The type with GGML id `id`, if it is a block type.
+    pub fn from_ggml_id(id: u32) -> Option<BlockType> {
+        BlockType::ALL.into_iter().find(|t| t.ggml_id() == id)
+    }
+
     /// GGML's id of the type in GGUF tensor infos.
     pub fn ggml_id(self) -> u32 {
         match self {

@@ -73,10 +73,16 @@ pub trait Tensors<O: Ops> {
     ) -> Result<O::Weight>;
     /// The 1-D tensors `parts` (`(name, len)`), concatenated.
     fn vector(&self, ops: &mut O, parts: &[(&str, usize)]) -> Result<O::Vector>;
-    /// The GGML block type every one of the 2-D tensors `parts` is held in, when they share one (a
-    /// source that keeps a GGUF file's blocks); `None` for dense tensors.
-    fn stored_blocks(&self, _parts: &[(&str, usize)]) -> Option<BlockType> {
+    /// The GGML block type the tensor `name` is held in (a source that keeps a GGUF file's
+    /// blocks); `None` for a dense tensor.
+    fn stored_block(&self, _name: &str) -> Option<BlockType> {
         None
+    }
+    /// The block type every one of the 2-D tensors `parts` is held in, when they share one.
+    fn stored_blocks(&self, parts: &[(&str, usize)]) -> Option<BlockType> {
+        let mut types = parts.iter().map(|(name, _)| self.stored_block(name));
+        let first = types.next()??;
+        types.all(|t| t == Some(first)).then_some(first)
     }
 }
 
@@ -103,12 +109,8 @@ impl<O: Ops> Tensors<O> for WeightMap {
         ops.vector(&tensors)
     }
 
-    fn stored_blocks(&self, parts: &[(&str, usize)]) -> Option<BlockType> {
-        let mut types = parts
-            .iter()
-            .map(|(name, _)| self.tensors.get(*name).and_then(HostTensor::blocks));
-        let first = types.next()??;
-        types.all(|t| t == Some(first)).then_some(first)
+    fn stored_block(&self, name: &str) -> Option<BlockType> {
+        self.tensors.get(name).and_then(HostTensor::blocks)
     }
 }
 

@@ -155,9 +155,7 @@ impl GgufFile {
         })?;
         // In range: `reader::place` checked start + len against the file length.
         let bytes = &self.mmap[info.start..info.start + info.len];
-        let block = crate::format::BlockType::ALL
-            .into_iter()
-            .find(|b| b.ggml_id() == ty.id());
+        let block = crate::format::BlockType::from_ggml_id(ty.id());
         if let (true, Some(b), [_, cols]) = (keep_blocks, block, &info.shape[..])
             && b.row_bytes(*cols).is_some()
         {

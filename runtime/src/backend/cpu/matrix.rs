@@ -270,45 +270,9 @@ thread_local! {
     static BLOCK_ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Whole rows of blocks to f32, exactly as the GGUF loader dequantises them (`weights::gguf`'s
-/// `dequant.rs`: the f16 scales widened, one f32 multiply per value, Q4_1's minimum added after it):
-/// the legacy 32-element types written straight into `dst`, the others through the loader's code.
+/// Whole rows of blocks to f32: the GGUF loader's dequantisation, into `dst`.
 pub(super) fn blocks_to_f32(t: BlockType, src: &[u8], dst: &mut [f32]) {
-    let half = |b: &[u8], at: usize| f16::from_le_bytes([b[at], b[at + 1]]).to_f32();
-    let blocks = src
-        .chunks_exact(t.block_bytes())
-        .zip(dst.chunks_exact_mut(32));
-    match t {
-        BlockType::Q8_0 => {
-            for (b, o) in blocks {
-                let d = half(b, 0);
-                for (o, &q) in o.iter_mut().zip(&b[2..34]) {
-                    *o = (q as i8) as f32 * d;
-                }
-            }
-        }
-        BlockType::Q4_0 => {
-            for (b, o) in blocks {
-                let d = half(b, 0);
-                let (lo, hi) = o.split_at_mut(16);
-                for ((&q, l), h) in b[2..18].iter().zip(lo).zip(hi) {
-                    *l = ((q & 0x0F) as f32 - 8.0) * d;
-                    *h = ((q >> 4) as f32 - 8.0) * d;
-                }
-            }
-        }
-        BlockType::Q4_1 => {
-            for (b, o) in blocks {
-                let (d, m) = (half(b, 0), half(b, 2));
-                let (lo, hi) = o.split_at_mut(16);
-                for ((&q, l), h) in b[4..20].iter().zip(lo).zip(hi) {
-                    *l = (q & 0x0F) as f32 * d + m;
-                    *h = (q >> 4) as f32 * d + m;
-                }
-            }
-        }
-        _ => crate::weights::dequantize_blocks_into(t, src, dst),
-    }
+    crate::weights::dequantize_blocks_into(t, src, dst);
 }
 
 /// f16 rows to f32 (exact; F16C where the CPU has it).

@@ -22,12 +22,12 @@ use crate::admission;
 use crate::backend::{Backend, BackendError};
 use crate::cache::{KvStorage, KvTensor, LayerKvMut};
 use crate::engine_file::{EngineFileError, OpenedEngine};
-use crate::model::{self, ModelWeights, Scratch};
+use crate::model::{self, ModelWeights, Scratch, Tensors};
 use crate::options::BuildOptions;
 use crate::progress::Progress;
 use crate::spec::ModelSpec;
 use crate::step::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
-use crate::weights::{HostTensor, WeightMap};
+use crate::weights::WeightMap;
 use crate::{Error, Result};
 pub use ops::{CpuAct, CpuOps};
 use payload::PayloadError;
@@ -48,7 +48,7 @@ pub fn build(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<CpuBackend> {
-    let stored = |name: &str| weights.tensors.get(name).and_then(HostTensor::blocks);
+    let stored = |name: &str| Tensors::<CpuOps>::stored_block(weights, name);
     backend(spec, options, &stored, |ops| {
         progress.stage("pack weights", spec.num_layers as u64);
         let packed = model::load(spec, weights, ops)?;
@@ -75,7 +75,7 @@ pub fn load(
     let start = usize::try_from(opened.payload_offset)
         .map_err(|_| PayloadError::Truncated("payload".into()).at(path))?;
     let payload = payload::MappedPayload::new(map, start).map_err(|e| e.at(path))?;
-    let stored = |name: &str| payload.stored_block(name);
+    let stored = |name: &str| Tensors::<CpuOps>::stored_block(&payload, name);
     backend(spec, options, &stored, |ops| {
         if let Some(name) = payload.precision_mismatch(options.precision) {
             return Err(Error::EngineFile(EngineFileError::Corrupt {

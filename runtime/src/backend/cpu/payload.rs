@@ -331,12 +331,9 @@ pub fn index(payload: &[u8]) -> Result<BTreeMap<String, Record>, PayloadError> {
             2 => (Dtype::Bf16, None),
             c if c >= BLOCK_CODES => {
                 let id = (c - BLOCK_CODES) as u32;
-                let t = BlockType::ALL
-                    .into_iter()
-                    .find(|t| t.ggml_id() == id)
-                    .ok_or_else(|| {
-                        PayloadError::Corrupt(format!("{name}: unknown block type code {c}"))
-                    })?;
+                let t = BlockType::from_ggml_id(id).ok_or_else(|| {
+                    PayloadError::Corrupt(format!("{name}: unknown block type code {c}"))
+                })?;
                 (Dtype::F32, Some(t))
             }
             c => {
@@ -492,11 +489,6 @@ impl MappedPayload {
             .map(|(name, _)| name.as_str())
     }
 
-    /// The GGML block type the record `name` holds, if it holds blocks.
-    pub fn stored_block(&self, name: &str) -> Option<BlockType> {
-        self.records.get(name).and_then(|r| r.blocks)
-    }
-
     /// The record `name` with exactly `shape` (the errors of `WeightMap::get`).
     fn get(&self, name: &str, shape: &[usize]) -> Result<&Record, WeightsError> {
         let r = self
@@ -606,12 +598,8 @@ impl Tensors<CpuOps> for MappedPayload {
         Ok(out)
     }
 
-    fn stored_blocks(&self, parts: &[(&str, usize)]) -> Option<BlockType> {
-        let mut types = parts
-            .iter()
-            .map(|(name, _)| self.records.get(*name).and_then(|r| r.blocks));
-        let first = types.next()??;
-        types.all(|t| t == Some(first)).then_some(first)
+    fn stored_block(&self, name: &str) -> Option<BlockType> {
+        self.records.get(name).and_then(|r| r.blocks)
     }
 }
 
