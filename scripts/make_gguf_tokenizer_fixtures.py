@@ -106,6 +106,7 @@ SPECIAL_STRINGS = {
         "<s>hi</s> there",
         "[INST] hi [/INST] ok</s>",
         "a </s>  b",
+        "unknown <unk>text",
     ],
 }
 

@@ -9,8 +9,9 @@
 //! - `"llama"`, SentencePiece BPE as llama.cpp runs a Llama-2 file: see [`sentencepiece`].
 //!
 //! For both:
-//! - special tokens: every token whose `tokenizer.ggml.token_type` is 3 (control), never split or
-//!   normalised; user-defined ones (type 4) as ordinary added tokens;
+//! - special tokens: every token whose `tokenizer.ggml.token_type` is 3 (control) or 2 (unknown, which
+//!   llama.cpp also matches in text), never split or normalised; user-defined ones (type 4) as ordinary
+//!   added tokens;
 //! - post-processor: BOS in front when `tokenizer.ggml.add_bos_token` says so, EOS behind when
 //!   `tokenizer.ggml.add_eos_token` does; absent, llama.cpp's defaults: BOS for `"llama"` and for the
 //!   `llama-bpe` pre-tokenizer, never EOS.
@@ -46,6 +47,7 @@ use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 /// llama.cpp's token types.
+const TOKEN_UNKNOWN: i64 = 2;
 const TOKEN_CONTROL: i64 = 3;
 const TOKEN_USER_DEFINED: i64 = 4;
 
@@ -340,20 +342,20 @@ pub fn build(file: &GgufFile) -> Result<Built, TokenizerError> {
         _ => byte_level(file, &tokens, unk)?,
     };
 
-    let added = |kind: i64, special: bool| {
+    let added = |kinds: &'static [i64], special: bool| {
         types
             .iter()
             .zip(&tokens)
-            .filter(move |(t, _)| **t == kind)
+            .filter(move |(t, _)| kinds.contains(t))
             .map(move |(_, tok)| AddedToken::from(tok.to_string(), special).normalized(false))
             .collect::<Vec<_>>()
     };
     let adding = |e: tokenizers::Error| meta(file, types_key, format!("cannot add tokens: {e}"));
     tokenizer
-        .add_special_tokens(added(TOKEN_CONTROL, true))
+        .add_special_tokens(added(&[TOKEN_UNKNOWN, TOKEN_CONTROL], true))
         .map_err(adding)?;
     tokenizer
-        .add_tokens(added(TOKEN_USER_DEFINED, false))
+        .add_tokens(added(&[TOKEN_USER_DEFINED], false))
         .map_err(adding)?;
 
     let mut eos_ids = Vec::new();
