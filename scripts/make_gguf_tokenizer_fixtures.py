@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-# Makes the vocab-only GGUF tokenizer fixtures of tests/fixtures/gguf-tokenizers/ and the ids llama.cpp
-# gives for a set of hard strings, for runtime/tests/gguf_tokenizers.rs to reproduce.
+# Makes the GGUF tokenizer fixtures of tests/fixtures/gguf-tokenizers/ and the ids llama.cpp gives for a
+# set of hard strings, for runtime/tests/gguf_tokenizers.rs to reproduce. Each file is also a one-layer
+# model of random weights (hidden size 16), so that run_llm/tests/gguf_tokenizers.rs can run it end to
+# end with the tokenizer it carries.
 #
 # Three tiny tokenizers are trained here on text this script generates (seeded, so reproducible):
 #   * llama-bpe.gguf: byte-level BPE over Llama 3's split regex (tokenizer.ggml.model "gpt2", pre
@@ -39,6 +41,7 @@ import tempfile
 import gguf
 import numpy as np
 import sentencepiece as spm
+from gguf import GGMLQuantizationType as Q
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,17 +190,43 @@ def train_byte_level(lines, regex, vocab_size):
     return tokens, merges
 
 
-def arch_keys(w, arch, n_vocab):
-    # A vocab-only file still needs the model's hyperparameters for llama.cpp to read it.
-    w.add_context_length(256)
-    w.add_embedding_length(64)
+HIDDEN, HEADS, FFN = 16, 2, 32
+
+
+def model(w, arch, n_vocab, seed):
+    """A one-layer model of random weights, so the file also runs end to end: llama.cpp's
+    hyperparameters and tensor names, matrices in F16, norms (and Qwen2's q/k/v biases) in F32, tied
+    embeddings (no output.weight)."""
+    w.add_context_length(64)
+    w.add_embedding_length(HIDDEN)
     w.add_block_count(1)
-    w.add_feed_forward_length(128)
-    w.add_head_count(4)
-    w.add_head_count_kv(4)
+    w.add_feed_forward_length(FFN)
+    w.add_head_count(HEADS)
+    w.add_head_count_kv(HEADS)
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_freq_base(10000.0)
     w.add_vocab_size(n_vocab)
+    rng = np.random.default_rng(seed)
+
+    def add(name, *shape):
+        values = (rng.standard_normal(shape) * 0.3).astype(np.float32)
+        if len(shape) == 1 and not name.endswith(".bias"):
+            values = 1.0 + values * 0.1
+        qtype = Q.F16 if len(shape) == 2 else Q.F32
+        w.add_tensor(name, gguf.quants.quantize(values, qtype), raw_dtype=qtype)
+
+    add("token_embd.weight", n_vocab, HIDDEN)
+    add("output_norm.weight", HIDDEN)
+    add("blk.0.attn_norm.weight", HIDDEN)
+    for m in ["q", "k", "v"]:
+        add(f"blk.0.attn_{m}.weight", HIDDEN, HIDDEN)
+        if arch == "qwen2":
+            add(f"blk.0.attn_{m}.bias", HIDDEN)
+    add("blk.0.attn_output.weight", HIDDEN, HIDDEN)
+    add("blk.0.ffn_norm.weight", HIDDEN)
+    add("blk.0.ffn_gate.weight", FFN, HIDDEN)
+    add("blk.0.ffn_up.weight", FFN, HIDDEN)
+    add("blk.0.ffn_down.weight", HIDDEN, FFN)
 
 
 def write(path, arch, fill):
@@ -215,7 +244,7 @@ def write_byte_level(name, arch, pre, regex, specials, bos, eos, add_bos):
     tokens = tokens + specials
 
     def fill(w):
-        arch_keys(w, arch, len(tokens))
+        model(w, arch, len(tokens), hash_seed(name))
         w.add_tokenizer_model("gpt2")
         w.add_tokenizer_pre(pre)
         w.add_token_list(tokens)
@@ -269,7 +298,7 @@ def write_spm(name):
             types.append(NORMAL)
 
     def fill(w):
-        arch_keys(w, "llama", len(tokens))
+        model(w, "llama", len(tokens), hash_seed(name))
         w.add_tokenizer_model("llama")
         w.add_tokenizer_pre("default")
         w.add_token_list(tokens)
