@@ -2,7 +2,8 @@
 //!
 //! A `tokenizer.json` is read by the `tokenizers` crate as is; its special ids come from the sibling
 //! files transformers reads them from (`special`). A GGUF tokenizer is rebuilt from its
-//! `tokenizer.ggml.*` metadata as the same `tokenizers` pipeline transformers builds (`gguf`).
+//! `tokenizer.ggml.*` metadata as a `tokenizers` pipeline that gives llama.cpp's ids (`gguf`): byte-level
+//! BPE (GPT-2's, SmolLM's, Llama 3's or Qwen2's split) or SentencePiece BPE (Llama 2's).
 //! [`StreamDecoder`] (`stream`) turns ids into text as they arrive without ever splitting a character.
 
 mod gguf;

@@ -21,9 +21,10 @@
 //! it swaps the BOS and EOS *strings* for byte-level files (we use the ids in the file, which agree with
 //! the model's `generation_config.json`); it adds no BOS to any of these files; for `llama-bpe` it
 //! splits with GPT-2's regex and applies every merge (llama.cpp splits with Llama 3's regex and takes a
-//! word that is itself a token whole); and it turns on `clean_up_tokenization_spaces` (we decode
-//! losslessly, as llama.cpp and the models' own `tokenizer_config.json` do; the reference tests decode
-//! with the clean-up off). `tests/fixtures/gguf-tokenizers/reference.json` records each such case.
+//! word that is itself a token whole). One difference from both: they clean up spaces before
+//! punctuation when decoding some of these files (transformers all, llama.cpp those whose pre-tokenizer
+//! it does not mark otherwise, `llama-bpe` among them); we decode losslessly, so the text encoded comes
+//! back. `tests/fixtures/gguf-tokenizers/reference.json` records where transformers' ids differ.
 
 use super::TokenizerError;
 use crate::weights::WeightsError;
