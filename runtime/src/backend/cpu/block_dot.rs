@@ -1,54 +1,104 @@
-//! Dot products of rows kept as GGML blocks with an f32 input, without widening the row in memory:
-//! on x86-64 with AVX2 and FMA, each block's weights are dequantised in registers with the GGUF
-//! loader's arithmetic (`weights::gguf`'s `dequant.rs`: the f16 scale widened, one multiply per value,
-//! Q4_1's minimum added after it) and accumulated into the 16 lanes of `simd::dot`'s AVX2 walk in the
-//! same order, so a row's result is bit-identical to `dot(dequantised row, x)` — what the prefill
-//! GEMM computes from dequantised rows, and the dense engine from the dequantised weights. Types
-//! without a kernel here (and CPUs without AVX2) dequantise the row into a buffer and call `dot`.
+//! Dot products of rows kept as GGML blocks with an f32 input, without widening the rows in memory,
+//! and the fast dequantisation of whole rows for the prefill GEMM.
+//!
+//! On x86-64 with AVX2, FMA and F16C every block type has a register kernel: each 16 weights of a
+//! block are decoded from their codes with the GGUF loader's arithmetic (`weights::gguf`'s
+//! `dequant.rs`: the f16 scales widened, the integer code formed exactly, then the same f32 steps) and
+//! accumulated into the 16 lanes of `simd::dot`'s AVX2 walk in the same order, so a row's result is
+//! bit-identical to `dot(dequantised row, x)` — what the prefill GEMM computes from dequantised rows,
+//! and the dense engine from the dequantised weights. Where the loader multiplies and then adds
+//! (`(q ⊗ d) ⊕ m`, `((d ⊗ sc) ⊗ q) ⊖ (dmin ⊗ m)`) the kernels fuse the two into one FMA: the product
+//! is exact in f32 (`dequant.rs` says why), so the one rounding is the loader's.
+//!
+//! A decode matvec is bound by the latency of its accumulators' FMA chains as much as by memory: a row
+//! has only two chains (the 16 lanes), so [`rows_dot`] walks four rows at once, loading each 16
+//! values of `x` once for the four. CPUs without these features dequantise each row into a buffer
+//! and call `dot`.
 
 use super::simd::dot;
 use crate::format::BlockType;
 
 /// `Σ row[i]·x[i]` for one row of `cols` weights stored as blocks of `t`; `buf` is scratch of at least
-/// `cols` values for the types dequantised first.
+/// `cols` values for the fallback that dequantises first.
 pub fn row_dot(t: BlockType, row: &[u8], x: &[f32], buf: &mut Vec<f32>) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if super::simd::has_avx2_fma() {
-        // SAFETY: AVX2 and FMA support were just detected; `row` holds whole blocks of `t` and `x`
-        // at least as many values as they do (the callers' matrix shapes).
-        if let Some(v) = unsafe { x86::row_dot(t, row, x) } {
-            return v;
-        }
+    let mut out = [0.0];
+    rows_dot(t, row, x, &mut out, buf);
+    out[0]
+}
+
+/// `out[j] = row_dot(row j, x)` for the `out.len()` rows of blocks of `t` in `rows` (each the same
+/// number of bytes), bit for bit.
+pub fn rows_dot(t: BlockType, rows: &[u8], x: &[f32], out: &mut [f32], buf: &mut Vec<f32>) {
+    if out.is_empty() {
+        return;
     }
-    let cols = row.len() / t.block_bytes() * t.block_elems();
+    let rb = rows.len() / out.len();
+    let cols = rb / t.block_bytes() * t.block_elems();
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() && x.len() >= cols && rb % t.block_bytes() == 0 {
+        // SAFETY: the features were just detected; `rows` holds `out.len()` rows of `rb` bytes,
+        // whole blocks of `t`, and `x` at least the `cols` values of a row.
+        unsafe { x86::rows_dot(t, rows, rb, x.as_ptr(), out) };
+        return;
+    }
     buf.resize(cols, 0.0);
-    super::matrix::blocks_to_f32(t, row, buf);
-    dot(buf, x)
+    for (j, o) in out.iter_mut().enumerate() {
+        crate::weights::dequantize_blocks_into(t, &rows[j * rb..(j + 1) * rb], buf);
+        *o = dot(buf, x);
+    }
+}
+
+/// Whole blocks of `t` in `src` to f32 in `dst`: the GGUF loader's values, bit for bit (signs of
+/// zero included), decoded in registers where the CPU has the kernels' features.
+pub fn dequantize(t: BlockType, src: &[u8], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::available()
+        && src.len() % t.block_bytes() == 0
+        && dst.len() >= src.len() / t.block_bytes() * t.block_elems()
+    {
+        // SAFETY: the features were just detected; `src` is whole blocks, `dst` long enough.
+        unsafe { x86::dequantize(t, src, dst) };
+        return;
+    }
+    crate::weights::dequantize_blocks_into(t, src, dst);
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::simd::{LANES, finish};
     use crate::format::BlockType;
-    use half::f16;
-    use std::arch::x86_64::{
-        __m128i, __m256, _mm_and_si128, _mm_loadl_epi64, _mm_loadu_si128, _mm_set1_epi8,
-        _mm_srli_epi16, _mm_srli_si128, _mm256_add_ps, _mm256_cvtepi8_epi32, _mm256_cvtepi32_ps,
-        _mm256_cvtepu8_epi32, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps,
-        _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps,
-    };
+    use crate::weights::gguf::dequant::scale_min;
+    use std::arch::x86_64::*;
 
-    fn half(b: &[u8], at: usize) -> f32 {
-        f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+    pub fn available() -> bool {
+        super::super::simd::has_avx2_fma() && std::is_x86_feature_detected!("f16c")
+    }
+
+    /// The little-endian f16 at `p`, widened.
+    ///
+    /// # Safety
+    /// F16C (caller); two readable bytes at `p`.
+    #[inline(always)]
+    unsafe fn half(p: *const u8) -> f32 {
+        // SAFETY: a 2-byte unaligned read (caller); F16C (caller).
+        unsafe {
+            let bits = (p as *const u16).read_unaligned();
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+        }
+    }
+
+    /// # Safety
+    /// 16 readable bytes at `p`.
+    #[inline(always)]
+    unsafe fn load16(p: *const u8) -> __m128i {
+        // SAFETY: an unaligned 16-byte load (caller).
+        unsafe { _mm_loadu_si128(p as *const __m128i) }
     }
 
     /// The 16 unsigned bytes of `v` as f32, lanes 0–7 and 8–15.
-    ///
-    /// # Safety
-    /// AVX2 (caller).
     #[inline(always)]
     unsafe fn u8x16(v: __m128i) -> (__m256, __m256) {
-        // SAFETY: register-only AVX2 operations (caller guarantees AVX2).
+        // SAFETY: register-only AVX2 operations (caller's features).
         unsafe {
             (
                 _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)),
@@ -57,102 +107,517 @@ mod x86 {
         }
     }
 
-    /// The 16 signed bytes at `p` as f32, lanes 0–7 and 8–15.
-    ///
-    /// # Safety
-    /// AVX2 (caller); 16 readable bytes at `p`.
+    /// The 16 signed bytes of `v` as f32, lanes 0–7 and 8–15.
     #[inline(always)]
-    unsafe fn i8x16(p: *const u8) -> (__m256, __m256) {
-        // SAFETY: two 8-byte loads within the 16 bytes at `p` (caller); AVX2 (caller).
+    unsafe fn i8x16(v: __m128i) -> (__m256, __m256) {
+        // SAFETY: register-only AVX2 operations (caller's features).
         unsafe {
-            let lo = _mm_loadl_epi64(p as *const __m128i);
-            let hi = _mm_loadl_epi64(p.add(8) as *const __m128i);
             (
-                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)),
-                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)),
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)),
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(v))),
             )
         }
     }
 
-    /// `simd::dot`'s AVX2 walk over a row whose weights come 16 at a time from `next`, 32 per block,
-    /// `cols` a multiple of 16 (so no tail).
-    ///
-    /// # Safety
-    /// AVX2 and FMA (caller); `x` holds at least `2 * LANES * blocks` values.
+    /// Bits `b` of a byte in each byte of `v` shifted down to the bottom (`(v >> b) & mask`, per byte).
     #[inline(always)]
-    unsafe fn walk(
-        row: &[u8],
-        block_bytes: usize,
-        x: &[f32],
-        mut block: impl FnMut(&[u8]) -> [(__m256, __m256); 2],
-    ) -> f32 {
-        // SAFETY (whole body): AVX2/FMA available (caller); every load reads 8 f32 of `x` below
-        // `2 * LANES * blocks`, which the caller guarantees; the stores write 16 f32 into `acc`.
+    unsafe fn bits(v: __m128i, b: u32, mask: i8) -> __m128i {
+        // SAFETY: register-only SSE2 operations. Shifting 16-bit lanes moves bits of a lane's high
+        // byte into its low byte's top bits, which `mask` (below `0x100 >> b`) clears.
         unsafe {
-            let mut acc0 = _mm256_setzero_ps();
-            let mut acc1 = _mm256_setzero_ps();
-            let mut i = 0;
-            for b in row.chunks_exact(block_bytes) {
-                for (w0, w1) in block(b) {
-                    acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x.as_ptr().add(i)), acc0);
-                    acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.as_ptr().add(i + 8)), acc1);
-                    i += LANES;
-                }
-            }
-            let mut acc = [0.0f32; LANES];
-            _mm256_storeu_ps(acc.as_mut_ptr(), acc0);
-            _mm256_storeu_ps(acc.as_mut_ptr().add(8), acc1);
-            finish(acc, 0.0)
+            _mm_and_si128(
+                _mm_srl_epi16(v, _mm_cvtsi32_si128(b as i32)),
+                _mm_set1_epi8(mask),
+            )
         }
     }
 
-    /// The fused dot product of a row of `t`, or `None` for a type without a kernel here.
+    /// The 16 bits of `h` as 16 bytes, bit `j` becoming byte `j`'s bit 4 (`0x10` or 0): Q5_0/Q5_1's
+    /// fifth code bits.
+    #[inline(always)]
+    unsafe fn fifth_bits(h: u16) -> __m128i {
+        // SAFETY: register-only SSE2/SSSE3 operations (caller's AVX2 implies them).
+        unsafe {
+            let v = _mm_shuffle_epi8(
+                _mm_set1_epi16(h as i16),
+                _mm_set_epi64x(0x0101_0101_0101_0101, 0),
+            );
+            let select = _mm_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+            let set = _mm_cmpeq_epi8(_mm_and_si128(v, select), select);
+            _mm_and_si128(set, _mm_set1_epi8(0x10))
+        }
+    }
+
+    /// `(a·s, b·s)`.
+    #[inline(always)]
+    unsafe fn scale((a, b): (__m256, __m256), s: f32) -> (__m256, __m256) {
+        // SAFETY: register-only AVX operations (caller's features).
+        unsafe {
+            let s = _mm256_set1_ps(s);
+            (_mm256_mul_ps(a, s), _mm256_mul_ps(b, s))
+        }
+    }
+
+    /// `(a·s + m, b·s + m)`, one rounding: `a·s` is exact, so this is the loader's `(a ⊗ s) ⊕ m`.
+    #[inline(always)]
+    unsafe fn scale_add((a, b): (__m256, __m256), s: f32, m: f32) -> (__m256, __m256) {
+        // SAFETY: register-only FMA operations (caller's features).
+        unsafe {
+            let (s, m) = (_mm256_set1_ps(s), _mm256_set1_ps(m));
+            (_mm256_fmadd_ps(a, s, m), _mm256_fmadd_ps(b, s, m))
+        }
+    }
+
+    /// `(s·a − m, s·b − m)`, one rounding: `s·a` is exact, so this is the loader's `(s ⊗ a) ⊖ m`.
+    #[inline(always)]
+    unsafe fn scale_sub((a, b): (__m256, __m256), s: f32, m: f32) -> (__m256, __m256) {
+        // SAFETY: register-only FMA operations (caller's features).
+        unsafe {
+            let (s, m) = (_mm256_set1_ps(s), _mm256_set1_ps(m));
+            (_mm256_fmsub_ps(s, a, m), _mm256_fmsub_ps(s, b, m))
+        }
+    }
+
+    /// One block type's decoder: a block of `BYTES` bytes holds `16 * GROUPS` weights; `prep` reads
+    /// its scales once, `group(k)` gives weights `16k..16k + 16` as f32, lanes 0–7 and 8–15, each
+    /// the loader's value bit for bit.
+    trait Kind {
+        const BYTES: usize;
+        const GROUPS: usize;
+        type Scales: Copy;
+        /// # Safety
+        /// `BYTES` readable bytes at `b`; AVX2, FMA, F16C.
+        unsafe fn prep(b: *const u8) -> Self::Scales;
+        /// # Safety
+        /// As [`Kind::prep`], `s` this block's scales, `k < GROUPS`.
+        unsafe fn group(b: *const u8, s: &Self::Scales, k: usize) -> (__m256, __m256);
+    }
+
+    struct Q8_0;
+    impl Kind for Q8_0 {
+        const BYTES: usize = 34;
+        const GROUPS: usize = 2;
+        type Scales = f32;
+        #[inline(always)]
+        unsafe fn prep(b: *const u8) -> f32 {
+            // SAFETY: the f16 `d` at 0 (caller: a whole block).
+            unsafe { half(b) }
+        }
+        #[inline(always)]
+        unsafe fn group(b: *const u8, d: &f32, k: usize) -> (__m256, __m256) {
+            // SAFETY: `q` is bytes 2..34; group `k < 2` reads 16 of them.
+            unsafe { scale(i8x16(load16(b.add(2 + 16 * k))), *d) }
+        }
+    }
+
+    /// The 4-bit codes of group `k` of a 32-weight block whose 16 code bytes are at `qs`: low nibbles
+    /// for weights 0–15, high nibbles for 16–31.
+    #[inline(always)]
+    unsafe fn nibbles(qs: *const u8, k: usize) -> __m128i {
+        // SAFETY: 16 readable bytes at `qs` (caller).
+        unsafe { bits(load16(qs), 4 * k as u32, 0x0F) }
+    }
+
+    struct Q4_0;
+    impl Kind for Q4_0 {
+        const BYTES: usize = 18;
+        const GROUPS: usize = 2;
+        type Scales = f32;
+        #[inline(always)]
+        unsafe fn prep(b: *const u8) -> f32 {
+            // SAFETY: the f16 `d` at 0.
+            unsafe { half(b) }
+        }
+        #[inline(always)]
+        unsafe fn group(b: *const u8, d: &f32, k: usize) -> (__m256, __m256) {
+            // SAFETY: `qs` is bytes 2..18. The code minus 8 is formed exactly in bytes.
+            unsafe {
+                let q = _mm_sub_epi8(nibbles(b.add(2), k), _mm_set1_epi8(8));
+                scale(i8x16(q), *d)
+            }
+        }
+    }
+
+    struct Q4_1;
+    impl Kind for Q4_1 {
+        const BYTES: usize = 20;
+        const GROUPS: usize = 2;
+        type Scales = (f32, f32);
+        #[inline(always)]
+        unsafe fn prep(b: *const u8) -> (f32, f32) {
+            // SAFETY: the f16 `d` at 0 and `m` at 2.
+            unsafe { (half(b), half(b.add(2))) }
+        }
+        #[inline(always)]
+        unsafe fn group(b: *const u8, &(d, m): &(f32, f32), k: usize) -> (__m256, __m256) {
+            // SAFETY: `qs` is bytes 4..20.
+            unsafe { scale_add(u8x16(nibbles(b.add(4), k)), d, m) }
+        }
+    }
+
+    /// The 5-bit codes of group `k` of a Q5_0/Q5_1 block: nibbles at `qs`, fifth bits from `qh`.
+    #[inline(always)]
+    unsafe fn five(qh: *const u8, qs: *const u8, k: usize) -> __m128i {
+        // SAFETY: 4 bytes at `qh`, 16 at `qs` (caller).
+        unsafe {
+            let h = (qh as *const u32).read_unaligned() >> (16 * k);
+            _mm_or_si128(nibbles(qs, k), fifth_bits(h as u16))
+        }
+    }
+
+    struct Q5_0;
+    impl Kind for Q5_0 {
+        const BYTES: usize = 22;
+        const GROUPS: usize = 2;
+        type Scales = f32;
+        #[inline(always)]
+        unsafe fn prep(b: *const u8) -> f32 {
+            // SAFETY: the f16 `d` at 0.
+            unsafe { half(b) }
+        }
+        #[inline(always)]
+        unsafe fn group(b: *const u8, d: &f32, k: usize) -> (__m256, __m256) {
+            // SAFETY: `qh` is bytes 2..6, `qs` 6..22. The code minus 16 is formed exactly in bytes.
+            unsafe {
+                let q = _mm_sub_epi8(five(b.add(2), b.add(6), k), _mm_set1_epi8(16));
+                scale(i8x16(q), *d)
+            }
+        }
+    }
+
+    struct Q5_1;
+    impl Kind for Q5_1 {
+        const BYTES: usize = 24;
+        const GROUPS: usize = 2;
+        type Scales = (f32, f32);
+        #[inline(always)]
+        unsafe fn prep(b: *const u8) -> (f32, f32) {
+            // SAFETY: the f16 `d` at 0 and `m` at 2.
+            unsafe { (half(b), half(b.add(2))) }
+        }
+        #[inline(always)]
+        unsafe fn group(b: *const u8, &(d, m): &(f32, f32), k: usize) -> (__m256, __m256) {
+            // SAFETY: `qh` is bytes 4..8, `qs` 8..24.
+            unsafe { scale_add(u8x16(five(b.add(4), b.add(8), k)), d, m) }
+        }
+    }
+
+    /// Sub-block scales of a K-quant super-block as the loader forms them: `d ⊗ sc` and `dmin ⊗ m`.
+    #[derive(Clone, Copy)]
+    struct KScales<const N: usize> {
+        dl: [f32; N],
+        ml: [f32; N],
+    }
+
+    struct Q2K;
+    impl Kind for Q2K {
+        const BYTES: usize = 84;
+        const GROUPS: usize = 16;
+        type Scales = KScales<16>;
+        #[inline(always)]
+        unsafe fn prep(b: *const u8) -> KScales<16> {
+            // SAFETY: `scales` are bytes 0..16, the f16 `d` and `dmin` at 80 and 82.
+            unsafe {
+                let (d, dmin) = (half(b.add(80)), half(b.add(82)));
+                let s = |i: usize| *b.add(i);
+                KScales {
+                    dl: std::array::from_fn(|i| d * (s(i) & 0x0F) as f32),
+                    ml: std::array::from_fn(|i| dmin * (s(i) >> 4) as f32),
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn group(b: *const u8, s: &KScales<16>, k: usize) -> (__m256, __m256) {
+            // SAFETY: `qs` is bytes 16..80; half `k / 8` of it, 16 bytes at `16 * (k % 2)` in it.
+            // Weights `16k..16k + 16` are the 2-bit fields `(k / 2) % 4` of those bytes.
+            unsafe {
+                let q = load16(b.add(16 + 32 * (k / 8) + 16 * (k % 2)));
+                let q = bits(q, 2 * ((k / 2) % 4) as u32, 3);
+                scale_sub(u8x16(q), s.dl[k], s.ml[k])
+            }
+        }
+    }
+
+    struct Q3K;
+    impl Kind for Q3K {
+        const BYTES: usize = 110;
+        const GROUPS: usize = 16;
+        type Scales = [f32; 16];
+        #[inline(always)]
+        unsafe fn prep(b: *const u8) -> [f32; 16] {
+            // SAFETY: the 12 scale bytes are 96..108, the f16 `d` at 108.
+            unsafe {
+                let d = half(b.add(108));
+                let s = |i: usize| *b.add(96 + i);
+                std::array::from_fn(|i| {
+                    let low = if i < 8 { s(i) & 0x0F } else { s(i - 8) >> 4 };
+                    let high = (s(8 + i % 4) >> (2 * (i / 4))) & 3;
+                    d * ((low | high << 4) as i32 - 32) as f32
+                })
+            }
+        }
+        #[inline(always)]
+        unsafe fn group(b: *const u8, dl: &[f32; 16], k: usize) -> (__m256, __m256) {
+            // SAFETY: `hmask` is bytes 0..32 and `qs` 32..96, read 16 bytes at a time inside them.
+            // The code is the 2-bit field plus 4 where the `hmask` bit `k / 2` is set, minus 4.
+            unsafe {
+                let q = load16(b.add(32 + 32 * (k / 8) + 16 * (k % 2)));
+                let q = bits(q, 2 * ((k / 2) % 4) as u32, 3);
+                let h = bits(load16(b.add(16 * (k % 2))), (k / 2) as u32, 1);
+                let q = _mm_sub_epi8(_mm_or_si128(q, _mm_slli_epi16::<2>(h)), _mm_set1_epi8(4));
+                scale(i8x16(q), dl[k])
+            }
+        }
+    }
+
+    /// Q4_K/Q5_K scales: bytes 4..16 of the block, `d` and `dmin` at 0 and 2.
     ///
     /// # Safety
-    /// AVX2 and FMA must be available; `row` whole blocks of `t`; `x` at least their values long.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn row_dot(t: BlockType, row: &[u8], x: &[f32]) -> Option<f32> {
-        let values = row.len() / t.block_bytes() * t.block_elems();
-        if x.len() < values {
-            // The matrix shape checks never let this happen; `dot` on the widened row copes.
-            return None;
-        }
-        // SAFETY (each arm): AVX2/FMA (this function's contract); every block is `block_bytes`
-        // long, so the 16-byte loads at offsets 2/4 (+16) and the 8-byte loads stay inside it; `x`
-        // is long enough (checked above).
+    /// 16 readable bytes at `b`; F16C.
+    #[inline(always)]
+    unsafe fn k45_scales(b: *const u8) -> KScales<8> {
+        // SAFETY: the first 16 bytes of the block (caller).
         unsafe {
-            Some(match t {
-                BlockType::Q8_0 => walk(row, 34, x, |b| {
-                    let d = _mm256_set1_ps(half(b, 0));
-                    let (a0, a1) = i8x16(b.as_ptr().add(2));
-                    let (c0, c1) = i8x16(b.as_ptr().add(18));
-                    [
-                        (_mm256_mul_ps(a0, d), _mm256_mul_ps(a1, d)),
-                        (_mm256_mul_ps(c0, d), _mm256_mul_ps(c1, d)),
-                    ]
-                }),
-                BlockType::Q4_0 => walk(row, 18, x, |b| {
-                    let d = _mm256_set1_ps(half(b, 0));
-                    let eight = _mm256_set1_ps(8.0);
-                    let q = _mm_loadu_si128(b.as_ptr().add(2) as *const __m128i);
-                    let mask = _mm_set1_epi8(0x0F);
-                    let (l0, l1) = u8x16(_mm_and_si128(q, mask));
-                    let (h0, h1) = u8x16(_mm_and_si128(_mm_srli_epi16::<4>(q), mask));
-                    let w = |v| _mm256_mul_ps(_mm256_sub_ps(v, eight), d);
-                    [(w(l0), w(l1)), (w(h0), w(h1))]
-                }),
-                BlockType::Q4_1 => walk(row, 20, x, |b| {
-                    let d = _mm256_set1_ps(half(b, 0));
-                    let m = _mm256_set1_ps(half(b, 2));
-                    let q = _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i);
-                    let mask = _mm_set1_epi8(0x0F);
-                    let (l0, l1) = u8x16(_mm_and_si128(q, mask));
-                    let (h0, h1) = u8x16(_mm_and_si128(_mm_srli_epi16::<4>(q), mask));
-                    let w = |v| _mm256_add_ps(_mm256_mul_ps(v, d), m);
-                    [(w(l0), w(l1)), (w(h0), w(h1))]
-                }),
-                _ => return None,
+            let (d, dmin) = (half(b), half(b.add(2)));
+            let s = std::slice::from_raw_parts(b.add(4), 12);
+            let sm: [(u8, u8); 8] = std::array::from_fn(|j| scale_min(s, j));
+            KScales {
+                dl: sm.map(|(sc, _)| d * sc as f32),
+                ml: sm.map(|(_, m)| dmin * m as f32),
+            }
+        }
+    }
+
+    /// The low 4 bits of the codes of group `k` of a Q4_K/Q5_K super-block whose `qs` are at `qs`:
+    /// sub-block `j = k / 2` is the low (`j` even) or high nibbles of the 32 bytes at `32 * (j / 2)`.
+    #[inline(always)]
+    unsafe fn k45_low(qs: *const u8, k: usize) -> __m128i {
+        // SAFETY: 128 readable bytes at `qs` (caller); this reads 16 of them.
+        unsafe {
+            let j = k / 2;
+            bits(
+                load16(qs.add(32 * (j / 2) + 16 * (k % 2))),
+                4 * (j % 2) as u32,
+                0x0F,
+            )
+        }
+    }
+
+    struct Q4K;
+    impl Kind for Q4K {
+        const BYTES: usize = 144;
+        const GROUPS: usize = 16;
+        type Scales = KScales<8>;
+        #[inline(always)]
+        unsafe fn prep(b: *const u8) -> KScales<8> {
+            // SAFETY: a whole block (caller).
+            unsafe { k45_scales(b) }
+        }
+        #[inline(always)]
+        unsafe fn group(b: *const u8, s: &KScales<8>, k: usize) -> (__m256, __m256) {
+            // SAFETY: `qs` is bytes 16..144.
+            unsafe { scale_sub(u8x16(k45_low(b.add(16), k)), s.dl[k / 2], s.ml[k / 2]) }
+        }
+    }
+
+    struct Q5K;
+    impl Kind for Q5K {
+        const BYTES: usize = 176;
+        const GROUPS: usize = 16;
+        type Scales = KScales<8>;
+        #[inline(always)]
+        unsafe fn prep(b: *const u8) -> KScales<8> {
+            // SAFETY: a whole block (caller).
+            unsafe { k45_scales(b) }
+        }
+        #[inline(always)]
+        unsafe fn group(b: *const u8, s: &KScales<8>, k: usize) -> (__m256, __m256) {
+            // SAFETY: `qh` is bytes 16..48 (bit `j` of byte `l` is weight `32j + l`'s fifth bit),
+            // `qs` 48..176.
+            unsafe {
+                let j = k / 2;
+                let h = bits(load16(b.add(16 + 16 * (k % 2))), j as u32, 1);
+                let q = _mm_or_si128(k45_low(b.add(48), k), _mm_slli_epi16::<4>(h));
+                scale_sub(u8x16(q), s.dl[j], s.ml[j])
+            }
+        }
+    }
+
+    struct Q6K;
+    impl Kind for Q6K {
+        const BYTES: usize = 210;
+        const GROUPS: usize = 16;
+        type Scales = [f32; 16];
+        #[inline(always)]
+        unsafe fn prep(b: *const u8) -> [f32; 16] {
+            // SAFETY: the 16 i8 scales are bytes 192..208, the f16 `d` at 208.
+            unsafe {
+                let d = half(b.add(208));
+                std::array::from_fn(|i| d * (*b.add(192 + i) as i8) as f32)
+            }
+        }
+        #[inline(always)]
+        unsafe fn group(b: *const u8, dl: &[f32; 16], k: usize) -> (__m256, __m256) {
+            // SAFETY: `ql` is bytes 0..128, `qh` 128..192, read 16 bytes at a time inside them.
+            // Weight `128h + r` (`h = k / 8`, `r = 16 (k % 8) + t`) has its low 4 bits in nibble
+            // `r / 64` of `ql[64h + r % 64]` and its high 2 bits in field `r / 32` of
+            // `qh[32h + r % 32]`; the code minus 32 is formed exactly in bytes.
+            unsafe {
+                let (h, kk) = (k / 8, k % 8);
+                let low = bits(
+                    load16(b.add(64 * h + 16 * (kk % 4))),
+                    4 * (kk / 4) as u32,
+                    0x0F,
+                );
+                let high = bits(
+                    load16(b.add(128 + 32 * h + 16 * (kk % 2))),
+                    2 * (kk / 2) as u32,
+                    3,
+                );
+                let q = _mm_or_si128(low, _mm_slli_epi16::<4>(high));
+                scale(i8x16(_mm_sub_epi8(q, _mm_set1_epi8(32))), dl[k])
+            }
+        }
+    }
+
+    /// Bytes of the next rows that a walk asks the cache for, spread over its blocks.
+    const PREFETCH_LINE: usize = 64;
+
+    /// `R` rows of `blocks` blocks each, `rb` bytes apart from `p`, dotted with `x` in `simd::dot`'s
+    /// lanes and order: for every 16 values, one FMA into each row's lanes 0–7 and one into 8–15.
+    /// While it walks, it asks the cache for the `R` rows after these.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; `R` rows of `blocks` whole blocks of `K` at `p`, `rb` bytes apart; `x`
+    /// holds `16 * K::GROUPS * blocks` values.
+    #[inline(always)]
+    unsafe fn walk<K: Kind, const R: usize>(
+        p: *const u8,
+        rb: usize,
+        blocks: usize,
+        x: *const f32,
+    ) -> [f32; R] {
+        // SAFETY (whole body): every block read is one of the `R × blocks` blocks (caller); every
+        // `x` load reads 8 values below `16 * GROUPS * blocks` (caller); prefetches never fault.
+        unsafe {
+            let mut a0 = [_mm256_setzero_ps(); R];
+            let mut a1 = [_mm256_setzero_ps(); R];
+            let next = p.wrapping_add(R * rb);
+            for b in 0..blocks {
+                let ahead = next.wrapping_add(b * R * K::BYTES);
+                let mut off = 0;
+                while off < R * K::BYTES {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off) as *const i8);
+                    off += PREFETCH_LINE;
+                }
+                let blk: [*const u8; R] = std::array::from_fn(|r| p.add(r * rb + b * K::BYTES));
+                let s: [K::Scales; R] = std::array::from_fn(|r| K::prep(blk[r]));
+                let xb = x.add(b * 16 * K::GROUPS);
+                for k in 0..K::GROUPS {
+                    let x0 = _mm256_loadu_ps(xb.add(16 * k));
+                    let x1 = _mm256_loadu_ps(xb.add(16 * k + 8));
+                    for r in 0..R {
+                        let (w0, w1) = K::group(blk[r], &s[r], k);
+                        a0[r] = _mm256_fmadd_ps(w0, x0, a0[r]);
+                        a1[r] = _mm256_fmadd_ps(w1, x1, a1[r]);
+                    }
+                }
+            }
+            std::array::from_fn(|r| {
+                let mut acc = [0.0f32; LANES];
+                _mm256_storeu_ps(acc.as_mut_ptr(), a0[r]);
+                _mm256_storeu_ps(acc.as_mut_ptr().add(8), a1[r]);
+                finish(acc, 0.0)
             })
+        }
+    }
+
+    /// Rows four at a time, then one at a time.
+    ///
+    /// # Safety
+    /// As [`rows_dot`].
+    #[inline(always)]
+    unsafe fn rows_dot_kind<K: Kind>(rows: &[u8], rb: usize, x: *const f32, out: &mut [f32]) {
+        let blocks = rb / K::BYTES;
+        let p = rows.as_ptr();
+        let quads = out.len() / 4;
+        // SAFETY: rows `4q..4q + 4` and `j` are inside `rows` (caller: `out.len()` rows of `rb`).
+        unsafe {
+            for q in 0..quads {
+                let v = walk::<K, 4>(p.add(4 * q * rb), rb, blocks, x);
+                out[4 * q..4 * q + 4].copy_from_slice(&v);
+            }
+            for j in 4 * quads..out.len() {
+                out[j] = walk::<K, 1>(p.add(j * rb), rb, blocks, x)[0];
+            }
+        }
+    }
+
+    /// Every weight of every block, stored.
+    ///
+    /// # Safety
+    /// As [`dequantize`].
+    #[inline(always)]
+    unsafe fn dequantize_kind<K: Kind>(src: &[u8], dst: &mut [f32]) {
+        // SAFETY: block `i` is inside `src` and its `16 * GROUPS` values inside `dst` (caller).
+        unsafe {
+            for (i, b) in src.chunks_exact(K::BYTES).enumerate() {
+                let b = b.as_ptr();
+                let s = K::prep(b);
+                let o = dst.as_mut_ptr().add(i * 16 * K::GROUPS);
+                for k in 0..K::GROUPS {
+                    let (w0, w1) = K::group(b, &s, k);
+                    _mm256_storeu_ps(o.add(16 * k), w0);
+                    _mm256_storeu_ps(o.add(16 * k + 8), w1);
+                }
+            }
+        }
+    }
+
+    /// The register kernel of `t` over `out.len()` rows of `rb` bytes.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; `rows` holds `out.len()` rows of `rb` bytes, `rb` whole blocks of `t`; `x`
+    /// at least a row's values.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn rows_dot(t: BlockType, rows: &[u8], rb: usize, x: *const f32, out: &mut [f32]) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            match t {
+                BlockType::Q8_0 => rows_dot_kind::<Q8_0>(rows, rb, x, out),
+                BlockType::Q4_0 => rows_dot_kind::<Q4_0>(rows, rb, x, out),
+                BlockType::Q4_1 => rows_dot_kind::<Q4_1>(rows, rb, x, out),
+                BlockType::Q5_0 => rows_dot_kind::<Q5_0>(rows, rb, x, out),
+                BlockType::Q5_1 => rows_dot_kind::<Q5_1>(rows, rb, x, out),
+                BlockType::Q2K => rows_dot_kind::<Q2K>(rows, rb, x, out),
+                BlockType::Q3K => rows_dot_kind::<Q3K>(rows, rb, x, out),
+                BlockType::Q4K => rows_dot_kind::<Q4K>(rows, rb, x, out),
+                BlockType::Q5K => rows_dot_kind::<Q5K>(rows, rb, x, out),
+                BlockType::Q6K => rows_dot_kind::<Q6K>(rows, rb, x, out),
+            }
+        }
+    }
+
+    /// The loader's values of the whole blocks of `t` in `src`, into `dst`.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; `src` whole blocks of `t`; `dst` at least their values long.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dequantize(t: BlockType, src: &[u8], dst: &mut [f32]) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            match t {
+                BlockType::Q8_0 => dequantize_kind::<Q8_0>(src, dst),
+                BlockType::Q4_0 => dequantize_kind::<Q4_0>(src, dst),
+                BlockType::Q4_1 => dequantize_kind::<Q4_1>(src, dst),
+                BlockType::Q5_0 => dequantize_kind::<Q5_0>(src, dst),
+                BlockType::Q5_1 => dequantize_kind::<Q5_1>(src, dst),
+                BlockType::Q2K => dequantize_kind::<Q2K>(src, dst),
+                BlockType::Q3K => dequantize_kind::<Q3K>(src, dst),
+                BlockType::Q4K => dequantize_kind::<Q4K>(src, dst),
+                BlockType::Q5K => dequantize_kind::<Q5K>(src, dst),
+                BlockType::Q6K => dequantize_kind::<Q6K>(src, dst),
+            }
         }
     }
 }
@@ -161,36 +626,61 @@ mod x86 {
 mod tests {
     use super::*;
 
-    /// Random blocks of each type with a kernel (finite scales of either sign), against the
-    /// dequantise-then-`dot` path, bit for bit, for rows of 1, 2 and 9 blocks.
-    #[test]
-    fn fused_rows_equal_dequantised_dot() {
-        let mut s = 11u64;
+    /// Random bytes for whole blocks of `t`, with every f16 scale finite and of either sign (random
+    /// bytes would make some of them infinities or NaNs, which no quantizer writes).
+    fn random_blocks(t: BlockType, blocks: usize, s: &mut u64) -> Vec<u8> {
         let mut byte = || {
-            s = s
+            *s = s
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            (s >> 33) as u8
+            (*s >> 33) as u8
         };
-        for t in [BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_1] {
-            for blocks in [1, 2, 9] {
-                let mut row: Vec<u8> = (0..blocks * t.block_bytes()).map(|_| byte()).collect();
-                for b in row.chunks_exact_mut(t.block_bytes()) {
-                    let scales = if t == BlockType::Q4_1 { 2 } else { 1 };
-                    for k in 0..scales {
-                        let v = (byte() as f32 - 128.0) / 4000.0;
-                        b[2 * k..2 * k + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
-                    }
-                }
-                let cols = blocks * 32;
+        let mut row: Vec<u8> = (0..blocks * t.block_bytes()).map(|_| byte()).collect();
+        let halves: &[usize] = match t {
+            BlockType::Q8_0 | BlockType::Q4_0 | BlockType::Q5_0 => &[0],
+            BlockType::Q4_1 | BlockType::Q5_1 | BlockType::Q4K | BlockType::Q5K => &[0, 2],
+            BlockType::Q2K => &[80, 82],
+            BlockType::Q3K => &[108],
+            BlockType::Q6K => &[208],
+        };
+        for b in row.chunks_exact_mut(t.block_bytes()) {
+            for &at in halves {
+                let v = (byte() as f32 - 128.0) / 4000.0;
+                b[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+            }
+        }
+        row
+    }
+
+    /// Every block type, random blocks, against the loader's dequantisation then `dot`, bit for bit:
+    /// one row and `rows` rows at once (the four-row walk and its remainder), and the fast
+    /// dequantisation against the loader's (signs of zero included).
+    #[test]
+    fn register_kernels_equal_the_loaders_values_and_dot() {
+        let mut s = 11u64;
+        for t in BlockType::ALL {
+            for (blocks, rows) in [(1, 1), (2, 5), (9, 4), (3, 11)] {
+                let rb = blocks * t.block_bytes();
+                let data = random_blocks(t, blocks * rows, &mut s);
+                let cols = blocks * t.block_elems();
                 let x: Vec<f32> = (0..cols)
                     .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
                     .collect();
-                let mut want = vec![0.0; cols];
-                super::super::matrix::blocks_to_f32(t, &row, &mut want);
-                let want = dot(&want, &x);
-                let got = row_dot(t, &row, &x, &mut Vec::new());
-                assert_eq!(got.to_bits(), want.to_bits(), "{} x{blocks}", t.name());
+                let mut want = vec![0.0; cols * rows];
+                crate::weights::dequantize_blocks_into(t, &data, &mut want);
+                let mut got = vec![1.0; cols * rows];
+                dequantize(t, &data, &mut got);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{} dequantised", t.name());
+                let mut out = vec![0.0; rows];
+                rows_dot(t, &data, &x, &mut out, &mut Vec::new());
+                for j in 0..rows {
+                    let w = dot(&want[j * cols..(j + 1) * cols], &x);
+                    let one = row_dot(t, &data[j * rb..(j + 1) * rb], &x, &mut Vec::new());
+                    let what = format!("{} {blocks} blocks, row {j} of {rows}", t.name());
+                    assert_eq!(out[j].to_bits(), w.to_bits(), "{what}");
+                    assert_eq!(one.to_bits(), w.to_bits(), "{what}, alone");
+                }
             }
         }
     }

@@ -6,8 +6,8 @@
 //! independent lane accumulators (`simd.rs`: SIMD intrinsics on x86-64, portable loops elsewhere).
 //!
 //! A matrix kept as GGUF blocks (`WeightFormat::Blocks`) streams its packed rows: decode dots each row
-//! with the input in `block_dot.rs` (Q8_0/Q4_0/Q4_1 dequantised in registers; other types into a
-//! per-thread f32 row buffer, exactly as the GGUF loader dequantises), prefill dequantises whole rows
+//! with the input in `block_dot.rs` (dequantised in registers, four rows at a time; without AVX2 into
+//! a per-thread f32 row buffer, exactly as the GGUF loader dequantises), prefill dequantises whole rows
 //! for the GEMM, and both agree bit for bit with the dense f32 engine on the dequantised weights.
 
 use crate::format::{BlockType, WeightFormat};
@@ -255,12 +255,7 @@ fn dot_rows(e: Elems<'_>, cols: usize, x: &[f32], out: &mut [f32]) {
             }
         }
         Elems::Blocks(t, v) => {
-            let rb = v.len() / out.len().max(1);
-            BLOCK_ROW.with_borrow_mut(|buf| {
-                for (j, o) in out.iter_mut().enumerate() {
-                    *o = super::block_dot::row_dot(t, &v[j * rb..(j + 1) * rb], x, buf);
-                }
-            });
+            BLOCK_ROW.with_borrow_mut(|buf| super::block_dot::rows_dot(t, v, x, out, buf));
         }
     }
 }
@@ -270,9 +265,9 @@ thread_local! {
     static BLOCK_ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Whole rows of blocks to f32: the GGUF loader's dequantisation, into `dst`.
+/// Whole rows of blocks to f32: the GGUF loader's values, into `dst` (`block_dot::dequantize`).
 pub(super) fn blocks_to_f32(t: BlockType, src: &[u8], dst: &mut [f32]) {
-    crate::weights::dequantize_blocks_into(t, src, dst);
+    super::block_dot::dequantize(t, src, dst);
 }
 
 /// f16 rows to f32 (exact; F16C where the CPU has it).

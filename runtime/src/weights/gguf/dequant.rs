@@ -206,7 +206,7 @@ fn q3_k(b: &[u8], out: &mut [f32]) {
 /// The 6-bit scale and min of sub-block `j < 8` from Q4_K/Q5_K's 12 scale bytes: bytes 0..4 hold
 /// scales 0..4 (low 6 bits) and the top bits of scales 4..8, bytes 4..8 the same for the mins, bytes
 /// 8..12 the low nibbles of scales 4..8 (low half) and mins 4..8 (high half).
-fn scale_min(s: &[u8], j: usize) -> (u8, u8) {
+pub(crate) fn scale_min(s: &[u8], j: usize) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {
