@@ -48,7 +48,8 @@ for t in hostile_engine_file_cuda hostile_gpu_memory_cuda typed_engine_cuda cuda
     record "$t" $?
 done
 fi
-# VERIFY_MODELS / VERIFY_DTYPES choose the full-size checks (all four benchmark models: several minutes;
+# VERIFY_MODELS / VERIFY_DTYPES choose the full-size checks, VERIFY_PROMPT the prompt length (default 16;
+# longer than a model's sliding window to take its local layers round their rings) (all four benchmark models: several minutes;
 # Llama-3.1-8B in FP32 writes 32 GB).
 for name in ${VERIFY_MODELS:-Qwen2.5-0.5B-Instruct Llama-3.2-1B-Instruct}; do
     for dtype in ${VERIFY_DTYPES:-fp32 fp16}; do
@@ -59,7 +60,7 @@ for name in ${VERIFY_MODELS:-Qwen2.5-0.5B-Instruct Llama-3.2-1B-Instruct}; do
         if [ "$rc" -eq 0 ]; then
             p=$(echo "$dtype" | tr a-z A-Z)
             rm -f "$OUT/$name-$dtype.json"
-            "$BIN/cuda_bench" "$dir" --weights hf --precision "$p" --prompt-len 16 --new-tokens 32 --reps 1 \
+            "$BIN/cuda_bench" "$dir" --weights hf --precision "$p" --prompt-len "${VERIFY_PROMPT:-16}" --new-tokens 32 --reps 1 \
                 --dump "$OUT/$name-$dtype.json" >> "$OUT/ours_verify.jsonl" 2>> "$OUT/ours_verify.err"
             rc=$?
             record "cuda_bench $name $dtype" $rc

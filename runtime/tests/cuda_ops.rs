@@ -314,6 +314,8 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                 seq_len: seq_len as i32,
                 max_seq,
                 write_cache: cache_b.is_some() as i32,
+                // The catalogue's models attend to every earlier key (rings: cuda_prefill_attention.rs).
+                window: 0,
             }
             .launch(
                 &st,
@@ -362,6 +364,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                 seq_len: seq_len as i32,
                 max_seq,
                 mode: cache_mode(mode),
+                window: 0,
             };
             let (hb, bb) = (heads as u32, batch as u32);
             if tc {
@@ -404,6 +407,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                     out: out.view_mut(),
                     max_seq,
                     mode: cache_mode(mode),
+                    window: 0,
                     trace: None,
                     slot: 0,
                 }
@@ -430,7 +434,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
             let bias_b = opt_f32(bias, "mlp bias")?;
             let out = gpu.zeros_stored(p, &[rows, inter], "mid")?;
             let f = match c.op {
-                Op::Swiglu { .. } => &k.swiglu,
+                Op::Swiglu { .. } => &k.glu,
                 _ => &k.gelu_bias,
             };
             let n = rows * inter;
@@ -643,6 +647,7 @@ fn run_dec(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared, blocks: Option<usize>)
                 cache_k: ck_b.view_mut(),
                 cache_v: cv_b.view_mut(),
                 max_seq: MAX_SEQ as i32,
+                window: 0,
                 m: rows as i32,
                 trace: None,
                 slot: 0,

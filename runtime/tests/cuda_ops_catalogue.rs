@@ -36,7 +36,7 @@ fn required(kernel: &str) -> &'static [&'static str] {
             &["None", "StaticV1", "StaticV2", "prefix", "start-0"]
         }
         "attn_decode" => &["StaticV1", "StaticV2", "splits", "one-split"],
-        "swiglu" | "gelu_bias" => &["bias", "no-bias"],
+        "glu" | "gelu_bias" => &["bias", "no-bias"],
         "gemv" => &[
             "rows",
             "one-row",
@@ -146,7 +146,7 @@ fn every_template_switch_is_covered() {
     assert!(has(&|m| m.layer.rms) && has(&|m| !m.layer.rms), "rms");
     assert!(has(&|m| m.layer.rope) && has(&|m| !m.layer.rope), "rope");
     assert!(
-        has(&|m| m.layer.swiglu) && has(&|m| !m.layer.swiglu),
+        has(&|m| m.layer.gated) && has(&|m| !m.layer.gated),
         "swiglu"
     );
     assert!(has(&|m| m.layer.qk_norm), "qk_norm");

@@ -206,7 +206,9 @@ fn decode_steps_over_several_attention_splits_match_cpu_engine() {
     }
 }
 
-/// The tiny Llama reshaped to two heads of `head_dim` (its weights: `WeightSource::Synthetic`). 128 (Llama-3.1-8B's): FP32
+/// The tiny Llama reshaped to two heads of `head_dim` (its weights: `WeightSource::Synthetic`). 256
+/// (Gemma 3's): the f32 prefill attention's 8-key tiles, the tensor-core one's 32-key tiles, and a
+/// decode split of 128 threads writing two output dimensions each. 128 (Llama-3.1-8B's): FP32
 /// rows are too wide for the decode attention's registers before its wait (the other path of
 /// `attn_decode`), FP16/BF16 rows fill them exactly, the tensor-core prefill takes its widest head.
 /// 96: rows of 12 (16-bit) or 24 (f32) vectors, which do not divide the 128-key split.
@@ -221,12 +223,12 @@ fn wide_heads(head_dim: usize) -> ModelSpec {
 
 #[test]
 #[ignore = "needs a CUDA GPU (run with --include-ignored)"]
-fn decode_steps_with_128_and_96_wide_heads_match_cpu_engine() {
+fn decode_steps_with_256_128_and_96_wide_heads_match_cpu_engine() {
     if let Err(e) = device::check_libraries() {
         panic!("{e}");
     }
     let weights = WeightSource::Synthetic { seed: 0x5eed };
-    for (spec, (precision, tol)) in [128, 96]
+    for (spec, (precision, tol)) in [256, 128, 96]
         .into_iter()
         .flat_map(|d| TOLERANCES.map(|t| (wide_heads(d), t)))
     {

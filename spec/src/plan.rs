@@ -356,6 +356,27 @@ impl ModelPlan {
             .all(|l| same_computation(l, first))
             .then_some(first)
     }
+
+    /// The layers' common plan where they differ at most in which keys they see (their window) and
+    /// how they rotate (their rotary base and scaling), as Gemma 3's local and global layers do: one
+    /// set of kernels takes the window and the rotary tables per layer at run time. The returned
+    /// layer is the first; `None` where layers differ in anything else, or where some rotate and
+    /// others do not.
+    pub fn uniform_layer_but_positions(&self) -> Option<&LayerPlan> {
+        let first = self.layers.first()?;
+        let positions_of_first = |l: &LayerPlan| {
+            let mut l = l.clone();
+            l.attention.window = first.attention.window;
+            if l.attention.rotary.is_some() {
+                l.attention.rotary = first.attention.rotary;
+            }
+            l
+        };
+        self.layers
+            .iter()
+            .all(|l| same_computation(&positions_of_first(l), first))
+            .then_some(first)
+    }
 }
 
 /// Whether two layers compute the same function of their own weights (names aside).

@@ -149,9 +149,32 @@ __device__ __forceinline__ float gelu_new(float v) { // tanh approximation, as G
     float inner = 0.7978845608028654f * (v + 0.044715f * v * v * v);
     return 0.5f * v * (1.0f + tanhf(inner));
 }
+// The gated MLP's activation: {% if c.gelu_gate %}gelu_tanh(gate) * up (GeGLU){% else %}silu(gate) * up (SwiGLU){% endif %}.
+__device__ __forceinline__ float glu(float g, float u) {
+{% if c.gelu_gate %}
+    return gelu_new(g) * u;
+{% else %}
+    return silu_mul(g, u);
+{% endif %}
+}
 
 // Keys below the prefix come from the static cache: static_v1 (mode 0) its end, static_v2 (mode 1) its
 // start, none (2) nothing.
 __device__ __forceinline__ int prefix_of(int mode, int start, int end) {
     return mode == 0 ? end : (mode == 1 ? start : 0);
+}
+
+// The prefix of a layer's multi-token step: a layer with a sliding window (window > 0) reads the
+// step's keys from the step itself (its ring is written after the attention), so at most start.
+__device__ __forceinline__ int step_prefix(int mode, int start, int end, int window) {
+    int p = prefix_of(mode, start, end);
+    return window ? min(p, start) : p;
+}
+
+// Cache row of position `key` of (batch b, KV head kvh): its slot in a ring of `window` slots, or the
+// position itself in a cache of max_seq.
+__device__ __forceinline__ size_t cache_row(int key, int window, int max_seq, int b, int kvh) {
+    int rows = window ? window : max_seq;
+    int slot = window ? key % window : key;
+    return ((size_t)b * KV_HEADS + kvh) * rows + slot;
 }

@@ -12,13 +12,14 @@ template <int MR> struct QkvEpi {
     T* cache_k;
     T* cache_v;
     int max_seq;
+    int window; // the layer's sliding window (its cache a ring of that many slots), 0 for none
     float b1, b2, cs[MR], sn[MR]; // the unit's bias pair and RoPE factors (prepare)
     __device__ __forceinline__ void prepare(int u, int M) {
         int head = u / HALF_DIM, j = u % HALF_DIM;
         int col = head * HEAD_DIM + j;
         b1 = bias ? bias[col] : 0.0f;
         b2 = bias ? bias[col + HALF_DIM] : 0.0f;
-{% if c.rope %}
+{% if c.rope && !c.qk_norm %}
         if (head < HEADS + KV_HEADS)
             for (int m = 0; m < MR && m < M; m++) {
                 cs[m] = cos_t[(size_t)pos[m] * HALF_DIM + j];
@@ -32,6 +33,13 @@ template <int MR> struct QkvEpi {
         int t = step[0];
         for (int m = 0; m < MR && m < M; m++) {
             float x1 = s[0][m] + b1, x2 = s[1][m] + b2;
+{% if c.qk_norm %}
+            // q and k are normed per head before they rotate (head_norm, then qkv_rope, which also
+            // writes the K/V rows): here the whole QKV row goes to `q` unrotated, QKV_DIM wide.
+            q[(size_t)m * QKV_DIM + col] = x1;
+            q[(size_t)m * QKV_DIM + col + HALF_DIM] = x2;
+            continue;
+{% endif %}
             float y1 = x1, y2 = x2;
 {% if c.rope %}
             if (head < HEADS + KV_HEADS) {
@@ -49,7 +57,7 @@ template <int MR> struct QkvEpi {
             T* nw = is_k ? new_k : new_v;
             T* cw = is_k ? cache_k : cache_v;
             size_t at = ((size_t)m * KV_HEADS + kh) * HEAD_DIM + j;
-            size_t c = (((size_t)m * KV_HEADS + kh) * max_seq + t) * HEAD_DIM + j;
+            size_t c = cache_row(t, window, max_seq, m, kh) * HEAD_DIM + j;
             nw[at] = from_f32(y1);
             nw[at + HALF_DIM] = from_f32(y2);
             cw[c] = from_f32(y1);
@@ -71,7 +79,7 @@ template <int N, int MR> struct AccEpi { // y[m, u] += s (+ bias[u])
     }
 };
 
-template <int MR> struct SwigluEpi { // mid[m, u] = silu(gate + bias) * (up + bias)
+template <int MR> struct GluEpi { // mid[m, u] = glu(gate + bias, up + bias)
     const float* bias;
     T* mid;
     __device__ __forceinline__ void prepare(int, int) {}
@@ -82,7 +90,7 @@ template <int MR> struct SwigluEpi { // mid[m, u] = silu(gate + bias) * (up + bi
                 g += bias[u];
                 up += bias[INTER + u];
             }
-            mid[(size_t)m * INTER + u] = from_f32(silu_mul(g, up));
+            mid[(size_t)m * INTER + u] = from_f32(glu(g, up));
         }
     }
 };

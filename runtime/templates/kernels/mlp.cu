@@ -2,8 +2,8 @@
 // MLP activations on the f32 GEMM output, biases fused, result in T for the next GEMM.
 {% include "kernels/common.cuh" %}
 
-// out[r, i] = silu(g) * u with g = gu[r, i] (+ bias[i]), u = gu[r, INTER + i] (+ bias[INTER + i]).
-extern "C" __global__ void swiglu(const float* __restrict__ gu, const float* __restrict__ bias,
+// out[r, i] = glu(g, u) with g = gu[r, i] (+ bias[i]), u = gu[r, INTER + i] (+ bias[INTER + i]).
+extern "C" __global__ void glu(const float* __restrict__ gu, const float* __restrict__ bias,
                                   T* __restrict__ out, int rows) {
     pdl_wait();
     pdl_trigger();
@@ -16,7 +16,7 @@ extern "C" __global__ void swiglu(const float* __restrict__ gu, const float* __r
             g += bias[i];
             u += bias[INTER + i];
         }
-        out[e] = from_f32(silu_mul(g, u));
+        out[e] = from_f32(glu(g, u));
     }
 }
 

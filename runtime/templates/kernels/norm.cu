@@ -3,7 +3,7 @@
 {% include "kernels/common.cuh" %}
 #define EPS {{ c.eps }}
 
-// x[r] = table[ids[r]] (+ pos_table[pos[r]]); x is the f32 residual stream [rows, HIDDEN].
+// x[r] = table[ids[r]]{% if !c.embed_scale.is_empty() %} * {{ c.embed_scale }}{% endif %} (+ pos_table[pos[r]]); x is the f32 residual stream [rows, HIDDEN].
 // Also clears the `nbest` fused argmax slots `best` (one per sequence).
 extern "C" __global__ void embed(const u32* __restrict__ ids, const u32* __restrict__ pos,
                                  const T* __restrict__ table, const T* __restrict__ pos_table,
@@ -18,8 +18,15 @@ extern "C" __global__ void embed(const u32* __restrict__ ids, const u32* __restr
     if (threadIdx.x == 0 && r < nbest) best[r] = 0ull;
     const T* row = table + (size_t)ids[r] * HIDDEN;
     const T* prow = pos_table ? pos_table + (size_t)pos[r] * HIDDEN : 0;
+{% if !c.embed_scale.is_empty() %}
+    // Scaled as the model does it in T: the factor rounded to T, the product rounded to T.
+    float scale = to_f32(from_f32({{ c.embed_scale }}));
+{% endif %}
     for (int i = threadIdx.x; i < HIDDEN; i += blockDim.x) {
         float v = to_f32(row[i]);
+{% if !c.embed_scale.is_empty() %}
+        v = to_f32(from_f32(v * scale));
+{% endif %}
         if (prow) v += to_f32(prow[i]);
         x[(size_t)r * HIDDEN + i] = v;
     }
@@ -64,3 +71,21 @@ extern "C" __global__ void add_norm(float* __restrict__ x, const float* __restri
         out[(size_t)r * HIDDEN + i] = from_f32((xr[i] - mean) * inv * w[i] + (b ? b[i] : 0.0f));
 {% endif %}
 }
+
+{% if c.rms %}
+// x[r] = RMSNorm(x[r]) * w, in place, one block per row: a sandwich norm of one half's output before
+// the residual add.
+extern "C" __global__ void post_norm(float* __restrict__ x, const float* __restrict__ w) {
+    __shared__ float red[32];
+    pdl_wait();
+    pdl_trigger();
+    float* xr = x + (size_t)blockIdx.x * HIDDEN;
+    float sq = 0.0f;
+    for (int i = threadIdx.x; i < HIDDEN; i += blockDim.x) sq += xr[i] * xr[i];
+    float inv = rsqrtf(block_sum(sq, red) / (float)HIDDEN + EPS);
+    for (int i = threadIdx.x; i < HIDDEN; i += blockDim.x) xr[i] = xr[i] * inv * w[i];
+}
+{% else %}
+// Sandwich norms are RMSNorms (fused_layer.rs): never launched for this model.
+extern "C" __global__ void post_norm(float* x, const float* w) {}
+{% endif %}

@@ -7,13 +7,16 @@
 // blockDim.x) of token row r = b * seq_len + s at absolute position start + s (start = step[0]).
 // qkv: f32 [rows, QKV_DIM] GEMM output; bias: f32 [QKV_DIM] or null.
 // q: f32 [rows, Q_DIM] (rotated); new_k/new_v: T [batch, KV_HEADS, seq_len, HEAD_DIM];
-// when write_cache, also cache_k/cache_v: T [cache_batch, KV_HEADS, max_seq, HEAD_DIM] at start + s.
+// when write_cache, also cache_k/cache_v: T [cache_batch, KV_HEADS, max_seq, HEAD_DIM] at start + s,
+// or for a layer with a sliding window (window > 0) its ring [cache_batch, KV_HEADS, window, HEAD_DIM]
+// at slot (start + s) % window (a one-token step; longer steps store after their attention:
+// kv_ring_store).
 extern "C" __global__ void qkv_rope(const float* __restrict__ qkv, const float* __restrict__ bias,
                                     const u32* __restrict__ pos, const int* __restrict__ step,
                                     const float* __restrict__ cos_t, const float* __restrict__ sin_t,
                                     float* __restrict__ q, T* __restrict__ new_k, T* __restrict__ new_v,
                                     T* __restrict__ cache_k, T* __restrict__ cache_v, int seq_len,
-                                    int max_seq, int write_cache) {
+                                    int max_seq, int write_cache, int window) {
     pdl_wait();
     pdl_trigger();
     int r = blockIdx.x;
@@ -50,7 +53,7 @@ extern "C" __global__ void qkv_rope(const float* __restrict__ qkv, const float* 
                 new_k[at] = from_f32(y1);
                 new_k[at + HALF_DIM] = from_f32(y2);
                 if (write_cache) {
-                    size_t c = (((size_t)b * KV_HEADS + kh) * max_seq + t) * HEAD_DIM + j;
+                    size_t c = cache_row(t, window, max_seq, b, kh) * HEAD_DIM + j;
                     cache_k[c] = from_f32(y1);
                     cache_k[c + HALF_DIM] = from_f32(y2);
                 }
@@ -62,7 +65,27 @@ extern "C" __global__ void qkv_rope(const float* __restrict__ qkv, const float* 
             if (bias) v += bias[Q_DIM + KV_DIM + e];
             new_v[(((size_t)b * KV_HEADS + kh) * seq_len + s) * HEAD_DIM + d] = from_f32(v);
             if (write_cache)
-                cache_v[(((size_t)b * KV_HEADS + kh) * max_seq + t) * HEAD_DIM + d] = from_f32(v);
+                cache_v[cache_row(t, window, max_seq, b, kh) * HEAD_DIM + d] = from_f32(v);
         }
+    }
+}
+
+// A windowed layer's multi-token step, after its attention: the step's last min(seq_len, window) K/V
+// rows (the positions its ring keeps) into their slots. grid (rows, chunks), r = b * seq_len + s.
+extern "C" __global__ void kv_ring_store(const T* __restrict__ new_k, const T* __restrict__ new_v,
+                                         const int* __restrict__ step, T* __restrict__ cache_k,
+                                         T* __restrict__ cache_v, int seq_len, int window) {
+    pdl_wait();
+    pdl_trigger();
+    int r = blockIdx.x;
+    int b = r / seq_len, s = r % seq_len;
+    if (s < seq_len - window) return; // overwritten later in this step
+    int t = step[0] + s;
+    for (int e = blockIdx.y * blockDim.x + threadIdx.x; e < KV_DIM; e += gridDim.y * blockDim.x) {
+        int kh = e / HEAD_DIM, d = e % HEAD_DIM;
+        size_t from = (((size_t)b * KV_HEADS + kh) * seq_len + s) * HEAD_DIM + d;
+        size_t to = cache_row(t, window, 0, b, kh) * HEAD_DIM + d;
+        cache_k[to] = new_k[from];
+        cache_v[to] = new_v[from];
     }
 }

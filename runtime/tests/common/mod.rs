@@ -36,20 +36,10 @@ pub const MODELS: [&str; 9] = [
 ];
 pub const MAX_SEQ: usize = 64;
 
-/// The tiny models the CUDA kernels refuse, with what the refusal names: tiny-mistral-window's and
-/// tiny-phi3's windows are shorter than the tests' cache, and tiny-gemma3's local and global layers
-/// differ.
-pub const CUDA_REFUSED: [(&str, &str); 3] = [
-    ("tiny-mistral-window", "window of 8 keys"),
-    ("tiny-gemma3", "layers differ"),
-    ("tiny-phi3", "window of 8 keys"),
-];
-
-/// The tiny models the CUDA engine runs: [`MODELS`] but [`CUDA_REFUSED`].
+/// The tiny models the CUDA engine runs: all of [`MODELS`] (windowed layers keep rings, Gemma 3's
+/// local and global layers take their windows and rotary tables per layer).
 pub fn cuda_models() -> impl Iterator<Item = &'static str> {
-    MODELS
-        .into_iter()
-        .filter(|m| !CUDA_REFUSED.iter().any(|(r, _)| r == m))
+    MODELS.into_iter()
 }
 
 /// FP32 bound of [`rel_err`] against transformers for each tiny model, CPU and GPU engines alike (and

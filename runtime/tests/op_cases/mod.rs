@@ -150,7 +150,7 @@ impl Model {
     }
     /// Rows of the first MLP matrix: `[gate | up]` or `fc`.
     pub fn up_rows(&self) -> usize {
-        if self.layer.swiglu {
+        if self.layer.gated {
             2 * self.inter()
         } else {
             self.inter()
@@ -163,7 +163,7 @@ impl Model {
         let mut f = vec![
             if l.rms { "rms" } else { "layernorm" },
             if l.rope { "rope" } else { "learned-pos" },
-            if l.swiglu { "swiglu" } else { "gelu" },
+            if l.gated { "swiglu" } else { "gelu" },
         ];
         if l.qk_norm {
             f.push("qk-norm");
@@ -282,7 +282,7 @@ impl Op {
             Op::AttnPrefill { tc: false, .. } => "attn_prefill",
             Op::AttnPrefill { tc: true, .. } => "attn_prefill_tc",
             Op::AttnDecode { .. } => "attn_decode",
-            Op::Swiglu { .. } => "swiglu",
+            Op::Swiglu { .. } => "glu",
             Op::GeluBias { .. } => "gelu_bias",
             Op::Gemv { .. } => "gemv",
             Op::DecQkv { n, .. } => v(n, "dec_qkv_1", "dec_qkv_n"),
@@ -450,7 +450,7 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
         }
     }
     for bias in [false, true] {
-        ops.push(if m.layer.swiglu {
+        ops.push(if m.layer.gated {
             Op::Swiglu { rows: 3, bias }
         } else {
             Op::GeluBias { rows: 3, bias }
@@ -473,18 +473,19 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
             accumulate,
         });
     }
-    // The fused decode kernels: never launched for a model with q/k norms (`decode::fits`).
-    if !m.layer.qk_norm {
-        for (rows, n) in [(1, false), (1, true), (3, true), (8, true)] {
-            for bias in [false, true] {
+    // The fused decode kernels. With q/k norms `dec_qkv` only writes the unrotated QKV row for
+    // `head_norm` and `qkv_rope` (cases of their own above; the whole step: cuda_parity.rs).
+    for (rows, n) in [(1, false), (1, true), (3, true), (8, true)] {
+        for bias in [false, true] {
+            if !m.layer.qk_norm {
                 ops.push(Op::DecQkv { rows, n, bias });
-                ops.push(Op::DecO { rows, n, bias });
-                ops.push(Op::DecUp { rows, n, bias });
-                ops.push(Op::DecDown { rows, n, bias });
             }
-            for argmax in [false, true] {
-                ops.push(Op::DecLm { rows, n, argmax });
-            }
+            ops.push(Op::DecO { rows, n, bias });
+            ops.push(Op::DecUp { rows, n, bias });
+            ops.push(Op::DecDown { rows, n, bias });
+        }
+        for argmax in [false, true] {
+            ops.push(Op::DecLm { rows, n, argmax });
         }
     }
     ops.push(Op::Argmax { rows: 3 });
@@ -1229,7 +1230,7 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
                 .map(|v| round(p, v))
                 .collect();
             let y = matmul(&xs, &w, h);
-            let want = if m.layer.swiglu {
+            let want = if m.layer.gated {
                 swiglu_ref(&y, bias.as_deref(), inter)
             } else {
                 gelu_ref(&y, bias.as_deref(), inter)

@@ -160,3 +160,23 @@ fn layers_differing_in_their_q_k_norms_are_not_uniform() {
     plan.layers[3].attention.qk_norm.as_mut().unwrap().k.eps = 1e-5;
     assert!(plan.uniform_layer().is_none());
 }
+
+/// Gemma 3's local and global layers differ in their window and rotary base only: not uniform, but
+/// uniform but for positions; a layer that differs in anything else, or rotates where others do not,
+/// is neither.
+#[test]
+fn layers_differing_only_in_positions_are_uniform_but_for_them() {
+    let (_, plan) = plan("gemma-3-1b-it");
+    assert!(plan.uniform_layer().is_none());
+    assert!(plan.uniform_layer_but_positions().is_some());
+    let windows: std::collections::BTreeSet<_> =
+        plan.layers.iter().map(|l| l.attention.window).collect();
+    assert_eq!(windows.len(), 2);
+    assert_eq!(plan.rotaries().len(), 2);
+    let (_, mut other) = self::plan("gemma-3-1b-it");
+    other.layers[2].mlp_norm.eps = 1e-3;
+    assert!(other.uniform_layer_but_positions().is_none());
+    let (_, mut unrotated) = self::plan("gemma-3-1b-it");
+    unrotated.layers[4].attention.rotary = None;
+    assert!(unrotated.uniform_layer_but_positions().is_none());
+}

@@ -1,15 +1,16 @@
 //! The fused decode path: a step of a few rows (`batch <= GEMV_MAX_ROWS`, one token each) as five
 //! launches per layer of runtime/templates/kernels/decode.cu plus the split attention:
-//! `dec_qkv` (norm → QKV → bias + RoPE → q and the K/V cache rows) → `attn_decode` → `dec_o` (into
-//! the residual stream) → `dec_up` (norm → gate/up → SwiGLU, or fc → gelu) → `dec_down` (into the
+//! `dec_qkv` (norm → QKV → bias + RoPE → q and the K/V cache rows; with per-head q/k norms, the
+//! unrotated row, then `head_norm` and `qkv_rope`) → `attn_decode` → `dec_o` (into the residual
+//! stream) → `dec_up` (norm → gate/up → SwiGLU or GeGLU, or fc → gelu) → `dec_down` (into the
 //! residual stream); then `dec_lm` (final norm → lm_head → logits and the fused argmax). Launched
 //! with programmatic dependent launch (where the GPU has it), each GEMV streams its first weights
 //! while its predecessor still runs.
 
-use super::forward::{Call, LayerKv, Model, attention, embed, no_cache};
+use super::forward::{Call, LayerKv, Model, attention, embed, no_cache, qkv_rope};
 use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps, env_usize};
 use super::launch::{Function, Grid, Kernel};
-use super::launchers::{DecDown, DecLm, DecO, DecQkv, DecUp};
+use super::launchers::{DecDown, DecLm, DecO, DecQkv, DecUp, HeadNorm};
 use super::scratch::Scratch;
 use super::trace::{Kind, slot};
 use crate::Result;
@@ -32,12 +33,13 @@ fn input_widths(m: &Model<'_>) -> [usize; 3] {
 }
 
 /// Whether `call` can take the fused path: a decode step of at most `GEMV_MAX_ROWS` rows whose every
-/// input width is a whole number of 16-byte vectors and whose staged inputs fit in shared memory.
+/// input width is a whole number of 16-byte vectors and whose staged inputs fit in shared memory, of
+/// a model without sandwich norms (the O and down GEMVs add into the residual stream in their
+/// epilogues, before a whole output row exists to be normed).
 pub fn fits(m: &Model<'_>, call: &Call) -> bool {
     let rows = call.rows();
     let e = m.precision.bytes_per_element();
-    // `dec_qkv` ropes each q/k pair in its GEMV epilogue, before a whole head exists to be normed.
-    !m.layer.qk_norm
+    !m.layer.sandwich
         && call.is_decode()
         && rows <= GEMV_MAX_ROWS
         && input_widths(m)
@@ -79,6 +81,8 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
         let kv = *cache
             .get(i)
             .ok_or_else(|| no_cache(&format!("decode step of layer {i}")))?;
+        let (cos_t, sin_t) = m.rope_of(i);
+        let qk_norm = layer.qk_norm.as_ref();
         let qkv = DecQkv {
             w: m.mat(&layer.qkv),
             x: s.x.view(),
@@ -87,20 +91,39 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
             bias: m.opt_vec(&layer.qkv_bias),
             pos: s.positions(),
             step: s.step(),
-            cos_t: m.rope_cos(),
-            sin_t: m.rope_sin(),
-            q: s.q.view_mut(),
+            cos_t,
+            sin_t,
+            // With q/k norms the unrotated QKV row, for head_norm and qkv_rope.
+            q: match qk_norm {
+                Some(_) => s.qkv.view_mut(),
+                None => s.q.view_mut(),
+            },
             new_k: s.new_k.view_mut(),
             new_v: s.new_v.view_mut(),
             cache_k: kv.k,
             cache_v: kv.v,
             max_seq,
+            window: m.window_of(i) as i32,
             m: m_rows,
             trace: m.trace,
             slot: slot(Kind::Qkv, i) as i32,
         };
         gemv(m, &k.qkv, h, rows, &qkv)?;
-        attention(m, s, call, Some(kv), slot(Kind::Attention, i))?;
+        if let Some((wq, wk)) = qk_norm {
+            let heads = (spec.num_heads + spec.num_kv_heads) as u32;
+            HeadNorm {
+                qkv: s.qkv.view_mut(),
+                wq: m.vec(wq),
+                wk: m.vec(wk),
+            }
+            .launch(
+                &m.stream(),
+                &m.k.head_norm,
+                Grid::new((rows as u32, heads, 1), 32),
+            )?;
+            qkv_rope(m, s, call, None, Some(kv), i)?;
+        }
+        attention(m, s, call, Some(kv), i, slot(Kind::Attention, i))?;
         let o = DecO {
             w: m.mat(&layer.o),
             a: s.attn.view(),

@@ -4,11 +4,11 @@
 //! memory only, so the same launches, captured once into a CUDA graph, serve every decode step.
 
 use super::device::Gpu;
-use super::fused_layer::FusedLayer;
+use super::fused_layer::{FusedLayer, LayerPositions};
 use super::gemm::{GemmChoice, GemmShape, Lt, default_choice};
 use super::kernels::{DECODE_CHUNK, Kernels, tc_prefill_supported};
 use super::launch::{Grid, Stream};
-use super::launchers::{Argmax, AttnDecode, AttnPrefill, Embed, Gemv, QkvRope};
+use super::launchers::{Argmax, AttnDecode, AttnPrefill, Embed, Gemv, KvRingStore, QkvRope};
 use super::memory::{DevBuf, DevSlice, DevSliceMut, Mark, Stored};
 use super::scratch::{Scratch, decode_splits};
 use super::weights::{Layout, Mat, Vf};
@@ -33,8 +33,11 @@ pub struct Model<'a> {
     pub mats: &'a DevBuf<Stored>,
     /// Every norm weight and bias of the layout.
     pub vecs: &'a DevBuf<f32>,
-    /// `(cos, sin)` tables, `[max_seq, head_dim / 2]`; absent for learned positions.
-    pub rope: Option<(DevSlice<'a, f32>, DevSlice<'a, f32>)>,
+    /// `(cos, sin)` tables, `[max_seq, head_dim / 2]`, of each rotary embedding of the plan
+    /// (`ModelPlan::rotaries`); none for learned positions.
+    pub rope: &'a [(DevBuf<f32>, DevBuf<f32>)],
+    /// Each layer's window and rotary embedding.
+    pub positions: &'a [LayerPositions],
     pub max_seq: usize,
     pub choices: &'a BTreeMap<GemmShape, GemmChoice>,
     /// Launch with programmatic dependent launch (sm_90+, fused decode path only).
@@ -70,14 +73,19 @@ impl<'a> Model<'a> {
         v.as_ref().map(|v| self.vec(v))
     }
 
-    /// The RoPE cosine table, where the model rotates.
-    pub fn rope_cos(&self) -> Option<DevSlice<'a, f32>> {
-        self.rope.map(|r| r.0)
+    /// The RoPE cosine and sine tables of `layer`, where the model rotates.
+    pub fn rope_of(&self, layer: usize) -> (Option<DevSlice<'a, f32>>, Option<DevSlice<'a, f32>>) {
+        let tables = self
+            .positions
+            .get(layer)
+            .and_then(|p| p.rotary)
+            .and_then(|r| self.rope.get(r));
+        (tables.map(|t| t.0.view()), tables.map(|t| t.1.view()))
     }
 
-    /// The RoPE sine table, where the model rotates.
-    pub fn rope_sin(&self) -> Option<DevSlice<'a, f32>> {
-        self.rope.map(|r| r.1)
+    /// The sliding window of `layer` (its cache a ring of that many positions), 0 for none.
+    pub fn window_of(&self, layer: usize) -> usize {
+        self.positions.get(layer).map_or(0, |p| p.window)
     }
 }
 
@@ -191,9 +199,11 @@ pub fn attention(
     s: &Scratch,
     call: &Call,
     kv: Option<LayerKv<'_>>,
+    layer: usize,
     slot: usize,
 ) -> Result<()> {
     let spec = m.spec;
+    let window = m.window_of(layer) as i32;
     let mode = match call.mode {
         CacheMode::StaticV1 => 0,
         CacheMode::StaticV2 => 1,
@@ -216,6 +226,7 @@ pub fn attention(
             out: s.attn.view_mut(),
             max_seq: m.max_seq as i32,
             mode,
+            window,
             trace: m.trace,
             slot: slot as i32,
         }
@@ -236,6 +247,7 @@ pub fn attention(
             seq_len: call.seq_len as i32,
             max_seq: m.max_seq as i32,
             mode,
+            window,
         };
         let heads = spec.num_heads as u32;
         if tc_prefill_supported(spec, m.precision) && m.gpu.sm >= 80 {
@@ -259,26 +271,30 @@ fn rope_items(spec: &ModelSpec) -> usize {
     (spec.num_heads + spec.num_kv_heads) * spec.head_dim / 2 + spec.kv_dim()
 }
 
-/// Fused RoPE + bias + KV write of one layer (`kv` absent in mode none).
+/// Fused RoPE + bias + KV write of one layer (`kv` absent in mode none). A windowed layer's
+/// multi-token step leaves its ring to [`ring_store`], after the attention.
 pub fn qkv_rope(
     m: &Model<'_>,
     s: &Scratch,
     call: &Call,
     bias: Option<DevSlice<'_, f32>>,
     kv: Option<LayerKv<'_>>,
+    layer: usize,
 ) -> Result<()> {
     let grid = (
         call.rows() as u32,
         rope_items(m.spec).div_ceil(256) as u32,
         1,
     );
+    let window = m.window_of(layer);
+    let (cos_t, sin_t) = m.rope_of(layer);
     QkvRope {
         qkv: s.qkv.view(),
         bias,
         pos: s.positions(),
         step: s.step(),
-        cos_t: m.rope_cos(),
-        sin_t: m.rope_sin(),
+        cos_t,
+        sin_t,
         q: s.q.view_mut(),
         new_k: s.new_k.view_mut(),
         new_v: s.new_v.view_mut(),
@@ -286,9 +302,37 @@ pub fn qkv_rope(
         cache_v: kv.map(|kv| kv.v),
         seq_len: call.seq_len as i32,
         max_seq: m.max_seq as i32,
-        write_cache: (call.mode != CacheMode::None) as i32,
+        write_cache: (call.mode != CacheMode::None && (window == 0 || call.seq_len == 1)) as i32,
+        window: window as i32,
     }
     .launch(&m.stream(), &m.k.qkv_rope, Grid::new(grid, 256))
+}
+
+/// After the attention of a windowed layer's multi-token step: the step's K/V rows its ring keeps
+/// (nothing for other layers, one-token steps, or without a cache).
+pub fn ring_store(
+    m: &Model<'_>,
+    s: &Scratch,
+    call: &Call,
+    kv: Option<LayerKv<'_>>,
+    layer: usize,
+) -> Result<()> {
+    let window = m.window_of(layer);
+    let Some(kv) = kv else { return Ok(()) };
+    if window == 0 || call.seq_len == 1 || call.mode == CacheMode::None {
+        return Ok(());
+    }
+    let grid = (call.rows() as u32, m.spec.kv_dim().div_ceil(256) as u32, 1);
+    KvRingStore {
+        new_k: s.new_k.view(),
+        new_v: s.new_v.view(),
+        step: s.step(),
+        cache_k: kv.k,
+        cache_v: kv.v,
+        seq_len: call.seq_len as i32,
+        window: window as i32,
+    }
+    .launch(&m.stream(), &m.k.kv_ring_store, Grid::new(grid, 256))
 }
 
 /// Token (and learned position) embedding into the residual stream.

@@ -17,10 +17,47 @@ pub struct FusedLayer {
     pub eps: f32,
     /// Rotary q and k (else positions are learned and added to the embedding).
     pub rope: bool,
-    /// `silu(gate) * up` over `[gate | up]` (else `gelu_new` of `fc`).
-    pub swiglu: bool,
+    /// A gated MLP, `act(gate) * up` over `[gate | up]` (else `gelu_new` of `fc`).
+    pub gated: bool,
+    /// The gate's activation is `gelu_tanh` (GeGLU) rather than `silu` (SwiGLU).
+    pub gelu_gate: bool,
     /// Per-head RMSNorm of q and k after the QKV projection (`head_norm.cu`).
     pub qk_norm: bool,
+    /// Each half's output is normalised again before the residual add (Gemma 3's sandwich norms).
+    pub sandwich: bool,
+    /// The factor on `q · k` (`1/sqrt(head_dim)` unless the config sets another).
+    pub scale: f32,
+    /// The factor on the token embeddings (Gemma's `sqrt(hidden)`), where the model has one.
+    pub embed_scale: Option<f32>,
+}
+
+/// What one layer's attention sees and how it rotates, where layers of one model differ (Gemma 3's
+/// local and global layers): the kernels take it at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerPositions {
+    /// The sliding window (its cache is a ring of this many positions), or 0 for every earlier key.
+    pub window: usize,
+    /// Index of the layer's rotary embedding in `ModelPlan::rotaries` (absent for learned positions).
+    pub rotary: Option<usize>,
+}
+
+/// Each layer's window and rotary embedding in `plan` (over the cache it runs on: see
+/// `ModelPlan::within`).
+pub fn layer_positions(plan: &ModelPlan) -> Vec<LayerPositions> {
+    let rotaries = plan.rotaries();
+    plan.layers
+        .iter()
+        .map(|l| LayerPositions {
+            window: match l.attention.window {
+                Window::Full => 0,
+                Window::Sliding(w) => w,
+            },
+            rotary: l
+                .attention
+                .rotary
+                .and_then(|r| rotaries.iter().position(|x| *x == r)),
+        })
+        .collect()
 }
 
 impl FusedLayer {
@@ -31,47 +68,42 @@ impl FusedLayer {
                 "the CUDA backend cannot run {name}: {what}"
             )))
         };
-        let layer: &LayerPlan = match (plan.layers.is_empty(), plan.uniform_layer()) {
+        let layer: &LayerPlan = match (plan.layers.is_empty(), plan.uniform_layer_but_positions()) {
             (true, _) => return Err(unsupported("it has no layers".into())),
             (false, Some(l)) => l,
             (false, None) => {
                 return Err(unsupported(
-                    "its layers differ, and the fused kernels are compiled for one layer".into(),
-                ));
-            }
-        };
-        match layer.residual {
-            Residual::PreNorm => {}
-            Residual::Sandwich { .. } => {
-                return Err(unsupported(
-                    "its layers normalise each half's output before the residual add (sandwich \
-                     norms), which the fused kernels do not"
+                    "its layers differ in more than their window and rotary embedding, and the \
+                     fused kernels are compiled for one layer"
                         .into(),
                 ));
             }
-        }
-        match layer.attention.window {
-            Window::Full => {}
-            Window::Sliding(w) => {
-                return Err(unsupported(format!(
-                    "its attention slides over a window of {w} keys, shorter than the cache, and \
-                     the CUDA attention kernels see every earlier key (a cache of at most {w} \
-                     positions would do)"
-                )));
+        };
+        let mut norms = vec![&layer.attn_norm, &layer.mlp_norm, &plan.final_norm];
+        let sandwich = match &layer.residual {
+            Residual::PreNorm => false,
+            Residual::Sandwich {
+                post_attn_norm,
+                post_mlp_norm,
+            } => {
+                norms.extend([post_attn_norm, post_mlp_norm]);
+                if layer.o.bias || layer.down.bias {
+                    return Err(unsupported(
+                        "its sandwich norms follow biased projections, and the kernels add the \
+                         bias after the norm"
+                            .into(),
+                    ));
+                }
+                if post_attn_norm.kind != NormKind::RmsNorm {
+                    return Err(unsupported(
+                        "its sandwich norms are LayerNorms; the kernels normalise each half's \
+                         output with RMSNorm"
+                            .into(),
+                    ));
+                }
+                true
             }
-        }
-        let default_scale = 1.0 / (layer.attention.head_dim as f64).sqrt();
-        if layer.attention.scale != default_scale {
-            return Err(unsupported(format!(
-                "its attention scale {} is not 1/sqrt(head_dim)",
-                layer.attention.scale
-            )));
-        }
-        if let Some(s) = plan.embed_scale {
-            return Err(unsupported(format!(
-                "its embeddings are scaled by {s}, which the embedding kernel does not do"
-            )));
-        }
+        };
         if let Some(n) = &layer.attention.qk_norm {
             let rms = |p: &NormPlan| p.kind == NormKind::RmsNorm && p.eps == plan.final_norm.eps;
             if !rms(&n.q) || !rms(&n.k) {
@@ -87,7 +119,6 @@ impl FusedLayer {
                 ));
             }
         }
-        let norms = [&layer.attn_norm, &layer.mlp_norm, &plan.final_norm];
         if norms
             .iter()
             .any(|n| (n.kind, n.eps) != (plan.final_norm.kind, plan.final_norm.eps))
@@ -96,22 +127,21 @@ impl FusedLayer {
                 "its norms differ in kind or epsilon, and the kernels take one".into(),
             ));
         }
+        let (gated, gelu_gate) = match layer.activation {
+            Activation::SiluGated => (true, false),
+            Activation::GeluTanhGated => (true, true),
+            Activation::GeluTanh => (false, false),
+        };
         Ok(FusedLayer {
             rms: plan.final_norm.kind == NormKind::RmsNorm,
             eps: plan.final_norm.eps as f32,
             rope: layer.attention.rotary.is_some(),
-            swiglu: match layer.activation {
-                Activation::SiluGated => true,
-                Activation::GeluTanh => false,
-                Activation::GeluTanhGated => {
-                    return Err(unsupported(
-                        "its MLP is GeGLU (gelu_tanh(gate) * up), which the MLP kernel does not \
-                         implement"
-                            .into(),
-                    ));
-                }
-            },
+            gated,
+            gelu_gate,
             qk_norm: layer.attention.qk_norm.is_some(),
+            sandwich,
+            scale: layer.attention.scale as f32,
+            embed_scale: plan.embed_scale.map(|s| s as f32),
         })
     }
 }
@@ -129,10 +159,13 @@ mod tests {
     #[test]
     fn families_map_to_their_switches() {
         let l = FusedLayer::of("llama", &plan("Llama-3.2-1B-Instruct")).unwrap();
-        assert_eq!((l.rms, l.rope, l.swiglu), (true, true, true));
+        assert_eq!(
+            (l.rms, l.rope, l.gated, l.gelu_gate),
+            (true, true, true, false)
+        );
         assert_eq!(l.eps, 1e-5);
         let g = FusedLayer::of("gpt2", &plan("gpt2")).unwrap();
-        assert_eq!((g.rms, g.rope, g.swiglu), (false, false, false));
+        assert_eq!((g.rms, g.rope, g.gated), (false, false, false));
     }
 
     #[test]
@@ -156,7 +189,7 @@ mod tests {
     fn per_head_q_k_norms_map_to_the_head_norm_kernel() {
         let q = FusedLayer::of("Qwen3-0.6B", &plan("Qwen3-0.6B")).unwrap();
         assert_eq!(
-            (q.rms, q.rope, q.swiglu, q.qk_norm),
+            (q.rms, q.rope, q.gated, q.qk_norm),
             (true, true, true, true)
         );
         assert!(
@@ -172,20 +205,48 @@ mod tests {
         assert!(e.contains("Qwen3-0.6B") && e.contains("biased"), "{e}");
     }
 
-    /// A window is full attention over a cache no longer than it; over a longer cache it is refused
-    /// naming the window. Gemma 3's local and global layers differ, which one set of kernels is not.
+    /// A window is full attention over a cache no longer than it, and a ring with the window masked
+    /// over a longer one; Gemma 3's local and global layers differ only in their window and rotary
+    /// embedding, which the kernels take per layer.
     #[test]
-    fn windows_run_only_where_they_cover_the_cache() {
+    fn windows_and_rotaries_are_per_layer() {
         let p = plan("tiny-mistral-window");
         assert!(FusedLayer::of("w", &p.clone().within(8)).is_ok());
-        let e = FusedLayer::of("w", &p.within(9)).unwrap_err().to_string();
-        assert!(e.contains("window of 8 keys"), "{e}");
-        let e = FusedLayer::of("g", &plan("tiny-gemma3").within(64)).unwrap_err();
-        assert!(e.to_string().contains("layers differ"), "{e}");
-        // One Gemma layer alone is still refused by name, for its sandwich norms.
-        let mut g = plan("tiny-gemma3").within(8);
-        g.layers.truncate(1);
-        let e = FusedLayer::of("g", &g).unwrap_err();
-        assert!(e.to_string().contains("sandwich"), "{e}");
+        assert!(
+            layer_positions(&p.clone().within(8))
+                .iter()
+                .all(|l| l.window == 0 && l.rotary == Some(0))
+        );
+        assert!(FusedLayer::of("w", &p.clone().within(9)).is_ok());
+        assert!(layer_positions(&p.within(9)).iter().all(|l| l.window == 8));
+
+        let g = plan("tiny-gemma3").within(64);
+        let l = FusedLayer::of("g", &g).unwrap();
+        assert!(
+            l.sandwich && l.gated && l.gelu_gate && l.rms && l.qk_norm,
+            "{l:?}"
+        );
+        assert_eq!(l.embed_scale, g.embed_scale.map(|s| s as f32));
+        let positions = layer_positions(&g);
+        assert_eq!(g.rotaries().len(), 2);
+        for (layer, at) in g.layers.iter().zip(&positions) {
+            match layer.attention.window {
+                Window::Sliding(w) => assert_eq!((at.window, at.rotary), (w, Some(1 - global(&g)))),
+                Window::Full => assert_eq!((at.window, at.rotary), (0, Some(global(&g)))),
+            }
+        }
+        assert!(positions.iter().any(|p| p.window == 0));
+        assert!(positions.iter().any(|p| p.window > 0));
+    }
+
+    /// Index of the global (full-attention) layers' rotary in `g.rotaries()`.
+    fn global(g: &ModelPlan) -> usize {
+        let full = g
+            .layers
+            .iter()
+            .find(|l| l.attention.window == Window::Full)
+            .and_then(|l| l.attention.rotary)
+            .unwrap();
+        g.rotaries().iter().position(|r| *r == full).unwrap()
     }
 }

@@ -7,7 +7,7 @@ use super::fused_layer::FusedLayer;
 use super::launch::{Function, Kernel};
 use super::launchers::{
     Activation, AddNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO, DecQkv, DecUp,
-    Embed, Gemv, HeadNorm, QkvRope, SampleTopK,
+    Embed, Gemv, HeadNorm, KvRingStore, PostNorm, QkvRope, SampleTopK,
 };
 use crate::backend_error::BackendError;
 use crate::plan::ModelPlan;
@@ -41,10 +41,17 @@ pub struct KernelConsts {
     pub eps: String,
     pub rms: bool,
     pub rope: bool,
-    /// SwiGLU MLP (`[gate | up]` then down) rather than GPT-2's `fc` + gelu_new.
-    pub swiglu: bool,
-    /// `1 / sqrt(head_dim)` as a C float literal.
+    /// A gated MLP (`[gate | up]` then down) rather than GPT-2's `fc` + gelu_new.
+    pub gated: bool,
+    /// The gate's activation is gelu_tanh (GeGLU), else silu (SwiGLU).
+    pub gelu_gate: bool,
+    /// Per-head q/k norms: the fused decode QKV kernel leaves q, k and v unrotated for `head_norm`
+    /// and `qkv_rope`.
+    pub qk_norm: bool,
+    /// The attention's factor on `q · k` as a C float literal.
     pub scale: String,
+    /// The factor on token embeddings as a C float literal, or empty for none.
+    pub embed_scale: String,
     pub decode_chunk: usize,
     pub gemv_max_rows: usize,
     /// 16-byte weight vectors each lane of a decode GEMV loads per step (4, 8 or 16).
@@ -81,8 +88,11 @@ impl KernelConsts {
             eps: c_float(layer.eps),
             rms: layer.rms,
             rope: layer.rope,
-            swiglu: layer.swiglu,
-            scale: c_float(1.0 / (spec.head_dim as f32).sqrt()),
+            gated: layer.gated,
+            gelu_gate: layer.gelu_gate,
+            qk_norm: layer.qk_norm,
+            scale: c_float(layer.scale),
+            embed_scale: layer.embed_scale.map(c_float).unwrap_or_default(),
             decode_chunk: DECODE_CHUNK,
             gemv_max_rows: GEMV_MAX_ROWS,
             decode_vps: decode_vps(spec),
@@ -117,9 +127,9 @@ pub fn env_usize(var: &str, allowed: impl Fn(usize) -> bool) -> Option<usize> {
         .filter(|&v| allowed(v))
 }
 
-/// Largest head size the tensor-core prefill attention takes (its K/V tiles stay in 48 KB of static
-/// shared memory and its accumulators in registers).
-pub const TC_MAX_HEAD_DIM: usize = 128;
+/// Largest head size the tensor-core prefill attention takes (its K/V tiles, of 32 keys above a head
+/// size of 128, stay in 48 KB of static shared memory and its accumulators in registers).
+pub const TC_MAX_HEAD_DIM: usize = 256;
 
 /// Whether prefill attention of this model/precision runs on tensor cores (`attn_prefill_tc`, given a
 /// GPU of sm_80 or newer): 16-bit storage and a head size that is a multiple of 16, at most
@@ -157,12 +167,12 @@ kernel_template!(SampleCu, "kernels/sample.cu");
 
 /// The kernel modules and the functions each defines.
 pub const MODULES: [(&str, &[&str]); 10] = [
-    ("norm", &["embed", "add_norm"]),
+    ("norm", &["embed", "add_norm", "post_norm"]),
     ("head_norm", &["head_norm"]),
-    ("rope_kv", &["qkv_rope"]),
+    ("rope_kv", &["qkv_rope", "kv_ring_store"]),
     ("attention", &["attn_prefill", "attn_decode"]),
     ("attn_prefill_tc", &["attn_prefill_tc"]),
-    ("mlp", &["swiglu", "gelu_bias"]),
+    ("mlp", &["glu", "gelu_bias"]),
     ("gemv", &["gemv"]),
     (
         "decode",
@@ -247,7 +257,7 @@ pub fn render(
 /// parameters, launch geometry). Stored with the PTX in engine files; a file with other kernels is
 /// refused by name rather than launched with the wrong arguments. Raised with every change to a
 /// kernel's name, parameters or launch geometry, or to the set of modules.
-pub const KERNEL_ABI: u32 = 5;
+pub const KERNEL_ABI: u32 = 6;
 
 /// Compiled PTX of every module for one compute capability (stored in the engine file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -339,13 +349,18 @@ fn dump(build: &str, name: &str, src: &str, ptx: &str) {
 pub struct Kernels {
     pub embed: Function<Embed<'static>>,
     pub add_norm: Function<AddNorm<'static>>,
+    /// The sandwich norm of one half's output, in place.
+    pub post_norm: Function<PostNorm<'static>>,
     pub head_norm: Function<HeadNorm<'static>>,
     pub qkv_rope: Function<QkvRope<'static>>,
+    /// A windowed layer's K/V rows into its ring after a multi-token step's attention.
+    pub kv_ring_store: Function<KvRingStore<'static>>,
     pub attn_prefill: Function<AttnPrefill<'static>>,
     /// Tensor-core prefill attention (a stub unless [`tc_prefill_supported`]).
     pub attn_prefill_tc: Function<AttnPrefill<'static>>,
     pub attn_decode: Function<AttnDecode<'static>>,
-    pub swiglu: Function<Activation<'static>>,
+    /// The gated MLP's activation (SwiGLU or GeGLU).
+    pub glu: Function<Activation<'static>>,
     pub gelu_bias: Function<Activation<'static>>,
     pub gemv: Function<Gemv<'static>>,
     /// The fused decode kernels for one token row, and for up to `GEMV_MAX_ROWS` rows.
@@ -385,12 +400,14 @@ impl Kernels {
         Ok(Kernels {
             embed: typed(&mut take, "embed")?,
             add_norm: typed(&mut take, "add_norm")?,
+            post_norm: typed(&mut take, "post_norm")?,
             head_norm: typed(&mut take, "head_norm")?,
             qkv_rope: typed(&mut take, "qkv_rope")?,
+            kv_ring_store: typed(&mut take, "kv_ring_store")?,
             attn_prefill: typed(&mut take, "attn_prefill")?,
             attn_prefill_tc: typed(&mut take, "attn_prefill_tc")?,
             attn_decode: typed(&mut take, "attn_decode")?,
-            swiglu: typed(&mut take, "swiglu")?,
+            glu: typed(&mut take, "glu")?,
             gelu_bias: typed(&mut take, "gelu_bias")?,
             gemv: typed(&mut take, "gemv")?,
             dec1: DecodeKernels::take(0, &mut take)?,
@@ -485,9 +502,9 @@ mod tests {
         assert_eq!(decode_vps(&spec("Qwen2.5-0.5B-Instruct")), 8);
         assert_eq!(decode_vps(&spec("Llama-3.1-8B-Instruct")), 16);
         let c = KernelConsts::new(&spec("Llama-3.1-8B-Instruct"), Precision::Fp16, 2048).unwrap();
-        assert_eq!((c.decode_vps, c.swiglu), (16, true));
+        assert_eq!((c.decode_vps, c.gated), (16, true));
         let g = KernelConsts::new(&spec("gpt2"), Precision::Fp16, 1024).unwrap();
-        assert_eq!((g.decode_vps, g.swiglu, g.rope), (8, false, false));
+        assert_eq!((g.decode_vps, g.gated, g.rope), (8, false, false));
     }
 
     #[test]

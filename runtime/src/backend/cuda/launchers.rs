@@ -106,6 +106,26 @@ launchers! {
         seq_len: i32,
         max_seq: i32,
         write_cache: i32,
+        /// The layer's sliding window (its cache a ring of that many slots), 0 for none.
+        window: i32,
+    }
+
+    /// `kv_ring_store` (rope_kv.cu): a windowed layer's multi-token step, after its attention: the
+    /// step's last `window` K/V rows into their ring slots.
+    KvRingStore ["kv_ring_store"] {
+        new_k: DevSlice<'a, Stored>,
+        new_v: DevSlice<'a, Stored>,
+        step: DevSlice<'a, i32>,
+        cache_k: DevSliceMut<'a, Stored>,
+        cache_v: DevSliceMut<'a, Stored>,
+        seq_len: i32,
+        window: i32,
+    }
+
+    /// `post_norm` (norm.cu): `x = rmsnorm(x) * w` per row, in place (a sandwich norm).
+    PostNorm ["post_norm"] {
+        x: DevSliceMut<'a, f32>,
+        w: DevSlice<'a, f32>,
     }
 
     /// `attn_prefill` (attention.cu, on CUDA cores) and `attn_prefill_tc` (attn_prefill_tc.cu, on
@@ -121,6 +141,8 @@ launchers! {
         seq_len: i32,
         max_seq: i32,
         mode: i32,
+        /// The layer's sliding window, 0 for none.
+        window: i32,
     }
 
     /// `attn_decode` (attention.cu): one query row per sequence over 128-key splits, the combine
@@ -139,13 +161,15 @@ launchers! {
         out: DevSliceMut<'a, Stored>,
         max_seq: i32,
         mode: i32,
+        /// The layer's sliding window, 0 for none.
+        window: i32,
         trace: Option<DevSliceMut<'a, Mark>>,
         slot: i32,
     }
 
-    /// `swiglu` and `gelu_bias` (mlp.cu): the activation of the first MLP projection.
-    Activation ["swiglu", "gelu_bias"] {
-        /// `[gate | up]` (SwiGLU) or `fc` (GELU) rows.
+    /// `glu` and `gelu_bias` (mlp.cu): the activation of the first MLP projection.
+    Activation ["glu", "gelu_bias"] {
+        /// `[gate | up]` (SwiGLU, GeGLU) or `fc` (GELU) rows.
         x: DevSlice<'a, f32>,
         bias: Option<DevSlice<'a, f32>>,
         out: DevSliceMut<'a, Stored>,
@@ -183,6 +207,8 @@ launchers! {
         cache_k: DevSliceMut<'a, Stored>,
         cache_v: DevSliceMut<'a, Stored>,
         max_seq: i32,
+        /// The layer's sliding window, 0 for none.
+        window: i32,
         m: i32,
         trace: Option<DevSliceMut<'a, Mark>>,
         slot: i32,

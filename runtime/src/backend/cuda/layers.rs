@@ -1,13 +1,16 @@
 //! The general layer loop (prefill, multi-token steps, and decode when the fused path does not fit):
 //! per layer fused residual-add + norm → QKV GEMM → (per-head q/k norms) → bias + RoPE + KV write →
-//! attention → O GEMM →
-//! fused residual-add + norm → gate/up (or fc) GEMM → activation → down GEMM; final norm; lm_head over
-//! the last row of each sequence (read in place through the GEMM's leading dimension); argmax.
+//! attention (→ a windowed layer's ring write) → O GEMM (→ sandwich norm) →
+//! fused residual-add + norm → gate/up (or fc) GEMM → activation → down GEMM (→ sandwich norm); final
+//! norm; lm_head over the last row of each sequence (read in place through the GEMM's leading
+//! dimension); argmax.
 
-use super::forward::{Call, LayerKv, Model, argmax, attention, embed, gemm, norm_block, qkv_rope};
+use super::forward::{
+    Call, LayerKv, Model, argmax, attention, embed, gemm, norm_block, qkv_rope, ring_store,
+};
 use super::gemm::Lt;
 use super::launch::Grid;
-use super::launchers::{Activation, AddNorm, HeadNorm};
+use super::launchers::{Activation, AddNorm, HeadNorm, PostNorm};
 use super::scratch::Scratch;
 use super::weights::Vf;
 use crate::Result;
@@ -52,13 +55,17 @@ pub fn encode_unfused(
             )?;
         }
         let kv = cache.get(i).copied();
-        qkv_rope(m, s, call, m.opt_vec(&layer.qkv_bias), kv)?;
-        attention(m, s, call, kv, 0)?;
+        qkv_rope(m, s, call, m.opt_vec(&layer.qkv_bias), kv, i)?;
+        attention(m, s, call, kv, i, 0)?;
+        ring_store(m, s, call, kv, i)?;
         gemm(m, lt, &layer.o, s.attn.view(), qd, rows, s.delta.view_mut())?;
+        if let Some((post_attn, _)) = &layer.post_norms {
+            post_norm(m, s, rows, post_attn)?;
+        }
         add_norm(m, s, rows, true, &layer.o_bias, &layer.mlp_norm)?;
         gemm(m, lt, &layer.up, s.normed.view(), h, rows, s.up.view_mut())?;
-        let act = match m.layer.swiglu {
-            true => &m.k.swiglu,
+        let act = match m.layer.gated {
+            true => &m.k.glu,
             false => &m.k.gelu_bias,
         };
         let n = rows * spec.intermediate_size;
@@ -82,6 +89,9 @@ pub fn encode_unfused(
             rows,
             s.delta.view_mut(),
         )?;
+        if let Some((_, post_mlp)) = &layer.post_norms {
+            post_norm(m, s, rows, post_mlp)?;
+        }
         pending_bias = layer.down_bias;
     }
     add_norm(
@@ -141,6 +151,19 @@ fn add_norm(
     .launch(
         &m.stream(),
         &m.k.add_norm,
+        Grid::new((rows as u32, 1, 1), norm_block(m.spec.hidden_size)),
+    )
+}
+
+/// `delta = rmsnorm(delta) * w` for every row: a sandwich norm of one half's output.
+fn post_norm(m: &Model<'_>, s: &Scratch, rows: usize, w: &Vf) -> Result<()> {
+    PostNorm {
+        x: s.delta.view_mut(),
+        w: m.vec(w),
+    }
+    .launch(
+        &m.stream(),
+        &m.k.post_norm,
         Grid::new((rows as u32, 1, 1), norm_block(m.spec.hidden_size)),
     )
 }

@@ -68,14 +68,14 @@ use crate::options::{BuildOptions, DeviceChoice};
 use crate::plan::ModelPlan;
 use crate::progress::Progress;
 use crate::sample::Sampler;
-use crate::spec::{ModelSpec, Positions};
+use crate::spec::ModelSpec;
 use crate::step::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
 use crate::weights::WeightMap;
 use crate::{Error, Result};
 use cudarc::driver::CudaGraph;
 use device::Gpu;
 use forward::Call;
-use fused_layer::FusedLayer;
+use fused_layer::{FusedLayer, LayerPositions};
 use gemm::{GemmChoice, GemmShape, Lt};
 use graph::GraphCache;
 use kernels::{CompiledKernels, Kernels};
@@ -97,7 +97,9 @@ pub struct CudaBackend {
     layout: Layout,
     mats: DevBuf<Stored>,
     vecs: DevBuf<f32>,
-    rope: Option<(DevBuf<f32>, DevBuf<f32>)>,
+    /// Each layer's window and rotary embedding (`fused_layer::layer_positions`).
+    positions: Vec<LayerPositions>,
+    rope: Vec<(DevBuf<f32>, DevBuf<f32>)>,
     scratch: Option<Scratch>,
     graphs: GraphCache<CudaGraph>,
     /// Programmatic dependent launch in the fused decode path (sm_90+, unless `LLMFORGE_CUDA_PDL=0`).
@@ -138,9 +140,9 @@ fn check_spec(spec: &ModelSpec, options: &BuildOptions) -> Result<FusedLayer> {
         )));
     }
     // Key and value rows are read as whole 16-byte vectors (8 halves, 4 floats).
-    if spec.head_dim > 128 || !spec.head_dim.is_multiple_of(8) || spec.head_dim == 0 {
+    if spec.head_dim > 256 || !spec.head_dim.is_multiple_of(8) || spec.head_dim == 0 {
         return Err(Error::Backend(BackendError::Unsupported(format!(
-            "{}: head_dim {} is not supported by the CUDA kernels (a multiple of 8, at most 128)",
+            "{}: head_dim {} is not supported by the CUDA kernels (a multiple of 8, at most 256)",
             spec.name, spec.head_dim
         ))));
     }
@@ -218,18 +220,19 @@ impl CudaBackend {
         let kernels = Kernels::load(&gpu, &compiled)?;
         let mats = gpu.upload_stored(options.precision, mats, "weights")?;
         let vecs = gpu.upload_bytes(vecs, "norm and bias vectors")?;
-        let rope = match crate::rope::inv_freq(&spec.positions, spec.head_dim) {
-            Some(f) if matches!(spec.positions, Positions::Rope { .. }) => {
-                // Fallible: the table length comes from the user's max_seq_len.
-                let (c, s) =
-                    crate::rope::try_tables(&f, options.max_seq_len).map_err(Error::invalid)?;
-                Some((
-                    gpu.upload::<f32>(&c, "rope cos")?,
-                    gpu.upload::<f32>(&s, "rope sin")?,
-                ))
-            }
-            _ => None,
-        };
+        let plan = ModelPlan::new(spec).within(options.max_seq_len);
+        let positions = fused_layer::layer_positions(&plan);
+        let mut rope = Vec::new();
+        for r in plan.rotaries() {
+            let f = crate::rope::rotary_inv_freq(&r, spec.head_dim);
+            // Fallible: the table length comes from the user's max_seq_len.
+            let (c, s) =
+                crate::rope::try_tables(&f, options.max_seq_len).map_err(Error::invalid)?;
+            rope.push((
+                gpu.upload::<f32>(&c, "rope cos")?,
+                gpu.upload::<f32>(&s, "rope sin")?,
+            ));
+        }
         let lt = Lt::new(&gpu, options.precision)?;
         let gpu_sm = gpu.sm;
         let trace = if trace::enabled() {
@@ -249,6 +252,7 @@ impl CudaBackend {
             layout,
             mats,
             vecs,
+            positions,
             rope,
             scratch: None,
             graphs: GraphCache::default(),
@@ -443,7 +447,7 @@ mod tests {
 
     #[test]
     fn head_sizes_the_kernels_cannot_take_are_refused_by_name() {
-        for head_dim in [0, 12, 136] {
+        for head_dim in [0, 12, 264] {
             let mut spec = tiny();
             spec.head_dim = head_dim;
             let err = check_spec(&spec, &options(64)).expect_err("unsupported head_dim");

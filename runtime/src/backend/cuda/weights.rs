@@ -4,7 +4,7 @@
 //! of the spec and precision, so the engine file stores only the two buffers and re-derives it.
 
 use crate::format::WeightFormat;
-use crate::plan::{LinearPlan, ModelPlan, NormPlan};
+use crate::plan::{LinearPlan, ModelPlan, NormPlan, Residual};
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
 use crate::weights::{HostTensor, TensorData, WeightMap};
@@ -46,6 +46,8 @@ pub struct LayerLayout {
     /// `down` or `proj`.
     pub down: Mat,
     pub down_bias: Option<Vf>,
+    /// The sandwich norms' gains (after attention, after the MLP), when planned.
+    pub post_norms: Option<(Vf, Vf)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,9 +149,17 @@ fn build(spec: &ModelSpec, precision: Precision) -> (Layout, Builder) {
             .as_ref()
             .map(|n| (b.norm(&n.q).0, b.norm(&n.k).0));
         let (o, o_bias) = b.linear(&l.o);
+        let post_attn = match &l.residual {
+            Residual::PreNorm => None,
+            Residual::Sandwich { post_attn_norm, .. } => Some(b.norm(post_attn_norm).0),
+        };
         let mlp_norm = b.norm(&l.mlp_norm);
         let (up, up_bias) = b.linear(&l.up);
         let (down, down_bias) = b.linear(&l.down);
+        let post_mlp = match &l.residual {
+            Residual::PreNorm => None,
+            Residual::Sandwich { post_mlp_norm, .. } => Some(b.norm(post_mlp_norm).0),
+        };
         layers.push(LayerLayout {
             attn_norm,
             qkv,
@@ -162,6 +172,7 @@ fn build(spec: &ModelSpec, precision: Precision) -> (Layout, Builder) {
             up_bias,
             down,
             down_bias,
+            post_norms: post_attn.zip(post_mlp),
         });
     }
     let final_norm = b.norm(&plan.final_norm);
