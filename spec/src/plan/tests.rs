@@ -169,9 +169,9 @@ fn layers_differing_only_in_positions_are_uniform_but_for_them() {
     let (_, plan) = plan("gemma-3-1b-it");
     assert!(plan.uniform_layer().is_none());
     assert!(plan.uniform_layer_but_positions().is_some());
-    let windows: std::collections::BTreeSet<_> =
-        plan.layers.iter().map(|l| l.attention.window).collect();
-    assert_eq!(windows.len(), 2);
+    let mut windows: Vec<_> = plan.layers.iter().map(|l| l.attention.window).collect();
+    windows.dedup();
+    assert!(windows.contains(&Window::Full) && windows.contains(&Window::Sliding(512)));
     assert_eq!(plan.rotaries().len(), 2);
     let (_, mut other) = self::plan("gemma-3-1b-it");
     other.layers[2].mlp_norm.eps = 1e-3;
