@@ -66,6 +66,19 @@ template <int MR> struct QkvEpi {
     }
 };
 
+{% if c.sandwich %}
+// With sandwich norms the half's output is normed before it joins the residual stream (add_post_norm,
+// once the whole row exists): y[m, u] = s (+ bias[u]).
+template <int N, int MR> struct AccEpi {
+    float* y;
+    const float* bias;
+    float b;
+    __device__ __forceinline__ void prepare(int u, int) { b = bias ? bias[u] : 0.0f; }
+    __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
+        for (int m = 0; m < MR && m < M; m++) y[(size_t)m * N + u] = s[0][m] + b;
+    }
+};
+{% else %}
 template <int N, int MR> struct AccEpi { // y[m, u] += s (+ bias[u])
     float* y;
     const float* bias;
@@ -78,6 +91,7 @@ template <int N, int MR> struct AccEpi { // y[m, u] += s (+ bias[u])
         for (int m = 0; m < MR && m < M; m++) y[(size_t)m * N + u] = y0[m] + (s[0][m] + b);
     }
 };
+{% endif %}
 
 template <int MR> struct GluEpi { // mid[m, u] = glu(gate + bias, up + bias)
     const float* bias;

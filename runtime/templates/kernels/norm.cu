@@ -85,7 +85,23 @@ extern "C" __global__ void post_norm(float* __restrict__ x, const float* __restr
     float inv = rsqrtf(block_sum(sq, red) / (float)HIDDEN + EPS);
     for (int i = threadIdx.x; i < HIDDEN; i += blockDim.x) xr[i] = xr[i] * inv * w[i];
 }
+
+// x[r] += RMSNorm(delta[r]) * w, one block per row: a sandwich norm of one half's output (the fused
+// decode GEMVs store it in delta) added to the residual stream.
+extern "C" __global__ void add_post_norm(float* __restrict__ x, const float* __restrict__ delta,
+                                         const float* __restrict__ w) {
+    __shared__ float red[32];
+    pdl_wait();
+    pdl_trigger();
+    const float* dr = delta + (size_t)blockIdx.x * HIDDEN;
+    float* xr = x + (size_t)blockIdx.x * HIDDEN;
+    float sq = 0.0f;
+    for (int i = threadIdx.x; i < HIDDEN; i += blockDim.x) sq += dr[i] * dr[i];
+    float inv = rsqrtf(block_sum(sq, red) / (float)HIDDEN + EPS);
+    for (int i = threadIdx.x; i < HIDDEN; i += blockDim.x) xr[i] += dr[i] * inv * w[i];
+}
 {% else %}
 // Sandwich norms are RMSNorms (fused_layer.rs): never launched for this model.
 extern "C" __global__ void post_norm(float* x, const float* w) {}
+extern "C" __global__ void add_post_norm(float* x, const float* delta, const float* w) {}
 {% endif %}

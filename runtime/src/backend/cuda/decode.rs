@@ -3,14 +3,16 @@
 //! `dec_qkv` (norm → QKV → bias + RoPE → q and the K/V cache rows; with per-head q/k norms, the
 //! unrotated row, then `head_norm` and `qkv_rope`) → `attn_decode` → `dec_o` (into the residual
 //! stream) → `dec_up` (norm → gate/up → SwiGLU or GeGLU, or fc → gelu) → `dec_down` (into the
-//! residual stream); then `dec_lm` (final norm → lm_head → logits and the fused argmax). Launched
+//! residual stream); with sandwich norms `dec_o` and `dec_down` store their output and
+//! `add_post_norm` adds its norm to the residual stream; then `dec_lm` (final norm → lm_head →
+//! logits and the fused argmax). Launched
 //! with programmatic dependent launch (where the GPU has it), each GEMV streams its first weights
 //! while its predecessor still runs.
 
 use super::forward::{Call, LayerKv, Model, attention, embed, no_cache, qkv_rope};
 use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps, env_usize};
 use super::launch::{Function, Grid, Kernel};
-use super::launchers::{DecDown, DecLm, DecO, DecQkv, DecUp, HeadNorm};
+use super::launchers::{AddPostNorm, DecDown, DecLm, DecO, DecQkv, DecUp, HeadNorm};
 use super::scratch::Scratch;
 use super::trace::{Kind, slot};
 use crate::Result;
@@ -33,14 +35,11 @@ fn input_widths(m: &Model<'_>) -> [usize; 3] {
 }
 
 /// Whether `call` can take the fused path: a decode step of at most `GEMV_MAX_ROWS` rows whose every
-/// input width is a whole number of 16-byte vectors and whose staged inputs fit in shared memory, of
-/// a model without sandwich norms (the O and down GEMVs add into the residual stream in their
-/// epilogues, before a whole output row exists to be normed).
+/// input width is a whole number of 16-byte vectors and whose staged inputs fit in shared memory.
 pub fn fits(m: &Model<'_>, call: &Call) -> bool {
     let rows = call.rows();
     let e = m.precision.bytes_per_element();
-    !m.layer.sandwich
-        && call.is_decode()
+    call.is_decode()
         && rows <= GEMV_MAX_ROWS
         && input_widths(m)
             .iter()
@@ -124,16 +123,24 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
             qkv_rope(m, s, call, None, Some(kv), i)?;
         }
         attention(m, s, call, Some(kv), i, slot(Kind::Attention, i))?;
+        // With sandwich norms the O and down outputs go to `delta`, normed into x by add_post_norm.
+        let out = || match layer.post_norms {
+            Some(_) => s.delta.view_mut(),
+            None => s.x.view_mut(),
+        };
         let o = DecO {
             w: m.mat(&layer.o),
             a: s.attn.view(),
-            x: s.x.view_mut(),
+            x: out(),
             bias: m.opt_vec(&layer.o_bias),
             m: m_rows,
             trace: m.trace,
             slot: slot(Kind::O, i) as i32,
         };
         gemv(m, &k.o, layer.o.cols, rows, &o)?;
+        if let Some((post_attn, _)) = &layer.post_norms {
+            add_post_norm(m, s, rows, post_attn)?;
+        }
         let up = DecUp {
             w: m.mat(&layer.up),
             x: s.x.view(),
@@ -149,13 +156,16 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
         let down = DecDown {
             w: m.mat(&layer.down),
             mid: s.mid.view(),
-            x: s.x.view_mut(),
+            x: out(),
             bias: m.opt_vec(&layer.down_bias),
             m: m_rows,
             trace: m.trace,
             slot: slot(Kind::Down, i) as i32,
         };
         gemv(m, &k.down, layer.down.cols, rows, &down)?;
+        if let Some((_, post_mlp)) = &layer.post_norms {
+            add_post_norm(m, s, rows, post_mlp)?;
+        }
     }
     // The greedy selection rides in the lm_head epilogue (atomicMax of argmax keys into `best`).
     let lm = DecLm {
@@ -171,4 +181,21 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
         slot: slot(Kind::LmHead, l.layers.len()) as i32,
     };
     gemv(m, &k.lm, h, rows, &lm)
+}
+
+/// `x += rmsnorm(delta) * w` for every row: a sandwich norm of the O or down GEMV's output.
+fn add_post_norm(m: &Model<'_>, s: &Scratch, rows: usize, w: &super::weights::Vf) -> Result<()> {
+    AddPostNorm {
+        x: s.x.view_mut(),
+        delta: s.delta.view(),
+        w: m.vec(w),
+    }
+    .launch(
+        &m.stream(),
+        &m.k.add_post_norm,
+        Grid::new(
+            (rows as u32, 1, 1),
+            super::forward::norm_block(m.spec.hidden_size),
+        ),
+    )
 }

@@ -6,8 +6,8 @@ use super::device::{Gpu, check_nvrtc, cuda_err};
 use super::fused_layer::FusedLayer;
 use super::launch::{Function, Kernel};
 use super::launchers::{
-    Activation, AddNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO, DecQkv, DecUp,
-    Embed, Gemv, HeadNorm, KvRingStore, PostNorm, QkvRope, SampleTopK,
+    Activation, AddNorm, AddPostNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO,
+    DecQkv, DecUp, Embed, Gemv, HeadNorm, KvRingStore, PostNorm, QkvRope, SampleTopK,
 };
 use crate::backend_error::BackendError;
 use crate::plan::ModelPlan;
@@ -52,6 +52,9 @@ pub struct KernelConsts {
     pub scale: String,
     /// The factor on token embeddings as a C float literal, or empty for none.
     pub embed_scale: String,
+    /// Sandwich norms: the fused decode O and down GEMVs store their output for `add_post_norm`
+    /// rather than add it to the residual stream.
+    pub sandwich: bool,
     pub decode_chunk: usize,
     pub gemv_max_rows: usize,
     /// 16-byte weight vectors each lane of a decode GEMV loads per step (4, 8 or 16).
@@ -93,6 +96,7 @@ impl KernelConsts {
             qk_norm: layer.qk_norm,
             scale: c_float(layer.scale),
             embed_scale: layer.embed_scale.map(c_float).unwrap_or_default(),
+            sandwich: layer.sandwich,
             decode_chunk: DECODE_CHUNK,
             gemv_max_rows: GEMV_MAX_ROWS,
             decode_vps: decode_vps(spec),
@@ -167,7 +171,7 @@ kernel_template!(SampleCu, "kernels/sample.cu");
 
 /// The kernel modules and the functions each defines.
 pub const MODULES: [(&str, &[&str]); 10] = [
-    ("norm", &["embed", "add_norm", "post_norm"]),
+    ("norm", &["embed", "add_norm", "post_norm", "add_post_norm"]),
     ("head_norm", &["head_norm"]),
     ("rope_kv", &["qkv_rope", "kv_ring_store"]),
     ("attention", &["attn_prefill", "attn_decode"]),
@@ -351,6 +355,8 @@ pub struct Kernels {
     pub add_norm: Function<AddNorm<'static>>,
     /// The sandwich norm of one half's output, in place.
     pub post_norm: Function<PostNorm<'static>>,
+    /// A sandwich norm of one half's output added to the residual stream (fused decode path).
+    pub add_post_norm: Function<AddPostNorm<'static>>,
     pub head_norm: Function<HeadNorm<'static>>,
     pub qkv_rope: Function<QkvRope<'static>>,
     /// A windowed layer's K/V rows into its ring after a multi-token step's attention.
@@ -401,6 +407,7 @@ impl Kernels {
             embed: typed(&mut take, "embed")?,
             add_norm: typed(&mut take, "add_norm")?,
             post_norm: typed(&mut take, "post_norm")?,
+            add_post_norm: typed(&mut take, "add_post_norm")?,
             head_norm: typed(&mut take, "head_norm")?,
             qkv_rope: typed(&mut take, "qkv_rope")?,
             kv_ring_store: typed(&mut take, "kv_ring_store")?,

@@ -128,6 +128,14 @@ launchers! {
         w: DevSlice<'a, f32>,
     }
 
+    /// `add_post_norm` (norm.cu): `x += rmsnorm(delta) * w` per row (a sandwich norm of a fused
+    /// decode GEMV's output).
+    AddPostNorm ["add_post_norm"] {
+        x: DevSliceMut<'a, f32>,
+        delta: DevSlice<'a, f32>,
+        w: DevSlice<'a, f32>,
+    }
+
     /// `attn_prefill` (attention.cu, on CUDA cores) and `attn_prefill_tc` (attn_prefill_tc.cu, on
     /// tensor cores): causal attention of every query row over the cache prefix and the new keys.
     AttnPrefill ["attn_prefill", "attn_prefill_tc"] {
