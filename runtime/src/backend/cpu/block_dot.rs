@@ -12,8 +12,11 @@
 //!
 //! A decode matvec is bound by the latency of its accumulators' FMA chains as much as by memory: a row
 //! has only two chains (the 16 lanes), so [`rows_dot`] walks four rows at once, loading each 16
-//! values of `x` once for the four. CPUs without these features dequantise each row into a buffer
-//! and call `dot`.
+//! values of `x` once for the four. Where the CPU also has AVX-512 (F, BW and VL), a row's 16 lanes
+//! sit in one 512-bit register and 16 codes widen in one instruction (the same lanes, products and
+//! order, so the same bits; `LLMFORGE_CPU_AVX512=0` keeps the 256-bit walk), which about halves the
+//! instructions per weight: decoding, not memory, bounded the 256-bit walk of the 4- and 5-bit
+//! types. CPUs without AVX2, FMA and F16C dequantise each row into a buffer and call `dot`.
 
 use super::simd::dot;
 use crate::format::BlockType;
@@ -132,81 +135,117 @@ mod x86 {
         }
     }
 
-    /// The 16 bits of `h` as 16 bytes, bit `j` becoming byte `j`'s bit 4 (`0x10` or 0): Q5_0/Q5_1's
-    /// fifth code bits.
-    #[inline(always)]
-    unsafe fn fifth_bits(h: u16) -> __m128i {
-        // SAFETY: register-only SSE2/SSSE3 operations (caller's AVX2 implies them).
-        unsafe {
-            let v = _mm_shuffle_epi8(
-                _mm_set1_epi16(h as i16),
-                _mm_set_epi64x(0x0101_0101_0101_0101, 0),
-            );
-            let select = _mm_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-            let set = _mm_cmpeq_epi8(_mm_and_si128(v, select), select);
-            _mm_and_si128(set, _mm_set1_epi8(0x10))
-        }
-    }
-
-    /// `(a·s, b·s)`.
-    #[inline(always)]
-    unsafe fn scale((a, b): (__m256, __m256), s: f32) -> (__m256, __m256) {
-        // SAFETY: register-only AVX operations (caller's features).
-        unsafe {
-            let s = _mm256_set1_ps(s);
-            (_mm256_mul_ps(a, s), _mm256_mul_ps(b, s))
-        }
-    }
-
-    /// `(a·s + m, b·s + m)`, one rounding: `a·s` is exact, so this is the loader's `(a ⊗ s) ⊕ m`.
-    #[inline(always)]
-    unsafe fn scale_add((a, b): (__m256, __m256), s: f32, m: f32) -> (__m256, __m256) {
-        // SAFETY: register-only FMA operations (caller's features).
-        unsafe {
-            let (s, m) = (_mm256_set1_ps(s), _mm256_set1_ps(m));
-            (_mm256_fmadd_ps(a, s, m), _mm256_fmadd_ps(b, s, m))
-        }
-    }
-
-    /// `(s·a − m, s·b − m)`, one rounding: `s·a` is exact, so this is the loader's `(s ⊗ a) ⊖ m`.
-    #[inline(always)]
-    unsafe fn scale_sub((a, b): (__m256, __m256), s: f32, m: f32) -> (__m256, __m256) {
-        // SAFETY: register-only FMA operations (caller's features).
-        unsafe {
-            let (s, m) = (_mm256_set1_ps(s), _mm256_set1_ps(m));
-            (_mm256_fmsub_ps(s, a, m), _mm256_fmsub_ps(s, b, m))
-        }
+    /// How a group's codes `c` become weights, with the group's `(a, m)` from [`Kind::affine`]:
+    /// `c ⊗ a`, `(c ⊗ a) ⊕ m` or `(a ⊗ c) ⊖ m`. Every product is exact (`dequant.rs`), so the fused
+    /// multiply-add or -subtract rounds once, as the loader's sum or difference does.
+    #[derive(PartialEq, Eq)]
+    enum Op {
+        Mul,
+        Add,
+        Sub,
     }
 
     /// One block type's decoder: a block of `BYTES` bytes holds `16 * GROUPS` weights; `prep` reads
-    /// its scales once, `group(k)` gives weights `16k..16k + 16` as f32, lanes 0–7 and 8–15, each
-    /// the loader's value bit for bit.
+    /// its scales once, `codes(k)` gives the integer codes of weights `16k..16k + 16` as 16 bytes
+    /// (`SIGNED` or not), and `affine(k)` the f32 factors that make them the loader's values.
     trait Kind {
         const BYTES: usize;
         const GROUPS: usize;
+        const SIGNED: bool;
+        const OP: Op;
         type Scales: Copy;
         /// # Safety
         /// `BYTES` readable bytes at `b`; AVX2, FMA, F16C.
         unsafe fn prep(b: *const u8) -> Self::Scales;
+        /// The codes; `BW`: the caller has AVX-512BW and VL, which shorten some of them.
+        ///
         /// # Safety
-        /// As [`Kind::prep`], `s` this block's scales, `k < GROUPS`.
-        unsafe fn group(b: *const u8, s: &Self::Scales, k: usize) -> (__m256, __m256);
+        /// As [`Kind::prep`], `k < GROUPS`.
+        unsafe fn codes<const BW: bool>(b: *const u8, k: usize) -> __m128i;
+        fn affine(s: &Self::Scales, k: usize) -> (f32, f32);
     }
 
-    struct Q8_0;
-    impl Kind for Q8_0 {
-        const BYTES: usize = 34;
-        const GROUPS: usize = 2;
-        type Scales = f32;
-        #[inline(always)]
-        unsafe fn prep(b: *const u8) -> f32 {
-            // SAFETY: the f16 `d` at 0 (caller: a whole block).
-            unsafe { half(b) }
+    /// Weights `16k..16k + 16` of a block as f32, lanes 0–7 and 8–15.
+    ///
+    /// # Safety
+    /// As [`Kind::codes`]; `s` the block's scales.
+    #[inline(always)]
+    unsafe fn group<K: Kind>(b: *const u8, s: &K::Scales, k: usize) -> (__m256, __m256) {
+        // SAFETY: the caller's contract; register-only AVX2/FMA operations after the codes.
+        unsafe {
+            let c = K::codes::<false>(b, k);
+            let (c0, c1) = if K::SIGNED { i8x16(c) } else { u8x16(c) };
+            let (a, m) = K::affine(s, k);
+            let (a, m) = (_mm256_set1_ps(a), _mm256_set1_ps(m));
+            match K::OP {
+                Op::Mul => (_mm256_mul_ps(c0, a), _mm256_mul_ps(c1, a)),
+                Op::Add => (_mm256_fmadd_ps(c0, a, m), _mm256_fmadd_ps(c1, a, m)),
+                Op::Sub => (_mm256_fmsub_ps(a, c0, m), _mm256_fmsub_ps(a, c1, m)),
+            }
         }
-        #[inline(always)]
-        unsafe fn group(b: *const u8, d: &f32, k: usize) -> (__m256, __m256) {
-            // SAFETY: `q` is bytes 2..34; group `k < 2` reads 16 of them.
-            unsafe { scale(i8x16(load16(b.add(2 + 16 * k))), *d) }
+    }
+
+    /// [`group`] in one 512-bit register.
+    ///
+    /// # Safety
+    /// As [`group`], and AVX-512F, BW and VL.
+    #[inline(always)]
+    unsafe fn group512<K: Kind>(b: *const u8, s: &K::Scales, k: usize) -> __m512 {
+        // SAFETY: the caller's contract; register-only AVX-512F operations after the codes.
+        unsafe {
+            let c = K::codes::<true>(b, k);
+            let c = _mm512_cvtepi32_ps(if K::SIGNED {
+                _mm512_cvtepi8_epi32(c)
+            } else {
+                _mm512_cvtepu8_epi32(c)
+            });
+            let (a, m) = K::affine(s, k);
+            let (a, m) = (_mm512_set1_ps(a), _mm512_set1_ps(m));
+            match K::OP {
+                Op::Mul => _mm512_mul_ps(c, a),
+                Op::Add => _mm512_fmadd_ps(c, a, m),
+                Op::Sub => _mm512_fmsub_ps(a, c, m),
+            }
+        }
+    }
+
+    /// `v` plus `add` in the bytes whose bit of `h` is set (bit `j` for byte `j`).
+    ///
+    /// # Safety
+    /// AVX2; with `BW`, AVX-512BW and VL.
+    #[inline(always)]
+    unsafe fn add_where<const BW: bool>(v: __m128i, h: u16, add: i8) -> __m128i {
+        // SAFETY: register-only operations of the features the caller has.
+        unsafe {
+            if BW {
+                _mm_mask_add_epi8(v, h, v, _mm_set1_epi8(add))
+            } else {
+                let set = _mm_shuffle_epi8(
+                    _mm_set1_epi16(h as i16),
+                    _mm_set_epi64x(0x0101_0101_0101_0101, 0),
+                );
+                let select = _mm_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+                let set = _mm_cmpeq_epi8(_mm_and_si128(set, select), select);
+                _mm_add_epi8(v, _mm_and_si128(set, _mm_set1_epi8(add)))
+            }
+        }
+    }
+
+    /// `v` plus `add` in the bytes of `v` whose byte of `h` has bit `bit` set.
+    ///
+    /// # Safety
+    /// AVX2; with `BW`, AVX-512BW and VL.
+    #[inline(always)]
+    unsafe fn add_where_bit<const BW: bool>(v: __m128i, h: __m128i, bit: u32, add: i8) -> __m128i {
+        // SAFETY: register-only operations of the features the caller has.
+        unsafe {
+            if BW {
+                let set = _mm_test_epi8_mask(h, _mm_set1_epi8((1u8 << bit) as i8));
+                _mm_mask_add_epi8(v, set, v, _mm_set1_epi8(add))
+            } else {
+                let one = bits(h, bit, 1);
+                _mm_add_epi8(v, _mm_mullo_epi16(one, _mm_set1_epi16(add as i16)))
+            }
         }
     }
 
@@ -218,10 +257,47 @@ mod x86 {
         unsafe { bits(load16(qs), 4 * k as u32, 0x0F) }
     }
 
+    /// The 5-bit codes (plus `bias`) of group `k` of a Q5_0/Q5_1 block: nibbles at `qs`, fifth bits
+    /// from the little-endian u32 at `qh`.
+    #[inline(always)]
+    unsafe fn five<const BW: bool>(qh: *const u8, qs: *const u8, k: usize, bias: i8) -> __m128i {
+        // SAFETY: 4 bytes at `qh`, 16 at `qs` (caller).
+        unsafe {
+            let h = (qh as *const u32).read_unaligned() >> (16 * k);
+            let q = _mm_add_epi8(nibbles(qs, k), _mm_set1_epi8(bias));
+            add_where::<BW>(q, h as u16, 16)
+        }
+    }
+
+    struct Q8_0;
+    impl Kind for Q8_0 {
+        const BYTES: usize = 34;
+        const GROUPS: usize = 2;
+        const SIGNED: bool = true;
+        const OP: Op = Op::Mul;
+        type Scales = f32;
+        #[inline(always)]
+        unsafe fn prep(b: *const u8) -> f32 {
+            // SAFETY: the f16 `d` at 0 (caller: a whole block).
+            unsafe { half(b) }
+        }
+        #[inline(always)]
+        unsafe fn codes<const BW: bool>(b: *const u8, k: usize) -> __m128i {
+            // SAFETY: `q` is bytes 2..34; group `k < 2` reads 16 of them.
+            unsafe { load16(b.add(2 + 16 * k)) }
+        }
+        #[inline(always)]
+        fn affine(d: &f32, _: usize) -> (f32, f32) {
+            (*d, 0.0)
+        }
+    }
+
     struct Q4_0;
     impl Kind for Q4_0 {
         const BYTES: usize = 18;
         const GROUPS: usize = 2;
+        const SIGNED: bool = true;
+        const OP: Op = Op::Mul;
         type Scales = f32;
         #[inline(always)]
         unsafe fn prep(b: *const u8) -> f32 {
@@ -229,12 +305,13 @@ mod x86 {
             unsafe { half(b) }
         }
         #[inline(always)]
-        unsafe fn group(b: *const u8, d: &f32, k: usize) -> (__m256, __m256) {
+        unsafe fn codes<const BW: bool>(b: *const u8, k: usize) -> __m128i {
             // SAFETY: `qs` is bytes 2..18. The code minus 8 is formed exactly in bytes.
-            unsafe {
-                let q = _mm_sub_epi8(nibbles(b.add(2), k), _mm_set1_epi8(8));
-                scale(i8x16(q), *d)
-            }
+            unsafe { _mm_sub_epi8(nibbles(b.add(2), k), _mm_set1_epi8(8)) }
+        }
+        #[inline(always)]
+        fn affine(d: &f32, _: usize) -> (f32, f32) {
+            (*d, 0.0)
         }
     }
 
@@ -242,6 +319,8 @@ mod x86 {
     impl Kind for Q4_1 {
         const BYTES: usize = 20;
         const GROUPS: usize = 2;
+        const SIGNED: bool = false;
+        const OP: Op = Op::Add;
         type Scales = (f32, f32);
         #[inline(always)]
         unsafe fn prep(b: *const u8) -> (f32, f32) {
@@ -249,19 +328,13 @@ mod x86 {
             unsafe { (half(b), half(b.add(2))) }
         }
         #[inline(always)]
-        unsafe fn group(b: *const u8, &(d, m): &(f32, f32), k: usize) -> (__m256, __m256) {
+        unsafe fn codes<const BW: bool>(b: *const u8, k: usize) -> __m128i {
             // SAFETY: `qs` is bytes 4..20.
-            unsafe { scale_add(u8x16(nibbles(b.add(4), k)), d, m) }
+            unsafe { nibbles(b.add(4), k) }
         }
-    }
-
-    /// The 5-bit codes of group `k` of a Q5_0/Q5_1 block: nibbles at `qs`, fifth bits from `qh`.
-    #[inline(always)]
-    unsafe fn five(qh: *const u8, qs: *const u8, k: usize) -> __m128i {
-        // SAFETY: 4 bytes at `qh`, 16 at `qs` (caller).
-        unsafe {
-            let h = (qh as *const u32).read_unaligned() >> (16 * k);
-            _mm_or_si128(nibbles(qs, k), fifth_bits(h as u16))
+        #[inline(always)]
+        fn affine(s: &(f32, f32), _: usize) -> (f32, f32) {
+            *s
         }
     }
 
@@ -269,6 +342,8 @@ mod x86 {
     impl Kind for Q5_0 {
         const BYTES: usize = 22;
         const GROUPS: usize = 2;
+        const SIGNED: bool = true;
+        const OP: Op = Op::Mul;
         type Scales = f32;
         #[inline(always)]
         unsafe fn prep(b: *const u8) -> f32 {
@@ -276,12 +351,13 @@ mod x86 {
             unsafe { half(b) }
         }
         #[inline(always)]
-        unsafe fn group(b: *const u8, d: &f32, k: usize) -> (__m256, __m256) {
+        unsafe fn codes<const BW: bool>(b: *const u8, k: usize) -> __m128i {
             // SAFETY: `qh` is bytes 2..6, `qs` 6..22. The code minus 16 is formed exactly in bytes.
-            unsafe {
-                let q = _mm_sub_epi8(five(b.add(2), b.add(6), k), _mm_set1_epi8(16));
-                scale(i8x16(q), *d)
-            }
+            unsafe { five::<BW>(b.add(2), b.add(6), k, -16) }
+        }
+        #[inline(always)]
+        fn affine(d: &f32, _: usize) -> (f32, f32) {
+            (*d, 0.0)
         }
     }
 
@@ -289,6 +365,8 @@ mod x86 {
     impl Kind for Q5_1 {
         const BYTES: usize = 24;
         const GROUPS: usize = 2;
+        const SIGNED: bool = false;
+        const OP: Op = Op::Add;
         type Scales = (f32, f32);
         #[inline(always)]
         unsafe fn prep(b: *const u8) -> (f32, f32) {
@@ -296,9 +374,13 @@ mod x86 {
             unsafe { (half(b), half(b.add(2))) }
         }
         #[inline(always)]
-        unsafe fn group(b: *const u8, &(d, m): &(f32, f32), k: usize) -> (__m256, __m256) {
+        unsafe fn codes<const BW: bool>(b: *const u8, k: usize) -> __m128i {
             // SAFETY: `qh` is bytes 4..8, `qs` 8..24.
-            unsafe { scale_add(u8x16(five(b.add(4), b.add(8), k)), d, m) }
+            unsafe { five::<BW>(b.add(4), b.add(8), k, 0) }
+        }
+        #[inline(always)]
+        fn affine(s: &(f32, f32), _: usize) -> (f32, f32) {
+            *s
         }
     }
 
@@ -313,6 +395,8 @@ mod x86 {
     impl Kind for Q2K {
         const BYTES: usize = 84;
         const GROUPS: usize = 16;
+        const SIGNED: bool = false;
+        const OP: Op = Op::Sub;
         type Scales = KScales<16>;
         #[inline(always)]
         unsafe fn prep(b: *const u8) -> KScales<16> {
@@ -327,14 +411,17 @@ mod x86 {
             }
         }
         #[inline(always)]
-        unsafe fn group(b: *const u8, s: &KScales<16>, k: usize) -> (__m256, __m256) {
+        unsafe fn codes<const BW: bool>(b: *const u8, k: usize) -> __m128i {
             // SAFETY: `qs` is bytes 16..80; half `k / 8` of it, 16 bytes at `16 * (k % 2)` in it.
             // Weights `16k..16k + 16` are the 2-bit fields `(k / 2) % 4` of those bytes.
             unsafe {
                 let q = load16(b.add(16 + 32 * (k / 8) + 16 * (k % 2)));
-                let q = bits(q, 2 * ((k / 2) % 4) as u32, 3);
-                scale_sub(u8x16(q), s.dl[k], s.ml[k])
+                bits(q, 2 * ((k / 2) % 4) as u32, 3)
             }
+        }
+        #[inline(always)]
+        fn affine(s: &KScales<16>, k: usize) -> (f32, f32) {
+            (s.dl[k], s.ml[k])
         }
     }
 
@@ -342,6 +429,8 @@ mod x86 {
     impl Kind for Q3K {
         const BYTES: usize = 110;
         const GROUPS: usize = 16;
+        const SIGNED: bool = true;
+        const OP: Op = Op::Mul;
         type Scales = [f32; 16];
         #[inline(always)]
         unsafe fn prep(b: *const u8) -> [f32; 16] {
@@ -357,16 +446,18 @@ mod x86 {
             }
         }
         #[inline(always)]
-        unsafe fn group(b: *const u8, dl: &[f32; 16], k: usize) -> (__m256, __m256) {
+        unsafe fn codes<const BW: bool>(b: *const u8, k: usize) -> __m128i {
             // SAFETY: `hmask` is bytes 0..32 and `qs` 32..96, read 16 bytes at a time inside them.
-            // The code is the 2-bit field plus 4 where the `hmask` bit `k / 2` is set, minus 4.
+            // The code is the 2-bit field minus 4, plus 4 where the `hmask` bit `k / 2` is set.
             unsafe {
                 let q = load16(b.add(32 + 32 * (k / 8) + 16 * (k % 2)));
-                let q = bits(q, 2 * ((k / 2) % 4) as u32, 3);
-                let h = bits(load16(b.add(16 * (k % 2))), (k / 2) as u32, 1);
-                let q = _mm_sub_epi8(_mm_or_si128(q, _mm_slli_epi16::<2>(h)), _mm_set1_epi8(4));
-                scale(i8x16(q), dl[k])
+                let q = _mm_sub_epi8(bits(q, 2 * ((k / 2) % 4) as u32, 3), _mm_set1_epi8(4));
+                add_where_bit::<BW>(q, load16(b.add(16 * (k % 2))), (k / 2) as u32, 4)
             }
+        }
+        #[inline(always)]
+        fn affine(dl: &[f32; 16], k: usize) -> (f32, f32) {
+            (dl[k], 0.0)
         }
     }
 
@@ -407,6 +498,8 @@ mod x86 {
     impl Kind for Q4K {
         const BYTES: usize = 144;
         const GROUPS: usize = 16;
+        const SIGNED: bool = false;
+        const OP: Op = Op::Sub;
         type Scales = KScales<8>;
         #[inline(always)]
         unsafe fn prep(b: *const u8) -> KScales<8> {
@@ -414,9 +507,13 @@ mod x86 {
             unsafe { k45_scales(b) }
         }
         #[inline(always)]
-        unsafe fn group(b: *const u8, s: &KScales<8>, k: usize) -> (__m256, __m256) {
+        unsafe fn codes<const BW: bool>(b: *const u8, k: usize) -> __m128i {
             // SAFETY: `qs` is bytes 16..144.
-            unsafe { scale_sub(u8x16(k45_low(b.add(16), k)), s.dl[k / 2], s.ml[k / 2]) }
+            unsafe { k45_low(b.add(16), k) }
+        }
+        #[inline(always)]
+        fn affine(s: &KScales<8>, k: usize) -> (f32, f32) {
+            (s.dl[k / 2], s.ml[k / 2])
         }
     }
 
@@ -424,6 +521,8 @@ mod x86 {
     impl Kind for Q5K {
         const BYTES: usize = 176;
         const GROUPS: usize = 16;
+        const SIGNED: bool = false;
+        const OP: Op = Op::Sub;
         type Scales = KScales<8>;
         #[inline(always)]
         unsafe fn prep(b: *const u8) -> KScales<8> {
@@ -431,15 +530,17 @@ mod x86 {
             unsafe { k45_scales(b) }
         }
         #[inline(always)]
-        unsafe fn group(b: *const u8, s: &KScales<8>, k: usize) -> (__m256, __m256) {
+        unsafe fn codes<const BW: bool>(b: *const u8, k: usize) -> __m128i {
             // SAFETY: `qh` is bytes 16..48 (bit `j` of byte `l` is weight `32j + l`'s fifth bit),
             // `qs` 48..176.
             unsafe {
-                let j = k / 2;
-                let h = bits(load16(b.add(16 + 16 * (k % 2))), j as u32, 1);
-                let q = _mm_or_si128(k45_low(b.add(48), k), _mm_slli_epi16::<4>(h));
-                scale_sub(u8x16(q), s.dl[j], s.ml[j])
+                let h = load16(b.add(16 + 16 * (k % 2)));
+                add_where_bit::<BW>(k45_low(b.add(48), k), h, (k / 2) as u32, 16)
             }
+        }
+        #[inline(always)]
+        fn affine(s: &KScales<8>, k: usize) -> (f32, f32) {
+            (s.dl[k / 2], s.ml[k / 2])
         }
     }
 
@@ -447,6 +548,8 @@ mod x86 {
     impl Kind for Q6K {
         const BYTES: usize = 210;
         const GROUPS: usize = 16;
+        const SIGNED: bool = true;
+        const OP: Op = Op::Mul;
         type Scales = [f32; 16];
         #[inline(always)]
         unsafe fn prep(b: *const u8) -> [f32; 16] {
@@ -457,7 +560,7 @@ mod x86 {
             }
         }
         #[inline(always)]
-        unsafe fn group(b: *const u8, dl: &[f32; 16], k: usize) -> (__m256, __m256) {
+        unsafe fn codes<const BW: bool>(b: *const u8, k: usize) -> __m128i {
             // SAFETY: `ql` is bytes 0..128, `qh` 128..192, read 16 bytes at a time inside them.
             // Weight `128h + r` (`h = k / 8`, `r = 16 (k % 8) + t`) has its low 4 bits in nibble
             // `r / 64` of `ql[64h + r % 64]` and its high 2 bits in field `r / 32` of
@@ -475,13 +578,29 @@ mod x86 {
                     3,
                 );
                 let q = _mm_or_si128(low, _mm_slli_epi16::<4>(high));
-                scale(i8x16(_mm_sub_epi8(q, _mm_set1_epi8(32))), dl[k])
+                _mm_sub_epi8(q, _mm_set1_epi8(32))
             }
+        }
+        #[inline(always)]
+        fn affine(dl: &[f32; 16], k: usize) -> (f32, f32) {
+            (dl[k], 0.0)
         }
     }
 
     /// Bytes of the next rows that a walk asks the cache for, spread over its blocks.
     const PREFETCH_LINE: usize = 64;
+
+    /// Ask for the cache lines of the next `R` rows' share of block `b` (a hint: never faults).
+    #[inline(always)]
+    fn prefetch_next<K: Kind, const R: usize>(p: *const u8, rb: usize, b: usize) {
+        let ahead = p.wrapping_add(R * rb + b * R * K::BYTES);
+        let mut off = 0;
+        while off < R * K::BYTES {
+            // SAFETY: a prefetch reads nothing into the program and never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off) as *const i8) };
+            off += PREFETCH_LINE;
+        }
+    }
 
     /// `R` rows of `blocks` blocks each, `rb` bytes apart from `p`, dotted with `x` in `simd::dot`'s
     /// lanes and order: for every 16 values, one FMA into each row's lanes 0–7 and one into 8–15.
@@ -498,18 +617,12 @@ mod x86 {
         x: *const f32,
     ) -> [f32; R] {
         // SAFETY (whole body): every block read is one of the `R × blocks` blocks (caller); every
-        // `x` load reads 8 values below `16 * GROUPS * blocks` (caller); prefetches never fault.
+        // `x` load reads 8 values below `16 * GROUPS * blocks` (caller).
         unsafe {
             let mut a0 = [_mm256_setzero_ps(); R];
             let mut a1 = [_mm256_setzero_ps(); R];
-            let next = p.wrapping_add(R * rb);
             for b in 0..blocks {
-                let ahead = next.wrapping_add(b * R * K::BYTES);
-                let mut off = 0;
-                while off < R * K::BYTES {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off) as *const i8);
-                    off += PREFETCH_LINE;
-                }
+                prefetch_next::<K, R>(p, rb, b);
                 let blk: [*const u8; R] = std::array::from_fn(|r| p.add(r * rb + b * K::BYTES));
                 let s: [K::Scales; R] = std::array::from_fn(|r| K::prep(blk[r]));
                 let xb = x.add(b * 16 * K::GROUPS);
@@ -517,7 +630,7 @@ mod x86 {
                     let x0 = _mm256_loadu_ps(xb.add(16 * k));
                     let x1 = _mm256_loadu_ps(xb.add(16 * k + 8));
                     for r in 0..R {
-                        let (w0, w1) = K::group(blk[r], &s[r], k);
+                        let (w0, w1) = group::<K>(blk[r], &s[r], k);
                         a0[r] = _mm256_fmadd_ps(w0, x0, a0[r]);
                         a1[r] = _mm256_fmadd_ps(w1, x1, a1[r]);
                     }
@@ -532,11 +645,47 @@ mod x86 {
         }
     }
 
+    /// [`walk`] with the 16 lanes of a row in one 512-bit register (the same lanes, products and
+    /// order, so the same bits).
+    ///
+    /// # Safety
+    /// As [`walk`], and AVX-512F, BW and VL.
+    #[inline(always)]
+    unsafe fn walk512<K: Kind, const R: usize>(
+        p: *const u8,
+        rb: usize,
+        blocks: usize,
+        x: *const f32,
+    ) -> [f32; R] {
+        // SAFETY (whole body): as in `walk`; every `x` load reads 16 values below
+        // `16 * GROUPS * blocks`.
+        unsafe {
+            let mut a = [_mm512_setzero_ps(); R];
+            for b in 0..blocks {
+                prefetch_next::<K, R>(p, rb, b);
+                let blk: [*const u8; R] = std::array::from_fn(|r| p.add(r * rb + b * K::BYTES));
+                let s: [K::Scales; R] = std::array::from_fn(|r| K::prep(blk[r]));
+                let xb = x.add(b * 16 * K::GROUPS);
+                for k in 0..K::GROUPS {
+                    let xv = _mm512_loadu_ps(xb.add(16 * k));
+                    for r in 0..R {
+                        a[r] = _mm512_fmadd_ps(group512::<K>(blk[r], &s[r], k), xv, a[r]);
+                    }
+                }
+            }
+            std::array::from_fn(|r| {
+                let mut acc = [0.0f32; LANES];
+                _mm512_storeu_ps(acc.as_mut_ptr(), a[r]);
+                finish(acc, 0.0)
+            })
+        }
+    }
+
     /// Rows four at a time, then one at a time.
     ///
     /// # Safety
     /// As [`rows_dot`].
-    #[inline(always)]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn rows_dot_kind<K: Kind>(rows: &[u8], rb: usize, x: *const f32, out: &mut [f32]) {
         let blocks = rb / K::BYTES;
         let p = rows.as_ptr();
@@ -553,11 +702,32 @@ mod x86 {
         }
     }
 
+    /// [`rows_dot_kind`] with [`walk512`].
+    ///
+    /// # Safety
+    /// As [`rows_dot`], and AVX-512F, BW and VL.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn rows_dot_kind512<K: Kind>(rows: &[u8], rb: usize, x: *const f32, out: &mut [f32]) {
+        let blocks = rb / K::BYTES;
+        let p = rows.as_ptr();
+        let quads = out.len() / 4;
+        // SAFETY: rows `4q..4q + 4` and `j` are inside `rows` (caller: `out.len()` rows of `rb`).
+        unsafe {
+            for q in 0..quads {
+                let v = walk512::<K, 4>(p.add(4 * q * rb), rb, blocks, x);
+                out[4 * q..4 * q + 4].copy_from_slice(&v);
+            }
+            for j in 4 * quads..out.len() {
+                out[j] = walk512::<K, 1>(p.add(j * rb), rb, blocks, x)[0];
+            }
+        }
+    }
+
     /// Every weight of every block, stored.
     ///
     /// # Safety
     /// As [`dequantize`].
-    #[inline(always)]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dequantize_kind<K: Kind>(src: &[u8], dst: &mut [f32]) {
         // SAFETY: block `i` is inside `src` and its `16 * GROUPS` values inside `dst` (caller).
         unsafe {
@@ -566,7 +736,7 @@ mod x86 {
                 let s = K::prep(b);
                 let o = dst.as_mut_ptr().add(i * 16 * K::GROUPS);
                 for k in 0..K::GROUPS {
-                    let (w0, w1) = K::group(b, &s, k);
+                    let (w0, w1) = group::<K>(b, &s, k);
                     _mm256_storeu_ps(o.add(16 * k), w0);
                     _mm256_storeu_ps(o.add(16 * k + 8), w1);
                 }
@@ -574,27 +744,67 @@ mod x86 {
         }
     }
 
+    /// [`dequantize_kind`] in 512-bit registers.
+    ///
+    /// # Safety
+    /// As [`dequantize`], and AVX-512F, BW and VL.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn dequantize_kind512<K: Kind>(src: &[u8], dst: &mut [f32]) {
+        // SAFETY: block `i` is inside `src` and its `16 * GROUPS` values inside `dst` (caller).
+        unsafe {
+            for (i, b) in src.chunks_exact(K::BYTES).enumerate() {
+                let b = b.as_ptr();
+                let s = K::prep(b);
+                let o = dst.as_mut_ptr().add(i * 16 * K::GROUPS);
+                for k in 0..K::GROUPS {
+                    _mm512_storeu_ps(o.add(16 * k), group512::<K>(b, &s, k));
+                }
+            }
+        }
+    }
+
+    /// Whether the 512-bit walk runs ([`available`] and AVX-512F, BW, VL); `LLMFORGE_CPU_AVX512=0`
+    /// keeps the 256-bit one (same results).
+    fn wide() -> bool {
+        static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *WIDE.get_or_init(|| {
+            std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::env::var("LLMFORGE_CPU_AVX512").map_or(true, |v| v != "0")
+        })
+    }
+
     /// The register kernel of `t` over `out.len()` rows of `rb` bytes.
     ///
     /// # Safety
     /// AVX2, FMA and F16C; `rows` holds `out.len()` rows of `rb` bytes, `rb` whole blocks of `t`; `x`
     /// at least a row's values.
-    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn rows_dot(t: BlockType, rows: &[u8], rb: usize, x: *const f32, out: &mut [f32]) {
-        // SAFETY: the caller's contract, passed on.
-        unsafe {
-            match t {
-                BlockType::Q8_0 => rows_dot_kind::<Q8_0>(rows, rb, x, out),
-                BlockType::Q4_0 => rows_dot_kind::<Q4_0>(rows, rb, x, out),
-                BlockType::Q4_1 => rows_dot_kind::<Q4_1>(rows, rb, x, out),
-                BlockType::Q5_0 => rows_dot_kind::<Q5_0>(rows, rb, x, out),
-                BlockType::Q5_1 => rows_dot_kind::<Q5_1>(rows, rb, x, out),
-                BlockType::Q2K => rows_dot_kind::<Q2K>(rows, rb, x, out),
-                BlockType::Q3K => rows_dot_kind::<Q3K>(rows, rb, x, out),
-                BlockType::Q4K => rows_dot_kind::<Q4K>(rows, rb, x, out),
-                BlockType::Q5K => rows_dot_kind::<Q5K>(rows, rb, x, out),
-                BlockType::Q6K => rows_dot_kind::<Q6K>(rows, rb, x, out),
-            }
+        macro_rules! each {
+            ($f:ident) => {
+                // SAFETY: the caller's contract, passed on; `$f` needs no more than it (the 512-bit
+                // one only where `wide` detected its features).
+                unsafe {
+                    match t {
+                        BlockType::Q8_0 => $f::<Q8_0>(rows, rb, x, out),
+                        BlockType::Q4_0 => $f::<Q4_0>(rows, rb, x, out),
+                        BlockType::Q4_1 => $f::<Q4_1>(rows, rb, x, out),
+                        BlockType::Q5_0 => $f::<Q5_0>(rows, rb, x, out),
+                        BlockType::Q5_1 => $f::<Q5_1>(rows, rb, x, out),
+                        BlockType::Q2K => $f::<Q2K>(rows, rb, x, out),
+                        BlockType::Q3K => $f::<Q3K>(rows, rb, x, out),
+                        BlockType::Q4K => $f::<Q4K>(rows, rb, x, out),
+                        BlockType::Q5K => $f::<Q5K>(rows, rb, x, out),
+                        BlockType::Q6K => $f::<Q6K>(rows, rb, x, out),
+                    }
+                }
+            };
+        }
+        if wide() {
+            each!(rows_dot_kind512)
+        } else {
+            each!(rows_dot_kind)
         }
     }
 
@@ -602,22 +812,31 @@ mod x86 {
     ///
     /// # Safety
     /// AVX2, FMA and F16C; `src` whole blocks of `t`; `dst` at least their values long.
-    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dequantize(t: BlockType, src: &[u8], dst: &mut [f32]) {
-        // SAFETY: the caller's contract, passed on.
-        unsafe {
-            match t {
-                BlockType::Q8_0 => dequantize_kind::<Q8_0>(src, dst),
-                BlockType::Q4_0 => dequantize_kind::<Q4_0>(src, dst),
-                BlockType::Q4_1 => dequantize_kind::<Q4_1>(src, dst),
-                BlockType::Q5_0 => dequantize_kind::<Q5_0>(src, dst),
-                BlockType::Q5_1 => dequantize_kind::<Q5_1>(src, dst),
-                BlockType::Q2K => dequantize_kind::<Q2K>(src, dst),
-                BlockType::Q3K => dequantize_kind::<Q3K>(src, dst),
-                BlockType::Q4K => dequantize_kind::<Q4K>(src, dst),
-                BlockType::Q5K => dequantize_kind::<Q5K>(src, dst),
-                BlockType::Q6K => dequantize_kind::<Q6K>(src, dst),
-            }
+        macro_rules! each {
+            ($f:ident) => {
+                // SAFETY: the caller's contract, passed on; `$f` needs no more than it (the 512-bit
+                // one only where `wide` detected its features).
+                unsafe {
+                    match t {
+                        BlockType::Q8_0 => $f::<Q8_0>(src, dst),
+                        BlockType::Q4_0 => $f::<Q4_0>(src, dst),
+                        BlockType::Q4_1 => $f::<Q4_1>(src, dst),
+                        BlockType::Q5_0 => $f::<Q5_0>(src, dst),
+                        BlockType::Q5_1 => $f::<Q5_1>(src, dst),
+                        BlockType::Q2K => $f::<Q2K>(src, dst),
+                        BlockType::Q3K => $f::<Q3K>(src, dst),
+                        BlockType::Q4K => $f::<Q4K>(src, dst),
+                        BlockType::Q5K => $f::<Q5K>(src, dst),
+                        BlockType::Q6K => $f::<Q6K>(src, dst),
+                    }
+                }
+            };
+        }
+        if wide() {
+            each!(dequantize_kind512)
+        } else {
+            each!(dequantize_kind)
         }
     }
 }
