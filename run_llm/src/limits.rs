@@ -11,7 +11,7 @@ use runtime::engine::DeviceChoice;
 use runtime::format::{BlockType, QuantFormat};
 use runtime::weights::WeightSource;
 use runtime::weights::gguf::GgufFile;
-use runtime::weights::names::gguf_to_canonical;
+use runtime::weights::names::gguf_to_canonical_parts;
 use std::collections::BTreeMap;
 
 /// Which flags size a run.
@@ -60,12 +60,15 @@ fn kept_blocks(model: &Model, need: &Need) -> BTreeMap<String, BlockType> {
         return kept;
     };
     for info in file.tensor_infos() {
-        let (Some(name), Ok(ty)) = (gguf_to_canonical(&info.name), &info.ty) else {
+        let Ok(ty) = &info.ty else {
             continue;
         };
         let block = BlockType::from_ggml_id(ty.id());
         if let (Some(b), 2) = (block, info.shape.len()) {
-            kept.insert(name, b);
+            // A fused tensor (Phi-3's `attn_qkv`, `ffn_up`) keeps its block type in every part.
+            for name in gguf_to_canonical_parts(model.spec.arch, &info.name) {
+                kept.insert(name, b);
+            }
         }
     }
     kept

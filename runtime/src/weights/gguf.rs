@@ -1,8 +1,8 @@
 //! GGUF files (llama.cpp's format, versions 2 and 3): a validated, memory-mapped reader (`reader`), the
 //! dequantisation of F32/F16/BF16, the legacy Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and the K-quants Q2_K..Q6_K to
-//! f32 (`dequant`; or the block types kept as blocks, `tensor_as`), the model spec from `llama.*` /
-//! `qwen2.*` metadata (`spec`) and the canonical weights with llama.cpp's Q/K rotary permutation undone
-//! (`canonical`).
+//! f32 (`dequant`; or the block types kept as blocks, `tensor_as`), the model spec from `llama.*`,
+//! `qwen2.*`, `qwen3.*`, `phi3.*` and `gemma3.*` metadata (`spec`) and the canonical weights with
+//! llama.cpp's Q/K rotary permutation undone and Phi-3's fused tensors split (`canonical`).
 
 mod canonical;
 mod cursor;
@@ -90,7 +90,7 @@ impl GgufFile {
         self.metadata.get(key)
     }
 
-    /// The model described by the file's metadata (`llama.*` keys), named `name`.
+    /// The model described by the file's metadata (`<general.architecture>.*` keys), named `name`.
     pub fn spec(&self, name: &str) -> Result<ModelSpec, WeightsError> {
         spec::spec(self, name)
     }

@@ -135,7 +135,9 @@ const GPT2_GLOBAL: &[(&str, &str)] = &[
 const GPT2_C_ATTN_W: &str = "attn.c_attn.weight";
 const GPT2_C_ATTN_B: &str = "attn.c_attn.bias";
 
-/// `(llama.cpp suffix, canonical suffix)` inside one block `blk.N.`.
+/// `(llama.cpp suffix, canonical suffix)` inside one block `blk.N.`. Gemma 3's four norms are
+/// `attn_norm`, `post_attention_norm`, `ffn_norm` (before the MLP, as in every family) and
+/// `post_ffw_norm`.
 const GGUF_LAYER: &[(&str, &str)] = &[
     ("attn_norm.weight", "attn_norm.weight"),
     ("ffn_norm.weight", "mlp_norm.weight"),
@@ -149,6 +151,8 @@ const GGUF_LAYER: &[(&str, &str)] = &[
     ("attn_output.bias", "o.bias"),
     ("attn_q_norm.weight", "q_norm.weight"),
     ("attn_k_norm.weight", "k_norm.weight"),
+    ("post_attention_norm.weight", "post_attn_norm.weight"),
+    ("post_ffw_norm.weight", "post_mlp_norm.weight"),
     ("ffn_gate.weight", "gate.weight"),
     ("ffn_up.weight", "up.weight"),
     ("ffn_down.weight", "down.weight"),
@@ -174,13 +178,48 @@ fn lookup<'a>(table: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
     table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
-/// The canonical name of a llama.cpp tensor name, or `None` for tensors we do not use.
+/// `(llama.cpp suffix, canonical parts in fused order)` of the tensors llama.cpp's `phi3` files
+/// store fused along their rows, as Phi-3's checkpoints do: `attn_qkv` = `[q | k | v]`, `ffn_up` =
+/// `[gate | up]` (llama.cpp's SwiGLU takes the first half through the activation).
+const GGUF_PHI3_FUSED: &[(&str, &[&str])] = &[
+    ("attn_qkv.weight", &["q.weight", "k.weight", "v.weight"]),
+    ("ffn_up.weight", &["gate.weight", "up.weight"]),
+];
+
+/// The canonical name of a llama.cpp tensor name, or `None` for tensors we do not use or that hold
+/// several canonical tensors (see [`gguf_to_canonical_parts`]).
 pub fn gguf_to_canonical(name: &str) -> Option<String> {
     if let Some(c) = lookup(GGUF_GLOBAL, name) {
         return Some(c.to_string());
     }
     let (i, rest) = split_layer(name, "blk.")?;
     lookup(GGUF_LAYER, rest).map(|c| format!("layers.{i}.{c}"))
+}
+
+/// The canonical tensors a llama.cpp tensor of a `general.architecture = arch` file holds, in the
+/// order they are stacked along its rows: one for most, several for Phi-3's fused `attn_qkv` and
+/// `ffn_up`; empty for tensors we do not use.
+pub fn gguf_to_canonical_parts(arch: Arch, name: &str) -> Vec<String> {
+    if arch == Arch::Phi3
+        && let Some((i, rest)) = split_layer(name, "blk.")
+        && let Some((_, parts)) = GGUF_PHI3_FUSED.iter().find(|(k, _)| *k == rest)
+    {
+        return parts.iter().map(|p| format!("layers.{i}.{p}")).collect();
+    }
+    gguf_to_canonical(name).into_iter().collect()
+}
+
+/// Rows of each canonical part of a fused Phi-3 tensor, in order.
+pub fn phi3_parts_rows(spec: &ModelSpec, parts: &[String]) -> Vec<usize> {
+    parts
+        .iter()
+        .map(|p| {
+            phi3_part_rows(
+                spec,
+                split_layer(p, "layers.").map_or(p.as_str(), |(_, r)| r),
+            )
+        })
+        .collect()
 }
 
 /// Map HF-named tensors to canonical ones. `names` lists every tensor of the source, `load` reads one.

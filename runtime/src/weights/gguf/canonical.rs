@@ -1,6 +1,10 @@
-//! GGUF tensors → canonical tensors: llama.cpp names mapped by `weights::names::gguf_to_canonical`,
-//! every tensor dequantised to f32, and — for `general.architecture = "llama"` only, as in llama.cpp's
-//! converter and transformers' loader — the rotary permutation of Q and K undone.
+//! GGUF tensors → canonical tensors: llama.cpp names mapped by
+//! `weights::names::gguf_to_canonical_parts` (Phi-3's fused `attn_qkv` and `ffn_up` split into their
+//! parts by rows), every tensor dequantised to f32 (or kept as blocks), and — for
+//! `general.architecture = "llama"` only, as in llama.cpp's converter and transformers' loader — the
+//! rotary permutation of Q and K undone. The converter permutes nothing for the NEOX-rope families
+//! (`qwen2`, `qwen3`, `phi3`, `gemma3`), whose rows stay in Hugging Face's order. Gemma 3's norm gains
+//! are taken as stored: the converter has already added the one that the Hugging Face loader adds.
 //!
 //! llama.cpp's converter reorders the rows of each head of `q_proj` (with `num_heads`) and `k_proj`
 //! (with `num_kv_heads`) from HF's "rotate half" layout to interleaved pairs: within a head of `2·d`
@@ -10,7 +14,7 @@
 
 use super::{GgufFile, spec};
 use crate::spec::{Arch, ModelSpec};
-use crate::weights::names::gguf_to_canonical;
+use crate::weights::names::{gguf_to_canonical_parts, phi3_parts_rows};
 use crate::weights::{HostTensor, TensorData, WeightMap, WeightsError};
 
 pub(super) fn canonical_weights(
@@ -50,7 +54,26 @@ pub(super) fn canonical_weights(
     };
     let mut out = WeightMap::default();
     for info in file.tensor_infos() {
-        let Some(canonical) = gguf_to_canonical(&info.name) else {
+        let parts = gguf_to_canonical_parts(arch, &info.name);
+        if parts.len() > 1 {
+            let t = file.tensor_as(&info.name, keep_blocks)?;
+            let rows = phi3_parts_rows(spec, &parts);
+            let want = [rows.iter().sum(), spec.hidden_size];
+            if t.shape != want {
+                return Err(WeightsError::Shape {
+                    name: info.name.clone(),
+                    expected: want.to_vec(),
+                    found: t.shape.clone(),
+                });
+            }
+            let mut start = 0;
+            for (part, n) in parts.into_iter().zip(rows) {
+                out.tensors.insert(part, t.rows(start, start + n)?);
+                start += n;
+            }
+            continue;
+        }
+        let Some(canonical) = parts.into_iter().next() else {
             continue;
         };
         let mut t = file.tensor_as(&info.name, keep_blocks)?;
