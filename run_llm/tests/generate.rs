@@ -141,6 +141,32 @@ fn a_prompt_longer_than_the_positions_is_refused() {
 }
 
 #[test]
+fn gguf_files_of_gemma3_phi3_qwen3_and_mistral_are_models() {
+    // tests/fixtures/gguf/<model>-f32.gguf and -q8_0.gguf (scripts/make_gguf_arch_fixtures.py): the
+    // F32 file is the model of models/<model>, so it gives transformers' greedy tokens; the Q8_0 file,
+    // made by llama.cpp's quantizer, runs with its blocks kept.
+    let dir = root().join("tests/fixtures/gguf");
+    for model in [
+        "tiny-gemma3",
+        "tiny-phi3",
+        "tiny-qwen3",
+        "tiny-mistral-window",
+    ] {
+        let f32 = dir.join(format!("{model}-f32.gguf"));
+        for (i, p) in reference(model).iter().enumerate() {
+            let v = generate(f32.to_str().unwrap(), &p.ids, &[]);
+            assert_eq!(ids(&v["tokens"]), p.greedy, "{model} prompt {i}");
+        }
+        let q8 = dir.join(format!("{model}-q8_0.gguf"));
+        let p = &reference(model)[0];
+        let v = generate(q8.to_str().unwrap(), &p.ids, &["--quant_format", "gguf"]);
+        let n = ids(&v["tokens"]).len();
+        assert!((1..=24).contains(&n), "{model} Q8_0: {n} tokens");
+        assert!(v["run"]["weights"].as_str().unwrap().starts_with("GGUF"));
+    }
+}
+
+#[test]
 fn a_gguf_file_is_a_model() {
     // tests/fixtures/gguf/tiny-llama.gguf and transformers' greedy output on the same weights.
     let dir = root().join("tests/fixtures/gguf");

@@ -82,7 +82,12 @@ pub fn reference(model: &str) -> Vec<RefPrompt> {
         .join("reference.json");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("reference.json"))
         .expect("reference json");
-    let eos = v["eos_token_id"].as_u64().expect("eos") as u32;
+    // transformers writes a scalar or, for Gemma 3, a one-element list.
+    let eos = match &v["eos_token_id"] {
+        Value::Array(one) if one.len() == 1 => one[0].as_u64(),
+        scalar => scalar.as_u64(),
+    };
+    let eos = eos.expect("eos") as u32;
     v["prompts"]
         .as_array()
         .expect("prompts")
