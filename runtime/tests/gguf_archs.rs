@@ -172,3 +172,70 @@ fn llama_cpp_q8_0_files_load_dequantised_and_as_blocks() {
         assert!(err < 0.1, "{name} Q8_0: {err:.2e} from the F32 file");
     }
 }
+
+/// Byte offset just after the length-prefixed string `s` (a metadata key) in `bytes`.
+fn after_key(bytes: &[u8], s: &str) -> usize {
+    let mut needle = (s.len() as u64).to_le_bytes().to_vec();
+    needle.extend_from_slice(s.as_bytes());
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("key in fixture");
+    at + needle.len()
+}
+
+/// The spec or weights error of `name`'s F32 file patched by `patch`.
+fn error_of(name: &str, tag: &str, patch: impl Fn(&mut Vec<u8>)) -> String {
+    let mut bytes = std::fs::read(fixture(name, "f32")).unwrap();
+    patch(&mut bytes);
+    let dir = std::env::temp_dir().join(format!("llmforge-gguf-archs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{tag}.gguf"));
+    std::fs::write(&path, &bytes).unwrap();
+    let file = GgufFile::open(&path).expect("header still valid");
+    let err = match file.spec(name) {
+        Err(e) => e,
+        Ok(spec) => match weights::load(&spec, &WeightSource::Gguf(path.clone())) {
+            Err(e) => e,
+            Ok(_) => panic!("{tag}: accepted"),
+        },
+    };
+    err.to_string()
+}
+
+#[test]
+fn missing_or_bad_metadata_is_refused_by_name() {
+    // A u32 value follows its key's 4-byte type.
+    let set_u32 = |key: &'static str, v: u32| {
+        move |b: &mut Vec<u8>| {
+            let at = after_key(b, key) + 4;
+            b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        }
+    };
+    let rename = |key: &'static str| {
+        move |b: &mut Vec<u8>| {
+            let at = after_key(b, key);
+            b[at - 1] = b'#';
+        }
+    };
+    let eps = "gemma3.attention.layer_norm_rms_epsilon";
+    let msg = error_of("tiny-gemma3", "eps", rename(eps));
+    assert!(msg.contains(eps) && msg.contains("missing"), "{msg}");
+    let pattern = "gemma3.attention.sliding_window_pattern";
+    let msg = error_of("tiny-gemma3", "pattern", set_u32(pattern, 0));
+    assert!(msg.contains(pattern), "{msg}");
+    let layers = "phi3.block_count";
+    let msg = error_of("tiny-phi3", "layers", rename(layers));
+    assert!(msg.contains(layers) && msg.contains("missing"), "{msg}");
+    // Two KV heads more than the fused q/k/v rows hold.
+    let kv = "phi3.attention.head_count_kv";
+    let msg = error_of("tiny-phi3", "kv", set_u32(kv, 4));
+    assert!(msg.contains("blk.0.attn_qkv.weight"), "{msg}");
+    let scaling = "gemma3.rope.scaling.type";
+    let msg = error_of("tiny-gemma3", "scaling", |b: &mut Vec<u8>| {
+        // The value "linear" (a length-prefixed string after the 4-byte type) becomes "lineaR".
+        let at = after_key(b, scaling) + 4 + 8;
+        b[at + 5] = b'R';
+    });
+    assert!(msg.contains(scaling) && msg.contains("lineaR"), "{msg}");
+}
