@@ -4,7 +4,8 @@
 //! gives it (`forward.rs`, `layers.rs`, `decode.rs`, `sampling.rs`), and every output read back and
 //! compared with the reference under the case's bound; one line per output is printed (kernel, model,
 //! switches, precision, variant, max abs and relative error, bound), and the test fails naming every
-//! case out of bound. Beyond the references: the embedding clears exactly `nbest` argmax slots; the
+//! case out of bound. Windowed cases pass the window and a ring cache of that many slots, as the
+//! engine does for a sliding-window layer. Beyond the references: the embedding clears exactly `nbest` argmax slots; the
 //! decode attention leaves its split counters at zero, so a second launch on the same buffers gives the
 //! same output; the fused decode GEMVs give bit-identical results on the engine's grid and on one
 //! block (every warp then walks many units); the fused argmax is the first index of the largest of the
@@ -23,8 +24,8 @@ use runtime::backend::cuda::forward::norm_block;
 use runtime::backend::cuda::kernels::{DECODE_CHUNK, decode_vps};
 use runtime::backend::cuda::launch::{Function, Grid, Kernel};
 use runtime::backend::cuda::launchers::{
-    Activation, AddNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO, DecQkv, DecUp,
-    Embed, Gemv, HeadNorm, QkvRope, SampleTopK,
+    Activation, AddNorm, AddPostNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO,
+    DecQkv, DecUp, Embed, Gemv, HeadNorm, KvRingStore, PostNorm, QkvRope, SampleTopK,
 };
 use runtime::backend::cuda::memory::{ArgmaxKey, DevBuf};
 use runtime::backend::cuda::op_check::OpGpu;
@@ -259,6 +260,66 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                 ("out", g.read_stored(&out, "out")?),
             ])
         }
+        (Op::PostNorm { rows }, Data::PostNorm { x, w }) => {
+            let x_b = g.f32s(x, "x")?;
+            let w_b = g.f32s(w, "post norm weight")?;
+            PostNorm {
+                x: x_b.view_mut(),
+                w: w_b.view(),
+            }
+            .launch(
+                &st,
+                &k.post_norm,
+                Grid::new((rows as u32, 1, 1), norm_block(h)),
+            )?;
+            Ok(vec![("x", g.read_f32(&x_b, "x")?)])
+        }
+        (Op::AddPostNorm { rows }, Data::AddPostNorm { x, delta, w }) => {
+            let x_b = g.f32s(x, "x")?;
+            let delta_b = g.f32s(delta, "delta")?;
+            let w_b = g.f32s(w, "post norm weight")?;
+            AddPostNorm {
+                x: x_b.view_mut(),
+                delta: delta_b.view(),
+                w: w_b.view(),
+            }
+            .launch(
+                &st,
+                &k.add_post_norm,
+                Grid::new((rows as u32, 1, 1), norm_block(h)),
+            )?;
+            Ok(vec![("x", g.read_f32(&x_b, "x")?)])
+        }
+        (
+            Op::KvRingStore {
+                batch,
+                seq_len,
+                start,
+                window,
+            },
+            Data::Ring { nk, nv, cache },
+        ) => {
+            let nk_b = g.stored(nk, "new k")?;
+            let nv_b = g.stored(nv, "new v")?;
+            let ck = g.stored(&cache.0, "ring k")?;
+            let cv = g.stored(&cache.1, "ring v")?;
+            let step = step_buf(start, start + seq_len)?;
+            let grid = ((batch * seq_len) as u32, kvd.div_ceil(256) as u32, 1);
+            KvRingStore {
+                new_k: nk_b.view(),
+                new_v: nv_b.view(),
+                step: step.view(),
+                cache_k: ck.view_mut(),
+                cache_v: cv.view_mut(),
+                seq_len: seq_len as i32,
+                window: window as i32,
+            }
+            .launch(&st, &k.kv_ring_store, Grid::new(grid, 256))?;
+            Ok(vec![
+                ("cache_k", g.read_stored(&ck, "ring k")?),
+                ("cache_v", g.read_stored(&cv, "ring v")?),
+            ])
+        }
         (Op::HeadNorm { rows }, Data::HeadNorm { qkv, wq, wk }) => {
             let qkv_b = g.f32s(qkv, "qkv")?;
             let wq_b = g.f32s(wq, "q norm")?;
@@ -277,6 +338,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                 batch,
                 seq_len,
                 start,
+                window,
                 ..
             },
             Data::QkvRope {
@@ -314,8 +376,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                 seq_len: seq_len as i32,
                 max_seq,
                 write_cache: cache_b.is_some() as i32,
-                // The catalogue's models attend to every earlier key (rings: cuda_prefill_attention.rs).
-                window: 0,
+                window: window as i32,
             }
             .launch(
                 &st,
@@ -340,6 +401,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                 seq_len,
                 start,
                 mode,
+                window,
             },
             Data::Attn { q, nk, nv, cache },
         ) => {
@@ -364,7 +426,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                 seq_len: seq_len as i32,
                 max_seq,
                 mode: cache_mode(mode),
-                window: 0,
+                window: window as i32,
             };
             let (hb, bb) = (heads as u32, batch as u32);
             if tc {
@@ -376,7 +438,15 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
             }
             Ok(vec![("out", g.read_stored(&out, "attention out")?)])
         }
-        (Op::AttnDecode { batch, start, mode }, Data::Attn { q, nk, nv, cache }) => {
+        (
+            Op::AttnDecode {
+                batch,
+                start,
+                mode,
+                window,
+            },
+            Data::Attn { q, nk, nv, cache },
+        ) => {
             let Some((ck, cv)) = cache else {
                 return Err(err("decode attention without a cache".into()));
             };
@@ -407,7 +477,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                     out: out.view_mut(),
                     max_seq,
                     mode: cache_mode(mode),
-                    window: 0,
+                    window: window as i32,
                     trace: None,
                     slot: 0,
                 }
@@ -428,13 +498,13 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
             }
             Ok(vec![("out", outs.pop().unwrap_or_default())])
         }
-        (Op::Swiglu { rows, .. } | Op::GeluBias { rows, .. }, Data::Act { x, bias }) => {
+        (Op::Glu { rows, .. } | Op::GeluBias { rows, .. }, Data::Act { x, bias }) => {
             let inter = m.inter();
             let x_b = g.f32s(x, "mlp activations")?;
             let bias_b = opt_f32(bias, "mlp bias")?;
             let out = gpu.zeros_stored(p, &[rows, inter], "mid")?;
             let f = match c.op {
-                Op::Swiglu { .. } => &k.glu,
+                Op::Glu { .. } => &k.glu,
                 _ => &k.gelu_bias,
             };
             let n = rows * inter;
@@ -613,7 +683,9 @@ fn run_dec(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared, blocks: Option<usize>)
     let bias_v = bias_b.as_ref().map(|v| v.view());
     let variant = |n: bool| if n { &g.kernels.decn } else { &g.kernels.dec1 };
     match c.op {
-        Op::DecQkv { rows, n, .. } => {
+        Op::DecQkv {
+            rows, n, window, ..
+        } => {
             let rope = match &m.rope {
                 Some((cs, sn)) => Some((g.f32s(cs, "rope cos")?, g.f32s(sn, "rope sin")?)),
                 None => None,
@@ -623,7 +695,9 @@ fn run_dec(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared, blocks: Option<usize>)
             let nb_b = opt(nb, "norm bias")?;
             let pos_b = gpu.upload::<u32>(pos, "positions")?;
             let step = gpu.upload::<i32>(&[DEC_START as i32, DEC_START as i32 + 1], "step")?;
-            let q = gpu.zeros::<f32>(&[rows, qd], "q")?;
+            // With q/k norms the whole unrotated QKV row.
+            let q_cols = if m.layer.qk_norm { m.qkv_dim() } else { qd };
+            let q = gpu.zeros::<f32>(&[rows, q_cols], "q")?;
             let nk = gpu.zeros_stored(p, &[rows, kvd], "new k")?;
             let nv = gpu.zeros_stored(p, &[rows, kvd], "new v")?;
             let Some((ck, cv)) = cache else {
@@ -647,7 +721,7 @@ fn run_dec(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared, blocks: Option<usize>)
                 cache_k: ck_b.view_mut(),
                 cache_v: cv_b.view_mut(),
                 max_seq: MAX_SEQ as i32,
-                window: 0,
+                window: window as i32,
                 m: rows as i32,
                 trace: None,
                 slot: 0,

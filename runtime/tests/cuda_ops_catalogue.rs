@@ -2,10 +2,12 @@
 //! the catalogue (`op_cases/mod.rs`) covers every kernel of `kernels::MODULES` at every precision, every
 //! compile-time switch the kernel templates branch on and every runtime variant of each kernel (null
 //! biases, cache modes, split counts, row counts); and the reference of every case runs and agrees
-//! with an independent computation where one is cheap (the f64 norm against the CPU's f32 norm, the
-//! rotary against `rotate_half` built literally, the f64 attention against the CPU engine's, the
-//! activations against the CPU kernels, the f64 dot products against f32 sums, sampled ids inside
-//! the top k). The `wide` spec's references are large for a debug build and run in release only.
+//! with an independent computation where one is cheap (the f64 norms against the CPU's f32 norm, the
+//! rotary against `rotate_half` built literally, the f64 attention, windowed over a ring or not,
+//! against the CPU engine's, the activations against the CPU kernels, the f64 dot products against
+//! f32 sums, the scaled embedding within half an ulp of the exact product, the ring store against
+//! the last position of the step that maps to each slot, sampled ids inside the top k). The wide
+//! specs' references are large for a debug build and run in release only.
 #![cfg(feature = "cuda")]
 
 mod op_cases;
@@ -15,14 +17,16 @@ use runtime::Precision;
 use runtime::backend::CacheMode;
 use runtime::backend::cpu::{attention, kernels as cpu};
 use runtime::backend::cuda::kernels::{self, KernelConsts, MODULES};
+use runtime::spec::NormKind;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What each kernel's cases must include, beyond every precision: the model switches its template
 /// branches on and its runtime variants (`Op::tags`).
 fn required(kernel: &str) -> &'static [&'static str] {
     match kernel {
-        "embed" => &["rope", "learned-pos"],
+        "embed" => &["rope", "learned-pos", "embed-scale"],
         "add_norm" => &["rms", "layernorm", "delta", "no-delta", "bias", "no-bias"],
+        "post_norm" | "add_post_norm" => &["rms", "sandwich"],
         "head_norm" => &["qk-norm"],
         "qkv_rope" => &[
             "rope",
@@ -31,12 +35,23 @@ fn required(kernel: &str) -> &'static [&'static str] {
             "no-bias",
             "cache",
             "no-cache",
+            "full",
+            "window",
         ],
-        "attn_prefill" | "attn_prefill_tc" => {
-            &["None", "StaticV1", "StaticV2", "prefix", "start-0"]
-        }
-        "attn_decode" => &["StaticV1", "StaticV2", "splits", "one-split"],
-        "glu" | "gelu_bias" => &["bias", "no-bias"],
+        "kv_ring_store" => &["within-window", "longer-than-window", "wraps", "no-wrap"],
+        "attn_prefill" | "attn_prefill_tc" => &[
+            "None", "StaticV1", "StaticV2", "prefix", "start-0", "full", "window",
+        ],
+        "attn_decode" => &[
+            "StaticV1",
+            "StaticV2",
+            "splits",
+            "one-split",
+            "full",
+            "window",
+        ],
+        "glu" => &["bias", "no-bias", "swiglu", "geglu"],
+        "gelu_bias" => &["bias", "no-bias"],
         "gemv" => &[
             "rows",
             "one-row",
@@ -45,11 +60,27 @@ fn required(kernel: &str) -> &'static [&'static str] {
             "bias-accumulate",
             "plain",
         ],
-        "dec_qkv_1" | "dec_qkv_n" => {
-            &["rms", "layernorm", "rope", "learned-pos", "bias", "no-bias"]
-        }
-        "dec_up_1" | "dec_up_n" => &["rms", "layernorm", "swiglu", "gelu", "bias", "no-bias"],
-        "dec_o_1" | "dec_o_n" | "dec_down_1" | "dec_down_n" => &["bias", "no-bias"],
+        "dec_qkv_1" | "dec_qkv_n" => &[
+            "rms",
+            "layernorm",
+            "rope",
+            "learned-pos",
+            "bias",
+            "no-bias",
+            "qk-norm",
+            "full",
+            "window",
+        ],
+        "dec_up_1" | "dec_up_n" => &[
+            "rms",
+            "layernorm",
+            "swiglu",
+            "geglu",
+            "gelu",
+            "bias",
+            "no-bias",
+        ],
+        "dec_o_1" | "dec_o_n" | "dec_down_1" | "dec_down_n" => &["bias", "no-bias", "sandwich"],
         "dec_lm_1" | "dec_lm_n" => &["rms", "layernorm", "argmax", "logits"],
         "argmax" => &[],
         "sample_top_k" => &["top-k", "top-p"],
@@ -113,7 +144,17 @@ fn the_catalogue_covers_every_kernel_switch_and_variant() {
 /// switch fails here until the catalogue covers it.
 #[test]
 fn every_template_switch_is_covered() {
-    let known = ["rms", "rope", "swiglu", "tc_attn", "dtype"];
+    let known = [
+        "rms",
+        "rope",
+        "gated",
+        "gelu_gate",
+        "qk_norm",
+        "sandwich",
+        "embed_scale",
+        "tc_attn",
+        "dtype",
+    ];
     let dir = root().join("runtime/templates/kernels");
     let mut found = BTreeSet::new();
     for entry in std::fs::read_dir(&dir).expect("templates") {
@@ -145,11 +186,34 @@ fn every_template_switch_is_covered() {
     let has = |f: &dyn Fn(&Model) -> bool| models.iter().any(f);
     assert!(has(&|m| m.layer.rms) && has(&|m| !m.layer.rms), "rms");
     assert!(has(&|m| m.layer.rope) && has(&|m| !m.layer.rope), "rope");
+    assert!(has(&|m| m.layer.gated) && has(&|m| !m.layer.gated), "gated");
     assert!(
-        has(&|m| m.layer.gated) && has(&|m| !m.layer.gated),
-        "swiglu"
+        has(&|m| m.layer.gated && m.layer.gelu_gate)
+            && has(&|m| m.layer.gated && !m.layer.gelu_gate),
+        "gelu_gate"
     );
-    assert!(has(&|m| m.layer.qk_norm), "qk_norm");
+    assert!(
+        has(&|m| m.layer.qk_norm) && has(&|m| !m.layer.qk_norm),
+        "qk_norm"
+    );
+    assert!(
+        has(&|m| m.layer.sandwich) && has(&|m| !m.layer.sandwich),
+        "sandwich"
+    );
+    assert!(
+        has(&|m| m.layer.embed_scale.is_some()) && has(&|m| m.layer.embed_scale.is_none()),
+        "embed_scale"
+    );
+    // An embedding scale the storage types round (not a power of two), and windowed cases on a
+    // model without q/k norms (whose decode QKV kernel writes the ring).
+    assert!(
+        has(&|m| m.layer.embed_scale.is_some_and(|s| s.log2().fract() != 0.0)),
+        "embed_scale that rounds"
+    );
+    assert!(
+        has(&|m| !m.windows().is_empty() && !m.layer.qk_norm),
+        "windowed dec_qkv"
+    );
     for p in [Precision::Fp16, Precision::Bf16] {
         assert!(has(&|m| tc_attention(m, p)), "tc_attn at {p}");
     }
@@ -170,7 +234,7 @@ fn every_template_switch_is_covered() {
 
 /// Cases whose reference is cheap enough for this build (all in release).
 fn runs_here(c: &Case) -> bool {
-    !cfg!(debug_assertions) || c.model_name() != "wide"
+    !cfg!(debug_assertions) || !c.model_name().starts_with("wide")
 }
 
 fn close(what: &str, got: &[f32], want: &[f32], bound: f32) {
@@ -214,6 +278,64 @@ fn want<'a>(p: &'a Prepared, name: &str) -> &'a [f32] {
 fn independent(m: &Model, c: &Case, pr: &Prepared, name: &str) {
     let (h, d, vocab) = (m.h(), m.spec.head_dim, m.spec.vocab_size);
     match (&c.op, &pr.data) {
+        (Op::Embed { .. }, Data::Embed { ids, table, .. }) => {
+            // The scaled embedding within two roundings (the factor's and the product's, each half
+            // an ulp of the storage type, or of f32 at FP32) of the exact product.
+            let Some(scale) = m.spec.embed_scale else {
+                return;
+            };
+            let u = store_unit(c.precision).max(f32::EPSILON / 2.0) as f64;
+            for (i, got) in want(pr, "x").iter().enumerate() {
+                let exact = table[ids[i / h] as usize * h + i % h] as f64 * scale;
+                let err = (*got as f64 - exact).abs();
+                assert!(
+                    err <= (2.0 * u + u * u) * exact.abs() + 1e-30,
+                    "{name}: element {i}: {got} against {exact}"
+                );
+            }
+        }
+        (Op::PostNorm { .. }, Data::PostNorm { x, w }) => {
+            // The f64 reference against the CPU engine's f32 RMSNorm.
+            let mut out = vec![0.0; x.len()];
+            cpu::norm(NormKind::RmsNorm, m.layer.eps, x, h, w, None, &mut out);
+            close(name, &out, want(pr, "x"), 1e-5);
+        }
+        (Op::AddPostNorm { .. }, Data::AddPostNorm { x, delta, w }) => {
+            let mut out = vec![0.0; x.len()];
+            cpu::norm(NormKind::RmsNorm, m.layer.eps, delta, h, w, None, &mut out);
+            for (o, xv) in out.iter_mut().zip(x) {
+                *o += xv;
+            }
+            close(name, &out, want(pr, "x"), 1e-5);
+        }
+        (
+            Op::KvRingStore {
+                batch,
+                seq_len,
+                start,
+                window,
+            },
+            Data::Ring { nk, nv, cache },
+        ) => {
+            // Each slot holds the last position of the step that maps to it, or what it held.
+            let kvh = m.spec.num_kv_heads;
+            for (got, new, old) in [
+                (want(pr, "cache_k"), nk, &cache.0),
+                (want(pr, "cache_v"), nv, &cache.1),
+            ] {
+                for bh in 0..batch * kvh {
+                    for slot in 0..*window {
+                        let last = (0..*seq_len).rev().find(|s| (start + s) % window == slot);
+                        let at = (bh * window + slot) * d;
+                        let expected = match last {
+                            Some(s) => &new[(bh * seq_len + s) * d..(bh * seq_len + s + 1) * d],
+                            None => &old[at..at + d],
+                        };
+                        assert_eq!(&got[at..at + d], expected, "{name}: slot {slot}");
+                    }
+                }
+            }
+        }
         (Op::AddNorm { .. }, Data::AddNorm { w, b, .. }) => {
             // The f64 reference against the CPU engine's f32 norm of the same residual.
             let x1 = want(pr, "x");
@@ -273,6 +395,7 @@ fn independent(m: &Model, c: &Case, pr: &Prepared, name: &str) {
                 seq_len,
                 start,
                 mode,
+                window,
                 ..
             },
             Data::Attn { q, nk, nv, cache },
@@ -281,15 +404,28 @@ fn independent(m: &Model, c: &Case, pr: &Prepared, name: &str) {
             pr,
             name,
             (q, nk, nv, cache),
-            *batch,
-            *seq_len,
-            *start,
+            (*batch, *seq_len, *start),
             *mode,
+            *window,
         ),
-        (Op::AttnDecode { batch, start, mode }, Data::Attn { q, nk, nv, cache }) => {
-            attn_fast(m, pr, name, (q, nk, nv, cache), *batch, 1, *start, *mode)
-        }
-        (Op::Swiglu { .. }, Data::Act { x, bias }) => {
+        (
+            Op::AttnDecode {
+                batch,
+                start,
+                mode,
+                window,
+            },
+            Data::Attn { q, nk, nv, cache },
+        ) => attn_fast(
+            m,
+            pr,
+            name,
+            (q, nk, nv, cache),
+            (*batch, 1, *start),
+            *mode,
+            *window,
+        ),
+        (Op::Glu { .. }, Data::Act { x, bias }) => {
             let inter = m.inter();
             let mut gu = x.clone();
             if let Some(b) = bias {
@@ -300,7 +436,11 @@ fn independent(m: &Model, c: &Case, pr: &Prepared, name: &str) {
                 }
             }
             let mut out = vec![0.0; x.len() / 2];
-            cpu::swiglu(&gu, inter, &mut out);
+            if m.layer.gelu_gate {
+                cpu::geglu(&gu, inter, &mut out);
+            } else {
+                cpu::swiglu(&gu, inter, &mut out);
+            }
             close(name, &out, want(pr, "out"), 1e-5);
         }
         (Op::GeluBias { .. }, Data::Act { x, bias }) => {
@@ -352,24 +492,24 @@ fn independent(m: &Model, c: &Case, pr: &Prepared, name: &str) {
     }
 }
 
-/// The f64 attention reference against the CPU engine's attention (f32, its own loop order).
-#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+/// The f64 attention reference against the CPU engine's attention (f32, its own loop order), over
+/// a ring of `window` slots with the window masked where `window` > 0.
+#[allow(clippy::type_complexity)]
 fn attn_fast(
     m: &Model,
     pr: &Prepared,
     name: &str,
     (q, nk, nv, cache): (&[f32], &[f32], &[f32], &Option<(Vec<f32>, Vec<f32>)>),
-    batch: usize,
-    seq_len: usize,
-    start: usize,
+    (batch, seq_len, start): (usize, usize, usize),
     mode: CacheMode,
+    window: usize,
 ) {
     let qkv = join_qkv(m, q, nk, nv, batch, seq_len);
     let mut c = cache.clone();
     let kv = c.as_mut().map(|(k, v)| attention::KvView {
         key: k,
         value: v,
-        max_seq: MAX_SEQ,
+        max_seq: slots_of(window),
     });
     let st = attention::Step {
         batch,
@@ -377,26 +517,28 @@ fn attn_fast(
         start,
     };
     let mut out = vec![0.0; batch * seq_len * m.qd()];
-    attention::attention(&qkv, m.geometry(), st, kv, mode, &mut out);
+    attention::attention(&qkv, m.geometry_in(window), st, kv, mode, &mut out);
     close(name, &out, want(pr, "out"), 1e-5);
 }
 
-/// The `wide` spec's kernels compile for every precision (the fixtures' are compiled by
+/// The wide specs' kernels compile for every precision (the fixtures' are compiled by
 /// `cuda_kernels.rs`). Needs NVRTC (`source .ci/nvrtc-setup.sh`), so `#[ignore]`d like those tests.
 #[test]
 #[ignore = "needs NVRTC (source .ci/nvrtc-setup.sh; run with --include-ignored)"]
-fn the_wide_spec_compiles_at_every_precision() {
+fn the_wide_specs_compile_at_every_precision() {
     if let Err(e) = runtime::backend::cuda::device::check_nvrtc() {
         panic!("{e} (source .ci/nvrtc-setup.sh)");
     }
-    let spec = spec("wide");
-    for p in PRECISIONS {
-        let compiled = kernels::compile(&spec, p, spec.max_position_embeddings, 90)
-            .unwrap_or_else(|e| panic!("wide {p}: {e}"));
-        for (module, functions) in MODULES {
-            let ptx = compiled.module(module).expect("module");
-            for f in functions {
-                assert!(ptx.contains(&format!(".entry {f}(")), "wide {p}: {f}");
+    for name in ["wide", "wide-gemma"] {
+        let spec = spec(name);
+        for p in PRECISIONS {
+            let compiled = kernels::compile(&spec, p, spec.max_position_embeddings, 90)
+                .unwrap_or_else(|e| panic!("{name} {p}: {e}"));
+            for (module, functions) in MODULES {
+                let ptx = compiled.module(module).expect("module");
+                for f in functions {
+                    assert!(ptx.contains(&format!(".entry {f}(")), "{name} {p}: {f}");
+                }
             }
         }
     }

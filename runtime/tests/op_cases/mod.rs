@@ -1,7 +1,9 @@
 //! The catalogue of CUDA op cases (in the spirit of llama.cpp's `test-backend-ops`): every kernel of
 //! `kernels::MODULES` on the tiny models' shapes and switches (RMSNorm / LayerNorm, rotary / learned
-//! positions, SwiGLU / GELU, biases, q/k norms) and on one wide spec (long rows: several weight steps
-//! per decode GEMV, 16 vectors per lane, head_dim 128), at FP32, FP16 and BF16, with seeded random
+//! positions, SwiGLU / GeGLU / GELU, biases, q/k norms, sandwich norms, an embedding scale, sliding
+//! windows over ring caches) and on two wide specs (long rows: several weight steps per decode GEMV,
+//! 16 vectors per lane, head_dim 128; and a Gemma-3-like one with head_dim 256 and an embedding
+//! scale that is not a power of two), at FP32, FP16 and BF16, with seeded random
 //! inputs, the CPU reference of each output computed here in f32/f64 from the same (storage-rounded)
 //! inputs, and a bound per output. `cuda_ops.rs` runs each case on a GPU through the typed launchers;
 //! `cuda_ops_catalogue.rs` checks, without a GPU, that the catalogue covers every kernel and switch and
@@ -14,7 +16,8 @@
 //! `u = 2^-11` (FP16) or `2^-8` (BF16) of itself, so at most `u` of the tensor's largest value.
 //! - exact (0): copies and single f32 additions done in the same order on both sides (embedding,
 //!   the residual add, the K/V written by the decode QKV kernel's cache copy compared with its own
-//!   new rows).
+//!   new rows, the ring store), and the scaled embedding (one f32 product of two stored values, exact
+//!   in f64, rounded once to f32 and once to the storage type on both sides).
 //! - elementwise f32 (`ELEM` = 5e-6): rotary products (the GPU may fuse a multiply-add), `expf` and
 //!   `tanhf` (a few ulp) against f64.
 //! - f32 reductions (`RED` = 1e-5): norms (`rsqrtf`, block sums in another order), dot products of up to
@@ -27,8 +30,9 @@
 //!   `2u |w x| / max|y|` (under `u`: rare, and `|w x|` is well below the largest output).
 //! - tensor-core attention (`TC`): q (scaled) and the softmax weights P are rounded to the 16-bit type
 //!   before the MMAs, which the f64 reference does not do: a score moves by up to
-//!   `u · Σ|q_i k_i| / sqrt(d)` (`sqrt(d)/4 · u` for inputs in [-1, 1), 2.8u at d = 128), each weight by
-//!   `u`, plus the output store: about 5u, bound 10u (5e-3 FP16, 4e-2 BF16).
+//!   `u · Σ|q_i k_i| · scale` (with a scale of `1/sqrt(d)`, `sqrt(d)/4 · u` for inputs in [-1, 1):
+//!   2.8u at d = 128, 4u at d = 256), each weight by `u`, plus the output store: about 5u to 6u,
+//!   bound 10u (5e-3 FP16, 4e-2 BF16).
 //! - ids (argmax, sampling): exact (no mismatch allowed).
 #![allow(dead_code)]
 
@@ -54,26 +58,54 @@ pub const ELEM: f32 = 5e-6;
 pub const RED: f32 = 1e-5;
 
 /// The models whose kernels are tested: the tiny fixtures that differ in what the kernels compile
-/// (tiny-mistral computes what tiny-llama does) and `wide`.
-pub const MODELS: [&str; 6] = [
+/// (tiny-mistral computes what tiny-llama does; tiny-mistral-window slides a window of 8 keys in
+/// every layer, tiny-gemma3 in most: sandwich norms, GeGLU, an embedding scale, q/k norms, head_dim
+/// 32), `wide` and `wide-gemma`.
+pub const MODELS: [&str; 9] = [
     "tiny-llama",
     "tiny-llama-bias",
     "tiny-qwen2",
     "tiny-qwen3",
     "tiny-gpt2",
+    "tiny-gemma3",
+    "tiny-mistral-window",
     "wide",
+    "wide-gemma",
 ];
+
+/// A window longer than a decode split (128 keys) and not a multiple of any attention tile, tested on
+/// every model with a sliding window beside its own.
+pub const LONG_WINDOW: usize = 130;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The spec of `name`: a fixture under `models/`, or `wide`, tiny-llama with long rows: hidden 4352
+/// The spec of `name`: a fixture under `models/`; `wide`, tiny-llama with long rows: hidden 4352
 /// (decode GEMVs of 16 vectors per lane per step, 2-3 steps per row, not a whole number of steps;
 /// 1024-thread norms), head_dim 128 over 8 heads and 2 KV heads (FP32 decode attention loads its rows
-/// after the wait), intermediate 1024, a 512-token vocabulary.
+/// after the wait), intermediate 1024, a 512-token vocabulary; or `wide-gemma`, tiny-gemma3 with
+/// gemma-3-1b's attention shape and scale: hidden 1152 (embedding scale sqrt(1152), which rounds in
+/// every storage type), head_dim 256 over 4 heads and 1 KV head (8-key CUDA-core and 32-key
+/// tensor-core prefill tiles, decode outputs wider than a split), intermediate 1024, a 512-token
+/// vocabulary.
 pub fn spec(name: &str) -> ModelSpec {
     let dir = |m: &str| root().join("models").join(m);
+    if name == "wide-gemma" {
+        let mut s = ModelSpec::from_dir(&dir("tiny-gemma3")).expect("tiny-gemma3 config");
+        s.name = "wide-gemma".into();
+        s.hidden_size = 1152;
+        s.num_heads = 4;
+        s.num_kv_heads = 1;
+        s.head_dim = 256;
+        s.intermediate_size = 1024;
+        s.vocab_size = 512;
+        s.embed_scale = Some((s.hidden_size as f64).sqrt());
+        // gemma-3-1b's query_pre_attn_scalar (256): the tensor-core bound below assumes a scale of
+        // about 1/sqrt(head_dim); tiny-gemma3 covers a scale that differs from it.
+        s.attention_scale = Some(1.0 / 16.0);
+        return s;
+    }
     if name != "wide" {
         return ModelSpec::from_dir(&dir(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
@@ -123,13 +155,31 @@ impl Model {
         }
     }
 
+    /// The attention geometry with every earlier key visible.
     pub fn geometry(&self) -> AttnGeometry {
+        self.geometry_in(0)
+    }
+
+    /// The attention geometry with a sliding window of `window` keys (0: every earlier key).
+    pub fn geometry_in(&self, window: usize) -> AttnGeometry {
         AttnGeometry {
             num_heads: self.spec.num_heads,
             num_kv_heads: self.spec.num_kv_heads,
             head_dim: self.spec.head_dim,
-            scale: 1.0 / (self.spec.head_dim as f32).sqrt(),
-            window: runtime::plan::Window::Full,
+            scale: self.layer.scale,
+            window: match window {
+                0 => runtime::plan::Window::Full,
+                w => runtime::plan::Window::Sliding(w),
+            },
+        }
+    }
+
+    /// The windows of this model's windowed cases: its own sliding window and [`LONG_WINDOW`], or
+    /// none for a model whose layers all see every earlier key.
+    pub fn windows(&self) -> Vec<usize> {
+        match self.spec.sliding_window {
+            Some(w) => vec![w, LONG_WINDOW],
+            None => vec![],
         }
     }
 
@@ -163,10 +213,23 @@ impl Model {
         let mut f = vec![
             if l.rms { "rms" } else { "layernorm" },
             if l.rope { "rope" } else { "learned-pos" },
-            if l.gated { "swiglu" } else { "gelu" },
+            match (l.gated, l.gelu_gate) {
+                (true, false) => "swiglu",
+                (true, true) => "geglu",
+                (false, _) => "gelu",
+            },
         ];
         if l.qk_norm {
             f.push("qk-norm");
+        }
+        if l.sandwich {
+            f.push("sandwich");
+        }
+        if l.embed_scale.is_some() {
+            f.push("embed-scale");
+        }
+        if s.sliding_window.is_some() {
+            f.push("sliding");
         }
         if s.qkv_bias {
             f.push("qkv-bias");
@@ -193,30 +256,51 @@ pub enum Op {
         delta: bool,
         bias: bool,
     },
+    /// The sandwich norm: RMSNorm of f32 rows in place.
+    PostNorm {
+        rows: usize,
+    },
+    /// The sandwich norm of a fused decode GEMV's output, added to the residual stream.
+    AddPostNorm {
+        rows: usize,
+    },
     HeadNorm {
         rows: usize,
     },
-    /// `write_cache`: a cache mode (else mode none: no cache, start 0).
+    /// `write_cache`: a cache mode (else mode none: no cache, start 0). `window` > 0: the cache is a
+    /// ring of that many slots (a one-token step, as the engine writes a ring only then).
     QkvRope {
         batch: usize,
         seq_len: usize,
         start: usize,
         bias: bool,
         write_cache: bool,
+        window: usize,
     },
+    /// A windowed layer's multi-token step, after its attention: the step's K/V rows into the ring.
+    KvRingStore {
+        batch: usize,
+        seq_len: usize,
+        start: usize,
+        window: usize,
+    },
+    /// `window` > 0: queries see only the last `window` keys, the cache is a ring of that many slots.
     AttnPrefill {
         tc: bool,
         batch: usize,
         seq_len: usize,
         start: usize,
         mode: CacheMode,
+        window: usize,
     },
     AttnDecode {
         batch: usize,
         start: usize,
         mode: CacheMode,
+        window: usize,
     },
-    Swiglu {
+    /// The gated MLP's activation (SwiGLU or GeGLU, as the model's gate).
+    Glu {
         rows: usize,
         bias: bool,
     },
@@ -233,11 +317,13 @@ pub enum Op {
         bias: bool,
         accumulate: bool,
     },
-    /// The fused decode kernels: `n` picks the `_n` variant (else `_1`).
+    /// The fused decode kernels: `n` picks the `_n` variant (else `_1`). `window` > 0: the QKV
+    /// kernel's cache is a ring of that many slots.
     DecQkv {
         rows: usize,
         n: bool,
         bias: bool,
+        window: usize,
     },
     DecO {
         rows: usize,
@@ -277,12 +363,15 @@ impl Op {
         match *self {
             Op::Embed { .. } => "embed",
             Op::AddNorm { .. } => "add_norm",
+            Op::PostNorm { .. } => "post_norm",
+            Op::AddPostNorm { .. } => "add_post_norm",
             Op::HeadNorm { .. } => "head_norm",
             Op::QkvRope { .. } => "qkv_rope",
+            Op::KvRingStore { .. } => "kv_ring_store",
             Op::AttnPrefill { tc: false, .. } => "attn_prefill",
             Op::AttnPrefill { tc: true, .. } => "attn_prefill_tc",
             Op::AttnDecode { .. } => "attn_decode",
-            Op::Swiglu { .. } => "glu",
+            Op::Glu { .. } => "glu",
             Op::GeluBias { .. } => "gelu_bias",
             Op::Gemv { .. } => "gemv",
             Op::DecQkv { n, .. } => v(n, "dec_qkv_1", "dec_qkv_n"),
@@ -299,30 +388,73 @@ impl Op {
     pub fn tags(&self) -> Vec<String> {
         let b = |on: bool| if on { "bias" } else { "no-bias" }.to_string();
         let mode = |m: CacheMode| format!("{m:?}");
+        let win = |w: usize| if w > 0 { "window" } else { "full" }.to_string();
         match *self {
-            Op::Embed { .. } | Op::HeadNorm { .. } | Op::Argmax { .. } => vec![],
+            Op::Embed { .. }
+            | Op::PostNorm { .. }
+            | Op::AddPostNorm { .. }
+            | Op::HeadNorm { .. }
+            | Op::Argmax { .. } => vec![],
             Op::AddNorm { delta, bias, .. } => {
                 vec![if delta { "delta" } else { "no-delta" }.into(), b(bias)]
             }
             Op::QkvRope {
-                bias, write_cache, ..
+                bias,
+                write_cache,
+                window,
+                ..
             } => vec![
                 b(bias),
                 if write_cache { "cache" } else { "no-cache" }.into(),
+                win(window),
             ],
-            Op::AttnPrefill { mode: m, start, .. } => {
-                vec![mode(m), if start > 0 { "prefix" } else { "start-0" }.into()]
-            }
-            Op::AttnDecode { mode: m, start, .. } => vec![
-                mode(m),
-                if start + 1 > 128 {
-                    "splits"
+            Op::KvRingStore {
+                seq_len,
+                start,
+                window,
+                ..
+            } => vec![
+                if seq_len > window {
+                    "longer-than-window"
                 } else {
-                    "one-split"
+                    "within-window"
+                }
+                .into(),
+                if start % window + seq_len.min(window) > window {
+                    "wraps"
+                } else {
+                    "no-wrap"
                 }
                 .into(),
             ],
-            Op::Swiglu { bias, .. } | Op::GeluBias { bias, .. } => vec![b(bias)],
+            Op::AttnPrefill {
+                mode: m,
+                start,
+                window,
+                ..
+            } => vec![
+                mode(m),
+                if start > 0 { "prefix" } else { "start-0" }.into(),
+                win(window),
+            ],
+            Op::AttnDecode {
+                mode: m,
+                start,
+                window,
+                ..
+            } => {
+                let keys = if window > 0 {
+                    (start + 1).min(window)
+                } else {
+                    start + 1
+                };
+                vec![
+                    mode(m),
+                    if keys > 128 { "splits" } else { "one-split" }.into(),
+                    win(window),
+                ]
+            }
+            Op::Glu { bias, .. } | Op::GeluBias { bias, .. } => vec![b(bias)],
             Op::Gemv {
                 m,
                 seq,
@@ -339,10 +471,10 @@ impl Op {
                 }
                 .into(),
             ],
-            Op::DecQkv { bias, .. }
-            | Op::DecO { bias, .. }
-            | Op::DecUp { bias, .. }
-            | Op::DecDown { bias, .. } => vec![b(bias)],
+            Op::DecQkv { bias, window, .. } => vec![b(bias), win(window)],
+            Op::DecO { bias, .. } | Op::DecUp { bias, .. } | Op::DecDown { bias, .. } => {
+                vec![b(bias)]
+            }
             Op::DecLm { argmax, .. } => vec![if argmax { "argmax" } else { "logits" }.into()],
             Op::SampleTopK { top_p, .. } => {
                 vec![if top_p.is_some() { "top-p" } else { "top-k" }.into()]
@@ -395,10 +527,16 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
             bias,
         });
     }
+    // The sandwich norm is an RMSNorm (a stub in LayerNorm models, never launched there).
+    if m.layer.rms {
+        ops.push(Op::PostNorm { rows: 3 });
+        ops.push(Op::AddPostNorm { rows: 3 });
+    }
     if m.layer.qk_norm {
         ops.push(Op::HeadNorm { rows: 5 });
     }
     let qkv_bias = [false, m.spec.qkv_bias];
+    let windows = m.windows();
     for bias in qkv_bias {
         ops.push(Op::QkvRope {
             batch: 2,
@@ -406,6 +544,7 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
             start: 0,
             bias,
             write_cache: false,
+            window: 0,
         });
         ops.push(Op::QkvRope {
             batch: 2,
@@ -413,7 +552,40 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
             start: 131,
             bias,
             write_cache: true,
+            window: 0,
         });
+        // A windowed layer writes its ring here only in one-token steps: before and after the ring
+        // fills.
+        for &window in &windows {
+            for start in [5, 131] {
+                ops.push(Op::QkvRope {
+                    batch: 3,
+                    seq_len: 1,
+                    start,
+                    bias,
+                    write_cache: true,
+                    window,
+                });
+            }
+        }
+    }
+    // The ring store of a multi-token step: within the ring, wrapping past its last slot, exactly
+    // one ring, and longer than the ring (only the last `window` rows land).
+    for &window in &windows {
+        for (seq_len, start) in [
+            (5, 0),
+            (5, window - 2),
+            (window, 3),
+            (20, 37),
+            (window + 3, 0),
+        ] {
+            ops.push(Op::KvRingStore {
+                batch: 2,
+                seq_len,
+                start,
+                window,
+            });
+        }
     }
     // Prefill attention: on CUDA cores always; on tensor cores where the engine would pick them.
     let tcs: &[bool] = if tc_attention(m, p) {
@@ -435,7 +607,31 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
                 seq_len,
                 start,
                 mode,
+                window: 0,
             });
+        }
+        // Windowed: in-step masks only (start 0), a ring not yet full (start 3, and 37 under the
+        // long window), a ring wrapped (37 and 300 under the short window, 150 and 300 under the
+        // long one), steps longer than the window.
+        for &window in &windows {
+            for (seq_len, start, mode) in [
+                (20, 0, None),
+                (70, 0, StaticV1),
+                (5, 3, StaticV2),
+                (20, 37, StaticV1),
+                (20, 37, StaticV2),
+                (40, 150, StaticV1),
+                (3, 300, StaticV2),
+            ] {
+                ops.push(Op::AttnPrefill {
+                    tc,
+                    batch: 2,
+                    seq_len,
+                    start,
+                    mode,
+                    window,
+                });
+            }
         }
     }
     // Decode attention: cache lengths (start + 1) in one split, exactly one, crossing into a second
@@ -446,12 +642,26 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
                 batch: 2,
                 start,
                 mode,
+                window: 0,
             });
+        }
+    }
+    // Windowed: a ring not yet full, exactly full, wrapped; under the long window two splits.
+    for &window in &windows {
+        for start in [0, 5, 7, 9, 129, 200, 300] {
+            for mode in [StaticV1, StaticV2] {
+                ops.push(Op::AttnDecode {
+                    batch: 2,
+                    start,
+                    mode,
+                    window,
+                });
+            }
         }
     }
     for bias in [false, true] {
         ops.push(if m.layer.gated {
-            Op::Swiglu { rows: 3, bias }
+            Op::Glu { rows: 3, bias }
         } else {
             Op::GeluBias { rows: 3, bias }
         });
@@ -474,11 +684,25 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
         });
     }
     // The fused decode kernels. With q/k norms `dec_qkv` only writes the unrotated QKV row for
-    // `head_norm` and `qkv_rope` (cases of their own above; the whole step: cuda_parity.rs).
+    // `head_norm` and `qkv_rope` (cases of their own above), leaving K/V and the cache alone.
     for (rows, n) in [(1, false), (1, true), (3, true), (8, true)] {
         for bias in [false, true] {
+            ops.push(Op::DecQkv {
+                rows,
+                n,
+                bias,
+                window: 0,
+            });
+            // Into a ring (q/k norms write no cache here: nothing a window changes).
             if !m.layer.qk_norm {
-                ops.push(Op::DecQkv { rows, n, bias });
+                for &window in &windows {
+                    ops.push(Op::DecQkv {
+                        rows,
+                        n,
+                        bias,
+                        window,
+                    });
+                }
             }
             ops.push(Op::DecO { rows, n, bias });
             ops.push(Op::DecUp { rows, n, bias });
@@ -699,6 +923,101 @@ pub fn write_rows(
     }
 }
 
+/// `cache [batch, KV_HEADS, slots, head_dim]` after writing `rows [batch, KV_HEADS, seq_len,
+/// head_dim]` one after another, position `start + s` into slot `(start + s) % slots`: in a ring
+/// shorter than the step a later row takes the slot of an earlier one.
+#[allow(clippy::too_many_arguments)]
+pub fn write_ring(
+    m: &Model,
+    cache: &mut [f32],
+    slots: usize,
+    rows: &[f32],
+    batch: usize,
+    seq_len: usize,
+    start: usize,
+) {
+    let (d, kvh) = (m.spec.head_dim, m.spec.num_kv_heads);
+    for s in 0..seq_len {
+        let slot = (start + s) % slots;
+        for b in 0..batch {
+            for h in 0..kvh {
+                let src = ((b * kvh + h) * seq_len + s) * d;
+                let dst = ((b * kvh + h) * slots + slot) * d;
+                cache[dst..dst + d].copy_from_slice(&rows[src..src + d]);
+            }
+        }
+    }
+}
+
+/// Sliding-window attention in f64 from its definition: query `s` of sequence `b` at position
+/// `p = start + s` attends to the keys `j` with `p - window < j <= p` (softmax of `q · k_j` times the
+/// model's scale, then the weighted sum of the values). Key `j >= start` is the step's own row
+/// `j - start` of `nk`/`nv`; an earlier key is the one the ring `(ck, cv)` (`[batch, KV_HEADS,
+/// window, head_dim]`) holds in slot `j % window`.
+#[allow(clippy::too_many_arguments)]
+pub fn ring_attention_ref(
+    m: &Model,
+    q: &[f32],
+    nk: &[f32],
+    nv: &[f32],
+    ring: Option<(&[f32], &[f32])>,
+    batch: usize,
+    seq_len: usize,
+    start: usize,
+    window: usize,
+) -> Vec<f32> {
+    let (d, heads, kvh) = (m.spec.head_dim, m.spec.num_heads, m.spec.num_kv_heads);
+    let group = heads / kvh;
+    let scale = m.layer.scale as f64;
+    let mut out = vec![0f32; batch * seq_len * m.qd()];
+    for b in 0..batch {
+        for h in 0..heads {
+            let kh = h / group;
+            let row = |j: usize, value: bool| -> &[f32] {
+                if j >= start {
+                    let at = ((b * kvh + kh) * seq_len + (j - start)) * d;
+                    let t = if value { nv } else { nk };
+                    &t[at..at + d]
+                } else {
+                    let (ck, cv) = ring.expect("a key before the step needs the ring");
+                    let at = ((b * kvh + kh) * window + j % window) * d;
+                    let t = if value { cv } else { ck };
+                    &t[at..at + d]
+                }
+            };
+            for s in 0..seq_len {
+                let p = start + s;
+                let r = b * seq_len + s;
+                let qh = &q[r * m.qd() + h * d..r * m.qd() + (h + 1) * d];
+                let keys: Vec<usize> = (0..=p).filter(|&j| j + window > p).collect();
+                let scores: Vec<f64> = keys
+                    .iter()
+                    .map(|&j| {
+                        let k = row(j, false);
+                        qh.iter()
+                            .zip(k)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum::<f64>()
+                            * scale
+                    })
+                    .collect();
+                let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|x| (x - mx).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for i in 0..d {
+                    let acc: f64 = keys
+                        .iter()
+                        .zip(&e)
+                        .map(|(&j, w)| w * row(j, true)[i] as f64)
+                        .sum();
+                    out[r * m.qd() + h * d + i] = (acc / z) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// QKV rows `[rows, QKV_DIM]` assembled from q `[rows, Q_DIM]` and K/V `[batch, KV, seq_len, d]`
 /// (what the CPU attention reference reads).
 pub fn join_qkv(
@@ -766,6 +1085,22 @@ pub enum Data {
         w: Vec<f32>,
         b: Option<Vec<f32>>,
     },
+    PostNorm {
+        x: Vec<f32>,
+        w: Vec<f32>,
+    },
+    AddPostNorm {
+        x: Vec<f32>,
+        delta: Vec<f32>,
+        w: Vec<f32>,
+    },
+    /// A ring store: the step's K/V `[batch, KV_HEADS, seq_len, head_dim]` and the ring
+    /// `[batch, KV_HEADS, window, head_dim]` before the launch.
+    Ring {
+        nk: Vec<f32>,
+        nv: Vec<f32>,
+        cache: (Vec<f32>, Vec<f32>),
+    },
     HeadNorm {
         qkv: Vec<f32>,
         wq: Vec<f32>,
@@ -775,7 +1110,8 @@ pub enum Data {
         qkv: Vec<f32>,
         bias: Option<Vec<f32>>,
         pos: Vec<u32>,
-        /// `[batch, KV_HEADS, MAX_SEQ, head_dim]` each, before the launch (with a cache).
+        /// `[batch, KV_HEADS, slots, head_dim]` each (slots: `MAX_SEQ`, or the window of a ring),
+        /// before the launch (with a cache).
         cache: Option<(Vec<f32>, Vec<f32>)>,
     },
     Attn {
@@ -848,10 +1184,17 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
             let pos: Vec<u32> = (0..rows).map(|_| r.below(npos) as u32).collect();
             let table = r.stored(p, vocab * h, -1.0, 1.0);
             let pos_table = learned.then(|| r.stored(p, npos * h, -1.0, 1.0));
+            // The embedding scale as the model applies it in the storage type: the factor (an f32)
+            // rounded to it, the product of two stored values (rounded once to f32, exactly as an f64
+            // product would be) rounded to it.
+            let scale = m.layer.embed_scale.map(|s| round(p, s));
             let mut x = Vec::with_capacity(rows * h);
             for i in 0..rows {
                 for c in 0..h {
                     let mut v = table[ids[i] as usize * h + c];
+                    if let Some(s) = scale {
+                        v = round(p, v * s);
+                    }
                     if let Some(pt) = &pos_table {
                         v += pt[pos[i] as usize * h + c];
                     }
@@ -913,6 +1256,74 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
                 ],
             }
         }
+        Op::PostNorm { rows } => {
+            let x = r.vec(rows * h, -4.0, 4.0);
+            let w = gains(&mut r, h);
+            let want: Vec<f32> = x
+                .chunks(h)
+                .flat_map(|row| {
+                    cpu::reference::norm(NormKind::RmsNorm, m.layer.eps as f64, row, &w, None)
+                })
+                .collect();
+            Prepared {
+                data: Data::PostNorm { x, w },
+                expect: vec![Expect {
+                    name: "x",
+                    want,
+                    bound: Bound::Rel(RED),
+                }],
+            }
+        }
+        Op::AddPostNorm { rows } => {
+            let x = r.vec(rows * h, -2.0, 2.0);
+            let delta = r.vec(rows * h, -4.0, 4.0);
+            let w = gains(&mut r, h);
+            let normed: Vec<f32> = delta
+                .chunks(h)
+                .flat_map(|row| {
+                    cpu::reference::norm(NormKind::RmsNorm, m.layer.eps as f64, row, &w, None)
+                })
+                .collect();
+            let want = x.iter().zip(&normed).map(|(a, b)| a + b).collect();
+            Prepared {
+                data: Data::AddPostNorm { x, delta, w },
+                expect: vec![Expect {
+                    name: "x",
+                    want,
+                    bound: Bound::Rel(RED),
+                }],
+            }
+        }
+        Op::KvRingStore {
+            batch,
+            seq_len,
+            start,
+            window,
+        } => {
+            let n = batch * kvh * seq_len * d;
+            let nk = r.stored(p, n, -1.0, 1.0);
+            let nv = r.stored(p, n, -1.0, 1.0);
+            let ring = batch * kvh * window * d;
+            let cache = (r.stored(p, ring, -1.0, 1.0), r.stored(p, ring, -1.0, 1.0));
+            let (mut ck, mut cv) = cache.clone();
+            write_ring(m, &mut ck, window, &nk, batch, seq_len, start);
+            write_ring(m, &mut cv, window, &nv, batch, seq_len, start);
+            Prepared {
+                data: Data::Ring { nk, nv, cache },
+                expect: vec![
+                    Expect {
+                        name: "cache_k",
+                        want: ck,
+                        bound: Bound::Rel(0.0),
+                    },
+                    Expect {
+                        name: "cache_v",
+                        want: cv,
+                        bound: Bound::Rel(0.0),
+                    },
+                ],
+            }
+        }
         Op::HeadNorm { rows } => {
             let qkv = r.vec(rows * qkv_dim, -2.0, 2.0);
             let wq = gains(&mut r, d);
@@ -957,6 +1368,7 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
             start,
             bias,
             write_cache,
+            window,
         } => {
             let rows = batch * seq_len;
             let qkv = r.vec(rows * qkv_dim, -2.0, 2.0);
@@ -965,8 +1377,9 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
             let rot = bias_rope(m, &qkv, bias.as_deref(), &pos);
             let nk = split_kv(m, &rot, batch, seq_len, false);
             let nv = split_kv(m, &rot, batch, seq_len, true);
+            let slots = slots_of(window);
             let cache = write_cache.then(|| {
-                let n = batch * kvh * MAX_SEQ * d;
+                let n = batch * kvh * slots * d;
                 (r.stored(p, n, -1.0, 1.0), r.stored(p, n, -1.0, 1.0))
             });
             let mut expect = vec![
@@ -988,8 +1401,8 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
             ];
             if let Some((ck, cv)) = &cache {
                 let (mut ck, mut cv) = (ck.clone(), cv.clone());
-                write_rows(m, &mut ck, &nk, batch, seq_len, start);
-                write_rows(m, &mut cv, &nv, batch, seq_len, start);
+                write_ring(m, &mut ck, slots, &nk, batch, seq_len, start);
+                write_ring(m, &mut cv, slots, &nv, batch, seq_len, start);
                 expect.push(Expect {
                     name: "cache_k",
                     want: ck,
@@ -1017,22 +1430,18 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
             seq_len,
             start,
             mode,
+            window,
         } => {
-            let data = attn_inputs(m, &mut r, p, batch, seq_len, start, mode);
+            let data = attn_inputs(m, &mut r, p, batch, seq_len, start, mode, window);
             let Data::Attn { q, nk, nv, cache } = &data else {
                 unreachable!()
             };
-            let want = attention_ref(
-                m,
-                q,
-                nk,
-                nv,
-                cache.as_ref().map(|(k, v)| (&k[..], &v[..])),
-                batch,
-                seq_len,
-                start,
-                mode,
-            );
+            let cache = cache.as_ref().map(|(k, v)| (&k[..], &v[..]));
+            let want = if window > 0 {
+                ring_attention_ref(m, q, nk, nv, cache, batch, seq_len, start, window)
+            } else {
+                attention_ref(m, q, nk, nv, cache, batch, seq_len, start, mode)
+            };
             let bound = if tc { 10.0 * u } else { RED + u };
             Prepared {
                 data,
@@ -1043,22 +1452,22 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
                 }],
             }
         }
-        Op::AttnDecode { batch, start, mode } => {
-            let data = attn_inputs(m, &mut r, p, batch, 1, start, mode);
+        Op::AttnDecode {
+            batch,
+            start,
+            mode,
+            window,
+        } => {
+            let data = attn_inputs(m, &mut r, p, batch, 1, start, mode, window);
             let Data::Attn { q, nk, nv, cache } = &data else {
                 unreachable!()
             };
-            let want = attention_ref(
-                m,
-                q,
-                nk,
-                nv,
-                cache.as_ref().map(|(k, v)| (&k[..], &v[..])),
-                batch,
-                1,
-                start,
-                mode,
-            );
+            let cache = cache.as_ref().map(|(k, v)| (&k[..], &v[..]));
+            let want = if window > 0 {
+                ring_attention_ref(m, q, nk, nv, cache, batch, 1, start, window)
+            } else {
+                attention_ref(m, q, nk, nv, cache, batch, 1, start, mode)
+            };
             Prepared {
                 data,
                 expect: vec![Expect {
@@ -1068,10 +1477,10 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
                 }],
             }
         }
-        Op::Swiglu { rows, bias } => {
+        Op::Glu { rows, bias } => {
             let x = r.vec(rows * 2 * inter, -4.0, 4.0);
             let bias = bias.then(|| r.vec(2 * inter, -0.5, 0.5));
-            let want = swiglu_ref(&x, bias.as_deref(), inter);
+            let want = glu_ref(m, &x, bias.as_deref(), inter);
             Prepared {
                 data: Data::Act { x, bias },
                 expect: vec![Expect {
@@ -1128,38 +1537,68 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
                 }],
             }
         }
-        Op::DecQkv { rows, bias, .. } => {
+        Op::DecQkv {
+            rows, bias, window, ..
+        } => {
             let start = DEC_START;
             let w = r.stored(p, qkv_dim * h, -1.0, 1.0);
             let (x, nw, nb) = dec_norm_inputs(&mut r, rows, h, layernorm);
             let bias = bias.then(|| r.vec(qkv_dim, -0.5, 0.5));
             let pos: Vec<u32> = (0..rows).map(|i| (start + 7 * i) as u32).collect();
-            let n = rows * kvh * MAX_SEQ * d;
+            let slots = slots_of(window);
+            let n = rows * kvh * slots * d;
             let cache = (r.stored(p, n, -1.0, 1.0), r.stored(p, n, -1.0, 1.0));
             let xs: Vec<f32> = norm_rows(m, &x, h, &nw, nb.as_deref())
                 .into_iter()
                 .map(|v| round(p, v))
                 .collect();
             let y = matmul(&xs, &w, h);
-            let rot = bias_rope(m, &y, bias.as_deref(), &pos);
-            let nk = split_kv(m, &rot, rows, 1, false);
-            let nv = split_kv(m, &rot, rows, 1, true);
-            let (mut ck, mut cv) = cache.clone();
-            write_rows(m, &mut ck, &nk, rows, 1, start);
-            write_rows(m, &mut cv, &nv, rows, 1, start);
             let staged = RED + u;
-            Prepared {
-                data: Data::Dec {
-                    w,
-                    x,
-                    nw,
-                    nb,
-                    bias,
-                    pos,
-                    cache: Some(cache),
-                    x0: vec![],
-                },
-                expect: vec![
+            let expect = if m.layer.qk_norm {
+                // The whole QKV row, biased but neither normed nor rotated (head_norm and qkv_rope
+                // follow); the K/V outputs (zeroed before the launch) and the cache stay as they were.
+                let mut row = y;
+                if let Some(b) = &bias {
+                    for (i, v) in row.iter_mut().enumerate() {
+                        *v += b[i % qkv_dim];
+                    }
+                }
+                vec![
+                    Expect {
+                        name: "q",
+                        want: row,
+                        bound: Bound::Rel(staged),
+                    },
+                    Expect {
+                        name: "new_k",
+                        want: vec![0.0; rows * m.kvd()],
+                        bound: Bound::Rel(0.0),
+                    },
+                    Expect {
+                        name: "new_v",
+                        want: vec![0.0; rows * m.kvd()],
+                        bound: Bound::Rel(0.0),
+                    },
+                    Expect {
+                        name: "cache_k",
+                        want: cache.0.clone(),
+                        bound: Bound::Rel(0.0),
+                    },
+                    Expect {
+                        name: "cache_v",
+                        want: cache.1.clone(),
+                        bound: Bound::Rel(0.0),
+                    },
+                ]
+            } else {
+                let rot = bias_rope(m, &y, bias.as_deref(), &pos);
+                let nk = split_kv(m, &rot, rows, 1, false);
+                let nv = split_kv(m, &rot, rows, 1, true);
+                // Every row is one sequence's token at the step's position `start`.
+                let (mut ck, mut cv) = cache.clone();
+                write_ring(m, &mut ck, slots, &nk, rows, 1, start);
+                write_ring(m, &mut cv, slots, &nv, rows, 1, start);
+                vec![
                     Expect {
                         name: "q",
                         want: split_q(m, &rot),
@@ -1185,7 +1624,20 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
                         want: cv,
                         bound: Bound::Rel(staged + u),
                     },
-                ],
+                ]
+            };
+            Prepared {
+                data: Data::Dec {
+                    w,
+                    x,
+                    nw,
+                    nb,
+                    bias,
+                    pos,
+                    cache: Some(cache),
+                    x0: vec![],
+                },
+                expect,
             }
         }
         Op::DecO { rows, bias, .. } | Op::DecDown { rows, bias, .. } => {
@@ -1199,8 +1651,12 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
             let x0 = r.vec(rows * h, -4.0, 4.0);
             let bias = bias.then(|| r.vec(h, -0.5, 0.5));
             let s = matmul(&a, &w, k);
+            // With sandwich norms the output is stored for add_post_norm, else added to x.
             let want: Vec<f32> = (0..rows * h)
-                .map(|i| x0[i] + (s[i] + bias.as_ref().map_or(0.0, |b| b[i % h])))
+                .map(|i| {
+                    let y = s[i] + bias.as_ref().map_or(0.0, |b| b[i % h]);
+                    if m.layer.sandwich { y } else { x0[i] + y }
+                })
                 .collect();
             Prepared {
                 data: Data::Dec {
@@ -1231,7 +1687,7 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
                 .collect();
             let y = matmul(&xs, &w, h);
             let want = if m.layer.gated {
-                swiglu_ref(&y, bias.as_deref(), inter)
+                glu_ref(m, &y, bias.as_deref(), inter)
             } else {
                 gelu_ref(&y, bias.as_deref(), inter)
             };
@@ -1366,7 +1822,10 @@ fn dec_norm_inputs(
 
 /// Attention inputs: q f32, the step's new K/V (stored) and, in a cache mode, the cache (stored,
 /// random beyond what the step writes; in static_v1 the step's rows are already in it, as the QKV
-/// kernel leaves them before attention).
+/// kernel leaves them before attention). With a window the cache is a ring of `window` slots, into
+/// which the QKV kernel writes a one-token step's row (static_v1) but not a longer step's rows: those
+/// are stored after the attention (`kv_ring_store`), so the ring holds the positions before `start`.
+#[allow(clippy::too_many_arguments)]
 fn attn_inputs(
     m: &Model,
     r: &mut Rng,
@@ -1375,21 +1834,58 @@ fn attn_inputs(
     seq_len: usize,
     start: usize,
     mode: CacheMode,
+    window: usize,
 ) -> Data {
     let (d, kvh) = (m.spec.head_dim, m.spec.num_kv_heads);
     let q = r.vec(batch * seq_len * m.qd(), -1.0, 1.0);
     let nk = r.stored(p, batch * kvh * seq_len * d, -1.0, 1.0);
     let nv = r.stored(p, batch * kvh * seq_len * d, -1.0, 1.0);
+    let slots = slots_of(window);
     let cache = (mode != CacheMode::None).then(|| {
-        let n = batch * kvh * MAX_SEQ * d;
+        let n = batch * kvh * slots * d;
         let (mut ck, mut cv) = (r.stored(p, n, -1.0, 1.0), r.stored(p, n, -1.0, 1.0));
-        if mode == CacheMode::StaticV1 {
-            write_rows(m, &mut ck, &nk, batch, seq_len, start);
-            write_rows(m, &mut cv, &nv, batch, seq_len, start);
+        if mode == CacheMode::StaticV1 && (window == 0 || seq_len == 1) {
+            write_ring(m, &mut ck, slots, &nk, batch, seq_len, start);
+            write_ring(m, &mut cv, slots, &nv, batch, seq_len, start);
         }
         (ck, cv)
     });
     Data::Attn { q, nk, nv, cache }
+}
+
+/// Cache rows per (sequence, KV head): the window of a ring, else [`MAX_SEQ`].
+pub fn slots_of(window: usize) -> usize {
+    if window > 0 { window } else { MAX_SEQ }
+}
+
+/// `gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` in f64.
+pub fn gelu_tanh(x: f64) -> f64 {
+    0.5 * x * (1.0 + (0.7978845608028654 * (x + 0.044715 * x * x * x)).tanh())
+}
+
+/// `gelu_tanh(g + bias) * (u + bias)` per row of `[gate | up]` (f32 bias adds, then f64).
+pub fn geglu_ref(x: &[f32], bias: Option<&[f32]>, inter: usize) -> Vec<f32> {
+    x.chunks(2 * inter)
+        .flat_map(|row| {
+            (0..inter).map(move |i| {
+                let (mut g, mut up) = (row[i], row[inter + i]);
+                if let Some(b) = bias {
+                    g += b[i];
+                    up += b[inter + i];
+                }
+                (gelu_tanh(g as f64) * up as f64) as f32
+            })
+        })
+        .collect()
+}
+
+/// The gated activation of the model's MLP: GeGLU or SwiGLU.
+pub fn glu_ref(m: &Model, x: &[f32], bias: Option<&[f32]>, inter: usize) -> Vec<f32> {
+    if m.layer.gelu_gate {
+        geglu_ref(x, bias, inter)
+    } else {
+        swiglu_ref(x, bias, inter)
+    }
 }
 
 /// `silu(g + bias) * (u + bias)` per row of `[gate | up]` (f32 bias adds, then the f64 reference).
