@@ -7,7 +7,7 @@
 #     /opt/pyref/bin/python scripts/make_fixtures.py                   # every model below
 #     /opt/pyref/bin/python scripts/make_fixtures.py tiny-llama-bias   # only the models named
 #
-# For each of models/tiny-{llama,llama-bias,qwen2,qwen3,mistral,mistral-window,gemma3,phi3,gpt2} (config.json
+# For each of models/tiny-{llama,llama-bias,qwen2,qwen3,mistral,mistral-window,gemma3,gemma3-softcap,phi3,gpt2} (config.json
 # committed there and never rewritten here; tiny-llama-bias is tiny-llama with attention_bias and mlp_bias,
 # so q/k/v/o and gate/up/down carry biases; tiny-qwen3 has per-head q/k RMSNorms and a head_dim of 32 beside
 # a hidden size of 64 over 4 heads; tiny-mistral is a Mistral with sliding_window null and tied embeddings;
@@ -111,9 +111,10 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-mistral-window",
-          "tiny-gemma3", "tiny-phi3", "tiny-gpt2"]
+          "tiny-gemma3", "tiny-gemma3-softcap", "tiny-phi3", "tiny-gpt2"]
 SEEDS = {"tiny-llama": 1234, "tiny-llama-bias": 4567, "tiny-qwen2": 2345, "tiny-qwen3": 5678,
-         "tiny-mistral": 6791, "tiny-mistral-window": 6802, "tiny-gemma3": 7901, "tiny-phi3": 8102,
+         "tiny-mistral": 6791, "tiny-mistral-window": 6802, "tiny-gemma3": 7901, "tiny-gemma3-softcap": 7903,
+         "tiny-phi3": 8102,
          "tiny-gpt2": 3456}
 NEW_TOKENS = 24
 PROMPTS = ["Hello, tiny model. Once upon a", "The quick brown fox"]
@@ -184,6 +185,32 @@ def build(name: str):
 
 # The models with sliding-window attention, checked by check_window before their references are written.
 WINDOWED = {"tiny-mistral-window", "tiny-gemma3", "tiny-phi3"}
+# The models with soft-capping, checked by check_softcaps.
+SOFTCAPPED = {"tiny-gemma3-softcap"}
+
+
+def check_softcaps(name: str, model, ids):
+    """tiny-gemma3-softcap sets final_logit_softcapping 0.5 and attn_logit_softcapping 1.0. The final cap
+    changes the logits (by more than 1e-3 of the largest, without it), so the fixture tests it;
+    transformers 5.17.0's Gemma 3 reads the attention cap but never applies it (its attention passes no
+    softcap to the kernel), checked here as logits equal with the key removed, so the fixture also
+    pins that an engine ignores it."""
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        capped = model(input_ids=x).logits[0].float()
+        for field, changes in (("final_logit_softcapping", True), ("attn_logit_softcapping", False)):
+            other = copy.deepcopy(model)
+            setattr(other.config, field, None)
+            for layer in other.model.layers:
+                layer.self_attn.config = other.config
+                layer.self_attn.attn_logit_softcapping = other.config.attn_logit_softcapping
+            uncapped = other(input_ids=x).logits[0].float()
+            diff = (capped - uncapped).abs().max().item() / capped.abs().max().item()
+            if changes and not diff > 1e-3:
+                sys.exit(f"{name}: {field} changes the logits by only {diff:.2e}")
+            if not changes and diff != 0.0:
+                sys.exit(f"{name}: {field} was expected to have no effect, it changes the logits by {diff:.2e}")
+            print(f"{name}: {field} changes the prefill logits by {diff:.3g} of the largest")
 
 
 def raw_config(model_dir: str) -> dict:
@@ -404,6 +431,9 @@ def main() -> int:
         if name in WINDOWED:
             check_window(name, model_dir, model, [model.config.bos_token_id]
                          + tok.encode(PROMPTS[0], add_special_tokens=False).ids)
+        if name in SOFTCAPPED:
+            check_softcaps(name, model, [model.config.bos_token_id]
+                           + tok.encode(PROMPTS[0], add_special_tokens=False).ids)
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             shutil.copyfile(os.path.join(tmp, "model.safetensors"), os.path.join(model_dir, "model.safetensors"))

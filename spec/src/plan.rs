@@ -277,6 +277,8 @@ pub struct ModelPlan {
     pub tied: bool,
     /// Token embeddings are multiplied by this before the first layer.
     pub embed_scale: Option<f64>,
+    /// Soft-capping of the logits, `cap * tanh(l / cap)`.
+    pub final_softcap: Option<f64>,
 }
 
 impl ModelPlan {
@@ -303,6 +305,7 @@ impl ModelPlan {
             lm_head: LinearPlan::new(&[("lm_head".into(), spec.vocab_size)], h, false),
             tied: spec.tie_word_embeddings,
             embed_scale: spec.embed_scale,
+            final_softcap: spec.final_softcap,
         }
     }
 

@@ -125,6 +125,9 @@ pub struct ModelSpec {
     /// Token embeddings are multiplied by this (Gemma 3: `sqrt(hidden_size)`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embed_scale: Option<f64>,
+    /// The final logits are soft-capped, `cap * tanh(l / cap)` (Gemma's `final_logit_softcapping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_softcap: Option<f64>,
     /// Each half of a layer also normalises its output before adding it to the residual stream
     /// (Gemma 3's `post_attention_layernorm` and `post_feedforward_layernorm`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -61,6 +61,8 @@ pub const LOCAL_ROPE_THETA: Option<f64> = Some(10000.0);
 pub const ATTENTION_SCALE: Option<f64> = Some(0.0625);
 /// Factor the token embeddings are multiplied by, when the family scales them.
 pub const EMBED_SCALE: Option<f64> = Some(33.94112549695428);
+/// Soft cap of the final logits, `cap * tanh(l / cap)`, where the config sets one.
+pub const FINAL_SOFTCAP: Option<f64> = None;
 /// Bias on the q, k and v projections.
 pub const QKV_BIAS: bool = false;
 /// Bias on the attention output projection.

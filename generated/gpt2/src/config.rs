@@ -48,6 +48,8 @@ pub const LOCAL_ROPE_THETA: Option<f64> = None;
 pub const ATTENTION_SCALE: Option<f64> = None;
 /// Factor the token embeddings are multiplied by, when the family scales them.
 pub const EMBED_SCALE: Option<f64> = None;
+/// Soft cap of the final logits, `cap * tanh(l / cap)`, where the config sets one.
+pub const FINAL_SOFTCAP: Option<f64> = None;
 /// Bias on the q, k and v projections.
 pub const QKV_BIAS: bool = true;
 /// Bias on the attention output projection.

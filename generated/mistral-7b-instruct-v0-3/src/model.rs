@@ -34,6 +34,7 @@ pub fn spec() -> rt::ModelSpec {
         local_rope_theta: LOCAL_ROPE_THETA,
         attention_scale: ATTENTION_SCALE,
         embed_scale: EMBED_SCALE,
+        final_softcap: FINAL_SOFTCAP,
         sandwich_norms: SANDWICH_NORMS,
         norm_gain_offset: NORM_GAIN_OFFSET,
         tie_word_embeddings: TIE_WORD_EMBEDDINGS,

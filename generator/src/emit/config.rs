@@ -232,6 +232,7 @@ pub fn config_rs(m: &ModelInput) -> Result<TokenStream, GenError> {
     let windows = window_consts(m)?;
     let attention_scale = opt_f64(m, "query_pre_attn_scalar", s.attention_scale)?;
     let embed_scale = opt_f64(m, "embed scale", s.embed_scale)?;
+    let final_softcap = opt_f64(m, "final_logit_softcapping", s.final_softcap)?;
     let eps = finite(m, "norm epsilon", s.norm_eps)?;
     let (positions, rope_consts) = positions(m)?;
     let sizes = usize_consts(s);
@@ -273,6 +274,8 @@ pub fn config_rs(m: &ModelInput) -> Result<TokenStream, GenError> {
         pub const ATTENTION_SCALE: Option<f64> = #attention_scale;
         /// Factor the token embeddings are multiplied by, when the family scales them.
         pub const EMBED_SCALE: Option<f64> = #embed_scale;
+        /// Soft cap of the final logits, `cap * tanh(l / cap)`, where the config sets one.
+        pub const FINAL_SOFTCAP: Option<f64> = #final_softcap;
         #flags
         /// Beginning-of-sequence token, if the config names one.
         pub const BOS_TOKEN_ID: Option<u32> = #bos;

@@ -449,7 +449,14 @@ pub fn forward<O: Ops>(
     apply_norm(ops, &plan.final_norm, &w.final_norm, &s.x, &mut s.normed)?;
     ops.gather_rows(&s.normed, &picked, &mut s.last)?;
     ops.linear(&s.last, &w.lm_head.weight, None, &mut s.logits)?;
-    let data = ops.to_host(&s.logits)?;
+    let mut data = ops.to_host(&s.logits)?;
+    if let Some(cap) = plan.final_softcap {
+        // As transformers: `tanh(logits / cap) * cap`, in f32.
+        let cap = cap as f32;
+        for v in &mut data {
+            *v = (*v / cap).tanh() * cap;
+        }
+    }
     Ok(Logits {
         batch: step.batch,
         rows: picked.len() / step.batch.max(1),

@@ -69,6 +69,7 @@ pub(super) fn parse(f: &Fields<'_>) -> Result<ModelSpec, ConfigError> {
         sliding_layers,
         attention_scale: Some(1.0 / scalar.sqrt()),
         embed_scale: Some((hidden_size as f64).sqrt()),
+        final_softcap: softcap(f, "final_logit_softcapping")?,
         sandwich_norms: true,
         norm_gain_offset: true,
         tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(true),
@@ -80,13 +81,20 @@ pub(super) fn parse(f: &Fields<'_>) -> Result<ModelSpec, ConfigError> {
     })
 }
 
-/// Soft-capping and bidirectional attention change what a layer computes and are not implemented.
-fn refuse_unimplemented(f: &Fields<'_>) -> Result<(), ConfigError> {
-    for field in ["final_logit_softcapping", "attn_logit_softcapping"] {
-        if let Some(v) = f.get(field) {
-            return Err(f.unsupported(field, v, "logit soft-capping is not implemented"));
-        }
+/// A soft-capping value: absent or null for none, else a positive finite number.
+fn softcap(f: &Fields<'_>, field: &str) -> Result<Option<f64>, ConfigError> {
+    match f.opt_f64(field)? {
+        None => Ok(None),
+        Some(v) if v.is_finite() && v > 0.0 => Ok(Some(v)),
+        Some(v) => Err(f.invalid(field, &v.into(), "a soft-capping value must be positive")),
     }
+}
+
+/// Bidirectional attention changes what a layer computes and is not implemented.
+/// (`attn_logit_softcapping` is read by transformers' Gemma 3 but never applied: its attention
+/// passes no cap to the kernel, QK-norm having replaced Gemma 2's capping. We compute what it
+/// computes, so the key is accepted and has no effect; `final_logit_softcapping` is applied.)
+fn refuse_unimplemented(f: &Fields<'_>) -> Result<(), ConfigError> {
     if let Some(true) = f.opt_bool("use_bidirectional_attention")? {
         return Err(f.unsupported(
             "use_bidirectional_attention",

@@ -81,6 +81,7 @@ pub(super) fn parse(f: &Fields<'_>, arch: Arch) -> Result<ModelSpec, ConfigError
         local_rope_theta: None,
         attention_scale: None,
         embed_scale: None,
+        final_softcap: None,
         sandwich_norms: false,
         norm_gain_offset: false,
         tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),

@@ -79,6 +79,11 @@ impl FusedLayer {
                 ));
             }
         };
+        if let Some(cap) = plan.final_softcap {
+            return Err(unsupported(format!(
+                "its logits are soft-capped at {cap}, which the lm_head kernels do not do"
+            )));
+        }
         let mut norms = vec![&layer.attn_norm, &layer.mlp_norm, &plan.final_norm];
         let sandwich = match &layer.residual {
             Residual::PreNorm => false,

@@ -325,6 +325,7 @@ pub(super) fn spec(file: &GgufFile, name: &str) -> Result<ModelSpec, WeightsErro
         local_rope_theta: None,
         attention_scale: None,
         embed_scale: None,
+        final_softcap: None,
         sandwich_norms: false,
         norm_gain_offset: false,
         tie_word_embeddings: !has("output.weight"),
