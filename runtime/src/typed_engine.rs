@@ -1,8 +1,10 @@
 //! The typed engine every generated crate uses: one generic [`TypedEngine`] over a model marker `M`
-//! (the generated crate's `Model`, implementing [`TypedModel`]) and a precision marker `P`. The model
-//! crate supplies only what varies (its spec, its cache with one named field per layer, its defaults);
-//! everything the engine does lives here, once. A cache of another model or precision is another type,
-//! so handing it to the engine does not compile.
+//! (the generated crate's `Model`, implementing [`TypedModel`]), a precision marker `P` and a weight
+//! format marker `Q` (`--quant_format`, [`Dense`] unless named). The model crate supplies only what
+//! varies (its spec, its cache with one named field per layer, its defaults); everything the engine
+//! does lives here, once. A cache of another model or precision is another type, so handing it to the
+//! engine does not compile; an engine of another weight format is another type too, and loading an
+//! engine file of another format is refused.
 
 use crate::cache::LayerKvMut;
 use crate::engine::{BuildOptions, Engine};
@@ -18,6 +20,7 @@ use crate::step::StepInputs;
 use crate::step::{CacheMode, LogitRows, Logits};
 use crate::weights::WeightSource;
 use crate::{Error, Result};
+use llmforge_spec::quant_marker::{Dense, QuantMarker};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
@@ -57,13 +60,13 @@ pub struct Inputs<'a, C> {
 }
 
 /// A built engine of model `M` whose weights (and, on a GPU, activations and cache) are stored in
-/// precision `P`.
-pub struct TypedEngine<M: TypedModel, P: PrecisionMarker> {
+/// precision `P`, its linear layers in weight format `Q`.
+pub struct TypedEngine<M: TypedModel, P: PrecisionMarker, Q: QuantMarker = Dense> {
     inner: Engine,
-    _marker: PhantomData<fn() -> (M, P)>,
+    _marker: PhantomData<fn() -> (M, P, Q)>,
 }
 
-impl<M: TypedModel, P: PrecisionMarker> TypedEngine<M, P> {
+impl<M: TypedModel, P: PrecisionMarker, Q: QuantMarker> TypedEngine<M, P, Q> {
     fn wrap(inner: Engine) -> Self {
         TypedEngine {
             inner,
@@ -71,14 +74,15 @@ impl<M: TypedModel, P: PrecisionMarker> TypedEngine<M, P> {
         }
     }
 
-    /// The engine-build step: load `weights`, convert them to precision `P`, pack them for the
-    /// backend and device of `options`.
+    /// The engine-build step: load `weights`, convert them to precision `P` and format `Q`, pack
+    /// them for the backend and device of `options`.
     pub fn build(
         weights: &WeightSource,
         options: EngineOptions,
         progress: &dyn Progress,
     ) -> Result<Self> {
-        Engine::build(M::spec(), weights, options.with_precision::<P>(), progress).map(Self::wrap)
+        let options = options.with_format::<P, Q>();
+        Engine::build(M::spec(), weights, options, progress).map(Self::wrap)
     }
 
     /// The engine-build step from the first weight source of the `models.toml` entry that is
@@ -88,10 +92,10 @@ impl<M: TypedModel, P: PrecisionMarker> TypedEngine<M, P> {
         Self::build(&weights, options, progress)
     }
 
-    /// Load an engine file saved by [`TypedEngine::save`] for this model and precision; any other
-    /// engine file is refused.
+    /// Load an engine file saved by [`TypedEngine::save`] for this model, precision and weight
+    /// format; any other engine file is refused.
     pub fn load(path: &Path, options: EngineOptions) -> Result<Self> {
-        Engine::load(path, &M::spec(), &options.with_precision::<P>()).map(Self::wrap)
+        Engine::load(path, &M::spec(), &options.with_format::<P, Q>()).map(Self::wrap)
     }
 
     /// Save the built engine (atomically) to `path`.
@@ -194,14 +198,19 @@ pub struct EngineOptions {
 }
 
 impl EngineOptions {
-    /// The runtime's options for an engine of precision `P`.
+    /// The runtime's options for an engine of precision `P` with dense linear layers.
     pub fn with_precision<P: PrecisionMarker>(self) -> BuildOptions {
+        self.with_format::<P, Dense>()
+    }
+
+    /// The runtime's options for an engine of precision `P` and weight format `Q`.
+    pub fn with_format<P: PrecisionMarker, Q: QuantMarker>(self) -> BuildOptions {
         BuildOptions {
             precision: P::PRECISION,
             max_seq_len: self.max_seq_len,
             max_batch: self.max_batch,
             device: self.device,
-            quant: crate::format::QuantFormat::None,
+            quant: Q::FORMAT,
         }
     }
 }

@@ -171,3 +171,51 @@ fn tiny_llama_save_load_round_trip() {
         .expect("generate");
     assert_eq!(out.tokens[0], p.greedy);
 }
+
+/// The weight format is part of the engine's type: an engine built as `GgufBlocks` records
+/// `--quant_format gguf` (a safetensors source has no blocks to keep, so its linears are dense and it
+/// gives transformers' tokens), and its engine file loads as `GgufBlocks` only; a dense engine file
+/// is refused as `GgufBlocks`.
+#[test]
+fn tiny_llama_weight_format_is_typed() {
+    use runtime::format::QuantFormat;
+    use tiny_llama::{Dense, Engine, Fp32, GgufBlocks};
+    let r = common::reference("tiny-llama");
+    let built = Engine::<Fp32, GgufBlocks>::build(&weights("tiny-llama"), options(), &NoProgress)
+        .expect("build");
+    assert_eq!(built.options().quant, QuantFormat::Gguf);
+    let dense =
+        Engine::<Fp32>::build(&weights("tiny-llama"), options(), &NoProgress).expect("build dense");
+    assert_eq!(dense.options().quant, QuantFormat::None);
+    let dir = std::env::temp_dir();
+    let kept_path = dir.join(format!("llmforge-typed-gguf-{}.engine", std::process::id()));
+    let dense_path = dir.join(format!(
+        "llmforge-typed-dense-{}.engine",
+        std::process::id()
+    ));
+    built.save(&kept_path).expect("save");
+    dense.save(&dense_path).expect("save dense");
+    let as_dense = Engine::<Fp32, Dense>::load(&kept_path, options());
+    let dense_as_kept = Engine::<Fp32, GgufBlocks>::load(&dense_path, options());
+    let loaded = Engine::<Fp32, GgufBlocks>::load(&kept_path, options());
+    std::fs::remove_file(&kept_path).expect("remove the engine file");
+    std::fs::remove_file(&dense_path).expect("remove the engine file");
+    for refused in [as_dense.err(), dense_as_kept.err()] {
+        let e = refused
+            .expect("an engine file of another format is refused")
+            .to_string();
+        assert!(e.contains("quant format"), "{e}");
+    }
+    let mut loaded = loaded.expect("load");
+    let p = &r.prompts[0];
+    let mut cache = loaded.new_cache(1).expect("cache");
+    let out = loaded
+        .generate_with_static_cache(
+            &mut cache,
+            std::slice::from_ref(&p.ids),
+            &greedy(CacheMode::StaticV1),
+            &mut |_, _| {},
+        )
+        .expect("generate");
+    assert_eq!(out.tokens[0], p.greedy);
+}

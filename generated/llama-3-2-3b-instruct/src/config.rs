@@ -89,6 +89,8 @@ pub const PAD_TOKEN_ID: Option<u32> = None;
 pub const SOURCE_DTYPE: Option<&str> = Some("bfloat16");
 /// The default precision of an engine (`models.toml`), as a type.
 pub type DefaultPrecision = rt::Bf16;
+/// The default weight format of an engine's linear layers, as a type.
+pub type DefaultQuant = rt::Dense;
 /// The default static cache length (`models.toml`).
 pub const DEFAULT_MAX_SEQ_LEN: usize = 2048;
 /// The default batch size (`models.toml`).

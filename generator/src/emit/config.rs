@@ -287,6 +287,8 @@ pub fn config_rs(m: &ModelInput) -> Result<TokenStream, GenError> {
         pub const SOURCE_DTYPE: Option<&str> = #dtype;
         /// The default precision of an engine (`models.toml`), as a type.
         pub type DefaultPrecision = #precision;
+        /// The default weight format of an engine's linear layers, as a type.
+        pub type DefaultQuant = rt::Dense;
         /// The default static cache length (`models.toml`).
         pub const DEFAULT_MAX_SEQ_LEN: usize = #max_seq;
         /// The default batch size (`models.toml`).

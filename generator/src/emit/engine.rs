@@ -8,19 +8,20 @@ use quote::quote;
 pub fn engine_rs(m: &ModelInput) -> TokenStream {
     let doc = super::lit::doc_lines(&format!(
         "A built `{}` engine whose weights (and, on GPU, activations and cache) are stored in precision \
-         `P` ([`Fp32`](crate::Fp32), [`Fp16`](crate::Fp16) or [`Bf16`](crate::Bf16)).",
+         `P` ([`Fp32`](crate::Fp32), [`Fp16`](crate::Fp16) or [`Bf16`](crate::Bf16)), its linear \
+         layers in weight format `Q` ([`Dense`](crate::Dense) or [`GgufBlocks`](crate::GgufBlocks)).",
         m.entry.name
     ));
     quote! {
         //! The typed engine: `runtime`'s one generic engine for this model (build, save/load, forward
         //! and the generation loops), and this model's build defaults.
 
-        use crate::config::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LEN, DefaultPrecision};
+        use crate::config::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LEN, DefaultPrecision, DefaultQuant};
         use crate::model::Model;
         use ::runtime::codegen as rt;
 
         #(#[doc = #doc])*
-        pub type Engine<P = DefaultPrecision> = rt::TypedEngine<Model, P>;
+        pub type Engine<P = DefaultPrecision, Q = DefaultQuant> = rt::TypedEngine<Model, P, Q>;
 
         /// The `models.toml` build defaults on the CPU: `DEFAULT_MAX_SEQ_LEN`, `DEFAULT_BATCH_SIZE`, every
         /// core.
