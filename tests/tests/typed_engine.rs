@@ -160,16 +160,25 @@ fn tiny_llama_save_load_round_trip() {
     let mut loaded = loaded.expect("load");
     assert!(refused.is_err(), "an FP32 engine file loaded as FP16");
     let p = &r.prompts[0];
-    let mut cache = loaded.new_cache(1).expect("cache");
-    let out = loaded
+    assert_eq!(tiny_llama_greedy(&mut loaded, &p.ids), p.greedy);
+}
+
+/// tiny-llama's greedy continuation of `ids` through the typed static cache.
+fn tiny_llama_greedy<P, Q>(engine: &mut tiny_llama::Engine<P, Q>, ids: &[u32]) -> Vec<u32>
+where
+    P: runtime::codegen::PrecisionMarker,
+    Q: runtime::codegen::QuantMarker,
+{
+    let mut cache = engine.new_cache(1).expect("cache");
+    let out = engine
         .generate_with_static_cache(
             &mut cache,
-            std::slice::from_ref(&p.ids),
+            &[ids.to_vec()],
             &greedy(CacheMode::StaticV1),
             &mut |_, _| {},
         )
         .expect("generate");
-    assert_eq!(out.tokens[0], p.greedy);
+    out.tokens[0].clone()
 }
 
 /// The weight format is part of the engine's type: an engine built as `GgufBlocks` records
@@ -208,14 +217,5 @@ fn tiny_llama_weight_format_is_typed() {
     }
     let mut loaded = loaded.expect("load");
     let p = &r.prompts[0];
-    let mut cache = loaded.new_cache(1).expect("cache");
-    let out = loaded
-        .generate_with_static_cache(
-            &mut cache,
-            std::slice::from_ref(&p.ids),
-            &greedy(CacheMode::StaticV1),
-            &mut |_, _| {},
-        )
-        .expect("generate");
-    assert_eq!(out.tokens[0], p.greedy);
+    assert_eq!(tiny_llama_greedy(&mut loaded, &p.ids), p.greedy);
 }

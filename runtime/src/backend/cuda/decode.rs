@@ -9,10 +9,10 @@
 //! with programmatic dependent launch (where the GPU has it), each GEMV streams its first weights
 //! while its predecessor still runs.
 
-use super::forward::{Call, LayerKv, Model, attention, embed, no_cache, qkv_rope};
+use super::forward::{Call, LayerKv, Model, attention, embed, head_norm, no_cache, qkv_rope};
 use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps, env_usize};
 use super::launch::{Function, Grid, Kernel};
-use super::launchers::{AddPostNorm, DecDown, DecLm, DecO, DecQkv, DecUp, HeadNorm};
+use super::launchers::{AddPostNorm, DecDown, DecLm, DecO, DecQkv, DecUp};
 use super::scratch::Scratch;
 use super::trace::{Kind, slot};
 use crate::Result;
@@ -108,18 +108,8 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
             slot: slot(Kind::Qkv, i) as i32,
         };
         gemv(m, &k.qkv, h, rows, &qkv)?;
-        if let Some((wq, wk)) = qk_norm {
-            let heads = (spec.num_heads + spec.num_kv_heads) as u32;
-            HeadNorm {
-                qkv: s.qkv.view_mut(),
-                wq: m.vec(wq),
-                wk: m.vec(wk),
-            }
-            .launch(
-                &m.stream(),
-                &m.k.head_norm,
-                Grid::new((rows as u32, heads, 1), 32),
-            )?;
+        if let Some(w) = qk_norm {
+            head_norm(m, s, rows, w)?;
             qkv_rope(m, s, call, None, Some(kv), i)?;
         }
         attention(m, s, call, Some(kv), i, slot(Kind::Attention, i))?;

@@ -8,7 +8,9 @@ use super::fused_layer::{FusedLayer, LayerPositions};
 use super::gemm::{GemmChoice, GemmShape, Lt, default_choice};
 use super::kernels::{DECODE_CHUNK, Kernels, tc_prefill_supported};
 use super::launch::{Grid, Stream};
-use super::launchers::{Argmax, AttnDecode, AttnPrefill, Embed, Gemv, KvRingStore, QkvRope};
+use super::launchers::{
+    Argmax, AttnDecode, AttnPrefill, Embed, Gemv, HeadNorm, KvRingStore, QkvRope,
+};
 use super::memory::{DevBuf, DevSlice, DevSliceMut, Mark, Stored};
 use super::scratch::{Scratch, decode_splits};
 use super::weights::{Layout, Mat, Vf};
@@ -264,6 +266,21 @@ pub fn attention(
 /// A launch that needs the layer's KV cache was asked for without one.
 pub fn no_cache(what: &str) -> crate::Error {
     crate::Error::Backend(BackendError::Other(format!("{what} without a KV cache")))
+}
+
+/// Per-head RMSNorm of the q and k heads of every QKV row (`w`: the q and k gains), in place.
+pub fn head_norm(m: &Model<'_>, s: &Scratch, rows: usize, w: &(Vf, Vf)) -> Result<()> {
+    let heads = (m.spec.num_heads + m.spec.num_kv_heads) as u32;
+    HeadNorm {
+        qkv: s.qkv.view_mut(),
+        wq: m.vec(&w.0),
+        wk: m.vec(&w.1),
+    }
+    .launch(
+        &m.stream(),
+        &m.k.head_norm,
+        Grid::new((rows as u32, heads, 1), 32),
+    )
 }
 
 /// Work items of one row of the RoPE kernel: rotated pairs of q and k heads, then v elements.

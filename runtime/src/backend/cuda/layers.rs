@@ -6,11 +6,12 @@
 //! dimension); argmax.
 
 use super::forward::{
-    Call, LayerKv, Model, argmax, attention, embed, gemm, norm_block, qkv_rope, ring_store,
+    Call, LayerKv, Model, argmax, attention, embed, gemm, head_norm, norm_block, qkv_rope,
+    ring_store,
 };
 use super::gemm::Lt;
 use super::launch::Grid;
-use super::launchers::{Activation, AddNorm, HeadNorm, PostNorm};
+use super::launchers::{Activation, AddNorm, PostNorm};
 use super::scratch::Scratch;
 use super::weights::Vf;
 use crate::Result;
@@ -41,18 +42,8 @@ pub fn encode_unfused(
             rows,
             s.qkv.view_mut(),
         )?;
-        if let Some((wq, wk)) = &layer.qk_norm {
-            let heads = (spec.num_heads + spec.num_kv_heads) as u32;
-            HeadNorm {
-                qkv: s.qkv.view_mut(),
-                wq: m.vec(wq),
-                wk: m.vec(wk),
-            }
-            .launch(
-                &m.stream(),
-                &m.k.head_norm,
-                Grid::new((rows as u32, heads, 1), 32),
-            )?;
+        if let Some(w) = &layer.qk_norm {
+            head_norm(m, s, rows, w)?;
         }
         let kv = cache.get(i).copied();
         qkv_rope(m, s, call, m.opt_vec(&layer.qkv_bias), kv, i)?;
