@@ -98,6 +98,7 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
             let f = admission::admit_kept(
                 &model.spec,
                 need.precision,
+                need.quant,
                 &stored,
                 Memory::Host,
                 shape,

@@ -10,7 +10,7 @@
 //! [`footprint`] is the one place the sizes are computed (per precision, batch and positions), so a
 //! caller serving several requests can ask whether one more fits without touching the running ones.
 
-use crate::format::{BlockType, WeightFormat};
+use crate::format::{BlockType, QuantFormat, WeightFormat};
 use crate::plan::{LinearPlan, ModelPlan};
 use crate::precision::Precision;
 use crate::spec::{Mlp, ModelSpec};
@@ -154,16 +154,23 @@ pub fn rotary_bytes(spec: &ModelSpec, max_seq_len: usize) -> u64 {
 /// tables, an untied lm_head) in the weight format the build stores it in, every vector (norms,
 /// biases) at the precision's size.
 pub fn weight_bytes(spec: &ModelSpec, precision: Precision) -> u64 {
-    weight_bytes_kept(spec, precision, &|_| None)
+    weight_bytes_kept(spec, precision, QuantFormat::None, &|_| None)
 }
 
 /// The GGML block type a source keeps a canonical tensor in (`--quant_format gguf`), if any.
 pub type StoredBlocks<'a> = &'a dyn Fn(&str) -> Option<BlockType>;
 
-/// [`weight_bytes`] of an engine whose source keeps some matrices as GGML blocks (`stored`): each
-/// part of a linear the source holds as whole-row blocks is kept at their size (as
-/// `model::linear` keeps it), everything else dense; a tied embedding is the lm_head.
-pub fn weight_bytes_kept(spec: &ModelSpec, precision: Precision, stored: StoredBlocks<'_>) -> u64 {
+/// [`weight_bytes`] of an engine built with `quant` whose source keeps some matrices as GGML blocks
+/// (`stored`): each part of a linear the source holds as whole-row blocks is kept at their size (as
+/// `model::linear` keeps it); the layers' other linears in `WeightFormat::of_linear_as` (quantized
+/// at build where `quant` quantizes and the rows fit), the embedding and lm_head dense; a tied
+/// embedding is the lm_head.
+pub fn weight_bytes_kept(
+    spec: &ModelSpec,
+    precision: Precision,
+    quant: QuantFormat,
+    stored: StoredBlocks<'_>,
+) -> u64 {
     let plan = ModelPlan::new(spec);
     let matrix = |format: WeightFormat, rows: usize, cols: usize| {
         format
@@ -171,8 +178,7 @@ pub fn weight_bytes_kept(spec: &ModelSpec, precision: Precision, stored: StoredB
             .map_or(u64::MAX, |b| b as u64)
     };
     // A linear, part by part: its blocks where the source keeps them, else dense.
-    let linear = |lin: &LinearPlan| -> u64 {
-        let dense = WeightFormat::of_linear(lin, precision);
+    let linear = |lin: &LinearPlan, dense: WeightFormat| -> u64 {
         lin.weight_rows()
             .iter()
             .map(|(name, rows)| {
@@ -194,12 +200,17 @@ pub fn weight_bytes_kept(spec: &ModelSpec, precision: Precision, stored: StoredB
     // The token embedding sized as a linear (kept as blocks alike); untied, the lm_head besides.
     let mut embed = plan.lm_head.clone();
     embed.parts[0].name = "embed".into();
-    tables.push(linear(&embed));
+    let table = WeightFormat::of_table(precision);
+    tables.push(linear(&embed, table));
     if !plan.tied {
-        tables.push(linear(&plan.lm_head));
+        tables.push(linear(&plan.lm_head, table));
     }
     let tables = tables.into_iter();
-    let linears = plan.layers.iter().flat_map(|l| l.linears()).map(linear);
+    let linears = plan
+        .layers
+        .iter()
+        .flat_map(|l| l.linears())
+        .map(|lin| linear(lin, WeightFormat::of_linear_as(lin, precision, quant)));
     let vectors: usize = plan
         .tensors()
         .iter()
@@ -254,13 +265,14 @@ pub fn footprint(
     memory: Memory,
     shape: RunShape,
 ) -> Footprint {
-    footprint_kept(spec, precision, &|_| None, memory, shape)
+    footprint_kept(spec, precision, QuantFormat::None, &|_| None, memory, shape)
 }
 
 /// [`footprint`] with the weights of [`weight_bytes_kept`].
 pub fn footprint_kept(
     spec: &ModelSpec,
     precision: Precision,
+    quant: QuantFormat,
     stored: StoredBlocks<'_>,
     memory: Memory,
     shape: RunShape,
@@ -275,7 +287,7 @@ pub fn footprint_kept(
             activations.saturating_add(attention_bytes(spec, shape.batch, shape.max_seq_len));
     }
     Footprint {
-        weights: weight_bytes_kept(spec, precision, stored),
+        weights: weight_bytes_kept(spec, precision, quant, stored),
         kv_cache: kv_cache_bytes(spec, shape.batch, shape.max_seq_len, elem),
         rotary: rotary_bytes(spec, shape.max_seq_len),
         activations,
@@ -310,19 +322,28 @@ pub fn admit(
     shape: RunShape,
     available: Option<&Available>,
 ) -> Result<Footprint, TooLarge> {
-    admit_kept(spec, precision, &|_| None, memory, shape, available)
+    admit_kept(
+        spec,
+        precision,
+        QuantFormat::None,
+        &|_| None,
+        memory,
+        shape,
+        available,
+    )
 }
 
 /// [`admit`] with the weights of [`weight_bytes_kept`].
 pub fn admit_kept(
     spec: &ModelSpec,
     precision: Precision,
+    quant: QuantFormat,
     stored: StoredBlocks<'_>,
     memory: Memory,
     shape: RunShape,
     available: Option<&Available>,
 ) -> Result<Footprint, TooLarge> {
-    let f = footprint_kept(spec, precision, stored, memory, shape);
+    let f = footprint_kept(spec, precision, quant, stored, memory, shape);
     let knob = if available.is_some_and(|a| f.weights > a.bytes) {
         Knob::Model
     } else if f.activations > f.kv_cache.saturating_add(f.rotary) {

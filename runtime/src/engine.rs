@@ -189,14 +189,18 @@ fn check_options(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
             spec.name
         )));
     }
-    if options.quant == crate::format::QuantFormat::Gguf
+    if options.quant != crate::format::QuantFormat::None
         && let DeviceChoice::Cuda { .. } = options.device
     {
-        return Err(Error::invalid(
-            "--quant_format gguf (GGUF blocks kept packed) is implemented on the CPU backend only; \
-             the CUDA backend takes --quant_format none"
-                .to_string(),
-        ));
+        let what = match options.quant.weight_quant() {
+            Some(_) => "weights quantized at build",
+            None => "GGUF blocks kept packed",
+        };
+        return Err(Error::invalid(format!(
+            "--quant_format {} ({what}) is implemented on the CPU backend only; the CUDA backend \
+             takes --quant_format none",
+            options.quant
+        )));
     }
     if spec.positions == crate::spec::Positions::Learned
         && options.max_seq_len > spec.max_position_embeddings

@@ -273,7 +273,7 @@ fn the_memory_check_sizes_kept_blocks_by_the_file() {
         }
         let stored = |n: &str| kept.get(n).copied();
         assert_eq!(
-            weight_bytes_kept(&s, Precision::Fp32, &stored),
+            weight_bytes_kept(&s, Precision::Fp32, QuantFormat::Gguf, &stored),
             want,
             "{name}"
         );

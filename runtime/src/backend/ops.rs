@@ -76,6 +76,11 @@ pub trait Ops {
     /// The engine's storage precision (of activations' inputs to the linear layers, and of the
     /// weight formats chosen for it).
     fn precision(&self) -> Precision;
+    /// How the engine stores its layers' linears (`--quant_format`): a backend that quantizes at
+    /// build says so here, and `model::load` asks it for those linears in the quantized format.
+    fn quant(&self) -> crate::format::QuantFormat {
+        crate::format::QuantFormat::None
+    }
     /// Pack `parts` (each `[rows_i, cols]`) concatenated along rows into one matrix stored in `format`.
     fn weight(
         &mut self,

@@ -143,15 +143,16 @@ pub fn load<O: Ops>(spec: &ModelSpec, w: &dyn Tensors<O>, ops: &mut O) -> Result
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    // The lm_head (and so a tied embedding) stays dense whatever `--quant_format` quantizes.
+    let table = WeightFormat::of_table(ops.precision());
     let lm_head = if plan.tied {
         // A tied model's lm_head *is* the embedding: pack it once and use it for both.
         let mut embed = plan.lm_head.clone();
         embed.parts[0].name = "embed".into();
-        linear(ops, w, &embed)?
+        linear_as(ops, w, &embed, table)?
     } else {
-        linear(ops, w, &plan.lm_head)?
+        linear_as(ops, w, &plan.lm_head, table)?
     };
-    let table = WeightFormat::of_table(ops.precision());
     let embed = match plan.tied {
         true => None,
         false => {
@@ -178,17 +179,29 @@ pub fn load<O: Ops>(spec: &ModelSpec, w: &dyn Tensors<O>, ops: &mut O) -> Result
     })
 }
 
-/// Pack a planned linear layer: its parts' `.weight` fused along rows in the weight format chosen
-/// for it (`crate::format`), and their `.bias` when it has one.
+/// Pack a layer's planned linear: its parts' `.weight` fused along rows in the weight format chosen
+/// for it (`crate::format`: quantized when the engine quantizes at build and the rows fit), and their
+/// `.bias` when it has one.
 pub fn linear<O: Ops>(
     ops: &mut O,
     w: &dyn Tensors<O>,
     plan: &LinearPlan,
 ) -> Result<Linear<O::Weight, O::Vector>> {
+    let format = WeightFormat::of_linear_as(plan, ops.precision(), ops.quant());
+    linear_as(ops, w, plan, format)
+}
+
+/// [`linear`] with the parts a source does not keep as GGUF blocks stored in `dense` (the
+/// lm_head's: the engine precision).
+fn linear_as<O: Ops>(
+    ops: &mut O,
+    w: &dyn Tensors<O>,
+    plan: &LinearPlan,
+    dense: WeightFormat,
+) -> Result<Linear<O::Weight, O::Vector>> {
     let rows = plan.weight_rows();
     let parts = borrowed(&rows);
     let cols = plan.in_features;
-    let dense = WeightFormat::of_linear(plan, ops.precision());
     // A source keeping GGUF blocks keeps them: one matrix where the fused parts share a block type,
     // else a stack of the parts, each in its own format. Otherwise the linear is dense.
     let kept = |p: &[(&str, usize)]| {

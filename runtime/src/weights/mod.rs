@@ -24,10 +24,11 @@
 
 pub mod gguf;
 pub mod names;
+pub mod quantize;
 pub mod safetensors;
 pub mod synthetic;
 
-use crate::format::{BlockType, QuantFormat};
+use crate::format::{BlockType, QuantFormat, WeightQuant};
 use crate::spec::ModelSpec;
 use half::{bf16, f16};
 use std::collections::BTreeMap;
@@ -55,8 +56,11 @@ pub fn load_as(
         WeightSource::Gguf(path) => {
             let file = gguf::GgufFile::open(path)?;
             match quant {
-                QuantFormat::None => file.canonical_weights(spec)?,
                 QuantFormat::Gguf => file.canonical_blocks(spec)?,
+                // Quantized at build from the dequantised values (`model::linear`).
+                QuantFormat::None | QuantFormat::Int8 | QuantFormat::Int4 | QuantFormat::Fp8 => {
+                    file.canonical_weights(spec)?
+                }
             }
         }
         WeightSource::Synthetic { seed } => synthetic::generate(spec, *seed)?,
@@ -118,6 +122,12 @@ pub enum TensorData {
         ty: BlockType,
         bytes: Vec<u8>,
     },
+    /// A 2-D tensor quantized at build (`--quant_format int8|int4|fp8`): its codes, then its scales,
+    /// as `crate::format` lays them out.
+    Quantized {
+        quant: WeightQuant,
+        bytes: Vec<u8>,
+    },
 }
 
 /// The elements of `bytes`, blocks of `ty`, as f32: exactly the GGUF loader's dequantisation.
@@ -172,6 +182,12 @@ impl HostTensor {
                     ty.name()
                 )));
             }
+            TensorData::Quantized { quant, .. } => {
+                return Err(WeightsError::Other(format!(
+                    "cannot transpose a tensor quantized as {}",
+                    quant.name()
+                )));
+            }
         };
         Ok(HostTensor {
             shape: vec![c, r],
@@ -208,6 +224,21 @@ impl HostTensor {
                     bytes: bytes[start * row..end * row].to_vec(),
                 }
             }
+            TensorData::Quantized { quant, bytes } => {
+                let m = quantize::Quantized::from_bytes(*quant, n0, inner, bytes)?;
+                let (cb, sr) = (
+                    quant.code_bytes(inner).unwrap_or(0),
+                    quant.scales(inner).unwrap_or(0),
+                );
+                let part = quantize::Quantized {
+                    codes: m.codes[start * cb..end * cb].to_vec(),
+                    scales: m.scales[start * sr..end * sr].to_vec(),
+                };
+                TensorData::Quantized {
+                    quant: *quant,
+                    bytes: part.to_bytes(),
+                }
+            }
         };
         let mut shape = self.shape.clone();
         shape[0] = end - start;
@@ -234,6 +265,9 @@ impl HostTensor {
                 ty: *ty,
                 bytes: Vec::new(),
             },
+            TensorData::Quantized { quant, .. } => {
+                return concat_quantized(*quant, parts);
+            }
         };
         for p in parts {
             if p.shape.len() != shape.len() || p.shape[1..] != shape[1..] {
@@ -269,6 +303,23 @@ impl HostTensor {
             TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
             TensorData::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
             TensorData::Blocks { ty, bytes } => dequantize_blocks(*ty, bytes),
+            TensorData::Quantized { quant, bytes } => {
+                let cols = self.shape.last().copied().unwrap_or(0);
+                let rows = self.numel().checked_div(cols).unwrap_or(0);
+                let mut out = vec![0.0; self.numel()];
+                if let Ok(m) = quantize::Quantized::from_bytes(*quant, rows, cols, bytes) {
+                    quantize::dequantize_rows(*quant, cols, &m.codes, &m.scales, &mut out);
+                }
+                out
+            }
+        }
+    }
+
+    /// The build-time quantization, when the tensor holds one.
+    pub fn quantized(&self) -> Option<WeightQuant> {
+        match &self.data {
+            TensorData::Quantized { quant, .. } => Some(*quant),
+            _ => None,
         }
     }
 
@@ -279,6 +330,44 @@ impl HostTensor {
             _ => None,
         }
     }
+}
+
+/// Matrices quantized as `quant` (each `[rows_i, cols]`) concatenated along rows: codes after codes,
+/// then scales after scales.
+fn concat_quantized(quant: WeightQuant, parts: &[&HostTensor]) -> Result<HostTensor, WeightsError> {
+    let mut all = quantize::Quantized {
+        codes: Vec::new(),
+        scales: Vec::new(),
+    };
+    let mut shape: Option<[usize; 2]> = None;
+    for p in parts {
+        let (TensorData::Quantized { quant: q, bytes }, [rows, cols]) = (&p.data, &p.shape[..])
+        else {
+            return Err(WeightsError::Other(
+                "cannot concatenate mixed dtypes".into(),
+            ));
+        };
+        if *q != quant || shape.is_some_and(|[_, c]| c != *cols) {
+            return Err(WeightsError::Other(format!(
+                "cannot concatenate matrices quantized as {} and {} of widths {:?} and {cols}",
+                quant.name(),
+                q.name(),
+                shape.map(|s| s[1])
+            )));
+        }
+        let m = quantize::Quantized::from_bytes(quant, *rows, *cols, bytes)?;
+        all.codes.extend_from_slice(&m.codes);
+        all.scales.extend_from_slice(&m.scales);
+        shape = Some([shape.map_or(0, |s| s[0]) + rows, *cols]);
+    }
+    let shape = shape.ok_or_else(|| WeightsError::Other("concat of no tensors".into()))?;
+    Ok(HostTensor {
+        shape: shape.to_vec(),
+        data: TensorData::Quantized {
+            quant,
+            bytes: all.to_bytes(),
+        },
+    })
 }
 
 /// Canonical name → tensor.
@@ -316,6 +405,15 @@ impl WeightMap {
                     )));
                 }
                 bytes.len() / ty.block_bytes() * ty.block_elems()
+            }
+            TensorData::Quantized { quant, bytes } => {
+                let [rows, cols] = shape[..] else {
+                    return Err(WeightsError::Other(format!(
+                        "tensor {name} of shape {shape:?} is quantized but not a matrix"
+                    )));
+                };
+                quantize::Quantized::from_bytes(*quant, rows, cols, bytes)?;
+                t.numel()
             }
         };
         if len != t.numel() {

@@ -394,8 +394,8 @@ fn to_view(t: &HostTensor) -> ByteView {
             Dtype::BF16,
             v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         ),
-        // safetensors has no GGML block types: the values, dequantised.
-        TensorData::Blocks { .. } => (
+        // safetensors has no GGML block types or our quantized layouts: the values, dequantised.
+        TensorData::Blocks { .. } | TensorData::Quantized { .. } => (
             Dtype::F32,
             t.to_f32().iter().flat_map(|x| x.to_le_bytes()).collect(),
         ),

@@ -9,9 +9,11 @@
 //! with the input in `block_dot.rs` (dequantised in registers, four rows at a time; without AVX2 into
 //! a per-thread f32 row buffer, exactly as the GGUF loader dequantises), prefill dequantises whole rows
 //! for the GEMM, and both agree bit for bit with the dense f32 engine on the dequantised weights.
+//! A matrix quantized at build (`WeightFormat::Quantized`) does the same through `quant_dot.rs`.
 
-use crate::format::{BlockType, WeightFormat};
+use crate::format::{BlockType, WeightFormat, WeightQuant};
 use crate::precision::Precision;
+use crate::weights::quantize::Quantized;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -23,6 +25,9 @@ pub enum Store {
     Bf16(Vec<bf16>),
     /// GGML blocks, each row `cols / block_elems` of them.
     Blocks(BlockType, Vec<u8>),
+    /// Codes and scales of a quantization made at build (`crate::format`'s layout, the two parts
+    /// held apart).
+    Quantized(WeightQuant, Quantized),
     /// Matrices of the same width stacked along rows, each stored its own way (a fused linear whose
     /// parts a GGUF file holds in different block types).
     Stack(Vec<Matrix>),
@@ -56,6 +61,8 @@ pub enum Elems<'a> {
     Bf16(&'a [bf16]),
     /// Whole rows of GGML blocks.
     Blocks(BlockType, &'a [u8]),
+    /// Whole rows of a quantized matrix: their codes and their scales.
+    Quantized(WeightQuant, &'a [u8], &'a [f32]),
 }
 
 impl Elems<'_> {
@@ -66,6 +73,8 @@ impl Elems<'_> {
             Elems::F16(v) => v.len(),
             Elems::Bf16(v) => v.len(),
             Elems::Blocks(t, v) => v.len() / t.block_bytes() * t.block_elems(),
+            Elems::Quantized(WeightQuant::Int4, c, _) => 2 * c.len(),
+            Elems::Quantized(_, c, _) => c.len(),
         }
     }
 
@@ -81,7 +90,7 @@ impl Store {
             Store::F32(_) => Some(Dtype::F32),
             Store::F16(_) => Some(Dtype::F16),
             Store::Bf16(_) => Some(Dtype::Bf16),
-            Store::Blocks(..) | Store::Stack(_) => None,
+            Store::Blocks(..) | Store::Quantized(..) | Store::Stack(_) => None,
             Store::Mapped(m) => Some(m.dtype()),
         }
     }
@@ -118,6 +127,12 @@ impl<'a> Iterator for Runs<'a> {
                 let rb = t.row_bytes(c).unwrap_or(0);
                 (end - r, Elems::Blocks(*t, &v[r * rb..end * rb]))
             }
+            Store::Quantized(q, m) => {
+                let cb = q.code_bytes(c).unwrap_or(0);
+                let sr = q.scales(c).unwrap_or(0);
+                let (codes, scales) = (&m.codes[r * cb..end * cb], &m.scales[r * sr..end * sr]);
+                (end - r, Elems::Quantized(*q, codes, scales))
+            }
             Store::Stack(parts) => {
                 // The part holding row `r`, and the run of it up to `end` or its last row.
                 let mut first = 0;
@@ -147,6 +162,7 @@ impl Matrix {
     pub fn format(&self) -> WeightFormat {
         match (&self.store, self.store.dtype()) {
             (Store::Blocks(t, _), _) => WeightFormat::Blocks(*t),
+            (Store::Quantized(q, _), _) => WeightFormat::Quantized(*q),
             (Store::Stack(parts), _) if !parts.is_empty() => parts[0].format(),
             (_, Some(Dtype::F16)) => WeightFormat::Dense(Precision::Fp16),
             (_, Some(Dtype::Bf16)) => WeightFormat::Dense(Precision::Bf16),
@@ -187,6 +203,7 @@ impl Matrix {
             Elems::F16(v) => f16_to_f32(v, out),
             Elems::Bf16(v) => bf16_to_f32(v, out),
             Elems::Blocks(t, v) => blocks_to_f32(t, v, out),
+            Elems::Quantized(q, c, s) => super::quant_dot::dequantize(q, self.cols, c, s, out),
         }
     }
 
@@ -199,6 +216,13 @@ impl Matrix {
             Elems::Bf16(v) => super::simd::dot_bf16(v, x),
             Elems::Blocks(t, v) => {
                 BLOCK_ROW.with_borrow_mut(|buf| super::block_dot::row_dot(t, v, x, buf))
+            }
+            Elems::Quantized(q, c, s) => {
+                let mut out = [0.0];
+                BLOCK_ROW.with_borrow_mut(|buf| {
+                    super::quant_dot::rows_dot(q, self.cols, c, s, x, &mut out, buf)
+                });
+                out[0]
             }
         }
     }
@@ -221,6 +245,7 @@ impl Matrix {
                 Elems::F16(v) => f16_to_f32(v, dst),
                 Elems::Bf16(v) => bf16_to_f32(v, dst),
                 Elems::Blocks(t, v) => blocks_to_f32(t, v, dst),
+                Elems::Quantized(q, c, s) => super::quant_dot::dequantize(q, self.cols, c, s, dst),
             }
             at += e.len();
         }
@@ -257,11 +282,14 @@ fn dot_rows(e: Elems<'_>, cols: usize, x: &[f32], out: &mut [f32]) {
         Elems::Blocks(t, v) => {
             BLOCK_ROW.with_borrow_mut(|buf| super::block_dot::rows_dot(t, v, x, out, buf));
         }
+        Elems::Quantized(q, c, s) => {
+            BLOCK_ROW.with_borrow_mut(|buf| super::quant_dot::rows_dot(q, cols, c, s, x, out, buf));
+        }
     }
 }
 
 thread_local! {
-    /// One dequantised row of a block matrix, per thread.
+    /// One dequantised row of a block or quantized matrix, per thread.
     static BLOCK_ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 

@@ -14,6 +14,7 @@ pub mod mapped;
 pub mod matrix;
 pub mod ops;
 pub mod payload;
+pub mod quant_dot;
 pub mod simd;
 #[cfg(test)]
 mod test_data;
@@ -131,7 +132,7 @@ fn backend(
     )?;
     admission::check(
         || format!("the weights of {} in {}", spec.name, options.precision),
-        admission::weight_bytes_kept(spec, options.precision, stored),
+        admission::weight_bytes_kept(spec, options.precision, options.quant, stored),
         host.as_ref(),
         admission::Knob::Model,
     )?;
@@ -142,6 +143,7 @@ fn backend(
         spec.head_dim,
         options.max_seq_len,
     )?;
+    ops.quant = options.quant;
     let packed = pool.install(|| pack(&mut ops))?;
     Ok(CpuBackend {
         spec: spec.clone(),

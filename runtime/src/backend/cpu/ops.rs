@@ -7,11 +7,12 @@ use super::matrix::{self, Dtype, Elems, Matrix, Store};
 use crate::backend::ops::{AttnGeometry, Norm, Ops};
 use crate::backend_error::BackendError;
 use crate::cache::{KvStorage, LayerKvMut};
-use crate::format::WeightFormat;
+use crate::format::{QuantFormat, WeightFormat};
 use crate::plan::Rotary;
 use crate::precision::Precision;
 use crate::spec::NormKind;
 use crate::step::{CacheMode, StepInputs};
+use crate::weights::quantize::{self, Quantized};
 use crate::weights::{HostTensor, TensorData};
 use crate::{Error, Result};
 use half::{bf16, f16};
@@ -26,6 +27,8 @@ pub struct CpuAct {
 
 pub struct CpuOps {
     pub precision: Precision,
+    /// `--quant_format`: the layers' linears are quantized at build when it makes a quantization.
+    pub quant: QuantFormat,
     /// Per rotary embedding of the model: `(rotary, cos, sin)`, each table `[positions, head_dim /
     /// 2]`.
     rope: Vec<(Rotary, Vec<f32>, Vec<f32>)>,
@@ -67,6 +70,7 @@ impl CpuOps {
         }
         Ok(CpuOps {
             precision,
+            quant: QuantFormat::None,
             rope,
             rope_positions: positions,
             tmp: Vec::new(),
@@ -120,6 +124,10 @@ impl Ops for CpuOps {
         self.precision
     }
 
+    fn quant(&self) -> QuantFormat {
+        self.quant
+    }
+
     fn weight(
         &mut self,
         parts: &[&HostTensor],
@@ -138,6 +146,30 @@ impl Ops for CpuOps {
         let n = rows * cols;
         let precision = match format {
             WeightFormat::Dense(p) => p,
+            WeightFormat::Quantized(q) => {
+                // Parts already quantized as `q` are taken as they are; the others are quantized
+                // from their values (per row, so part by part is the fused matrix's quantization).
+                let mut m = Quantized {
+                    codes: Vec::new(),
+                    scales: Vec::new(),
+                };
+                for p in parts {
+                    let part_rows = p.shape[0];
+                    let got = match &p.data {
+                        TensorData::Quantized { quant, bytes } if *quant == q => {
+                            Quantized::from_bytes(q, part_rows, cols, bytes)?
+                        }
+                        _ => quantize::quantize(q, &p.to_f32(), part_rows, cols)?,
+                    };
+                    m.codes.extend_from_slice(&got.codes);
+                    m.scales.extend_from_slice(&got.scales);
+                }
+                return Ok(Matrix {
+                    rows,
+                    cols,
+                    store: Store::Quantized(q, m),
+                });
+            }
             WeightFormat::Blocks(t) => {
                 // Kept as the source holds them: every part already blocks of `t`.
                 let mut bytes = Vec::with_capacity(format.matrix_bytes(rows, cols));
@@ -240,6 +272,24 @@ impl Ops for CpuOps {
                 ty: *t,
                 bytes: Vec::new(),
             },
+            (Store::Quantized(q, m), _) => {
+                // The rows' codes, then their scales (`crate::format`'s layout of a matrix).
+                let (cb, sr) = (
+                    q.code_bytes(w.cols).unwrap_or(0),
+                    q.scales(w.cols).unwrap_or(0),
+                );
+                let part = Quantized {
+                    codes: m.codes[start * cb..(start + rows) * cb].to_vec(),
+                    scales: m.scales[start * sr..(start + rows) * sr].to_vec(),
+                };
+                return Ok(HostTensor {
+                    shape: vec![rows, w.cols],
+                    data: TensorData::Quantized {
+                        quant: *q,
+                        bytes: part.to_bytes(),
+                    },
+                });
+            }
             (_, Some(Dtype::F16)) => TensorData::F16(Vec::with_capacity(n)),
             (_, Some(Dtype::Bf16)) => TensorData::BF16(Vec::with_capacity(n)),
             (_, _) => TensorData::F32(Vec::with_capacity(n)),

@@ -3,7 +3,9 @@
 //! (`mapped.rs`); nothing is converted or re-packed.
 //!
 //! Layout (little endian): `u32 count`, then `count` records, each `u16 name_len, name, u8 dtype
-//! (0 f32, 1 f16, 2 bf16), u8 ndim, u64 dims[ndim], raw elements`. The writer puts every record's
+//! (0 f32, 1 f16, 2 bf16; 3, 4, 5 a matrix quantized at build as int8, int4, fp8, stored as
+//! `crate::format` lays it out: its codes, then its scales; 16 + the GGML id for GGML blocks),
+//! u8 ndim, u64 dims[ndim], raw elements`. The writer puts every record's
 //! elements at a multiple of [`ALIGN`] bytes from the start of the payload, which itself starts at
 //! such a multiple in the file (`engine_file::save`), by writing a padding record before a record that
 //! would not: a 1-D f32 tensor of zeros named `padding.N` (N zero-filled to the width that makes the
@@ -15,7 +17,7 @@ use super::matrix::{Dtype, Matrix, Store};
 use super::ops::CpuOps;
 use crate::backend::ops::{Linear, Norm, Ops};
 use crate::engine_file::EngineFileError;
-use crate::format::{BlockType, WeightFormat};
+use crate::format::{BlockType, WeightFormat, WeightQuant};
 use crate::model::{ModelWeights, Tensors};
 use crate::plan::Residual;
 use crate::precision::Precision;
@@ -124,6 +126,16 @@ fn dtype_code(d: &TensorData) -> u8 {
         TensorData::F16(_) => 1,
         TensorData::BF16(_) => 2,
         TensorData::Blocks { ty, .. } => BLOCK_CODES + ty.ggml_id() as u8,
+        TensorData::Quantized { quant, .. } => quant_code(*quant),
+    }
+}
+
+/// The type code of a matrix quantized at build.
+fn quant_code(q: WeightQuant) -> u8 {
+    match q {
+        WeightQuant::Int8 => 3,
+        WeightQuant::Int4 => 4,
+        WeightQuant::Fp8 => 5,
     }
 }
 
@@ -133,7 +145,7 @@ const BLOCK_CODES: u8 = 16;
 /// Bytes of a tensor's data in its record.
 fn data_len(t: &HostTensor) -> usize {
     match &t.data {
-        TensorData::Blocks { bytes, .. } => bytes.len(),
+        TensorData::Blocks { bytes, .. } | TensorData::Quantized { bytes, .. } => bytes.len(),
         d => t.numel() * dtype_width(d),
     }
 }
@@ -170,7 +182,9 @@ fn write_record(out: &mut dyn Write, name: &str, t: &HostTensor) -> Result<()> {
         TensorData::F32(v) => write_elems(out, v, f32::to_le_bytes),
         TensorData::F16(v) => write_elems(out, v, f16::to_le_bytes),
         TensorData::BF16(v) => write_elems(out, v, bf16::to_le_bytes),
-        TensorData::Blocks { bytes, .. } => out.write_all(bytes).map_err(io),
+        TensorData::Blocks { bytes, .. } | TensorData::Quantized { bytes, .. } => {
+            out.write_all(bytes).map_err(io)
+        }
     }
 }
 
@@ -231,7 +245,7 @@ fn dtype_width(d: &TensorData) -> usize {
         TensorData::F32(_) => 4,
         TensorData::F16(_) | TensorData::BF16(_) => 2,
         // Sized by their bytes (`data_len`).
-        TensorData::Blocks { .. } => 0,
+        TensorData::Blocks { .. } | TensorData::Quantized { .. } => 0,
     }
 }
 
@@ -261,6 +275,8 @@ pub struct Record {
     pub dtype: Dtype,
     /// The GGML block type of a matrix kept as blocks (then `dtype` is not used).
     pub blocks: Option<BlockType>,
+    /// The quantization of a matrix quantized at build (then `dtype` is not used).
+    pub quant: Option<WeightQuant>,
     pub shape: Vec<usize>,
     /// Where its elements are, in bytes from the start of the payload.
     pub data: Range<usize>,
@@ -325,10 +341,14 @@ pub fn index(payload: &[u8]) -> Result<BTreeMap<String, Record>, PayloadError> {
             .iter()
             .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
             .ok_or_else(|| PayloadError::Corrupt(format!("{name}: shape {shape:?} overflows")))?;
+        let quant = WeightQuant::ALL
+            .into_iter()
+            .find(|q| quant_code(*q) == code);
         let (dtype, blocks) = match code {
             0 => (Dtype::F32, None),
             1 => (Dtype::F16, None),
             2 => (Dtype::Bf16, None),
+            _ if quant.is_some() => (Dtype::F32, None),
             c if c >= BLOCK_CODES => {
                 let id = (c - BLOCK_CODES) as u32;
                 let t = BlockType::from_ggml_id(id).ok_or_else(|| {
@@ -342,12 +362,21 @@ pub fn index(payload: &[u8]) -> Result<BTreeMap<String, Record>, PayloadError> {
                 )));
             }
         };
-        let nbytes = match (blocks, &shape[..]) {
-            (None, _) => numel.checked_mul(dtype.width() as u64),
-            (Some(t), [rows, cols]) => t
+        let nbytes = match (blocks, quant, &shape[..]) {
+            (None, Some(q), [rows, cols]) => q
                 .row_bytes(*cols)
                 .and_then(|r| (r as u64).checked_mul(*rows as u64)),
-            (Some(t), _) => {
+            (None, Some(q), _) => {
+                return Err(PayloadError::Corrupt(format!(
+                    "{name}: quantized as {} in a tensor of shape {shape:?}, not a matrix",
+                    q.name()
+                )));
+            }
+            (None, None, _) => numel.checked_mul(dtype.width() as u64),
+            (Some(t), _, [rows, cols]) => t
+                .row_bytes(*cols)
+                .and_then(|r| (r as u64).checked_mul(*rows as u64)),
+            (Some(t), _, _) => {
                 return Err(PayloadError::Corrupt(format!(
                     "{name}: {} blocks in a tensor of shape {shape:?}, not a matrix",
                     t.name()
@@ -356,13 +385,14 @@ pub fn index(payload: &[u8]) -> Result<BTreeMap<String, Record>, PayloadError> {
         }
         .ok_or_else(|| {
             PayloadError::Corrupt(format!(
-                "{name}: shape {shape:?}: its size overflows or its rows are not whole blocks"
+                "{name}: shape {shape:?}: its size overflows or its rows are not whole blocks or groups"
             ))
         })?;
         let data = c.take(nbytes, &name)?;
         let record = Record {
             dtype,
             blocks,
+            quant,
             shape,
             data,
         };
@@ -383,14 +413,18 @@ pub fn index(payload: &[u8]) -> Result<BTreeMap<String, Record>, PayloadError> {
 
 /// The data of record `r` (`bytes`: little-endian elements, or GGML blocks) as a host tensor.
 fn host_tensor(r: &Record, bytes: &[u8]) -> HostTensor {
-    let data = match (r.blocks, r.dtype) {
-        (Some(ty), _) => TensorData::Blocks {
+    let data = match (r.blocks, r.quant, r.dtype) {
+        (Some(ty), _, _) => TensorData::Blocks {
             ty,
             bytes: bytes.to_vec(),
         },
-        (None, Dtype::F32) => TensorData::F32(from_le(bytes, f32::from_le_bytes)),
-        (None, Dtype::F16) => TensorData::F16(from_le(bytes, f16::from_le_bytes)),
-        (None, Dtype::Bf16) => TensorData::BF16(from_le(bytes, bf16::from_le_bytes)),
+        (None, Some(quant), _) => TensorData::Quantized {
+            quant,
+            bytes: bytes.to_vec(),
+        },
+        (None, None, Dtype::F32) => TensorData::F32(from_le(bytes, f32::from_le_bytes)),
+        (None, None, Dtype::F16) => TensorData::F16(from_le(bytes, f16::from_le_bytes)),
+        (None, None, Dtype::Bf16) => TensorData::BF16(from_le(bytes, bf16::from_le_bytes)),
     };
     HostTensor {
         shape: r.shape.clone(),
@@ -480,8 +514,8 @@ impl MappedPayload {
         self.records
             .iter()
             .find(|(_, r)| !match r.dtype {
-                // Kept blocks serve an engine of any precision.
-                _ if r.blocks.is_some() => true,
+                // Kept blocks and quantized matrices serve an engine of any precision.
+                _ if r.blocks.is_some() || r.quant.is_some() => true,
                 Dtype::F32 => r.shape.len() == 1 || precision == Precision::Fp32,
                 Dtype::F16 => precision == Precision::Fp16,
                 Dtype::Bf16 => precision == Precision::Bf16,
@@ -523,6 +557,33 @@ impl Tensors<CpuOps> for MappedPayload {
     ) -> Result<Matrix> {
         let precision = match format {
             WeightFormat::Dense(p) => p,
+            WeightFormat::Quantized(q) => {
+                // Copied out of the file as the fused matrix (every part's codes, then every
+                // part's scales).
+                let mut m = crate::weights::quantize::Quantized {
+                    codes: Vec::new(),
+                    scales: Vec::new(),
+                };
+                for &(name, rows) in parts {
+                    let r = self.get(name, &[rows, cols])?;
+                    if r.quant != Some(q) {
+                        return Err(Error::Weights(WeightsError::Other(format!(
+                            "tensor {name} is not stored as {format}"
+                        ))));
+                    }
+                    let bytes = &self.map.bytes()[self.file_range(r)];
+                    let part =
+                        crate::weights::quantize::Quantized::from_bytes(q, rows, cols, bytes)?;
+                    m.codes.extend_from_slice(&part.codes);
+                    m.scales.extend_from_slice(&part.scales);
+                }
+                let rows = parts.iter().map(|p| p.1).sum();
+                return Ok(Matrix {
+                    rows,
+                    cols,
+                    store: Store::Quantized(q, m),
+                });
+            }
             WeightFormat::Blocks(t) => {
                 // Kept blocks are copied out of the file (the product kernels read owned rows).
                 let mut bytes = Vec::new();
@@ -555,6 +616,13 @@ impl Tensors<CpuOps> for MappedPayload {
                 return Err(Error::Weights(WeightsError::Other(format!(
                     "tensor {name} is stored as GGUF {} blocks, the engine computes from {:?}",
                     t.name(),
+                    dtype
+                ))));
+            }
+            if let Some(q) = r.quant {
+                return Err(Error::Weights(WeightsError::Other(format!(
+                    "tensor {name} is quantized as {}, the engine computes from {:?}",
+                    q.name(),
                     dtype
                 ))));
             }

@@ -250,7 +250,7 @@ fn append(out: &mut Vec<u8>, t: &HostTensor, format: WeightFormat) -> Result<()>
             append_dense(out, t, p);
             Ok(())
         }
-        WeightFormat::Blocks(_) => Err(Error::invalid(format!(
+        WeightFormat::Blocks(_) | WeightFormat::Quantized(_) => Err(Error::invalid(format!(
             "the CUDA backend cannot store a matrix as {format}"
         ))),
     }
@@ -386,5 +386,10 @@ mod tests {
             problem.contains("dense FP32") && problem.contains("dense BF16"),
             "{problem}"
         );
+        // A matrix quantized at build (`--quant_format int4`) is refused by its format's name.
+        a.layers[1].up.format = WeightFormat::Dense(Precision::Bf16);
+        a.layers[0].o.format = WeightFormat::Quantized(crate::format::WeightQuant::Int4);
+        let problem = a.format_problem(Precision::Bf16).expect("refused");
+        assert!(problem.contains("int4 (groups of 128)"), "{problem}");
     }
 }
