@@ -23,7 +23,7 @@ use std::path::PathBuf;
 /// by 8) whose layers 2 and 5 attend globally with linearly scaled RoPE and the others over a window
 /// of 8 with their own base; tiny-phi3 is a Phi-3 (q/k/v and gate/up stored fused, GQA 4/2, untied)
 /// whose every layer slides over 8 keys.
-pub const MODELS: [&str; 9] = [
+pub const MODELS: [&str; 10] = [
     "tiny-llama",
     "tiny-llama-bias",
     "tiny-qwen2",
