@@ -21,8 +21,10 @@ use std::path::PathBuf;
 /// layer slides over 8 keys (the prompts and continuations are far longer); tiny-gemma3 is a Gemma 3
 /// (sandwich norms stored as `gain - 1`, GeGLU, q/k norms, attention scale 24^-1/2, embeddings scaled
 /// by 8) whose layers 2 and 5 attend globally with linearly scaled RoPE and the others over a window
-/// of 8 with their own base; tiny-phi3 is a Phi-3 (q/k/v and gate/up stored fused, GQA 4/2, untied)
-/// whose every layer slides over 8 keys.
+/// of 8 with their own base; tiny-gemma3-softcap is tiny-gemma3's config with its final logits
+/// soft-capped at 0.5 (and an attention cap of 1.0, which transformers' Gemma 3 does not apply);
+/// tiny-phi3 is a Phi-3 (q/k/v and gate/up stored fused, GQA 4/2, untied) whose every layer slides
+/// over 8 keys.
 pub const MODELS: [&str; 10] = [
     "tiny-llama",
     "tiny-llama-bias",
