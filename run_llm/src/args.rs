@@ -18,7 +18,8 @@ pub const DEFAULT_MODEL: &str = registry::DEFAULT_MODEL;
     about = "Build, run and benchmark llmforge engines for Hugging Face decoder-only LLMs",
     long_about = "Build (or load) an engine for a model and generate text from a prompt, streaming it as \
 it is produced; or, with --benchmark, time generation on random prompts and compare with the memory \
-bandwidth roofline and, with --enable_pytorch_run, with Hugging Face transformers on the same weights."
+bandwidth roofline and, with --enable_pytorch_run, with Hugging Face transformers on the same weights; \
+or, with --perplexity FILE, measure the model's perplexity on a text."
 )]
 pub struct Args {
     /// A model name from models.toml, a local Hugging Face model directory, or a GGUF file.
@@ -129,6 +130,16 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Measure the perplexity of the model on this UTF-8 text file instead of generating: the text's
+    /// tokens are cut into windows of --ctx tokens that do not overlap, each evaluated on its own, and
+    /// the second half of each window is scored (llama.cpp's perplexity convention).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["benchmark", "prompt_ids", "chat", "enable_pytorch_run"])]
+    pub perplexity: Option<PathBuf>,
+
+    /// Tokens per perplexity window.
+    #[arg(long, default_value_t = 512, requires = "perplexity")]
+    pub ctx: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -207,6 +218,12 @@ impl Args {
             if v == 0 {
                 anyhow::bail!("{flag} must be at least 1");
             }
+        }
+        if self.ctx < runtime::perplexity::Windows::MIN_CTX {
+            anyhow::bail!(
+                "--ctx must be at least {} (a window scores the tokens after its first half)",
+                runtime::perplexity::Windows::MIN_CTX
+            );
         }
         if self.threads == Some(0) {
             anyhow::bail!("--threads must be at least 1");

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 pub enum Mode {
     Generate,
     Benchmark,
+    Perplexity,
 }
 
 impl Mode {
@@ -27,6 +28,7 @@ impl Mode {
         match self {
             Mode::Generate => "the prompt + --num_tokens",
             Mode::Benchmark => "--isl + --num_tokens",
+            Mode::Perplexity => "--ctx",
         }
     }
 
@@ -38,6 +40,7 @@ impl Mode {
             }
             (Mode::Benchmark, Knob::MaxSeqLen) => "--num_tokens or --isl",
             (Mode::Benchmark, Knob::PromptLen) => "--isl or --batch_size",
+            (Mode::Perplexity, Knob::MaxSeqLen | Knob::PromptLen) => "--ctx",
             (_, Knob::Batch) => "--batch_size",
             (_, Knob::Model) => "--precision (FP16/BF16 halve FP32's weights)",
         }

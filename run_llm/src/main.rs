@@ -10,6 +10,7 @@ mod engine_setup;
 mod generate_mode;
 mod hf_config;
 mod limits;
+mod perplexity_mode;
 mod progress;
 mod pytorch;
 mod report;
@@ -87,7 +88,9 @@ fn run(args: &Args) -> Result<()> {
     if !chosen && args.quant_format == args::QuantArg::Gguf {
         device = runtime::engine::DeviceChoice::Cpu { threads };
     }
-    let mode = if args.benchmark {
+    let mode = if args.perplexity.is_some() {
+        limits::Mode::Perplexity
+    } else if args.benchmark {
         limits::Mode::Benchmark
     } else {
         limits::Mode::Generate
@@ -120,7 +123,9 @@ fn run(args: &Args) -> Result<()> {
             ""
         }
     );
-    let result = if args.benchmark {
+    let result = if let Some(text) = &args.perplexity {
+        perplexity_mode::run(args, text, &model, need)
+    } else if args.benchmark {
         bench_mode::run(args, &model, need)
     } else {
         generate_mode::run(args, &model, need)

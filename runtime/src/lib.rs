@@ -2,7 +2,8 @@
 //!
 //! `spec` (the normalised model) ← `config` (HF `config.json`) and `manifest` (`models.toml`);
 //! `weights` (safetensors, GGUF, synthetic) → `engine` (build, save/load via `engine_file`) over a
-//! `backend` (CPU reference, CUDA) → `generate` (static-cache generation loop, `sample`), with `tokenize`
+//! `backend` (CPU reference, CUDA) → `generate` (static-cache generation loop, `sample`) and `perplexity`
+//! (a text scored in windows), with `tokenize`
 //! and `chat` at the text edge. Generated per-model crates reach all of this through `codegen` only.
 
 pub mod admission;
@@ -18,6 +19,7 @@ pub mod generate;
 pub mod manifest;
 pub mod model;
 pub mod options;
+pub mod perplexity;
 pub mod progress;
 pub mod rope;
 pub mod sample;
