@@ -42,11 +42,14 @@ pub struct Args {
     #[arg(long, value_enum, ignore_case = true)]
     pub precision: Option<PrecisionArg>,
 
-    /// How linear layers' weights are stored: none (dense at --precision; a quantized GGUF is
-    /// dequantised at load) or gguf (a GGUF file's block-quantized matrices kept as their blocks and
-    /// dequantised inside the products; CPU only).
-    #[arg(long, value_enum, default_value_t = QuantArg::None)]
-    pub quant_format: QuantArg,
+    /// How linear layers' weights are stored [default: the model's quant_format in models.toml, else
+    /// none]: none (dense at --precision; a quantized GGUF is dequantised at load); gguf (a GGUF
+    /// file's block-quantized matrices kept as their blocks and dequantised inside the products);
+    /// int8, int4 or fp8 (every layer's q/k/v, o, gate/up and down quantized at build: int8 and FP8
+    /// E4M3 with a scale per output channel, int4 in groups of 128 inputs, a linear of another width
+    /// staying dense; the embedding table and lm_head stay dense at --precision). CPU only.
+    #[arg(long, value_enum)]
+    pub quant_format: Option<QuantArg>,
 
     /// Number of tokens to generate.
     #[arg(long, default_value_t = 128)]
@@ -157,6 +160,9 @@ pub enum PrecisionArg {
 pub enum QuantArg {
     None,
     Gguf,
+    Int8,
+    Int4,
+    Fp8,
 }
 
 impl From<QuantArg> for runtime::format::QuantFormat {
@@ -164,6 +170,9 @@ impl From<QuantArg> for runtime::format::QuantFormat {
         match q {
             QuantArg::None => runtime::format::QuantFormat::None,
             QuantArg::Gguf => runtime::format::QuantFormat::Gguf,
+            QuantArg::Int8 => runtime::format::QuantFormat::Int8,
+            QuantArg::Int4 => runtime::format::QuantFormat::Int4,
+            QuantArg::Fp8 => runtime::format::QuantFormat::Fp8,
         }
     }
 }

@@ -83,9 +83,14 @@ fn run(args: &Args) -> Result<()> {
         .threads
         .map(|n| n.min(runtime::backend::cpu::max_threads()));
     let (mut device, chosen) = device::choose(args.device, threads)?;
-    // Kept GGUF blocks run on the CPU only: an automatic choice takes it; `--device cuda` is refused
-    // by the engine build, naming the flag.
-    if !chosen && args.quant_format == args::QuantArg::Gguf {
+    // `--quant_format`, else the model's default in models.toml.
+    let quant = match args.quant_format {
+        Some(q) => q.into(),
+        None => model.default_quant.unwrap_or_default(),
+    };
+    // Kept GGUF blocks and weights quantized at build run on the CPU only: an automatic choice takes
+    // it; `--device cuda` is refused by the engine build, naming the flag.
+    if !chosen && quant != runtime::format::QuantFormat::None {
         device = runtime::engine::DeviceChoice::Cpu { threads };
     }
     let mode = if args.perplexity.is_some() {
@@ -110,7 +115,7 @@ fn run(args: &Args) -> Result<()> {
         auto_device: !chosen,
         cpu_threads: threads,
         keep_weights: false,
-        quant: args.quant_format.into(),
+        quant,
     };
     debug::debug!(
         "precision {} (from {}), device {:?}{}",

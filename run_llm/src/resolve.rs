@@ -25,6 +25,8 @@ pub struct Model {
     /// Build defaults from `models.toml` (absent for ad-hoc directories and files).
     pub default_precision: Option<Precision>,
     pub default_max_seq_len: Option<usize>,
+    /// The weight format when `--quant_format` is not given (`models.toml`).
+    pub default_quant: Option<runtime::format::QuantFormat>,
     /// models.toml marks the weights as random (a test model).
     pub random_weights: bool,
     /// Where the tokenizer and chat template are looked for.
@@ -179,6 +181,7 @@ fn from_hf_dir(dir: &Path) -> Result<Model> {
         config_json: Some(config),
         default_precision: None,
         default_max_seq_len: None,
+        default_quant: None,
         random_weights: false,
         text_from: TextSource::Dir(dir.to_path_buf()),
     })
@@ -198,6 +201,7 @@ fn from_gguf(file: &Path) -> Result<Model> {
         config_json: None,
         default_precision: None,
         default_max_seq_len: None,
+        default_quant: None,
         random_weights: false,
         text_from: TextSource::Gguf(file.to_path_buf()),
     })
@@ -270,6 +274,7 @@ fn from_entry(
         config_json,
         default_precision: Some(entry.precision),
         default_max_seq_len: Some(entry.max_seq_len),
+        default_quant: Some(entry.quant_format),
         random_weights: entry.random_weights,
         text_from,
     }

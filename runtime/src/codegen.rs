@@ -31,7 +31,10 @@ pub use crate::typed_engine::{
 };
 pub use crate::weights::WeightSource;
 pub use crate::{Error as RuntimeError, Result as RuntimeResult};
-pub use llmforge_spec::quant_marker::{Dense, GgufBlocks, QuantMarker};
+pub use crate::format::QuantFormat;
+pub use llmforge_spec::quant_marker::{
+    Dense, Fp8Weights, GgufBlocks, Int4Weights, Int8Weights, QuantMarker,
+};
 
 /// One key or value cache tensor of model `M` (the generated crate's `Model` marker) and precision `P`,
 /// `[batch, num_kv_heads, max_seq_len, head_dim]`. Only an engine of the same model and precision makes

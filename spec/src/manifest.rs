@@ -12,10 +12,14 @@
 //! precision = "BF16"
 //! max_seq_len = 2048
 //! batch_size = 1
+//! # Optional: how the linear layers are stored when --quant_format is not given (default "none";
+//! # also "gguf", "int8", "int4", "fp8").
+//! quant_format = "none"
 //! # Tried in order: the first source that is present wins.
 //! weights = [{ kind = "hf_cache" }, { kind = "synthetic", seed = 1 }]
 //! ```
 
+use crate::format::QuantFormat;
 use crate::precision::Precision;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -96,6 +100,9 @@ pub struct ModelEntry {
     /// The weights are random (a test model made for the purpose), so its text means nothing.
     #[serde(default)]
     pub random_weights: bool,
+    /// How the linear layers are stored when `--quant_format` is not given (`none` when absent).
+    #[serde(default)]
+    pub quant_format: QuantFormat,
 }
 
 impl ModelEntry {

@@ -36,6 +36,32 @@ marker!(
     QuantFormat::Gguf,
     "A GGUF file's own block types kept packed (`--quant_format gguf`)."
 );
+marker!(
+    Int8Weights,
+    QuantFormat::Int8,
+    "Linear layers quantized at build to int8 per output channel (`--quant_format int8`)."
+);
+marker!(
+    Int4Weights,
+    QuantFormat::Int4,
+    "Linear layers quantized at build to int4 in groups of 128 (`--quant_format int4`)."
+);
+marker!(
+    Fp8Weights,
+    QuantFormat::Fp8,
+    "Linear layers quantized at build to FP8 E4M3 per output channel (`--quant_format fp8`)."
+);
+
+/// The marker type's name (in `runtime::codegen`) of `q`: what a generated crate's `DefaultQuant` is.
+pub fn marker_name(q: QuantFormat) -> &'static str {
+    match q {
+        QuantFormat::None => "Dense",
+        QuantFormat::Gguf => "GgufBlocks",
+        QuantFormat::Int8 => "Int8Weights",
+        QuantFormat::Int4 => "Int4Weights",
+        QuantFormat::Fp8 => "Fp8Weights",
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -45,5 +71,9 @@ mod tests {
     fn markers_name_their_formats() {
         assert_eq!(Dense::FORMAT, QuantFormat::None);
         assert_eq!(GgufBlocks::FORMAT, QuantFormat::Gguf);
+        assert_eq!(Int8Weights::FORMAT, QuantFormat::Int8);
+        assert_eq!(Int4Weights::FORMAT, QuantFormat::Int4);
+        assert_eq!(Fp8Weights::FORMAT, QuantFormat::Fp8);
+        assert_eq!(marker_name(QuantFormat::Int4), "Int4Weights");
     }
 }

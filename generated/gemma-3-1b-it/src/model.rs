@@ -59,6 +59,7 @@ pub fn entry() -> rt::ModelEntry {
             15 }
         ],
         random_weights: false,
+        quant_format: rt::QuantFormat::None,
     }
 }
 impl rt::TypedModel for Model {

@@ -59,6 +59,7 @@ pub fn entry() -> rt::ModelEntry {
             }
         ],
         random_weights: false,
+        quant_format: rt::QuantFormat::None,
     }
 }
 impl rt::TypedModel for Model {

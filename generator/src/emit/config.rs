@@ -242,6 +242,10 @@ pub fn config_rs(m: &ModelInput) -> Result<TokenStream, GenError> {
     let eos = s.eos_token_ids.iter().map(|&t| lit::u32(t));
     let dtype = lit::opt_str(s.source_dtype.as_deref());
     let precision = precision_marker(e.precision);
+    let quant = format_ident!(
+        "{}",
+        llmforge_spec::quant_marker::marker_name(e.quant_format)
+    );
     let max_seq = lit::usize(e.max_seq_len);
     let batch = lit::usize(e.batch_size);
     Ok(quote! {
@@ -288,7 +292,7 @@ pub fn config_rs(m: &ModelInput) -> Result<TokenStream, GenError> {
         /// The default precision of an engine (`models.toml`), as a type.
         pub type DefaultPrecision = #precision;
         /// The default weight format of an engine's linear layers, as a type.
-        pub type DefaultQuant = rt::Dense;
+        pub type DefaultQuant = rt::#quant;
         /// The default static cache length (`models.toml`).
         pub const DEFAULT_MAX_SEQ_LEN: usize = #max_seq;
         /// The default batch size (`models.toml`).

@@ -5,7 +5,7 @@ use super::lit;
 use crate::ModelInput;
 use llmforge_spec::manifest::WeightEntry;
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{format_ident, quote};
 
 pub fn lib_rs(m: &ModelInput) -> TokenStream {
     let doc = super::lit::doc_lines(&format!(
@@ -78,6 +78,7 @@ fn weight_entry(w: &WeightEntry) -> TokenStream {
 pub fn model_rs(m: &ModelInput) -> TokenStream {
     let precision = super::config::precision_value(m.entry.precision);
     let random_weights = m.entry.random_weights;
+    let quant = format_ident!("{}", format!("{:?}", m.entry.quant_format));
     let weights = m.entry.weights.iter().map(weight_entry);
     quote! {
         //! The model as data: its spec, its `models.toml` entry, and the registry's view of it.
@@ -142,6 +143,7 @@ pub fn model_rs(m: &ModelInput) -> TokenStream {
                 batch_size: DEFAULT_BATCH_SIZE,
                 weights: vec![#(#weights),*],
                 random_weights: #random_weights,
+                quant_format: rt::QuantFormat::#quant,
             }
         }
 
