@@ -109,15 +109,16 @@ pub fn f32_to_fp8(x: f32) -> u8 {
 
 /// The exact value of an E4M3 (fn) code. The NaN codes `0x7F` and `0xFF` are never written; read,
 /// they are ±480 (the value their bits would have as a normal number), as in the product kernels.
+#[inline(always)]
 pub fn fp8_to_f32(code: u8) -> f32 {
-    let sign = if code & 0x80 != 0 { -1.0 } else { 1.0 };
-    let e = ((code >> 3) & 0xF) as i32;
-    let m = (code & 7) as f32;
-    let v = match e {
-        0 => m * 2f32.powi(-9),
-        _ => (1.0 + m / 8.0) * 2f32.powi(e - 7),
-    };
-    sign * v
+    let sign = ((code & 0x80) as u32) << 24;
+    let (e, m) = (((code >> 3) & 0xF) as u32, (code & 7) as u32);
+    if e == 0 {
+        // Subnormal: m · 2^-9, exact.
+        return f32::from_bits(sign | (m as f32 / 512.0).to_bits());
+    }
+    // Normal: 2^(e - 7) · (1 + m / 8), the exponent rebiased from 7 to 127.
+    f32::from_bits(sign | ((e + 120) << 23) | (m << 20))
 }
 
 /// Quantize the `[rows, cols]` matrix `w` (row-major f32). `cols` must fit `q` (int4: whole groups

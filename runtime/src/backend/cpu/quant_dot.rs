@@ -54,8 +54,19 @@ pub fn rows_dot(
     }
 }
 
-/// Whole rows to f32 (`dst.len()` a whole number of rows): `dequantize_rows`'s values, bit for bit.
+/// Whole rows to f32 (`dst.len()` a whole number of rows): `dequantize_rows`'s values, bit for bit,
+/// decoded in registers where the CPU has the kernels' features.
 pub fn dequantize(q: WeightQuant, cols: usize, codes: &[u8], scales: &[f32], dst: &mut [f32]) {
+    let (Some(cb), Some(sr)) = (q.code_bytes(cols), q.scales(cols)) else {
+        return;
+    };
+    let rows = dst.len().checked_div(cols).unwrap_or(0);
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() && codes.len() >= rows * cb && scales.len() >= rows * sr {
+        // SAFETY: the features were just detected; `codes`, `scales` and `dst` hold `rows` rows.
+        unsafe { x86::dequantize(q, cols, codes, scales, &mut dst[..rows * cols]) };
+        return;
+    }
     dequantize_rows(q, cols, codes, scales, dst);
 }
 
@@ -346,6 +357,62 @@ mod x86 {
         })
     }
 
+    /// Every weight of every row, stored.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; `codes`, `scales` whole rows of `cols` weights of `q`, `dst` as many rows.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dequantize_kind<K: Kind>(
+        cb: usize,
+        sr: usize,
+        cols: usize,
+        codes: &[u8],
+        scales: &[f32],
+        dst: &mut [f32],
+    ) {
+        // SAFETY: row `r`'s codes, scales and values are inside the slices (caller).
+        unsafe {
+            for (r, o) in dst.chunks_exact_mut(cols).enumerate() {
+                let (p, s) = (codes.as_ptr().add(r * cb), scales.as_ptr().add(r * sr));
+                let o = o.as_mut_ptr();
+                for k in 0..cols / LANES {
+                    let (v0, v1) = values::<K>(p, k);
+                    let sc = _mm256_set1_ps(K::scale(s, k));
+                    _mm256_storeu_ps(o.add(16 * k), _mm256_mul_ps(v0, sc));
+                    _mm256_storeu_ps(o.add(16 * k + 8), _mm256_mul_ps(v1, sc));
+                }
+                for j in cols - cols % LANES..cols {
+                    *o.add(j) = K::tail(p, s, j);
+                }
+            }
+        }
+    }
+
+    /// The values of whole rows of `q`.
+    ///
+    /// # Safety
+    /// As [`dequantize_kind`].
+    pub unsafe fn dequantize(
+        q: WeightQuant,
+        cols: usize,
+        codes: &[u8],
+        scales: &[f32],
+        dst: &mut [f32],
+    ) {
+        let (cb, sr) = (q.code_bytes(cols).unwrap_or(0), q.scales(cols).unwrap_or(0));
+        if cols == 0 {
+            return;
+        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            match q {
+                WeightQuant::Int8 => dequantize_kind::<Int8>(cb, sr, cols, codes, scales, dst),
+                WeightQuant::Int4 => dequantize_kind::<Int4>(cb, sr, cols, codes, scales, dst),
+                WeightQuant::Fp8 => dequantize_kind::<Fp8>(cb, sr, cols, codes, scales, dst),
+            }
+        }
+    }
+
     /// The register kernel of `q` over `out.len()` rows.
     ///
     /// # Safety
@@ -436,7 +503,11 @@ mod tests {
                 };
                 let x: Vec<f32> = (0..cols).map(|_| lcg(&mut s)).collect();
                 let mut deq = vec![0.0; rows * cols];
-                dequantize(q, cols, &m.codes, &m.scales, &mut deq);
+                dequantize_rows(q, cols, &m.codes, &m.scales, &mut deq);
+                let mut fast = vec![1.0; rows * cols];
+                dequantize(q, cols, &m.codes, &m.scales, &mut fast);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fast), bits(&deq), "{q:?} {rows}x{cols} dequantised");
                 let mut out = vec![0.0; rows];
                 rows_dot(q, cols, &m.codes, &m.scales, &x, &mut out, &mut Vec::new());
                 let (cb, sr) = (q.code_bytes(cols).unwrap(), q.scales(cols).unwrap());
