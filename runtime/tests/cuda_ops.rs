@@ -25,7 +25,7 @@ use runtime::backend::cuda::kernels::{DECODE_CHUNK, decode_vps};
 use runtime::backend::cuda::launch::{Function, Grid, Kernel};
 use runtime::backend::cuda::launchers::{
     Activation, AddNorm, AddPostNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO,
-    DecQkv, DecUp, Embed, Gemv, HeadNorm, KvRingStore, PostNorm, QkvRope, SampleTopK,
+    DecQkv, DecUp, Embed, Gemv, HeadNorm, KvRingStore, LogitSoftcap, PostNorm, QkvRope, SampleTopK,
 };
 use runtime::backend::cuda::memory::{ArgmaxKey, DevBuf};
 use runtime::backend::cuda::op_check::OpGpu;
@@ -584,6 +584,21 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
             }
             Ok(wide)
         }
+        (Op::LogitSoftcap { .. }, Data::Logits { logits, .. }) => {
+            let l = g.f32s(logits, "logits")?;
+            let n = logits.len();
+            LogitSoftcap {
+                logits: l.view_mut(),
+                n: n as i32,
+                cap: LOGIT_CAP,
+            }
+            .launch(
+                &st,
+                &k.logit_softcap,
+                Grid::new((n.div_ceil(256) as u32, 1, 1), 256),
+            )?;
+            Ok(vec![("logits", g.read_f32(&l, "logits")?)])
+        }
         (Op::Argmax { rows }, Data::Logits { logits, .. }) => {
             let l = g.f32s(logits, "logits")?;
             let best = gpu.zeros::<ArgmaxKey>(&[rows], "best")?;
@@ -784,7 +799,12 @@ fn run_dec(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared, blocks: Option<usize>)
             dec_launch(g, m, &variant(n).up, &kernel, h, rows, blocks)?;
             Ok(vec![("mid", g.read_stored(&mid, "mid")?)])
         }
-        Op::DecLm { rows, n, argmax } => {
+        Op::DecLm {
+            rows,
+            n,
+            argmax,
+            cap,
+        } => {
             let x_b = g.f32s(x, "x")?;
             let nw_b = g.f32s(nw, "norm weight")?;
             let nb_b = opt(nb, "norm bias")?;
@@ -799,6 +819,7 @@ fn run_dec(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared, blocks: Option<usize>)
                 logits: logits.view_mut(),
                 best: argmax.then(|| best.view_mut()),
                 n: vocab as i32,
+                cap: if cap { LOGIT_CAP } else { 0.0 },
                 m: rows as i32,
                 trace: None,
                 slot: 0,

@@ -81,7 +81,15 @@ fn required(kernel: &str) -> &'static [&'static str] {
             "no-bias",
         ],
         "dec_o_1" | "dec_o_n" | "dec_down_1" | "dec_down_n" => &["bias", "no-bias", "sandwich"],
-        "dec_lm_1" | "dec_lm_n" => &["rms", "layernorm", "argmax", "logits"],
+        "dec_lm_1" | "dec_lm_n" => &[
+            "rms",
+            "layernorm",
+            "argmax",
+            "logits",
+            "softcap",
+            "no-softcap",
+        ],
+        "logit_softcap" => &[],
         "argmax" => &[],
         "sample_top_k" => &["top-k", "top-p"],
         _ => &["(a kernel the catalogue does not know)"],
@@ -468,6 +476,14 @@ fn independent(m: &Model, c: &Case, pr: &Prepared, name: &str) {
                 }
             }
             close(name, &y, want(pr, "y"), 1e-5);
+        }
+        (Op::LogitSoftcap { .. }, Data::Logits { logits, .. }) => {
+            // f32 arithmetic, in the other grouping: cap * tanh(l / cap).
+            let got: Vec<f32> = logits
+                .iter()
+                .map(|&l| LOGIT_CAP * (l / LOGIT_CAP).tanh())
+                .collect();
+            close(name, &got, want(pr, "logits"), 4.0 * f32::EPSILON);
         }
         (Op::Argmax { .. }, Data::Logits { logits, .. }) => {
             for (row, id) in logits.chunks(vocab).zip(want(pr, "best")) {

@@ -37,3 +37,12 @@ extern "C" __global__ void argmax(const float* __restrict__ logits, unsigned lon
         if (lane == 0) best_out[blockIdx.x] = argmax_key(best, bi == 0x7fffffff ? 0 : bi);
     }
 }
+
+// logits[i] = tanh(logits[i] / cap) * cap for i < n: the final soft cap (Gemma's
+// final_logit_softcapping), after the lm_head GEMM of the general path.
+extern "C" __global__ void logit_softcap(float* __restrict__ logits, int n, float cap) {
+    pdl_wait();
+    pdl_trigger();
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        logits[i] = tanhf(logits[i] / cap) * cap;
+}

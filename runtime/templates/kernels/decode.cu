@@ -4,7 +4,7 @@
 //   dec_o     attention output (T) -> O -> {% if c.sandwich %}delta (+ bias; add_post_norm adds its norm to x){% else %}x += (+ bias){% endif %}
 //   dec_up    norm(x) -> {% if c.gated %}[gate | up] -> glu(gate, up){% else %}fc -> gelu_new{% endif %} -> mid (T)
 //   dec_down  mid -> down -> {% if c.sandwich %}delta (+ bias; add_post_norm adds its norm to x){% else %}x += (+ bias){% endif %}
-//   dec_lm    final norm(x) -> lm_head -> logits (f32) and the greedy argmax key
+//   dec_lm    final norm(x) -> lm_head -> logits (f32, soft-capped where cap > 0) and the greedy argmax key
 // Every kernel first lets its successor launch (programmatic dependent launch), then loads its
 // first weight vectors into registers, and only then waits for its predecessor: weights never depend
 // on the step, so their streaming overlaps the predecessor's tail and the launch gap.
@@ -164,12 +164,12 @@ template <int MR>
 __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* x,
                                         const float* __restrict__ nw, const float* __restrict__ nb,
                                         float* __restrict__ logits,
-                                        unsigned long long* __restrict__ best, int n, int M,
-                                        u64* trace, int slot) {
+                                        unsigned long long* __restrict__ best, int n, float cap,
+                                        int M, u64* trace, int slot) {
     BEGIN(HIDDEN, SINGLE, n, nw)
     WAIT(HIDDEN, SINGLE)
     stage_norm<HIDDEN>(x, nw, nb, M, xs);
-    LogitsEpi<MR> epi{logits, n, {}};
+    LogitsEpi<MR> epi{logits, n, cap, {}};
     stream<HIDDEN, SINGLE, MR>(W, l, xs, M, b, epi);
     // One atomic per warp and row (the greedy selection), not one per logit.
     if (best && l.lane == 0 && l.steps > 0)
@@ -212,8 +212,8 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* x,
     extern "C" __global__ void BOUNDS dec_lm_##SUF(                                                \
         const T* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \
         const float* __restrict__ nb, float* __restrict__ logits,                                  \
-        unsigned long long* __restrict__ best, int n, int M, u64* trace, int slot) {               \
-        lm_head<MRV>(W, x, nw, nb, logits, best, n, M, trace, slot);                               \
+        unsigned long long* __restrict__ best, int n, float cap, int M, u64* trace, int slot) {    \
+        lm_head<MRV>(W, x, nw, nb, logits, best, n, cap, M, trace, slot);                          \
     }
 ENTRIES(1, 1, __launch_bounds__(256, {{ 16 / c.decode_vps }}))
 ENTRIES(n, {{ c.gemv_max_rows }}, __launch_bounds__(256, 1))

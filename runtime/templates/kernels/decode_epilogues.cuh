@@ -121,15 +121,19 @@ template <int MR> struct GeluEpi { // mid[m, u] = gelu_new(fc + bias)
     }
 };
 
-template <int MR> struct LogitsEpi { // logits[m, u] = s; top[m] = this warp's best argmax key
+// logits[m, u] = s, soft-capped as tanh(s / cap) * cap where cap > 0; top[m] = this warp's best
+// argmax key.
+template <int MR> struct LogitsEpi {
     float* logits;
     int n;
+    float cap;
     unsigned long long top[MR];
     __device__ __forceinline__ void prepare(int, int) {}
     __device__ __forceinline__ void operator()(int u, float (&s)[1][MR], int M) {
         for (int m = 0; m < MR && m < M; m++) {
-            logits[(size_t)m * n + u] = s[0][m];
-            unsigned long long key = argmax_key(s[0][m], u);
+            float v = cap > 0.0f ? tanhf(s[0][m] / cap) * cap : s[0][m];
+            logits[(size_t)m * n + u] = v;
+            unsigned long long key = argmax_key(v, u);
             top[m] = key > top[m] ? key : top[m];
         }
     }

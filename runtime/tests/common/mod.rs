@@ -39,16 +39,10 @@ pub const MODELS: [&str; 10] = [
 ];
 pub const MAX_SEQ: usize = 64;
 
-/// The tiny models the CUDA kernels refuse, with what the refusal names: the lm_head kernels do not
-/// soft-cap the logits yet.
-pub const CUDA_REFUSED: [(&str, &str); 1] = [("tiny-gemma3-softcap", "soft-capped at 0.5")];
-
-/// The tiny models the CUDA engine runs: [`MODELS`] but [`CUDA_REFUSED`] (windowed layers keep rings,
-/// Gemma 3's local and global layers take their windows and rotary tables per layer).
+/// The tiny models the CUDA engine runs: all of [`MODELS`] (windowed layers keep rings, Gemma 3's
+/// local and global layers take their windows and rotary tables per layer).
 pub fn cuda_models() -> impl Iterator<Item = &'static str> {
-    MODELS
-        .into_iter()
-        .filter(|m| !CUDA_REFUSED.iter().any(|(r, _)| r == m))
+    MODELS.into_iter()
 }
 
 /// FP32 bound of [`rel_err`] against transformers for each tiny model, CPU and GPU engines alike (and

@@ -56,6 +56,23 @@ pub const DEC_START: usize = 100;
 pub const ELEM: f32 = 5e-6;
 /// f32 reduction bound (module docs).
 pub const RED: f32 = 1e-5;
+/// The soft cap of the logit cases (`dec_lm` with `cap`, `logit_softcap`): of the order of the test
+/// logits, so both the near-linear and the saturated parts of `tanh` are exercised.
+pub const LOGIT_CAP: f32 = 8.0;
+
+/// `tanh(l / LOGIT_CAP) * LOGIT_CAP` of each logit, in f64 (transformers' final soft cap).
+pub fn softcap_ref(logits: &[f32]) -> Vec<f32> {
+    let cap = LOGIT_CAP as f64;
+    logits
+        .iter()
+        .map(|&l| ((l as f64 / cap).tanh() * cap) as f32)
+        .collect()
+}
+
+/// The largest magnitude of `v`.
+pub fn max_abs(v: &[f32]) -> f32 {
+    v.iter().fold(0.0f32, |m, x| m.max(x.abs()))
+}
 
 /// The models whose kernels are tested: the tiny fixtures that differ in what the kernels compile
 /// (tiny-mistral computes what tiny-llama does; tiny-mistral-window slides a window of 8 keys in
@@ -344,6 +361,12 @@ pub enum Op {
         rows: usize,
         n: bool,
         argmax: bool,
+        /// The logits soft-capped at [`LOGIT_CAP`] in the epilogue.
+        cap: bool,
+    },
+    /// `logit_softcap` at [`LOGIT_CAP`].
+    LogitSoftcap {
+        rows: usize,
     },
     Argmax {
         rows: usize,
@@ -379,6 +402,7 @@ impl Op {
             Op::DecUp { n, .. } => v(n, "dec_up_1", "dec_up_n"),
             Op::DecDown { n, .. } => v(n, "dec_down_1", "dec_down_n"),
             Op::DecLm { n, .. } => v(n, "dec_lm_1", "dec_lm_n"),
+            Op::LogitSoftcap { .. } => "logit_softcap",
             Op::Argmax { .. } => "argmax",
             Op::SampleTopK { .. } => "sample_top_k",
         }
@@ -394,6 +418,7 @@ impl Op {
             | Op::PostNorm { .. }
             | Op::AddPostNorm { .. }
             | Op::HeadNorm { .. }
+            | Op::LogitSoftcap { .. }
             | Op::Argmax { .. } => vec![],
             Op::AddNorm { delta, bias, .. } => {
                 vec![if delta { "delta" } else { "no-delta" }.into(), b(bias)]
@@ -475,7 +500,10 @@ impl Op {
             Op::DecO { bias, .. } | Op::DecUp { bias, .. } | Op::DecDown { bias, .. } => {
                 vec![b(bias)]
             }
-            Op::DecLm { argmax, .. } => vec![if argmax { "argmax" } else { "logits" }.into()],
+            Op::DecLm { argmax, cap, .. } => vec![
+                if argmax { "argmax" } else { "logits" }.into(),
+                if cap { "softcap" } else { "no-softcap" }.into(),
+            ],
             Op::SampleTopK { top_p, .. } => {
                 vec![if top_p.is_some() { "top-p" } else { "top-k" }.into()]
             }
@@ -709,9 +737,17 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
             ops.push(Op::DecDown { rows, n, bias });
         }
         for argmax in [false, true] {
-            ops.push(Op::DecLm { rows, n, argmax });
+            for cap in [false, true] {
+                ops.push(Op::DecLm {
+                    rows,
+                    n,
+                    argmax,
+                    cap,
+                });
+            }
         }
     }
+    ops.push(Op::LogitSoftcap { rows: 3 });
     ops.push(Op::Argmax { rows: 3 });
     for (temperature, k, top_p) in [
         (1.0, 1, Option::None),
@@ -1709,18 +1745,29 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
                 }],
             }
         }
-        Op::DecLm { rows, argmax, .. } => {
+        Op::DecLm {
+            rows, argmax, cap, ..
+        } => {
             let w = r.stored(p, vocab * h, -1.0, 1.0);
             let (x, nw, nb) = dec_norm_inputs(&mut r, rows, h, layernorm);
             let xs: Vec<f32> = norm_rows(m, &x, h, &nw, nb.as_deref())
                 .into_iter()
                 .map(|v| round(p, v))
                 .collect();
-            let logits = matmul(&xs, &w, h);
+            let raw = matmul(&xs, &w, h);
+            // The cap's slope is at most 1: an error of the product stays an error of at most that
+            // size, relative to the capped (smaller) largest logit.
+            let (logits, bound) = if cap {
+                let capped = softcap_ref(&raw);
+                let grow = max_abs(&raw) / max_abs(&capped);
+                (capped, (RED + u) * grow + 8.0 * f32::EPSILON)
+            } else {
+                (raw, RED + u)
+            };
             let mut expect = vec![Expect {
                 name: "logits",
                 want: logits.clone(),
-                bound: Bound::Rel(RED + u),
+                bound: Bound::Rel(bound),
             }];
             if argmax {
                 // The fused argmax is checked against the GPU's own logits (exact: the first index of
@@ -1746,6 +1793,22 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
                     x0: vec![],
                 },
                 expect,
+            }
+        }
+        Op::LogitSoftcap { rows } => {
+            // Across the cap: nearly linear below it, saturated far above it.
+            let logits = r.vec(rows * vocab, -4.0 * LOGIT_CAP, 4.0 * LOGIT_CAP);
+            Prepared {
+                expect: vec![Expect {
+                    name: "logits",
+                    want: softcap_ref(&logits),
+                    // tanhf's few ulps and the division's rounding, relative to values up to the cap.
+                    bound: Bound::Rel(8.0 * f32::EPSILON),
+                }],
+                data: Data::Logits {
+                    logits,
+                    draws: vec![],
+                },
             }
         }
         Op::Argmax { rows } => {

@@ -166,6 +166,7 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
         logits: s.logits.view_mut(),
         best: call.argmax.then(|| s.best.view_mut()),
         n: l.lm_head.rows as i32,
+        cap: m.layer.final_softcap.unwrap_or(0.0),
         m: m_rows,
         trace: m.trace,
         slot: slot(Kind::LmHead, l.layers.len()) as i32,

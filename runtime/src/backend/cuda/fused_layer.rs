@@ -29,6 +29,9 @@ pub struct FusedLayer {
     pub scale: f32,
     /// The factor on the token embeddings (Gemma's `sqrt(hidden)`), where the model has one.
     pub embed_scale: Option<f32>,
+    /// The final soft cap of the logits, where the model has one (a run-time argument of the kernels
+    /// that apply it, not a compile-time switch).
+    pub final_softcap: Option<f32>,
 }
 
 /// What one layer's attention sees and how it rotates, where layers of one model differ (Gemma 3's
@@ -79,11 +82,6 @@ impl FusedLayer {
                 ));
             }
         };
-        if let Some(cap) = plan.final_softcap {
-            return Err(unsupported(format!(
-                "its logits are soft-capped at {cap}, which the lm_head kernels do not do"
-            )));
-        }
         let mut norms = vec![&layer.attn_norm, &layer.mlp_norm, &plan.final_norm];
         let sandwich = match &layer.residual {
             Residual::PreNorm => false,
@@ -147,6 +145,7 @@ impl FusedLayer {
             sandwich,
             scale: layer.attention.scale as f32,
             embed_scale: plan.embed_scale.map(|s| s as f32),
+            final_softcap: plan.final_softcap.map(|c| c as f32),
         })
     }
 }

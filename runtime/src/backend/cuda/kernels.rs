@@ -7,7 +7,7 @@ use super::fused_layer::FusedLayer;
 use super::launch::{Function, Kernel};
 use super::launchers::{
     Activation, AddNorm, AddPostNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO,
-    DecQkv, DecUp, Embed, Gemv, HeadNorm, KvRingStore, PostNorm, QkvRope, SampleTopK,
+    DecQkv, DecUp, Embed, Gemv, HeadNorm, KvRingStore, LogitSoftcap, PostNorm, QkvRope, SampleTopK,
 };
 use crate::backend_error::BackendError;
 use crate::plan::ModelPlan;
@@ -193,7 +193,7 @@ pub const MODULES: [(&str, &[&str]); 10] = [
             "dec_lm_n",
         ],
     ),
-    ("argmax", &["argmax"]),
+    ("argmax", &["argmax", "logit_softcap"]),
     ("sample", &["sample_top_k"]),
 ];
 
@@ -261,7 +261,7 @@ pub fn render(
 /// parameters, launch geometry). Stored with the PTX in engine files; a file with other kernels is
 /// refused by name rather than launched with the wrong arguments. Raised with every change to a
 /// kernel's name, parameters or launch geometry, or to the set of modules.
-pub const KERNEL_ABI: u32 = 6;
+pub const KERNEL_ABI: u32 = 7;
 
 /// Compiled PTX of every module for one compute capability (stored in the engine file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,6 +373,8 @@ pub struct Kernels {
     pub dec1: DecodeKernels,
     pub decn: DecodeKernels,
     pub argmax: Function<Argmax<'static>>,
+    /// The final soft cap of the logits (general path; the fused decode applies it in `dec_lm`).
+    pub logit_softcap: Function<LogitSoftcap<'static>>,
     /// Top-k sampling next to the logits (`sampling.rs`).
     pub sample: Function<SampleTopK<'static>>,
     /// Largest dynamic shared memory a gemv block may use (the device's opt-in limit).
@@ -420,6 +422,7 @@ impl Kernels {
             dec1: DecodeKernels::take(0, &mut take)?,
             decn: DecodeKernels::take(1, &mut take)?,
             argmax: typed(&mut take, "argmax")?,
+            logit_softcap: typed(&mut take, "logit_softcap")?,
             sample: typed(&mut take, "sample_top_k")?,
             gemv_smem_limit: 0,
         })

@@ -270,9 +270,18 @@ launchers! {
         best: Option<DevSliceMut<'a, ArgmaxKey>>,
         /// Vocabulary rows of `w`.
         n: i32,
+        /// The final soft cap (`tanh(l / cap) * cap`), 0 for none.
+        cap: f32,
         m: i32,
         trace: Option<DevSliceMut<'a, Mark>>,
         slot: i32,
+    }
+
+    /// `logit_softcap` (argmax.cu): `x = tanh(x / cap) * cap` over the first `n` logits.
+    LogitSoftcap ["logit_softcap"] {
+        logits: DevSliceMut<'a, f32>,
+        n: i32,
+        cap: f32,
     }
 
     /// `argmax` (argmax.cu): the greedy key of each sequence's logits row.

@@ -3,7 +3,7 @@
 //! attention (→ a windowed layer's ring write) → O GEMM (→ sandwich norm) →
 //! fused residual-add + norm → gate/up (or fc) GEMM → activation → down GEMM (→ sandwich norm); final
 //! norm; lm_head over the last row of each sequence (read in place through the GEMM's leading
-//! dimension); argmax.
+//! dimension); the final soft cap where the model has one; argmax.
 
 use super::forward::{
     Call, LayerKv, Model, argmax, attention, embed, gemm, head_norm, norm_block, qkv_rope,
@@ -11,7 +11,7 @@ use super::forward::{
 };
 use super::gemm::Lt;
 use super::launch::Grid;
-use super::launchers::{Activation, AddNorm, PostNorm};
+use super::launchers::{Activation, AddNorm, LogitSoftcap, PostNorm};
 use super::scratch::Scratch;
 use super::weights::Vf;
 use crate::Result;
@@ -113,6 +113,19 @@ pub fn encode_unfused(
             call.seq_len * h,
             call.batch,
             s.logits.view_mut(),
+        )?;
+    }
+    if let Some(cap) = m.layer.final_softcap {
+        let n = call.logit_rows() * m.spec.vocab_size;
+        LogitSoftcap {
+            logits: s.logits.view_mut(),
+            n: n as i32,
+            cap,
+        }
+        .launch(
+            &m.stream(),
+            &m.k.logit_softcap,
+            Grid::new((n.div_ceil(256).min(1 << 16) as u32, 1, 1), 256),
         )?;
     }
     if call.argmax {
