@@ -25,6 +25,10 @@ cargo run --release -p generator -- --check || status=$?
 # in. It runs first: the workspace tests below put the default build's binary back in target/release.
 logged cargo test --release -p run_llm --no-default-features --test cuda_feature || status=$?
 logged cargo test --workspace --release --no-fail-fast "$@" || status=$?
+# The CPU block and quantized kernels pick their 512-bit walk where the CPU has AVX-512: their tests
+# again on the 256-bit walk (`LLMFORGE_CPU_AVX512=0`), which CPUs without AVX-512 run.
+LLMFORGE_CPU_AVX512=0 logged cargo test --release -p runtime --lib --test gguf_blocks --test quant \
+    || status=$?
 # The PTX compile tests are #[ignore]d in a plain `cargo test` (they need NVRTC, set up above).
 logged cargo test --release -p runtime --test cuda_kernels -- --include-ignored || status=$?
 # The op-by-op catalogue's NVRTC compile of its wide spec likewise (its GPU half runs on a GPU only).

@@ -30,6 +30,8 @@ pub trait TypedModel: Sized + 'static {
     type Cache<P: PrecisionMarker>: TypedCache;
     /// The precision of the model's `models.toml` entry.
     type DefaultPrecision: PrecisionMarker;
+    /// The weight format of the model's `models.toml` entry (`quant_format`, `Dense` unless set).
+    type DefaultQuant: QuantMarker;
     /// The `models.toml` name.
     const NAME: &'static str;
     /// The normalised spec the crate was generated from.

@@ -196,6 +196,13 @@ fn tiny_llama_weight_format_is_typed() {
     let dense =
         Engine::<Fp32>::build(&weights("tiny-llama"), options(), &NoProgress).expect("build dense");
     assert_eq!(dense.options().quant, QuantFormat::None);
+    let int8 = Engine::<Fp32, tiny_llama::Int8Weights>::build(
+        &weights("tiny-llama"),
+        options(),
+        &NoProgress,
+    )
+    .expect("build int8");
+    assert_eq!(int8.options().quant, QuantFormat::Int8);
     let dir = std::env::temp_dir();
     let kept_path = dir.join(format!("llmforge-typed-gguf-{}.engine", std::process::id()));
     let dense_path = dir.join(format!(

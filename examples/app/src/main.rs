@@ -18,8 +18,10 @@ use std::io::Write;
 /// and defaults), stream the decoded text to stdout. Generic over the generated crates' `Model`.
 fn run<M: TypedModel>(tokenizer: &Tokenizer, prompt: Vec<u32>) -> Result<()> {
     let options = M::default_options();
-    let mut engine =
-        TypedEngine::<M, M::DefaultPrecision>::build_from_manifest(options, &NoProgress)?;
+    let mut engine = TypedEngine::<M, M::DefaultPrecision, M::DefaultQuant>::build_from_manifest(
+        options,
+        &NoProgress,
+    )?;
     let mut cache = engine.new_cache(1)?;
     let s = M::spec();
     println!(

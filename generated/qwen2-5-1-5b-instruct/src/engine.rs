@@ -8,8 +8,9 @@ use crate::model::Model;
 use ::runtime::codegen as rt;
 /// A built `Qwen2.5-1.5B-Instruct` engine whose weights (and, on GPU, activations and cache) are
 /// stored in precision `P` ([`Fp32`](crate::Fp32), [`Fp16`](crate::Fp16) or
-/// [`Bf16`](crate::Bf16)), its linear layers in weight format `Q` ([`Dense`](crate::Dense) or
-/// [`GgufBlocks`](crate::GgufBlocks)).
+/// [`Bf16`](crate::Bf16)), its linear layers in weight format `Q` ([`Dense`](crate::Dense),
+/// [`GgufBlocks`](crate::GgufBlocks), [`Int8Weights`](crate::Int8Weights),
+/// [`Int4Weights`](crate::Int4Weights) or [`Fp8Weights`](crate::Fp8Weights)).
 pub type Engine<P = DefaultPrecision, Q = DefaultQuant> = rt::TypedEngine<Model, P, Q>;
 /// The `models.toml` build defaults on the CPU: `DEFAULT_MAX_SEQ_LEN`, `DEFAULT_BATCH_SIZE`, every
 /// core.

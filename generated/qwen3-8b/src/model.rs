@@ -65,6 +65,7 @@ pub fn entry() -> rt::ModelEntry {
 impl rt::TypedModel for Model {
     type Cache<P: rt::PrecisionMarker> = crate::cache::KvCache<P>;
     type DefaultPrecision = DefaultPrecision;
+    type DefaultQuant = DefaultQuant;
     const NAME: &'static str = NAME;
     fn spec() -> rt::ModelSpec {
         spec()

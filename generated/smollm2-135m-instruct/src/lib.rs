@@ -15,7 +15,7 @@ mod engine;
 mod model;
 pub use ::runtime;
 pub use ::runtime::codegen::{Bf16, Fp16, Fp32};
-pub use ::runtime::codegen::{Dense, GgufBlocks};
+pub use ::runtime::codegen::{Dense, Fp8Weights, GgufBlocks, Int4Weights, Int8Weights};
 pub use ::runtime::codegen::{CacheMode, DeviceChoice, EngineOptions};
 pub use ::runtime::codegen::{GenerateOptions, GenerateOutput, NoProgress, Progress};
 pub use ::runtime::codegen::{RuntimeError, RuntimeResult, TypedEngine, TypedModel};

@@ -9,7 +9,9 @@ pub fn engine_rs(m: &ModelInput) -> TokenStream {
     let doc = super::lit::doc_lines(&format!(
         "A built `{}` engine whose weights (and, on GPU, activations and cache) are stored in precision \
          `P` ([`Fp32`](crate::Fp32), [`Fp16`](crate::Fp16) or [`Bf16`](crate::Bf16)), its linear \
-         layers in weight format `Q` ([`Dense`](crate::Dense) or [`GgufBlocks`](crate::GgufBlocks)).",
+         layers in weight format `Q` ([`Dense`](crate::Dense), [`GgufBlocks`](crate::GgufBlocks), \
+         [`Int8Weights`](crate::Int8Weights), [`Int4Weights`](crate::Int4Weights) or \
+         [`Fp8Weights`](crate::Fp8Weights)).",
         m.entry.name
     ));
     quote! {

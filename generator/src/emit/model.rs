@@ -31,7 +31,7 @@ pub fn lib_rs(m: &ModelInput) -> TokenStream {
 
         pub use ::runtime;
         pub use ::runtime::codegen::{Bf16, Fp16, Fp32};
-        pub use ::runtime::codegen::{Dense, GgufBlocks};
+        pub use ::runtime::codegen::{Dense, Fp8Weights, GgufBlocks, Int4Weights, Int8Weights};
         pub use ::runtime::codegen::{CacheMode, DeviceChoice, EngineOptions};
         pub use ::runtime::codegen::{GenerateOptions, GenerateOutput, NoProgress, Progress};
         pub use ::runtime::codegen::{RuntimeError, RuntimeResult, TypedEngine, TypedModel};
@@ -150,6 +150,7 @@ pub fn model_rs(m: &ModelInput) -> TokenStream {
         impl rt::TypedModel for Model {
             type Cache<P: rt::PrecisionMarker> = crate::cache::KvCache<P>;
             type DefaultPrecision = DefaultPrecision;
+            type DefaultQuant = DefaultQuant;
             const NAME: &'static str = NAME;
             fn spec() -> rt::ModelSpec {
                 spec()

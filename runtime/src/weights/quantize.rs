@@ -141,6 +141,17 @@ pub fn quantize(
             w.len()
         )));
     }
+    // A NaN would be skipped by the scale's maximum and an infinity would make it infinite: either
+    // way the row's codes would not be the weights'.
+    if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+        return Err(WeightsError::Other(format!(
+            "the weight at row {}, column {} is {}: only finite weights can be quantized as {}",
+            i / cols.max(1),
+            i % cols.max(1),
+            w[i],
+            q.name()
+        )));
+    }
     let mut codes = Vec::with_capacity(rows * code_bytes);
     let mut scales = Vec::with_capacity(rows * per_row);
     for row in w.chunks_exact(cols.max(1)).take(rows) {
@@ -243,6 +254,19 @@ pub fn quantize_tensor(q: WeightQuant, t: &HostTensor) -> Result<HostTensor, Wei
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A NaN or infinite weight is refused, naming where it sits, for every format.
+    #[test]
+    fn non_finite_weights_are_refused() {
+        for q in [WeightQuant::Int8, WeightQuant::Int4, WeightQuant::Fp8] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut w = vec![0.5f32; 2 * 128];
+                w[128 + 3] = bad;
+                let e = quantize(q, &w, 2, 128).unwrap_err().to_string();
+                assert!(e.contains("row 1, column 3") && e.contains("finite"), "{e}");
+            }
+        }
+    }
 
     /// Every finite E4M3 code survives the round trip, and values between two codes go to the
     /// nearer one (ties to the even code).
