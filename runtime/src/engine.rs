@@ -197,8 +197,8 @@ fn check_options(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
             None => "GGUF blocks kept packed",
         };
         return Err(Error::invalid(format!(
-            "--quant_format {} ({what}) is implemented on the CPU backend only; the CUDA backend \
-             takes --quant_format none",
+            "quant format {} ({what}; from --quant_format, or the model's quant_format in \
+             models.toml) is implemented on the CPU backend only; the CUDA backend takes none",
             options.quant
         )));
     }

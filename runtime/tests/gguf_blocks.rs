@@ -155,7 +155,7 @@ fn a_cuda_engine_refuses_kept_blocks_by_name() {
         Err(e) => e.to_string(),
     };
     assert!(
-        err.contains("--quant_format gguf") && err.contains("CUDA"),
+        err.contains("quant format gguf") && err.contains("CUDA"),
         "{err}"
     );
 }
