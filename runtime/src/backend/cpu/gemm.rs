@@ -140,16 +140,48 @@ fn fits<const MR: usize, const NR: usize>(x: &[&[f32]; MR], w: &[&[f32]; NR], k:
     x.iter().chain(w).all(|r| r.len() >= k)
 }
 
+/// Where a weight block's results go: token `i`, block row `j` at `ptr + i * ld + j`.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: *mut f32,
+    ld: usize,
+}
+
+impl Out {
+    /// The same rows from column `j` on.
+    ///
+    /// # Safety
+    /// `j` must be within the row length of the buffer `self` points into.
+    unsafe fn from_col(self, j: usize) -> Out {
+        Out {
+            // SAFETY: inside the buffer (caller).
+            ptr: unsafe { self.ptr.add(j) },
+            ld: self.ld,
+        }
+    }
+}
+
+// SAFETY: an `Out` is only a place to write; the tasks that share one write disjoint columns of it
+// (`gemm_with`), and it never outlives the buffer it points into.
+unsafe impl Send for Out {}
+// SAFETY: as above.
+unsafe impl Sync for Out {}
+
 /// The tiles of one weight block `w` (`nb` rows of `k`) against all `n` tokens of `x`, into
-/// `t[i * nb + j]` (`t` is `[n, nb]`), with micro-kernel `tile`.
-fn block<const MR: usize, const NR: usize>(
+/// `t` (token `i`, row `j` at `t.ptr + i * t.ld + j`), with micro-kernel `tile`.
+///
+/// # Safety
+/// `t` must be valid for writes at `i * t.ld + j` for every `i < n`, `j < nb`, and no other thread
+/// may touch those elements meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn block<const MR: usize, const NR: usize>(
     tile: impl Fn([&[f32]; MR], [&[f32]; NR]) -> [[f32; NR]; MR],
     w: &[f32],
     nb: usize,
     x: &[f32],
     n: usize,
     k: usize,
-    t: &mut [f32],
+    t: Out,
 ) {
     for i0 in (0..n).step_by(MC) {
         let i1 = (i0 + MC).min(n);
@@ -167,7 +199,8 @@ fn block<const MR: usize, const NR: usize>(
                 let y = tile(xr, wr);
                 for c in 0..NR.min(nb - j) {
                     for r in 0..MR.min(n - i) {
-                        t[(i + r) * nb + j + c] = y[r][c];
+                        // SAFETY: i + r < n and j + c < nb: inside what the caller lent.
+                        unsafe { *t.ptr.add((i + r) * t.ld + j + c) = y[r][c] };
                     }
                 }
             }
@@ -176,10 +209,13 @@ fn block<const MR: usize, const NR: usize>(
 }
 
 /// [`block`] with the micro-kernel `kernel`. A short row (never produced by [`gemm`]) gives zeros.
-fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize, t: &mut [f32]) {
+///
+/// # Safety
+/// As [`block`].
+unsafe fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize, t: Out) {
     match kernel {
-        Kernel::Portable { fused } => block::<2, 3>(
-            |xr, wr| {
+        Kernel::Portable { fused } => {
+            let tile = |xr: [&[f32]; 2], wr: [&[f32]; 3]| {
                 if !fused {
                     return tile_portable::<false, 2, 3>(xr, wr, k);
                 }
@@ -188,48 +224,37 @@ fn run_block(kernel: Kernel, w: &[f32], nb: usize, x: &[f32], n: usize, k: usize
                 return unsafe { gemm_x86::tile_portable_fma(xr, wr, k) };
                 #[cfg(not(target_arch = "x86_64"))]
                 return tile_portable::<true, 2, 3>(xr, wr, k);
-            },
-            w,
-            nb,
-            x,
-            n,
-            k,
-            t,
-        ),
+            };
+            // SAFETY: the caller's contract on `t`, passed on.
+            unsafe { block::<2, 3>(tile, w, nb, x, n, k, t) }
+        }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => block::<2, 3>(
-            |xr, wr| {
+        Kernel::Avx2 => {
+            let tile = |xr: [&[f32]; 2], wr: [&[f32]; 3]| {
                 if !fits(&xr, &wr, k) {
                     return [[0.0; 3]; 2];
                 }
                 // SAFETY: `Kernel::Avx2` is only made after AVX2 and FMA were detected; every row
                 // holds `k` elements (checked above).
                 unsafe { gemm_x86::tile_avx2(xr, wr, k) }
-            },
-            w,
-            nb,
-            x,
-            n,
-            k,
-            t,
-        ),
+            };
+            // SAFETY: the caller's contract on `t`, passed on.
+            unsafe { block::<2, 3>(tile, w, nb, x, n, k, t) }
+        }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => block::<{ gemm_x86::AVX512_MR }, { gemm_x86::AVX512_NR }>(
-            |xr, wr| {
+        Kernel::Avx512 => {
+            use gemm_x86::{AVX512_MR as MR, AVX512_NR as NR};
+            let tile = |xr: [&[f32]; MR], wr: [&[f32]; NR]| {
                 if !fits(&xr, &wr, k) {
-                    return [[0.0; gemm_x86::AVX512_NR]; gemm_x86::AVX512_MR];
+                    return [[0.0; NR]; MR];
                 }
                 // SAFETY: `Kernel::Avx512` is only made after AVX-512F, AVX2 and FMA were
                 // detected; every row holds `k` elements (checked above).
                 unsafe { gemm_x86::tile_avx512(xr, wr, k) }
-            },
-            w,
-            nb,
-            x,
-            n,
-            k,
-            t,
-        ),
+            };
+            // SAFETY: the caller's contract on `t`, passed on.
+            unsafe { block::<MR, NR>(tile, w, nb, x, n, k, t) }
+        }
     }
 }
 
@@ -240,7 +265,13 @@ pub(super) fn gemm_rows_exact(w: &[f32], nb: usize, x: &[f32], n: usize, k: usiz
     if n == 0 || nb == 0 {
         return;
     }
-    run_block(Kernel::detect(), w, nb, x, n, k, t);
+    assert!(t.len() >= n * nb, "the score block holds n * nb values");
+    let out = Out {
+        ptr: t.as_mut_ptr(),
+        ld: nb,
+    };
+    // SAFETY: `t` (borrowed mutably here) holds `[n, nb]` (checked above).
+    unsafe { run_block(Kernel::detect(), w, nb, x, n, k, out) };
 }
 
 /// Weight rows per parallel block: about four blocks per thread, at most `cap_bytes` of f32, then
@@ -254,43 +285,47 @@ fn block_rows(rows: usize, k: usize, cap_bytes: usize) -> usize {
 }
 
 /// `out[i * rows + j] = x[i, :] · m[j, :]` for `i < n` (no bias), each bit-identical to the decode
-/// dot product of its row. `x.len() >= n * m.cols`, `out.len() >= n * m.rows`; `tmp` is a reused
-/// scratch buffer (the results block by block).
-pub fn gemm(m: &Matrix, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>) {
-    gemm_with(Kernel::detect(), m, x, n, out, tmp);
+/// dot product of its row. `x.len() >= n * m.cols`, `out.len() >= n * m.rows` (else a panic).
+pub fn gemm(m: &Matrix, x: &[f32], n: usize, out: &mut [f32]) {
+    gemm_with(Kernel::detect(), m, x, n, out);
 }
 
-fn gemm_with(kernel: Kernel, m: &Matrix, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>) {
+fn gemm_with(kernel: Kernel, m: &Matrix, x: &[f32], n: usize, out: &mut [f32]) {
     let (rows, k) = (m.rows, m.cols);
     if n == 0 || rows == 0 {
         return;
     }
+    assert!(
+        out.len() >= n * rows && x.len() >= n * k,
+        "x holds [n, cols], out [n, rows]"
+    );
     let cap = match m.store.dtype() {
         Some(Dtype::F32) => BLOCK_BYTES,
         // Rows widened (or dequantised) into the block buffer first.
         Some(Dtype::F16 | Dtype::Bf16) | None => WIDENED_BLOCK_BYTES,
     };
     let nb = block_rows(rows, k, cap);
-    tmp.clear();
-    tmp.resize(rows * n, 0.0);
-    tmp.par_chunks_mut(nb * n)
-        .enumerate()
-        .for_each_init(Vec::<f32>::new, |buf, (b, t)| {
-            let (j0, rows_here) = (b * nb, t.len() / n);
-            let w = m.rows_f32(j0, j0 + rows_here, buf);
-            run_block(kernel, w, rows_here, x, n, k, t);
+    let o = Out {
+        ptr: out.as_mut_ptr(),
+        ld: rows,
+    };
+    (0..rows.div_ceil(nb)).into_par_iter().for_each(|b| {
+        let (j0, j1) = (b * nb, ((b + 1) * nb).min(rows));
+        BLOCK_BUF.with_borrow_mut(|buf| {
+            let w = m.rows_f32(j0, j1, buf);
+            // SAFETY: j0 < rows, the length of `out`'s rows.
+            let at = unsafe { o.from_col(j0) };
+            // SAFETY: `out` holds `[n, rows]` (checked above) and this task alone writes its
+            // columns `j0..j1` (the blocks of different tasks are disjoint).
+            unsafe { run_block(kernel, w, j1 - j0, x, n, k, at) };
         });
-    // Block `b` holds `[n, rows_here]` at `b * nb * n`: each output row is a run of block rows.
-    let tmp = &tmp[..];
-    out[..n * rows]
-        .par_chunks_mut(rows)
-        .enumerate()
-        .for_each(|(i, o)| {
-            for (b, ob) in o.chunks_mut(nb).enumerate() {
-                let at = b * nb * n + i * ob.len();
-                ob.copy_from_slice(&tmp[at..at + ob.len()]);
-            }
-        });
+    });
+}
+
+thread_local! {
+    /// The rows of one weight block widened or dequantised to f32, per thread, kept across calls so
+    /// that a GEMM neither allocates, zeroes nor faults in its block buffers.
+    static BLOCK_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]

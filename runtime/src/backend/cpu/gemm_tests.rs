@@ -107,7 +107,7 @@ fn check(n: usize, rows: usize, k: usize, name: &str, make: MakeStore, seed: u64
     let mut row = vec![0.0f32; k];
     for kernel in kernels() {
         let mut got = vec![f32::NAN; n * rows];
-        gemm_with(kernel, &m, &x, n, &mut got, &mut Vec::new());
+        gemm_with(kernel, &m, &x, n, &mut got);
         for j in 0..rows {
             m.row_into(j, &mut row);
             for i in 0..n {
@@ -199,11 +199,11 @@ fn every_kernel_is_bit_identical_to_the_portable_one() {
         let portable = Kernel::Portable {
             fused: simd::fused(),
         };
-        gemm_with(portable, &m, &x, n, &mut want, &mut Vec::new());
+        gemm_with(portable, &m, &x, n, &mut want);
         report_untested_kernels();
         for kernel in Kernel::available() {
             let mut got = vec![f32::NAN; n * rows];
-            gemm_with(kernel, &m, &x, n, &mut got, &mut Vec::new());
+            gemm_with(kernel, &m, &x, n, &mut got);
             for (a, b) in got.iter().zip(&want) {
                 assert_eq!(
                     a.to_bits(),

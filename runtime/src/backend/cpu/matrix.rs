@@ -320,14 +320,15 @@ fn chunk_rows(rows: usize) -> usize {
 }
 
 /// `out[n, rows] = x[n, cols] · mᵀ (+ bias)`. `x.len() == n * cols`, `out.len() == n * rows`.
-/// `tmp` is a scratch buffer reused across calls (only touched when `n > 1`).
+/// `_tmp` is not used: the GEMM writes its results into `out` directly (callers may pass an empty
+/// vector).
 pub fn matmul(
     m: &Matrix,
     x: &[f32],
     n: usize,
     bias: Option<&[f32]>,
     out: &mut [f32],
-    tmp: &mut Vec<f32>,
+    _tmp: &mut Vec<f32>,
 ) {
     let chunk = chunk_rows(m.rows);
     if n == 1 {
@@ -341,7 +342,7 @@ pub fn matmul(
         });
     } else {
         // Every prefill value is bit-identical to the decode matvec of the same row (tested below).
-        super::gemm::gemm(m, x, n, out, tmp);
+        super::gemm::gemm(m, x, n, out);
     }
     if let Some(b) = bias {
         out.par_chunks_mut(m.rows).for_each(|o| {
