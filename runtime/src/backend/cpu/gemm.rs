@@ -152,7 +152,7 @@ impl Out {
     ///
     /// # Safety
     /// `j` must be within the row length of the buffer `self` points into.
-    unsafe fn from_col(self, j: usize) -> Out {
+    unsafe fn at_col(self, j: usize) -> Out {
         Out {
             // SAFETY: inside the buffer (caller).
             ptr: unsafe { self.ptr.add(j) },
@@ -314,7 +314,7 @@ fn gemm_with(kernel: Kernel, m: &Matrix, x: &[f32], n: usize, out: &mut [f32]) {
         BLOCK_BUF.with_borrow_mut(|buf| {
             let w = m.rows_f32(j0, j1, buf);
             // SAFETY: j0 < rows, the length of `out`'s rows.
-            let at = unsafe { o.from_col(j0) };
+            let at = unsafe { o.at_col(j0) };
             // SAFETY: `out` holds `[n, rows]` (checked above) and this task alone writes its
             // columns `j0..j1` (the blocks of different tasks are disjoint).
             unsafe { run_block(kernel, w, j1 - j0, x, n, k, at) };
