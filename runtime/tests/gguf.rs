@@ -376,7 +376,7 @@ fn f32s(t: &HostTensor) -> Vec<f32> {
         TensorData::F32(v) => v.clone(),
         TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
         TensorData::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
-        TensorData::Blocks { .. } => t.to_f32(),
+        TensorData::Blocks { .. } | TensorData::Quantized { .. } => t.to_f32(),
     }
 }
 
