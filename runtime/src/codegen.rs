@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::cache::LayerKvMut;
 pub use crate::engine::{BuildOptions, DeviceChoice, Engine};
+pub use crate::format::QuantFormat;
 pub use crate::generate::{
     GenerateOptions, GenerateOutput, Timings, generate, generate_with_static_cache_layers,
 };
@@ -31,7 +32,6 @@ pub use crate::typed_engine::{
 };
 pub use crate::weights::WeightSource;
 pub use crate::{Error as RuntimeError, Result as RuntimeResult};
-pub use crate::format::QuantFormat;
 pub use llmforge_spec::quant_marker::{
     Dense, Fp8Weights, GgufBlocks, Int4Weights, Int8Weights, QuantMarker,
 };

@@ -31,8 +31,8 @@ pub fn lib_rs(m: &ModelInput) -> TokenStream {
 
         pub use ::runtime;
         pub use ::runtime::codegen::{Bf16, Fp16, Fp32};
-        pub use ::runtime::codegen::{Dense, Fp8Weights, GgufBlocks, Int4Weights, Int8Weights};
         pub use ::runtime::codegen::{CacheMode, DeviceChoice, EngineOptions};
+        pub use ::runtime::codegen::{Dense, Fp8Weights, GgufBlocks, Int4Weights, Int8Weights};
         pub use ::runtime::codegen::{GenerateOptions, GenerateOutput, NoProgress, Progress};
         pub use ::runtime::codegen::{RuntimeError, RuntimeResult, TypedEngine, TypedModel};
         pub use ::runtime::codegen::{Sampling, WeightSource};
