@@ -154,7 +154,7 @@ fn gemma3(spec: &ModelSpec) -> Result<Value> {
         "sliding_window": spec.sliding_window,
         "layer_types": layer_types(spec),
         "attention_bias": spec.qkv_bias,
-        "final_logit_softcapping": null,
+        "final_logit_softcapping": spec.final_softcap,
         "attn_logit_softcapping": null,
         "tie_word_embeddings": spec.tie_word_embeddings,
         "torch_dtype": "float32",
