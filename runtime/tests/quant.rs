@@ -11,12 +11,14 @@
 //! * the engine's weight bytes are admission's estimate, and an engine file round trip keeps the
 //!   logits bit for bit and refuses another quant format by name.
 
+mod common;
+
+use common::{prefill_logits, rel_err, root};
 use runtime::backend::CacheMode;
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::format::{QuantFormat, WeightQuant};
 use runtime::generate::{GenerateOptions, generate_with_static_cache};
 use runtime::progress::NoProgress;
-use runtime::step::{LogitRows, StepInputs};
 use runtime::weights::WeightSource;
 use runtime::weights::quantize::{dequantize_rows, quantize};
 use runtime::{ModelSpec, Precision};
@@ -37,38 +39,6 @@ const FORMATS: [(QuantFormat, &str); 3] = [
 ];
 
 const MAX_SEQ: usize = 64;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Prefill logits at every position of one prompt, in `mode`.
-fn prefill_logits(engine: &mut Engine, ids: &[u32], mode: CacheMode) -> Vec<f32> {
-    let mut cache = engine.new_cache(1).expect("cache");
-    let positions: Vec<u32> = (0..ids.len() as u32).collect();
-    let step = StepInputs {
-        input_ids: ids,
-        position_ids: &positions,
-        batch: 1,
-        seq_len: ids.len(),
-        start_idx: 0,
-        end_idx: ids.len(),
-    };
-    let mut layers = cache.layers_mut();
-    let logits = engine.forward(&step, &mut layers, mode, LogitRows::All);
-    logits.expect("forward").data
-}
-
-/// `max |a - b| / max |b|` over a whole logits tensor.
-fn rel_err(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let diff = got
-        .iter()
-        .zip(want)
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    diff / scale
-}
 
 fn fixtures() -> PathBuf {
     root().join("tests/fixtures/quant")
