@@ -9,7 +9,7 @@
 use runtime::backend::CacheMode;
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::format::{QuantFormat, WeightFormat};
-use runtime::generate::{GenerateOptions, generate_with_static_cache};
+use runtime::generate::{GenerateOptions, GenerateOutput, generate_with_static_cache};
 use runtime::progress::NoProgress;
 use runtime::step::{LogitRows, StepInputs};
 use runtime::weights::WeightSource;
@@ -148,6 +148,16 @@ fn run(
         e.forward(&step, &mut layers, CacheMode::StaticV1, LogitRows::All)?
             .data
     };
+    let out = greedy(e, prompt, steps)?;
+    Ok((logits, out.tokens[0].clone()))
+}
+
+/// A greedy run of `steps` new tokens after `prompt`, through a fresh static cache.
+fn greedy(
+    e: &mut Engine,
+    prompt: &[u32],
+    steps: usize,
+) -> Result<GenerateOutput, Box<dyn std::error::Error>> {
     let mut cache = e.new_cache(1)?;
     let opts = GenerateOptions {
         max_new_tokens: steps,
@@ -161,7 +171,7 @@ fn run(
         &opts,
         &mut |_, _| {},
     )?;
-    Ok((logits, out.tokens[0].clone()))
+    Ok(out)
 }
 
 /// Decode tokens/s of a greedy run (the best of three).
@@ -172,19 +182,7 @@ fn decode_speed(
 ) -> Result<f64, Box<dyn std::error::Error>> {
     let mut best = 0.0f64;
     for _ in 0..3 {
-        let mut cache = e.new_cache(1)?;
-        let opts = GenerateOptions {
-            max_new_tokens: steps + 1,
-            stop_at_eos: false,
-            ..GenerateOptions::default()
-        };
-        let out = generate_with_static_cache(
-            e,
-            &mut cache,
-            std::slice::from_ref(&prompt.to_vec()),
-            &opts,
-            &mut |_, _| {},
-        )?;
+        let out = greedy(e, prompt, steps + 1)?;
         best = best.max(out.timings.decode_steps_per_second());
     }
     Ok(best)
