@@ -4,6 +4,7 @@
 //! ```text
 //! cuda_bench DIR [--weights hf|random] [--precision FP16] [--prompt-len 16] [--new-tokens 128]
 //!            [--reps 3] [--ids prompt.json] [--dump out.json] [--label name]
+//!            [--quant none|int8|int4|fp8]
 //! ```
 //! `DIR` holds `config.json` (and `model.safetensors` for `--weights hf`). `--weights random` uses
 //! seeded uniform weights (speed does not depend on values). `--ids` reads `{"input_ids": [...]}`,
@@ -37,6 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let new_tokens: usize = arg(&args, "--new-tokens").unwrap_or("128".into()).parse()?;
     let reps: usize = arg(&args, "--reps").unwrap_or("3".into()).parse()?;
     let random = arg(&args, "--weights").as_deref() == Some("random");
+    let quant: runtime::format::QuantFormat =
+        arg(&args, "--quant").unwrap_or("none".into()).parse()?;
     let spec = ModelSpec::from_dir(&dir)?;
     let prompt: Vec<u32> = match arg(&args, "--ids") {
         Some(p) => {
@@ -57,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_seq_len: prompt.len() + new_tokens,
         max_batch: 1,
         device: DeviceChoice::Cuda { ordinal: 0 },
-        quant: runtime::format::QuantFormat::None,
+        quant,
     };
     let t0 = Instant::now();
     let mut engine = if random {
@@ -127,6 +130,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gpu": engine.backend().device_name(),
         "model": spec.name,
         "precision": precision.as_str(),
+        "quant": quant.as_str(),
         "prompt_len": prompt.len(),
         "new_tokens": new_tokens,
         "ttft_ms": median(&mut ttft),

@@ -189,16 +189,13 @@ fn check_options(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
             spec.name
         )));
     }
-    if options.quant != crate::format::QuantFormat::None
+    if options.quant == crate::format::QuantFormat::Gguf
         && let DeviceChoice::Cuda { .. } = options.device
     {
-        let what = match options.quant.weight_quant() {
-            Some(_) => "weights quantized at build",
-            None => "GGUF blocks kept packed",
-        };
         return Err(Error::invalid(format!(
-            "quant format {} ({what}; from --quant_format, or the model's quant_format in \
-             models.toml) is implemented on the CPU backend only; the CUDA backend takes none",
+            "quant format {} (GGUF blocks kept packed; from --quant_format, or the model's \
+             quant_format in models.toml) is implemented on the CPU backend only; the CUDA \
+             backend takes none, int8, int4 or fp8",
             options.quant
         )));
     }

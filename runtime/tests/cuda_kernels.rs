@@ -13,6 +13,7 @@ use runtime::backend::BackendError;
 use runtime::backend::cuda::launch::Signature;
 use runtime::backend::cuda::{device, kernels, launchers};
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
+use runtime::format::QuantFormat;
 use runtime::progress::NoProgress;
 use runtime::weights::WeightSource;
 use runtime::{Error, ModelSpec};
@@ -39,9 +40,13 @@ fn compile_all(model: &str, precisions: &[Precision], sm: u32) {
 }
 
 fn compile_spec(spec: &ModelSpec, precisions: &[Precision], sm: u32) {
-    let model = &spec.name;
+    compile_spec_as(spec, precisions, QuantFormat::None, sm);
+}
+
+fn compile_spec_as(spec: &ModelSpec, precisions: &[Precision], quant: QuantFormat, sm: u32) {
+    let model = &format!("{} {quant}", spec.name);
     for &p in precisions {
-        let compiled = kernels::compile(spec, p, CACHE, sm)
+        let compiled = kernels::compile(spec, p, quant, CACHE, sm)
             .unwrap_or_else(|e| panic!("{model} {p} sm_{sm}: {e}"));
         assert_eq!(compiled.ptx.len(), kernels::MODULES.len());
         for ((module, functions), (name, ptx)) in kernels::MODULES.iter().zip(&compiled.ptx) {
@@ -232,6 +237,22 @@ fn full_size_architectures_compile() {
     compile_spec(&spec, &Precision::ALL, 90);
 }
 
+/// Every layer-linear format quantized at build (int8, int4, fp8; `quant.cuh`) compiles into the
+/// decode GEMVs and the dequantisation kernel, in every precision, on Hopper (where fp8 converts in
+/// one instruction) and Ampere (where it decodes in bits): a model whose every linear takes the
+/// format (Llama-3.1-8B), and one where int4 leaves its 64-wide linears dense beside a quantized
+/// `down` (tiny-llama).
+#[test]
+#[ignore = "needs NVRTC (source .ci/nvrtc-setup.sh; run with --include-ignored)"]
+fn quantized_weight_formats_compile() {
+    require_nvrtc();
+    let spec = |model: &str| ModelSpec::from_dir(&models_dir().join(model)).expect("config parses");
+    for quant in [QuantFormat::Int8, QuantFormat::Int4, QuantFormat::Fp8] {
+        compile_spec_as(&spec("Llama-3.1-8B-Instruct"), &Precision::ALL, quant, 90);
+        compile_spec_as(&spec("tiny-llama"), &[Precision::Bf16], quant, 80);
+    }
+}
+
 /// The tensor-core prefill attention is compiled for real (mma.sync, ldmatrix) for both 16-bit types at
 /// head sizes 64 (Llama-3.2-1B) and 128 (Llama-3.1-8B), on Hopper and Ampere; FP32 gets the stub.
 #[test]
@@ -247,7 +268,7 @@ fn tensor_core_prefill_attention_compiles_for_16_bit_head_dims_64_and_128() {
         for (p, kind) in [(Precision::Fp16, "f16"), (Precision::Bf16, "bf16")] {
             assert!(kernels::tc_prefill_supported(&spec, p), "{model} {p}");
             for sm in [90, 80] {
-                let compiled = kernels::compile(&spec, p, CACHE, sm)
+                let compiled = kernels::compile(&spec, p, QuantFormat::None, CACHE, sm)
                     .unwrap_or_else(|e| panic!("{model} {p} sm_{sm}: {e}"));
                 let ptx = compiled
                     .module("attn_prefill_tc")
@@ -261,7 +282,8 @@ fn tensor_core_prefill_attention_compiles_for_16_bit_head_dims_64_and_128() {
             }
         }
         assert!(!kernels::tc_prefill_supported(&spec, Precision::Fp32));
-        let compiled = kernels::compile(&spec, Precision::Fp32, CACHE, 90).expect("fp32 compiles");
+        let compiled = kernels::compile(&spec, Precision::Fp32, QuantFormat::None, CACHE, 90)
+            .expect("fp32 compiles");
         let ptx = compiled
             .module("attn_prefill_tc")
             .expect("attn_prefill_tc module");
@@ -275,7 +297,8 @@ fn tensor_core_prefill_attention_compiles_for_16_bit_head_dims_64_and_128() {
 #[test]
 fn template_constants_are_the_models() {
     let spec = ModelSpec::from_dir(&models_dir().join("Llama-3.2-1B-Instruct")).expect("config");
-    let sources = kernels::render(&spec, Precision::Bf16, CACHE).expect("render");
+    let sources =
+        kernels::render(&spec, Precision::Bf16, QuantFormat::None, CACHE).expect("render");
     let (_, attn) = sources
         .iter()
         .find(|(n, _)| n == "attention")
@@ -337,7 +360,8 @@ fn decode_kernels_stream_weights_before_waiting_for_their_predecessor() {
     require_nvrtc();
     let spec =
         ModelSpec::from_dir(&models_dir().join("Llama-3.2-1B-Instruct")).expect("config parses");
-    let compiled = kernels::compile(&spec, Precision::Fp16, CACHE, 90).expect("compiles");
+    let compiled =
+        kernels::compile(&spec, Precision::Fp16, QuantFormat::None, CACHE, 90).expect("compiles");
     let ptx = compiled.module("decode").expect("decode module");
     for f in [
         "dec_qkv_1",
@@ -364,7 +388,8 @@ fn decode_kernels_stream_weights_before_waiting_for_their_predecessor() {
     }
     // Before sm_90 there is no programmatic dependent launch: the same kernels carry no such
     // instruction (and run as plain launches).
-    let ampere = kernels::compile(&spec, Precision::Fp16, CACHE, 80).expect("compiles for sm_80");
+    let ampere = kernels::compile(&spec, Precision::Fp16, QuantFormat::None, CACHE, 80)
+        .expect("compiles for sm_80");
     let ptx = ampere.module("decode").expect("decode");
     assert!(!ptx.contains("griddepcontrol"));
 }

@@ -21,15 +21,17 @@ use op_cases::*;
 use runtime::backend::CacheMode;
 use runtime::backend::cuda::device;
 use runtime::backend::cuda::forward::norm_block;
-use runtime::backend::cuda::kernels::{DECODE_CHUNK, decode_vps};
+use runtime::backend::cuda::kernels::{self, DECODE_CHUNK, decode_vps};
 use runtime::backend::cuda::launch::{Function, Grid, Kernel};
 use runtime::backend::cuda::launchers::{
     Activation, AddNorm, AddPostNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO,
-    DecQkv, DecUp, Embed, Gemv, HeadNorm, KvRingStore, LogitSoftcap, PostNorm, QkvRope, SampleTopK,
+    DecQkv, DecUp, Dequant, Embed, Gemv, HeadNorm, KvRingStore, LogitSoftcap, PostNorm, QkvRope,
+    SampleTopK,
 };
 use runtime::backend::cuda::memory::{ArgmaxKey, DevBuf};
 use runtime::backend::cuda::op_check::OpGpu;
 use runtime::backend::cuda::scratch::{argmax_id, decode_splits};
+use runtime::format::WeightFormat;
 
 type Outputs = Vec<(&'static str, Vec<f32>)>;
 type R<T> = runtime::Result<T>;
@@ -584,6 +586,25 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
             }
             Ok(wide)
         }
+        (Op::Dequant { quant, rows, cols }, Data::Packed { bytes }) => {
+            let w = gpu.upload_bytes::<u8>(bytes, "packed matrix")?;
+            let out = gpu.zeros_stored(p, &[rows * cols], "dense matrix")?;
+            let fmt = kernels::format_code(WeightFormat::Quantized(quant)).map_err(err)?;
+            let vecs = rows * cols / kernels::codes_per_vector(quant);
+            Dequant {
+                w: w.view(),
+                out: out.view_mut(),
+                rows: rows as i32,
+                cols: cols as i32,
+                fmt: fmt as i32,
+            }
+            .launch(
+                &st,
+                &k.dequant,
+                Grid::new((vecs.div_ceil(256) as u32, 1, 1), 256),
+            )?;
+            Ok(vec![("out", g.read_stored(&out, "out")?)])
+        }
         (Op::LogitSoftcap { .. }, Data::Logits { logits, .. }) => {
             let l = g.f32s(logits, "logits")?;
             let n = logits.len();
@@ -721,7 +742,7 @@ fn run_dec(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared, blocks: Option<usize>)
             let ck_b = g.stored(ck, "cache k")?;
             let cv_b = g.stored(cv, "cache v")?;
             let kernel = DecQkv {
-                w: w_b.view(),
+                w: w_b.byte_slice(0, w_b.bytes()),
                 x: x_b.view(),
                 nw: nw_b.view(),
                 nb: nb_b.as_ref().map(|v| v.view()),
@@ -757,7 +778,7 @@ fn run_dec(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared, blocks: Option<usize>)
             let res = g.f32s(x0, "x")?;
             if is_o {
                 let kernel = DecO {
-                    w: w_b.view(),
+                    w: w_b.byte_slice(0, w_b.bytes()),
                     a: a.view(),
                     x: res.view_mut(),
                     bias: bias_v,
@@ -768,7 +789,7 @@ fn run_dec(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared, blocks: Option<usize>)
                 dec_launch(g, m, &variant(n).o, &kernel, kk, rows, blocks)?;
             } else {
                 let kernel = DecDown {
-                    w: w_b.view(),
+                    w: w_b.byte_slice(0, w_b.bytes()),
                     mid: a.view(),
                     x: res.view_mut(),
                     bias: bias_v,
@@ -786,7 +807,7 @@ fn run_dec(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared, blocks: Option<usize>)
             let nb_b = opt(nb, "norm bias")?;
             let mid = gpu.zeros_stored(p, &[rows, inter], "mid")?;
             let kernel = DecUp {
-                w: w_b.view(),
+                w: w_b.byte_slice(0, w_b.bytes()),
                 x: x_b.view(),
                 nw: nw_b.view(),
                 nb: nb_b.as_ref().map(|v| v.view()),

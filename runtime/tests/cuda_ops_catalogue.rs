@@ -17,6 +17,7 @@ use runtime::Precision;
 use runtime::backend::CacheMode;
 use runtime::backend::cpu::{attention, kernels as cpu};
 use runtime::backend::cuda::kernels::{self, KernelConsts, MODULES};
+use runtime::format::QuantFormat;
 use runtime::spec::NormKind;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -92,6 +93,7 @@ fn required(kernel: &str) -> &'static [&'static str] {
         "logit_softcap" => &[],
         "argmax" => &[],
         "sample_top_k" => &["top-k", "top-p"],
+        "dequant" => &["int8", "int4", "fp8"],
         _ => &["(a kernel the catalogue does not know)"],
     }
 }
@@ -229,9 +231,14 @@ fn every_template_switch_is_covered() {
     // `wide` (unless a tuning run overrides it).
     if std::env::var_os("LLMFORGE_DECODE_VPS").is_none() {
         let vps = |m: &Model| {
-            KernelConsts::new(&m.spec, Precision::Fp16, m.spec.max_position_embeddings)
-                .expect("consts")
-                .decode_vps
+            KernelConsts::new(
+                &m.spec,
+                Precision::Fp16,
+                QuantFormat::None,
+                m.spec.max_position_embeddings,
+            )
+            .expect("consts")
+            .decode_vps
         };
         assert!(
             has(&|m| vps(m) == 8) && has(&|m| vps(m) == 16),
@@ -548,8 +555,14 @@ fn the_wide_specs_compile_at_every_precision() {
     for name in ["wide", "wide-gemma"] {
         let spec = spec(name);
         for p in PRECISIONS {
-            let compiled = kernels::compile(&spec, p, spec.max_position_embeddings, 90)
-                .unwrap_or_else(|e| panic!("{name} {p}: {e}"));
+            let compiled = kernels::compile(
+                &spec,
+                p,
+                QuantFormat::None,
+                spec.max_position_embeddings,
+                90,
+            )
+            .unwrap_or_else(|e| panic!("{name} {p}: {e}"));
             for (module, functions) in MODULES {
                 let ptx = compiled.module(module).expect("module");
                 for f in functions {

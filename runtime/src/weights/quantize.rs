@@ -6,6 +6,7 @@
 
 use super::{HostTensor, TensorData, WeightsError};
 use crate::format::{INT4_GROUP, WeightQuant};
+use rayon::prelude::*;
 
 /// torchao's int8 floor on a scale: f32's machine epsilon (`torch.finfo(torch.float32).eps`).
 const INT8_EPS: f32 = f32::EPSILON;
@@ -152,41 +153,56 @@ pub fn quantize(
             q.name()
         )));
     }
+    // Rows are independent: quantized in parallel, then stacked in order.
+    let quantized: Vec<(Vec<u8>, Vec<f32>)> = w
+        .par_chunks_exact(cols.max(1))
+        .take(rows)
+        .map(|row| quantize_row(q, row))
+        .collect();
     let mut codes = Vec::with_capacity(rows * code_bytes);
     let mut scales = Vec::with_capacity(rows * per_row);
-    for row in w.chunks_exact(cols.max(1)).take(rows) {
-        match q {
-            WeightQuant::Int8 => {
-                let scale = (amax(row) / 127.5).max(INT8_EPS);
-                scales.push(scale);
-                codes.extend(int_codes(row, scale, -128.0, 127.0).map(|c| c as u8));
-            }
-            WeightQuant::Int4 => {
-                for g in row.chunks_exact(INT4_GROUP) {
-                    let scale = (amax(g) / 7.5).max(SMALL_EPS);
-                    scales.push(scale);
-                    let c: Vec<i8> = int_codes(g, scale, -8.0, 7.0).collect();
-                    codes.extend(
-                        c.chunks_exact(2)
-                            .map(|p| (p[0] as u8 & 0xF) | ((p[1] as u8 & 0xF) << 4)),
-                    );
-                }
-            }
-            WeightQuant::Fp8 => {
-                let scale = (amax(row) / FP8_MAX).max(SMALL_EPS);
-                scales.push(scale);
-                codes.extend(
-                    row.iter()
-                        .map(|&x| f32_to_fp8((x / scale).clamp(-FP8_MAX, FP8_MAX))),
-                );
-            }
-        }
+    for (c, s) in quantized {
+        codes.extend_from_slice(&c);
+        scales.extend_from_slice(&s);
     }
     if rows == 0 || cols == 0 {
         // No rows (or empty ones): no codes, and one scale per row for the per-row formats.
         scales.resize(rows * per_row, INT8_EPS);
     }
     Ok(Quantized { codes, scales })
+}
+
+/// One row's codes and scales.
+fn quantize_row(q: WeightQuant, row: &[f32]) -> (Vec<u8>, Vec<f32>) {
+    let mut codes = Vec::new();
+    let mut scales = Vec::new();
+    match q {
+        WeightQuant::Int8 => {
+            let scale = (amax(row) / 127.5).max(INT8_EPS);
+            scales.push(scale);
+            codes.extend(int_codes(row, scale, -128.0, 127.0).map(|c| c as u8));
+        }
+        WeightQuant::Int4 => {
+            for g in row.chunks_exact(INT4_GROUP) {
+                let scale = (amax(g) / 7.5).max(SMALL_EPS);
+                scales.push(scale);
+                let c: Vec<i8> = int_codes(g, scale, -8.0, 7.0).collect();
+                codes.extend(
+                    c.chunks_exact(2)
+                        .map(|p| (p[0] as u8 & 0xF) | ((p[1] as u8 & 0xF) << 4)),
+                );
+            }
+        }
+        WeightQuant::Fp8 => {
+            let scale = (amax(row) / FP8_MAX).max(SMALL_EPS);
+            scales.push(scale);
+            codes.extend(
+                row.iter()
+                    .map(|&x| f32_to_fp8((x / scale).clamp(-FP8_MAX, FP8_MAX))),
+            );
+        }
+    }
+    (codes, scales)
 }
 
 /// The signed value of the int4 code in the low nibble of `b`.
@@ -231,6 +247,32 @@ pub fn dequantize_rows(q: WeightQuant, cols: usize, codes: &[u8], scales: &[f32]
         let (c, s) = (&codes[r * cb..(r + 1) * cb], &scales[r * sr..(r + 1) * sr]);
         dequantize_row(q, c, s, o);
     }
+}
+
+/// The fused matrix of `parts` (each `[rows_i, cols]`, stacked in order) quantized as `q`: parts
+/// already quantized as `q` are taken as they are, the others quantized from their values. Every
+/// format quantizes row by row, so quantizing part by part is quantizing the fused matrix.
+pub fn quantize_parts(
+    q: WeightQuant,
+    parts: &[&HostTensor],
+    cols: usize,
+) -> Result<Quantized, WeightsError> {
+    let mut m = Quantized {
+        codes: Vec::new(),
+        scales: Vec::new(),
+    };
+    for p in parts {
+        let part_rows = p.shape.first().copied().unwrap_or(0);
+        let got = match &p.data {
+            TensorData::Quantized { quant, bytes } if *quant == q => {
+                Quantized::from_bytes(q, part_rows, cols, bytes)?
+            }
+            _ => quantize(q, &p.to_f32(), part_rows, cols)?,
+        };
+        m.codes.extend_from_slice(&got.codes);
+        m.scales.extend_from_slice(&got.scales);
+    }
+    Ok(m)
 }
 
 /// A 2-D tensor quantized (from its values widened to f32) into `TensorData::Quantized`.

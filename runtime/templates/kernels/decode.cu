@@ -14,19 +14,26 @@
 // warp walks its units in steps of U16 16-byte vectors per lane per row, loading step s + 1 while it
 // computes step s. Accumulation in f32; M (<= MR) token rows share every weight load.
 {% include "kernels/common.cuh" %}
+{% include "kernels/quant.cuh" %}
 #define EPS {{ c.eps }}
 #define HALF_DIM (HEAD_DIM / 2)
 #define WARPS 8
 #define SINGLE 0
 #define ROPE_PAIR 1
 #define GATE_UP_PAIR 2
+// The formats of the layer linears (quant.cuh), and their rows.
+#define FMT_QKV {{ c.fmt_qkv }}
+#define FMT_O {{ c.fmt_o }}
+#define FMT_UP {{ c.fmt_up }}
+#define FMT_DOWN {{ c.fmt_down }}
+#define UP_ROWS ({% if c.gated %}2 * {% endif %}INTER)
 
 extern __shared__ __align__(16) unsigned char dec_smem[];
 
 {% include "kernels/decode_stream.cuh" %}
 
-// Prologues: stage the M input rows in shared memory as T (the rounding the unfused path applies
-// before a GEMM). Inputs written by the predecessor are read through L2 (`__ldcg`), never through the
+// Prologues: stage the M input rows in shared memory rounded to T (the rounding the unfused path
+// applies before a GEMM): as T for a dense matrix, as the same values in f32 for a quantized one. Inputs written by the predecessor are read through L2 (`__ldcg`), never through the
 // non-coherent read-only path, which may overlap the predecessor under programmatic dependent launch.
 // NORM_REGS (on unless LLMFORGE_DECODE_NORM_REGS=0; measured faster on an H200): each thread keeps
 // its x values in registers between the statistics and the scaling (the same arithmetic, one L2 round
@@ -34,9 +41,15 @@ extern __shared__ __align__(16) unsigned char dec_smem[];
 // (blocks of WARPS * 32 threads).
 #define NORM_REGS {{ c.decode_norm_regs }}
 #define NPT ((K + WARPS * 32 - 1) / (WARPS * 32)) // x values per thread
-template <int K>
+template <int F> __device__ __forceinline__ void put_x(unsigned char* xs, size_t i, float v) {
+    if (F == FMT_DENSE)
+        ((T*)xs)[i] = from_f32(v);
+    else
+        ((float*)xs)[i] = to_f32(from_f32(v));
+}
+template <int K, int F>
 __device__ __forceinline__ void stage_norm(const float* x, const float* __restrict__ nw,
-                                           const float* __restrict__ nb, int M, T* xs) {
+                                           const float* __restrict__ nb, int M, unsigned char* xs) {
     __shared__ float red[32];
     for (int m = 0; m < M; m++) {
         const float* xr = x + (size_t)m * K;
@@ -58,7 +71,7 @@ __device__ __forceinline__ void stage_norm(const float* x, const float* __restri
 #pragma unroll
         for (int i = 0; i < NPT; i++) {
             int k = threadIdx.x + i * WARPS * 32;
-            if (k < K) xs[(size_t)m * K + k] = from_f32(x_at(i, k) * inv * nw[k]);
+            if (k < K) put_x<F>(xs, (size_t)m * K + k, x_at(i, k) * inv * nw[k]);
         }
 {% else %}
         float mean = block_sum(sum, red) / (float)K;
@@ -76,17 +89,27 @@ __device__ __forceinline__ void stage_norm(const float* x, const float* __restri
         for (int i = 0; i < NPT; i++) {
             int k = threadIdx.x + i * WARPS * 32;
             if (k < K)
-                xs[(size_t)m * K + k] = from_f32((x_at(i, k) - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
+                put_x<F>(xs, (size_t)m * K + k, (x_at(i, k) - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
         }
 {% endif %}
     }
     __syncthreads();
 }
 
-template <int K> __device__ __forceinline__ void stage_copy(const T* a, int M, T* xs) {
+template <int K, int F> __device__ __forceinline__ void stage_copy(const T* a, int M, unsigned char* xs) {
     const uint4* src = (const uint4*)a;
-    uint4* dst = (uint4*)xs;
-    for (int i = threadIdx.x; i < M * (K / VEC); i += blockDim.x) dst[i] = __ldcg(src + i);
+    if (F == FMT_DENSE) {
+        uint4* dst = (uint4*)xs;
+        for (int i = threadIdx.x; i < M * (K / VEC); i += blockDim.x) dst[i] = __ldcg(src + i);
+    } else {
+        float* dst = (float*)xs;
+        for (int i = threadIdx.x; i < M * (K / VEC); i += blockDim.x) {
+            float f[VEC];
+            unpack(__ldcg(src + i), f);
+#pragma unroll
+            for (int e = 0; e < VEC; e++) dst[(size_t)i * VEC + e] = f[e];
+        }
+    }
     __syncthreads();
 }
 
@@ -94,25 +117,26 @@ template <int K> __device__ __forceinline__ void stage_copy(const T* a, int M, T
 
 // Before the wait: trigger the successor, load the first step's weights into registers and ask L2
 // for the norm's weights (constants of the engine). WAIT then waits for the predecessor.
-#define BEGIN(K, KIND, units, norm_w)                                                              \
+#define BEGIN(K, KIND, F, N, units, norm_w)                                                        \
     pdl_trigger();                                                                                 \
     TraceExit trace_exit{trace, slot};                                                             \
     trace_mark(trace, slot, 0);                                                                    \
-    Lane l = lane_of<K, KIND>(units);                                                              \
-    uint4 b[Plan<K, KIND>::RU][Plan<K, KIND>::U16];                                                \
-    if (l.steps > 0) load_step<K, KIND>(W, l, 0, b);                                               \
+    Lane l = lane_of<K, KIND, F>(units);                                                           \
+    uint4 b[Plan<K, KIND, F>::RU][Plan<K, KIND, F>::U16];                                          \
+    float sc[Plan<K, KIND, F>::RU][Plan<K, KIND, F>::U16];                                         \
+    if (l.steps > 0) load_step<K, KIND, F, N>(W, l, 0, b, sc);                                     \
     if ((norm_w) != nullptr && threadIdx.x == 0) l2_prefetch(norm_w, HIDDEN * 4);
-#define WAIT(K, KIND)                                                                              \
+#define WAIT(K, KIND, F)                                                                           \
     pdl_wait();                                                                                    \
     trace_mark(trace, slot, 1);                                                                    \
-    for (int p = 1; p <= L2_AFTER && p < l.steps; p++) prefetch_step<K, KIND>(W, l, p);           \
-    T* xs = (T*)dec_smem;
+    for (int p = 1; p <= L2_AFTER && p < l.steps; p++) prefetch_step<K, KIND, F>(W, l, p);        \
+    unsigned char* xs = dec_smem;
 
 template <int MR>
-__device__ __forceinline__ void qkv(const T* __restrict__ W, const float* x,
+__device__ __forceinline__ void qkv(const unsigned char* __restrict__ W, const float* x,
                                     const float* __restrict__ nw, const float* __restrict__ nb,
                                     QkvEpi<MR>& epi, int M, u64* trace, int slot) {
-    BEGIN(HIDDEN, ROPE_PAIR, QKV_DIM / 2, nw)
+    BEGIN(HIDDEN, ROPE_PAIR, FMT_QKV, QKV_DIM, QKV_DIM / 2, nw)
 {% if c.rope && !c.qk_norm %}
     // The RoPE rows of the step's positions (host inputs and engine constants) for the epilogue.
     if (threadIdx.x == 0)
@@ -121,10 +145,10 @@ __device__ __forceinline__ void qkv(const T* __restrict__ W, const float* x,
             l2_prefetch(epi.sin_t + (size_t)epi.pos[m] * HALF_DIM, HALF_DIM * 4);
         }
 {% endif %}
-    WAIT(HIDDEN, ROPE_PAIR)
+    WAIT(HIDDEN, ROPE_PAIR, FMT_QKV)
     if (l.lane == 0 && l.steps > 0) epi.prepare(l.gw, M);
-    stage_norm<HIDDEN>(x, nw, nb, M, xs);
-    stream<HIDDEN, ROPE_PAIR, MR>(W, l, xs, M, b, epi);
+    stage_norm<HIDDEN, FMT_QKV>(x, nw, nb, M, xs);
+    stream<HIDDEN, ROPE_PAIR, FMT_QKV, QKV_DIM, MR>(W, l, xs, M, b, sc, epi);
 }
 
 {% if c.gated %}
@@ -135,42 +159,42 @@ __device__ __forceinline__ void qkv(const T* __restrict__ W, const float* x,
 #define UP_EPI GeluEpi
 {% endif %}
 template <int MR>
-__device__ __forceinline__ void up_proj(const T* __restrict__ W, const float* x,
+__device__ __forceinline__ void up_proj(const unsigned char* __restrict__ W, const float* x,
                                         const float* __restrict__ nw, const float* __restrict__ nb,
                                         const float* __restrict__ bias, T* __restrict__ mid, int M,
                                         u64* trace, int slot) {
-    BEGIN(HIDDEN, UP_KIND, INTER, nw)
-    WAIT(HIDDEN, UP_KIND)
-    stage_norm<HIDDEN>(x, nw, nb, M, xs);
+    BEGIN(HIDDEN, UP_KIND, FMT_UP, UP_ROWS, INTER, nw)
+    WAIT(HIDDEN, UP_KIND, FMT_UP)
+    stage_norm<HIDDEN, FMT_UP>(x, nw, nb, M, xs);
     UP_EPI<MR> epi{bias, mid};
-    stream<HIDDEN, UP_KIND, MR>(W, l, xs, M, b, epi);
+    stream<HIDDEN, UP_KIND, FMT_UP, UP_ROWS, MR>(W, l, xs, M, b, sc, epi);
 }
 
 // O (K = Q_DIM, input: the attention output) and down (K = INTER, input: the MLP activation): the
-// T input rows times W, added to the residual stream x.
-template <int K, int MR>
-__device__ __forceinline__ void residual_proj(const T* __restrict__ W, const T* a, float* x,
+// T input rows times W (format F), added to the residual stream x.
+template <int K, int F, int MR>
+__device__ __forceinline__ void residual_proj(const unsigned char* __restrict__ W, const T* a, float* x,
                                               const float* __restrict__ bias, int M, u64* trace,
                                               int slot) {
-    BEGIN(K, SINGLE, HIDDEN, (const float*)nullptr)
-    WAIT(K, SINGLE)
+    BEGIN(K, SINGLE, F, HIDDEN, HIDDEN, (const float*)nullptr)
+    WAIT(K, SINGLE, F)
     AccEpi<HIDDEN, MR> epi{x, bias};
     if (l.lane == 0 && l.steps > 0) epi.prepare(l.gw, M);
-    stage_copy<K>(a, M, xs);
-    stream<K, SINGLE, MR>(W, l, xs, M, b, epi);
+    stage_copy<K, F>(a, M, xs);
+    stream<K, SINGLE, F, HIDDEN, MR>(W, l, xs, M, b, sc, epi);
 }
 
 template <int MR>
-__device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* x,
+__device__ __forceinline__ void lm_head(const unsigned char* __restrict__ W, const float* x,
                                         const float* __restrict__ nw, const float* __restrict__ nb,
                                         float* __restrict__ logits,
                                         unsigned long long* __restrict__ best, int n, float cap,
                                         int M, u64* trace, int slot) {
-    BEGIN(HIDDEN, SINGLE, n, nw)
-    WAIT(HIDDEN, SINGLE)
-    stage_norm<HIDDEN>(x, nw, nb, M, xs);
+    BEGIN(HIDDEN, SINGLE, FMT_DENSE, VOCAB, n, nw)
+    WAIT(HIDDEN, SINGLE, FMT_DENSE)
+    stage_norm<HIDDEN, FMT_DENSE>(x, nw, nb, M, xs);
     LogitsEpi<MR> epi{logits, n, cap, {}};
-    stream<HIDDEN, SINGLE, MR>(W, l, xs, M, b, epi);
+    stream<HIDDEN, SINGLE, FMT_DENSE, VOCAB, MR>(W, l, xs, M, b, sc, epi);
     // One atomic per warp and row (the greedy selection), not one per logit.
     if (best && l.lane == 0 && l.steps > 0)
         for (int m = 0; m < MR && m < M; m++) atomicMax(&best[m], epi.top[m]);
@@ -180,7 +204,7 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* x,
 // {{ c.gemv_max_rows }} rows.
 #define ENTRIES(SUF, MRV, BOUNDS)                                                                  \
     extern "C" __global__ void BOUNDS dec_qkv_##SUF(                                               \
-        const T* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \
+        const unsigned char* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \
         const float* __restrict__ nb, const float* __restrict__ bias, const u32* __restrict__ pos, \
         const int* __restrict__ step, const float* __restrict__ cos_t,                             \
         const float* __restrict__ sin_t, float* __restrict__ q, T* __restrict__ new_k,             \
@@ -190,30 +214,30 @@ __device__ __forceinline__ void lm_head(const T* __restrict__ W, const float* x,
                         new_k, new_v,   cache_k, cache_v, max_seq, window};                        \
         qkv<MRV>(W, x, nw, nb, epi, M, trace, slot);                                               \
     }                                                                                              \
-    extern "C" __global__ void BOUNDS dec_o_##SUF(const T* __restrict__ W,                         \
+    extern "C" __global__ void BOUNDS dec_o_##SUF(const unsigned char* __restrict__ W,             \
                                                   const T* __restrict__ a, float* __restrict__ x,  \
                                                   const float* __restrict__ bias, int M, u64* trace, \
                                                   int slot) {                                      \
-        residual_proj<Q_DIM, MRV>(W, a, x, bias, M, trace, slot);                                  \
+        residual_proj<Q_DIM, FMT_O, MRV>(W, a, x, bias, M, trace, slot);                           \
     }                                                                                              \
     extern "C" __global__ void BOUNDS dec_up_##SUF(                                                \
-        const T* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \
+        const unsigned char* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \
         const float* __restrict__ nb, const float* __restrict__ bias, T* __restrict__ mid, int M,  \
         u64* trace, int slot) {                                                                    \
         up_proj<MRV>(W, x, nw, nb, bias, mid, M, trace, slot);                                     \
     }                                                                                              \
-    extern "C" __global__ void BOUNDS dec_down_##SUF(const T* __restrict__ W,                      \
+    extern "C" __global__ void BOUNDS dec_down_##SUF(const unsigned char* __restrict__ W,          \
                                                      const T* __restrict__ mid,                    \
                                                      float* __restrict__ x,                        \
                                                      const float* __restrict__ bias, int M,        \
                                                      u64* trace, int slot) {                       \
-        residual_proj<INTER, MRV>(W, mid, x, bias, M, trace, slot);                                \
+        residual_proj<INTER, FMT_DOWN, MRV>(W, mid, x, bias, M, trace, slot);                      \
     }                                                                                              \
     extern "C" __global__ void BOUNDS dec_lm_##SUF(                                                \
         const T* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,        \
         const float* __restrict__ nb, float* __restrict__ logits,                                  \
         unsigned long long* __restrict__ best, int n, float cap, int M, u64* trace, int slot) {    \
-        lm_head<MRV>(W, x, nw, nb, logits, best, n, cap, M, trace, slot);                          \
+        lm_head<MRV>((const unsigned char*)W, x, nw, nb, logits, best, n, cap, M, trace, slot);    \
     }
 ENTRIES(1, 1, __launch_bounds__(256, {{ 16 / c.decode_vps }}))
 ENTRIES(n, {{ c.gemv_max_rows }}, __launch_bounds__(256, 1))

@@ -41,9 +41,11 @@ use runtime::backend::cpu::{attention, kernels as cpu};
 use runtime::backend::cuda::fused_layer::FusedLayer;
 use runtime::backend::cuda::op_check::round;
 use runtime::backend::ops::AttnGeometry;
+use runtime::format::WeightQuant;
 use runtime::plan::ModelPlan;
 use runtime::sample::{Sampler, Sampling};
 use runtime::spec::{NormKind, Positions};
+use runtime::weights::quantize::{dequantize_rows, quantize};
 use runtime::{ModelSpec, Precision};
 use std::path::PathBuf;
 
@@ -377,6 +379,12 @@ pub enum Op {
         k: usize,
         top_p: Option<f32>,
     },
+    /// `dequant` of a `[rows, cols]` matrix quantized at build as `quant`.
+    Dequant {
+        quant: WeightQuant,
+        rows: usize,
+        cols: usize,
+    },
 }
 
 impl Op {
@@ -405,6 +413,7 @@ impl Op {
             Op::LogitSoftcap { .. } => "logit_softcap",
             Op::Argmax { .. } => "argmax",
             Op::SampleTopK { .. } => "sample_top_k",
+            Op::Dequant { .. } => "dequant",
         }
     }
 
@@ -420,6 +429,7 @@ impl Op {
             | Op::HeadNorm { .. }
             | Op::LogitSoftcap { .. }
             | Op::Argmax { .. } => vec![],
+            Op::Dequant { quant, .. } => vec![quant.name().to_string()],
             Op::AddNorm { delta, bias, .. } => {
                 vec![if delta { "delta" } else { "no-delta" }.into(), b(bias)]
             }
@@ -749,6 +759,19 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
     }
     ops.push(Op::LogitSoftcap { rows: 3 });
     ops.push(Op::Argmax { rows: 3 });
+    // Each format over the model's widest quantizable linear (int4: whole groups of 128).
+    for quant in WeightQuant::ALL {
+        let cols = [m.h(), m.inter()]
+            .into_iter()
+            .filter(|&c| quant.fits(c))
+            .max()
+            .unwrap_or(2 * runtime::format::INT4_GROUP);
+        ops.push(Op::Dequant {
+            quant,
+            rows: 5,
+            cols,
+        });
+    }
     for (temperature, k, top_p) in [
         (1.0, 1, Option::None),
         (0.7, 50, Option::None),
@@ -1105,6 +1128,10 @@ pub fn attention_ref(
 /// Every input and expected output of one case, by op (host f32 values; storage inputs already
 /// rounded to the case's precision).
 pub enum Data {
+    /// A quantized matrix's bytes (codes, then scales).
+    Packed {
+        bytes: Vec<u8>,
+    },
     Embed {
         ids: Vec<u32>,
         pos: Vec<u32>,
@@ -1793,6 +1820,24 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
                     x0: vec![],
                 },
                 expect,
+            }
+        }
+        Op::Dequant { quant, rows, cols } => {
+            let w = r.vec(rows * cols, -2.0, 2.0);
+            let q = quantize(quant, &w, rows, cols).expect("quantizes");
+            let mut want = vec![0.0; rows * cols];
+            dequantize_rows(quant, cols, &q.codes, &q.scales, &mut want);
+            // The kernel's f32 product `scale * code` is dequantize_rows' value; then one rounding.
+            let want = want.iter().map(|&v| round(p, v)).collect();
+            Prepared {
+                data: Data::Packed {
+                    bytes: q.to_bytes(),
+                },
+                expect: vec![Expect {
+                    name: "out",
+                    want,
+                    bound: Bound::Rel(0.0),
+                }],
             }
         }
         Op::LogitSoftcap { rows } => {

@@ -147,23 +147,7 @@ impl Ops for CpuOps {
         let precision = match format {
             WeightFormat::Dense(p) => p,
             WeightFormat::Quantized(q) => {
-                // Parts already quantized as `q` are taken as they are; the others are quantized
-                // from their values (per row, so part by part is the fused matrix's quantization).
-                let mut m = Quantized {
-                    codes: Vec::new(),
-                    scales: Vec::new(),
-                };
-                for p in parts {
-                    let part_rows = p.shape[0];
-                    let got = match &p.data {
-                        TensorData::Quantized { quant, bytes } if *quant == q => {
-                            Quantized::from_bytes(q, part_rows, cols, bytes)?
-                        }
-                        _ => quantize::quantize(q, &p.to_f32(), part_rows, cols)?,
-                    };
-                    m.codes.extend_from_slice(&got.codes);
-                    m.scales.extend_from_slice(&got.scales);
-                }
+                let m = quantize::quantize_parts(q, parts, cols)?;
                 return Ok(Matrix {
                     rows,
                     cols,

@@ -10,12 +10,14 @@
 //! while its predecessor still runs.
 
 use super::forward::{Call, LayerKv, Model, attention, embed, head_norm, no_cache, qkv_rope};
-use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, decode_vps, env_usize};
+use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, codes_per_vector, decode_vps, env_usize};
 use super::launch::{Function, Grid, Kernel};
 use super::launchers::{AddPostNorm, DecDown, DecLm, DecO, DecQkv, DecUp};
 use super::scratch::Scratch;
 use super::trace::{Kind, slot};
+use super::weights::Mat;
 use crate::Result;
+use crate::format::WeightFormat;
 use crate::spec::ModelSpec;
 use cudarc::driver::CudaFunction;
 
@@ -27,23 +29,52 @@ fn blocks_per_sm(spec: &ModelSpec) -> usize {
         .unwrap_or(if decode_vps(spec) >= 16 { 1 } else { 2 })
 }
 
-/// The input widths of the decode GEMVs: hidden (QKV, gate/up, lm_head), q_dim (O), intermediate
-/// (down).
-fn input_widths(m: &Model<'_>) -> [usize; 3] {
-    let s = m.spec;
-    [s.hidden_size, s.q_dim(), s.intermediate_size]
+/// Bytes of one staged input element of a GEMV over `w`: the storage element for a dense matrix,
+/// f32 for a quantized one (decode.cu's prologues).
+fn staged_bytes(m: &Model<'_>, w: &Mat) -> usize {
+    match w.format {
+        WeightFormat::Dense(_) => m.precision.bytes_per_element(),
+        WeightFormat::Quantized(_) | WeightFormat::Blocks(_) => 4,
+    }
+}
+
+/// Whether every row of `w` is a whole number of the 16-byte vectors the decode GEMVs load.
+fn whole_vectors(m: &Model<'_>, w: &Mat) -> bool {
+    match w.format {
+        WeightFormat::Dense(_) => (w.cols * m.precision.bytes_per_element()).is_multiple_of(16),
+        WeightFormat::Quantized(q) => w.cols.is_multiple_of(codes_per_vector(q)),
+        WeightFormat::Blocks(_) => false,
+    }
 }
 
 /// Whether `call` can take the fused path: a decode step of at most `GEMV_MAX_ROWS` rows whose every
-/// input width is a whole number of 16-byte vectors and whose staged inputs fit in shared memory.
+/// matrix (the layers' are alike; the first layer's stand for all) has rows of whole 16-byte
+/// vectors in a format the kernels were compiled for, with staged inputs that fit in shared memory.
 pub fn fits(m: &Model<'_>, call: &Call) -> bool {
     let rows = call.rows();
-    let e = m.precision.bytes_per_element();
+    let l = m.layout;
+    let first = l.layers.first();
+    let mats = first
+        .into_iter()
+        .flat_map(|f| [&f.qkv, &f.o, &f.up, &f.down])
+        .chain([&l.lm_head]);
     call.is_decode()
         && rows <= GEMV_MAX_ROWS
-        && input_widths(m)
-            .iter()
-            .all(|&k| (k * e).is_multiple_of(16) && rows * k * e <= m.k.gemv_smem_limit)
+        && l.layers.iter().all(|x| {
+            first.is_some_and(|f| {
+                [
+                    (&x.qkv, &f.qkv),
+                    (&x.o, &f.o),
+                    (&x.up, &f.up),
+                    (&x.down, &f.down),
+                ]
+                .iter()
+                .all(|(a, b)| a.format == b.format && a.cols == b.cols)
+            })
+        })
+        && mats.into_iter().all(|w| {
+            whole_vectors(m, w) && rows * w.cols * staged_bytes(m, w) <= m.k.gemv_smem_limit
+        })
 }
 
 /// Blocks of a decode GEMV launch of `f` with `smem` bytes of shared memory.
@@ -54,15 +85,9 @@ fn blocks(m: &Model<'_>, f: &CudaFunction, smem: usize) -> usize {
     m.gpu.sms * per_sm
 }
 
-/// Launch one decode GEMV `f` (`k` input columns of `rows` rows staged in shared memory).
-fn gemv<K: Kernel>(
-    m: &Model<'_>,
-    f: &Function<K>,
-    k: usize,
-    rows: usize,
-    kernel: &K,
-) -> Result<()> {
-    let smem = rows * k * m.precision.bytes_per_element();
+/// Launch one decode GEMV `f` over `w` (its `w.cols` inputs of `rows` rows staged in shared memory).
+fn gemv<K: Kernel>(m: &Model<'_>, f: &Function<K>, w: &Mat, rows: usize, kernel: &K) -> Result<()> {
+    let smem = rows * w.cols * staged_bytes(m, w);
     let grid = (blocks(m, f.cuda(), smem) as u32, 1, 1);
     m.stream()
         .launch(f, Grid::new(grid, 256).smem(smem), kernel)
@@ -70,9 +95,7 @@ fn gemv<K: Kernel>(
 
 pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_>]) -> Result<()> {
     let rows = call.rows();
-    let spec = m.spec;
     let k: &DecodeKernels = if rows == 1 { &m.k.dec1 } else { &m.k.decn };
-    let h = spec.hidden_size;
     let l = m.layout;
     let (m_rows, max_seq) = (rows as i32, m.max_seq as i32);
     embed(m, s, call)?;
@@ -83,7 +106,7 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
         let (cos_t, sin_t) = m.rope_of(i);
         let qk_norm = layer.qk_norm.as_ref();
         let qkv = DecQkv {
-            w: m.mat(&layer.qkv),
+            w: m.packed(&layer.qkv),
             x: s.x.view(),
             nw: m.vec(&layer.attn_norm.0),
             nb: m.opt_vec(&layer.attn_norm.1),
@@ -107,7 +130,7 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
             trace: m.trace,
             slot: slot(Kind::Qkv, i) as i32,
         };
-        gemv(m, &k.qkv, h, rows, &qkv)?;
+        gemv(m, &k.qkv, &layer.qkv, rows, &qkv)?;
         if let Some(w) = qk_norm {
             head_norm(m, s, rows, w)?;
             qkv_rope(m, s, call, None, Some(kv), i)?;
@@ -119,7 +142,7 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
             None => s.x.view_mut(),
         };
         let o = DecO {
-            w: m.mat(&layer.o),
+            w: m.packed(&layer.o),
             a: s.attn.view(),
             x: out(),
             bias: m.opt_vec(&layer.o_bias),
@@ -127,12 +150,12 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
             trace: m.trace,
             slot: slot(Kind::O, i) as i32,
         };
-        gemv(m, &k.o, layer.o.cols, rows, &o)?;
+        gemv(m, &k.o, &layer.o, rows, &o)?;
         if let Some((post_attn, _)) = &layer.post_norms {
             add_post_norm(m, s, rows, post_attn)?;
         }
         let up = DecUp {
-            w: m.mat(&layer.up),
+            w: m.packed(&layer.up),
             x: s.x.view(),
             nw: m.vec(&layer.mlp_norm.0),
             nb: m.opt_vec(&layer.mlp_norm.1),
@@ -142,9 +165,9 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
             trace: m.trace,
             slot: slot(Kind::Up, i) as i32,
         };
-        gemv(m, &k.up, h, rows, &up)?;
+        gemv(m, &k.up, &layer.up, rows, &up)?;
         let down = DecDown {
-            w: m.mat(&layer.down),
+            w: m.packed(&layer.down),
             mid: s.mid.view(),
             x: out(),
             bias: m.opt_vec(&layer.down_bias),
@@ -152,7 +175,7 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
             trace: m.trace,
             slot: slot(Kind::Down, i) as i32,
         };
-        gemv(m, &k.down, layer.down.cols, rows, &down)?;
+        gemv(m, &k.down, &layer.down, rows, &down)?;
         if let Some((_, post_mlp)) = &layer.post_norms {
             add_post_norm(m, s, rows, post_mlp)?;
         }
@@ -171,7 +194,7 @@ pub fn encode_fused(m: &Model<'_>, s: &Scratch, call: &Call, cache: &[LayerKv<'_
         trace: m.trace,
         slot: slot(Kind::LmHead, l.layers.len()) as i32,
     };
-    gemv(m, &k.lm, h, rows, &lm)
+    gemv(m, &k.lm, &l.lm_head, rows, &lm)
 }
 
 /// `x += rmsnorm(delta) * w` for every row: a sandwich norm of the O or down GEMV's output.

@@ -6,16 +6,17 @@
 use super::device::Gpu;
 use super::fused_layer::{FusedLayer, LayerPositions};
 use super::gemm::{GemmChoice, GemmShape, Lt, default_choice};
-use super::kernels::{DECODE_CHUNK, Kernels, tc_prefill_supported};
+use super::kernels::{DECODE_CHUNK, Kernels, codes_per_vector, format_code, tc_prefill_supported};
 use super::launch::{Grid, Stream};
 use super::launchers::{
-    Argmax, AttnDecode, AttnPrefill, Embed, Gemv, HeadNorm, KvRingStore, QkvRope,
+    Argmax, AttnDecode, AttnPrefill, Dequant, Embed, Gemv, HeadNorm, KvRingStore, QkvRope,
 };
 use super::memory::{DevBuf, DevSlice, DevSliceMut, Mark, Stored};
 use super::scratch::{Scratch, decode_splits};
 use super::weights::{Layout, Mat, Vf};
 use crate::Result;
 use crate::backend_error::BackendError;
+use crate::format::WeightFormat;
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
 use crate::step::CacheMode;
@@ -31,8 +32,11 @@ pub struct Model<'a> {
     pub layer: FusedLayer,
     pub precision: Precision,
     pub layout: &'a Layout,
-    /// Every matrix of the layout, in the storage element.
+    /// Every matrix of the layout, each in its format.
     pub mats: &'a DevBuf<Stored>,
+    /// The dense staging matrix the general path dequantises a quantized matrix into before its
+    /// GEMM (as large as the largest; absent when every matrix is dense).
+    pub unpacked: Option<&'a DevBuf<Stored>>,
     /// Every norm weight and bias of the layout.
     pub vecs: &'a DevBuf<f32>,
     /// `(cos, sin)` tables, `[max_seq, head_dim / 2]`, of each rotary embedding of the plan
@@ -57,12 +61,17 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// Matrix `w` of the layout (dense in the storage element: `CudaBackend::assemble` refuses any
-    /// other format).
+    /// Matrix `w` of the layout, which is dense in the storage element.
     pub fn mat(&self, w: &Mat) -> DevSlice<'a, Stored> {
         debug_assert_eq!(w.format.dense(), Some(self.precision));
         self.mats
             .slice(w.off / self.mats.elem_bytes(), w.rows * w.cols)
+    }
+
+    /// The bytes of matrix `w` of the layout, in its format (dense or quantized at build).
+    pub fn packed(&self, w: &Mat) -> DevSlice<'a, u8> {
+        self.mats
+            .byte_slice(w.off, w.format.matrix_bytes(w.rows, w.cols))
     }
 
     /// Vector `v` of the layout.
@@ -152,7 +161,41 @@ pub fn choice(m: &Model<'_>, w: &Mat, rows: usize) -> (GemmShape, Option<GemmCho
     (shape, choice)
 }
 
-/// `y[rows, w.rows] = x · wᵀ` (x rows `ldx` elements apart), by the recorded or default choice.
+/// Matrix `w` dense in the storage element: itself, or (quantized) dequantised into the staging
+/// matrix, which holds it until the next call.
+fn dense_of<'a>(m: &Model<'a>, w: &Mat) -> Result<DevSlice<'a, Stored>> {
+    let fmt = match w.format {
+        WeightFormat::Dense(_) => return Ok(m.mat(w)),
+        other => format_code(other).map_err(crate::Error::invalid)?,
+    };
+    let n = w.rows * w.cols;
+    let staging = m.unpacked.filter(|u| u.len() >= n).ok_or_else(|| {
+        crate::Error::Backend(BackendError::Other(format!(
+            "no dense staging matrix for a {}x{} matrix stored as {}",
+            w.rows, w.cols, w.format
+        )))
+    })?;
+    let vecs = n / match w.format {
+        WeightFormat::Quantized(q) => codes_per_vector(q),
+        _ => 1,
+    };
+    Dequant {
+        w: m.packed(w),
+        out: staging.slice_mut(0, n),
+        rows: w.rows as i32,
+        cols: w.cols as i32,
+        fmt: fmt as i32,
+    }
+    .launch(
+        &m.stream(),
+        &m.k.dequant,
+        Grid::new((vecs.div_ceil(256).clamp(1, 1 << 16) as u32, 1, 1), 256),
+    )?;
+    Ok(staging.slice(0, n))
+}
+
+/// `y[rows, w.rows] = x · wᵀ` (x rows `ldx` elements apart), by the recorded or default choice; a
+/// quantized `w` is first dequantised into the staging matrix.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     m: &Model<'_>,
@@ -164,13 +207,14 @@ pub fn gemm(
     y: DevSliceMut<'_, f32>,
 ) -> Result<()> {
     let (shape, choice) = choice(m, w, rows);
+    let dense = dense_of(m, w)?;
     let e = m.precision.bytes_per_element();
     let smem = rows * w.cols * e;
     match choice {
         Some(GemmChoice::Gemv) if ldx.is_multiple_of(16 / e) && smem <= m.k.gemv_smem_limit => {
             let grid = gemv_grid(m, m.k.gemv.cuda(), w.rows, smem);
             Gemv {
-                w: m.mat(w),
+                w: dense,
                 x,
                 y,
                 bias: None,
@@ -183,9 +227,9 @@ pub fn gemm(
             .launch(&m.stream(), &m.k.gemv, Grid::new(grid, 256).smem(smem))
         }
         Some(GemmChoice::Lt { algo }) if ldx == w.cols => {
-            lt.matmul(m.gpu, shape, m.mat(w), x, ldx, y, Some(algo))
+            lt.matmul(m.gpu, shape, dense, x, ldx, y, Some(algo))
         }
-        _ => lt.matmul(m.gpu, shape, m.mat(w), x, ldx, y, None),
+        _ => lt.matmul(m.gpu, shape, dense, x, ldx, y, None),
     }
 }
 

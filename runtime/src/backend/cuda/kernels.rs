@@ -7,10 +7,12 @@ use super::fused_layer::FusedLayer;
 use super::launch::{Function, Kernel};
 use super::launchers::{
     Activation, AddNorm, AddPostNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO,
-    DecQkv, DecUp, Embed, Gemv, HeadNorm, KvRingStore, LogitSoftcap, PostNorm, QkvRope, SampleTopK,
+    DecQkv, DecUp, Dequant, Embed, Gemv, HeadNorm, KvRingStore, LogitSoftcap, PostNorm, QkvRope,
+    SampleTopK,
 };
 use crate::backend_error::BackendError;
-use crate::plan::ModelPlan;
+use crate::format::{QuantFormat, WeightFormat, WeightQuant};
+use crate::plan::{LayerPlan, LinearPlan, ModelPlan};
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
 use crate::{Error, Result};
@@ -67,14 +69,51 @@ pub struct KernelConsts {
     /// Whether `attn_prefill_tc` is the real tensor-core kernel (else an empty stub): see
     /// [`tc_prefill_supported`].
     pub tc_attn: bool,
+    /// The formats of the layer linears (`FMT_*` of runtime/templates/kernels/quant.cuh: 0 dense,
+    /// 1 int8, 2 int4, 3 fp8): QKV, O, gate/up (or fc), down.
+    pub fmt_qkv: u8,
+    pub fmt_o: u8,
+    pub fmt_up: u8,
+    pub fmt_down: u8,
+}
+
+/// The `FMT_*` code (runtime/templates/kernels/quant.cuh) of a weight format the kernels read, or why
+/// they cannot.
+pub fn format_code(format: WeightFormat) -> std::result::Result<u8, String> {
+    match format {
+        WeightFormat::Dense(_) => Ok(0),
+        WeightFormat::Quantized(WeightQuant::Int8) => Ok(1),
+        WeightFormat::Quantized(WeightQuant::Int4) => Ok(2),
+        WeightFormat::Quantized(WeightQuant::Fp8) => Ok(3),
+        WeightFormat::Blocks(_) => Err(format!("the CUDA kernels do not read {format}")),
+    }
+}
+
+/// Weights per 16-byte vector of a quantized format's codes (a row must hold whole vectors).
+pub fn codes_per_vector(q: WeightQuant) -> usize {
+    match q {
+        WeightQuant::Int4 => 32,
+        WeightQuant::Int8 | WeightQuant::Fp8 => 16,
+    }
 }
 
 impl KernelConsts {
     /// The constants of `spec` at `precision` over a cache of `max_seq_len` positions, or why its
     /// layer plan cannot run on these kernels there.
-    pub fn new(spec: &ModelSpec, precision: Precision, max_seq_len: usize) -> Result<KernelConsts> {
+    pub fn new(
+        spec: &ModelSpec,
+        precision: Precision,
+        quant: QuantFormat,
+        max_seq_len: usize,
+    ) -> Result<KernelConsts> {
         let plan = ModelPlan::new(spec).within(max_seq_len);
         let layer = FusedLayer::of(&spec.name, &plan)?;
+        let fmt = |pick: fn(&LayerPlan) -> &LinearPlan| -> Result<u8> {
+            plan.layers.first().map_or(Ok(0), |l| {
+                format_code(WeightFormat::of_linear_as(pick(l), precision, quant))
+                    .map_err(|e| Error::invalid(format!("{}: {e}", spec.name)))
+            })
+        };
         Ok(KernelConsts {
             model: spec.name.clone(),
             dtype: match precision {
@@ -104,6 +143,10 @@ impl KernelConsts {
             decode_norm_regs: decode_knob("LLMFORGE_DECODE_NORM_REGS", 1, 1),
             decode_l2_after: decode_knob("LLMFORGE_DECODE_L2_AFTER", 2, 0),
             tc_attn: tc_prefill_supported(spec, precision),
+            fmt_qkv: fmt(|l| &l.qkv)?,
+            fmt_o: fmt(|l| &l.o)?,
+            fmt_up: fmt(|l| &l.up)?,
+            fmt_down: fmt(|l| &l.down)?,
         })
     }
 }
@@ -167,10 +210,11 @@ kernel_template!(MlpCu, "kernels/mlp.cu");
 kernel_template!(GemvCu, "kernels/gemv.cu");
 kernel_template!(DecodeCu, "kernels/decode.cu");
 kernel_template!(ArgmaxCu, "kernels/argmax.cu");
+kernel_template!(QuantCu, "kernels/quant.cu");
 kernel_template!(SampleCu, "kernels/sample.cu");
 
 /// The kernel modules and the functions each defines.
-pub const MODULES: [(&str, &[&str]); 10] = [
+pub const MODULES: [(&str, &[&str]); 11] = [
     ("norm", &["embed", "add_norm", "post_norm", "add_post_norm"]),
     ("head_norm", &["head_norm"]),
     ("rope_kv", &["qkv_rope", "kv_ring_store"]),
@@ -195,6 +239,7 @@ pub const MODULES: [(&str, &[&str]); 10] = [
     ),
     ("argmax", &["argmax", "logit_softcap"]),
     ("sample", &["sample_top_k"]),
+    ("quant", &["dequant"]),
 ];
 
 fn render_err(module: &str) -> impl Fn(askama::Error) -> Error + '_ {
@@ -211,9 +256,10 @@ fn render_err(module: &str) -> impl Fn(askama::Error) -> Error + '_ {
 pub fn render(
     spec: &ModelSpec,
     precision: Precision,
+    quant: QuantFormat,
     max_seq_len: usize,
 ) -> Result<Vec<(String, String)>> {
-    let c = &KernelConsts::new(spec, precision, max_seq_len)?;
+    let c = &KernelConsts::new(spec, precision, quant, max_seq_len)?;
     let sources = [
         ("norm", NormCu { c }.render().map_err(render_err("norm"))?),
         (
@@ -250,6 +296,10 @@ pub fn render(
             "sample",
             SampleCu { c }.render().map_err(render_err("sample"))?,
         ),
+        (
+            "quant",
+            QuantCu { c }.render().map_err(render_err("quant"))?,
+        ),
     ];
     Ok(sources
         .into_iter()
@@ -261,7 +311,7 @@ pub fn render(
 /// parameters, launch geometry). Stored with the PTX in engine files; a file with other kernels is
 /// refused by name rather than launched with the wrong arguments. Raised with every change to a
 /// kernel's name, parameters or launch geometry, or to the set of modules.
-pub const KERNEL_ABI: u32 = 7;
+pub const KERNEL_ABI: u32 = 8;
 
 /// Compiled PTX of every module for one compute capability (stored in the engine file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,12 +342,13 @@ fn first_abi() -> u32 {
 pub fn compile(
     spec: &ModelSpec,
     precision: Precision,
+    quant: QuantFormat,
     max_seq_len: usize,
     sm: u32,
 ) -> Result<CompiledKernels> {
     check_nvrtc()?;
     let mut ptx = Vec::new();
-    for (name, src) in render(spec, precision, max_seq_len)? {
+    for (name, src) in render(spec, precision, quant, max_seq_len)? {
         let opts = cudarc::nvrtc::CompileOptions {
             options: vec![
                 format!("--gpu-architecture=compute_{sm}"),
@@ -377,6 +428,8 @@ pub struct Kernels {
     pub logit_softcap: Function<LogitSoftcap<'static>>,
     /// Top-k sampling next to the logits (`sampling.rs`).
     pub sample: Function<SampleTopK<'static>>,
+    /// A matrix quantized at build into a dense staging matrix (general path).
+    pub dequant: Function<Dequant<'static>>,
     /// Largest dynamic shared memory a gemv block may use (the device's opt-in limit).
     pub gemv_smem_limit: usize,
 }
@@ -419,6 +472,7 @@ impl Kernels {
             glu: typed(&mut take, "glu")?,
             gelu_bias: typed(&mut take, "gelu_bias")?,
             gemv: typed(&mut take, "gemv")?,
+            dequant: typed(&mut take, "dequant")?,
             dec1: DecodeKernels::take(0, &mut take)?,
             decn: DecodeKernels::take(1, &mut take)?,
             argmax: typed(&mut take, "argmax")?,
@@ -511,9 +565,15 @@ mod tests {
         assert_eq!(decode_vps(&spec("Llama-3.2-1B-Instruct")), 8);
         assert_eq!(decode_vps(&spec("Qwen2.5-0.5B-Instruct")), 8);
         assert_eq!(decode_vps(&spec("Llama-3.1-8B-Instruct")), 16);
-        let c = KernelConsts::new(&spec("Llama-3.1-8B-Instruct"), Precision::Fp16, 2048).unwrap();
+        let c = KernelConsts::new(
+            &spec("Llama-3.1-8B-Instruct"),
+            Precision::Fp16,
+            QuantFormat::None,
+            2048,
+        )
+        .unwrap();
         assert_eq!((c.decode_vps, c.gated), (16, true));
-        let g = KernelConsts::new(&spec("gpt2"), Precision::Fp16, 1024).unwrap();
+        let g = KernelConsts::new(&spec("gpt2"), Precision::Fp16, QuantFormat::None, 1024).unwrap();
         assert_eq!((g.decode_vps, g.gated, g.rope), (8, false, false));
     }
 

@@ -198,9 +198,20 @@ launchers! {
         ldx: i32,
     }
 
+    /// `dequant` (quant.cu): a matrix quantized at build into a dense `[rows, cols]` matrix of `T`.
+    Dequant ["dequant"] {
+        w: DevSlice<'a, u8>,
+        out: DevSliceMut<'a, Stored>,
+        rows: i32,
+        cols: i32,
+        /// `FMT_INT8`, `FMT_INT4` or `FMT_FP8` (quant.cuh).
+        fmt: i32,
+    }
+
     /// `dec_qkv_1` / `dec_qkv_n` (decode.cu): norm → QKV → bias + RoPE → q and the K/V cache rows.
     DecQkv ["dec_qkv_1", "dec_qkv_n"] {
-        w: DevSlice<'a, Stored>,
+        /// The matrix in its format (runtime/templates/kernels/quant.cuh).
+        w: DevSlice<'a, u8>,
         x: DevSlice<'a, f32>,
         nw: DevSlice<'a, f32>,
         nb: Option<DevSlice<'a, f32>>,
@@ -225,7 +236,8 @@ launchers! {
     /// `dec_o_1` / `dec_o_n` (decode.cu): the attention output projection added to the residual
     /// stream.
     DecO ["dec_o_1", "dec_o_n"] {
-        w: DevSlice<'a, Stored>,
+        /// The matrix in its format (runtime/templates/kernels/quant.cuh).
+        w: DevSlice<'a, u8>,
         a: DevSlice<'a, Stored>,
         x: DevSliceMut<'a, f32>,
         bias: Option<DevSlice<'a, f32>>,
@@ -236,7 +248,8 @@ launchers! {
 
     /// `dec_up_1` / `dec_up_n` (decode.cu): norm → gate/up → SwiGLU, or fc → gelu.
     DecUp ["dec_up_1", "dec_up_n"] {
-        w: DevSlice<'a, Stored>,
+        /// The matrix in its format (runtime/templates/kernels/quant.cuh).
+        w: DevSlice<'a, u8>,
         x: DevSlice<'a, f32>,
         nw: DevSlice<'a, f32>,
         nb: Option<DevSlice<'a, f32>>,
@@ -250,7 +263,8 @@ launchers! {
     /// `dec_down_1` / `dec_down_n` (decode.cu): the MLP's down projection added to the residual
     /// stream.
     DecDown ["dec_down_1", "dec_down_n"] {
-        w: DevSlice<'a, Stored>,
+        /// The matrix in its format (runtime/templates/kernels/quant.cuh).
+        w: DevSlice<'a, u8>,
         mid: DevSlice<'a, Stored>,
         x: DevSliceMut<'a, f32>,
         bias: Option<DevSlice<'a, f32>>,

@@ -150,6 +150,24 @@ impl<E: Elem> DevBuf<E> {
         }
     }
 
+    /// Bytes `start..start + len` of the buffer, read by a kernel as bytes (a packed matrix of
+    /// another format inside a buffer of storage elements).
+    pub fn byte_slice(&self, start: usize, len: usize) -> DevSlice<'_, u8> {
+        debug_assert!(
+            start + len <= self.bytes(),
+            "bytes {}..{} of {}",
+            start,
+            start + len,
+            self.bytes()
+        );
+        DevSlice {
+            addr: self.base + start as u64,
+            len,
+            elem: 1,
+            _buf: PhantomData,
+        }
+    }
+
     /// Elements `start..start + len`, written by a kernel.
     pub fn slice_mut(&self, start: usize, len: usize) -> DevSliceMut<'_, E> {
         let s = self.slice(start, len);

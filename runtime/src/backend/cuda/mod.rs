@@ -96,6 +96,8 @@ pub struct CudaBackend {
     layer: FusedLayer,
     layout: Layout,
     mats: DevBuf<Stored>,
+    /// The general path's dense staging matrix for quantized matrices (`forward::Model::unpacked`).
+    unpacked: Option<DevBuf<Stored>>,
     vecs: DevBuf<f32>,
     /// Each layer's window and rotary embedding (`fused_layer::layer_positions`).
     positions: Vec<LayerPositions>,
@@ -169,9 +171,15 @@ pub fn build(
     check_spec(spec, options)?;
     let gpu = Gpu::open(ordinal(options)?)?;
     progress.stage("compile kernels (NVRTC)", 0);
-    let compiled = kernels::compile(spec, options.precision, options.max_seq_len, gpu.sm)?;
+    let compiled = kernels::compile(
+        spec,
+        options.precision,
+        options.quant,
+        options.max_seq_len,
+        gpu.sm,
+    )?;
     progress.stage("pack weights", 0);
-    let packed = weights::pack(spec, options.precision, weights)?;
+    let packed = weights::pack(spec, options.precision, options.quant, weights)?;
     let mut backend = CudaBackend::assemble(
         spec,
         options,
@@ -202,7 +210,7 @@ impl CudaBackend {
         vecs: &[u8],
     ) -> Result<CudaBackend> {
         let layer = check_spec(spec, options)?;
-        let layout = Layout::new(spec, options.precision);
+        let layout = Layout::new(spec, options.precision, options.quant);
         if let Some(problem) = layout.format_problem(options.precision) {
             return Err(Error::invalid(format!("{}: {problem}", spec.name)));
         }
@@ -219,6 +227,14 @@ impl CudaBackend {
         }
         let kernels = Kernels::load(&gpu, &compiled)?;
         let mats = gpu.upload_stored(options.precision, mats, "weights")?;
+        let unpacked = match layout.largest_packed() {
+            0 => None,
+            n => Some(gpu.zeros_stored(
+                options.precision,
+                &[n],
+                "dense staging matrix of the quantized weights",
+            )?),
+        };
         let vecs = gpu.upload_bytes(vecs, "norm and bias vectors")?;
         let plan = ModelPlan::new(spec).within(options.max_seq_len);
         let positions = fused_layer::layer_positions(&plan);
@@ -251,6 +267,7 @@ impl CudaBackend {
             layer,
             layout,
             mats,
+            unpacked,
             vecs,
             positions,
             rope,

@@ -9,6 +9,7 @@ use super::kernels::{self, Kernels};
 use super::launch::Stream;
 use super::memory::{DevBuf, Stored};
 use crate::Result;
+use crate::format::QuantFormat;
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
 use half::{bf16, f16};
@@ -59,9 +60,14 @@ impl OpGpu {
     /// Compile `spec`'s kernels at `precision` (over its whole context) for GPU 0's compute
     /// capability and load them.
     pub fn open(spec: &ModelSpec, precision: Precision) -> Result<OpGpu> {
+        OpGpu::open_as(spec, precision, QuantFormat::None)
+    }
+
+    /// [`OpGpu::open`] with the layer linears' kernels compiled for `quant`.
+    pub fn open_as(spec: &ModelSpec, precision: Precision, quant: QuantFormat) -> Result<OpGpu> {
         let gpu = Gpu::open(0)?;
         let context = spec.max_position_embeddings;
-        let compiled = kernels::compile(spec, precision, context, gpu.sm)?;
+        let compiled = kernels::compile(spec, precision, quant, context, gpu.sm)?;
         let kernels = Kernels::load(&gpu, &compiled)?;
         Ok(OpGpu {
             gpu,

@@ -9,6 +9,7 @@ use super::kernels::{CompiledKernels, KERNEL_ABI};
 use super::weights::Layout;
 use super::{CudaBackend, ordinal};
 use crate::engine_file::{EngineFileError, EngineHeader};
+use crate::format::QuantFormat;
 use crate::options::BuildOptions;
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
@@ -128,14 +129,15 @@ pub fn check_target(
     })
 }
 
-/// The payload must hold kernels for the header's GPU and exactly the packed weights the spec and
-/// precision lay out.
+/// The payload must hold kernels for the header's GPU and exactly the packed weights the spec,
+/// precision and quant format lay out.
 pub fn check_contents(
     path: &Path,
     p: &Payload,
     sm: u32,
     spec: &ModelSpec,
     precision: Precision,
+    quant: QuantFormat,
 ) -> std::result::Result<(), EngineFileError> {
     let corrupt = |message: String| {
         Err(EngineFileError::Corrupt {
@@ -157,7 +159,7 @@ pub fn check_contents(
             p.kernels.sm
         ));
     }
-    let layout = Layout::new(spec, precision);
+    let layout = Layout::new(spec, precision, quant);
     if p.mats.len() != layout.mat_bytes || p.vecs.len() != layout.vec_bytes {
         return corrupt(format!(
             "packed weights hold {} + {} bytes, {} at {precision} needs {} + {}",
@@ -193,7 +195,7 @@ pub fn load(
             message,
         },
     })?;
-    check_contents(path, &p, gpu.sm, spec, expect.precision)?;
+    check_contents(path, &p, gpu.sm, spec, expect.precision, expect.quant)?;
     CudaBackend::assemble(spec, expect, gpu, p.kernels, p.choices, &p.mats, &p.vecs)
 }
 
@@ -243,7 +245,7 @@ mod tests {
     fn contents_must_match_the_spec_layout() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny-llama");
         let spec = ModelSpec::from_dir(&dir).expect("tiny config");
-        let layout = Layout::new(&spec, Precision::Fp16);
+        let layout = Layout::new(&spec, Precision::Fp16, QuantFormat::None);
         let mut p = Payload {
             kernels: CompiledKernels {
                 abi: KERNEL_ABI,
@@ -255,15 +257,17 @@ mod tests {
             vecs: vec![0; layout.vec_bytes],
         };
         let path = Path::new("tiny.engine");
-        assert!(check_contents(path, &p, 90, &spec, Precision::Fp16).is_ok());
-        let e = check_contents(path, &p, 90, &spec, Precision::Fp32).expect_err("fp32 needs more");
+        assert!(check_contents(path, &p, 90, &spec, Precision::Fp16, QuantFormat::None).is_ok());
+        let e = check_contents(path, &p, 90, &spec, Precision::Fp32, QuantFormat::None)
+            .expect_err("fp32 needs more");
         assert!(e.to_string().contains("packed weights"), "{e}");
-        assert!(check_contents(path, &p, 89, &spec, Precision::Fp16).is_err());
+        assert!(check_contents(path, &p, 89, &spec, Precision::Fp16, QuantFormat::None).is_err());
         p.vecs.pop();
-        assert!(check_contents(path, &p, 90, &spec, Precision::Fp16).is_err());
+        assert!(check_contents(path, &p, 90, &spec, Precision::Fp16, QuantFormat::None).is_err());
         p.vecs.push(0);
         p.kernels.abi = KERNEL_ABI - 1;
-        let e = check_contents(path, &p, 90, &spec, Precision::Fp16).expect_err("older kernels");
+        let e = check_contents(path, &p, 90, &spec, Precision::Fp16, QuantFormat::None)
+            .expect_err("older kernels");
         assert!(e.to_string().contains("CUDA kernel version"), "{e}");
     }
 

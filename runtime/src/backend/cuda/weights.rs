@@ -1,12 +1,15 @@
-//! Weight packing for the GPU (host side, no GPU needed): every 2-D weight converted to the storage
-//! precision and fused (`[q | k | v]`, `[gate | up]`) into one matrix buffer, every 1-D parameter
-//! (norms, biases) into one f32 buffer. The [`Layout`] (byte offsets of each piece) is a pure function
-//! of the spec and precision, so the engine file stores only the two buffers and re-derives it.
+//! Weight packing for the GPU (host side, no GPU needed): every 2-D weight converted to its format
+//! (the storage precision, or a layer linear's build-time quantization, `crate::format`) and fused
+//! (`[q | k | v]`, `[gate | up]`) into one matrix buffer, every 1-D parameter (norms, biases) into
+//! one f32 buffer. The [`Layout`] (byte offsets of each piece) is a pure function of the spec,
+//! precision and quant format, so the engine file stores only the two buffers and re-derives it.
 
-use crate::format::WeightFormat;
+use super::kernels::codes_per_vector;
+use crate::format::{QuantFormat, WeightFormat};
 use crate::plan::{LinearPlan, ModelPlan, NormPlan, Residual};
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
+use crate::weights::quantize::quantize_parts;
 use crate::weights::{HostTensor, TensorData, WeightMap};
 use crate::{Error, Result};
 use half::{bf16, f16};
@@ -68,6 +71,7 @@ type Parts = Vec<(String, usize)>;
 
 struct Builder {
     precision: Precision,
+    quant: QuantFormat,
     elem: usize,
     mat_bytes: usize,
     vec_bytes: usize,
@@ -108,11 +112,16 @@ impl Builder {
             .then(|| self.vec(&[(&format!("{}.bias", plan.name), plan.width)]));
         (w, b)
     }
-    /// A planned linear layer: its fused matrix, then its fused bias when it has one.
+    /// A planned layer linear: its fused matrix (in the engine's format for it), then its fused
+    /// bias when it has one.
     fn linear(&mut self, plan: &LinearPlan) -> (Mat, Option<Vf>) {
+        let format = WeightFormat::of_linear_as(plan, self.precision, self.quant);
+        self.linear_as(plan, format)
+    }
+    /// A planned linear stored in `format`.
+    fn linear_as(&mut self, plan: &LinearPlan, format: WeightFormat) -> (Mat, Option<Vf>) {
         let weights = plan.weight_rows();
         let w: Vec<(&str, usize)> = weights.iter().map(|(n, r)| (n.as_str(), *r)).collect();
-        let format = WeightFormat::of_linear(plan, self.precision);
         let mat = self.mat(&w, plan.in_features, format);
         let bias = plan.bias.then(|| {
             let biases = plan.bias_rows();
@@ -123,10 +132,11 @@ impl Builder {
     }
 }
 
-fn build(spec: &ModelSpec, precision: Precision) -> (Layout, Builder) {
+fn build(spec: &ModelSpec, precision: Precision, quant: QuantFormat) -> (Layout, Builder) {
     let plan = ModelPlan::new(spec);
     let mut b = Builder {
         precision,
+        quant,
         elem: precision.bytes_per_element(),
         mat_bytes: 0,
         vec_bytes: 0,
@@ -178,7 +188,8 @@ fn build(spec: &ModelSpec, precision: Precision) -> (Layout, Builder) {
     let final_norm = b.norm(&plan.final_norm);
     let lm_head = match plan.tied {
         true => embed,
-        false => b.linear(&plan.lm_head).0,
+        // Never quantized (`crate::format`): dense like the embedding.
+        false => b.linear_as(&plan.lm_head, table).0,
     };
     let layout = Layout {
         elem: b.elem,
@@ -194,8 +205,8 @@ fn build(spec: &ModelSpec, precision: Precision) -> (Layout, Builder) {
 }
 
 impl Layout {
-    pub fn new(spec: &ModelSpec, precision: Precision) -> Layout {
-        build(spec, precision).0
+    pub fn new(spec: &ModelSpec, precision: Precision, quant: QuantFormat) -> Layout {
+        build(spec, precision, quant).0
     }
 
     /// Every matrix, embeddings first, in layout order (a tied `lm_head` is the embedding, listed
@@ -212,16 +223,52 @@ impl Layout {
             .chain([&self.lm_head])
     }
 
-    /// Why the kernels cannot multiply this layout's matrices, if they cannot: the GEMM and the
-    /// decode GEMVs read dense matrices of the engine's storage precision `T`.
+    /// Why the kernels cannot multiply this layout's matrices, if they cannot: the kernels read
+    /// dense matrices of the engine's storage precision `T` and layer linears quantized at build.
     pub fn format_problem(&self, precision: Precision) -> Option<String> {
         let dense = WeightFormat::Dense(precision);
-        self.matrices().find(|m| m.format != dense).map(|m| {
-            format!(
-                "a {}x{} matrix is stored as {}, and the CUDA kernels of a {precision} engine take {dense}",
+        let ok = |m: &Mat| match m.format {
+            WeightFormat::Dense(_) => m.format == dense,
+            WeightFormat::Quantized(q) => {
+                q.fits(m.cols) && m.cols.is_multiple_of(codes_per_vector(q))
+            }
+            WeightFormat::Blocks(_) => false,
+        };
+        let tables = [&self.embed, &self.lm_head]
+            .into_iter()
+            .chain(&self.pos_embed);
+        if let Some(m) = tables.into_iter().find(|m| m.format != dense) {
+            return Some(format!(
+                "a {}x{} embedding or lm_head matrix is stored as {}, and the CUDA kernels of a \
+                 {precision} engine take {dense}",
                 m.rows, m.cols, m.format
-            )
+            ));
+        }
+        self.matrices().find(|m| !ok(m)).map(|m| match m.format {
+            WeightFormat::Quantized(q) => format!(
+                "a {}x{} matrix is stored as {}, and the CUDA kernels read rows of whole groups and \
+                 whole 16-byte vectors of codes ({} weights)",
+                m.rows,
+                m.cols,
+                m.format,
+                codes_per_vector(q)
+            ),
+            _ => format!(
+                "a {}x{} matrix is stored as {}, and the CUDA kernels of a {precision} engine take \
+                 {dense} or weights quantized at build",
+                m.rows, m.cols, m.format
+            ),
         })
+    }
+
+    /// Elements of the largest matrix stored in another format than dense (the general path
+    /// dequantises one at a time into a dense staging buffer for its GEMMs), 0 when all are dense.
+    pub fn largest_packed(&self) -> usize {
+        self.matrices()
+            .filter(|m| m.format.dense().is_none())
+            .map(|m| m.rows * m.cols)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Bytes of weights a decode step streams (every matrix except the embedding tables, which are
@@ -243,14 +290,26 @@ pub struct Packed {
     pub vecs: Vec<u8>,
 }
 
-/// Append `t` to a matrix buffer in `format` (the CUDA kernels multiply dense formats only).
-fn append(out: &mut Vec<u8>, t: &HostTensor, format: WeightFormat) -> Result<()> {
+/// Append the matrix of `parts` (stacked, `cols` wide) to a matrix buffer in `format`: dense
+/// part by part, quantized as one matrix (all codes, then all scales, `crate::format`).
+fn append(
+    out: &mut Vec<u8>,
+    parts: &[&HostTensor],
+    cols: usize,
+    format: WeightFormat,
+) -> Result<()> {
     match format {
         WeightFormat::Dense(p) => {
-            append_dense(out, t, p);
+            for t in parts {
+                append_dense(out, t, p);
+            }
             Ok(())
         }
-        WeightFormat::Blocks(_) | WeightFormat::Quantized(_) => Err(Error::invalid(format!(
+        WeightFormat::Quantized(q) => {
+            out.extend_from_slice(&quantize_parts(q, parts, cols)?.to_bytes());
+            Ok(())
+        }
+        WeightFormat::Blocks(_) => Err(Error::invalid(format!(
             "the CUDA backend cannot store a matrix as {format}"
         ))),
     }
@@ -281,14 +340,21 @@ fn append_dense(out: &mut Vec<u8>, t: &HostTensor, precision: Precision) {
 }
 
 /// Convert and fuse `weights` (canonical names, shapes checked) into the GPU layout.
-pub fn pack(spec: &ModelSpec, precision: Precision, weights: &WeightMap) -> Result<Packed> {
-    let (layout, b) = build(spec, precision);
+pub fn pack(
+    spec: &ModelSpec,
+    precision: Precision,
+    quant: QuantFormat,
+    weights: &WeightMap,
+) -> Result<Packed> {
+    let (layout, b) = build(spec, precision, quant);
     let mut mats = Vec::with_capacity(layout.mat_bytes);
     for (m, parts) in &b.mats {
         debug_assert_eq!(mats.len(), m.off);
-        for (name, rows) in parts {
-            append(&mut mats, weights.get(name, &[*rows, m.cols])?, m.format)?;
-        }
+        let tensors = parts
+            .iter()
+            .map(|(name, rows)| weights.get(name, &[*rows, m.cols]))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        append(&mut mats, &tensors, m.cols, m.format)?;
         mats.resize(
             m.off + m.format.matrix_bytes(m.rows, m.cols).div_ceil(ALIGN) * ALIGN,
             0,
@@ -334,7 +400,7 @@ mod tests {
             ),
         )
         .expect("tiny weights");
-        let p = pack(&spec, Precision::Fp32, &map).expect("pack");
+        let p = pack(&spec, Precision::Fp32, QuantFormat::None, &map).expect("pack");
         let l = &p.layout.layers[1];
         let h = spec.hidden_size;
         let row = |m: &Mat, r: usize| -> Vec<f32> {
@@ -361,9 +427,9 @@ mod tests {
     #[test]
     fn layout_is_a_function_of_spec_and_precision() {
         let spec = tiny();
-        let a = Layout::new(&spec, Precision::Fp16);
-        assert_eq!(a, Layout::new(&spec, Precision::Fp16));
-        let f = Layout::new(&spec, Precision::Fp32);
+        let a = Layout::new(&spec, Precision::Fp16, QuantFormat::None);
+        assert_eq!(a, Layout::new(&spec, Precision::Fp16, QuantFormat::None));
+        let f = Layout::new(&spec, Precision::Fp32, QuantFormat::None);
         assert_eq!(f.streamed_bytes(), 2 * a.streamed_bytes());
         assert_eq!(a.lm_head == a.embed, spec.tie_word_embeddings);
     }
@@ -371,7 +437,7 @@ mod tests {
     #[test]
     fn every_matrix_is_dense_in_the_engine_precision() {
         let spec = tiny();
-        let mut a = Layout::new(&spec, Precision::Bf16);
+        let mut a = Layout::new(&spec, Precision::Bf16, QuantFormat::None);
         // embed, pos_embed when learned, four per layer, lm_head (the embedding again when tied).
         let n = 2 + 4 * spec.num_layers + usize::from(a.pos_embed.is_some());
         assert_eq!(a.matrices().count(), n);
@@ -386,10 +452,58 @@ mod tests {
             problem.contains("dense FP32") && problem.contains("dense BF16"),
             "{problem}"
         );
-        // A matrix quantized at build (`--quant_format int4`) is refused by its format's name.
+        // A quantized matrix whose rows are not whole groups is refused by its format's name.
         a.layers[1].up.format = WeightFormat::Dense(Precision::Bf16);
         a.layers[0].o.format = WeightFormat::Quantized(crate::format::WeightQuant::Int4);
         let problem = a.format_problem(Precision::Bf16).expect("refused");
         assert!(problem.contains("int4 (groups of 128)"), "{problem}");
+        // Kept GGUF blocks are not read by these kernels.
+        a.layers[0].o.format = WeightFormat::Blocks(crate::format::BlockType::Q8_0);
+        let problem = a.format_problem(Precision::Bf16).expect("refused");
+        assert!(problem.contains("GGUF Q8_0"), "{problem}");
+    }
+
+    /// A linear quantized at build is its fused matrix's codes, then its scales, exactly as the
+    /// quantization of each part stacked (`crate::format`); the tables stay dense.
+    #[test]
+    fn quantized_matrices_are_codes_then_scales() {
+        use crate::format::WeightQuant;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/quant/tiny-llama-w128");
+        let spec = ModelSpec::from_dir(&dir).expect("config");
+        let map = crate::weights::load(&spec, &crate::weights::WeightSource::HfDir(dir))
+            .expect("weights");
+        let dense = Layout::new(&spec, Precision::Fp16, QuantFormat::None);
+        for (quant, q) in [
+            (QuantFormat::Int8, WeightQuant::Int8),
+            (QuantFormat::Int4, WeightQuant::Int4),
+            (QuantFormat::Fp8, WeightQuant::Fp8),
+        ] {
+            let p = pack(&spec, Precision::Fp16, quant, &map).expect("pack");
+            let l = &p.layout.layers[0];
+            assert_eq!(p.layout.format_problem(Precision::Fp16), None);
+            assert_eq!(l.qkv.format, WeightFormat::Quantized(q));
+            assert_eq!(
+                p.layout.lm_head.format,
+                WeightFormat::Dense(Precision::Fp16)
+            );
+            let h = spec.hidden_size;
+            let parts = [
+                "layers.0.q.weight",
+                "layers.0.k.weight",
+                "layers.0.v.weight",
+            ];
+            let rows = [spec.q_dim(), spec.kv_dim(), spec.kv_dim()];
+            let tensors: Vec<_> = parts
+                .iter()
+                .zip(rows)
+                .map(|(n, r)| map.get(n, &[r, h]).expect("part"))
+                .collect();
+            let want = quantize_parts(q, &tensors, h).expect("quantize").to_bytes();
+            let at = l.qkv.off;
+            assert_eq!(&p.mats[at..at + want.len()], &want[..], "{quant}");
+            assert!(p.layout.streamed_bytes() < dense.streamed_bytes());
+            assert_eq!(p.layout.largest_packed(), 2 * spec.intermediate_size * h);
+        }
     }
 }
