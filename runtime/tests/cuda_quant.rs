@@ -21,8 +21,8 @@ mod common;
 use common::greedy::{ALL_TOKENS, Continuation, Top2, check_greedy, split_gap};
 use common::{prefill_logits, rel_err, root};
 use runtime::Precision;
-use runtime::backend::CacheMode;
 use runtime::backend::cuda::device;
+use runtime::backend::{CacheMode, LogitRows, StepInputs};
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::format::QuantFormat;
 use runtime::generate::{GenerateOptions, generate_with_static_cache};
@@ -90,6 +90,14 @@ fn engine(name: &str, precision: Precision, quant: QuantFormat, device: DeviceCh
         .unwrap_or_else(|e| panic!("{name} {precision} {quant}: build: {e}"))
 }
 
+fn bound_of(precision: Precision) -> f32 {
+    match precision {
+        Precision::Fp32 => FP32_BOUND,
+        Precision::Fp16 => FP16_BOUND,
+        Precision::Bf16 => BF16_BOUND,
+    }
+}
+
 fn gpu() -> DeviceChoice {
     DeviceChoice::Cuda { ordinal: 0 }
 }
@@ -144,11 +152,7 @@ fn quantized_engines_match_transformers_on_the_gpu() {
             );
             let reference = cpu_continuation(&mut cpu, &prompt, &want_greedy);
             for precision in Precision::ALL {
-                let bound = match precision {
-                    Precision::Fp32 => FP32_BOUND,
-                    Precision::Fp16 => FP16_BOUND,
-                    Precision::Bf16 => BF16_BOUND,
-                };
+                let bound = bound_of(precision);
                 let mut e = engine(name, precision, quant, gpu());
                 for mode in CacheMode::ALL {
                     let label = format!("{name} {quant} {precision} {mode:?}");
@@ -170,6 +174,56 @@ fn quantized_engines_match_transformers_on_the_gpu() {
                         split_gap(precision),
                     );
                 }
+            }
+        }
+    }
+}
+
+/// Token by token through the fused decode GEMVs (f32 ones in FP32, tensor-core ones in FP16 and
+/// BF16): each step's logits against transformers' prefill row of the same position, with the
+/// prefill's bounds.
+#[test]
+#[ignore = "needs a GPU (run with --include-ignored on a machine with CUDA)"]
+fn quantized_decode_steps_match_transformers() {
+    require_cuda();
+    for name in MODELS {
+        let f = json(&format!("{name}.json"));
+        let prompt = u32s(&f["prompt"]);
+        for quant in FORMATS {
+            let want = f32s(&f["formats"][quant.as_str()]["logits"]);
+            let vocab = want.len() / prompt.len();
+            for precision in Precision::ALL {
+                let bound = bound_of(precision);
+                let mut e = engine(name, precision, quant, gpu());
+                let mut cache = e.new_cache(1).expect("cache");
+                let mut worst = 0.0f32;
+                for t in 0..prompt.len() {
+                    let pos = [t as u32];
+                    let step = StepInputs {
+                        input_ids: &prompt[t..t + 1],
+                        position_ids: &pos,
+                        batch: 1,
+                        seq_len: 1,
+                        start_idx: t,
+                        end_idx: t + 1,
+                    };
+                    let got = e
+                        .forward(
+                            &step,
+                            &mut cache.layers_mut(),
+                            CacheMode::StaticV1,
+                            LogitRows::Last,
+                        )
+                        .expect("decode step")
+                        .data;
+                    let err = rel_err(&got, &want[t * vocab..(t + 1) * vocab]);
+                    worst = worst.max(err);
+                    assert!(
+                        err <= bound,
+                        "{name} {quant} {precision} decode step {t}: {err:.2e} > {bound:.1e}"
+                    );
+                }
+                println!("{name} {quant} {precision}: decode steps, worst {worst:.2e}");
             }
         }
     }

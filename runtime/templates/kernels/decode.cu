@@ -31,6 +31,8 @@
 extern __shared__ __align__(16) unsigned char dec_smem[];
 
 {% include "kernels/decode_stream.cuh" %}
+{% include "kernels/mma.cuh" %}
+{% include "kernels/decode_mma.cuh" %}
 
 // Prologues: stage the M input rows in shared memory rounded to T (the rounding the unfused path
 // applies before a GEMM): as T for a dense matrix, as the same values in f32 for a quantized one. Inputs written by the predecessor are read through L2 (`__ldcg`), never through the
@@ -41,11 +43,15 @@ extern __shared__ __align__(16) unsigned char dec_smem[];
 // (blocks of WARPS * 32 threads).
 #define NORM_REGS {{ c.decode_norm_regs }}
 #define NPT ((K + WARPS * 32 - 1) / (WARPS * 32)) // x values per thread
-template <int F> __device__ __forceinline__ void put_x(unsigned char* xs, size_t i, float v) {
-    if (F == FMT_DENSE)
-        ((T*)xs)[i] = from_f32(v);
+// Input k of row m: in T for a dense matrix and for the tensor-core GEMVs (at its x_slot), else as
+// the same T-rounded value in f32.
+template <int F, int K> __device__ __forceinline__ void put_x(unsigned char* xs, int m, int k, float v) {
+    if (USE_MMA(F, K))
+        ((T*)xs)[(size_t)m * K + x_slot<F>(k)] = from_f32(v);
+    else if (F == FMT_DENSE)
+        ((T*)xs)[(size_t)m * K + k] = from_f32(v);
     else
-        ((float*)xs)[i] = to_f32(from_f32(v));
+        ((float*)xs)[(size_t)m * K + k] = to_f32(from_f32(v));
 }
 template <int K, int F>
 __device__ __forceinline__ void stage_norm(const float* x, const float* __restrict__ nw,
@@ -71,7 +77,7 @@ __device__ __forceinline__ void stage_norm(const float* x, const float* __restri
 #pragma unroll
         for (int i = 0; i < NPT; i++) {
             int k = threadIdx.x + i * WARPS * 32;
-            if (k < K) put_x<F>(xs, (size_t)m * K + k, x_at(i, k) * inv * nw[k]);
+            if (k < K) put_x<F, K>(xs, m, k, x_at(i, k) * inv * nw[k]);
         }
 {% else %}
         float mean = block_sum(sum, red) / (float)K;
@@ -89,7 +95,7 @@ __device__ __forceinline__ void stage_norm(const float* x, const float* __restri
         for (int i = 0; i < NPT; i++) {
             int k = threadIdx.x + i * WARPS * 32;
             if (k < K)
-                put_x<F>(xs, (size_t)m * K + k, (x_at(i, k) - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
+                put_x<F, K>(xs, m, k, (x_at(i, k) - mean) * inv * nw[k] + (nb ? nb[k] : 0.0f));
         }
 {% endif %}
     }
@@ -136,6 +142,12 @@ template <int MR>
 __device__ __forceinline__ void qkv(const unsigned char* __restrict__ W, const float* x,
                                     const float* __restrict__ nw, const float* __restrict__ nb,
                                     QkvEpi<MR>& epi, int M, u64* trace, int slot) {
+    if constexpr (USE_MMA(FMT_QKV, HIDDEN)) {
+        mma_gemv<HIDDEN, ROPE_PAIR, FMT_QKV, QKV_DIM, MR>(
+            W, QKV_DIM / 2, M, epi,
+            [&](unsigned char* xs) { stage_norm<HIDDEN, FMT_QKV>(x, nw, nb, M, xs); }, trace, slot);
+        return;
+    }
     BEGIN(HIDDEN, ROPE_PAIR, FMT_QKV, QKV_DIM, QKV_DIM / 2, nw)
 {% if c.rope && !c.qk_norm %}
     // The RoPE rows of the step's positions (host inputs and engine constants) for the epilogue.
@@ -163,6 +175,13 @@ __device__ __forceinline__ void up_proj(const unsigned char* __restrict__ W, con
                                         const float* __restrict__ nw, const float* __restrict__ nb,
                                         const float* __restrict__ bias, T* __restrict__ mid, int M,
                                         u64* trace, int slot) {
+    if constexpr (USE_MMA(FMT_UP, HIDDEN)) {
+        UP_EPI<MR> epi{bias, mid};
+        mma_gemv<HIDDEN, UP_KIND, FMT_UP, UP_ROWS, MR>(
+            W, INTER, M, epi,
+            [&](unsigned char* xs) { stage_norm<HIDDEN, FMT_UP>(x, nw, nb, M, xs); }, trace, slot);
+        return;
+    }
     BEGIN(HIDDEN, UP_KIND, FMT_UP, UP_ROWS, INTER, nw)
     WAIT(HIDDEN, UP_KIND, FMT_UP)
     stage_norm<HIDDEN, FMT_UP>(x, nw, nb, M, xs);
@@ -176,6 +195,13 @@ template <int K, int F, int MR>
 __device__ __forceinline__ void residual_proj(const unsigned char* __restrict__ W, const T* a, float* x,
                                               const float* __restrict__ bias, int M, u64* trace,
                                               int slot) {
+    if constexpr (USE_MMA(F, K)) {
+        AccEpi<HIDDEN, MR> epi{x, bias};
+        mma_gemv<K, SINGLE, F, HIDDEN, MR>(
+            W, HIDDEN, M, epi, [&](unsigned char* xs) { stage_copy_mma<K, F>(a, M, xs); }, trace,
+            slot);
+        return;
+    }
     BEGIN(K, SINGLE, F, HIDDEN, HIDDEN, (const float*)nullptr)
     WAIT(K, SINGLE, F)
     AccEpi<HIDDEN, MR> epi{x, bias};

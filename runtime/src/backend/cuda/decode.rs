@@ -10,7 +10,9 @@
 //! while its predecessor still runs.
 
 use super::forward::{Call, LayerKv, Model, attention, embed, head_norm, no_cache, qkv_rope};
-use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, codes_per_vector, decode_vps, env_usize};
+use super::kernels::{
+    DecodeKernels, GEMV_MAX_ROWS, codes_per_vector, decode_mma, decode_vps, env_usize,
+};
 use super::launch::{Function, Grid, Kernel};
 use super::launchers::{AddPostNorm, DecDown, DecLm, DecO, DecQkv, DecUp};
 use super::scratch::Scratch;
@@ -18,6 +20,7 @@ use super::trace::{Kind, slot};
 use super::weights::Mat;
 use crate::Result;
 use crate::format::WeightFormat;
+use crate::precision::Precision;
 use crate::spec::ModelSpec;
 use cudarc::driver::CudaFunction;
 
@@ -29,14 +32,35 @@ fn blocks_per_sm(spec: &ModelSpec) -> usize {
         .unwrap_or(if decode_vps(spec) >= 16 { 1 } else { 2 })
 }
 
-/// Bytes of one staged input element of a GEMV over `w`: the storage element for a dense matrix,
-/// f32 for a quantized one (decode.cu's prologues).
+/// Whether the GEMV over `w` runs on tensor cores (decode_mma.cuh's `USE_MMA`): quantized, a 16-bit
+/// engine, rows of whole steps of four code vectors.
+fn on_tensor_cores(m: &Model<'_>, w: &Mat) -> bool {
+    match w.format {
+        WeightFormat::Quantized(q) => {
+            decode_mma()
+                && m.precision != Precision::Fp32
+                && w.cols.is_multiple_of(4 * codes_per_vector(q))
+        }
+        WeightFormat::Dense(_) | WeightFormat::Blocks(_) => false,
+    }
+}
+
+/// Bytes of one staged input element of a GEMV over `w`: the storage element for a dense matrix and
+/// on tensor cores, f32 for the other quantized ones (decode.cu's prologues).
 fn staged_bytes(m: &Model<'_>, w: &Mat) -> usize {
     match w.format {
         WeightFormat::Dense(_) => m.precision.bytes_per_element(),
+        _ if on_tensor_cores(m, w) => m.precision.bytes_per_element(),
         WeightFormat::Quantized(_) | WeightFormat::Blocks(_) => 4,
     }
 }
+
+/// Shared memory of the tensor-core GEMVs' sums across warps (decode_mma.cuh: 8 warps x 16 rows x 8
+/// tokens of f32), which reuses the staged inputs' space.
+const MMA_SUMS_BYTES: usize = 8 * 16 * 8 * 4;
+
+/// Rows of a tensor-core GEMV block.
+const MMA_TILE: usize = 16;
 
 /// Whether every row of `w` is a whole number of the 16-byte vectors the decode GEMVs load.
 fn whole_vectors(m: &Model<'_>, w: &Mat) -> bool {
@@ -73,7 +97,8 @@ pub fn fits(m: &Model<'_>, call: &Call) -> bool {
             })
         })
         && mats.into_iter().all(|w| {
-            whole_vectors(m, w) && rows * w.cols * staged_bytes(m, w) <= m.k.gemv_smem_limit
+            let smem = (rows * w.cols * staged_bytes(m, w)).max(MMA_SUMS_BYTES);
+            whole_vectors(m, w) && smem <= m.k.gemv_smem_limit
         })
 }
 
@@ -88,6 +113,14 @@ fn blocks(m: &Model<'_>, f: &CudaFunction, smem: usize) -> usize {
 /// Launch one decode GEMV `f` over `w` (its `w.cols` inputs of `rows` rows staged in shared memory).
 fn gemv<K: Kernel>(m: &Model<'_>, f: &Function<K>, w: &Mat, rows: usize, kernel: &K) -> Result<()> {
     let smem = rows * w.cols * staged_bytes(m, w);
+    if on_tensor_cores(m, w) {
+        // One block per tile of 16 matrix rows.
+        let smem = smem.max(MMA_SUMS_BYTES);
+        let grid = (w.rows.div_ceil(MMA_TILE) as u32, 1, 1);
+        return m
+            .stream()
+            .launch(f, Grid::new(grid, 256).smem(smem), kernel);
+    }
     let grid = (blocks(m, f.cuda(), smem) as u32, 1, 1);
     m.stream()
         .launch(f, Grid::new(grid, 256).smem(smem), kernel)

@@ -66,6 +66,8 @@ pub struct KernelConsts {
     /// (on by default), and ask L2 for this many next weight steps right after the wait (off).
     pub decode_norm_regs: usize,
     pub decode_l2_after: usize,
+    /// Quantized matrices of 16-bit engines decode on tensor cores ([`decode_mma`]).
+    pub decode_mma: usize,
     /// Whether `attn_prefill_tc` is the real tensor-core kernel (else an empty stub): see
     /// [`tc_prefill_supported`].
     pub tc_attn: bool,
@@ -142,6 +144,7 @@ impl KernelConsts {
             sample_max_k: SAMPLE_MAX_K,
             decode_norm_regs: decode_knob("LLMFORGE_DECODE_NORM_REGS", 1, 1),
             decode_l2_after: decode_knob("LLMFORGE_DECODE_L2_AFTER", 2, 0),
+            decode_mma: usize::from(decode_mma()),
             tc_attn: tc_prefill_supported(spec, precision),
             fmt_qkv: fmt(|l| &l.qkv)?,
             fmt_o: fmt(|l| &l.o)?,
@@ -157,6 +160,13 @@ impl KernelConsts {
 pub fn decode_vps(spec: &ModelSpec) -> usize {
     env_usize("LLMFORGE_DECODE_VPS", |v| [4, 8, 16].contains(&v))
         .unwrap_or(if spec.hidden_size >= 4096 { 16 } else { 8 })
+}
+
+/// Whether the decode GEMVs over quantized matrices of 16-bit engines run on tensor cores
+/// (runtime/templates/kernels/decode_mma.cuh; on unless `LLMFORGE_DECODE_MMA=0`, which keeps the f32
+/// path for A/B runs). Either way the results are the same sums in another order.
+pub fn decode_mma() -> bool {
+    decode_knob("LLMFORGE_DECODE_MMA", 1, 1) == 1
 }
 
 /// A decode tuning knob from the environment: `var` = 0 to `max`, else `default` (the setting

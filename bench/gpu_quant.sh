@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Weights quantized at build on the GPU, in one device call: the quantized-engine tests against
+# transformers (cuda_quant), the op harness and the dense parity suite (regressions of the shared
+# decode kernels), then batch-1 decode speed of each format beside FP16 dense, int4 also on the f32
+# GEMV path (and, where BASE_BIN holds an earlier build's cuda_bench, that build's dense speed for an
+# A/B):
+#   TOTAL=560 bench/gpu_quant.sh BIN_DIR OUT_DIR [BASE_BIN]
+set -u
+HERE="$(cd "$(dirname "$0")" && pwd)"
+. "$HERE/gpu_env.sh"
+BASE="${3:-}"
+START=$(date +%s)
+TOTAL=${TOTAL:-560}
+left() { echo $((START + TOTAL - $(date +%s))); }
+nvidia-smi --query-gpu=name,uuid,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+run_test() { # name timeout
+    [ "$(left)" -gt "$2" ] || { echo "$1 skipped (deadline)" | tee -a "$OUT/summary.txt"; return; }
+    LLMFORGE_REQUIRE_CUDA=1 timeout "$2" "$BIN/$1" --include-ignored --test-threads 1 --nocapture \
+        > "$OUT/$1.log" 2>&1
+    echo "$1 rc=$?" | tee -a "$OUT/summary.txt"
+    grep -E "^test result|FAIL|panicked" "$OUT/$1.log" | head -8
+}
+run_test cuda_quant 150
+speed() { # label bin model quant [extra...]
+    local label=$1 bin=$2 model=$3 quant=$4
+    shift 4
+    [ "$(left)" -gt 100 ] || { echo "$label $model $quant skipped (deadline)" | tee -a "$OUT/summary.txt"; return; }
+    local q=()
+    [ "$quant" = none ] || q=(--quant "$quant")
+    timeout 100 "$bin/cuda_bench" "models/$model" --weights random --precision FP16 --prompt-len 16 \
+        --new-tokens 128 --reps 3 --label "$label" "${q[@]}" "$@" >> "$OUT/speed.jsonl" 2>> "$OUT/speed.err"
+    echo "$label $model $quant rc=$?" | tee -a "$OUT/summary.txt"
+}
+for model in Llama-3.2-1B-Instruct Llama-3.1-8B-Instruct; do
+    [ -n "$BASE" ] && speed base "$BASE" "$model" none
+    for quant in none int4 int8 fp8; do speed ours "$BIN" "$model" "$quant"; done
+    # The f32 GEMV path for the same format (LLMFORGE_DECODE_MMA=0), against the tensor-core one.
+    LLMFORGE_DECODE_MMA=0 speed ours-f32-gemv "$BIN" "$model" int4
+    [ -n "$BASE" ] && speed base "$BASE" "$model" none
+done
+cat "$OUT/speed.jsonl"
+run_test cuda_ops 120
+run_test cuda_parity 150
+echo "total $(($(date +%s) - START)) s" | tee -a "$OUT/summary.txt"
