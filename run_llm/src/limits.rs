@@ -133,12 +133,28 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
                         bytes: free as u64,
                         source: format!("the free memory of GPU {ordinal}"),
                     };
-                    let f = admission::admit(
+                    let f = admission::admit_kept(
                         &model.spec,
                         need.precision,
+                        need.quant,
+                        &|_| None,
                         Memory::Device,
                         shape,
                         Some(&gpu),
+                    )
+                    .map_err(advise)?;
+                    // Weights quantized at build are dequantised one matrix at a time for prefill.
+                    let staging = admission::staging_bytes(&model.spec, need.precision, need.quant);
+                    admission::check(
+                        || {
+                            format!(
+                                "{} in {} with {} weights and their dense staging matrix",
+                                model.spec.name, need.precision, need.quant
+                            )
+                        },
+                        f.total().saturating_add(staging),
+                        Some(&gpu),
+                        Knob::Model,
                     )
                     .map_err(advise)?;
                     Some((Memory::Device, f))

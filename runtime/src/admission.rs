@@ -223,6 +223,29 @@ pub fn weight_bytes_kept(
         .fold(0u64, u64::saturating_add)
 }
 
+/// Bytes of the dense staging matrix a GPU engine built with `quant` keeps for its prefill GEMMs:
+/// the largest layer linear stored quantized, in the engine precision (0 when none is).
+pub fn staging_bytes(spec: &ModelSpec, precision: Precision, quant: QuantFormat) -> u64 {
+    let plan = ModelPlan::new(spec);
+    plan.layers
+        .iter()
+        .flat_map(|l| l.linears())
+        .filter(|lin| {
+            WeightFormat::of_linear_as(lin, precision, quant)
+                .dense()
+                .is_none()
+        })
+        .map(|lin| {
+            mul(&[
+                lin.out_features(),
+                lin.in_features,
+                precision.bytes_per_element(),
+            ])
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Bytes of the activations of one forward over `rows` token rows whose logits are taken for
 /// `logit_rows` rows, at `elem_bytes` per value: the residual stream and its normed copy, the
 /// projection output, the fused QKV, the attention output, the MLP's input and middle widths, the

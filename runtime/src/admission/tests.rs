@@ -232,3 +232,23 @@ fn dense_weights_are_every_parameter_at_the_precision_size() {
         }
     }
 }
+
+/// The GPU's dense staging matrix for weights quantized at build is the largest quantized linear at
+/// the engine precision: Llama-3.1-8B's fused gate/up in every format; int4 on SmolLM2 quantizes
+/// only `down` (1536 inputs), whose 576 x 1536 is the staging size; none for dense weights.
+#[test]
+fn staging_holds_the_largest_quantized_linear() {
+    let llama = model("Llama-3.1-8B-Instruct");
+    for quant in [QuantFormat::Int8, QuantFormat::Int4, QuantFormat::Fp8] {
+        assert_eq!(
+            staging_bytes(&llama, Precision::Fp16, quant),
+            2 * 14336 * 4096 * 2
+        );
+    }
+    assert_eq!(staging_bytes(&llama, Precision::Fp16, QuantFormat::None), 0);
+    let smol = model("SmolLM2-135M-Instruct");
+    assert_eq!(
+        staging_bytes(&smol, Precision::Bf16, QuantFormat::Int4),
+        576 * 1536 * 2
+    );
+}

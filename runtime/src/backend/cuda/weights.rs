@@ -504,6 +504,11 @@ mod tests {
             assert_eq!(&p.mats[at..at + want.len()], &want[..], "{quant}");
             assert!(p.layout.streamed_bytes() < dense.streamed_bytes());
             assert_eq!(p.layout.largest_packed(), 2 * spec.intermediate_size * h);
+            // What admission sets aside for it (`run_llm`'s GPU memory check).
+            assert_eq!(
+                2 * p.layout.largest_packed() as u64,
+                crate::admission::staging_bytes(&spec, Precision::Fp16, quant)
+            );
         }
     }
 }
