@@ -70,8 +70,7 @@ impl<'a> Model<'a> {
 
     /// The bytes of matrix `w` of the layout, in its format (dense or quantized at build).
     pub fn packed(&self, w: &Mat) -> DevSlice<'a, u8> {
-        self.mats
-            .byte_slice(w.off, w.format.matrix_bytes(w.rows, w.cols))
+        self.mats.byte_slice(w.off, w.bytes())
     }
 
     /// Vector `v` of the layout.

@@ -82,7 +82,7 @@ use kernels::{CompiledKernels, Kernels};
 use memory::{DevBuf, Stored};
 use scratch::Scratch;
 use std::collections::BTreeMap;
-use weights::Layout;
+use weights::{KeptBlocks, Layout};
 
 pub struct CudaBackend {
     spec: ModelSpec,
@@ -95,6 +95,8 @@ pub struct CudaBackend {
     /// The layer plan's switches the kernels were compiled with.
     layer: FusedLayer,
     layout: Layout,
+    /// The tensors kept as GGUF blocks (recorded in engine files: the layout depends on them).
+    kept: KeptBlocks,
     mats: DevBuf<Stored>,
     /// The general path's dense staging matrix for quantized matrices (`forward::Model::unpacked`).
     unpacked: Option<DevBuf<Stored>>,
@@ -179,13 +181,14 @@ pub fn build(
         gpu.sm,
     )?;
     progress.stage("pack weights", 0);
-    let packed = weights::pack(spec, options.precision, options.quant, weights)?;
+    let mut packed = weights::pack(spec, options.precision, options.quant, weights)?;
     let mut backend = CudaBackend::assemble(
         spec,
         options,
         gpu,
         compiled,
         BTreeMap::new(),
+        std::mem::take(&mut packed.kept),
         &packed.mats,
         &packed.vecs,
     )?;
@@ -206,11 +209,12 @@ impl CudaBackend {
         gpu: Gpu,
         compiled: CompiledKernels,
         choices: BTreeMap<GemmShape, GemmChoice>,
+        kept: KeptBlocks,
         mats: &[u8],
         vecs: &[u8],
     ) -> Result<CudaBackend> {
         let layer = check_spec(spec, options)?;
-        let layout = Layout::new(spec, options.precision, options.quant);
+        let layout = Layout::kept(spec, options.precision, options.quant, &kept);
         if let Some(problem) = layout.format_problem(options.precision) {
             return Err(Error::invalid(format!("{}: {problem}", spec.name)));
         }
@@ -266,6 +270,7 @@ impl CudaBackend {
             choices,
             layer,
             layout,
+            kept,
             mats,
             unpacked,
             vecs,
@@ -430,7 +435,7 @@ impl Backend for CudaBackend {
         let mut vecs = vec![0u8; self.layout.vec_bytes];
         self.gpu.read_bytes(&self.mats, &mut mats, "weights")?;
         self.gpu.read_bytes(&self.vecs, &mut vecs, "vectors")?;
-        payload::write(out, &self.compiled, &self.choices, &mats, &vecs)
+        payload::write(out, &self.compiled, &self.choices, &self.kept, &mats, &vecs)
     }
 }
 

@@ -6,7 +6,7 @@
 use super::device::Gpu;
 use super::gemm::{GemmChoice, GemmShape};
 use super::kernels::{CompiledKernels, KERNEL_ABI};
-use super::weights::Layout;
+use super::weights::{KeptBlocks, Layout};
 use super::{CudaBackend, ordinal};
 use crate::engine_file::{EngineFileError, EngineHeader};
 use crate::format::QuantFormat;
@@ -23,12 +23,16 @@ use std::path::Path;
 struct Meta {
     kernels: CompiledKernels,
     gemm: Vec<(GemmShape, GemmChoice)>,
+    /// The tensors kept as GGUF blocks (absent in files without).
+    #[serde(default)]
+    kept: KeptBlocks,
 }
 
 /// What a CUDA payload holds.
 pub struct Payload {
     pub kernels: CompiledKernels,
     pub choices: BTreeMap<GemmShape, GemmChoice>,
+    pub kept: KeptBlocks,
     pub mats: Vec<u8>,
     pub vecs: Vec<u8>,
 }
@@ -41,12 +45,14 @@ pub fn write(
     out: &mut dyn Write,
     kernels: &CompiledKernels,
     choices: &BTreeMap<GemmShape, GemmChoice>,
+    kept: &KeptBlocks,
     mats: &[u8],
     vecs: &[u8],
 ) -> Result<()> {
     let meta = Meta {
         kernels: kernels.clone(),
         gemm: choices.iter().map(|(s, c)| (*s, *c)).collect(),
+        kept: kept.clone(),
     };
     let json =
         serde_json::to_vec(&meta).map_err(|e| Error::invalid(format!("CUDA payload: {e}")))?;
@@ -106,6 +112,7 @@ pub fn read(r: &mut dyn Read, limit: u64) -> std::result::Result<Payload, Payloa
     Ok(Payload {
         kernels: meta.kernels,
         choices: meta.gemm.into_iter().collect(),
+        kept: meta.kept,
         mats,
         vecs,
     })
@@ -159,7 +166,7 @@ pub fn check_contents(
             p.kernels.sm
         ));
     }
-    let layout = Layout::new(spec, precision, quant);
+    let layout = Layout::kept(spec, precision, quant, &p.kept);
     if p.mats.len() != layout.mat_bytes || p.vecs.len() != layout.vec_bytes {
         return corrupt(format!(
             "packed weights hold {} + {} bytes, {} at {precision} needs {} + {}",
@@ -196,12 +203,15 @@ pub fn load(
         },
     })?;
     check_contents(path, &p, gpu.sm, spec, expect.precision, expect.quant)?;
-    CudaBackend::assemble(spec, expect, gpu, p.kernels, p.choices, &p.mats, &p.vecs)
+    CudaBackend::assemble(
+        spec, expect, gpu, p.kernels, p.choices, p.kept, &p.mats, &p.vecs,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::BlockType;
 
     fn sample() -> Vec<u8> {
         let k = CompiledKernels {
@@ -210,8 +220,9 @@ mod tests {
             ptx: vec![("norm".into(), ".version 9.0".into())],
         };
         let choices = BTreeMap::from([(GemmShape { m: 1, n: 8, k: 16 }, GemmChoice::Gemv)]);
+        let kept = KeptBlocks::from([("layers.0.down.weight".to_string(), BlockType::Q6K)]);
         let mut out = Vec::new();
-        write(&mut out, &k, &choices, &[1, 2, 3, 4], &[5, 6, 7, 8]).expect("write");
+        write(&mut out, &k, &choices, &kept, &[1, 2, 3, 4], &[5, 6, 7, 8]).expect("write");
         out
     }
 
@@ -223,6 +234,7 @@ mod tests {
         assert_eq!(p.mats, vec![1, 2, 3, 4]);
         assert_eq!(p.vecs, vec![5, 6, 7, 8]);
         assert_eq!(p.choices.len(), 1);
+        assert_eq!(p.kept.get("layers.0.down.weight"), Some(&BlockType::Q6K));
     }
 
     #[test]
@@ -253,6 +265,7 @@ mod tests {
                 ptx: Vec::new(),
             },
             choices: BTreeMap::new(),
+            kept: KeptBlocks::new(),
             mats: vec![0; layout.mat_bytes],
             vecs: vec![0; layout.vec_bytes],
         };
@@ -269,6 +282,17 @@ mod tests {
         let e = check_contents(path, &p, 90, &spec, Precision::Fp16, QuantFormat::None)
             .expect_err("older kernels");
         assert!(e.to_string().contains("CUDA kernel version"), "{e}");
+        // Weights quantized at build, or kept as GGUF blocks, are other bytes: a payload of dense
+        // weights is not theirs.
+        p.kernels.abi = KERNEL_ABI;
+        let e = check_contents(path, &p, 90, &spec, Precision::Fp16, QuantFormat::Int8)
+            .expect_err("int8 is fewer bytes");
+        assert!(e.to_string().contains("packed weights"), "{e}");
+        p.kept = KeptBlocks::from([
+            ("layers.0.down.weight".to_string(), BlockType::Q8_0),
+            ("layers.1.down.weight".to_string(), BlockType::Q8_0),
+        ]);
+        assert!(check_contents(path, &p, 90, &spec, Precision::Fp16, QuantFormat::Gguf).is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! precision and quant format, so the engine file stores only the two buffers and re-derives it.
 
 use super::kernels::codes_per_vector;
-use crate::format::{QuantFormat, WeightFormat};
+use crate::admission::StoredBlocks;
+use crate::format::{BlockType, QuantFormat, WeightFormat};
 use crate::plan::{LinearPlan, ModelPlan, NormPlan, Residual};
 use crate::precision::Precision;
 use crate::spec::ModelSpec;
@@ -13,17 +14,76 @@ use crate::weights::quantize::quantize_parts;
 use crate::weights::{HostTensor, TensorData, WeightMap};
 use crate::{Error, Result};
 use half::{bf16, f16};
+use std::collections::BTreeMap;
 
 /// Matrices start on 256-byte boundaries (16-byte vector loads, cuBLASLt alignment).
 const ALIGN: usize = 256;
 
-/// A `[rows, cols]` matrix at byte `off` of the matrix buffer, stored in `format`.
+/// A `[rows, cols]` matrix at byte `off` of the matrix buffer, stored in `format`; or, where its
+/// parts are stored in different formats (`mixed`), a stack of them, `format` then the first
+/// part's block format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mat {
     pub off: usize,
     pub rows: usize,
     pub cols: usize,
     pub format: WeightFormat,
+    pub mixed: Mixed,
+}
+
+/// Most parts a fused matrix has (`[q | k | v]`).
+pub const MAX_PARTS: usize = 3;
+
+/// The parts of a matrix whose source holds them in different formats (a GGUF file's fused
+/// projection whose tensors differ in block type, kept as they are): each part's rows and format, in
+/// order, the parts stored one after the other. Empty when the whole matrix has one format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mixed {
+    parts: [Option<(usize, WeightFormat)>; MAX_PARTS],
+}
+
+/// Rows `row..row + rows` of a matrix, stored in `format` at byte `off` of the matrix buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub row: usize,
+    pub rows: usize,
+    pub off: usize,
+    pub format: WeightFormat,
+}
+
+impl Mat {
+    /// The matrix in runs of one format: itself, or each part of a mixed stack.
+    pub fn segments(&self) -> Vec<Segment> {
+        if self.mixed == Mixed::default() {
+            return vec![Segment {
+                row: 0,
+                rows: self.rows,
+                off: self.off,
+                format: self.format,
+            }];
+        }
+        let (mut row, mut off) = (0, self.off);
+        let mut out = Vec::with_capacity(MAX_PARTS);
+        for &(rows, format) in self.mixed.parts.iter().flatten() {
+            out.push(Segment {
+                row,
+                rows,
+                off,
+                format,
+            });
+            row += rows;
+            off += format.matrix_bytes(rows, self.cols);
+        }
+        out
+    }
+
+    /// Bytes of the whole matrix.
+    pub fn bytes(&self) -> usize {
+        self.segments()
+            .iter()
+            .map(|s| s.format.matrix_bytes(s.rows, self.cols))
+            .sum()
+    }
 }
 
 /// `len` f32 values at byte `off` of the vector buffer.
@@ -69,9 +129,11 @@ pub struct Layout {
 /// The canonical tensors (name, rows) making up each fused matrix, in layout order.
 type Parts = Vec<(String, usize)>;
 
-struct Builder {
+struct Builder<'a> {
     precision: Precision,
     quant: QuantFormat,
+    /// The block type the source keeps each canonical tensor in (`--quant_format gguf`).
+    stored: StoredBlocks<'a>,
     elem: usize,
     mat_bytes: usize,
     vec_bytes: usize,
@@ -80,16 +142,26 @@ struct Builder {
     vecs: Vec<(Vf, Vec<(String, usize)>)>,
 }
 
-impl Builder {
+impl Builder<'_> {
     fn mat(&mut self, parts: &[(&str, usize)], cols: usize, format: WeightFormat) -> Mat {
+        self.mat_mixed(parts, cols, format, Mixed::default())
+    }
+    fn mat_mixed(
+        &mut self,
+        parts: &[(&str, usize)],
+        cols: usize,
+        format: WeightFormat,
+        mixed: Mixed,
+    ) -> Mat {
         let rows = parts.iter().map(|p| p.1).sum();
         let m = Mat {
             off: self.mat_bytes,
             rows,
             cols,
             format,
+            mixed,
         };
-        self.mat_bytes += format.matrix_bytes(rows, cols).div_ceil(ALIGN) * ALIGN;
+        self.mat_bytes += m.bytes().div_ceil(ALIGN) * ALIGN;
         self.mats
             .push((m, parts.iter().map(|&(n, r)| (n.to_string(), r)).collect()));
         m
@@ -112,31 +184,64 @@ impl Builder {
             .then(|| self.vec(&[(&format!("{}.bias", plan.name), plan.width)]));
         (w, b)
     }
-    /// A planned layer linear: its fused matrix (in the engine's format for it), then its fused
-    /// bias when it has one.
+    /// A planned layer linear: its fused matrix (in the engine's format for it, or the blocks the
+    /// source keeps its parts in), then its fused bias when it has one.
     fn linear(&mut self, plan: &LinearPlan) -> (Mat, Option<Vf>) {
         let format = WeightFormat::of_linear_as(plan, self.precision, self.quant);
-        self.linear_as(plan, format)
+        let weights = plan.weight_rows();
+        let cols = plan.in_features;
+        // A part the source keeps as whole-row blocks stays in them (as `model::linear` keeps it).
+        let kept: Vec<Option<WeightFormat>> = weights
+            .iter()
+            .map(|(name, _)| {
+                (self.stored)(name)
+                    .filter(|t| t.row_bytes(cols).is_some())
+                    .map(WeightFormat::Blocks)
+            })
+            .collect();
+        let first_kept = kept.iter().flatten().next().copied();
+        let Some(first_kept) = first_kept else {
+            return self.linear_as(plan, format);
+        };
+        if kept.iter().all(|k| *k == Some(first_kept)) {
+            return self.linear_as(plan, first_kept);
+        }
+        let mut mixed = Mixed::default();
+        for (slot, ((_, rows), k)) in mixed.parts.iter_mut().zip(weights.iter().zip(&kept)) {
+            *slot = Some((*rows, k.unwrap_or(format)));
+        }
+        let w: Vec<(&str, usize)> = weights.iter().map(|(n, r)| (n.as_str(), *r)).collect();
+        let mat = self.mat_mixed(&w, cols, first_kept, mixed);
+        (mat, self.bias(plan))
     }
     /// A planned linear stored in `format`.
     fn linear_as(&mut self, plan: &LinearPlan, format: WeightFormat) -> (Mat, Option<Vf>) {
         let weights = plan.weight_rows();
         let w: Vec<(&str, usize)> = weights.iter().map(|(n, r)| (n.as_str(), *r)).collect();
         let mat = self.mat(&w, plan.in_features, format);
-        let bias = plan.bias.then(|| {
+        (mat, self.bias(plan))
+    }
+    /// A planned linear's fused bias, when it has one.
+    fn bias(&mut self, plan: &LinearPlan) -> Option<Vf> {
+        plan.bias.then(|| {
             let biases = plan.bias_rows();
             let b: Vec<(&str, usize)> = biases.iter().map(|(n, r)| (n.as_str(), *r)).collect();
             self.vec(&b)
-        });
-        (mat, bias)
+        })
     }
 }
 
-fn build(spec: &ModelSpec, precision: Precision, quant: QuantFormat) -> (Layout, Builder) {
+fn build<'a>(
+    spec: &ModelSpec,
+    precision: Precision,
+    quant: QuantFormat,
+    stored: StoredBlocks<'a>,
+) -> (Layout, Builder<'a>) {
     let plan = ModelPlan::new(spec);
     let mut b = Builder {
         precision,
         quant,
+        stored,
         elem: precision.bytes_per_element(),
         mat_bytes: 0,
         vec_bytes: 0,
@@ -206,7 +311,19 @@ fn build(spec: &ModelSpec, precision: Precision, quant: QuantFormat) -> (Layout,
 
 impl Layout {
     pub fn new(spec: &ModelSpec, precision: Precision, quant: QuantFormat) -> Layout {
-        build(spec, precision, quant).0
+        build(spec, precision, quant, &|_| None).0
+    }
+
+    /// [`Layout::new`] for a source that keeps canonical tensors as GGML blocks (`kept`, under
+    /// `--quant_format gguf`): each layer linear's parts in those blocks where their rows are whole
+    /// blocks; the embedding and lm_head dense.
+    pub fn kept(
+        spec: &ModelSpec,
+        precision: Precision,
+        quant: QuantFormat,
+        kept: &KeptBlocks,
+    ) -> Layout {
+        build(spec, precision, quant, &|name| kept.get(name).copied()).0
     }
 
     /// Every matrix, embeddings first, in layout order (a tied `lm_head` is the embedding, listed
@@ -224,15 +341,18 @@ impl Layout {
     }
 
     /// Why the kernels cannot multiply this layout's matrices, if they cannot: the kernels read
-    /// dense matrices of the engine's storage precision `T` and layer linears quantized at build.
+    /// dense matrices of the engine's storage precision `T`, layer linears quantized at build, and
+    /// layer linears (or their parts) in GGUF blocks of whole rows.
     pub fn format_problem(&self, precision: Precision) -> Option<String> {
         let dense = WeightFormat::Dense(precision);
-        let ok = |m: &Mat| match m.format {
-            WeightFormat::Dense(_) => m.format == dense,
-            WeightFormat::Quantized(q) => {
-                q.fits(m.cols) && m.cols.is_multiple_of(codes_per_vector(q))
-            }
-            WeightFormat::Blocks(_) => false,
+        let ok = |m: &Mat| {
+            m.segments().iter().all(|s| match s.format {
+                WeightFormat::Dense(_) => s.format == dense,
+                WeightFormat::Quantized(q) => {
+                    q.fits(m.cols) && m.cols.is_multiple_of(codes_per_vector(q))
+                }
+                WeightFormat::Blocks(t) => t.row_bytes(m.cols).is_some(),
+            })
         };
         let tables = [&self.embed, &self.lm_head]
             .into_iter()
@@ -255,7 +375,7 @@ impl Layout {
             ),
             _ => format!(
                 "a {}x{} matrix is stored as {}, and the CUDA kernels of a {precision} engine take \
-                 {dense} or weights quantized at build",
+                 {dense}, weights quantized at build or GGUF blocks of whole rows",
                 m.rows, m.cols, m.format
             ),
         })
@@ -265,7 +385,7 @@ impl Layout {
     /// dequantises one at a time into a dense staging buffer for its GEMMs), 0 when all are dense.
     pub fn largest_packed(&self) -> usize {
         self.matrices()
-            .filter(|m| m.format.dense().is_none())
+            .filter(|m| m.segments().iter().any(|s| s.format.dense().is_none()))
             .map(|m| m.rows * m.cols)
             .max()
             .unwrap_or(0)
@@ -274,7 +394,7 @@ impl Layout {
     /// Bytes of weights a decode step streams (every matrix except the embedding tables, which are
     /// only gathered from; a tied lm_head counts once).
     pub fn streamed_bytes(&self) -> usize {
-        let m = |m: &Mat| m.format.matrix_bytes(m.rows, m.cols);
+        let m = |m: &Mat| m.bytes();
         let mut total = m(&self.lm_head);
         for l in &self.layers {
             total += m(&l.qkv) + m(&l.o) + m(&l.up) + m(&l.down);
@@ -283,15 +403,21 @@ impl Layout {
     }
 }
 
+/// The block type of each canonical tensor the engine keeps as GGML blocks (`--quant_format gguf`;
+/// empty otherwise): with the spec, precision and quant format, what the layout is a function of.
+pub type KeptBlocks = BTreeMap<String, BlockType>;
+
 /// The packed host buffers of an engine.
 pub struct Packed {
     pub layout: Layout,
+    pub kept: KeptBlocks,
     pub mats: Vec<u8>,
     pub vecs: Vec<u8>,
 }
 
 /// Append the matrix of `parts` (stacked, `cols` wide) to a matrix buffer in `format`: dense
-/// part by part, quantized as one matrix (all codes, then all scales, `crate::format`).
+/// part by part, quantized as one matrix (all codes, then all scales, `crate::format`), GGUF blocks
+/// as the source holds them.
 fn append(
     out: &mut Vec<u8>,
     parts: &[&HostTensor],
@@ -309,9 +435,19 @@ fn append(
             out.extend_from_slice(&quantize_parts(q, parts, cols)?.to_bytes());
             Ok(())
         }
-        WeightFormat::Blocks(_) => Err(Error::invalid(format!(
-            "the CUDA backend cannot store a matrix as {format}"
-        ))),
+        WeightFormat::Blocks(t) => {
+            for p in parts {
+                match &p.data {
+                    TensorData::Blocks { ty, bytes } if *ty == t => out.extend_from_slice(bytes),
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "a matrix to keep as {format} has a part stored otherwise"
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -346,7 +482,16 @@ pub fn pack(
     quant: QuantFormat,
     weights: &WeightMap,
 ) -> Result<Packed> {
-    let (layout, b) = build(spec, precision, quant);
+    let kept: KeptBlocks = match quant {
+        QuantFormat::Gguf => weights
+            .tensors
+            .iter()
+            .filter_map(|(name, t)| Some((name.clone(), t.blocks()?)))
+            .collect(),
+        _ => KeptBlocks::new(),
+    };
+    let stored = |name: &str| kept.get(name).copied();
+    let (layout, b) = build(spec, precision, quant, &stored);
     let mut mats = Vec::with_capacity(layout.mat_bytes);
     for (m, parts) in &b.mats {
         debug_assert_eq!(mats.len(), m.off);
@@ -354,11 +499,16 @@ pub fn pack(
             .iter()
             .map(|(name, rows)| weights.get(name, &[*rows, m.cols]))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        append(&mut mats, &tensors, m.cols, m.format)?;
-        mats.resize(
-            m.off + m.format.matrix_bytes(m.rows, m.cols).div_ceil(ALIGN) * ALIGN,
-            0,
-        );
+        match m.mixed == Mixed::default() {
+            true => append(&mut mats, &tensors, m.cols, m.format)?,
+            // One part per segment, each in its own format.
+            false => {
+                for (t, seg) in tensors.iter().zip(m.segments()) {
+                    append(&mut mats, &[t], m.cols, seg.format)?;
+                }
+            }
+        }
+        mats.resize(m.off + m.bytes().div_ceil(ALIGN) * ALIGN, 0);
     }
     let mut vecs = Vec::with_capacity(layout.vec_bytes);
     for (v, parts) in &b.vecs {
@@ -378,7 +528,12 @@ pub fn pack(
             layout.vec_bytes
         )));
     }
-    Ok(Packed { layout, mats, vecs })
+    Ok(Packed {
+        layout,
+        kept,
+        mats,
+        vecs,
+    })
 }
 
 #[cfg(test)]
@@ -457,10 +612,87 @@ mod tests {
         a.layers[0].o.format = WeightFormat::Quantized(crate::format::WeightQuant::Int4);
         let problem = a.format_problem(Precision::Bf16).expect("refused");
         assert!(problem.contains("int4 (groups of 128)"), "{problem}");
-        // Kept GGUF blocks are not read by these kernels.
+        // Kept GGUF blocks are read where the rows are whole blocks (64 weights: two of Q8_0's,
+        // a quarter of Q4_K's).
         a.layers[0].o.format = WeightFormat::Blocks(crate::format::BlockType::Q8_0);
+        assert_eq!(a.format_problem(Precision::Bf16), None);
+        a.layers[0].o.format = WeightFormat::Blocks(crate::format::BlockType::Q4K);
         let problem = a.format_problem(Precision::Bf16).expect("refused");
-        assert!(problem.contains("GGUF Q8_0"), "{problem}");
+        assert!(problem.contains("GGUF Q4_K"), "{problem}");
+    }
+
+    /// With `--quant_format gguf` a layer linear keeps the blocks its source holds: one format
+    /// where the fused parts share a block type, else a stack of the parts each in its own (a
+    /// dense part at the engine precision), as the file stores them; the embedding and lm_head
+    /// dense. tiny-llama.gguf holds q as Q4_0, k as Q4_1, v as F16, gate as Q8_0, up as Q4_1 and
+    /// down as Q4_0.
+    #[test]
+    fn kept_blocks_stay_as_the_file_holds_them() {
+        use crate::format::BlockType;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let spec = ModelSpec::from_dir(&root.join("models/tiny-llama")).expect("config");
+        let source =
+            crate::weights::WeightSource::Gguf(root.join("tests/fixtures/gguf/tiny-llama.gguf"));
+        let map = crate::weights::load_as(&spec, &source, QuantFormat::Gguf).expect("loads");
+        let p = pack(&spec, Precision::Fp16, QuantFormat::Gguf, &map).expect("pack");
+        assert_eq!(p.layout.format_problem(Precision::Fp16), None);
+        assert_eq!(
+            p.layout,
+            Layout::kept(&spec, Precision::Fp16, QuantFormat::Gguf, &p.kept)
+        );
+        let l = &p.layout.layers[0];
+        let h = spec.hidden_size;
+        let blocks = |n: &str| match &map.tensors[n].data {
+            TensorData::Blocks { ty, bytes } => (*ty, bytes.clone()),
+            _ => panic!("{n} is not blocks"),
+        };
+        let fmt = |seg: &Segment| seg.format;
+        let qkv = l.qkv.segments();
+        assert_eq!(
+            qkv.iter().map(fmt).collect::<Vec<_>>(),
+            [
+                WeightFormat::Blocks(BlockType::Q4_0),
+                WeightFormat::Blocks(BlockType::Q4_1),
+                WeightFormat::Dense(Precision::Fp16)
+            ]
+        );
+        assert_eq!(qkv[2].row, spec.q_dim() + spec.kv_dim());
+        for (seg, name) in qkv.iter().zip(["layers.0.q.weight", "layers.0.k.weight"]) {
+            let (ty, bytes) = blocks(name);
+            assert_eq!(seg.format, WeightFormat::Blocks(ty));
+            assert_eq!(
+                &p.mats[seg.off..seg.off + bytes.len()],
+                &bytes[..],
+                "{name}"
+            );
+        }
+        let v: Vec<f16> = map
+            .get("layers.0.v.weight", &[spec.kv_dim(), h])
+            .expect("v")
+            .to_f32()
+            .iter()
+            .map(|&x| f16::from_f32(x))
+            .collect();
+        let at = qkv[2].off;
+        assert_eq!(
+            &p.mats[at..at + 2 * v.len()],
+            bytemuck::cast_slice::<f16, u8>(&v)
+        );
+        assert_eq!(
+            l.up.segments().iter().map(fmt).collect::<Vec<_>>(),
+            [
+                WeightFormat::Blocks(BlockType::Q8_0),
+                WeightFormat::Blocks(BlockType::Q4_1)
+            ]
+        );
+        assert_eq!(l.down.format, WeightFormat::Blocks(BlockType::Q4_0));
+        assert_eq!(l.down.segments().len(), 1);
+        assert_eq!(l.o.format, WeightFormat::Dense(Precision::Fp16));
+        assert_eq!(p.layout.embed.format, WeightFormat::Dense(Precision::Fp16));
+        let dense = Layout::new(&spec, Precision::Fp16, QuantFormat::None);
+        assert!(p.layout.streamed_bytes() < dense.streamed_bytes());
+        // A payload's kept map re-derives the layout; without it the sizes differ.
+        assert_ne!(p.layout.mat_bytes, dense.mat_bytes);
     }
 
     /// A linear quantized at build is its fused matrix's codes, then its scales, exactly as the
