@@ -9,7 +9,8 @@
 //! decode attention leaves its split counters at zero, so a second launch on the same buffers gives the
 //! same output; the fused decode GEMVs give bit-identical results on the engine's grid and on one
 //! block (every warp then walks many units); the fused argmax is the first index of the largest of the
-//! GPU's own logits.
+//! GPU's own logits; the block kernels give bit-identical results on the engine's grid and on one
+//! block, and write nothing outside their output.
 //!
 //! Needs a CUDA GPU, so `#[ignore]`d like `cuda_parity.rs`; `bench/gpu_ops.sh` runs it with
 //! `--include-ignored`, and then a machine without CUDA fails it.
@@ -25,8 +26,8 @@ use runtime::backend::cuda::kernels::{self, DECODE_CHUNK, decode_vps};
 use runtime::backend::cuda::launch::{Function, Grid, Kernel};
 use runtime::backend::cuda::launchers::{
     Activation, AddNorm, AddPostNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO,
-    DecQkv, DecUp, Dequant, Embed, Gemv, HeadNorm, KvRingStore, LogitSoftcap, PostNorm, QkvRope,
-    SampleTopK,
+    DecQkv, DecUp, Dequant, DequantBlocks, Embed, Gemv, GemvBlocks, HeadNorm, KvRingStore,
+    LogitSoftcap, PostNorm, QkvRope, SampleTopK,
 };
 use runtime::backend::cuda::memory::{ArgmaxKey, DevBuf};
 use runtime::backend::cuda::op_check::OpGpu;
@@ -124,6 +125,35 @@ fn compare(m: &Model, c: &Case, pr: &Prepared, out: &Outputs, failures: &mut Vec
                     failures.push(format!("{head}: relative error {rel:.2e} > {b:.1e}"));
                 }
             }
+            Bound::Bits => {
+                let bad = got
+                    .iter()
+                    .zip(&e.want)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                let first = got
+                    .iter()
+                    .zip(&e.want)
+                    .position(|(a, b)| a.to_bits() != b.to_bits());
+                let ok = bad == 0 && got.len() == e.want.len();
+                eprintln!(
+                    "{head}: {bad} of {} elements differ in their bits {}",
+                    e.want.len(),
+                    if ok { "ok" } else { "FAIL" }
+                );
+                if let Some(i) = first {
+                    failures.push(format!(
+                        "{head}: {bad} elements differ, the first {i}: {:e} against {:e}",
+                        got[i], e.want[i]
+                    ));
+                } else if !ok {
+                    failures.push(format!(
+                        "{head}: {} elements, expected {}",
+                        got.len(),
+                        e.want.len()
+                    ));
+                }
+            }
             Bound::Ids => {
                 // The fused lm_head argmax must pick the first largest of the GPU's own logits; the
                 // reference's choice is printed (a near-tie of the reference may differ).
@@ -164,6 +194,21 @@ fn ids_of(g: &OpGpu, best: &DevBuf<ArgmaxKey>) -> R<Vec<f32>> {
 
 fn err(msg: String) -> runtime::Error {
     runtime::Error::invalid(msg)
+}
+
+/// `a` and `b` (one output on two grids) equal bit for bit.
+fn same_bits(a: &[f32], b: &[f32], name: &str) -> R<()> {
+    match a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x.to_bits() != y.to_bits())
+    {
+        None => Ok(()),
+        Some(i) => Err(err(format!(
+            "{name} on one block differs from the engine's grid first at element {i}: {:e} against {:e}",
+            b[i], a[i]
+        ))),
+    }
 }
 
 /// Upload a case's inputs, launch its kernel as the engine does, read its outputs back.
@@ -604,6 +649,95 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                 Grid::new((vecs.div_ceil(256) as u32, 1, 1), 256),
             )?;
             Ok(vec![("out", g.read_stored(&out, "out")?)])
+        }
+        (
+            Op::DequantBlocks {
+                ty,
+                rows,
+                cols,
+                offset,
+            },
+            Data::Blocks { w, .. },
+        ) => {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(w);
+            let w_b = gpu.upload::<u8>(&bytes, "blocks")?;
+            let per_sm = k
+                .dequant_blocks
+                .cuda()
+                .occupancy_max_active_blocks_per_multiprocessor(256, 0, None)
+                .map_or(4, |b| b.max(1) as usize);
+            let wide = DequantBlocks::grid(rows, cols, gpu.sms * per_sm);
+            // The engine's grid, then one block (every thread strides over many units): the same bits,
+            // and the `offset` elements before the output untouched.
+            let mut outs = Vec::new();
+            for grid in [wide, Grid::new((1, 1, 1), wide.threads)] {
+                let out = gpu.zeros_stored(p, &[offset + rows * cols], "dense weights")?;
+                DequantBlocks {
+                    w: w_b.view().skip(offset),
+                    out: out.view_mut().skip(offset),
+                    rows: rows as i32,
+                    cols: cols as i32,
+                    ty: ty.ggml_id() as i32,
+                }
+                .launch(&st, &k.dequant_blocks, grid)?;
+                let all = g.read_stored(&out, "dense weights")?;
+                if all[..offset].iter().any(|v| v.to_bits() != 0) {
+                    return Err(err("written before the output".into()));
+                }
+                outs.push(all[offset..].to_vec());
+            }
+            same_bits(&outs[0], &outs[1], "out")?;
+            Ok(vec![("out", outs.swap_remove(0))])
+        }
+        (
+            Op::GemvBlocks {
+                ty,
+                m: mm,
+                n,
+                k: kk,
+                ldx,
+                offset,
+            },
+            Data::Blocks { w, x },
+        ) => {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(w);
+            let w_b = gpu.upload::<u8>(&bytes, "blocks")?;
+            let x_b = g.stored(x, "x")?;
+            let smem = GemvBlocks::smem(mm, kk, p.bytes_per_element());
+            if smem > k.gemv_smem_limit {
+                return Err(err(format!(
+                    "{smem} bytes of shared memory > {}",
+                    k.gemv_smem_limit
+                )));
+            }
+            let per_sm = k
+                .gemv_blocks
+                .cuda()
+                .occupancy_max_active_blocks_per_multiprocessor(256, smem, None)
+                .map_or(4, |b| b.max(1) as usize);
+            let wide = GemvBlocks::grid(n, smem, gpu.sms * per_sm);
+            // The engine's grid, then one block (each warp walks many rows): the same bits, and every
+            // output written (y starts as NaN).
+            let mut outs = Vec::new();
+            for grid in [wide, Grid::new((1, 1, 1), wide.threads).smem(smem)] {
+                let y = g.f32s(&vec![f32::NAN; mm * n], "y")?;
+                GemvBlocks {
+                    w: w_b.view().skip(offset),
+                    x: x_b.view(),
+                    y: y.view_mut(),
+                    n: n as i32,
+                    k: kk as i32,
+                    m: mm as i32,
+                    ldx: ldx as i32,
+                    ty: ty.ggml_id() as i32,
+                }
+                .launch(&st, &k.gemv_blocks, grid)?;
+                outs.push(g.read_f32(&y, "y")?);
+            }
+            same_bits(&outs[0], &outs[1], "y")?;
+            Ok(vec![("y", outs.swap_remove(0))])
         }
         (Op::LogitSoftcap { .. }, Data::Logits { logits, .. }) => {
             let l = g.f32s(logits, "logits")?;

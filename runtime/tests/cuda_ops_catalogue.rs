@@ -6,8 +6,11 @@
 //! rotary against `rotate_half` built literally, the f64 attention, windowed over a ring or not,
 //! against the CPU engine's, the activations against the CPU kernels, the f64 dot products against
 //! f32 sums, the scaled embedding within half an ulp of the exact product, the ring store against
-//! the last position of the step that maps to each slot, sampled ids inside the top k). The wide
-//! specs' references are large for a debug build and run in release only.
+//! the last position of the step that maps to each slot, sampled ids inside the top k, the GGUF
+//! loader's dequantisation against the CPU engine's register kernels bit for bit and the block
+//! GEMV's f64 reference against the CPU engine's own block dot products). The block cases cover
+//! every GGML block type in every shape and row count. The wide specs' references are large for a
+//! debug build and run in release only.
 #![cfg(feature = "cuda")]
 
 mod op_cases;
@@ -15,9 +18,10 @@ mod op_cases;
 use op_cases::*;
 use runtime::Precision;
 use runtime::backend::CacheMode;
-use runtime::backend::cpu::{attention, kernels as cpu};
-use runtime::backend::cuda::kernels::{self, KernelConsts, MODULES};
-use runtime::format::QuantFormat;
+use runtime::backend::cpu::{attention, block_dot, kernels as cpu};
+use runtime::backend::cuda::kernels::{self, GEMV_MAX_ROWS, KernelConsts, MODULES};
+use runtime::backend::cuda::op_check::round;
+use runtime::format::{BlockType, QuantFormat};
 use runtime::spec::NormKind;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -94,6 +98,13 @@ fn required(kernel: &str) -> &'static [&'static str] {
         "argmax" => &[],
         "sample_top_k" => &["top-k", "top-p"],
         "dequant" => &["int8", "int4", "fp8"],
+        // Per block type: `block_cases_cover_every_type_shape_and_row_count`.
+        "dequant_blocks" => &[
+            "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+        ],
+        "gemv_blocks" => &[
+            "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+        ],
         _ => &["(a kernel the catalogue does not know)"],
     }
 }
@@ -148,6 +159,104 @@ fn the_catalogue_covers_every_kernel_switch_and_variant() {
         assert!(all.contains(c.op.kernel()), "{}: unknown kernel", c.name());
     }
     eprintln!("{} cases over {} kernels", cases.len(), all.len());
+}
+
+/// Every block type has, at every precision, dequantisation cases of one block, of rows of several
+/// blocks and unaligned, and GEMV cases of every row count up to `GEMV_MAX_ROWS`, of one-block and
+/// several-block rows, dense and strided inputs, and unaligned; and every case's shape is whole
+/// blocks.
+#[test]
+fn block_cases_cover_every_type_shape_and_row_count() {
+    let models = models();
+    let cases = catalogue(&models);
+    let mut missing = Vec::new();
+    for p in PRECISIONS {
+        for ty in BlockType::ALL {
+            let tags = |kernel: &str| -> BTreeSet<String> {
+                cases
+                    .iter()
+                    .filter(|c| c.precision == p && c.op.kernel() == kernel)
+                    .filter(|c| c.op.tags().first().map(String::as_str) == Some(ty.name()))
+                    .flat_map(|c| c.op.tags())
+                    .collect()
+            };
+            let (dq, gv) = (tags("dequant_blocks"), tags("gemv_blocks"));
+            let rows: Vec<String> = (1..=GEMV_MAX_ROWS).map(|m| format!("m{m}")).collect();
+            for want in [
+                "one-block",
+                "several-blocks",
+                "rows",
+                "unaligned",
+                "aligned",
+            ] {
+                if !dq.contains(want) {
+                    missing.push(format!("dequant_blocks {} at {p}: {want}", ty.name()));
+                }
+            }
+            let gemv_wants = [
+                "one-block",
+                "several-blocks",
+                "dense",
+                "strided",
+                "unaligned",
+                "aligned",
+            ];
+            for want in gemv_wants
+                .iter()
+                .copied()
+                .chain(rows.iter().map(String::as_str))
+            {
+                if !gv.contains(want) {
+                    missing.push(format!("gemv_blocks {} at {p}: {want}", ty.name()));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "uncovered:\n  {}", missing.join("\n  "));
+    for c in &cases {
+        match c.op {
+            Op::DequantBlocks { ty, cols, .. } => {
+                assert!(cols.is_multiple_of(ty.block_elems()), "{}", c.name())
+            }
+            Op::GemvBlocks { ty, m, k, ldx, .. } => {
+                assert!(k.is_multiple_of(ty.block_elems()), "{}", c.name());
+                assert!(m <= GEMV_MAX_ROWS && ldx >= k, "{}", c.name());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The test blocks: the fixture's first, then finite random scales (of both signs, zero and
+/// subnormal ones among them), and their values finite.
+#[test]
+fn test_blocks_start_with_the_fixtures_and_have_finite_scales() {
+    let mut r = Rng::new(3);
+    for ty in BlockType::ALL {
+        let fixture = fixture_blocks(ty);
+        let bb = ty.block_bytes();
+        assert_eq!(fixture.len(), 6 * bb, "{}", ty.name());
+        let blocks = test_blocks(ty, 40, &mut r);
+        assert_eq!(blocks.len(), 40 * bb);
+        assert_eq!(&blocks[..fixture.len()], &fixture[..], "{}", ty.name());
+        let d: Vec<f32> = blocks
+            .chunks(bb)
+            .map(|b| {
+                let at = scale_offsets(ty)[0];
+                half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+            })
+            .collect();
+        assert!(d.iter().all(|v| v.is_finite()), "{}", ty.name());
+        assert!(d.contains(&0.0), "{}: a zero scale", ty.name());
+        assert!(
+            d.iter().any(|v| *v != 0.0 && v.abs() < 6.1e-5),
+            "{}: a subnormal scale",
+            ty.name()
+        );
+        assert!(d.iter().any(|v| *v < 0.0) && d.iter().any(|v| *v > 0.0));
+        let values = runtime::weights::dequantize_blocks(ty, &blocks);
+        assert!(values.iter().all(|v| v.is_finite()), "{}", ty.name());
+    }
 }
 
 /// The compile-time switches of the templates (`{% if c.NAME ... %}`) and what covers each: a new
@@ -483,6 +592,34 @@ fn independent(m: &Model, c: &Case, pr: &Prepared, name: &str) {
                 }
             }
             close(name, &y, want(pr, "y"), 1e-5);
+        }
+        (Op::DequantBlocks { ty, .. }, Data::Blocks { w, .. }) => {
+            // The GGUF loader's values (the reference) against the CPU engine's register kernels,
+            // rounded to the storage type alike: the same bits.
+            let mut fast = vec![0.0; w.len() / ty.block_bytes() * ty.block_elems()];
+            block_dot::dequantize(*ty, w, &mut fast);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let fast: Vec<f32> = fast.iter().map(|&v| round(c.precision, v)).collect();
+            assert_eq!(bits(&fast), bits(want(pr, "out")), "{name}");
+        }
+        (
+            Op::GemvBlocks {
+                ty,
+                m: mm,
+                n,
+                k,
+                ldx,
+                ..
+            },
+            Data::Blocks { w, x },
+        ) => {
+            // The f64 reference against the CPU engine's block dot products (f32, its own order).
+            let mut y = vec![0.0; mm * n];
+            for (r, out) in y.chunks_mut(*n).enumerate() {
+                let xr = &x[r * ldx..r * ldx + k];
+                block_dot::rows_dot(*ty, w, xr, out, &mut Vec::new());
+            }
+            close(name, &y, want(pr, "y"), RED);
         }
         (Op::LogitSoftcap { .. }, Data::Logits { logits, .. }) => {
             // f32 arithmetic, in the other grouping: cap * tanh(l / cap).

@@ -34,6 +34,14 @@
 //!   2.8u at d = 128, 4u at d = 256), each weight by `u`, plus the output store: about 5u to 6u,
 //!   bound 10u (5e-3 FP16, 4e-2 BF16).
 //! - ids (argmax, sampling): exact (no mismatch allowed).
+//! - GGUF blocks dequantised to the storage type (`dequant_blocks`): the bits of the CPU's values
+//!   rounded to it (`Bound::Bits`, signs of zero included); the block GEMV (`gemv_blocks`) of those
+//!   values: `RED`, as `gemv`.
+//!
+//! The block kernels depend on no model constant but the storage type, so their cases run on the
+//! first model only, at every precision, over every GGML block type: blocks from the committed GGUF
+//! fixtures (gguf-py's quantizer for Q8_0, Q4_0 and Q4_1; random bytes for the others) followed by
+//! seeded random blocks with finite f16 scales of either sign, some zero and some subnormal.
 #![allow(dead_code)]
 
 use runtime::backend::CacheMode;
@@ -41,10 +49,12 @@ use runtime::backend::cpu::{attention, kernels as cpu};
 use runtime::backend::cuda::fused_layer::FusedLayer;
 use runtime::backend::cuda::op_check::round;
 use runtime::backend::ops::AttnGeometry;
-use runtime::format::WeightQuant;
+use runtime::format::{BlockType, WeightQuant};
 use runtime::plan::ModelPlan;
 use runtime::sample::{Sampler, Sampling};
 use runtime::spec::{NormKind, Positions};
+use runtime::weights::TensorData;
+use runtime::weights::gguf::GgufFile;
 use runtime::weights::quantize::{dequantize_rows, quantize};
 use runtime::{ModelSpec, Precision};
 use std::path::PathBuf;
@@ -373,6 +383,25 @@ pub enum Op {
     Argmax {
         rows: usize,
     },
+    /// A `[rows, cols]` matrix of GGUF blocks of `ty` into the storage type. `offset`: the blocks
+    /// start `offset` bytes into their buffer and the output `offset` elements into its own (0: both
+    /// 16-byte aligned, the fast loads and stores; else the byte-by-byte loads and scalar stores).
+    DequantBlocks {
+        ty: BlockType,
+        rows: usize,
+        cols: usize,
+        offset: usize,
+    },
+    /// `y[m, n] = x · Wᵀ` over `[n, k]` GGUF blocks of `ty`, the input rows `ldx` apart; `offset` as
+    /// for `DequantBlocks` (the blocks only).
+    GemvBlocks {
+        ty: BlockType,
+        m: usize,
+        n: usize,
+        k: usize,
+        ldx: usize,
+        offset: usize,
+    },
     SampleTopK {
         rows: usize,
         temperature: f32,
@@ -412,6 +441,8 @@ impl Op {
             Op::DecLm { n, .. } => v(n, "dec_lm_1", "dec_lm_n"),
             Op::LogitSoftcap { .. } => "logit_softcap",
             Op::Argmax { .. } => "argmax",
+            Op::DequantBlocks { .. } => "dequant_blocks",
+            Op::GemvBlocks { .. } => "gemv_blocks",
             Op::SampleTopK { .. } => "sample_top_k",
             Op::Dequant { .. } => "dequant",
         }
@@ -517,8 +548,47 @@ impl Op {
             Op::SampleTopK { top_p, .. } => {
                 vec![if top_p.is_some() { "top-p" } else { "top-k" }.into()]
             }
+            Op::DequantBlocks {
+                ty,
+                rows,
+                cols,
+                offset,
+            } => vec![
+                ty.name().into(),
+                blocks_tag(ty, cols),
+                if rows > 1 { "rows" } else { "one-row" }.into(),
+                aligned_tag(offset),
+            ],
+            Op::GemvBlocks {
+                ty,
+                m,
+                k,
+                ldx,
+                offset,
+                ..
+            } => vec![
+                ty.name().into(),
+                format!("m{m}"),
+                blocks_tag(ty, k),
+                if ldx > k { "strided" } else { "dense" }.into(),
+                aligned_tag(offset),
+            ],
         }
     }
+}
+
+/// Whether rows of `cols` weights are one block of `ty` or several.
+fn blocks_tag(ty: BlockType, cols: usize) -> String {
+    if cols > ty.block_elems() {
+        "several-blocks"
+    } else {
+        "one-block"
+    }
+    .into()
+}
+
+fn aligned_tag(offset: usize) -> String {
+    if offset == 0 { "aligned" } else { "unaligned" }.into()
 }
 
 /// One case: a model, a precision, an op and the seed of its inputs.
@@ -772,6 +842,9 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
             cols,
         });
     }
+    if m.name == MODELS[0] {
+        ops.extend(block_cases());
+    }
     for (temperature, k, top_p) in [
         (1.0, 1, Option::None),
         (0.7, 50, Option::None),
@@ -786,6 +859,122 @@ pub fn cases_of(m: &Model, p: Precision) -> Vec<Op> {
         });
     }
     ops
+}
+
+/// Row width of the block cases' long rows: 17 K-quant super-blocks, 136 blocks of 32.
+pub const BLOCK_LONG_ROW: usize = 4352;
+
+/// The GGUF block kernels' cases, for every block type: dequantisation of one block, of a few rows of
+/// a few blocks, of many long rows, and unaligned; the GEMV for every row count 1..=8 (rows of a
+/// few blocks and long rows, with a row count not a multiple of a block's warps, inputs dense,
+/// strided with whole 16-byte vectors and strided without), of one-block rows, and unaligned.
+pub fn block_cases() -> Vec<Op> {
+    let mut ops = Vec::new();
+    for ty in BlockType::ALL {
+        let e = ty.block_elems();
+        for (rows, cols, offset) in [
+            (1, e, 0),
+            (3, 2 * e, 0),
+            (37, BLOCK_LONG_ROW, 0),
+            (5, 3 * e, 1),
+        ] {
+            ops.push(Op::DequantBlocks {
+                ty,
+                rows,
+                cols,
+                offset,
+            });
+        }
+        for m in 1..=8 {
+            let k = if m % 2 == 1 { BLOCK_LONG_ROW } else { 3 * e };
+            let ldx = match m {
+                1 | 2 => k,
+                5 | 7 => k + 3,
+                _ => k + 24,
+            };
+            ops.push(Op::GemvBlocks {
+                ty,
+                m,
+                n: 61 + 2 * m,
+                k,
+                ldx,
+                offset: 0,
+            });
+        }
+        for (m, n, k, ldx, offset) in [(2, 67, e, e, 0), (3, 40, 2 * e, 2 * e + 3, 1)] {
+            ops.push(Op::GemvBlocks {
+                ty,
+                m,
+                n,
+                k,
+                ldx,
+                offset,
+            });
+        }
+    }
+    ops
+}
+
+/// The blocks of each type in the committed GGUF fixtures (`scripts/make_gguf_fixtures.py`):
+/// tests/fixtures/gguf/quants.gguf (Q8_0, Q4_0, Q4_1 made by gguf-py's quantizer) and kquants.gguf
+/// (Q5_0, Q5_1 and the K-quants, random bytes), six blocks each.
+pub fn fixture_blocks(ty: BlockType) -> Vec<u8> {
+    static ALL: std::sync::OnceLock<Vec<(BlockType, Vec<u8>)>> = std::sync::OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        let mut out = Vec::new();
+        for file in ["quants.gguf", "kquants.gguf"] {
+            let path = root().join("tests/fixtures/gguf").join(file);
+            let f = GgufFile::open(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+            for info in f.tensor_infos() {
+                let t = f.tensor_as(&info.name, true).expect("tensor reads");
+                if let TensorData::Blocks { ty, bytes } = t.data {
+                    out.push((ty, bytes));
+                }
+            }
+        }
+        out
+    });
+    let found: Vec<u8> = all
+        .iter()
+        .filter(|(t, _)| *t == ty)
+        .flat_map(|(_, b)| b.clone())
+        .collect();
+    assert!(!found.is_empty(), "no {} blocks in the fixtures", ty.name());
+    found
+}
+
+/// Byte offsets of the f16 scales (`d`, and `dmin` or `m` where the type has one) in a block of `ty`.
+pub fn scale_offsets(ty: BlockType) -> &'static [usize] {
+    match ty {
+        BlockType::Q8_0 | BlockType::Q4_0 | BlockType::Q5_0 => &[0],
+        BlockType::Q4_1 | BlockType::Q5_1 | BlockType::Q4K | BlockType::Q5K => &[0, 2],
+        BlockType::Q2K => &[80, 82],
+        BlockType::Q3K => &[108],
+        BlockType::Q6K => &[208],
+    }
+}
+
+/// `count` blocks of `ty`: the fixture's blocks first, then random bytes whose f16 scales are finite
+/// (random bytes would make some infinities or NaNs, which no quantizer writes): every seventh block
+/// has a zero `d`, every seventh (another) a subnormal one, the others uniform in ±0.032 (gguf-py's
+/// scales on unit-variance weights are of that size) of either sign.
+pub fn test_blocks(ty: BlockType, count: usize, r: &mut Rng) -> Vec<u8> {
+    let bb = ty.block_bytes();
+    let mut out = fixture_blocks(ty);
+    out.truncate(count.min(out.len() / bb) * bb);
+    for i in out.len() / bb..count {
+        let mut b: Vec<u8> = (0..bb).map(|_| r.next_u64() as u8).collect();
+        for (j, &at) in scale_offsets(ty).iter().enumerate() {
+            let v = match (i % 7, j) {
+                (3, 0) => 0.0,
+                (5, 0) => 6.0e-6 * if r.below(2) == 0 { 1.0 } else { -1.0 },
+                _ => r.uniform(-0.032, 0.032),
+            };
+            b[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+        }
+        out.extend_from_slice(&b);
+    }
+    out
 }
 
 /// The whole catalogue, models in [`MODELS`] order, precisions in [`PRECISIONS`] order.
@@ -858,6 +1047,8 @@ pub enum Bound {
     Rel(f32),
     /// Token ids: equal.
     Ids,
+    /// Every element's bits equal (signs of zero included).
+    Bits,
 }
 
 /// One output of a case: its name, the reference, and the bound.
@@ -1209,6 +1400,12 @@ pub enum Data {
     Logits {
         logits: Vec<f32>,
         draws: Vec<f64>,
+    },
+    /// GGUF blocks (`w`, whole blocks of the case's type, GGUF's byte layout) and, for the GEMV, the
+    /// input rows `[m, ldx]` (stored).
+    Blocks {
+        w: Vec<u8>,
+        x: Vec<f32>,
     },
 }
 
@@ -1879,6 +2076,42 @@ pub fn prepare(m: &Model, case: &Case) -> Prepared {
                     name: "best",
                     want,
                     bound: Bound::Ids,
+                }],
+            }
+        }
+        Op::DequantBlocks { ty, rows, cols, .. } => {
+            let w = test_blocks(ty, rows * cols / ty.block_elems(), &mut r);
+            let want = runtime::weights::dequantize_blocks(ty, &w)
+                .into_iter()
+                .map(|v| round(p, v))
+                .collect();
+            Prepared {
+                data: Data::Blocks { w, x: vec![] },
+                expect: vec![Expect {
+                    name: "out",
+                    want,
+                    bound: Bound::Bits,
+                }],
+            }
+        }
+        Op::GemvBlocks {
+            ty,
+            m: mm,
+            n,
+            k,
+            ldx,
+            ..
+        } => {
+            let w = test_blocks(ty, n * k / ty.block_elems(), &mut r);
+            let x = r.stored(p, mm * ldx, -1.0, 1.0);
+            let rows: Vec<f32> = x.chunks(ldx).flat_map(|row| row[..k].to_vec()).collect();
+            let want = matmul(&rows, &runtime::weights::dequantize_blocks(ty, &w), k);
+            Prepared {
+                data: Data::Blocks { w, x },
+                expect: vec![Expect {
+                    name: "y",
+                    want,
+                    bound: Bound::Rel(RED),
                 }],
             }
         }

@@ -7,8 +7,8 @@ use super::fused_layer::FusedLayer;
 use super::launch::{Function, Kernel};
 use super::launchers::{
     Activation, AddNorm, AddPostNorm, Argmax, AttnDecode, AttnPrefill, DecDown, DecLm, DecO,
-    DecQkv, DecUp, Dequant, Embed, Gemv, HeadNorm, KvRingStore, LogitSoftcap, PostNorm, QkvRope,
-    SampleTopK,
+    DecQkv, DecUp, Dequant, DequantBlocks, Embed, Gemv, GemvBlocks, HeadNorm, KvRingStore,
+    LogitSoftcap, PostNorm, QkvRope, SampleTopK,
 };
 use crate::backend_error::BackendError;
 use crate::format::{QuantFormat, WeightFormat, WeightQuant};
@@ -222,9 +222,10 @@ kernel_template!(DecodeCu, "kernels/decode.cu");
 kernel_template!(ArgmaxCu, "kernels/argmax.cu");
 kernel_template!(QuantCu, "kernels/quant.cu");
 kernel_template!(SampleCu, "kernels/sample.cu");
+kernel_template!(BlocksCu, "kernels/blocks.cu");
 
 /// The kernel modules and the functions each defines.
-pub const MODULES: [(&str, &[&str]); 11] = [
+pub const MODULES: [(&str, &[&str]); 12] = [
     ("norm", &["embed", "add_norm", "post_norm", "add_post_norm"]),
     ("head_norm", &["head_norm"]),
     ("rope_kv", &["qkv_rope", "kv_ring_store"]),
@@ -250,6 +251,7 @@ pub const MODULES: [(&str, &[&str]); 11] = [
     ("argmax", &["argmax", "logit_softcap"]),
     ("sample", &["sample_top_k"]),
     ("quant", &["dequant"]),
+    ("blocks", &["dequant_blocks", "gemv_blocks"]),
 ];
 
 fn render_err(module: &str) -> impl Fn(askama::Error) -> Error + '_ {
@@ -310,6 +312,10 @@ pub fn render(
             "quant",
             QuantCu { c }.render().map_err(render_err("quant"))?,
         ),
+        (
+            "blocks",
+            BlocksCu { c }.render().map_err(render_err("blocks"))?,
+        ),
     ];
     Ok(sources
         .into_iter()
@@ -321,7 +327,7 @@ pub fn render(
 /// parameters, launch geometry). Stored with the PTX in engine files; a file with other kernels is
 /// refused by name rather than launched with the wrong arguments. Raised with every change to a
 /// kernel's name, parameters or launch geometry, or to the set of modules.
-pub const KERNEL_ABI: u32 = 8;
+pub const KERNEL_ABI: u32 = 9;
 
 /// Compiled PTX of every module for one compute capability (stored in the engine file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -440,7 +446,11 @@ pub struct Kernels {
     pub sample: Function<SampleTopK<'static>>,
     /// A matrix quantized at build into a dense staging matrix (general path).
     pub dequant: Function<Dequant<'static>>,
-    /// Largest dynamic shared memory a gemv block may use (the device's opt-in limit).
+    /// A matrix of GGUF blocks into a dense one of the storage type (for the prefill GEMMs).
+    pub dequant_blocks: Function<DequantBlocks<'static>>,
+    /// The GEMV of a few rows over a matrix of GGUF blocks, dequantised in registers.
+    pub gemv_blocks: Function<GemvBlocks<'static>>,
+    /// Largest dynamic shared memory a gemv or gemv_blocks block may use (the device's opt-in limit).
     pub gemv_smem_limit: usize,
 }
 
@@ -488,6 +498,8 @@ impl Kernels {
             argmax: typed(&mut take, "argmax")?,
             logit_softcap: typed(&mut take, "logit_softcap")?,
             sample: typed(&mut take, "sample_top_k")?,
+            dequant_blocks: typed(&mut take, "dequant_blocks")?,
+            gemv_blocks: typed(&mut take, "gemv_blocks")?,
             gemv_smem_limit: 0,
         })
         .and_then(|mut k| {
@@ -501,7 +513,8 @@ impl Kernels {
             // Leave room for the kernels' static shared memory.
             let dynamic = (limit - 1024).max(0);
             let dec = [&k.dec1, &k.decn].into_iter().flat_map(|d| d.all());
-            for f in std::iter::once(k.gemv.cuda()).chain(dec) {
+            let gemvs = [k.gemv.cuda(), k.gemv_blocks.cuda()];
+            for f in gemvs.into_iter().chain(dec) {
                 f.set_attribute(
                     CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     dynamic,

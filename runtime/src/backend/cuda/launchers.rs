@@ -304,6 +304,34 @@ launchers! {
         best_out: DevSliceMut<'a, ArgmaxKey>,
     }
 
+    /// `dequant_blocks` (blocks.cu): a `[rows, cols]` matrix of GGUF blocks of GGML type `ty`
+    /// (`BlockType::ggml_id`; `cols` a multiple of its block) into the dense row-major `out`, each
+    /// weight the CPU's dequantised value rounded to the storage type. Any grid
+    /// ([`DequantBlocks::grid`]); 16-byte aligned `w` and `out` take the fast loads and stores.
+    DequantBlocks ["dequant_blocks"] {
+        w: DevSlice<'a, u8>,
+        out: DevSliceMut<'a, Stored>,
+        rows: i32,
+        cols: i32,
+        ty: i32,
+    }
+
+    /// `gemv_blocks` (blocks.cu): `y[r, j] = Σ_c x[r * ldx + c] · W[j, c]` for `r < m` (at most
+    /// `GEMV_MAX_ROWS`), `W` `[n, k]` GGUF blocks of GGML type `ty` (`k` a multiple of its block),
+    /// dequantised in registers, f32 accumulation; the `m` input rows staged in shared memory
+    /// ([`GemvBlocks::smem`]). One warp per output row at a time ([`GemvBlocks::grid`]); a 16-byte
+    /// aligned `w` takes the fast loads.
+    GemvBlocks ["gemv_blocks"] {
+        w: DevSlice<'a, u8>,
+        x: DevSlice<'a, Stored>,
+        y: DevSliceMut<'a, f32>,
+        n: i32,
+        k: i32,
+        m: i32,
+        ldx: i32,
+        ty: i32,
+    }
+
     /// `sample_top_k` (sample.cu): one token per sequence from its top `k` logits (and top-p), with
     /// the host's uniform draw.
     SampleTopK ["sample_top_k"] {
@@ -314,6 +342,38 @@ launchers! {
         /// Above 1: no top-p.
         top_p: f32,
         out: DevSliceMut<'a, ArgmaxKey>,
+    }
+}
+
+/// Threads per block of the `blocks` kernels: 8 warps.
+const BLOCKS_THREADS: u32 = 256;
+
+impl DequantBlocks<'_> {
+    /// The launch over `rows × cols` weights: a thread per 16 weights (no unit of any block type is
+    /// smaller), at most `max_blocks` blocks of 256 threads (the grid strides over the rest).
+    pub fn grid(rows: usize, cols: usize, max_blocks: usize) -> Grid {
+        let threads = (rows * cols).div_ceil(16);
+        let blocks = threads
+            .div_ceil(BLOCKS_THREADS as usize)
+            .clamp(1, max_blocks.max(1));
+        Grid::new((blocks as u32, 1, 1), BLOCKS_THREADS)
+    }
+}
+
+impl GemvBlocks<'_> {
+    /// Dynamic shared memory of a launch: the `m` staged input rows of `k` storage elements of
+    /// `elem_bytes` bytes (the caller checks it against `Kernels::gemv_smem_limit`).
+    pub fn smem(m: usize, k: usize, elem_bytes: usize) -> usize {
+        m * k * elem_bytes
+    }
+
+    /// The launch over `n` output rows with `smem` bytes of staged inputs: blocks of 8 warps, one
+    /// output row per warp, at most `max_blocks` blocks (one resident wave: SMs × the occupancy at
+    /// this shared memory; the warps stride over the rest).
+    pub fn grid(n: usize, smem: usize, max_blocks: usize) -> Grid {
+        let warps = (BLOCKS_THREADS / 32) as usize;
+        let blocks = n.div_ceil(warps).clamp(1, max_blocks.max(1));
+        Grid::new((blocks as u32, 1, 1), BLOCKS_THREADS).smem(smem)
     }
 }
 
