@@ -344,6 +344,39 @@ fn no_driver_means_cuda_unavailable_not_a_panic() {
     }
 }
 
+/// The GGUF block kernels (blocks.cu) on Ampere and Hopper, in every precision: `dequant_blocks`
+/// equals the CPU's values bit for bit only if no multiply and add of a dequantisation is fused, so
+/// its PTX has no fused multiply-add at all (the steps are explicitly rounded `mul.rn`, `add.rn`,
+/// `sub.rn`); and neither kernel keeps anything in local memory (a unit's bytes and values stay in
+/// registers).
+#[test]
+#[ignore = "needs NVRTC (source .ci/nvrtc-setup.sh; run with --include-ignored)"]
+fn block_kernels_round_every_dequantisation_step_and_stay_in_registers() {
+    require_nvrtc();
+    let spec = ModelSpec::from_dir(&models_dir().join("tiny-llama")).expect("config parses");
+    for sm in [80, 90] {
+        for p in Precision::ALL {
+            let compiled =
+                kernels::compile(&spec, p, QuantFormat::None, CACHE, sm).expect("compiles");
+            let ptx = compiled.module("blocks").expect("blocks module");
+            let dequant = entry(ptx, "dequant_blocks");
+            assert!(
+                !dequant.contains("fma."),
+                "{p} sm_{sm}: a fused multiply-add"
+            );
+            for op in ["mul.rn.f32", "add.rn.f32", "sub.rn.f32"] {
+                assert!(dequant.contains(op), "{p} sm_{sm}: no {op}");
+            }
+            for f in ["dequant_blocks", "gemv_blocks"] {
+                assert!(
+                    !entry(ptx, f).contains(".local"),
+                    "{p} sm_{sm}: {f} uses local memory"
+                );
+            }
+        }
+    }
+}
+
 /// The body of `.entry name(` in a PTX module, up to the next entry.
 fn entry<'a>(ptx: &'a str, name: &str) -> &'a str {
     let start = ptx
