@@ -8,14 +8,28 @@
 //! `block_dot.rs` keeps for GGUF blocks, whose structure this follows: four rows at a time, and one
 //! 512-bit register per row where the CPU has AVX-512F/BW/VL and `LLMFORGE_CPU_AVX512` is not `0`).
 //!
-//! Decoding 16 weights: int8 widens its 16 signed bytes; int4 spreads 8 bytes' nibbles into 16
-//! bytes (low nibble first) and sign-extends them (`(n ^ 8) - 8`); an E4M3 code `c` becomes the f16
-//! with bits `(c & 0x80) << 8 | (c & 0x7F) << 7`, whose value is exactly `v / 256` (the same
-//! exponent field under a bias 8 larger, subnormals included), widened by F16C, and is multiplied by
-//! `scale ⊗ 256` (exact: a power of two) — the same real product as `scale · v`, so the same rounding.
+//! Decoding 16 weights (one chunk), with the scale applied:
+//! - int8 widens its 16 signed bytes to f32 and multiplies them by the row's scale;
+//! - int4, 512 bits: each 4-bit code indexes (`vpermps`) a register of its group's 16 possible
+//!   weights, `scale ⊗ v` for every code, formed once per group of 128 with the product
+//!   `dequantize_row` forms per weight. Lane `l` needs only its nibble at the bottom of its 32 bits
+//!   (the permute reads an index's low 4 bits): the chunk's 8 bytes as a little-endian u64 hold
+//!   weight `l` at bit `4l`, so lanes 0–7 take its low half and 8–15 its high half, each shifted
+//!   right by `4 (l % 8)`. 256 bits: the nibbles are spread into 16 bytes (low nibble first), mapped
+//!   to their values by `pshufb`, widened and multiplied by the scale;
+//! - fp8: an E4M3 code `c` sign-extended to 32 bits, shifted left by 20 and masked to
+//!   `(c & 0x80) << 24 | (c & 0x7F) << 20` is the f32 of value exactly `v ⊗ 2^-120` (E4M3's exponent
+//!   field under a bias 120 larger; its subnormals are f32 subnormals), multiplied by
+//!   `scale ⊗ 2^120`, which is exact and finite for `|scale| < 2^8` (every scale the quantizer makes
+//!   of weights below 114,688 in magnitude): the same real product as `scale · v`, so the same
+//!   rounding. A row with a larger scale is multiplied by `2^120` first (exact: that gives `v`),
+//!   then by its scale.
+//!
 //! The codes `0x7F`/`0xFF` (E4M3's NaNs) are never written; read, they are ±480 here and in
-//! `fp8_to_f32` alike. CPUs without AVX2, FMA and F16C dequantise each row into a buffer and call
-//! `dot`.
+//! `fp8_to_f32` alike. While a walk runs over four rows it asks the cache for the next four rows'
+//! codes, a line at a time, as `block_dot.rs` and `simd::dot` do (the hardware prefetchers of the
+//! 2-core test machine, a KVM guest, do not keep a matvec's stream in flight). CPUs without AVX2
+//! and FMA dequantise each row into a buffer and call `dot`.
 
 use super::simd::dot;
 use crate::format::WeightQuant;
@@ -78,38 +92,89 @@ mod x86 {
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
-        super::super::simd::has_avx2_fma() && std::is_x86_feature_detected!("f16c")
+        super::super::simd::has_avx2_fma()
     }
 
-    /// One quantization's decoder: `codes(p, k)` gives the 16 codes of weights `16k..16k + 16` of a
-    /// row whose codes start at `p`, as 16 bytes ready to widen (`SIGNED` bytes, or the 16-bit
-    /// lanes of f16 bit patterns for `F16`), `scale(s, k)` the factor of those weights (scales of the
-    /// row at `s`), and `tail(p, s, j)` weight `j` of the row as a scalar.
+    /// One quantization's decoder. A row's weights come in runs of `CHUNKS` chunks of 16 (a run
+    /// shares one scale; `0`: the whole row does): `prep*(s, g)` readies run `g`'s scale (row's
+    /// scales at `s`) once, and `w*(p, k, t)` gives the scaled weights `16k..16k + 16` of the row
+    /// whose codes start at `p`, as `scale ⊗ v` in the order of `simd::dot`'s lanes; `tail(p, s, j)`
+    /// gives weight `j` as a scalar.
     trait Kind {
-        const F16: bool;
+        const CHUNKS: usize;
+        /// Code bytes per 16 weights.
+        const CHUNK_BYTES: usize;
+        /// The decoder of rows whose first scale this one does not take (`takes`).
+        type Big: Kind;
+        /// Whether this decoder takes the row whose scales are at `s` (else `Big` does).
+        ///
         /// # Safety
-        /// The row's codes at `p` hold weights `16k..16k + 16`.
-        unsafe fn codes(p: *const u8, k: usize) -> __m128i;
+        /// The row's scales, if the kind reads them here (one per row where it does).
+        #[inline(always)]
+        unsafe fn takes(_s: *const f32) -> bool {
+            true
+        }
         /// # Safety
-        /// The row's scales at `s` hold the one of weight `16k`.
-        unsafe fn scale(s: *const f32, k: usize) -> f32;
+        /// AVX-512F; the row's scales at `s` hold run `g`'s.
+        unsafe fn prep512(s: *const f32, g: usize) -> __m512;
+        /// # Safety
+        /// AVX-512F, BW and VL, and AVX2; the row's codes at `p` hold weights `16k..16k + 16`,
+        /// and `t` is the run's (`prep512`).
+        unsafe fn w512(p: *const u8, k: usize, t: __m512) -> __m512;
+        /// # Safety
+        /// AVX; the row's scales at `s` hold run `g`'s.
+        unsafe fn prep256(s: *const f32, g: usize) -> __m256;
+        /// # Safety
+        /// AVX2; as [`Kind::w512`] with `prep256`'s `t`; weights `16k..16k + 8` and
+        /// `16k + 8..16k + 16`.
+        unsafe fn w256(p: *const u8, k: usize, t: __m256) -> (__m256, __m256);
         /// # Safety
         /// The row's codes and scales hold weight `j`.
         unsafe fn tail(p: *const u8, s: *const f32, j: usize) -> f32;
     }
 
+    /// 16 signed bytes as f32 lanes 0–7 and 8–15.
+    #[inline(always)]
+    unsafe fn i8x16(c: __m128i) -> (__m256, __m256) {
+        // SAFETY: register-only AVX2 operations (caller's features).
+        unsafe {
+            (
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c)),
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(c))),
+            )
+        }
+    }
+
     struct Int8;
     impl Kind for Int8 {
-        const F16: bool = false;
+        const CHUNKS: usize = 0;
+        const CHUNK_BYTES: usize = 16;
+        type Big = Self;
         #[inline(always)]
-        unsafe fn codes(p: *const u8, k: usize) -> __m128i {
-            // SAFETY: 16 bytes at `16k` (caller).
-            unsafe { _mm_loadu_si128(p.add(16 * k) as *const __m128i) }
+        unsafe fn prep512(s: *const f32, _: usize) -> __m512 {
+            // SAFETY: the row's one scale (caller).
+            unsafe { _mm512_set1_ps(*s) }
         }
         #[inline(always)]
-        unsafe fn scale(s: *const f32, _: usize) -> f32 {
+        unsafe fn w512(p: *const u8, k: usize, t: __m512) -> __m512 {
+            // SAFETY: 16 bytes at `16k` (caller); the rest is register-only.
+            unsafe {
+                let c = _mm_loadu_si128(p.add(16 * k) as *const __m128i);
+                _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c)), t)
+            }
+        }
+        #[inline(always)]
+        unsafe fn prep256(s: *const f32, _: usize) -> __m256 {
             // SAFETY: the row's one scale (caller).
-            unsafe { *s }
+            unsafe { _mm256_set1_ps(*s) }
+        }
+        #[inline(always)]
+        unsafe fn w256(p: *const u8, k: usize, t: __m256) -> (__m256, __m256) {
+            // SAFETY: 16 bytes at `16k` (caller); the rest is register-only.
+            unsafe {
+                let (v0, v1) = i8x16(_mm_loadu_si128(p.add(16 * k) as *const __m128i));
+                (_mm256_mul_ps(v0, t), _mm256_mul_ps(v1, t))
+            }
         }
         #[inline(always)]
         unsafe fn tail(p: *const u8, s: *const f32, j: usize) -> f32 {
@@ -118,27 +183,67 @@ mod x86 {
         }
     }
 
+    /// Int4: a run is a group of 128 weights (8 chunks). The 512-bit decoder looks each code up in
+    /// a table of the group's 16 possible weights (`scale ⊗ v` for the 16 codes, formed once per
+    /// group with the same product `dequantize_row` forms per weight), indexed by the nibble itself:
+    /// `vpermps` reads only an index's low 4 bits, so lane `l` needs just its code's nibble at the
+    /// bottom of its 32 bits. The 256-bit decoder maps nibbles to signed bytes with `pshufb` and
+    /// scales them.
     struct Int4;
+    impl Int4 {
+        /// The code value of each nibble `n`: `(n ^ 8) - 8`, so 0..7 then -8..-1.
+        const VALUES: [f32; 16] = [
+            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0,
+        ];
+    }
     impl Kind for Int4 {
-        const F16: bool = false;
+        const CHUNKS: usize = INT4_GROUP / LANES;
+        const CHUNK_BYTES: usize = 8;
+        type Big = Self;
         #[inline(always)]
-        unsafe fn codes(p: *const u8, k: usize) -> __m128i {
-            // SAFETY: 8 bytes at `8k` (caller); the rest is register-only SSE2. The low and high
-            // nibbles interleave into element order; `(n ^ 8) - 8` sign-extends each 4-bit code.
+        unsafe fn prep512(s: *const f32, g: usize) -> __m512 {
+            // SAFETY: group `g`'s scale (caller); the table is 16 f32 in a constant.
+            unsafe {
+                let v = _mm512_loadu_ps(Int4::VALUES.as_ptr());
+                _mm512_mul_ps(v, _mm512_set1_ps(*s.add(g)))
+            }
+        }
+        #[inline(always)]
+        unsafe fn w512(p: *const u8, k: usize, t: __m512) -> __m512 {
+            // SAFETY: 8 bytes at `8k` (caller); the rest is register-only. Weight `16k + l` is the
+            // nibble at bit `4l` of the little-endian u64: lanes 0–7 take its low 32 bits, 8–15
+            // its high 32, each shifted right by `4 (l % 8)`.
+            unsafe {
+                let v = _mm_loadl_epi64(p.add(8 * k) as *const __m128i);
+                let half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+                let shift =
+                    _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+                let n = _mm512_srlv_epi32(
+                    _mm512_permutexvar_epi32(half, _mm512_castsi128_si512(v)),
+                    shift,
+                );
+                _mm512_permutexvar_ps(n, t)
+            }
+        }
+        #[inline(always)]
+        unsafe fn prep256(s: *const f32, g: usize) -> __m256 {
+            // SAFETY: group `g`'s scale (caller).
+            unsafe { _mm256_set1_ps(*s.add(g)) }
+        }
+        #[inline(always)]
+        unsafe fn w256(p: *const u8, k: usize, t: __m256) -> (__m256, __m256) {
+            // SAFETY: 8 bytes at `8k` (caller); the rest is register-only SSE2/SSSE3/AVX2. The low
+            // and high nibbles interleave into element order and `pshufb` maps each to its value.
             unsafe {
                 let v = _mm_loadl_epi64(p.add(8 * k) as *const __m128i);
                 let mask = _mm_set1_epi8(0x0F);
                 let lo = _mm_and_si128(v, mask);
                 let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
-                let n = _mm_unpacklo_epi8(lo, hi);
-                let eight = _mm_set1_epi8(8);
-                _mm_sub_epi8(_mm_xor_si128(n, eight), eight)
+                let values = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1);
+                let c = _mm_shuffle_epi8(values, _mm_unpacklo_epi8(lo, hi));
+                let (v0, v1) = i8x16(c);
+                (_mm256_mul_ps(v0, t), _mm256_mul_ps(v1, t))
             }
-        }
-        #[inline(always)]
-        unsafe fn scale(s: *const f32, k: usize) -> f32 {
-            // SAFETY: weight `16k` is in group `16k / 128` (caller).
-            unsafe { *s.add(16 * k / INT4_GROUP) }
         }
         #[inline(always)]
         unsafe fn tail(p: *const u8, s: *const f32, j: usize) -> f32 {
@@ -147,18 +252,68 @@ mod x86 {
         }
     }
 
-    struct Fp8;
-    impl Kind for Fp8 {
-        const F16: bool = true;
+    /// FP8 E4M3: each code `c` becomes the f32 with bits `(c & 0x80) << 24 | (c & 0x7F) << 20`,
+    /// whose value is exactly `v ⊗ 2^-120` (E4M3's exponent field under a bias 120 larger, its
+    /// subnormals f32 subnormals), then is multiplied by `scale ⊗ 2^120` — the same real product as
+    /// `scale · v`, so the same rounding. `scale ⊗ 2^120` is exact and finite for `|scale| < 2^8`
+    /// (every scale the quantizer makes of weights below 114688 in magnitude); for a larger one
+    /// (`BIG`) the value is first multiplied by `2^120` (exact: it is `v`), then by the scale.
+    struct Fp8<const BIG: bool>;
+    impl<const BIG: bool> Fp8<BIG> {
+        /// `2^120`.
+        const UNBIAS: f32 = f32::from_bits((127 + 120) << 23);
+    }
+    impl<const BIG: bool> Kind for Fp8<BIG> {
+        const CHUNKS: usize = 0;
+        const CHUNK_BYTES: usize = 16;
+        type Big = Fp8<true>;
+        /// `scale ⊗ 2^120` exact and finite (a NaN scale goes to `Big` too: either gives NaNs).
         #[inline(always)]
-        unsafe fn codes(p: *const u8, k: usize) -> __m128i {
-            // SAFETY: 16 bytes at `16k` (caller).
-            unsafe { _mm_loadu_si128(p.add(16 * k) as *const __m128i) }
+        unsafe fn takes(s: *const f32) -> bool {
+            // SAFETY: the row's one scale (caller).
+            BIG || unsafe { (*s).abs() } < 256.0
         }
         #[inline(always)]
-        unsafe fn scale(s: *const f32, _: usize) -> f32 {
-            // SAFETY: the row's one scale (caller). Times 256: exact.
-            unsafe { *s * 256.0 }
+        unsafe fn prep512(s: *const f32, _: usize) -> __m512 {
+            // SAFETY: the row's one scale (caller).
+            unsafe { _mm512_set1_ps(if BIG { *s } else { *s * Self::UNBIAS }) }
+        }
+        #[inline(always)]
+        unsafe fn w512(p: *const u8, k: usize, t: __m512) -> __m512 {
+            // SAFETY: 16 bytes at `16k` (caller); register-only after the load. Each code
+            // sign-extended to 32 bits and shifted left by 20 has its magnitude in bits 20–26 and
+            // copies of its sign in bits 27–31; the mask keeps bit 31 of those.
+            unsafe {
+                let c = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(16 * k) as *const __m128i));
+                let mask = _mm512_set1_epi32(0x87F0_0000u32 as i32);
+                let h = _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32::<20>(c), mask));
+                if BIG {
+                    _mm512_mul_ps(_mm512_mul_ps(h, _mm512_set1_ps(Self::UNBIAS)), t)
+                } else {
+                    _mm512_mul_ps(h, t)
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn prep256(s: *const f32, _: usize) -> __m256 {
+            // SAFETY: the row's one scale (caller).
+            unsafe { _mm256_set1_ps(if BIG { *s } else { *s * Self::UNBIAS }) }
+        }
+        #[inline(always)]
+        unsafe fn w256(p: *const u8, k: usize, t: __m256) -> (__m256, __m256) {
+            // SAFETY: 16 bytes at `16k` (caller).
+            unsafe {
+                let (h0, h1) = (fp8_bits256(p.add(16 * k)), fp8_bits256(p.add(16 * k + 8)));
+                if BIG {
+                    let u = _mm256_set1_ps(Self::UNBIAS);
+                    (
+                        _mm256_mul_ps(_mm256_mul_ps(h0, u), t),
+                        _mm256_mul_ps(_mm256_mul_ps(h1, u), t),
+                    )
+                } else {
+                    (_mm256_mul_ps(h0, t), _mm256_mul_ps(h1, t))
+                }
+            }
         }
         #[inline(always)]
         unsafe fn tail(p: *const u8, s: *const f32, j: usize) -> f32 {
@@ -167,54 +322,18 @@ mod x86 {
         }
     }
 
-    /// The f16 bit patterns of 16 E4M3 codes, in 16-bit lanes.
+    /// [`Fp8`]'s f32 bit patterns of the 8 E4M3 codes at `p` (see [`Fp8::w512`]).
     #[inline(always)]
-    unsafe fn fp8_halves(c: __m128i) -> __m256i {
-        // SAFETY: register-only AVX2 operations (caller's features).
+    unsafe fn fp8_bits256(p: *const u8) -> __m256 {
+        // SAFETY: 8 bytes at `p` (caller); register-only AVX2 operations after the load.
         unsafe {
-            let w = _mm256_cvtepu8_epi16(c);
-            let sign = _mm256_slli_epi16::<8>(_mm256_and_si256(w, _mm256_set1_epi16(0x80)));
-            let rest = _mm256_slli_epi16::<7>(_mm256_and_si256(w, _mm256_set1_epi16(0x7F)));
-            _mm256_or_si256(sign, rest)
+            let c = _mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i));
+            let mask = _mm256_set1_epi32(0x87F0_0000u32 as i32);
+            _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32::<20>(c), mask))
         }
     }
 
-    /// Weights `16k..16k + 16` before their scale, as f32 lanes 0–7 and 8–15.
-    #[inline(always)]
-    unsafe fn values<K: Kind>(p: *const u8, k: usize) -> (__m256, __m256) {
-        // SAFETY: the caller's contract; register-only AVX2/F16C operations after the codes.
-        unsafe {
-            let c = K::codes(p, k);
-            if K::F16 {
-                let h = fp8_halves(c);
-                (
-                    _mm256_cvtph_ps(_mm256_castsi256_si128(h)),
-                    _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(h)),
-                )
-            } else {
-                (
-                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c)),
-                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(c))),
-                )
-            }
-        }
-    }
-
-    /// [`values`] in one 512-bit register.
-    #[inline(always)]
-    unsafe fn values512<K: Kind>(p: *const u8, k: usize) -> __m512 {
-        // SAFETY: the caller's contract; register-only AVX-512F operations after the codes.
-        unsafe {
-            let c = K::codes(p, k);
-            if K::F16 {
-                _mm512_cvtph_ps(fp8_halves(c))
-            } else {
-                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c))
-            }
-        }
-    }
-
-    /// The rows' tails (weights `16 * groups..cols`) as `simd::dot` adds them, then its lane sum.
+    /// The rows' tails (weights `16 * chunks..cols`) as `simd::dot` adds them, then its lane sum.
     ///
     /// # Safety
     /// Row `r`'s codes at `p[r]`, scales at `s[r]`; `x` holds `cols` values.
@@ -237,39 +356,78 @@ mod x86 {
         })
     }
 
-    /// `R` rows dotted with `x` in `simd::dot`'s lanes and order.
+    /// Chunks per run of `K` in a row of `chunks` chunks (at least 1).
+    #[inline(always)]
+    fn per_run<K: Kind>(chunks: usize) -> usize {
+        if K::CHUNKS == 0 {
+            chunks.max(1)
+        } else {
+            K::CHUNKS
+        }
+    }
+
+    /// Bytes of a cache line: what one prefetch asks for.
+    const LINE: usize = 64;
+
+    /// Ask for the code bytes of the `R` rows after those at `p` (`R` rows of `cb` bytes, in one
+    /// run) that chunk `k` of these rows corresponds to: over a walk, the next rows' codes, spread
+    /// over its chunks (a hint: never faults).
+    #[inline(always)]
+    fn prefetch_next<K: Kind, const R: usize>(p: *const u8, cb: usize, k: usize) {
+        let step = R * K::CHUNK_BYTES;
+        let at = k * step;
+        // One prefetch per cache line of the next rows, at the chunk that starts it.
+        if at % LINE < step {
+            let line = p.wrapping_add(R * cb + at - at % LINE);
+            // SAFETY: a prefetch reads nothing into the program and never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+        }
+    }
+
+    /// `R` rows dotted with `x` in `simd::dot`'s lanes and order: for every 16 weights, one FMA into
+    /// each row's lanes 0–7 and one into 8–15.
     ///
     /// # Safety
-    /// AVX2, FMA and F16C; row `r`'s codes at `p[r]`, scales at `s[r]` (whole rows of `cols`); `x`
-    /// holds `cols` values.
+    /// AVX2 and FMA; row `r`'s codes at `p + r cb`, scales at `s[r]` (whole rows of `cols`);
+    /// `x` holds `cols` values.
     #[inline(always)]
     unsafe fn walk<K: Kind, const R: usize>(
-        p: [*const u8; R],
+        p: *const u8,
+        cb: usize,
         s: [*const f32; R],
         cols: usize,
         x: *const f32,
     ) -> [f32; R] {
-        // SAFETY (whole body): every group read is below `cols` (caller).
+        let rows: [*const u8; R] = std::array::from_fn(|r| p.wrapping_add(r * cb));
+        let (chunks, per) = (cols / LANES, per_run::<K>(cols / LANES));
+        // SAFETY (whole block): every chunk and scale read is inside the rows (caller).
         unsafe {
             let mut a0 = [_mm256_setzero_ps(); R];
             let mut a1 = [_mm256_setzero_ps(); R];
-            for k in 0..cols / LANES {
-                let x0 = _mm256_loadu_ps(x.add(16 * k));
-                let x1 = _mm256_loadu_ps(x.add(16 * k + 8));
+            let mut t = [_mm256_setzero_ps(); R];
+            let mut k0 = 0;
+            while k0 < chunks {
                 for r in 0..R {
-                    let (v0, v1) = values::<K>(p[r], k);
-                    let sc = _mm256_set1_ps(K::scale(s[r], k));
-                    a0[r] = _mm256_fmadd_ps(_mm256_mul_ps(v0, sc), x0, a0[r]);
-                    a1[r] = _mm256_fmadd_ps(_mm256_mul_ps(v1, sc), x1, a1[r]);
+                    t[r] = K::prep256(s[r], k0 / per);
                 }
+                for k in k0..(k0 + per).min(chunks) {
+                    prefetch_next::<K, R>(p, cb, k);
+                    let x0 = _mm256_loadu_ps(x.add(16 * k));
+                    let x1 = _mm256_loadu_ps(x.add(16 * k + 8));
+                    for r in 0..R {
+                        let (w0, w1) = K::w256(rows[r], k, t[r]);
+                        a0[r] = _mm256_fmadd_ps(w0, x0, a0[r]);
+                        a1[r] = _mm256_fmadd_ps(w1, x1, a1[r]);
+                    }
+                }
+                k0 += per;
             }
-            let acc = std::array::from_fn(|r| {
-                let mut acc = [0.0f32; LANES];
-                _mm256_storeu_ps(acc.as_mut_ptr(), a0[r]);
-                _mm256_storeu_ps(acc.as_mut_ptr().add(8), a1[r]);
-                acc
-            });
-            finish_rows::<K, R>(acc, p, s, cols, x)
+            let mut acc = [[0.0f32; LANES]; R];
+            for r in 0..R {
+                _mm256_storeu_ps(acc[r].as_mut_ptr(), a0[r]);
+                _mm256_storeu_ps(acc[r].as_mut_ptr().add(8), a1[r]);
+            }
+            finish_rows::<K, R>(acc, rows, s, cols, x)
         }
     }
 
@@ -279,28 +437,37 @@ mod x86 {
     /// As [`walk`], and AVX-512F, BW and VL.
     #[inline(always)]
     unsafe fn walk512<K: Kind, const R: usize>(
-        p: [*const u8; R],
+        p: *const u8,
+        cb: usize,
         s: [*const f32; R],
         cols: usize,
         x: *const f32,
     ) -> [f32; R] {
-        // SAFETY (whole body): as in `walk`.
+        let rows: [*const u8; R] = std::array::from_fn(|r| p.wrapping_add(r * cb));
+        let (chunks, per) = (cols / LANES, per_run::<K>(cols / LANES));
+        // SAFETY (whole block): as in `walk`.
         unsafe {
             let mut a = [_mm512_setzero_ps(); R];
-            for k in 0..cols / LANES {
-                let xv = _mm512_loadu_ps(x.add(16 * k));
+            let mut t = [_mm512_setzero_ps(); R];
+            let mut k0 = 0;
+            while k0 < chunks {
                 for r in 0..R {
-                    let w =
-                        _mm512_mul_ps(values512::<K>(p[r], k), _mm512_set1_ps(K::scale(s[r], k)));
-                    a[r] = _mm512_fmadd_ps(w, xv, a[r]);
+                    t[r] = K::prep512(s[r], k0 / per);
                 }
+                for k in k0..(k0 + per).min(chunks) {
+                    prefetch_next::<K, R>(p, cb, k);
+                    let xv = _mm512_loadu_ps(x.add(16 * k));
+                    for r in 0..R {
+                        a[r] = _mm512_fmadd_ps(K::w512(rows[r], k, t[r]), xv, a[r]);
+                    }
+                }
+                k0 += per;
             }
-            let acc = std::array::from_fn(|r| {
-                let mut acc = [0.0f32; LANES];
-                _mm512_storeu_ps(acc.as_mut_ptr(), a[r]);
-                acc
-            });
-            finish_rows::<K, R>(acc, p, s, cols, x)
+            let mut acc = [[0.0f32; LANES]; R];
+            for r in 0..R {
+                _mm512_storeu_ps(acc[r].as_mut_ptr(), a[r]);
+            }
+            finish_rows::<K, R>(acc, rows, s, cols, x)
         }
     }
 
@@ -326,23 +493,31 @@ mod x86 {
                 unsafe {
                     for q in 0..quads {
                         let r = 4 * q;
-                        let p = std::array::from_fn(|i| c.add((r + i) * cb));
-                        let sc = std::array::from_fn(|i| s.add((r + i) * sr));
-                        let v = $walk::<K, 4>(p, sc, cols, x);
+                        let sc = [0, 1, 2, 3].map(|i| s.add((r + i) * sr));
+                        let v = if sc.iter().all(|&s| K::takes(s)) {
+                            $walk::<K, 4>(c.add(r * cb), cb, sc, cols, x)
+                        } else {
+                            $walk::<K::Big, 4>(c.add(r * cb), cb, sc, cols, x)
+                        };
                         out[r..r + 4].copy_from_slice(&v);
                     }
                     for j in 4 * quads..out.len() {
-                        out[j] = $walk::<K, 1>([c.add(j * cb)], [s.add(j * sr)], cols, x)[0];
+                        let (p, sc) = (c.add(j * cb), [s.add(j * sr)]);
+                        out[j] = if K::takes(sc[0]) {
+                            $walk::<K, 1>(p, cb, sc, cols, x)[0]
+                        } else {
+                            $walk::<K::Big, 1>(p, cb, sc, cols, x)[0]
+                        };
                     }
                 }
             }
         };
     }
-    rows_dot_with!(rows_dot_kind, walk, "avx2,fma,f16c");
+    rows_dot_with!(rows_dot_kind, walk, "avx2,fma");
     rows_dot_with!(
         rows_dot_kind512,
         walk512,
-        "avx512f,avx512bw,avx512vl,avx2,fma,f16c"
+        "avx512f,avx512bw,avx512vl,avx2,fma"
     );
 
     /// Whether the 512-bit walk runs (AVX-512F, BW, VL; `LLMFORGE_CPU_AVX512=0` keeps the 256-bit
@@ -357,41 +532,93 @@ mod x86 {
         })
     }
 
-    /// Every weight of every row, stored.
+    /// One row's weights (codes at `p`, scales at `s`, `cols` of them) stored at `o`.
     ///
     /// # Safety
-    /// AVX2, FMA and F16C; `codes`, `scales` whole rows of `cols` weights of `q`, `dst` as many rows.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dequantize_kind<K: Kind>(
-        cb: usize,
-        sr: usize,
-        cols: usize,
-        codes: &[u8],
-        scales: &[f32],
-        dst: &mut [f32],
-    ) {
-        // SAFETY: row `r`'s codes, scales and values are inside the slices (caller).
+    /// AVX2; the row's codes and scales, and `cols` values at `o`.
+    #[inline(always)]
+    unsafe fn dequantize_row256<K: Kind>(p: *const u8, s: *const f32, cols: usize, o: *mut f32) {
+        let (chunks, per) = (cols / LANES, per_run::<K>(cols / LANES));
+        // SAFETY: every chunk read and value written is inside the row (caller).
         unsafe {
-            for (r, o) in dst.chunks_exact_mut(cols).enumerate() {
-                let (p, s) = (codes.as_ptr().add(r * cb), scales.as_ptr().add(r * sr));
-                let o = o.as_mut_ptr();
-                for k in 0..cols / LANES {
-                    let (v0, v1) = values::<K>(p, k);
-                    let sc = _mm256_set1_ps(K::scale(s, k));
-                    _mm256_storeu_ps(o.add(16 * k), _mm256_mul_ps(v0, sc));
-                    _mm256_storeu_ps(o.add(16 * k + 8), _mm256_mul_ps(v1, sc));
+            let mut t = _mm256_setzero_ps();
+            for k in 0..chunks {
+                if k % per == 0 {
+                    t = K::prep256(s, k / per);
                 }
-                for j in cols - cols % LANES..cols {
-                    *o.add(j) = K::tail(p, s, j);
-                }
+                let (w0, w1) = K::w256(p, k, t);
+                _mm256_storeu_ps(o.add(16 * k), w0);
+                _mm256_storeu_ps(o.add(16 * k + 8), w1);
+            }
+            for j in cols - cols % LANES..cols {
+                *o.add(j) = K::tail(p, s, j);
             }
         }
     }
 
+    /// [`dequantize_row256`] 16 weights to a register.
+    ///
+    /// # Safety
+    /// As [`dequantize_row256`], and AVX-512F, BW and VL.
+    #[inline(always)]
+    unsafe fn dequantize_row512<K: Kind>(p: *const u8, s: *const f32, cols: usize, o: *mut f32) {
+        let (chunks, per) = (cols / LANES, per_run::<K>(cols / LANES));
+        // SAFETY: as in `dequantize_row256`.
+        unsafe {
+            let mut t = _mm512_setzero_ps();
+            for k in 0..chunks {
+                if k % per == 0 {
+                    t = K::prep512(s, k / per);
+                }
+                _mm512_storeu_ps(o.add(16 * k), K::w512(p, k, t));
+            }
+            for j in cols - cols % LANES..cols {
+                *o.add(j) = K::tail(p, s, j);
+            }
+        }
+    }
+
+    macro_rules! dequantize_with {
+        ($name:ident, $row:ident, $features:literal) => {
+            /// Every weight of every row, stored.
+            ///
+            /// # Safety
+            /// The features enabled here; `codes`, `scales` whole rows of `cols` weights of `q`,
+            /// `dst` as many rows.
+            #[target_feature(enable = $features)]
+            unsafe fn $name<K: Kind>(
+                cb: usize,
+                sr: usize,
+                cols: usize,
+                codes: &[u8],
+                scales: &[f32],
+                dst: &mut [f32],
+            ) {
+                for (r, o) in dst.chunks_exact_mut(cols).enumerate() {
+                    // SAFETY: row `r`'s codes, scales and values are inside the slices (caller).
+                    unsafe {
+                        let (p, s) = (codes.as_ptr().add(r * cb), scales.as_ptr().add(r * sr));
+                        if K::takes(s) {
+                            $row::<K>(p, s, cols, o.as_mut_ptr());
+                        } else {
+                            $row::<K::Big>(p, s, cols, o.as_mut_ptr());
+                        }
+                    }
+                }
+            }
+        };
+    }
+    dequantize_with!(dequantize_kind, dequantize_row256, "avx2,fma");
+    dequantize_with!(
+        dequantize_kind512,
+        dequantize_row512,
+        "avx512f,avx512bw,avx512vl,avx2,fma"
+    );
+
     /// The values of whole rows of `q`.
     ///
     /// # Safety
-    /// As [`dequantize_kind`].
+    /// AVX2 and FMA; `codes`, `scales` whole rows of `cols` weights of `q`, `dst` as many rows.
     pub unsafe fn dequantize(
         q: WeightQuant,
         cols: usize,
@@ -403,20 +630,30 @@ mod x86 {
         if cols == 0 {
             return;
         }
-        // SAFETY: the caller's contract, passed on.
-        unsafe {
-            match q {
-                WeightQuant::Int8 => dequantize_kind::<Int8>(cb, sr, cols, codes, scales, dst),
-                WeightQuant::Int4 => dequantize_kind::<Int4>(cb, sr, cols, codes, scales, dst),
-                WeightQuant::Fp8 => dequantize_kind::<Fp8>(cb, sr, cols, codes, scales, dst),
-            }
+        macro_rules! each {
+            ($f:ident) => {
+                // SAFETY: the caller's contract, passed on; `$f` needs no more than it (the 512-bit
+                // one only where `wide` detected its features).
+                unsafe {
+                    match q {
+                        WeightQuant::Int8 => $f::<Int8>(cb, sr, cols, codes, scales, dst),
+                        WeightQuant::Int4 => $f::<Int4>(cb, sr, cols, codes, scales, dst),
+                        WeightQuant::Fp8 => $f::<Fp8<false>>(cb, sr, cols, codes, scales, dst),
+                    }
+                }
+            };
+        }
+        if wide() {
+            each!(dequantize_kind512)
+        } else {
+            each!(dequantize_kind)
         }
     }
 
     /// The register kernel of `q` over `out.len()` rows.
     ///
     /// # Safety
-    /// AVX2, FMA and F16C; `codes` and `scales` hold `out.len()` whole rows of `cols` weights of `q`
+    /// AVX2 and FMA; `codes` and `scales` hold `out.len()` whole rows of `cols` weights of `q`
     /// (which fit `q`); `x` at least `cols` values.
     pub unsafe fn rows_dot(
         q: WeightQuant,
@@ -435,7 +672,7 @@ mod x86 {
                     match q {
                         WeightQuant::Int8 => $f::<Int8>(cb, sr, cols, codes, scales, x, out),
                         WeightQuant::Int4 => $f::<Int4>(cb, sr, cols, codes, scales, x, out),
-                        WeightQuant::Fp8 => $f::<Fp8>(cb, sr, cols, codes, scales, x, out),
+                        WeightQuant::Fp8 => $f::<Fp8<false>>(cb, sr, cols, codes, scales, x, out),
                     }
                 }
             };
@@ -455,7 +692,7 @@ mod tests {
     use crate::weights::quantize::{Quantized, quantize};
 
     /// Random codes (every byte value, the E4M3 NaN codes excepted) and scales of either sign
-    /// and many magnitudes, or the quantization of random weights.
+    /// and many magnitudes (up to about 2^100), or the quantization of random weights.
     fn random(q: WeightQuant, rows: usize, cols: usize, s: &mut u64) -> Quantized {
         let cb = q.code_bytes(cols).unwrap();
         let sr = q.scales(cols).unwrap();
@@ -469,8 +706,17 @@ mod tests {
                 }
             }
         }
+        // Every fifth scale is near 2^100: the fp8 kernels take scales of 2^8 and more another
+        // way, so four-row walks see both kinds of row.
         let scales = (0..rows * sr)
-            .map(|i| lcg(s) * 2f32.powi((i % 7) as i32 * 3 - 12))
+            .map(|i| {
+                let e = if i % 5 == 3 {
+                    100
+                } else {
+                    (i % 7) as i32 * 3 - 12
+                };
+                lcg(s) * 2f32.powi(e)
+            })
             .collect();
         Quantized { codes, scales }
     }
@@ -490,6 +736,8 @@ mod tests {
                 (7, 150),
                 (3, 16),
                 (2, 7),
+                (10, 48),
+                (8, 256),
             ] {
                 if !q.fits(cols) {
                     continue;
