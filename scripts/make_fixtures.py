@@ -111,10 +111,10 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-mistral-window",
-          "tiny-gemma3", "tiny-gemma3-softcap", "tiny-phi3", "tiny-gpt2"]
+          "tiny-gemma3", "tiny-gemma3-softcap", "tiny-phi3", "tiny-gpt2", "tiny-qwen2-yarn"]
 SEEDS = {"tiny-llama": 1234, "tiny-llama-bias": 4567, "tiny-qwen2": 2345, "tiny-qwen3": 5678,
          "tiny-mistral": 6791, "tiny-mistral-window": 6802, "tiny-gemma3": 7901, "tiny-gemma3-softcap": 7903,
-         "tiny-phi3": 8102,
+         "tiny-phi3": 8102, "tiny-qwen2-yarn": 2346,
          "tiny-gpt2": 3456}
 NEW_TOKENS = 24
 PROMPTS = ["Hello, tiny model. Once upon a", "The quick brown fox"]
@@ -211,6 +211,32 @@ def check_softcaps(name: str, model, ids):
             if not changes and diff != 0.0:
                 sys.exit(f"{name}: {field} was expected to have no effect, it changes the logits by {diff:.2e}")
             print(f"{name}: {field} changes the prefill logits by {diff:.3g} of the largest")
+
+
+# The models with YaRN rotary scaling, checked by check_yarn.
+YARN = {"tiny-qwen2-yarn"}
+
+
+def check_yarn(name: str, model):
+    """tiny-qwen2-yarn is tiny-qwen2's config with YaRN (factor 4 over 4096 original positions), chosen so
+    that the ramp between extrapolated and interpolated frequencies falls inside the head (dimensions 1 to
+    4 of 8): some frequencies must equal the unscaled ones, some the ones divided by the factor, some lie
+    between, and cos/sin carry an attention factor other than 1."""
+    rotary = model.model.rotary_emb
+    cfg = model.config
+    hd = cfg.hidden_size // cfg.num_attention_heads
+    base = cfg.rope_parameters["rope_theta"]
+    plain = 1.0 / (base ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    factor = cfg.rope_parameters["factor"]
+    inv = rotary.inv_freq.float()
+    same = torch.isclose(inv, plain, rtol=1e-6)
+    divided = torch.isclose(inv, plain / factor, rtol=1e-6)
+    between = ~(same | divided)
+    if not (same.any() and divided.any() and between.any()):
+        sys.exit(f"{name}: YaRN ramp not inside the head: {inv.tolist()} against {plain.tolist()}")
+    if rotary.attention_scaling == 1.0:
+        sys.exit(f"{name}: YaRN attention factor is 1")
+    print(f"{name}: YaRN inv_freq {inv.tolist()}, attention factor {rotary.attention_scaling}")
 
 
 def raw_config(model_dir: str) -> dict:
@@ -431,6 +457,8 @@ def main() -> int:
         if name in WINDOWED:
             check_window(name, model_dir, model, [model.config.bos_token_id]
                          + tok.encode(PROMPTS[0], add_special_tokens=False).ids)
+        if name in YARN:
+            check_yarn(name, model)
         if name in SOFTCAPPED:
             check_softcaps(name, model, [model.config.bos_token_id]
                            + tok.encode(PROMPTS[0], add_special_tokens=False).ids)

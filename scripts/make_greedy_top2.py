@@ -32,7 +32,7 @@ from transformers import AutoModelForCausalLM, GenerationConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-mistral-window", "tiny-gemma3", "tiny-gemma3-softcap",
-        "tiny-phi3", "tiny-gpt2"]
+        "tiny-phi3", "tiny-gpt2", "tiny-qwen2-yarn"]
 
 
 def f32(x: float) -> float:

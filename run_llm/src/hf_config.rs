@@ -32,6 +32,7 @@ fn llama_like(spec: &ModelSpec) -> Result<Value> {
         theta,
         llama3,
         linear,
+        yarn,
     } = spec.positions
     else {
         bail!(
@@ -106,6 +107,18 @@ fn llama_like(spec: &ModelSpec) -> Result<Value> {
             "original_max_position_embeddings": s.original_max_position_embeddings,
         });
     }
+    if let Some(y) = yarn {
+        // Every field written out, so that transformers derives nothing of its own.
+        v["rope_scaling"] = json!({
+            "rope_type": "yarn",
+            "factor": y.factor,
+            "original_max_position_embeddings": y.original_max_position_embeddings,
+            "attention_factor": y.attention_factor,
+            "beta_fast": y.beta_fast,
+            "beta_slow": y.beta_slow,
+            "truncate": y.truncate,
+        });
+    }
     ids(&mut v, spec);
     Ok(v)
 }
@@ -126,6 +139,7 @@ fn gemma3(spec: &ModelSpec) -> Result<Value> {
         theta,
         llama3: None,
         linear,
+        yarn: None,
     } = spec.positions
     else {
         bail!(
@@ -173,6 +187,7 @@ fn phi3(spec: &ModelSpec) -> Result<Value> {
         theta,
         llama3: None,
         linear: None,
+        yarn: None,
     } = spec.positions
     else {
         bail!(

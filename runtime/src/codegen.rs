@@ -25,7 +25,7 @@ pub use crate::precision::{Bf16, Fp16, Fp32, Precision, PrecisionMarker};
 pub use crate::progress::{NoProgress, Progress};
 pub use crate::sample::Sampling;
 pub use crate::spec::ModelSpec;
-pub use crate::spec::{Arch, Llama3Scaling, Mlp, NormKind, Positions};
+pub use crate::spec::{Arch, Llama3Scaling, Mlp, NormKind, Positions, YarnScaling};
 pub use crate::step::{BackendKind, CacheMode, LogitRows, Logits, StepInputs};
 pub use crate::typed_engine::{
     DynModel, EngineOptions, Inputs, TypedCache, TypedEngine, TypedModel, entry_weights, step,

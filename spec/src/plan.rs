@@ -18,7 +18,7 @@
 //! architecture will extend (the attention window, the residual pattern) is matched exhaustively by
 //! both backends, so a new variant names every place that must learn it.
 
-use crate::spec::{Llama3Scaling, Mlp, ModelSpec, NormKind, Positions};
+use crate::spec::{Llama3Scaling, Mlp, ModelSpec, NormKind, Positions, YarnScaling};
 
 /// One norm: its kind, epsilon, width and canonical name prefix (`{name}.weight`, `{name}.bias` for
 /// LayerNorm).
@@ -109,6 +109,7 @@ pub struct Rotary {
     pub llama3: Option<Llama3Scaling>,
     /// Linear position interpolation: every frequency divided by this factor.
     pub linear: Option<f64>,
+    pub yarn: Option<YarnScaling>,
 }
 
 /// Which keys a query attends to.
@@ -448,16 +449,19 @@ fn layer(spec: &ModelSpec, i: usize, norm: &dyn Fn(String) -> NormPlan) -> Layer
                 theta,
                 llama3: None,
                 linear: None,
+                yarn: None,
             })
         }
         Positions::Rope {
             theta,
             llama3,
             linear,
+            yarn,
         } => Some(Rotary {
             theta,
             llama3,
             linear,
+            yarn,
         }),
         Positions::Learned => None,
     };

@@ -63,6 +63,21 @@ pub struct Llama3Scaling {
     pub original_max_position_embeddings: usize,
 }
 
+/// YaRN rotary scaling (`rope_type: "yarn"`), its fields resolved as transformers'
+/// `_compute_yarn_parameters` resolves them: frequencies blended between interpolation (divided by
+/// `factor`) and extrapolation over a ramp of dimensions set by `beta_fast` / `beta_slow` rotations
+/// in `original_max_position_embeddings`, and cos/sin multiplied by `attention_factor`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct YarnScaling {
+    pub factor: f64,
+    pub original_max_position_embeddings: usize,
+    pub attention_factor: f64,
+    pub beta_fast: f64,
+    pub beta_slow: f64,
+    /// Round the ramp's ends to whole dimensions (transformers' `truncate`, default true).
+    pub truncate: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Positions {
@@ -73,6 +88,8 @@ pub enum Positions {
         /// Linear position interpolation (`rope_type: "linear"`): every frequency divided by this.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         linear: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        yarn: Option<YarnScaling>,
     },
     /// Learned absolute position embeddings (GPT-2's `wpe`).
     Learned,

@@ -41,11 +41,14 @@ pub const ROPE_THETA: f64 = 1000000.0;
 pub const ROPE_SCALING: Option<rt::Llama3Scaling> = None;
 /// Linear RoPE interpolation (every frequency divided by it), when the config has one.
 pub const ROPE_LINEAR: Option<f64> = None;
+/// YaRN RoPE scaling, when the config has one.
+pub const ROPE_YARN: Option<rt::YarnScaling> = None;
 /// Position encoding.
 pub const POSITIONS: rt::Positions = rt::Positions::Rope {
     theta: ROPE_THETA,
     llama3: ROPE_SCALING,
     linear: ROPE_LINEAR,
+    yarn: ROPE_YARN,
 };
 /// The window of the sliding-window layers: a query at position `p` sees keys `p - w < j <= p`.
 pub const SLIDING_WINDOW: Option<usize> = None;

@@ -49,8 +49,28 @@ fn positions(m: &ModelInput) -> Result<(TokenStream, TokenStream), GenError> {
             theta,
             llama3,
             linear,
+            yarn,
         } => {
             let theta = finite(m, "rope theta", theta)?;
+            let yarn = match yarn {
+                None => quote!(None),
+                Some(y) => {
+                    let factor = finite(m, "rope_scaling.factor", y.factor)?;
+                    let orig = lit::usize(y.original_max_position_embeddings);
+                    let attention = finite(m, "rope_scaling.attention_factor", y.attention_factor)?;
+                    let fast = finite(m, "rope_scaling.beta_fast", y.beta_fast)?;
+                    let slow = finite(m, "rope_scaling.beta_slow", y.beta_slow)?;
+                    let truncate = y.truncate;
+                    quote!(Some(rt::YarnScaling {
+                        factor: #factor,
+                        original_max_position_embeddings: #orig,
+                        attention_factor: #attention,
+                        beta_fast: #fast,
+                        beta_slow: #slow,
+                        truncate: #truncate,
+                    }))
+                }
+            };
             let linear = opt_f64(m, "rope_scaling.factor", linear)?;
             let scaling = match llama3 {
                 None => quote!(None),
@@ -74,12 +94,15 @@ fn positions(m: &ModelInput) -> Result<(TokenStream, TokenStream), GenError> {
                 pub const ROPE_SCALING: Option<rt::Llama3Scaling> = #scaling;
                 /// Linear RoPE interpolation (every frequency divided by it), when the config has one.
                 pub const ROPE_LINEAR: Option<f64> = #linear;
+                /// YaRN RoPE scaling, when the config has one.
+                pub const ROPE_YARN: Option<rt::YarnScaling> = #yarn;
             };
             Ok((
                 quote!(rt::Positions::Rope {
                     theta: ROPE_THETA,
                     llama3: ROPE_SCALING,
                     linear: ROPE_LINEAR,
+                    yarn: ROPE_YARN,
                 }),
                 consts,
             ))

@@ -59,13 +59,28 @@ fn rows(m: &ModelInput) -> Vec<(&'static str, String)> {
         Positions::Learned => "learned absolute positions".to_string(),
         Positions::Rope {
             theta,
+            yarn: Some(y),
+            ..
+        } => format!(
+            "RoPE, theta {theta}, YaRN scaling (factor {}, original {}, attention factor {}, \
+             beta fast {}, slow {})",
+            y.factor,
+            y.original_max_position_embeddings,
+            y.attention_factor,
+            y.beta_fast,
+            y.beta_slow
+        ),
+        Positions::Rope {
+            theta,
             llama3: None,
             linear: None,
+            ..
         } => format!("RoPE, theta {theta}"),
         Positions::Rope {
             theta,
             llama3: None,
             linear: Some(f),
+            ..
         } => format!("RoPE, theta {theta}, linear scaling (factor {f})"),
         Positions::Rope {
             theta,

@@ -24,8 +24,10 @@ use std::path::PathBuf;
 /// of 8 with their own base; tiny-gemma3-softcap is tiny-gemma3's config with its final logits
 /// soft-capped at 0.5 (and an attention cap of 1.0, which transformers' Gemma 3 does not apply);
 /// tiny-phi3 is a Phi-3 (q/k/v and gate/up stored fused, GQA 4/2, untied) whose every layer slides
-/// over 8 keys.
-pub const MODELS: [&str; 10] = [
+/// over 8 keys; tiny-qwen2-yarn is tiny-qwen2's config with YaRN rotary scaling (factor 4 over 4096
+/// original positions: its frequency ramp falls inside the head, and cos/sin carry an attention
+/// factor of 1.1386).
+pub const MODELS: [&str; 11] = [
     "tiny-llama",
     "tiny-llama-bias",
     "tiny-qwen2",
@@ -36,6 +38,7 @@ pub const MODELS: [&str; 10] = [
     "tiny-gemma3-softcap",
     "tiny-phi3",
     "tiny-gpt2",
+    "tiny-qwen2-yarn",
 ];
 pub const MAX_SEQ: usize = 64;
 
@@ -65,7 +68,7 @@ pub fn fp32_tol(name: &str) -> f32 {
     match name {
         "tiny-llama" | "tiny-llama-bias" | "tiny-qwen3" | "tiny-mistral" => 1.5e-5,
         "tiny-mistral-window" | "tiny-gemma3" | "tiny-gemma3-softcap" | "tiny-phi3" => 1.5e-5,
-        "tiny-qwen2" => 1.2e-5,
+        "tiny-qwen2" | "tiny-qwen2-yarn" => 1.2e-5,
         "tiny-gpt2" => 6e-6,
         other => panic!("no FP32 bound measured for {other}"),
     }

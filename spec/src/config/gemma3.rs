@@ -136,8 +136,8 @@ fn sliding(f: &Fields<'_>, num_layers: usize) -> Result<windows::Sliding, Config
 fn rotary(f: &Fields<'_>) -> Result<(Positions, f64), ConfigError> {
     if let Some(params) = f.object("rope_parameters")? {
         let global = match params.object("full_attention")? {
-            Some(p) => rope::parse_entry(&p, DEFAULT_GLOBAL_THETA)?,
-            None => rope::parse_entry(&params, DEFAULT_GLOBAL_THETA)?,
+            Some(p) => rope::parse_entry(&p, f, DEFAULT_GLOBAL_THETA)?,
+            None => rope::parse_entry(&params, f, DEFAULT_GLOBAL_THETA)?,
         };
         let local = match params.object("sliding_attention")? {
             Some(p) => p,
@@ -149,11 +149,12 @@ fn rotary(f: &Fields<'_>) -> Result<(Positions, f64), ConfigError> {
                 ));
             }
         };
-        let local_theta = match rope::parse_entry(&local, DEFAULT_LOCAL_THETA)? {
+        let local_theta = match rope::parse_entry(&local, f, DEFAULT_LOCAL_THETA)? {
             Positions::Rope {
                 theta,
                 llama3: None,
                 linear: None,
+                yarn: None,
             } => theta,
             _ => {
                 return Err(local.unsupported(
@@ -169,9 +170,9 @@ fn rotary(f: &Fields<'_>) -> Result<(Positions, f64), ConfigError> {
         Some(t) => f.check_positive_f64("rope_theta", t)?,
         None => DEFAULT_GLOBAL_THETA,
     };
-    let (llama3, linear) = match f.object("rope_scaling")? {
-        Some(s) => rope::scaling(&s)?,
-        None => (None, None),
+    let scaling = match f.object("rope_scaling")? {
+        Some(s) => rope::scaling(&s, f)?,
+        None => rope::Scaling::default(),
     };
     let local_theta = match f.opt_f64("rope_local_base_freq")? {
         Some(t) => f.check_positive_f64("rope_local_base_freq", t)?,
@@ -179,8 +180,9 @@ fn rotary(f: &Fields<'_>) -> Result<(Positions, f64), ConfigError> {
     };
     let global = Positions::Rope {
         theta,
-        llama3,
-        linear,
+        llama3: scaling.llama3,
+        linear: scaling.linear,
+        yarn: scaling.yarn,
     };
     Ok((global, local_theta))
 }

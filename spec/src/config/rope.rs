@@ -3,7 +3,7 @@
 
 use super::ConfigError;
 use super::fields::Fields;
-use crate::spec::{Llama3Scaling, Positions};
+use crate::spec::{Llama3Scaling, Positions, YarnScaling};
 use serde_json::Value;
 
 /// The default `rope_theta` of Llama and Qwen2 configs when none is written.
@@ -32,39 +32,47 @@ pub(super) fn parse(f: &Fields<'_>) -> Result<Positions, ConfigError> {
             Some(t) => params.check_positive_f64("rope_theta", t)?,
             None => top_level_theta(f)?,
         };
-        let (llama3, linear) = scaling(&params)?;
-        return Ok(Positions::Rope {
-            theta,
-            llama3,
-            linear,
-        });
+        return scaling(&params, f)?.positions(theta);
     }
     // transformers 4: `rope_theta` at the top, optional `rope_scaling` object.
     let theta = top_level_theta(f)?;
-    let (llama3, linear) = match f.object("rope_scaling")? {
-        Some(s) => scaling(&s)?,
-        None => (None, None),
-    };
-    Ok(Positions::Rope {
-        theta,
-        llama3,
-        linear,
-    })
+    match f.object("rope_scaling")? {
+        Some(s) => scaling(&s, f)?.positions(theta),
+        None => Scaling::default().positions(theta),
+    }
 }
 
-/// The rotary embedding of one kind of layer from a transformers-5 `rope_parameters` entry (Gemma 3
-/// keys them by layer type), its `rope_theta` defaulting to `default_theta`.
-pub(super) fn parse_entry(p: &Fields<'_>, default_theta: f64) -> Result<Positions, ConfigError> {
+/// One rotary scaling of a config (at most one is set).
+#[derive(Debug, Default)]
+pub(super) struct Scaling {
+    pub llama3: Option<Llama3Scaling>,
+    pub linear: Option<f64>,
+    pub yarn: Option<YarnScaling>,
+}
+
+impl Scaling {
+    fn positions(self, theta: f64) -> Result<Positions, ConfigError> {
+        Ok(Positions::Rope {
+            theta,
+            llama3: self.llama3,
+            linear: self.linear,
+            yarn: self.yarn,
+        })
+    }
+}
+
+/// The rotary embedding of one kind of layer from a transformers-5 `rope_parameters` entry `p` of the
+/// config `top` (Gemma 3 keys them by layer type), its `rope_theta` defaulting to `default_theta`.
+pub(super) fn parse_entry(
+    p: &Fields<'_>,
+    top: &Fields<'_>,
+    default_theta: f64,
+) -> Result<Positions, ConfigError> {
     let theta = match p.opt_f64("rope_theta")? {
         Some(t) => p.check_positive_f64("rope_theta", t)?,
         None => default_theta,
     };
-    let (llama3, linear) = scaling(p)?;
-    Ok(Positions::Rope {
-        theta,
-        llama3,
-        linear,
-    })
+    scaling(p, top)?.positions(theta)
 }
 
 fn top_level_theta(f: &Fields<'_>) -> Result<f64, ConfigError> {
@@ -74,9 +82,9 @@ fn top_level_theta(f: &Fields<'_>) -> Result<f64, ConfigError> {
     }
 }
 
-/// The scaling described by a `rope_scaling` / `rope_parameters` object: `default` (none), `linear`
-/// (the factor) or `llama3`.
-pub(super) fn scaling(s: &Fields<'_>) -> Result<(Option<Llama3Scaling>, Option<f64>), ConfigError> {
+/// The scaling described by a `rope_scaling` / `rope_parameters` object `s` of the config `top`:
+/// `default` (none), `linear` (the factor), `llama3` or `yarn`.
+pub(super) fn scaling(s: &Fields<'_>, top: &Fields<'_>) -> Result<Scaling, ConfigError> {
     // transformers 4.3x wrote `type`, later versions `rope_type`.
     let (field, kind) = match s.opt_str("rope_type")? {
         Some(k) => ("rope_type", k),
@@ -86,8 +94,15 @@ pub(super) fn scaling(s: &Fields<'_>) -> Result<(Option<Llama3Scaling>, Option<f
         },
     };
     match kind {
-        "default" => Ok((None, None)),
-        "linear" => Ok((None, Some(s.positive_f64("factor")?))),
+        "default" => Ok(Scaling::default()),
+        "linear" => Ok(Scaling {
+            linear: Some(s.positive_f64("factor")?),
+            ..Scaling::default()
+        }),
+        "yarn" => Ok(Scaling {
+            yarn: Some(yarn(s, top)?),
+            ..Scaling::default()
+        }),
         "llama3" => {
             let scaling = Llama3Scaling {
                 factor: s.positive_f64("factor")?,
@@ -103,12 +118,65 @@ pub(super) fn scaling(s: &Fields<'_>) -> Result<(Option<Llama3Scaling>, Option<f
                     "must be greater than `low_freq_factor`",
                 ));
             }
-            Ok((Some(scaling), None))
+            Ok(Scaling {
+                llama3: Some(scaling),
+                ..Scaling::default()
+            })
         }
         other => Err(s.unsupported(
             field,
             &Value::from(other),
-            "only `default`, `linear` and `llama3` rotary embeddings are implemented",
+            "only `default`, `linear`, `llama3` and `yarn` rotary embeddings are implemented",
         )),
     }
+}
+
+/// YaRN's fields resolved as transformers' `_compute_yarn_parameters` and `standardize_rope_params`
+/// resolve them: `original_max_position_embeddings` from the scaling object, else the config's top
+/// level, else `max_position_embeddings`; a `factor` of null is `max_position_embeddings` over it;
+/// `attention_factor` when absent from `mscale` and `mscale_all_dim` (when both are set and non-zero)
+/// or from the factor (`0.1 ln(factor) + 1` above 1); `beta_fast` 32 and `beta_slow` 1 when absent
+/// or zero; `truncate` true when absent.
+fn yarn(s: &Fields<'_>, top: &Fields<'_>) -> Result<YarnScaling, ConfigError> {
+    let original = match s.opt_usize("original_max_position_embeddings")? {
+        Some(n) => s.check_positive("original_max_position_embeddings", n)?,
+        None => match top.opt_usize("original_max_position_embeddings")? {
+            Some(n) => top.check_positive("original_max_position_embeddings", n)?,
+            None => top.positive("max_position_embeddings")?,
+        },
+    };
+    let factor = match s.opt_f64("factor")? {
+        Some(f) => s.check_positive_f64("factor", f)?,
+        None if s.has_key("factor") => {
+            top.positive("max_position_embeddings")? as f64 / original as f64
+        }
+        None => s.positive_f64("factor")?,
+    };
+    let mscale = |scale: f64, m: f64| match scale <= 1.0 {
+        true => 1.0,
+        false => 0.1 * m * scale.ln() + 1.0,
+    };
+    let attention_factor = match s.opt_f64("attention_factor")? {
+        Some(a) => s.check_positive_f64("attention_factor", a)?,
+        None => match (s.opt_f64("mscale")?, s.opt_f64("mscale_all_dim")?) {
+            (Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                mscale(factor, m) / mscale(factor, all)
+            }
+            _ => mscale(factor, 1.0),
+        },
+    };
+    let nonzero = |v: Option<f64>, default: f64| v.filter(|&b| b != 0.0).unwrap_or(default);
+    let beta_fast = nonzero(s.opt_f64("beta_fast")?, 32.0);
+    let beta_slow = nonzero(s.opt_f64("beta_slow")?, 1.0);
+    for (field, beta) in [("beta_fast", beta_fast), ("beta_slow", beta_slow)] {
+        s.check_positive_f64(field, beta)?;
+    }
+    Ok(YarnScaling {
+        factor,
+        original_max_position_embeddings: original,
+        attention_factor,
+        beta_fast,
+        beta_slow,
+        truncate: s.opt_bool("truncate")?.unwrap_or(true),
+    })
 }

@@ -40,6 +40,7 @@ fn rope(theta: f64, llama3: Option<(f64, usize)>) -> Positions {
             original_max_position_embeddings: original,
         }),
         linear: None,
+        yarn: None,
     }
 }
 
@@ -356,7 +357,7 @@ fn reads_linear_rope_scaling() {
 
 #[test]
 fn refuses_unsupported_rope_types() {
-    for kind in ["yarn", "dynamic"] {
+    for kind in ["dynamic", "longrope"] {
         let r = parse_with(|o| {
             let s = serde_json::json!({"rope_type": kind, "factor": 4.0});
             o.insert("rope_scaling".into(), s);
@@ -365,10 +366,10 @@ fn refuses_unsupported_rope_types() {
     }
     // transformers-5 layout, and the older `type` key.
     let r = parse_with(|o| {
-        let p = serde_json::json!({"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0});
+        let p = serde_json::json!({"rope_type": "dynamic", "rope_theta": 1e6, "factor": 4.0});
         o.insert("rope_parameters".into(), p);
     });
-    assert_refused(r, "rope_parameters.rope_type", "\"yarn\"");
+    assert_refused(r, "rope_parameters.rope_type", "\"dynamic\"");
     let r = parse_with(|o| {
         o.insert(
             "rope_scaling".into(),
@@ -376,6 +377,69 @@ fn refuses_unsupported_rope_types() {
         );
     });
     assert_refused(r, "rope_scaling.type", "\"longrope\"");
+}
+
+/// YaRN, resolved as transformers' `_compute_yarn_parameters` and `standardize_rope_params`
+/// resolve it: the original length from the scaling object, else the config's top-level
+/// `original_max_position_embeddings`, else `max_position_embeddings`; a null factor from the two
+/// lengths; the attention factor from `mscale` / `mscale_all_dim` when both are non-zero, else from
+/// the factor; betas 32 and 1 when absent or zero; truncation unless turned off.
+#[test]
+fn reads_yarn_rope_scaling() {
+    let yarn = |r: Result<ModelSpec, String>| match r.unwrap().positions {
+        Positions::Rope { yarn, .. } => yarn.expect("yarn"),
+        Positions::Learned => panic!("rotary"),
+    };
+    // transformers 5 layout; max_position_embeddings is 256 in the base config.
+    let y = yarn(parse_with(|o| {
+        let p = serde_json::json!({"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0,
+            "original_max_position_embeddings": 64});
+        o.insert("rope_parameters".into(), p);
+    }));
+    assert_eq!(
+        (
+            y.factor,
+            y.original_max_position_embeddings,
+            y.beta_fast,
+            y.beta_slow,
+            y.truncate
+        ),
+        (4.0, 64, 32.0, 1.0, true)
+    );
+    assert_eq!(y.attention_factor, 0.1 * 4f64.ln() + 1.0);
+    // transformers 4 layout: the original length at the top level, a null factor, mscales, zero betas.
+    let y = yarn(parse_with(|o| {
+        o.insert("original_max_position_embeddings".into(), 32.into());
+        let s = serde_json::json!({"type": "yarn", "factor": null, "mscale": 1.0,
+            "mscale_all_dim": 0.5, "beta_fast": 0, "beta_slow": 0, "truncate": false});
+        o.insert("rope_scaling".into(), s);
+    }));
+    assert_eq!((y.factor, y.original_max_position_embeddings), (8.0, 32));
+    assert_eq!((y.beta_fast, y.beta_slow, y.truncate), (32.0, 1.0, false));
+    let ln8 = 8f64.ln();
+    assert_eq!(y.attention_factor, (0.1 * ln8 + 1.0) / (0.05 * ln8 + 1.0));
+    // Neither: max_position_embeddings; an explicit attention factor wins.
+    let y = yarn(parse_with(|o| {
+        let s = serde_json::json!({"rope_type": "yarn", "factor": 2.0, "attention_factor": 1.5});
+        o.insert("rope_scaling".into(), s);
+    }));
+    assert_eq!(
+        (y.original_max_position_embeddings, y.attention_factor),
+        (256, 1.5)
+    );
+    // A factor is required (or null), and must be positive.
+    let r = parse_with(|o| {
+        o.insert(
+            "rope_scaling".into(),
+            serde_json::json!({"rope_type": "yarn"}),
+        );
+    });
+    assert_refused(r, "rope_scaling.factor", "");
+    let r = parse_with(|o| {
+        let s = serde_json::json!({"rope_type": "yarn", "factor": -2.0});
+        o.insert("rope_scaling".into(), s);
+    });
+    assert_refused(r, "rope_scaling.factor", "-2");
 }
 
 #[test]

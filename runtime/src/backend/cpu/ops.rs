@@ -64,8 +64,8 @@ impl CpuOps {
     ) -> Result<CpuOps> {
         let mut rope = Vec::with_capacity(rotaries.len());
         for r in rotaries {
-            let inv_freq = crate::rope::rotary_inv_freq(r, head_dim);
-            let (c, s) = crate::rope::try_tables(&inv_freq, positions).map_err(Error::invalid)?;
+            let (c, s) =
+                crate::rope::rotary_tables(r, head_dim, positions).map_err(Error::invalid)?;
             rope.push((*r, c, s));
         }
         Ok(CpuOps {

@@ -244,10 +244,9 @@ impl CudaBackend {
         let positions = fused_layer::layer_positions(&plan);
         let mut rope = Vec::new();
         for r in plan.rotaries() {
-            let f = crate::rope::rotary_inv_freq(&r, spec.head_dim);
             // Fallible: the table length comes from the user's max_seq_len.
-            let (c, s) =
-                crate::rope::try_tables(&f, options.max_seq_len).map_err(Error::invalid)?;
+            let (c, s) = crate::rope::rotary_tables(&r, spec.head_dim, options.max_seq_len)
+                .map_err(Error::invalid)?;
             rope.push((
                 gpu.upload::<f32>(&c, "rope cos")?,
                 gpu.upload::<f32>(&s, "rope sin")?,

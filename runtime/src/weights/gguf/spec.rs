@@ -167,6 +167,7 @@ fn rotary(file: &GgufFile, arch: Arch) -> Result<Positions, WeightsError> {
         theta,
         llama3: None,
         linear,
+        yarn: None,
     })
 }
 
