@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Weights quantized at build on the GPU, in one device call: the quantized-engine tests against
-# transformers (cuda_quant), the op harness and the dense parity suite (regressions of the shared
+# Weights quantized at build and GGUF blocks kept on the GPU, in one device call: the quantized-engine
+# tests against transformers (cuda_quant) and the kept-blocks tests against the CPU engine (cuda_gguf), the op harness and the dense parity suite (regressions of the shared
 # decode kernels), then batch-1 decode speed of each format beside FP16 dense, int4 also on the f32
 # GEMV path (and, where BASE_BIN holds an earlier build's cuda_bench, that build's dense speed for an
 # A/B):
@@ -21,6 +21,7 @@ run_test() { # name timeout
     grep -E "^test result|FAIL|panicked" "$OUT/$1.log" | head -8
 }
 run_test cuda_quant 150
+run_test cuda_gguf 100
 speed() { # label bin model quant [extra...]
     local label=$1 bin=$2 model=$3 quant=$4
     shift 4

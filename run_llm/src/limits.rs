@@ -137,14 +137,16 @@ pub fn admit(model: &Model, need: &Need, max_seq_len: usize) -> Result<()> {
                         &model.spec,
                         need.precision,
                         need.quant,
-                        &|_| None,
+                        &stored,
                         Memory::Device,
                         shape,
                         Some(&gpu),
                     )
                     .map_err(advise)?;
-                    // Weights quantized at build are dequantised one matrix at a time for prefill.
-                    let staging = admission::staging_bytes(&model.spec, need.precision, need.quant);
+                    // Weights quantized at build or kept as GGUF blocks are dequantised one matrix
+                    // at a time for prefill.
+                    let staging =
+                        admission::staging_bytes(&model.spec, need.precision, need.quant, &stored);
                     admission::check(
                         || {
                             format!(

@@ -224,16 +224,28 @@ pub fn weight_bytes_kept(
 }
 
 /// Bytes of the dense staging matrix a GPU engine built with `quant` keeps for its prefill GEMMs:
-/// the largest layer linear stored quantized, in the engine precision (0 when none is).
-pub fn staging_bytes(spec: &ModelSpec, precision: Precision, quant: QuantFormat) -> u64 {
+/// the largest layer linear stored quantized at build or holding parts the source keeps as GGML
+/// blocks (`stored`), in the engine precision (0 when none is).
+pub fn staging_bytes(
+    spec: &ModelSpec,
+    precision: Precision,
+    quant: QuantFormat,
+    stored: StoredBlocks<'_>,
+) -> u64 {
     let plan = ModelPlan::new(spec);
+    let kept = |lin: &LinearPlan| {
+        lin.weight_rows()
+            .iter()
+            .any(|(name, _)| stored(name).is_some_and(|t| t.row_bytes(lin.in_features).is_some()))
+    };
     plan.layers
         .iter()
         .flat_map(|l| l.linears())
         .filter(|lin| {
-            WeightFormat::of_linear_as(lin, precision, quant)
-                .dense()
-                .is_none()
+            kept(lin)
+                || WeightFormat::of_linear_as(lin, precision, quant)
+                    .dense()
+                    .is_none()
         })
         .map(|lin| {
             mul(&[

@@ -189,16 +189,6 @@ fn check_options(spec: &ModelSpec, options: &BuildOptions) -> Result<()> {
             spec.name
         )));
     }
-    if options.quant == crate::format::QuantFormat::Gguf
-        && let DeviceChoice::Cuda { .. } = options.device
-    {
-        return Err(Error::invalid(format!(
-            "quant format {} (GGUF blocks kept packed; from --quant_format, or the model's \
-             quant_format in models.toml) is implemented on the CPU backend only; the CUDA \
-             backend takes none, int8, int4 or fp8",
-            options.quant
-        )));
-    }
     if spec.positions == crate::spec::Positions::Learned
         && options.max_seq_len > spec.max_position_embeddings
     {

@@ -607,6 +607,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                 k: kk as i32,
                 m: mm as i32,
                 ldx: (seq * kk) as i32,
+                ldy: n as i32,
             }
             .launch(&st, &k.gemv, Grid::new((blocks, 1, 1), 256).smem(smem))?;
             Ok(vec![("y", g.read_f32(&y, "y")?)])
@@ -731,6 +732,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                     k: kk as i32,
                     m: mm as i32,
                     ldx: ldx as i32,
+                    ldy: n as i32,
                     ty: ty.ggml_id() as i32,
                 }
                 .launch(&st, &k.gemv_blocks, grid)?;

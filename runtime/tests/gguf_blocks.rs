@@ -145,21 +145,6 @@ fn an_engine_file_keeps_blocks_and_its_quant_format() {
     }
 }
 
-#[cfg(feature = "cuda")]
-#[test]
-fn a_cuda_engine_refuses_kept_blocks_by_name() {
-    let o = options(QuantFormat::Gguf, DeviceChoice::Cuda { ordinal: 0 });
-    let source = WeightSource::Gguf(fixture("tiny-llama"));
-    let err = match Engine::build(spec("tiny-llama"), &source, o, &NoProgress) {
-        Ok(_) => panic!("a CUDA engine kept GGUF blocks"),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        err.contains("quant format gguf") && err.contains("CUDA"),
-        "{err}"
-    );
-}
-
 /// Every block type the fixtures hold (the legacy types of `quants.gguf`, Q5_0/Q5_1 and the K-quants
 /// of `kquants.gguf`, random-byte blocks checked against gguf-py in `gguf.rs`) as a kept-blocks
 /// matrix multiplies exactly as the dense f32 matrix of its dequantised values: one input (decode)

@@ -265,17 +265,3 @@ fn an_engine_file_keeps_quantized_weights_and_its_quant_format() {
         std::fs::remove_file(&path).ok();
     }
 }
-
-/// The CUDA backend does not keep GGUF blocks: asked to, the build refuses the format by name before
-/// any GPU work (the formats quantized at build run there: `cuda_quant.rs`).
-#[test]
-fn a_cuda_engine_refuses_kept_gguf_blocks_by_name() {
-    let mut o = options(QuantFormat::Gguf);
-    o.device = DeviceChoice::Cuda { ordinal: 0 };
-    let source = WeightSource::HfDir(model_dir("tiny-llama"));
-    let err = match Engine::build(spec("tiny-llama"), &source, o, &NoProgress) {
-        Ok(_) => panic!("a CUDA engine took --quant_format gguf"),
-        Err(e) => e.to_string(),
-    };
-    assert!(err.contains("gguf") && err.contains("CPU"), "{err}");
-}

@@ -241,14 +241,24 @@ fn staging_holds_the_largest_quantized_linear() {
     let llama = model("Llama-3.1-8B-Instruct");
     for quant in [QuantFormat::Int8, QuantFormat::Int4, QuantFormat::Fp8] {
         assert_eq!(
-            staging_bytes(&llama, Precision::Fp16, quant),
+            staging_bytes(&llama, Precision::Fp16, quant, &|_| None),
             2 * 14336 * 4096 * 2
         );
     }
-    assert_eq!(staging_bytes(&llama, Precision::Fp16, QuantFormat::None), 0);
+    assert_eq!(
+        staging_bytes(&llama, Precision::Fp16, QuantFormat::None, &|_| None),
+        0
+    );
     let smol = model("SmolLM2-135M-Instruct");
     assert_eq!(
-        staging_bytes(&smol, Precision::Bf16, QuantFormat::Int4),
+        staging_bytes(&smol, Precision::Bf16, QuantFormat::Int4, &|_| None),
         576 * 1536 * 2
+    );
+    // Kept GGUF blocks: the largest linear with a kept part (here only SmolLM2's fused gate/up of
+    // layer 0, 2 x 1536 rows of 576).
+    let up = |name: &str| (name == "layers.0.up.weight").then_some(BlockType::Q8_0);
+    assert_eq!(
+        staging_bytes(&smol, Precision::Fp16, QuantFormat::Gguf, &up),
+        2 * 1536 * 576 * 2
     );
 }

@@ -450,7 +450,7 @@ __device__ __forceinline__ void x8(const T* p, float (&f)[8]) {
 // the warp adds the lanes', so a row's result does not depend on the grid.
 template <class B>
 __device__ __forceinline__ void gemv_rows(const u8* __restrict__ w, const T* xs, float* __restrict__ y, int N,
-                                          int K, int M) {
+                                          int K, int M, int LDY) {
     int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int nb = K / B::ELEMS, upr = nb * B::UNITS;
     size_t rb = (size_t)nb * B::BYTES;
@@ -489,7 +489,7 @@ __device__ __forceinline__ void gemv_rows(const u8* __restrict__ w, const T* xs,
         for (int m = 0; m < MAXM; m++) {
             if (m >= M) break;
             float s = warp_sum(acc[m]);
-            if (lane == 0) y[(size_t)m * N + j] = s;
+            if (lane == 0) y[(size_t)m * LDY + j] = s;
         }
     }
 }
@@ -497,11 +497,11 @@ __device__ __forceinline__ void gemv_rows(const u8* __restrict__ w, const T* xs,
 extern __shared__ __align__(16) unsigned char blocks_smem[];
 
 // w: [n, k] blocks of GGML type `ty` (k a multiple of the type's ELEMS); x: m <= MAXM rows of k inputs
-// (T), ldx elements apart; y: [m, n] f32. Dynamic shared memory: m * k * sizeof(T) bytes (the rows are
+// (T), ldx elements apart; y: m rows of n f32, ldy apart (a segment of a wider output). Dynamic shared memory: m * k * sizeof(T) bytes (the rows are
 // staged there first). Blocks of a multiple of 32 threads, any grid; a 16-byte aligned `w` takes the
 // fast loads. An unknown `ty` writes nothing.
 extern "C" __global__ void gemv_blocks(const unsigned char* __restrict__ w, const T* __restrict__ x,
-                                       float* __restrict__ y, int n, int k, int m, int ldx, int ty) {
+                                       float* __restrict__ y, int n, int k, int m, int ldx, int ldy, int ty) {
     // No-ops unless launched as a programmatic dependent launch. The inputs may be the predecessor's
     // output, so they are read through L2 (never the non-coherent path) after the wait.
     pdl_wait();
@@ -523,7 +523,7 @@ extern "C" __global__ void gemv_blocks(const unsigned char* __restrict__ w, cons
     switch (ty) {
 #define GEMV_CASE(B)                                                                                         \
     case B::ID:                                                                                              \
-        gemv_rows<B>(w, xs, y, n, k, m);                                                                     \
+        gemv_rows<B>(w, xs, y, n, k, m, ldy);                                                                \
         break;
         BLOCK_TYPES(GEMV_CASE)
 #undef GEMV_CASE

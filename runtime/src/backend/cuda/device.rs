@@ -3,7 +3,7 @@
 //! stream, typed device buffers ([`DevBuf`], from `memory.rs`) allocated and copied to and from the
 //! host, and the conversion of driver errors into [`BackendError`].
 
-use super::memory::{DevBuf, Elem, Fixed, Stored, fixed_bytes};
+use super::memory::{DevBuf, DevSlice, DevSliceMut, Elem, Fixed, Stored, fixed_bytes};
 use crate::backend_error::BackendError;
 use crate::precision::Precision;
 use crate::{Error, Result};
@@ -141,6 +141,33 @@ impl Gpu {
         what: &str,
     ) -> Result<DevBuf<Stored>> {
         self.upload_packed(bytes, precision.bytes_per_element(), what)
+    }
+
+    /// Copy the bytes of `src` into the start of `dst` on the stream (ordered with the launches).
+    pub fn copy_device<E: Elem>(
+        &self,
+        src: DevSlice<'_, E>,
+        dst: DevSliceMut<'_, E>,
+    ) -> Result<()> {
+        let bytes = src.byte_len();
+        if dst.byte_len() < bytes {
+            return Err(Error::Backend(BackendError::Other(format!(
+                "device copy of {bytes} bytes into {} bytes",
+                dst.byte_len()
+            ))));
+        }
+        // SAFETY: both views borrow live allocations of this context (their lifetimes), `dst` holds
+        // at least `bytes` bytes (checked), and the copy is ordered on the one stream every launch
+        // uses, so it neither races the kernels nor outlives the buffers' borrows.
+        unsafe {
+            cudarc::driver::result::memcpy_dtod_async(
+                dst.ffi_mut() as u64,
+                src.ffi() as u64,
+                bytes,
+                self.stream.cu_stream(),
+            )
+        }
+        .map_err(cuda_err("cuMemcpyDtoDAsync"))
     }
 
     /// Copy `data` to the start of `dst` (which must be large enough).

@@ -6,14 +6,17 @@
 use super::device::Gpu;
 use super::fused_layer::{FusedLayer, LayerPositions};
 use super::gemm::{GemmChoice, GemmShape, Lt, default_choice};
-use super::kernels::{DECODE_CHUNK, Kernels, codes_per_vector, format_code, tc_prefill_supported};
+use super::kernels::{
+    DECODE_CHUNK, GEMV_MAX_ROWS, Kernels, codes_per_vector, format_code, tc_prefill_supported,
+};
 use super::launch::{Grid, Stream};
 use super::launchers::{
-    Argmax, AttnDecode, AttnPrefill, Dequant, Embed, Gemv, HeadNorm, KvRingStore, QkvRope,
+    Argmax, AttnDecode, AttnPrefill, Dequant, DequantBlocks, Embed, Gemv, GemvBlocks, HeadNorm,
+    KvRingStore, QkvRope,
 };
 use super::memory::{DevBuf, DevSlice, DevSliceMut, Mark, Stored};
 use super::scratch::{Scratch, decode_splits};
-use super::weights::{Layout, Mat, Vf};
+use super::weights::{Layout, Mat, Segment, Vf};
 use crate::Result;
 use crate::backend_error::BackendError;
 use crate::format::WeightFormat;
@@ -160,13 +163,20 @@ pub fn choice(m: &Model<'_>, w: &Mat, rows: usize) -> (GemmShape, Option<GemmCho
     (shape, choice)
 }
 
-/// Matrix `w` dense in the storage element: itself, or (quantized) dequantised into the staging
-/// matrix, which holds it until the next call.
+/// Matrix `w` dense in the storage element: itself, or (quantized at build, GGUF blocks, or a stack
+/// of parts in different formats) each of its segments dequantised (or copied, where dense) into the
+/// staging matrix, which holds it until the next call.
 fn dense_of<'a>(m: &Model<'a>, w: &Mat) -> Result<DevSlice<'a, Stored>> {
-    let fmt = match w.format {
-        WeightFormat::Dense(_) => return Ok(m.mat(w)),
-        other => format_code(other).map_err(crate::Error::invalid)?,
-    };
+    let segments = w.segments();
+    if let [
+        Segment {
+            format: WeightFormat::Dense(_),
+            ..
+        },
+    ] = segments[..]
+    {
+        return Ok(m.mat(w));
+    }
     let n = w.rows * w.cols;
     let staging = m.unpacked.filter(|u| u.len() >= n).ok_or_else(|| {
         crate::Error::Backend(BackendError::Other(format!(
@@ -174,27 +184,125 @@ fn dense_of<'a>(m: &Model<'a>, w: &Mat) -> Result<DevSlice<'a, Stored>> {
             w.rows, w.cols, w.format
         )))
     })?;
-    let vecs = n / match w.format {
-        WeightFormat::Quantized(q) => codes_per_vector(q),
-        _ => 1,
-    };
-    Dequant {
-        w: m.packed(w),
-        out: staging.slice_mut(0, n),
-        rows: w.rows as i32,
-        cols: w.cols as i32,
-        fmt: fmt as i32,
+    for seg in &segments {
+        let out = staging.slice_mut(seg.row * w.cols, seg.rows * w.cols);
+        let bytes = m
+            .mats
+            .byte_slice(seg.off, seg.format.matrix_bytes(seg.rows, w.cols));
+        let (rows, cols) = (seg.rows as i32, w.cols as i32);
+        match seg.format {
+            WeightFormat::Dense(_) => {
+                let elems = m.precision.bytes_per_element();
+                let src = m.mats.slice(seg.off / elems, seg.rows * w.cols);
+                m.gpu.copy_device(src, out)?;
+            }
+            WeightFormat::Quantized(q) => {
+                let vecs = seg.rows * w.cols / codes_per_vector(q);
+                Dequant {
+                    w: bytes,
+                    out,
+                    rows,
+                    cols,
+                    fmt: format_code(seg.format).map_err(crate::Error::invalid)? as i32,
+                }
+                .launch(
+                    &m.stream(),
+                    &m.k.dequant,
+                    Grid::new((vecs.div_ceil(256).clamp(1, 1 << 16) as u32, 1, 1), 256),
+                )?;
+            }
+            WeightFormat::Blocks(t) => DequantBlocks {
+                w: bytes,
+                out,
+                rows,
+                cols,
+                ty: t.ggml_id() as i32,
+            }
+            .launch(
+                &m.stream(),
+                &m.k.dequant_blocks,
+                DequantBlocks::grid(seg.rows, w.cols, m.gpu.sms * 8),
+            )?,
+        }
     }
-    .launch(
-        &m.stream(),
-        &m.k.dequant,
-        Grid::new((vecs.div_ceil(256).clamp(1, 1 << 16) as u32, 1, 1), 256),
-    )?;
     Ok(staging.slice(0, n))
 }
 
+/// `y[rows, w.rows] = x · wᵀ` for a matrix holding GGUF blocks and a step of few rows whose inputs
+/// fit in shared memory: each segment's GEMV reads its blocks (or dense rows) directly, into its
+/// columns of `y`. `false` when the step does not fit (the caller then dequantises).
+fn gemv_segments(
+    m: &Model<'_>,
+    w: &Mat,
+    x: DevSlice<'_, Stored>,
+    ldx: usize,
+    rows: usize,
+    y: DevSliceMut<'_, f32>,
+) -> Result<bool> {
+    let e = m.precision.bytes_per_element();
+    let smem = GemvBlocks::smem(rows, w.cols, e);
+    let dense_fits = ldx.is_multiple_of(16 / e) && (w.cols * e).is_multiple_of(16);
+    let segments = w.segments();
+    let fits = rows <= GEMV_MAX_ROWS
+        && smem <= m.k.gemv_smem_limit
+        && segments.iter().all(|s| match s.format {
+            WeightFormat::Blocks(_) => true,
+            WeightFormat::Dense(_) => dense_fits,
+            WeightFormat::Quantized(_) => false,
+        });
+    if !fits {
+        return Ok(false);
+    }
+    for seg in &segments {
+        let ys = y.skip(seg.row);
+        match seg.format {
+            WeightFormat::Blocks(t) => {
+                let f = m.k.gemv_blocks.cuda();
+                let per_sm = f
+                    .occupancy_max_active_blocks_per_multiprocessor(256, smem, None)
+                    .map_or(1, |b| b.max(1) as usize);
+                GemvBlocks {
+                    w: m.mats
+                        .byte_slice(seg.off, seg.format.matrix_bytes(seg.rows, w.cols)),
+                    x,
+                    y: ys,
+                    n: seg.rows as i32,
+                    k: w.cols as i32,
+                    m: rows as i32,
+                    ldx: ldx as i32,
+                    ldy: w.rows as i32,
+                    ty: t.ggml_id() as i32,
+                }
+                .launch(
+                    &m.stream(),
+                    &m.k.gemv_blocks,
+                    GemvBlocks::grid(seg.rows, smem, m.gpu.sms * per_sm),
+                )?
+            }
+            _ => {
+                let grid = gemv_grid(m, m.k.gemv.cuda(), seg.rows, smem);
+                Gemv {
+                    w: m.mats.slice(seg.off / e, seg.rows * w.cols),
+                    x,
+                    y: ys,
+                    bias: None,
+                    accumulate: 0,
+                    n: seg.rows as i32,
+                    k: w.cols as i32,
+                    m: rows as i32,
+                    ldx: ldx as i32,
+                    ldy: w.rows as i32,
+                }
+                .launch(&m.stream(), &m.k.gemv, Grid::new(grid, 256).smem(smem))?
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// `y[rows, w.rows] = x · wᵀ` (x rows `ldx` elements apart), by the recorded or default choice; a
-/// quantized `w` is first dequantised into the staging matrix.
+/// matrix holding GGUF blocks runs its segments' GEMVs on few rows; a quantized matrix (or one of
+/// GGUF blocks on many rows) is first dequantised into the staging matrix.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     m: &Model<'_>,
@@ -205,6 +313,13 @@ pub fn gemm(
     rows: usize,
     y: DevSliceMut<'_, f32>,
 ) -> Result<()> {
+    let blocks = w
+        .segments()
+        .iter()
+        .any(|s| matches!(s.format, WeightFormat::Blocks(_)));
+    if blocks && gemv_segments(m, w, x, ldx, rows, y)? {
+        return Ok(());
+    }
     let (shape, choice) = choice(m, w, rows);
     let dense = dense_of(m, w)?;
     let e = m.precision.bytes_per_element();
@@ -222,6 +337,7 @@ pub fn gemm(
                 k: w.cols as i32,
                 m: rows as i32,
                 ldx: ldx as i32,
+                ldy: w.rows as i32,
             }
             .launch(&m.stream(), &m.k.gemv, Grid::new(grid, 256).smem(smem))
         }

@@ -196,6 +196,8 @@ launchers! {
         k: i32,
         m: i32,
         ldx: i32,
+        /// Elements between rows of `y`.
+        ldy: i32,
     }
 
     /// `dequant` (quant.cu): a matrix quantized at build into a dense `[rows, cols]` matrix of `T`.
@@ -329,6 +331,8 @@ launchers! {
         k: i32,
         m: i32,
         ldx: i32,
+        /// Elements between rows of `y`.
+        ldy: i32,
         ty: i32,
     }
 

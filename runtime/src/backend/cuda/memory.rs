@@ -255,6 +255,11 @@ macro_rules! view_common {
                 Addr(self.addr)
             }
 
+            /// Bytes of the view.
+            pub fn byte_len(&self) -> usize {
+                self.len * self.elem
+            }
+
             /// The same bytes as elements of `F`, of the same size.
             pub fn cast<F: Fixed>(self) -> $view<'a, F> {
                 debug_assert_eq!(fixed_bytes::<F>(), self.elem, "{} as {}", E::NAME, F::NAME);

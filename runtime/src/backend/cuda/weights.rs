@@ -739,7 +739,7 @@ mod tests {
             // What admission sets aside for it (`run_llm`'s GPU memory check).
             assert_eq!(
                 2 * p.layout.largest_packed() as u64,
-                crate::admission::staging_bytes(&spec, Precision::Fp16, quant)
+                crate::admission::staging_bytes(&spec, Precision::Fp16, quant, &|_| None)
             );
         }
     }
