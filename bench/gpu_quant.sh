@@ -40,6 +40,37 @@ for model in Llama-3.2-1B-Instruct Llama-3.1-8B-Instruct; do
     [ -n "$BASE" ] && speed base "$BASE" "$model" none
 done
 cat "$OUT/speed.jsonl"
+# Logit distance of each format to FP16 dense on the same seeded weights (full-size Llama-3.2-1B, the
+# prompt's last-position logits and the greedy tokens of cuda_bench --dump).
+if [ "$(left)" -gt 200 ]; then
+    for quant in none int8 int4 fp8; do
+        q=()
+        [ "$quant" = none ] || q=(--quant "$quant")
+        timeout 60 "$BIN/cuda_bench" models/Llama-3.2-1B-Instruct --weights random --precision FP16 \
+            --prompt-len 32 --new-tokens 32 --reps 1 "${q[@]}" --dump "$OUT/dump-$quant.json" \
+            > /dev/null 2>> "$OUT/speed.err"
+    done
+    "$PYTHON" - "$OUT" <<'PY' | tee "$OUT/distance.txt"
+import json, math, sys
+out = sys.argv[1]
+ref = json.load(open(f"{out}/dump-none.json"))
+r = ref["last_logits"]
+scale = max(abs(x) for x in r)
+def softmax(v):
+    m = max(v); e = [math.exp(x - m) for x in v]; s = sum(e); return [x / s for x in e]
+p = softmax(r)
+for q in ["int8", "int4", "fp8"]:
+    try:
+        d = json.load(open(f"{out}/dump-{q}.json"))
+    except OSError:
+        print(q, "missing"); continue
+    g = d["last_logits"]
+    rel = max(abs(a - b) for a, b in zip(g, r)) / scale
+    kl = sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, softmax(g)) if pi > 0)
+    agree = next((i for i, (a, b) in enumerate(zip(d["greedy"], ref["greedy"])) if a != b), len(ref["greedy"]))
+    print(f"{q}: max|d|/max|fp16| {rel:.3e}, KL(fp16||{q}) {kl:.3e}, greedy agreement {agree}/{len(ref['greedy'])}")
+PY
+fi
 run_test cuda_ops 120
 run_test cuda_parity 150
 echo "total $(($(date +%s) - START)) s" | tee -a "$OUT/summary.txt"
