@@ -160,6 +160,12 @@ pub fn weight_bytes(spec: &ModelSpec, precision: Precision) -> u64 {
 /// The GGML block type a source keeps a canonical tensor in (`--quant_format gguf`), if any.
 pub type StoredBlocks<'a> = &'a dyn Fn(&str) -> Option<BlockType>;
 
+/// The blocks an engine keeps part `name` of a linear of `cols` inputs in: the source's, where its
+/// rows are whole blocks.
+fn kept_block(stored: StoredBlocks<'_>, name: &str, cols: usize) -> Option<BlockType> {
+    stored(name).filter(|t| t.row_bytes(cols).is_some())
+}
+
 /// [`weight_bytes`] of an engine built with `quant` whose source keeps some matrices as GGML blocks
 /// (`stored`): each part of a linear the source holds as whole-row blocks is kept at their size (as
 /// `model::linear` keeps it); the layers' other linears in `WeightFormat::of_linear_as` (quantized
@@ -182,9 +188,8 @@ pub fn weight_bytes_kept(
         lin.weight_rows()
             .iter()
             .map(|(name, rows)| {
-                let format = stored(name)
-                    .filter(|t| t.row_bytes(lin.in_features).is_some())
-                    .map_or(dense, WeightFormat::Blocks);
+                let format =
+                    kept_block(stored, name, lin.in_features).map_or(dense, WeightFormat::Blocks);
                 matrix(format, *rows, lin.in_features)
             })
             .fold(0u64, u64::saturating_add)
@@ -236,7 +241,7 @@ pub fn staging_bytes(
     let kept = |lin: &LinearPlan| {
         lin.weight_rows()
             .iter()
-            .any(|(name, _)| stored(name).is_some_and(|t| t.row_bytes(lin.in_features).is_some()))
+            .any(|(name, _)| kept_block(stored, name, lin.in_features).is_some())
     };
     plan.layers
         .iter()

@@ -16,17 +16,16 @@
 
 mod common;
 
-use common::{MAX_SEQ, prefill_logits, rel_err, root};
+use common::{MAX_SEQ, decode_step_logits, prefill_logits, rel_err};
+use common::{gguf_fixture as fixture, gguf_spec as spec};
+use runtime::backend::CacheMode;
 use runtime::backend::cuda::device;
-use runtime::backend::{CacheMode, LogitRows, StepInputs};
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::format::QuantFormat;
 use runtime::generate::{GenerateOptions, generate_with_static_cache};
 use runtime::progress::NoProgress;
 use runtime::weights::WeightSource;
-use runtime::weights::gguf::GgufFile;
 use runtime::{ModelSpec, Precision};
-use std::path::PathBuf;
 
 const FILES: [&str; 6] = [
     "tiny-llama",
@@ -41,19 +40,6 @@ fn require_cuda() {
     if let Err(e) = device::check_libraries() {
         panic!("{e}");
     }
-}
-
-fn fixture(name: &str) -> PathBuf {
-    root()
-        .join("tests/fixtures/gguf")
-        .join(format!("{name}.gguf"))
-}
-
-fn spec(name: &str) -> ModelSpec {
-    GgufFile::open(&fixture(name))
-        .expect("opens")
-        .spec(name)
-        .expect("spec")
 }
 
 fn options(precision: Precision, device: DeviceChoice) -> BuildOptions {
@@ -138,28 +124,9 @@ fn kept_blocks_match_the_cpu_engine_on_the_gpu() {
                     "{name} {precision} {mode:?}: prefill {err:.2e} > {b:.1e}"
                 );
             }
-            let mut cache = e.new_cache(1).expect("cache");
             let mut worst = 0.0f32;
-            for t in 0..ids.len() {
-                let pos = [t as u32];
-                let step = StepInputs {
-                    input_ids: &ids[t..t + 1],
-                    position_ids: &pos,
-                    batch: 1,
-                    seq_len: 1,
-                    start_idx: t,
-                    end_idx: t + 1,
-                };
-                let got = e
-                    .forward(
-                        &step,
-                        &mut cache.layers_mut(),
-                        CacheMode::StaticV1,
-                        LogitRows::Last,
-                    )
-                    .expect("decode step")
-                    .data;
-                let err = rel_err(&got, &want[t * vocab..(t + 1) * vocab]);
+            for (t, got) in decode_step_logits(&mut e, &ids).iter().enumerate() {
+                let err = rel_err(got, &want[t * vocab..(t + 1) * vocab]);
                 worst = worst.max(err);
                 assert!(err <= b, "{name} {precision} step {t}: {err:.2e} > {b:.1e}");
             }

@@ -233,28 +233,8 @@ fn decode_graph_step_equals_prefill_of_the_same_tokens() {
         let tol = fp32_tol(name);
         let mut e = gpu_engine(name, Precision::Fp32, 1);
         let p = &r.prompts[0];
-        let mut cache = e.new_cache(1).expect("cache");
-        let n = p.ids.len();
-        for t in 0..n {
-            let pos = [t as u32];
-            let step = runtime::backend::StepInputs {
-                input_ids: &p.ids[t..t + 1],
-                position_ids: &pos,
-                batch: 1,
-                seq_len: 1,
-                start_idx: t,
-                end_idx: t + 1,
-            };
-            let got = e
-                .forward(
-                    &step,
-                    &mut cache.layers_mut(),
-                    CacheMode::StaticV1,
-                    runtime::backend::LogitRows::Last,
-                )
-                .expect("decode step")
-                .data;
-            let err = rel_err(&got, &p.logits[t]);
+        for (t, got) in decode_step_logits(&mut e, &p.ids).iter().enumerate() {
+            let err = rel_err(got, &p.logits[t]);
             eprintln!("{name} decode step {t}: fp32 relative error {err:.2e} (bound {tol:.1e})");
             assert!(
                 err <= tol,

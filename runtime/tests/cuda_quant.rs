@@ -19,18 +19,17 @@
 mod common;
 
 use common::greedy::{ALL_TOKENS, Continuation, Top2, check_greedy, split_gap};
-use common::{prefill_logits, rel_err, root};
+use common::quant_fixture::{f32s, json, model_dir, u32s};
+use common::{decode_step_logits, prefill_logits, rel_err};
 use runtime::Precision;
+use runtime::backend::CacheMode;
 use runtime::backend::cuda::device;
-use runtime::backend::{CacheMode, LogitRows, StepInputs};
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::format::QuantFormat;
 use runtime::generate::{GenerateOptions, generate_with_static_cache};
 use runtime::progress::NoProgress;
 use runtime::spec::ModelSpec;
 use runtime::weights::WeightSource;
-use serde_json::Value;
-use std::path::PathBuf;
 
 const FP32_BOUND: f32 = 1.5e-5;
 const FP16_BOUND: f32 = 1e-2;
@@ -45,35 +44,6 @@ fn require_cuda() {
     if let Err(e) = device::check_libraries() {
         panic!("{e}");
     }
-}
-
-fn fixtures() -> PathBuf {
-    root().join("tests/fixtures/quant")
-}
-
-fn model_dir(name: &str) -> PathBuf {
-    match name {
-        "tiny-llama-w128" => fixtures().join(name),
-        _ => root().join("models").join(name),
-    }
-}
-
-fn json(name: &str) -> Value {
-    let path = fixtures().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_json::from_str(&text).expect("fixture parses")
-}
-
-fn f32s(v: &Value) -> Vec<f32> {
-    let a = v.as_array().expect("array");
-    a.iter()
-        .map(|x| f32::from_bits(x.as_i64().expect("bits") as u32))
-        .collect()
-}
-
-fn u32s(v: &Value) -> Vec<u32> {
-    let a = v.as_array().expect("array");
-    a.iter().map(|x| x.as_u64().expect("id") as u32).collect()
 }
 
 fn engine(name: &str, precision: Precision, quant: QuantFormat, device: DeviceChoice) -> Engine {
@@ -195,28 +165,9 @@ fn quantized_decode_steps_match_transformers() {
             for precision in Precision::ALL {
                 let bound = bound_of(precision);
                 let mut e = engine(name, precision, quant, gpu());
-                let mut cache = e.new_cache(1).expect("cache");
                 let mut worst = 0.0f32;
-                for t in 0..prompt.len() {
-                    let pos = [t as u32];
-                    let step = StepInputs {
-                        input_ids: &prompt[t..t + 1],
-                        position_ids: &pos,
-                        batch: 1,
-                        seq_len: 1,
-                        start_idx: t,
-                        end_idx: t + 1,
-                    };
-                    let got = e
-                        .forward(
-                            &step,
-                            &mut cache.layers_mut(),
-                            CacheMode::StaticV1,
-                            LogitRows::Last,
-                        )
-                        .expect("decode step")
-                        .data;
-                    let err = rel_err(&got, &want[t * vocab..(t + 1) * vocab]);
+                for (t, got) in decode_step_logits(&mut e, &prompt).iter().enumerate() {
+                    let err = rel_err(got, &want[t * vocab..(t + 1) * vocab]);
                     worst = worst.max(err);
                     assert!(
                         err <= bound,

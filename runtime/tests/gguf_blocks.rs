@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{MAX_SEQ, prefill_logits, root};
+use common::{MAX_SEQ, gguf_fixture as fixture, gguf_spec as spec, prefill_logits, root};
+use runtime::Precision;
 use runtime::backend::CacheMode;
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::format::QuantFormat;
@@ -14,23 +15,8 @@ use runtime::generate::{GenerateOptions, generate_with_static_cache};
 use runtime::progress::NoProgress;
 use runtime::weights::gguf::GgufFile;
 use runtime::weights::{self, TensorData, WeightSource};
-use runtime::{ModelSpec, Precision};
-use std::path::PathBuf;
 
 const TINY: [&str; 2] = ["tiny-llama", "tiny-qwen2"];
-
-fn fixture(name: &str) -> PathBuf {
-    root()
-        .join("tests/fixtures/gguf")
-        .join(format!("{name}.gguf"))
-}
-
-fn spec(name: &str) -> ModelSpec {
-    GgufFile::open(&fixture(name))
-        .expect("opens")
-        .spec(name)
-        .expect("spec")
-}
 
 fn options(quant: QuantFormat, device: DeviceChoice) -> BuildOptions {
     BuildOptions {

@@ -13,7 +13,8 @@
 
 mod common;
 
-use common::{prefill_logits, rel_err, root};
+use common::quant_fixture::{f32s, json, model_dir, u32s};
+use common::{prefill_logits, rel_err};
 use runtime::backend::CacheMode;
 use runtime::engine::{BuildOptions, DeviceChoice, Engine};
 use runtime::format::{QuantFormat, WeightQuant};
@@ -22,8 +23,6 @@ use runtime::progress::NoProgress;
 use runtime::weights::WeightSource;
 use runtime::weights::quantize::{dequantize_rows, quantize};
 use runtime::{ModelSpec, Precision};
-use serde_json::Value;
-use std::path::PathBuf;
 
 /// `max |ours - transformers| / max |transformers|` over a prompt's prefill logits: the FP32 parity
 /// bound of these models (`common::fp32_tol`); the engine and transformers compute from the same f32
@@ -39,35 +38,6 @@ const FORMATS: [(QuantFormat, &str); 3] = [
 ];
 
 const MAX_SEQ: usize = 64;
-
-fn fixtures() -> PathBuf {
-    root().join("tests/fixtures/quant")
-}
-
-fn json(name: &str) -> Value {
-    let path = fixtures().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_json::from_str(&text).expect("fixture parses")
-}
-
-fn f32s(v: &Value) -> Vec<f32> {
-    let a = v.as_array().expect("array");
-    a.iter()
-        .map(|x| f32::from_bits(x.as_i64().expect("bits") as u32))
-        .collect()
-}
-
-fn u32s(v: &Value) -> Vec<u32> {
-    let a = v.as_array().expect("array");
-    a.iter().map(|x| x.as_u64().expect("id") as u32).collect()
-}
-
-fn model_dir(name: &str) -> PathBuf {
-    match name {
-        "tiny-llama-w128" => fixtures().join(name),
-        _ => root().join("models").join(name),
-    }
-}
 
 fn spec(name: &str) -> ModelSpec {
     ModelSpec::from_dir(&model_dir(name)).expect("config parses")

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod greedy;
+pub mod quant_fixture;
 
 use greedy::Continuation;
 use runtime::backend::{CacheMode, LogitRows, StepInputs};
@@ -250,6 +251,49 @@ pub fn prefill_logits(engine: &mut Engine, ids: &[u32], mode: CacheMode) -> Vec<
         .forward(&step, &mut layers, mode, LogitRows::All)
         .expect("forward")
         .data
+}
+
+/// The logits of each position of `ids` fed one token per step (decode steps against a fresh
+/// static_v1 cache).
+pub fn decode_step_logits(engine: &mut Engine, ids: &[u32]) -> Vec<Vec<f32>> {
+    let mut cache = engine.new_cache(1).expect("cache");
+    (0..ids.len())
+        .map(|t| {
+            let pos = [t as u32];
+            let step = StepInputs {
+                input_ids: &ids[t..t + 1],
+                position_ids: &pos,
+                batch: 1,
+                seq_len: 1,
+                start_idx: t,
+                end_idx: t + 1,
+            };
+            engine
+                .forward(
+                    &step,
+                    &mut cache.layers_mut(),
+                    CacheMode::StaticV1,
+                    LogitRows::Last,
+                )
+                .expect("decode step")
+                .data
+        })
+        .collect()
+}
+
+/// A GGUF file of `tests/fixtures/gguf` (`scripts/make_gguf_fixtures.py`).
+pub fn gguf_fixture(name: &str) -> PathBuf {
+    root()
+        .join("tests/fixtures/gguf")
+        .join(format!("{name}.gguf"))
+}
+
+/// The spec a GGUF fixture's metadata gives.
+pub fn gguf_spec(name: &str) -> ModelSpec {
+    runtime::weights::gguf::GgufFile::open(&gguf_fixture(name))
+        .expect("opens")
+        .spec(name)
+        .expect("spec")
 }
 
 /// `max |a - b| / max |ref|` over a whole logits tensor: the tolerance measure of these tests.

@@ -228,6 +228,37 @@ fn dense_of<'a>(m: &Model<'a>, w: &Mat) -> Result<DevSlice<'a, Stored>> {
     Ok(staging.slice(0, n))
 }
 
+/// The `gemv` kernel: `y[rows, n] = x · wᵀ` for a dense `w` of `[n, k]` (`dims`), the inputs `ldx`
+/// apart, the outputs `ldy` apart, the inputs staged in shared memory.
+#[allow(clippy::too_many_arguments)]
+fn gemv(
+    m: &Model<'_>,
+    w: DevSlice<'_, Stored>,
+    dims: (usize, usize),
+    x: DevSlice<'_, Stored>,
+    ldx: usize,
+    rows: usize,
+    y: DevSliceMut<'_, f32>,
+    ldy: usize,
+) -> Result<()> {
+    let (n, k) = dims;
+    let smem = rows * k * m.precision.bytes_per_element();
+    let grid = gemv_grid(m, m.k.gemv.cuda(), n, smem);
+    Gemv {
+        w,
+        x,
+        y,
+        bias: None,
+        accumulate: 0,
+        n: n as i32,
+        k: k as i32,
+        m: rows as i32,
+        ldx: ldx as i32,
+        ldy: ldy as i32,
+    }
+    .launch(&m.stream(), &m.k.gemv, Grid::new(grid, 256).smem(smem))
+}
+
 /// `y[rows, w.rows] = x · wᵀ` for a matrix holding GGUF blocks and a step of few rows whose inputs
 /// fit in shared memory: each segment's GEMV reads its blocks (or dense rows) directly, into its
 /// columns of `y`. `false` when the step does not fit (the caller then dequantises).
@@ -280,20 +311,8 @@ fn gemv_segments(
                 )?
             }
             _ => {
-                let grid = gemv_grid(m, m.k.gemv.cuda(), seg.rows, smem);
-                Gemv {
-                    w: m.mats.slice(seg.off / e, seg.rows * w.cols),
-                    x,
-                    y: ys,
-                    bias: None,
-                    accumulate: 0,
-                    n: seg.rows as i32,
-                    k: w.cols as i32,
-                    m: rows as i32,
-                    ldx: ldx as i32,
-                    ldy: w.rows as i32,
-                }
-                .launch(&m.stream(), &m.k.gemv, Grid::new(grid, 256).smem(smem))?
+                let dense = m.mats.slice(seg.off / e, seg.rows * w.cols);
+                gemv(m, dense, (seg.rows, w.cols), x, ldx, rows, ys, w.rows)?
             }
         }
     }
@@ -326,20 +345,7 @@ pub fn gemm(
     let smem = rows * w.cols * e;
     match choice {
         Some(GemmChoice::Gemv) if ldx.is_multiple_of(16 / e) && smem <= m.k.gemv_smem_limit => {
-            let grid = gemv_grid(m, m.k.gemv.cuda(), w.rows, smem);
-            Gemv {
-                w: dense,
-                x,
-                y,
-                bias: None,
-                accumulate: 0,
-                n: w.rows as i32,
-                k: w.cols as i32,
-                m: rows as i32,
-                ldx: ldx as i32,
-                ldy: w.rows as i32,
-            }
-            .launch(&m.stream(), &m.k.gemv, Grid::new(grid, 256).smem(smem))
+            gemv(m, dense, (w.rows, w.cols), x, ldx, rows, y, w.rows)
         }
         Some(GemmChoice::Lt { algo }) if ldx == w.cols => {
             lt.matmul(m.gpu, shape, dense, x, ldx, y, Some(algo))
