@@ -196,6 +196,12 @@ fn err(msg: String) -> runtime::Error {
     runtime::Error::invalid(msg)
 }
 
+/// A kernel of a weight-format module (`OpGpu` compiles every module).
+fn opt<K>(f: &Option<Function<K>>) -> R<&Function<K>> {
+    f.as_ref()
+        .ok_or_else(|| err("a weight-format kernel was not compiled".into()))
+}
+
 /// `a` and `b` (one output on two grids) equal bit for bit.
 fn same_bits(a: &[f32], b: &[f32], name: &str) -> R<()> {
     match a
@@ -646,7 +652,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
             }
             .launch(
                 &st,
-                &k.dequant,
+                opt(&k.dequant)?,
                 Grid::new((vecs.div_ceil(256) as u32, 1, 1), 256),
             )?;
             Ok(vec![("out", g.read_stored(&out, "out")?)])
@@ -665,6 +671,8 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
             let w_b = gpu.upload::<u8>(&bytes, "blocks")?;
             let per_sm = k
                 .dequant_blocks
+                .as_ref()
+                .ok_or_else(|| err("dequant_blocks not compiled".into()))?
                 .cuda()
                 .occupancy_max_active_blocks_per_multiprocessor(256, 0, None)
                 .map_or(4, |b| b.max(1) as usize);
@@ -681,7 +689,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                     cols: cols as i32,
                     ty: ty.ggml_id() as i32,
                 }
-                .launch(&st, &k.dequant_blocks, grid)?;
+                .launch(&st, opt(&k.dequant_blocks)?, grid)?;
                 let all = g.read_stored(&out, "dense weights")?;
                 if all[..offset].iter().any(|v| v.to_bits() != 0) {
                     return Err(err("written before the output".into()));
@@ -715,6 +723,8 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
             }
             let per_sm = k
                 .gemv_blocks
+                .as_ref()
+                .ok_or_else(|| err("gemv_blocks not compiled".into()))?
                 .cuda()
                 .occupancy_max_active_blocks_per_multiprocessor(256, smem, None)
                 .map_or(4, |b| b.max(1) as usize);
@@ -735,7 +745,7 @@ fn run(g: &OpGpu, m: &Model, c: &Case, pr: &Prepared) -> R<Outputs> {
                     ldy: n as i32,
                     ty: ty.ggml_id() as i32,
                 }
-                .launch(&st, &k.gemv_blocks, grid)?;
+                .launch(&st, opt(&k.gemv_blocks)?, grid)?;
                 outs.push(g.read_f32(&y, "y")?);
             }
             same_bits(&outs[0], &outs[1], "y")?;

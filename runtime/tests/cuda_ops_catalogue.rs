@@ -692,7 +692,7 @@ fn the_wide_specs_compile_at_every_precision() {
     for name in ["wide", "wide-gemma"] {
         let spec = spec(name);
         for p in PRECISIONS {
-            let compiled = kernels::compile(
+            let compiled = kernels::compile_all(
                 &spec,
                 p,
                 QuantFormat::None,

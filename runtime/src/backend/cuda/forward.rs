@@ -9,7 +9,7 @@ use super::gemm::{GemmChoice, GemmShape, Lt, default_choice};
 use super::kernels::{
     DECODE_CHUNK, GEMV_MAX_ROWS, Kernels, codes_per_vector, format_code, tc_prefill_supported,
 };
-use super::launch::{Grid, Stream};
+use super::launch::{Function, Grid, Stream};
 use super::launchers::{
     Argmax, AttnDecode, AttnPrefill, Dequant, DequantBlocks, Embed, Gemv, GemvBlocks, HeadNorm,
     KvRingStore, QkvRope,
@@ -163,6 +163,15 @@ pub fn choice(m: &Model<'_>, w: &Mat, rows: usize) -> (GemmShape, Option<GemmCho
     (shape, choice)
 }
 
+/// A kernel of a weight-format module, which the engine compiles only where its formats need it.
+fn compiled<'k, K>(f: &'k Option<Function<K>>, name: &str) -> Result<&'k Function<K>> {
+    f.as_ref().ok_or_else(|| {
+        crate::Error::Backend(BackendError::Other(format!(
+            "kernel {name} was not compiled into this engine (its weight formats do not use it)"
+        )))
+    })
+}
+
 /// Matrix `w` dense in the storage element: itself, or (quantized at build, GGUF blocks, or a stack
 /// of parts in different formats) each of its segments dequantised (or copied, where dense) into the
 /// staging matrix, which holds it until the next call.
@@ -207,7 +216,7 @@ fn dense_of<'a>(m: &Model<'a>, w: &Mat) -> Result<DevSlice<'a, Stored>> {
                 }
                 .launch(
                     &m.stream(),
-                    &m.k.dequant,
+                    compiled(&m.k.dequant, "dequant")?,
                     Grid::new((vecs.div_ceil(256).clamp(1, 1 << 16) as u32, 1, 1), 256),
                 )?;
             }
@@ -220,7 +229,7 @@ fn dense_of<'a>(m: &Model<'a>, w: &Mat) -> Result<DevSlice<'a, Stored>> {
             }
             .launch(
                 &m.stream(),
-                &m.k.dequant_blocks,
+                compiled(&m.k.dequant_blocks, "dequant_blocks")?,
                 DequantBlocks::grid(seg.rows, w.cols, m.gpu.sms * 8),
             )?,
         }
@@ -288,7 +297,8 @@ fn gemv_segments(
         let ys = y.skip(seg.row);
         match seg.format {
             WeightFormat::Blocks(t) => {
-                let f = m.k.gemv_blocks.cuda();
+                let kernel = compiled(&m.k.gemv_blocks, "gemv_blocks")?;
+                let f = kernel.cuda();
                 let per_sm = f
                     .occupancy_max_active_blocks_per_multiprocessor(256, smem, None)
                     .map_or(1, |b| b.max(1) as usize);
@@ -306,7 +316,7 @@ fn gemv_segments(
                 }
                 .launch(
                     &m.stream(),
-                    &m.k.gemv_blocks,
+                    kernel,
                     GemvBlocks::grid(seg.rows, smem, m.gpu.sms * per_sm),
                 )?
             }

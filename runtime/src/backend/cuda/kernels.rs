@@ -336,7 +336,7 @@ pub struct CompiledKernels {
     #[serde(default = "first_abi")]
     pub abi: u32,
     pub sm: u32,
-    /// `(module name, PTX text)`, in [`MODULES`] order.
+    /// `(module name, PTX text)`, in [`MODULES`] order (the modules the engine's formats need).
     pub ptx: Vec<(String, String)>,
 }
 
@@ -354,7 +354,25 @@ fn first_abi() -> u32 {
     1
 }
 
-/// Render and compile every module to PTX for `compute_<sm>` with NVRTC (no GPU needed).
+/// The modules of the weight formats, compiled only for engines whose formats need them
+/// ([`modules_for`]).
+pub const OPTIONAL_MODULES: [&str; 2] = ["quant", "blocks"];
+
+/// The modules an engine of `quant` runs: every module but the weight formats' it does not hold
+/// (`quant` for weights quantized at build, `blocks` for kept GGUF blocks).
+pub fn modules_for(quant: QuantFormat) -> impl Iterator<Item = &'static str> {
+    MODULES
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(move |&name| match name {
+            "quant" => quant.weight_quant().is_some(),
+            "blocks" => quant == QuantFormat::Gguf,
+            _ => true,
+        })
+}
+
+/// Render and compile the modules an engine of `quant` runs ([`modules_for`]) to PTX for
+/// `compute_<sm>` with NVRTC (no GPU needed).
 pub fn compile(
     spec: &ModelSpec,
     precision: Precision,
@@ -362,9 +380,37 @@ pub fn compile(
     max_seq_len: usize,
     sm: u32,
 ) -> Result<CompiledKernels> {
+    let wanted: Vec<&str> = modules_for(quant).collect();
+    compile_modules(spec, precision, quant, max_seq_len, sm, &wanted)
+}
+
+/// Render and compile every module ([`MODULES`]) to PTX (the op-by-op tests run them all).
+pub fn compile_all(
+    spec: &ModelSpec,
+    precision: Precision,
+    quant: QuantFormat,
+    max_seq_len: usize,
+    sm: u32,
+) -> Result<CompiledKernels> {
+    let all: Vec<&str> = MODULES.iter().map(|(name, _)| *name).collect();
+    compile_modules(spec, precision, quant, max_seq_len, sm, &all)
+}
+
+fn compile_modules(
+    spec: &ModelSpec,
+    precision: Precision,
+    quant: QuantFormat,
+    max_seq_len: usize,
+    sm: u32,
+    wanted: &[&str],
+) -> Result<CompiledKernels> {
     check_nvrtc()?;
     let mut ptx = Vec::new();
-    for (name, src) in render(spec, precision, quant, max_seq_len)? {
+    let sources = render(spec, precision, quant, max_seq_len)?;
+    for (name, src) in sources
+        .into_iter()
+        .filter(|(n, _)| wanted.contains(&n.as_str()))
+    {
         let opts = cudarc::nvrtc::CompileOptions {
             options: vec![
                 format!("--gpu-architecture=compute_{sm}"),
@@ -445,11 +491,11 @@ pub struct Kernels {
     /// Top-k sampling next to the logits (`sampling.rs`).
     pub sample: Function<SampleTopK<'static>>,
     /// A matrix quantized at build into a dense staging matrix (general path).
-    pub dequant: Function<Dequant<'static>>,
+    pub dequant: Option<Function<Dequant<'static>>>,
     /// A matrix of GGUF blocks into a dense one of the storage type (for the prefill GEMMs).
-    pub dequant_blocks: Function<DequantBlocks<'static>>,
+    pub dequant_blocks: Option<Function<DequantBlocks<'static>>>,
     /// The GEMV of a few rows over a matrix of GGUF blocks, dequantised in registers.
-    pub gemv_blocks: Function<GemvBlocks<'static>>,
+    pub gemv_blocks: Option<Function<GemvBlocks<'static>>>,
     /// Largest dynamic shared memory a gemv or gemv_blocks block may use (the device's opt-in limit).
     pub gemv_smem_limit: usize,
 }
@@ -458,11 +504,16 @@ impl Kernels {
     pub fn load(gpu: &Gpu, compiled: &CompiledKernels) -> Result<Kernels> {
         let mut funcs = std::collections::HashMap::new();
         for (module, names) in MODULES {
-            let ptx = compiled.module(module).ok_or_else(|| {
-                Error::Backend(BackendError::Other(format!(
-                    "no PTX for kernel module {module}"
-                )))
-            })?;
+            let ptx = match compiled.module(module) {
+                Some(ptx) => ptx,
+                // An engine compiles the weight-format modules only where its formats need them.
+                None if OPTIONAL_MODULES.contains(&module) => continue,
+                None => {
+                    return Err(Error::Backend(BackendError::Other(format!(
+                        "no PTX for kernel module {module}"
+                    ))));
+                }
+            };
             let m = gpu
                 .ctx
                 .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
@@ -492,14 +543,14 @@ impl Kernels {
             glu: typed(&mut take, "glu")?,
             gelu_bias: typed(&mut take, "gelu_bias")?,
             gemv: typed(&mut take, "gemv")?,
-            dequant: typed(&mut take, "dequant")?,
+            dequant: optional(&mut take, "dequant")?,
             dec1: DecodeKernels::take(0, &mut take)?,
             decn: DecodeKernels::take(1, &mut take)?,
             argmax: typed(&mut take, "argmax")?,
             logit_softcap: typed(&mut take, "logit_softcap")?,
             sample: typed(&mut take, "sample_top_k")?,
-            dequant_blocks: typed(&mut take, "dequant_blocks")?,
-            gemv_blocks: typed(&mut take, "gemv_blocks")?,
+            dequant_blocks: optional(&mut take, "dequant_blocks")?,
+            gemv_blocks: optional(&mut take, "gemv_blocks")?,
             gemv_smem_limit: 0,
         })
         .and_then(|mut k| {
@@ -513,8 +564,11 @@ impl Kernels {
             // Leave room for the kernels' static shared memory.
             let dynamic = (limit - 1024).max(0);
             let dec = [&k.dec1, &k.decn].into_iter().flat_map(|d| d.all());
-            let gemvs = [k.gemv.cuda(), k.gemv_blocks.cuda()];
-            for f in gemvs.into_iter().chain(dec) {
+            let gemvs = [
+                Some(k.gemv.cuda()),
+                k.gemv_blocks.as_ref().map(|f| f.cuda()),
+            ];
+            for f in gemvs.into_iter().flatten().chain(dec) {
                 f.set_attribute(
                     CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     dynamic,
@@ -524,6 +578,17 @@ impl Kernels {
             k.gemv_smem_limit = dynamic as usize;
             Ok(k)
         })
+    }
+}
+
+/// Kernel `name` of an optional module, where the engine compiled it.
+fn optional<K: Kernel>(
+    take: &mut impl FnMut(&'static str) -> Result<CudaFunction>,
+    name: &'static str,
+) -> Result<Option<Function<K>>> {
+    match take(name) {
+        Ok(f) => Function::new(f, name).map(Some),
+        Err(_) => Ok(None),
     }
 }
 

@@ -57,8 +57,8 @@ pub struct OpGpu {
 }
 
 impl OpGpu {
-    /// Compile `spec`'s kernels at `precision` (over its whole context) for GPU 0's compute
-    /// capability and load them.
+    /// Compile every kernel module of `spec` at `precision` (over its whole context; the
+    /// weight-format modules too) for GPU 0's compute capability and load them.
     pub fn open(spec: &ModelSpec, precision: Precision) -> Result<OpGpu> {
         OpGpu::open_as(spec, precision, QuantFormat::None)
     }
@@ -67,7 +67,7 @@ impl OpGpu {
     pub fn open_as(spec: &ModelSpec, precision: Precision, quant: QuantFormat) -> Result<OpGpu> {
         let gpu = Gpu::open(0)?;
         let context = spec.max_position_embeddings;
-        let compiled = kernels::compile(spec, precision, quant, context, gpu.sm)?;
+        let compiled = kernels::compile_all(spec, precision, quant, context, gpu.sm)?;
         let kernels = Kernels::load(&gpu, &compiled)?;
         Ok(OpGpu {
             gpu,

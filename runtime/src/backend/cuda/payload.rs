@@ -166,6 +166,12 @@ pub fn check_contents(
             p.kernels.sm
         ));
     }
+    if let Some(module) = super::kernels::modules_for(quant).find(|m| p.kernels.module(m).is_none())
+    {
+        return corrupt(format!(
+            "no PTX for kernel module {module}, which a {quant} engine runs"
+        ));
+    }
     let layout = Layout::kept(spec, precision, quant, &p.kept);
     if p.mats.len() != layout.mat_bytes || p.vecs.len() != layout.vec_bytes {
         return corrupt(format!(
@@ -262,7 +268,9 @@ mod tests {
             kernels: CompiledKernels {
                 abi: KERNEL_ABI,
                 sm: 90,
-                ptx: Vec::new(),
+                ptx: super::super::kernels::modules_for(QuantFormat::None)
+                    .map(|m| (m.to_string(), String::new()))
+                    .collect(),
             },
             choices: BTreeMap::new(),
             kept: KeptBlocks::new(),
@@ -282,9 +290,19 @@ mod tests {
         let e = check_contents(path, &p, 90, &spec, Precision::Fp16, QuantFormat::None)
             .expect_err("older kernels");
         assert!(e.to_string().contains("CUDA kernel version"), "{e}");
+        // An engine of weights quantized at build runs the `quant` module, one keeping GGUF blocks
+        // the `blocks` module: a payload without it is refused naming it.
+        p.kernels.abi = KERNEL_ABI;
+        for (quant, module) in [(QuantFormat::Int8, "quant"), (QuantFormat::Gguf, "blocks")] {
+            let e = check_contents(path, &p, 90, &spec, Precision::Fp16, quant)
+                .expect_err("module missing");
+            assert!(e.to_string().contains(module), "{e}");
+        }
         // Weights quantized at build, or kept as GGUF blocks, are other bytes: a payload of dense
         // weights is not theirs.
-        p.kernels.abi = KERNEL_ABI;
+        for module in ["quant", "blocks"] {
+            p.kernels.ptx.push((module.to_string(), String::new()));
+        }
         let e = check_contents(path, &p, 90, &spec, Precision::Fp16, QuantFormat::Int8)
             .expect_err("int8 is fewer bytes");
         assert!(e.to_string().contains("packed weights"), "{e}");
