@@ -19,7 +19,7 @@
 
 // Whether the GEMV over a [N, K] matrix of format F runs on tensor cores: quantized, 16-bit engine,
 // rows of whole steps. The host asks the same (decode.rs).
-// LLMFORGE_DECODE_MMA=0 turns it off (kernels.rs `decode_mma`).
+// Compiled in where kernels.rs `decode_mma` says (LLMFORGE_DECODE_MMA, sm_80+; recorded with the PTX).
 #define USE_MMA(F, K) \
     ({{ c.decode_mma }} && F != FMT_DENSE && sizeof(T) == 2 && (K) % (4 * Fmt<F, K>::PER) == 0)
 
@@ -86,6 +86,10 @@ template <int F> __device__ __forceinline__ void code_pairs(uint4 v, u32* p) {
 template <int K, int KIND, int F, int N, int MR, class Epi, class Stage>
 __device__ __forceinline__ void mma_gemv(const unsigned char* __restrict__ W, int units, int M,
                                          Epi& epi, Stage stage, u64* trace, int slot) {
+    static_assert(MR <= 8, "an mma tile holds 8 token columns");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    static_assert(MR < 0, "the tensor-core decode GEMVs need sm_80");
+#endif
     typedef Fmt<F, K> P;
     constexpr int PER = P::PER, SK = 4 * PER, STEPS = K / SK, MMAS = PER / 4;
     constexpr int UPT = MMA_TILE / Unit<KIND>::RU; // units per tile

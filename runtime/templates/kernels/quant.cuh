@@ -39,7 +39,9 @@ __device__ __forceinline__ float i4_value(u32 t, int j) {
 
 // The E4M3 (fn) codes in bytes j and j + 1 (j even) of t, as two exact f32 values. The 7 bits below
 // the sign are an f16 exponent and mantissa 2^8 too small (subnormals included), so the f16 with those
-// bits times 256 is the value; sm_89 converts the pair in one instruction.
+// bits times 256 is the value; sm_89 converts the pair in one instruction. The NaN codes 0x7F and
+// 0xFF, which the quantizer never writes, read as NaN there and as +-480 below sm_89 (and on the
+// CPU).
 __device__ __forceinline__ void fp8_pair(u32 t, int j, float& a, float& b) {
     unsigned short h0, h1;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890

@@ -10,9 +10,7 @@
 //! while its predecessor still runs.
 
 use super::forward::{Call, LayerKv, Model, attention, embed, head_norm, no_cache, qkv_rope};
-use super::kernels::{
-    DecodeKernels, GEMV_MAX_ROWS, codes_per_vector, decode_mma, decode_vps, env_usize,
-};
+use super::kernels::{DecodeKernels, GEMV_MAX_ROWS, codes_per_vector, decode_vps, env_usize};
 use super::launch::{Function, Grid, Kernel};
 use super::launchers::{AddPostNorm, DecDown, DecLm, DecO, DecQkv, DecUp};
 use super::scratch::Scratch;
@@ -32,12 +30,13 @@ fn blocks_per_sm(spec: &ModelSpec) -> usize {
         .unwrap_or(if decode_vps(spec) >= 16 { 1 } else { 2 })
 }
 
-/// Whether the GEMV over `w` runs on tensor cores (decode_mma.cuh's `USE_MMA`): quantized, a 16-bit
-/// engine, rows of whole steps of four code vectors.
+/// Whether the GEMV over `w` runs on tensor cores (decode_mma.cuh's `USE_MMA`): the kernels were
+/// compiled for them (`Kernels::decode_mma`), quantized, a 16-bit engine, rows of whole steps of four
+/// code vectors.
 fn on_tensor_cores(m: &Model<'_>, w: &Mat) -> bool {
     match w.format {
         WeightFormat::Quantized(q) => {
-            decode_mma()
+            m.k.decode_mma
                 && m.precision != Precision::Fp32
                 && w.cols.is_multiple_of(4 * codes_per_vector(q))
         }

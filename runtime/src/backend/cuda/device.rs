@@ -156,9 +156,16 @@ impl Gpu {
                 dst.byte_len()
             ))));
         }
+        let (s, d) = (src.ffi() as usize, dst.ffi_mut() as usize);
+        if s < d + bytes && d < s + bytes {
+            return Err(Error::Backend(BackendError::Other(format!(
+                "device copy of {bytes} bytes between overlapping ranges"
+            ))));
+        }
         // SAFETY: both views borrow live allocations of this context (their lifetimes), `dst` holds
-        // at least `bytes` bytes (checked), and the copy is ordered on the one stream every launch
-        // uses, so it neither races the kernels nor outlives the buffers' borrows.
+        // at least `bytes` bytes and the ranges do not overlap (both checked), and the copy is
+        // ordered on the one stream every launch uses, so it neither races the kernels nor outlives
+        // the buffers' borrows.
         unsafe {
             cudarc::driver::result::memcpy_dtod_async(
                 dst.ffi_mut() as u64,

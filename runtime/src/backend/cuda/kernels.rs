@@ -162,9 +162,10 @@ pub fn decode_vps(spec: &ModelSpec) -> usize {
         .unwrap_or(if spec.hidden_size >= 4096 { 16 } else { 8 })
 }
 
-/// Whether the decode GEMVs over quantized matrices of 16-bit engines run on tensor cores
-/// (runtime/templates/kernels/decode_mma.cuh; on unless `LLMFORGE_DECODE_MMA=0`, which keeps the f32
-/// path for A/B runs). Either way the results are the same sums in another order.
+/// Whether kernels compiled now run the decode GEMVs over quantized matrices of 16-bit engines on
+/// tensor cores (runtime/templates/kernels/decode_mma.cuh; on unless `LLMFORGE_DECODE_MMA=0`, which
+/// keeps the f32 path for A/B runs; never below sm_80). Either way the results are the same sums in
+/// another order. What launches them reads the compiled kernels' record, not this.
 pub fn decode_mma() -> bool {
     decode_knob("LLMFORGE_DECODE_MMA", 1, 1) == 1
 }
@@ -271,7 +272,21 @@ pub fn render(
     quant: QuantFormat,
     max_seq_len: usize,
 ) -> Result<Vec<(String, String)>> {
-    let c = &KernelConsts::new(spec, precision, quant, max_seq_len)?;
+    render_with(spec, precision, quant, max_seq_len, decode_mma())
+}
+
+/// [`render`] with the tensor-core decode GEMVs on or off.
+fn render_with(
+    spec: &ModelSpec,
+    precision: Precision,
+    quant: QuantFormat,
+    max_seq_len: usize,
+    mma: bool,
+) -> Result<Vec<(String, String)>> {
+    let c = &KernelConsts {
+        decode_mma: usize::from(mma),
+        ..KernelConsts::new(spec, precision, quant, max_seq_len)?
+    };
     let sources = [
         ("norm", NormCu { c }.render().map_err(render_err("norm"))?),
         (
@@ -327,7 +342,7 @@ pub fn render(
 /// parameters, launch geometry). Stored with the PTX in engine files; a file with other kernels is
 /// refused by name rather than launched with the wrong arguments. Raised with every change to a
 /// kernel's name, parameters or launch geometry, or to the set of modules.
-pub const KERNEL_ABI: u32 = 10;
+pub const KERNEL_ABI: u32 = 11;
 
 /// Compiled PTX of every module for one compute capability (stored in the engine file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,6 +353,11 @@ pub struct CompiledKernels {
     pub sm: u32,
     /// `(module name, PTX text)`, in [`MODULES`] order (the modules the engine's formats need).
     pub ptx: Vec<(String, String)>,
+    /// Whether the decode GEMVs over quantized matrices of 16-bit engines were compiled for tensor
+    /// cores ([`decode_mma`] and sm_80 or newer): the launches must size their grid and shared
+    /// memory for the kernels the PTX holds, whatever the environment says when it is loaded.
+    #[serde(default)]
+    pub decode_mma: bool,
 }
 
 impl CompiledKernels {
@@ -406,7 +426,9 @@ fn compile_modules(
 ) -> Result<CompiledKernels> {
     check_nvrtc()?;
     let mut ptx = Vec::new();
-    let sources = render(spec, precision, quant, max_seq_len)?;
+    // Tensor cores take mma.sync m16n8k16 from sm_80 on.
+    let c_mma = decode_mma() && sm >= 80;
+    let sources = render_with(spec, precision, quant, max_seq_len, c_mma)?;
     for (name, src) in sources
         .into_iter()
         .filter(|(n, _)| wanted.contains(&n.as_str()))
@@ -443,6 +465,7 @@ fn compile_modules(
         abi: KERNEL_ABI,
         sm,
         ptx,
+        decode_mma: c_mma,
     })
 }
 
@@ -498,6 +521,9 @@ pub struct Kernels {
     pub gemv_blocks: Option<Function<GemvBlocks<'static>>>,
     /// Largest dynamic shared memory a gemv or gemv_blocks block may use (the device's opt-in limit).
     pub gemv_smem_limit: usize,
+    /// The PTX's decode GEMVs over quantized matrices run on tensor cores
+    /// ([`CompiledKernels::decode_mma`]).
+    pub decode_mma: bool,
 }
 
 impl Kernels {
@@ -552,6 +578,7 @@ impl Kernels {
             dequant_blocks: optional(&mut take, "dequant_blocks")?,
             gemv_blocks: optional(&mut take, "gemv_blocks")?,
             gemv_smem_limit: 0,
+            decode_mma: compiled.decode_mma,
         })
         .and_then(|mut k| {
             use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};

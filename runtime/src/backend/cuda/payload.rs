@@ -224,6 +224,7 @@ mod tests {
             abi: KERNEL_ABI,
             sm: 90,
             ptx: vec![("norm".into(), ".version 9.0".into())],
+            decode_mma: true,
         };
         let choices = BTreeMap::from([(GemmShape { m: 1, n: 8, k: 16 }, GemmChoice::Gemv)]);
         let kept = KeptBlocks::from([("layers.0.down.weight".to_string(), BlockType::Q6K)]);
@@ -237,6 +238,7 @@ mod tests {
         let bytes = sample();
         let p = read(&mut &bytes[..], bytes.len() as u64).expect("read");
         assert_eq!(p.kernels.sm, 90);
+        assert!(p.kernels.decode_mma);
         assert_eq!(p.mats, vec![1, 2, 3, 4]);
         assert_eq!(p.vecs, vec![5, 6, 7, 8]);
         assert_eq!(p.choices.len(), 1);
@@ -271,6 +273,7 @@ mod tests {
                 ptx: super::super::kernels::modules_for(QuantFormat::None)
                     .map(|m| (m.to_string(), String::new()))
                     .collect(),
+                decode_mma: false,
             },
             choices: BTreeMap::new(),
             kept: KeptBlocks::new(),

@@ -36,11 +36,15 @@ pub const MAX_PARTS: usize = 3;
 
 /// The parts of a matrix whose source holds them in different formats (a GGUF file's fused
 /// projection whose tensors differ in block type, kept as they are): each part's rows and format, in
-/// order, the parts stored one after the other. Empty when the whole matrix has one format.
+/// order, the parts stored one after the other, each starting on a [`SEGMENT_ALIGN`] boundary (the
+/// dense kernels' 16-byte loads). Empty when the whole matrix has one format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Mixed {
     parts: [Option<(usize, WeightFormat)>; MAX_PARTS],
 }
+
+/// Where each part of a mixed stack starts, relative to the matrix (bytes).
+pub const SEGMENT_ALIGN: usize = 16;
 
 /// Rows `row..row + rows` of a matrix, stored in `format` at byte `off` of the matrix buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,17 +76,16 @@ impl Mat {
                 format,
             });
             row += rows;
-            off += format.matrix_bytes(rows, self.cols);
+            off += format.matrix_bytes(rows, self.cols).div_ceil(SEGMENT_ALIGN) * SEGMENT_ALIGN;
         }
         out
     }
 
-    /// Bytes of the whole matrix.
+    /// Bytes of the whole matrix (a mixed stack's parts padded to [`SEGMENT_ALIGN`]).
     pub fn bytes(&self) -> usize {
-        self.segments()
-            .iter()
-            .map(|s| s.format.matrix_bytes(s.rows, self.cols))
-            .sum()
+        self.segments().last().map_or(0, |s| {
+            s.off + s.format.matrix_bytes(s.rows, self.cols) - self.off
+        })
     }
 }
 
@@ -205,6 +208,10 @@ impl Builder<'_> {
         };
         if kept.iter().all(|k| *k == Some(first_kept)) {
             return self.linear_as(plan, first_kept);
+        }
+        if weights.len() > MAX_PARTS {
+            // No plan fuses more parts than q, k and v; were one to, its parts would be dense.
+            return self.linear_as(plan, format);
         }
         let mut mixed = Mixed::default();
         for (slot, ((_, rows), k)) in mixed.parts.iter_mut().zip(weights.iter().zip(&kept)) {
@@ -504,6 +511,7 @@ pub fn pack(
             // One part per segment, each in its own format.
             false => {
                 for (t, seg) in tensors.iter().zip(m.segments()) {
+                    mats.resize(seg.off, 0);
                     append(&mut mats, &[t], m.cols, seg.format)?;
                 }
             }
@@ -657,6 +665,13 @@ mod tests {
             ]
         );
         assert_eq!(qkv[2].row, spec.q_dim() + spec.kv_dim());
+        // Each part starts on a 16-byte boundary (Q4_0 and Q4_1 rows of 64 weights are 36 and 40
+        // bytes: the k part follows q's 64 rows at 2304 bytes, v follows k at 2304 + 640).
+        assert!(qkv.iter().all(|s| (s.off - l.qkv.off) % SEGMENT_ALIGN == 0));
+        assert_eq!(
+            l.qkv.bytes(),
+            qkv[2].off - l.qkv.off + 2 * spec.kv_dim() * h
+        );
         for (seg, name) in qkv.iter().zip(["layers.0.q.weight", "layers.0.k.weight"]) {
             let (ty, bytes) = blocks(name);
             assert_eq!(seg.format, WeightFormat::Blocks(ty));
