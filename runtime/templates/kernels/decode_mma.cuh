@@ -4,16 +4,21 @@
 // f32 path's sum of code * input in another order; the scale multiplies each group's (int4) or the
 // row's (int8, fp8) sum.
 //
-// A block takes a tile of 16 matrix rows (8 units of a row pair, or 16 single units: tile row i is
-// unit i % 8 of the tile's row i / 8, or unit i) and its 8 warps split the row's steps of 4 * PER
-// weights (PER: a 16-byte code vector's weights). Lane 4 g + t loads one code vector of tile rows g
-// and g + 8 per step: weights [4 PER s + PER t, + PER) of the step s. Those become the A fragments of
-// PER / 4 mma m16n8k16 (16 rows x 16 k), whose B fragments are the staged inputs of token g (zero for
-// g >= M) at the same weights, so the C fragments are per-row sums over the step for tokens
+// The matrix rows go in tiles of 16 (8 units of a row pair, or 16 single units: tile row i is
+// unit i % 8 of the tile's row i / 8, or unit i). A block takes tiles blockIdx.x, + gridDim.x, ...
+// (the host launches as many blocks as are resident at once, at most one per tile) and stages (and
+// norms) the inputs once, before its first. Its 8 warps split a tile row's steps of 4 * PER weights
+// (PER: a 16-byte code vector's weights). Lane 4 g + t loads one code vector of tile rows g and
+// g + 8 per step: weights [4 PER s + PER t, + PER) of the step s. Those become the A fragments of
+// PER / 4 mma m16n8k16 (16 rows x 16 k), whose B fragments are the staged inputs of token g (zero
+// for g >= M) at the same weights, so the C fragments are per-row sums over the step for tokens
 // 2t, 2t + 1 (mma.cuh's layouts). The code pairs come out of a vector in a format's own order, and
 // the inputs are staged in that order (x_slot), so that each B fragment is one 8-byte load.
-// The warps' sums meet in shared memory; one thread per unit then scales (int8, fp8) and runs the
-// kernel's epilogue.
+// A warp keeps MMA_DEPTH steps' loads in flight (fewer where a tile has fewer of its steps)
+// through all its block's tiles, so that the next tile's first weights stream while a tile's sums
+// meet and its epilogue runs (and the first tile's even before the wait for the predecessor). The
+// warps' sums meet in shared memory after the staged inputs; one thread per unit then scales them
+// (int8, fp8) and runs the kernel's epilogue, whose inputs it asked for as the tile began.
 #define MMA_TILE 16
 #define MMA_DEPTH 4 // steps in flight per warp
 
@@ -83,6 +88,12 @@ template <int F> __device__ __forceinline__ void code_pairs(uint4 v, u32* p) {
     }
 }
 
+// Bytes of shared memory after the staged inputs for the warps' sums of a tile (decode.rs
+// `MMA_SUMS_BYTES`): [warp][tile row][token] of f32 for as many warps at a time as fit, all 8 for up
+// to 4 tokens, 4 for 8 tokens (2 rounds). 2 KB, so that the widest staged inputs still fit beside
+// them (8 rows of 14336 inputs: 224 KB + 2 KB, the opt-in limit of sm_90 less 1 KB).
+#define MMA_SUMS_BYTES 2048
+
 template <int K, int KIND, int F, int N, int MR, class Epi, class Stage>
 __device__ __forceinline__ void mma_gemv(const unsigned char* __restrict__ W, int units, int M,
                                          Epi& epi, Stage stage, u64* trace, int slot) {
@@ -92,24 +103,33 @@ __device__ __forceinline__ void mma_gemv(const unsigned char* __restrict__ W, in
 #endif
     typedef Fmt<F, K> P;
     constexpr int PER = P::PER, SK = 4 * PER, STEPS = K / SK, MMAS = PER / 4;
-    constexpr int UPT = MMA_TILE / Unit<KIND>::RU; // units per tile
+    constexpr int RU = Unit<KIND>::RU, UPT = MMA_TILE / RU; // rows per unit, units per tile
+    // Warps whose sums meet at once (a round): as many as MMA_SUMS_BYTES holds.
+    constexpr int FIT = MMA_SUMS_BYTES / (MMA_TILE * MR * 4), RW = FIT < WARPS ? FIT : WARPS;
+    static_assert(RW > 0 && WARPS % RW == 0, "the sums take whole rounds of warps");
     pdl_trigger();
     TraceExit trace_exit{trace, slot};
     trace_mark(trace, slot, 0);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    int u0 = blockIdx.x * UPT;
-    // Tile rows g and g + 8: their matrix rows, or -1 past the last unit.
-    int rows[2];
+    int tiles = (units + UPT - 1) / UPT;
+    // Steps warp, warp + 8, ... of each tile.
+    int mine = warp < STEPS ? (STEPS - 1 - warp) / WARPS + 1 : 0;
+    // Tile rows g and g + 8 of tile `tile`: their matrix rows, or -1 past the last unit.
+    auto rows_of = [&](int tile, int (&rows)[2]) {
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-        int i = g + 8 * h;
-        int u = u0 + (Unit<KIND>::RU == 2 ? i % 8 : i), r = Unit<KIND>::RU == 2 ? i / 8 : 0;
-        rows[h] = u < units ? Unit<KIND>::row(u, r) : -1;
-    }
-    int mine = warp < STEPS ? (STEPS - 1 - warp) / WARPS + 1 : 0; // steps warp, warp + 8, ...
+        for (int h = 0; h < 2; h++) {
+            int i = g + 8 * h;
+            int u = tile * UPT + (RU == 2 ? i % 8 : i), r = RU == 2 ? i / 8 : 0;
+            rows[h] = u < units ? Unit<KIND>::row(u, r) : -1;
+        }
+    };
+    // The ring of steps in flight: step s of a tile in slot s % MMA_DEPTH (a constant where it is
+    // read, so that the ring lives in registers). Once read, a slot takes the step MMA_DEPTH on, or
+    // past the tile's last step the next tile's step of that slot: the next tile's first
+    // min(mine, MMA_DEPTH) steps are in flight while this tile's sums meet and its epilogue runs.
     uint4 buf[MMA_DEPTH][2];
     float sc[MMA_DEPTH][2];
-    auto load = [&](int d, int s) {
+    auto load = [&](int d, const int (&rows)[2], int s) {
         int st = warp + s * WARPS;
 #pragma unroll
         for (int h = 0; h < 2; h++) {
@@ -122,65 +142,102 @@ __device__ __forceinline__ void mma_gemv(const unsigned char* __restrict__ W, in
             if (F == FMT_INT4) sc[d][h] = scale_of<F, K>(W, N, rows[h], st * 4 + t);
         }
     };
+    int rows[2], next[2]; // this tile's rows and the next one's (-1 past the last tile)
+    rows_of(blockIdx.x, rows);
 #pragma unroll
     for (int d = 0; d < MMA_DEPTH; d++)
-        if (d < mine) load(d, d);
+        if (d < mine) load(d, rows, d);
     pdl_wait();
     trace_mark(trace, slot, 1);
-    T* xs = (T*)dec_smem;
     stage(dec_smem);
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    const T* xg = xs + (size_t)g * K + t * PER; // token g's inputs at this lane's weights
-    for (int s0 = 0; s0 < mine; s0 += MMA_DEPTH) {
+    // Token g's inputs at this lane's weights.
+    const T* xg = (const T*)dec_smem + (size_t)g * K + t * PER;
+    // The warps' sums: red[warp % RW][tile row][token], after the staged inputs (every tile reads
+    // those).
+    float* red = (float*)(dec_smem + (size_t)M * K * sizeof(T));
+    // A tile's sums are the same arithmetic in the same order whichever block takes it (each warp's
+    // steps of the tile from zero, then the warps' sums in warp order): any grid gives the same bits.
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        rows_of(tile + gridDim.x, next);
+        // One thread per unit: its epilogue inputs and row scales, asked for as the tile begins.
+        int ul = threadIdx.x, u = tile * UPT + ul;
+        bool owner = ul < UPT && u < units;
+        float scale[RU];
+        if (owner) {
+            epi.prepare(u, M);
 #pragma unroll
-        for (int d = 0; d < MMA_DEPTH; d++) {
-            int s = s0 + d;
-            if (s >= mine) break;
-            u32 pa[PER / 2], pb[PER / 2];
-            code_pairs<F>(buf[d][0], pa);
-            code_pairs<F>(buf[d][1], pb);
-            float s0a = sc[d][0], s1a = sc[d][1];
-            if (s + MMA_DEPTH < mine) load(d, s + MMA_DEPTH);
-            const T* x = xg + (size_t)(warp + s * WARPS) * SK;
-            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            float* cc = F == FMT_INT4 ? c : acc;
+            for (int r = 0; r < RU; r++)
+                scale[r] = F == FMT_INT4 ? 1.0f : scale_of<F, K>(W, N, Unit<KIND>::row(u, r), 0);
+        }
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int s0 = 0; s0 < mine; s0 += MMA_DEPTH) {
 #pragma unroll
-            for (int j = 0; j < MMAS; j++) {
-                u32 a[4] = {pa[2 * j], pb[2 * j], pa[2 * j + 1], pb[2 * j + 1]};
-                uint2 b = g < M ? *(const uint2*)(x + 4 * j) : make_uint2(0, 0);
-                mma16816(cc, a, b.x, b.y);
-            }
-            if (F == FMT_INT4) {
-                acc[0] = fmaf(c[0], s0a, acc[0]);
-                acc[1] = fmaf(c[1], s0a, acc[1]);
-                acc[2] = fmaf(c[2], s1a, acc[2]);
-                acc[3] = fmaf(c[3], s1a, acc[3]);
+            for (int d = 0; d < MMA_DEPTH; d++) {
+                int s = s0 + d;
+                if (s >= mine) break;
+                u32 pa[PER / 2], pb[PER / 2];
+                code_pairs<F>(buf[d][0], pa);
+                code_pairs<F>(buf[d][1], pb);
+                float s0a = sc[d][0], s1a = sc[d][1];
+                if (s + MMA_DEPTH < mine)
+                    load(d, rows, s + MMA_DEPTH);
+                else
+                    load(d, next, d);
+                const T* x = xg + (size_t)(warp + s * WARPS) * SK;
+                float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                float* cc = F == FMT_INT4 ? c : acc;
+#pragma unroll
+                for (int j = 0; j < MMAS; j++) {
+                    u32 a[4] = {pa[2 * j], pb[2 * j], pa[2 * j + 1], pb[2 * j + 1]};
+                    uint2 b = g < M ? *(const uint2*)(x + 4 * j) : make_uint2(0, 0);
+                    mma16816(cc, a, b.x, b.y);
+                }
+                if (F == FMT_INT4) {
+                    acc[0] = fmaf(c[0], s0a, acc[0]);
+                    acc[1] = fmaf(c[1], s0a, acc[1]);
+                    acc[2] = fmaf(c[2], s1a, acc[2]);
+                    acc[3] = fmaf(c[3], s1a, acc[3]);
+                }
             }
         }
-    }
-    // The warps' sums: red[warp][tile row][token] (over the staged inputs, no longer read).
-    __syncthreads();
-    float* red = (float*)dec_smem;
+        rows[0] = next[0];
+        rows[1] = next[1];
+        // The warps' sums meet in `red`, RW warps a round; a unit's thread adds them in warp order.
+        float v[RU][MR];
 #pragma unroll
-    for (int e = 0; e < 4; e++) red[(warp * MMA_TILE + g + 8 * (e >> 1)) * 8 + 2 * t + (e & 1)] = acc[e];
-    __syncthreads();
-    if (threadIdx.x < UPT && u0 + (int)threadIdx.x < units) {
-        int ul = threadIdx.x, u = u0 + ul;
-        float s[Unit<KIND>::RU][MR];
+        for (int r = 0; r < RU; r++)
 #pragma unroll
-        for (int r = 0; r < Unit<KIND>::RU; r++) {
-            int i = Unit<KIND>::RU == 2 ? ul + 8 * r : ul;
-            float scale = F == FMT_INT4 ? 1.0f : scale_of<F, K>(W, N, Unit<KIND>::row(u, r), 0);
+            for (int m = 0; m < MR; m++) v[r][m] = 0.0f;
 #pragma unroll
-            for (int m = 0; m < MR; m++) {
-                float v = 0.0f;
+        for (int w0 = 0; w0 < WARPS; w0 += RW) {
+            __syncthreads(); // the last reads of `red` (the previous round or tile) are done
+            if (warp >= w0 && warp < w0 + RW)
 #pragma unroll
-                for (int w = 0; w < WARPS; w++) v += red[(w * MMA_TILE + i) * 8 + m];
-                s[r][m] = v * scale;
-            }
+                for (int e = 0; e < 4; e++) {
+                    int m = 2 * t + (e & 1);
+                    if (m < MR) red[((warp - w0) * MMA_TILE + g + 8 * (e >> 1)) * MR + m] = acc[e];
+                }
+            __syncthreads();
+            if (owner)
+#pragma unroll
+                for (int r = 0; r < RU; r++) {
+                    int i = RU == 2 ? ul + 8 * r : ul;
+#pragma unroll
+                    for (int m = 0; m < MR; m++)
+#pragma unroll
+                        for (int w = 0; w < RW; w++) v[r][m] += red[(w * MMA_TILE + i) * MR + m];
+                }
         }
-        epi.prepare(u, M);
-        epi(u, s, M);
+        if (owner) {
+            // Scaled apart from the epilogue's additions (never contracted into them).
+            float s[RU][MR];
+#pragma unroll
+            for (int r = 0; r < RU; r++)
+#pragma unroll
+                for (int m = 0; m < MR; m++)
+                    s[r][m] = F == FMT_INT4 ? v[r][m] : __fmul_rn(v[r][m], scale[r]);
+            epi(u, s, M);
+        }
     }
 }
 

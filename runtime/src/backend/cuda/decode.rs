@@ -54,12 +54,30 @@ fn staged_bytes(m: &Model<'_>, w: &Mat) -> usize {
     }
 }
 
-/// Shared memory of the tensor-core GEMVs' sums across warps (decode_mma.cuh: 8 warps x 16 rows x 8
-/// tokens of f32), which reuses the staged inputs' space.
-const MMA_SUMS_BYTES: usize = 8 * 16 * 8 * 4;
+/// Shared memory of the tensor-core GEMVs' sums across warps, after the staged inputs
+/// (decode_mma.cuh's `MMA_SUMS_BYTES`: 16 rows x 8 tokens of f32 for 4 warps a round).
+const MMA_SUMS_BYTES: usize = 2048;
 
-/// Rows of a tensor-core GEMV block.
+/// Rows of a tensor-core GEMV tile.
 const MMA_TILE: usize = 16;
+
+/// Dynamic shared memory of a decode GEMV over `w` with `rows` token rows: the staged inputs, and on
+/// tensor cores the warps' sums after them.
+fn gemv_smem(m: &Model<'_>, w: &Mat, rows: usize) -> usize {
+    let staged = rows * w.cols * staged_bytes(m, w);
+    if on_tensor_cores(m, w) {
+        staged + MMA_SUMS_BYTES
+    } else {
+        staged
+    }
+}
+
+/// Whether the tensor-core GEMVs take one block per tile (`LLMFORGE_DECODE_MMA_GRID=tiles`, for A/B
+/// runs) rather than as many blocks as are resident at once, each walking its share of the tiles.
+/// Either way every tile's sums are the same (decode_mma.cuh), so results do not change.
+fn mma_block_per_tile() -> bool {
+    std::env::var("LLMFORGE_DECODE_MMA_GRID").is_ok_and(|v| v == "tiles")
+}
 
 /// Whether every row of `w` is a whole number of the 16-byte vectors the decode GEMVs load.
 fn whole_vectors(m: &Model<'_>, w: &Mat) -> bool {
@@ -95,10 +113,9 @@ pub fn fits(m: &Model<'_>, call: &Call) -> bool {
                 .all(|(a, b)| a.format == b.format && a.cols == b.cols)
             })
         })
-        && mats.into_iter().all(|w| {
-            let smem = (rows * w.cols * staged_bytes(m, w)).max(MMA_SUMS_BYTES);
-            whole_vectors(m, w) && smem <= m.k.gemv_smem_limit
-        })
+        && mats
+            .into_iter()
+            .all(|w| whole_vectors(m, w) && gemv_smem(m, w, rows) <= m.k.gemv_smem_limit)
 }
 
 /// Blocks of a decode GEMV launch of `f` with `smem` bytes of shared memory.
@@ -111,16 +128,20 @@ fn blocks(m: &Model<'_>, f: &CudaFunction, smem: usize) -> usize {
 
 /// Launch one decode GEMV `f` over `w` (its `w.cols` inputs of `rows` rows staged in shared memory).
 fn gemv<K: Kernel>(m: &Model<'_>, f: &Function<K>, w: &Mat, rows: usize, kernel: &K) -> Result<()> {
-    let smem = rows * w.cols * staged_bytes(m, w);
-    if on_tensor_cores(m, w) {
-        // One block per tile of 16 matrix rows.
-        let smem = smem.max(MMA_SUMS_BYTES);
-        let grid = (w.rows.div_ceil(MMA_TILE) as u32, 1, 1);
-        return m
-            .stream()
-            .launch(f, Grid::new(grid, 256).smem(smem), kernel);
-    }
-    let grid = (blocks(m, f.cuda(), smem) as u32, 1, 1);
+    let smem = gemv_smem(m, w, rows);
+    let grid = if on_tensor_cores(m, w) {
+        // Tiles of 16 matrix rows, a block taking every grid-th one: as many blocks as are resident
+        // at once (at most `blocks_per_sm` per SM, as the f32 path), at most one per tile.
+        let tiles = w.rows.div_ceil(MMA_TILE);
+        if mma_block_per_tile() {
+            tiles
+        } else {
+            blocks(m, f.cuda(), smem).min(tiles)
+        }
+    } else {
+        blocks(m, f.cuda(), smem)
+    };
+    let grid = (grid as u32, 1, 1);
     m.stream()
         .launch(f, Grid::new(grid, 256).smem(smem), kernel)
 }
