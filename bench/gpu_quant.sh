@@ -35,8 +35,10 @@ speed() { # label bin model quant [extra...]
 for model in Llama-3.2-1B-Instruct Llama-3.1-8B-Instruct; do
     [ -n "$BASE" ] && speed base "$BASE" "$model" none
     for quant in none int4 int8 fp8; do speed ours "$BIN" "$model" "$quant"; done
-    # The f32 GEMV path for the same format (LLMFORGE_DECODE_MMA=0), against the tensor-core one.
+    # The f32 GEMV path for the same format (LLMFORGE_DECODE_MMA=0), and the tensor-core one with a
+    # block per 16-row tile instead of the persistent grid, against the default.
     LLMFORGE_DECODE_MMA=0 speed ours-f32-gemv "$BIN" "$model" int4
+    LLMFORGE_DECODE_MMA_GRID=tiles speed ours-tile-grid "$BIN" "$model" int4
     [ -n "$BASE" ] && speed base "$BASE" "$model" none
 done
 cat "$OUT/speed.jsonl"
