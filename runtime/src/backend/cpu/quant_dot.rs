@@ -471,54 +471,88 @@ mod x86 {
         }
     }
 
-    macro_rules! rows_dot_with {
-        ($name:ident, $walk:ident, $features:literal) => {
-            /// Rows four at a time, then one at a time.
-            ///
-            /// # Safety
-            /// As [`rows_dot`], and the features enabled here.
-            #[target_feature(enable = $features)]
-            unsafe fn $name<K: Kind>(
-                cb: usize,
-                sr: usize,
-                cols: usize,
-                codes: &[u8],
-                scales: &[f32],
-                x: *const f32,
-                out: &mut [f32],
-            ) {
-                let (c, s) = (codes.as_ptr(), scales.as_ptr());
-                let quads = out.len() / 4;
-                // SAFETY: rows `4q..4q + 4` and `j` are inside `codes` and `scales` (caller).
-                unsafe {
-                    for q in 0..quads {
-                        let r = 4 * q;
-                        let sc = [0, 1, 2, 3].map(|i| s.add((r + i) * sr));
-                        let v = if sc.iter().all(|&s| K::takes(s)) {
-                            $walk::<K, 4>(c.add(r * cb), cb, sc, cols, x)
-                        } else {
-                            $walk::<K::Big, 4>(c.add(r * cb), cb, sc, cols, x)
-                        };
-                        out[r..r + 4].copy_from_slice(&v);
-                    }
-                    for j in 4 * quads..out.len() {
-                        let (p, sc) = (c.add(j * cb), [s.add(j * sr)]);
-                        out[j] = if K::takes(sc[0]) {
-                            $walk::<K, 1>(p, cb, sc, cols, x)[0]
-                        } else {
-                            $walk::<K::Big, 1>(p, cb, sc, cols, x)[0]
-                        };
-                    }
+    /// Rows `R` at a time through `walk` (`$walk::<K, R>`), then one at a time.
+    macro_rules! rows_in {
+        (
+            $walk:ident,
+            $R:expr,
+            $cb:expr,
+            $sr:expr,
+            $cols:expr,
+            $codes:expr,
+            $scales:expr,
+            $x:expr,
+            $out:expr
+        ) => {{
+            const R: usize = $R;
+            let (cb, sr, cols, x, out) = ($cb, $sr, $cols, $x, $out);
+            let (c, s) = ($codes.as_ptr(), $scales.as_ptr());
+            let groups = out.len() / R;
+            // SAFETY: rows `R g..R g + R` and `j` are inside `codes` and `scales` (the caller's
+            // contract).
+            unsafe {
+                for g in 0..groups {
+                    let r = R * g;
+                    let sc: [*const f32; R] = std::array::from_fn(|i| s.add((r + i) * sr));
+                    let v = if sc.iter().all(|&s| K::takes(s)) {
+                        $walk::<K, R>(c.add(r * cb), cb, sc, cols, x)
+                    } else {
+                        $walk::<K::Big, R>(c.add(r * cb), cb, sc, cols, x)
+                    };
+                    out[r..r + R].copy_from_slice(&v);
+                }
+                for j in R * groups..out.len() {
+                    let (p, sc) = (c.add(j * cb), [s.add(j * sr)]);
+                    out[j] = if K::takes(sc[0]) {
+                        $walk::<K, 1>(p, cb, sc, cols, x)[0]
+                    } else {
+                        $walk::<K::Big, 1>(p, cb, sc, cols, x)[0]
+                    };
                 }
             }
-        };
+        }};
     }
-    rows_dot_with!(rows_dot_kind, walk, "avx2,fma");
-    rows_dot_with!(
-        rows_dot_kind512,
-        walk512,
-        "avx512f,avx512bw,avx512vl,avx2,fma"
-    );
+
+    /// Rows four at a time, then one at a time; int4 two at a time: four rows' 8 accumulators and
+    /// scales, `x` and its decoder's constants do not fit AVX2's 16 registers, and accumulators
+    /// spilled to the stack put a store and a load into every FMA chain (what that cost depended on
+    /// where the code was placed: up to 1.7x on the test machine).
+    ///
+    /// # Safety
+    /// As [`rows_dot`], and AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_dot_kind<K: Kind>(
+        cb: usize,
+        sr: usize,
+        cols: usize,
+        codes: &[u8],
+        scales: &[f32],
+        x: *const f32,
+        out: &mut [f32],
+    ) {
+        if K::CHUNK_BYTES < LANES {
+            rows_in!(walk, 2, cb, sr, cols, codes, scales, x, out)
+        } else {
+            rows_in!(walk, 4, cb, sr, cols, codes, scales, x, out)
+        }
+    }
+
+    /// Rows four at a time, then one at a time.
+    ///
+    /// # Safety
+    /// As [`rows_dot`], and AVX-512F, BW and VL, AVX2 and FMA.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    unsafe fn rows_dot_kind512<K: Kind>(
+        cb: usize,
+        sr: usize,
+        cols: usize,
+        codes: &[u8],
+        scales: &[f32],
+        x: *const f32,
+        out: &mut [f32],
+    ) {
+        rows_in!(walk512, 4, cb, sr, cols, codes, scales, x, out)
+    }
 
     /// Whether the 512-bit walk runs (AVX-512F, BW, VL; `LLMFORGE_CPU_AVX512=0` keeps the 256-bit
     /// one, same results).
