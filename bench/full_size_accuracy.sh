@@ -12,18 +12,20 @@
 #      once from Python's random.Random(20261208)), FP32 engine unless said: dense FP32 (the
 #      reference), FP16 and BF16 storage, --quant_format int8 / int4 / fp8 (quantized at build), and each
 #      GGUF file with --quant_format gguf and none (runs.jsonl, one JSON line per engine);
-#   3. llama.cpp's logits of the same prompt on each GGUF file (f32 KV cache);
+#   3. llama.cpp's logits of the same prompt on each GGUF file (f32 KV cache, flash attention off);
 #   4. metrics.jsonl: each run against the FP32 engine (max |d| / max |ref|, mean and largest KL over
 #      positions, top-1 agreement; bench/full_size_accuracy.py metrics), gguf against none and against
 #      llama.cpp on the same file; summary.md: the tables.
 #
 # Usage: bench/full_size_accuracy.sh [OUT_DIR]   (default: $TMPDIR/llmforge-full-size-<UTC time>)
 # OUT_DIR gets meta.txt, errors.txt, runs.jsonl, types.jsonl, metrics.jsonl, summary.md and logs/ (all
-# small); the weights, GGUF files and logits (tens of GB on a 1B model) go under WORK.
+# small); the weights, GGUF files and logits (22 GB on Llama-3.2-1B) go under WORK. About half an hour
+# from nothing on 2 cores (Llama-3.2-1B), 10-12 minutes with WORK's files kept.
 # Environment (defaults): MODEL_DIR (models/Llama-3.2-1B-Instruct), SEED (0), THREADS (2), TYPES ("Q8_0
 #   Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 Q3_K_L Q3_K_M Q3_K_S Q2_K": every legacy and
-#   K-quant type our loader reads), FORMATS ("fp32 fp16 bf16 int8 int4 fp8"), WORK ($TMPDIR/llmforge-full-size-work: kept between runs, files already there are reused),
-#   LLAMA_PYTHON (~/.cache/llmforge/llamacpp/bin/python, with llama-cpp-python, gguf and numpy: see
+#   K-quant type our loader reads), FORMATS ("fp32 fp16 bf16 int8 int4 fp8"), WORK
+#   ($TMPDIR/llmforge-full-size-work: kept between runs, files already there are reused), LLAMA_PYTHON
+#   (~/.cache/llmforge/llamacpp/bin/python, with llama-cpp-python, gguf and numpy: see
 #   bench/gguf_vs_llamacpp.sh), SKIP_LLAMA=1, SKIP_NONE=1 (no --quant_format none runs), NICE (19: every
 #   heavy step runs under `nice -n NICE`), WAIT_FOR (a pgrep -f pattern: before each heavy step, wait
 #   while a process matches it, polling every 30 s, up to 20 min), EXAMPLE (the full_size_accuracy
